@@ -1,0 +1,13 @@
+# Third-party libraries, found once here and linked PRIVATE by the targets
+# that need them. Installed by scripts/setup.sh.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(EXT2FS REQUIRED IMPORTED_TARGET ext2fs com_err)
+pkg_check_modules(BOTAN REQUIRED IMPORTED_TARGET botan-2)
+pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+pkg_check_modules(LIBARCHIVE REQUIRED IMPORTED_TARGET libarchive)
+pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
+find_package(OpenSSL 3 REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(Catch2 2 REQUIRED)
+find_package(Threads REQUIRED)

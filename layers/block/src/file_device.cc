@@ -1,0 +1,253 @@
+#include "block/file_device.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace stack {
+namespace {
+
+constexpr size_t kDirectAlign = 4096;
+
+bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+struct AlignedBuffer {
+  explicit AlignedBuffer(size_t n) {
+    if (posix_memalign(&p, kDirectAlign, n) != 0) p = nullptr;
+  }
+  ~AlignedBuffer() { std::free(p); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  void* p = nullptr;
+};
+
+Status PreadFull(int fd, uint8_t* buf, size_t len, uint64_t off, const std::string& path) {
+  while (len > 0) {
+    ssize_t n = ::pread(fd, buf, len, static_cast<off_t>(off));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IoError("read " + path + " at " + std::to_string(off) + ": " +
+                                 std::strerror(errno),
+                             errno);
+    }
+    if (n == 0) {  // past EOF: the file shrank under us; treat as zeros
+      std::memset(buf, 0, len);
+      return Status::Ok();
+    }
+    buf += n;
+    len -= static_cast<size_t>(n);
+    off += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status PwriteFull(int fd, const uint8_t* buf, size_t len, uint64_t off, const std::string& path) {
+  while (len > 0) {
+    ssize_t n = ::pwrite(fd, buf, len, static_cast<off_t>(off));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno("write " + path + " at " + std::to_string(off), errno);
+    }
+    buf += n;
+    len -= static_cast<size_t>(n);
+    off += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+FileDevice::FileDevice(std::string path, int fd, const FileDeviceOptions& opts, uint64_t size)
+    : path_(std::move(path)),
+      fd_(fd),
+      block_size_(opts.block_size),
+      block_count_(size / opts.block_size),
+      read_only_(opts.read_only),
+      direct_(opts.direct) {}
+
+FileDevice::~FileDevice() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+static Result<int> OpenFd(const std::string& path, int flags, const FileDeviceOptions& opts) {
+  if (!IsPowerOfTwo(opts.block_size) || opts.block_size < 512) {
+    return Status::InvalidArgument("block size " + std::to_string(opts.block_size) +
+                                   " is not a power of two >= 512");
+  }
+  flags |= O_CLOEXEC;
+  if (opts.direct) flags |= O_DIRECT;
+  int fd = ::open(path.c_str(), flags, 0644);
+  if (fd < 0) return Status::FromErrno("open " + path, errno);
+  if (opts.lock && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    ::close(fd);
+    if (e == EWOULDBLOCK) return Status(Code::kBusy, path + " is in use by another process", e);
+    return Status::FromErrno("lock " + path, e);
+  }
+  return fd;
+}
+
+Result<std::unique_ptr<FileDevice>> FileDevice::Open(const std::string& path,
+                                                     const FileDeviceOptions& opts) {
+  ASSIGN_OR_RETURN(int fd, OpenFd(path, opts.read_only ? O_RDONLY : O_RDWR, opts));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    return Status::FromErrno("stat " + path, e);
+  }
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (S_ISBLK(st.st_mode)) {
+    off_t end = ::lseek(fd, 0, SEEK_END);
+    size = end > 0 ? static_cast<uint64_t>(end) : 0;
+  } else if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::InvalidArgument(path + " is not a regular file or block device");
+  }
+  if (size % opts.block_size != 0) {
+    ::close(fd);
+    return Status::InvalidArgument(path + " size " + std::to_string(size) +
+                                   " is not a multiple of block size " +
+                                   std::to_string(opts.block_size));
+  }
+  return std::unique_ptr<FileDevice>(new FileDevice(path, fd, opts, size));
+}
+
+Result<std::unique_ptr<FileDevice>> FileDevice::Create(const std::string& path,
+                                                       uint64_t size_bytes,
+                                                       const FileDeviceOptions& opts,
+                                                       bool overwrite) {
+  if (opts.read_only) return Status::InvalidArgument("cannot create read-only " + path);
+  if (opts.block_size == 0 || size_bytes % opts.block_size != 0) {
+    return Status::InvalidArgument("size " + std::to_string(size_bytes) +
+                                   " is not a multiple of block size " +
+                                   std::to_string(opts.block_size));
+  }
+  int flags = O_RDWR | O_CREAT | (overwrite ? 0 : O_EXCL);
+  ASSIGN_OR_RETURN(int fd, OpenFd(path, flags, opts));
+  if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(size_bytes)) != 0) {
+    int e = errno;
+    ::close(fd);
+    return Status::FromErrno("size " + path, e);
+  }
+  return std::unique_ptr<FileDevice>(new FileDevice(path, fd, opts, size_bytes));
+}
+
+DeviceCapabilities FileDevice::capabilities() const {
+  DeviceCapabilities c;
+  c.read_only = read_only_;
+  c.unwritten_reads_zero = true;  // sparse growth
+  c.discard_supported = true;
+  c.discard_zeroes = true;  // punched or zero-written
+  c.holes_read_zero = true;
+  c.persistent = true;
+  return c;
+}
+
+Status FileDevice::Resize(uint64_t new_size_bytes) {
+  if (read_only_) return Status::ReadOnly("resize of read-only " + describe());
+  if (new_size_bytes % block_size_ != 0) {
+    return Status::InvalidArgument("resize to " + std::to_string(new_size_bytes) +
+                                   " is not block aligned");
+  }
+  if (::ftruncate(fd_, static_cast<off_t>(new_size_bytes)) != 0) {
+    return Status::FromErrno("resize " + path_, errno);
+  }
+  block_count_ = new_size_bytes / block_size_;
+  return Status::Ok();
+}
+
+Status FileDevice::DoRead(uint64_t offset, std::span<uint8_t> out) {
+  if (direct_ && reinterpret_cast<uintptr_t>(out.data()) % kDirectAlign != 0) {
+    AlignedBuffer b(out.size());
+    if (!b.p) return Status::IoError("out of memory for O_DIRECT bounce buffer");
+    RETURN_IF_ERROR(PreadFull(fd_, static_cast<uint8_t*>(b.p), out.size(), offset, path_));
+    std::memcpy(out.data(), b.p, out.size());
+    return Status::Ok();
+  }
+  return PreadFull(fd_, out.data(), out.size(), offset, path_);
+}
+
+Status FileDevice::DoWrite(uint64_t offset, std::span<const uint8_t> data) {
+  if (direct_ && reinterpret_cast<uintptr_t>(data.data()) % kDirectAlign != 0) {
+    AlignedBuffer b(data.size());
+    if (!b.p) return Status::IoError("out of memory for O_DIRECT bounce buffer");
+    std::memcpy(b.p, data.data(), data.size());
+    return PwriteFull(fd_, static_cast<const uint8_t*>(b.p), data.size(), offset, path_);
+  }
+  return PwriteFull(fd_, data.data(), data.size(), offset, path_);
+}
+
+Status FileDevice::DoFlush() {
+  if (read_only_) return Status::Ok();
+  while (::fdatasync(fd_) != 0) {
+    if (errno == EINTR) continue;
+    return Status::FromErrno("fdatasync " + path_, errno);
+  }
+  return Status::Ok();
+}
+
+Status FileDevice::PunchHole(uint64_t offset, uint64_t length, const char* op) {
+  if (punch_supported_) {
+    if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                    static_cast<off_t>(length)) == 0) {
+      return Status::Ok();
+    }
+    if (errno != EOPNOTSUPP && errno != ENOSYS) {
+      return Status::FromErrno(std::string(op) + " " + path_, errno);
+    }
+    punch_supported_ = false;
+  }
+  // The filesystem cannot punch holes: keep the zeroing promise by writing.
+  return BlockDevice::DoWriteZeroes(offset, length);
+}
+
+Status FileDevice::DoDiscard(uint64_t offset, uint64_t length) {
+  return PunchHole(offset, length, "discard");
+}
+
+Status FileDevice::DoWriteZeroes(uint64_t offset, uint64_t length) {
+  return PunchHole(offset, length, "write-zeroes");
+}
+
+Result<std::vector<Extent>> FileDevice::DoAllocatedExtents(uint64_t offset, uint64_t length) {
+  std::vector<Extent> out;
+  const uint64_t end = offset + length;
+  uint64_t pos = offset;
+  while (pos < end) {
+    off_t data = ::lseek(fd_, static_cast<off_t>(pos), SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // no more data
+      if (errno == EINVAL || errno == EOPNOTSUPP) {  // no SEEK_DATA: all data
+        out.push_back(Extent{pos, end - pos});
+        break;
+      }
+      return Status::FromErrno("SEEK_DATA " + path_, errno);
+    }
+    uint64_t d = static_cast<uint64_t>(data);
+    if (d >= end) break;
+    off_t hole = ::lseek(fd_, data, SEEK_HOLE);
+    if (hole < 0) return Status::FromErrno("SEEK_HOLE " + path_, errno);
+    uint64_t h = std::min<uint64_t>(static_cast<uint64_t>(hole), end);
+    // Round outward to whole blocks; merge with the previous extent.
+    uint64_t s = d / block_size_ * block_size_;
+    uint64_t e = std::min<uint64_t>((h + block_size_ - 1) / block_size_ * block_size_, end);
+    s = std::max(s, offset);
+    if (!out.empty() && out.back().end() >= s) {
+      out.back().length = std::max(out.back().end(), e) - out.back().offset;
+    } else {
+      out.push_back(Extent{s, e - s});
+    }
+    pos = e;
+  }
+  return out;
+}
+
+}  // namespace stack

@@ -1,0 +1,39 @@
+#!/bin/sh
+# Installs every Debian package stack needs to build, test and benchmark.
+# Idempotent; run as root on a fresh Debian bookworm machine.
+set -eu
+
+PKGS="
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  g++ clang-14 libclang-rt-14-dev llvm-14
+  libext2fs-dev e2fsprogs
+  libbotan-2-dev libsodium-dev libssl-dev openssl
+  libcli11-dev catch2 nlohmann-json3-dev
+  libarchive-dev libarchive-tools tar zstd xz-utils gzip
+  libxxhash-dev libisal-dev
+  cryptsetup-bin qemu-utils
+  nbdkit nbdkit-plugin-dev libnbd-bin
+  python3 python3-cryptography
+  util-linux coreutils time
+"
+
+missing=""
+for p in $PKGS; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+
+if [ -z "$missing" ]; then
+  echo "setup: all packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+echo "setup: installing:$missing"
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing
+echo "setup: done"
