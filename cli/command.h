@@ -25,5 +25,10 @@ struct CommandContext {
 };
 
 void RegisterBlockdevCommands(CLI::App& app, CommandContext& ctx);
+void RegisterPoolCommands(CLI::App& app, CommandContext& ctx);
+void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx);
+void RegisterLuksCommands(CLI::App& app, CommandContext& ctx);
+void RegisterFsCommands(CLI::App& app, CommandContext& ctx);
+void RegisterImageCommands(CLI::App& app, CommandContext& ctx);
 
 }  // namespace stack::cli

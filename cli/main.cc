@@ -20,6 +20,11 @@ int main(int argc, char** argv) {
   app.add_flag("--json", ctx.json, "Print listings and reports as JSON on stdout");
   app.require_subcommand(1);
   app.fallthrough();
+  RegisterImageCommands(app, ctx);
+  RegisterPoolCommands(app, ctx);
+  RegisterVolumeCommands(app, ctx);
+  RegisterLuksCommands(app, ctx);
+  RegisterFsCommands(app, ctx);
   RegisterBlockdevCommands(app, ctx);
 
   int rc = ParseCommandLine(app, argc, argv);

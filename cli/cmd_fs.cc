@@ -1,0 +1,345 @@
+// `stack fs ...`: ext4 inside a volume (encrypted or not) or an image file,
+// without mounting: mkfs, populate, ls, stat, cat, get, put, mkdir, rm,
+// chmod, chown, symlink, extract, df.
+#include <sys/stat.h>
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "command.h"
+#include "fs_format.h"
+#include "output.h"
+#include "stack/fs_session.h"
+#include "target_args.h"
+
+namespace stack::cli {
+namespace {
+
+struct FsArgs {
+  TargetArgs t;
+  // mkfs
+  std::string label, uuid;
+  uint32_t block_size = 0, inode_size = 0, inode_ratio = 0;
+  double reserved_ratio = 0.05;
+  int64_t timestamp = -1;
+  // populate / put
+  std::string from, dest = "/", manifest;
+  bool no_owners = false;
+  // misc
+  bool parents = false, recursive = false, long_format = false;
+  std::string mode = "0755";
+  std::string to_dir, to_tar;
+};
+
+std::optional<int64_t> Timestamp(const FsArgs& a) {
+  if (a.timestamp >= 0) return a.timestamp;
+  if (const char* sde = std::getenv("SOURCE_DATE_EPOCH")) return std::atoll(sde);
+  return std::nullopt;
+}
+
+Result<std::unique_ptr<compose::FsSession>> Session(FsArgs& a, bool writable) {
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(writable));
+  auto s = compose::FsSession::Open(spec, a.t.Passphrase());
+  if (s.ok())
+    for (auto& w : (*s)->warnings()) std::cerr << "stack: warning: " << w << "\n";
+  return s;
+}
+
+fsbridge::PopulateOptions PopOpts(const FsArgs& a) {
+  fsbridge::PopulateOptions o;
+  o.manifest_path = a.manifest;
+  o.timestamp = Timestamp(a);
+  o.keep_owners = !a.no_owners;
+  return o;
+}
+
+Status Mkfs(FsArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
+  RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
+  ASSIGN_OR_RETURN(auto o, MkfsOptionsFrom(a.label, a.uuid, a.block_size, a.inode_size,
+                                           a.inode_ratio, a.reserved_ratio, Timestamp(a)));
+  ASSIGN_OR_RETURN(auto s, compose::FsSession::Mkfs(spec, a.t.Passphrase(), o));
+  ASSIGN_OR_RETURN(auto df, s->fs().Df());
+  RETURN_IF_ERROR(s->Close());
+  if (ctx.json) PrintJson(DfJson(df));
+  else std::cout << "made ext4 " << df.uuid << ": " << df.blocks_total << " blocks of "
+                 << df.block_size << " B, " << df.inodes_total << " inodes\n";
+  return Status::Ok();
+}
+
+Status Populate(FsArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target (use --from)"));
+  if (a.from.empty()) return Status::InvalidArgument("--from DIR|TARBALL|- is required");
+  Result<fsbridge::PopulateStats> st = Status::Internal("unset");
+  if (a.from != "-" && std::filesystem::is_directory(a.from))
+    st = s->fs().PopulateFromDirectory(a.from, a.dest, PopOpts(a));
+  else
+    st = s->fs().PopulateFromTar(a.from, a.dest, PopOpts(a));
+  RETURN_IF_ERROR(st.status());
+  RETURN_IF_ERROR(s->Close());
+  if (ctx.json) PrintJson(StatsJson(*st));
+  else std::cout << StatsText(*st) << "\n";
+  return Status::Ok();
+}
+
+Status Ls(FsArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  RETURN_IF_ERROR(a.t.NeedArgs(0, 1, "[PATH]"));
+  std::string path = a.t.pos.empty() ? "/" : a.t.pos[0];
+  ASSIGN_OR_RETURN(auto st, s->fs().Stat(path));
+  std::vector<fsbridge::DirEntryInfo> entries;
+  if (st.type == fsbridge::FileType::kDirectory) {
+    ASSIGN_OR_RETURN(entries, s->fs().List(path));
+  } else {
+    entries.push_back({std::filesystem::path(path).filename().string(), st});
+  }
+  if (ctx.json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (auto& e : entries) {
+      auto j = InodeJson(e.info);
+      j["name"] = e.name;
+      arr.push_back(j);
+    }
+    PrintJson(arr);
+  } else {
+    for (auto& e : entries)
+      std::cout << (a.long_format ? LongLine(e.name, e.info) : e.name) << "\n";
+  }
+  return s->Close();
+}
+
+Status Stat(FsArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  RETURN_IF_ERROR(a.t.NeedArgs(1, 1, "PATH"));
+  ASSIGN_OR_RETURN(auto st, s->fs().Stat(a.t.pos[0]));
+  if (ctx.json) {
+    auto j = InodeJson(st);
+    j["path"] = a.t.pos[0];
+    PrintJson(j);
+  } else {
+    std::cout << StatText(a.t.pos[0], st);
+  }
+  return s->Close();
+}
+
+Status Cat(FsArgs& a) {
+  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  RETURN_IF_ERROR(a.t.NeedArgs(1, 1, "PATH"));
+  RETURN_IF_ERROR(s->fs().ReadFile(a.t.pos[0], std::cout));
+  std::cout.flush();
+  if (!std::cout) return Status::IoError("writing to stdout failed");
+  return s->Close();
+}
+
+Status Get(FsArgs& a) {
+  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "PATH HOST_DEST"));
+  ASSIGN_OR_RETURN(auto st, s->fs().Stat(a.t.pos[0]));
+  const std::string& dest = a.t.pos[1];
+  if (st.type == fsbridge::FileType::kDirectory) {
+    std::filesystem::create_directories(dest);
+    RETURN_IF_ERROR(s->fs().ExtractToDirectory(a.t.pos[0], dest));
+  } else {
+    std::string out = dest;
+    if (std::filesystem::is_directory(dest))
+      out = (std::filesystem::path(dest) / std::filesystem::path(a.t.pos[0]).filename()).string();
+    std::ofstream f(out, std::ios::binary | std::ios::trunc);
+    if (!f) return Status::IoError("cannot create " + out);
+    RETURN_IF_ERROR(s->fs().ReadFile(a.t.pos[0], f));
+    f.close();
+    if (!f) return Status::IoError("writing " + out + " failed");
+    ::chmod(out.c_str(), st.mode & 07777);
+  }
+  return s->Close();
+}
+
+Status Put(FsArgs& a) {
+  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "HOST_SRC PATH"));
+  RETURN_IF_ERROR(s->fs().PutFile(a.t.pos[0], a.t.pos[1], PopOpts(a)));
+  return s->Close();
+}
+
+Status Mkdir(FsArgs& a) {
+  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  RETURN_IF_ERROR(a.t.NeedArgs(1, 64, "PATH..."));
+  ASSIGN_OR_RETURN(uint32_t mode, ParseMode(a.mode));
+  for (auto& p : a.t.pos) RETURN_IF_ERROR(s->fs().Mkdir(p, a.parents, mode));
+  return s->Close();
+}
+
+Status Rm(FsArgs& a) {
+  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  RETURN_IF_ERROR(a.t.NeedArgs(1, 64, "PATH..."));
+  for (auto& p : a.t.pos) RETURN_IF_ERROR(s->fs().Remove(p, a.recursive));
+  return s->Close();
+}
+
+Status Chmod(FsArgs& a) {
+  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  RETURN_IF_ERROR(a.t.NeedArgs(2, 64, "MODE PATH..."));
+  ASSIGN_OR_RETURN(uint32_t mode, ParseMode(a.t.pos[0]));
+  for (size_t i = 1; i < a.t.pos.size(); ++i) RETURN_IF_ERROR(s->fs().Chmod(a.t.pos[i], mode));
+  return s->Close();
+}
+
+Status Chown(FsArgs& a) {
+  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  RETURN_IF_ERROR(a.t.NeedArgs(2, 64, "UID[:GID] PATH..."));
+  ASSIGN_OR_RETURN(auto ids, ParseOwner(a.t.pos[0]));
+  for (size_t i = 1; i < a.t.pos.size(); ++i) {
+    uint32_t gid = ids.second;
+    if (gid == UINT32_MAX) {
+      ASSIGN_OR_RETURN(auto st, s->fs().Stat(a.t.pos[i]));
+      gid = st.gid;
+    }
+    RETURN_IF_ERROR(s->fs().Chown(a.t.pos[i], ids.first, gid));
+  }
+  return s->Close();
+}
+
+Status Symlink(FsArgs& a) {
+  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "TARGET LINK_PATH"));
+  RETURN_IF_ERROR(s->fs().Symlink(a.t.pos[0], a.t.pos[1]));
+  return s->Close();
+}
+
+Status Extract(FsArgs& a) {
+  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  RETURN_IF_ERROR(a.t.NeedArgs(0, 1, "[PATH]"));
+  std::string path = a.t.pos.empty() ? "/" : a.t.pos[0];
+  if (a.to_dir.empty() == a.to_tar.empty())
+    return Status::InvalidArgument("give exactly one of --to DIR or --tar FILE|-");
+  if (!a.to_dir.empty()) {
+    std::filesystem::create_directories(a.to_dir);
+    RETURN_IF_ERROR(s->fs().ExtractToDirectory(path, a.to_dir));
+  } else {
+    RETURN_IF_ERROR(s->fs().ExtractToTar(path, a.to_tar));
+  }
+  return s->Close();
+}
+
+Status Df(FsArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
+  ASSIGN_OR_RETURN(auto df, s->fs().Df());
+  if (ctx.json) PrintJson(DfJson(df));
+  else std::cout << DfText(df);
+  return s->Close();
+}
+
+}  // namespace
+
+void RegisterFsCommands(CLI::App& app, CommandContext& ctx) {
+  auto* fs = app.add_subcommand("fs", "ext4 inside a volume or image, without mounting");
+  fs->require_subcommand(1);
+  auto a = std::make_shared<FsArgs>();
+  auto bind = [&ctx, a](CLI::App* c, std::function<Status(FsArgs&, CommandContext&)> fn) {
+    c->callback([&ctx, a, fn] { ctx.action = [&ctx, a, fn] { return fn(*a, ctx); }; });
+  };
+  auto cmd = [&](const char* name, const char* help, const char* usage, bool key = true) {
+    auto* c = fs->add_subcommand(name, help);
+    a->t.AddTo(c, usage);
+    if (key) a->t.AddKeyFile(c);
+    return c;
+  };
+  auto ts = [&](CLI::App* c) {
+    c->add_option("--timestamp", a->timestamp,
+                  "Fixed time for reproducible images (default: $SOURCE_DATE_EPOCH, else now)");
+  };
+
+  auto* mkfs = cmd("mkfs", "Make an ext4 filesystem (Debian's default features, journal)\n"
+                           "  example: stack fs mkfs -p pool.stk vm1 -k pass.txt --label root",
+                   "[VOLUME]");
+  mkfs->add_option("--label", a->label, "Filesystem label (16 bytes)");
+  mkfs->add_option("--uuid", a->uuid, "Filesystem UUID (default random)");
+  mkfs->add_option("--block-size", a->block_size, "Block size (default: 4096)");
+  mkfs->add_option("--inode-size", a->inode_size, "Inode size (default 256)");
+  mkfs->add_option("--inode-ratio", a->inode_ratio, "Bytes per inode (default 16384)");
+  mkfs->add_option("--reserved-ratio", a->reserved_ratio, "Fraction reserved for root");
+  ts(mkfs);
+  bind(mkfs, [](FsArgs& x, CommandContext& c) { return Mkfs(x, c); });
+
+  auto* pop = cmd("populate", "Copy a directory tree or a tarball (.tar, .gz, .zst, .xz) in\n"
+                              "  example: stack fs populate -p pool.stk vm1 -k pass.txt "
+                              "--from rootfs/",
+                  "[VOLUME]");
+  pop->add_option("--from", a->from, "Source directory, tarball, or - (tar on stdin)");
+  pop->add_option("--dest", a->dest, "Directory inside the filesystem")->capture_default_str();
+  pop->add_option("--manifest", a->manifest, "Owner/mode/time overrides (spec/fsbridge.md)");
+  pop->add_flag("--no-owners", a->no_owners, "Make every file 0:0 unless the manifest says");
+  ts(pop);
+  bind(pop, [](FsArgs& x, CommandContext& c) { return Populate(x, c); });
+
+  auto* ls = cmd("ls", "List a directory\n  example: stack fs ls -p pool.stk golden@v1 /etc -l",
+                 "[ENTRY] [PATH]");
+  ls->add_flag("-l,--long", a->long_format, "Long format");
+  bind(ls, [](FsArgs& x, CommandContext& c) { return Ls(x, c); });
+
+  auto* stat = cmd("stat", "Show a path's attributes\n"
+                           "  example: stack --json fs stat -p pool.stk vm1 /etc/hostname",
+                   "[ENTRY] PATH");
+  bind(stat, [](FsArgs& x, CommandContext& c) { return Stat(x, c); });
+
+  auto* cat = cmd("cat", "Write a file's content to stdout\n"
+                         "  example: stack fs cat -p pool.stk vm1 /etc/hostname",
+                  "[ENTRY] PATH");
+  bind(cat, [](FsArgs& x, CommandContext&) { return Cat(x); });
+
+  auto* get = cmd("get", "Copy a file or tree out to the host\n"
+                         "  example: stack fs get -p pool.stk vm1 /etc ./etc-copy",
+                  "[ENTRY] PATH HOST_DEST");
+  bind(get, [](FsArgs& x, CommandContext&) { return Get(x); });
+
+  auto* put = cmd("put", "Copy a host file or tree in\n"
+                         "  example: stack fs put -p pool.stk vm1 ./motd /etc/motd",
+                  "[VOLUME] HOST_SRC PATH");
+  ts(put);
+  bind(put, [](FsArgs& x, CommandContext&) { return Put(x); });
+
+  auto* mkdir = cmd("mkdir", "Make directories\n  example: stack fs mkdir -p pool.stk vm1 "
+                             "--parents /srv/app/data",
+                    "[VOLUME] PATH...");
+  mkdir->add_flag("--parents", a->parents, "Make parents as needed; no error if present");
+  mkdir->add_option("--mode", a->mode, "Permission bits (octal)")->capture_default_str();
+  bind(mkdir, [](FsArgs& x, CommandContext&) { return Mkdir(x); });
+
+  auto* rm = cmd("rm", "Remove files or (with -r) trees\n"
+                       "  example: stack fs rm -p pool.stk vm1 -r /tmp/cache",
+                 "[VOLUME] PATH...");
+  rm->add_flag("-r,--recursive", a->recursive, "Remove directories and their content");
+  bind(rm, [](FsArgs& x, CommandContext&) { return Rm(x); });
+
+  auto* chmod = cmd("chmod", "Change permission bits\n"
+                             "  example: stack fs chmod -p pool.stk vm1 0600 /etc/shadow",
+                    "[VOLUME] MODE PATH...");
+  bind(chmod, [](FsArgs& x, CommandContext&) { return Chmod(x); });
+
+  auto* chown = cmd("chown", "Change owner (numeric)\n"
+                             "  example: stack fs chown -p pool.stk vm1 1000:1000 /home/u",
+                    "[VOLUME] UID[:GID] PATH...");
+  bind(chown, [](FsArgs& x, CommandContext&) { return Chown(x); });
+
+  auto* sym = cmd("symlink", "Make a symbolic link\n"
+                             "  example: stack fs symlink -p pool.stk vm1 /usr/bin/python3 "
+                             "/usr/local/bin/py",
+                  "[VOLUME] TARGET LINK_PATH");
+  bind(sym, [](FsArgs& x, CommandContext&) { return Symlink(x); });
+
+  auto* ex = cmd("extract", "Extract a tree to a host directory or a tar stream\n"
+                            "  example: stack fs extract -p pool.stk golden@v1 --tar - > root.tar",
+                 "[ENTRY] [PATH]");
+  ex->add_option("--to", a->to_dir, "Host directory to extract into");
+  ex->add_option("--tar", a->to_tar, "Tar file to write (- = stdout)");
+  bind(ex, [](FsArgs& x, CommandContext&) { return Extract(x); });
+
+  auto* df = cmd("df", "Free blocks and inodes\n  example: stack fs df -p pool.stk vm1",
+                 "[ENTRY]");
+  bind(df, [](FsArgs& x, CommandContext& c) { return Df(x, c); });
+}
+
+}  // namespace stack::cli

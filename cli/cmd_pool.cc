@@ -1,0 +1,169 @@
+// `stack pool ...`: create, inspect, check, verify and grow a pool file.
+#include <iostream>
+
+#include "command.h"
+#include "output.h"
+#include "pool/pool.h"
+#include "pool_format.h"
+#include "stack/build.h"
+#include "units.h"
+
+namespace stack::cli {
+namespace {
+
+struct PoolArgs {
+  std::string pool;
+  std::string file;
+  std::string size = "1G";
+  std::string max_size = "64G";
+  uint32_t block_size = 0;
+  std::string cache = "64M";
+  std::string path() const { return file.empty() ? pool : file; }
+};
+
+Result<std::unique_ptr<pool::Pool>> OpenPool(const PoolArgs& a, bool writable) {
+  if (a.path().empty()) return Status::InvalidArgument("name the pool: FILE or --pool FILE");
+  pool::PoolOpenOptions o;
+  o.read_only = !writable;
+  ASSIGN_OR_RETURN(o.cache_bytes, ParseSize(a.cache));
+  return pool::Pool::Open(a.path(), o);
+}
+
+Status Create(const PoolArgs& a, const CommandContext& ctx) {
+  if (a.path().empty()) return Status::InvalidArgument("name the pool file to create");
+  pool::PoolCreateOptions o;
+  if (a.block_size) o.block_size = a.block_size;
+  ASSIGN_OR_RETURN(o.size_bytes, ParseSize(a.size));
+  ASSIGN_OR_RETURN(o.max_bytes, ParseSize(a.max_size));
+  ASSIGN_OR_RETURN(o.cache_bytes, ParseSize(a.cache));
+  if (o.max_bytes < o.size_bytes) o.max_bytes = o.size_bytes;
+  ASSIGN_OR_RETURN(auto p, pool::Pool::Create(a.path(), o));
+  ASSIGN_OR_RETURN(auto info, p->Info());
+  if (ctx.json) PrintJson(PoolInfoJson(info));
+  else std::cout << "created pool " << a.path() << " (" << info.uuid << "): "
+                 << FormatSize(info.size_bytes) << " now, growing to at most "
+                 << FormatSize(info.max_bytes) << ", " << info.block_size << "-byte blocks\n";
+  return Status::Ok();
+}
+
+Status Info(const PoolArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, false));
+  ASSIGN_OR_RETURN(auto info, p->Info());
+  ASSIGN_OR_RETURN(auto entries, p->List());
+  std::erase_if(entries, [](const pool::EntryInfo& e) {
+    return e.name.rfind(compose::kBuildPrefix, 0) == 0;
+  });
+  if (ctx.json) {
+    auto j = PoolInfoJson(info);
+    j["path"] = a.path();
+    nlohmann::json arr = nlohmann::json::array();
+    for (auto& e : entries) arr.push_back(EntryJson(e));
+    j["volumes"] = arr;
+    PrintJson(j);
+    return Status::Ok();
+  }
+  std::cout << "pool " << a.path() << " (" << info.uuid << ")\n"
+            << "  block size " << info.block_size << ", generation " << info.generation << "\n"
+            << "  size " << FormatSize(info.size_bytes) << " of at most "
+            << FormatSize(info.max_bytes) << "; used " << FormatSize(info.used_bytes)
+            << ", free " << FormatSize(info.free_bytes) << ", reserved "
+            << FormatSize(info.reserved_bytes) << "\n\n";
+  PrintEntries(entries, false);
+  return Status::Ok();
+}
+
+Status Check(const PoolArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, false));
+  ASSIGN_OR_RETURN(auto rep, p->Check());
+  if (ctx.json) {
+    std::cout << rep.ToJson() << "\n";
+  } else {
+    for (auto& e : rep.errors) std::cout << "error: " << e << "\n";
+    std::cout << (rep.ok ? "clean" : "NOT CLEAN") << ": " << rep.entries << " entries, "
+              << rep.btree_nodes << " tree nodes, " << rep.data_blocks << " data blocks, "
+              << rep.metadata_blocks << " metadata blocks, " << rep.leaked_blocks
+              << " leaked, " << rep.refcount_errors << " refcount errors\n";
+  }
+  if (!rep.ok)
+    return Status::Corruption("pool check found " + std::to_string(rep.errors.size()) +
+                              " problem(s)");
+  return Status::Ok();
+}
+
+Status Verify(const PoolArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, false));
+  ASSIGN_OR_RETURN(auto rep, p->Verify());
+  if (ctx.json) {
+    std::cout << rep.ToJson() << "\n";
+  } else {
+    for (auto& e : rep.errors) std::cout << "bad: " << e << "\n";
+    std::cout << (rep.ok ? "verified" : "FAILED") << ": " << rep.blocks_checked
+              << " blocks read, " << rep.bad_blocks << " bad\n";
+  }
+  if (!rep.ok)
+    return Status::Corruption("verify found " + std::to_string(rep.bad_blocks) + " bad block(s)");
+  return Status::Ok();
+}
+
+Status Grow(const PoolArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  ASSIGN_OR_RETURN(uint64_t max, ParseSize(a.max_size));
+  RETURN_IF_ERROR(p->Grow(max));
+  ASSIGN_OR_RETURN(auto info, p->Info());
+  if (ctx.json) PrintJson(PoolInfoJson(info));
+  else std::cout << "pool may now grow to " << FormatSize(info.max_bytes) << "\n";
+  return Status::Ok();
+}
+
+}  // namespace
+
+void RegisterPoolCommands(CLI::App& app, CommandContext& ctx) {
+  auto* pool = app.add_subcommand("pool", "Create, inspect, check and grow pool files");
+  pool->require_subcommand(1);
+  auto a = std::make_shared<PoolArgs>();
+  auto bind = [&ctx, a](CLI::App* c, std::function<Status(PoolArgs&, CommandContext&)> fn) {
+    c->callback([&ctx, a, fn] { ctx.action = [&ctx, a, fn] { return fn(*a, ctx); }; });
+  };
+  auto common = [&](CLI::App* c) {
+    c->add_option("file", a->file, "Pool file (or --pool / STACK_POOL)");
+    c->add_option("--pool,-p", a->pool, "Pool file")->envname("STACK_POOL");
+    c->add_option("--cache", a->cache, "Metadata cache size")->capture_default_str();
+  };
+  auto* create = pool->add_subcommand(
+      "create", "Create a pool file (sparse; grows on demand up to --max-size)\n"
+                "  example: stack pool create images.stk --max-size 200G");
+  common(create);
+  create->add_option("--size", a->size, "Initial size")->capture_default_str();
+  create->add_option("--max-size", a->max_size, "Largest size the pool may grow to")
+      ->capture_default_str();
+  create->add_option("--block-size", a->block_size,
+                     "Physical block size, 4K..1M power of two (default: see spec)");
+  bind(create, [](PoolArgs& x, CommandContext& c) { return Create(x, c); });
+
+  auto* info = pool->add_subcommand(
+      "info", "Sizes and space use, per volume: mapped, exclusive and shared bytes\n"
+              "  example: stack --json pool info images.stk");
+  common(info);
+  bind(info, [](PoolArgs& x, CommandContext& c) { return Info(x, c); });
+
+  auto* check = pool->add_subcommand(
+      "check", "Full consistency check (refcounts, trees, checksums); exit 7 if not clean\n"
+               "  example: stack pool check images.stk");
+  common(check);
+  bind(check, [](PoolArgs& x, CommandContext& c) { return Check(x, c); });
+
+  auto* verify = pool->add_subcommand(
+      "verify", "Read every data block and verify its checksum; exit 7 if any is bad\n"
+                "  example: stack --json pool verify images.stk");
+  common(verify);
+  bind(verify, [](PoolArgs& x, CommandContext& c) { return Verify(x, c); });
+
+  auto* grow = pool->add_subcommand(
+      "grow", "Raise the size the pool may grow to\n"
+              "  example: stack pool grow images.stk --max-size 500G");
+  common(grow);
+  grow->add_option("--max-size", a->max_size, "New maximum size")->required();
+  bind(grow, [](PoolArgs& x, CommandContext& c) { return Grow(x, c); });
+}
+
+}  // namespace stack::cli

@@ -1,0 +1,359 @@
+// `stack volume ...`, `stack snapshot ...` and `stack clone`: thin volumes,
+// their snapshot history, and O(1) clones (forks) with overrides.
+#include <algorithm>
+#include <iostream>
+
+#include "command.h"
+#include "kdf_args.h"
+#include "output.h"
+#include "pool/pool.h"
+#include "pool_format.h"
+#include "stack/address.h"
+#include "stack/build.h"
+#include "stack/secrets.h"
+#include "units.h"
+
+namespace stack::cli {
+namespace {
+
+struct VolArgs {
+  std::string pool;
+  std::vector<std::string> pos;
+  std::string size;
+  std::string note;
+  std::vector<std::string> tags;
+  bool set_note = false;
+  bool read_only = false, writable = false, all = false;
+  std::string grep, tag_filter;
+  // clone overrides
+  std::string key_file, new_key_file;
+  KdfArgs kdf;
+  std::string cipher;
+  uint32_t sector_size = 0;
+};
+
+Result<std::unique_ptr<pool::Pool>> OpenPool(const VolArgs& a, bool writable) {
+  if (a.pool.empty())
+    return Status::InvalidArgument("name the pool: --pool FILE (or set STACK_POOL)");
+  pool::PoolOpenOptions o;
+  o.read_only = !writable;
+  ASSIGN_OR_RETURN(auto p, pool::Pool::Open(a.pool, o));
+  if (writable) {
+    ASSIGN_OR_RETURN(int n, compose::CleanupStaleBuilds(*p));
+    if (n) std::cerr << "stack: removed " << n << " unfinished build(s)\n";
+  }
+  return p;
+}
+
+Status Need(const VolArgs& a, size_t min, size_t max, const char* usage) {
+  if (a.pos.size() < min || a.pos.size() > max)
+    return Status::InvalidArgument(std::string("expected ") + usage);
+  return Status::Ok();
+}
+
+pool::EntryMeta Meta(const VolArgs& a) { return pool::EntryMeta{a.note, a.tags}; }
+
+bool Hidden(const pool::EntryInfo& e) { return e.name.rfind(compose::kBuildPrefix, 0) == 0; }
+
+Result<pool::EntryInfo> Show(pool::Pool& p, const std::string& name, const CommandContext& ctx,
+                             const std::string& verb) {
+  ASSIGN_OR_RETURN(auto e, p.Stat(name));
+  if (ctx.json) PrintJson(EntryJson(e));
+  else std::cout << verb << " " << e.name << " (" << e.uuid << ")\n";
+  return e;
+}
+
+// volume ------------------------------------------------------------------
+
+Status VolCreate(VolArgs& a, const CommandContext& ctx) {
+  RETURN_IF_ERROR(Need(a, 1, 1, "NAME"));
+  RETURN_IF_ERROR(compose::ValidateName(a.pos[0], "volume"));
+  if (a.size.empty()) return Status::InvalidArgument("--size is required");
+  ASSIGN_OR_RETURN(uint64_t size, ParseSize(a.size));
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  uint64_t bs = p->block_size();
+  size = (size + bs - 1) / bs * bs;
+  RETURN_IF_ERROR(p->CreateVolume(a.pos[0], size, Meta(a)));
+  return Show(*p, a.pos[0], ctx, "created volume").status();
+}
+
+Status VolList(VolArgs& a, const CommandContext& ctx, bool snapshots_only) {
+  RETURN_IF_ERROR(Need(a, 0, 1, snapshots_only ? "[VOLUME]" : "no arguments"));
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, false));
+  ASSIGN_OR_RETURN(auto entries, p->List());
+  std::erase_if(entries, [&](const pool::EntryInfo& e) {
+    if (Hidden(e)) return true;
+    bool snap = e.kind == pool::EntryKind::kSnapshot;
+    if (snapshots_only && !snap) return true;
+    if (!snapshots_only && snap && !a.all) return true;
+    if (snapshots_only && !a.pos.empty() && e.name.rfind(a.pos[0] + "@", 0) != 0) return true;
+    if (!a.tag_filter.empty() &&
+        std::find(e.tags.begin(), e.tags.end(), a.tag_filter) == e.tags.end())
+      return true;
+    if (!a.grep.empty() && e.name.find(a.grep) == std::string::npos &&
+        e.note.find(a.grep) == std::string::npos)
+      return true;
+    return false;
+  });
+  PrintEntries(entries, ctx.json);
+  return Status::Ok();
+}
+
+Status VolResize(VolArgs& a, const CommandContext& ctx) {
+  RETURN_IF_ERROR(Need(a, 1, 1, "NAME"));
+  if (a.size.empty()) return Status::InvalidArgument("--size is required");
+  ASSIGN_OR_RETURN(uint64_t size, ParseSize(a.size));
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  uint64_t bs = p->block_size();
+  size = (size + bs - 1) / bs * bs;
+  RETURN_IF_ERROR(p->Resize(a.pos[0], size));
+  return Show(*p, a.pos[0], ctx, "resized").status();
+}
+
+Status VolRename(VolArgs& a, const CommandContext& ctx) {
+  RETURN_IF_ERROR(Need(a, 2, 2, "OLD NEW"));
+  ASSIGN_OR_RETURN(auto addr, compose::ParseEntryAddress(a.pos[1]));
+  (void)addr;
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  RETURN_IF_ERROR(p->Rename(a.pos[0], a.pos[1]));
+  return Show(*p, a.pos[1], ctx, "renamed to").status();
+}
+
+Status VolRm(VolArgs& a, const CommandContext& ctx) {
+  RETURN_IF_ERROR(Need(a, 1, 64, "NAME..."));
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  nlohmann::json freed = nlohmann::json::array();
+  for (auto& n : a.pos) {
+    ASSIGN_OR_RETURN(auto e, p->Stat(n));
+    RETURN_IF_ERROR(p->Delete(n));
+    freed.push_back({{"name", n}, {"freed_bytes", e.exclusive_bytes}});
+    if (!ctx.json) std::cout << "deleted " << n << ", freed " << FormatSize(e.exclusive_bytes) << "\n";
+  }
+  if (ctx.json) PrintJson(freed);
+  return Status::Ok();
+}
+
+Status VolSet(VolArgs& a, const CommandContext& ctx) {
+  RETURN_IF_ERROR(Need(a, 1, 1, "NAME"));
+  if (a.read_only && a.writable) return Status::InvalidArgument("--read-only or --writable, not both");
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  if (a.read_only || a.writable) RETURN_IF_ERROR(p->SetReadOnly(a.pos[0], a.read_only));
+  if (a.set_note || !a.tags.empty()) {
+    ASSIGN_OR_RETURN(auto e, p->Stat(a.pos[0]));
+    pool::EntryMeta m{a.set_note ? a.note : e.note, a.tags.empty() ? e.tags : a.tags};
+    RETURN_IF_ERROR(p->SetMeta(a.pos[0], m));
+  }
+  return Show(*p, a.pos[0], ctx, "updated").status();
+}
+
+// snapshot ----------------------------------------------------------------
+
+// "V@S" or "V S" -> {"V", "V@S"}.
+Result<std::pair<std::string, std::string>> SnapName(const VolArgs& a) {
+  std::string full = a.pos.size() == 2 ? a.pos[0] + "@" + a.pos[1] : a.pos[0];
+  ASSIGN_OR_RETURN(auto addr, compose::ParseEntryAddress(full));
+  if (!addr.is_snapshot()) return Status::InvalidArgument("expected VOLUME@SNAPSHOT");
+  return std::make_pair(addr.volume, addr.name());
+}
+
+Status SnapCreate(VolArgs& a, const CommandContext& ctx) {
+  RETURN_IF_ERROR(Need(a, 1, 2, "VOLUME@SNAPSHOT (or VOLUME SNAPSHOT)"));
+  ASSIGN_OR_RETURN(auto names, SnapName(a));
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  RETURN_IF_ERROR(p->Snapshot(names.first, names.second, Meta(a)));
+  return Show(*p, names.second, ctx, "created snapshot").status();
+}
+
+Status SnapRm(VolArgs& a, const CommandContext& ctx) {
+  RETURN_IF_ERROR(Need(a, 1, 1, "VOLUME@SNAPSHOT"));
+  ASSIGN_OR_RETURN(auto names, SnapName(a));
+  a.pos = {names.second};
+  return VolRm(a, ctx);
+}
+
+Status SnapRollback(VolArgs& a, const CommandContext& ctx) {
+  RETURN_IF_ERROR(Need(a, 1, 2, "VOLUME@SNAPSHOT"));
+  ASSIGN_OR_RETURN(auto names, SnapName(a));
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  RETURN_IF_ERROR(p->Rollback(names.first, names.second));
+  return Show(*p, names.first, ctx, "rolled back to " + names.second + ":").status();
+}
+
+// clone -------------------------------------------------------------------
+
+Status Clone(VolArgs& a, const CommandContext& ctx) {
+  RETURN_IF_ERROR(Need(a, 2, 2, "SOURCE NEW_NAME"));
+  if (!a.cipher.empty() || a.sector_size)
+    return Status::InvalidArgument(
+        "a clone cannot change its cipher or sector size: it shares the source's blocks and "
+        "volume key (re-encrypt with `stack export --format luks1` or a fresh build instead)");
+  ASSIGN_OR_RETURN(auto src, compose::ParseEntryAddress(a.pos[0]));
+  ASSIGN_OR_RETURN(auto dst, compose::ParseEntryAddress(a.pos[1]));
+  if (dst.is_snapshot()) return Status::InvalidArgument("a clone is a volume: no '@' in its name");
+  // Read passphrases before changing anything.
+  std::optional<fde::Secret> old_pass, new_pass;
+  if (!a.new_key_file.empty()) {
+    compose::SecretSource s;
+    s.key_file = a.key_file;
+    s.prompt = "Source passphrase: ";
+    if (a.key_file == "-" && a.new_key_file == "-")
+      return Status::InvalidArgument("--key-file and --new-key-file cannot both be stdin");
+    ASSIGN_OR_RETURN(old_pass, compose::ObtainSecret(s));
+    compose::SecretSource n;
+    n.key_file = a.new_key_file;
+    n.prompt = "Clone's new passphrase: ";
+    n.confirm = true;
+    ASSIGN_OR_RETURN(new_pass, compose::ObtainSecret(n));
+  }
+  ASSIGN_OR_RETURN(auto kdf, a.kdf.Params());
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  ASSIGN_OR_RETURN(auto src_info, p->Stat(src.name()));
+  uint64_t size = 0;
+  if (!a.size.empty()) {
+    ASSIGN_OR_RETURN(size, ParseSize(a.size));
+    uint64_t bs = p->block_size();
+    size = (size + bs - 1) / bs * bs;
+    if (size < src_info.size_bytes)
+      return Status::InvalidArgument("a clone can grow, not shrink (source is " +
+                                     std::to_string(src_info.size_bytes) + " bytes)");
+  }
+  pool::EntryMeta meta = Meta(a);
+  if (meta.note.empty()) meta.note = "clone of " + src.name();
+  RETURN_IF_ERROR(p->Clone(src.name(), dst.name(), meta));
+  // Overrides; on any failure the half-made clone is removed.
+  Status st = [&]() -> Status {
+    if (size > src_info.size_bytes) RETURN_IF_ERROR(p->Resize(dst.name(), size));
+    if (new_pass) {
+      ASSIGN_OR_RETURN(auto dev, p->OpenVolume(dst.name(), false));
+      ASSIGN_OR_RETURN(auto kind, fde::Probe(*dev));
+      if (kind == fde::ContainerKind::kNone)
+        return Status::InvalidArgument(src.name() + " is not encrypted: --new-key-file needs LUKS");
+      RETURN_IF_ERROR(fde::ReplaceKeyslots(*dev, *old_pass, *new_pass, kdf));
+      RETURN_IF_ERROR(dev->Flush());
+    }
+    if (a.read_only) RETURN_IF_ERROR(p->SetReadOnly(dst.name(), true));
+    return p->Commit();
+  }();
+  if (!st.ok()) {
+    (void)p->Delete(dst.name());
+    (void)p->Commit();
+    return st;
+  }
+  ASSIGN_OR_RETURN(auto e, p->Stat(dst.name()));
+  if (ctx.json) {
+    auto j = EntryJson(e);
+    j["source"] = src.name();
+    j["source_uuid"] = src_info.uuid;
+    j["own_passphrase"] = new_pass.has_value();
+    PrintJson(j);
+  } else {
+    std::cout << "cloned " << src.name() << " -> " << e.name << " (" << e.uuid << ")"
+              << (new_pass ? ", with its own passphrase (same volume key)" : "") << "\n";
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx) {
+  auto a = std::make_shared<VolArgs>();
+  auto bind = [&ctx, a](CLI::App* c, std::function<Status(VolArgs&, CommandContext&)> fn) {
+    c->callback([&ctx, a, fn] { ctx.action = [&ctx, a, fn] { return fn(*a, ctx); }; });
+  };
+  auto common = [&](CLI::App* c, const char* usage) {
+    c->add_option("--pool,-p", a->pool, "Pool file")->envname("STACK_POOL");
+    c->add_option("args", a->pos, usage);
+  };
+  auto meta = [&](CLI::App* c) {
+    c->add_option("--note", a->note, "Free-text note")->each([a](const std::string&) {
+      a->set_note = true;
+    });
+    c->add_option("--tag", a->tags, "Tag (repeatable)");
+  };
+
+  auto* vol = app.add_subcommand("volume", "Thin volumes in a pool");
+  vol->require_subcommand(1);
+  auto* create = vol->add_subcommand("create", "Create an empty thin volume\n"
+                                               "  example: stack volume create -p p.stk vm1 "
+                                               "--size 20G");
+  common(create, "NAME");
+  create->add_option("--size", a->size, "Size (e.g. 20G)");
+  meta(create);
+  bind(create, [](VolArgs& x, CommandContext& c) { return VolCreate(x, c); });
+  auto* list = vol->add_subcommand("list", "List volumes (--all: and snapshots) with space use\n"
+                                           "  example: stack --json volume list -p p.stk");
+  common(list, "");
+  list->add_flag("--all", a->all, "Include snapshots");
+  list->add_option("--tag", a->tag_filter, "Only entries with this tag");
+  list->add_option("--grep", a->grep, "Only entries whose name or note contains TEXT");
+  bind(list, [](VolArgs& x, CommandContext& c) { return VolList(x, c, false); });
+  auto* resize = vol->add_subcommand("resize", "Grow or shrink a volume (shrink frees the tail)\n"
+                                               "  example: stack volume resize -p p.stk vm1 "
+                                               "--size 40G");
+  common(resize, "NAME");
+  resize->add_option("--size", a->size, "New size");
+  bind(resize, [](VolArgs& x, CommandContext& c) { return VolResize(x, c); });
+  auto* rename = vol->add_subcommand("rename", "Rename a volume (its snapshots follow)\n"
+                                               "  example: stack volume rename -p p.stk vm1 vm2");
+  common(rename, "OLD NEW");
+  bind(rename, [](VolArgs& x, CommandContext& c) { return VolRename(x, c); });
+  auto* rm = vol->add_subcommand("rm", "Delete volumes, snapshots or clones, in any order\n"
+                                       "  example: stack volume rm -p p.stk vm1");
+  common(rm, "NAME...");
+  bind(rm, [](VolArgs& x, CommandContext& c) { return VolRm(x, c); });
+  auto* set = vol->add_subcommand("set", "Change a volume's note, tags or read-only flag\n"
+                                         "  example: stack volume set -p p.stk vm1 --read-only");
+  common(set, "NAME");
+  meta(set);
+  set->add_flag("--read-only", a->read_only, "Refuse writes");
+  set->add_flag("--writable", a->writable, "Allow writes again");
+  bind(set, [](VolArgs& x, CommandContext& c) { return VolSet(x, c); });
+
+  auto* snap = app.add_subcommand("snapshot", "Read-only point-in-time snapshots (O(1))");
+  snap->require_subcommand(1);
+  auto* screate = snap->add_subcommand("create", "Snapshot a volume\n"
+                                                 "  example: stack snapshot create -p p.stk "
+                                                 "vm1@before-upgrade --note 'pre apt upgrade'");
+  common(screate, "VOLUME@SNAPSHOT");
+  meta(screate);
+  bind(screate, [](VolArgs& x, CommandContext& c) { return SnapCreate(x, c); });
+  auto* slist = snap->add_subcommand("list", "Snapshot history, oldest first\n"
+                                             "  example: stack snapshot list -p p.stk vm1 "
+                                             "--tag release");
+  common(slist, "[VOLUME]");
+  slist->add_option("--tag", a->tag_filter, "Only snapshots with this tag");
+  slist->add_option("--grep", a->grep, "Only snapshots whose name or note contains TEXT");
+  bind(slist, [](VolArgs& x, CommandContext& c) { return VolList(x, c, true); });
+  auto* srm = snap->add_subcommand("rm", "Delete a snapshot\n"
+                                         "  example: stack snapshot rm -p p.stk vm1@old");
+  common(srm, "VOLUME@SNAPSHOT");
+  bind(srm, [](VolArgs& x, CommandContext& c) { return SnapRm(x, c); });
+  auto* rb = snap->add_subcommand("rollback", "Return a volume to a snapshot (O(1))\n"
+                                              "  example: stack snapshot rollback -p p.stk "
+                                              "vm1@before-upgrade");
+  common(rb, "VOLUME@SNAPSHOT");
+  bind(rb, [](VolArgs& x, CommandContext& c) { return SnapRollback(x, c); });
+
+  auto* clone = app.add_subcommand(
+      "clone", "Fork a volume or snapshot into a new writable volume in O(1).\n"
+               "Overrides: --size (grow), --read-only, --note/--tag, and its own passphrase\n"
+               "(--new-key-file: the clone's copy of the LUKS2 header gets new keyslots).\n"
+               "Clones share the source's volume key: a new passphrase does not make the\n"
+               "clone's data secret from whoever holds the source's key.\n"
+               "  example: stack clone -p p.stk golden@v1 task-42 -k pass.txt "
+               "--new-key-file task.txt");
+  common(clone, "SOURCE NEW_NAME");
+  meta(clone);
+  clone->add_option("--size", a->size, "Grow the clone to this size");
+  clone->add_flag("--read-only", a->read_only, "Make the clone read-only");
+  clone->add_option("--key-file,-k", a->key_file, "Source passphrase file ('-' = stdin)");
+  clone->add_option("--new-key-file", a->new_key_file,
+                    "Give the clone its own passphrase from this file ('-' = stdin)");
+  a->kdf.AddTo(clone);
+  clone->add_option("--cipher", a->cipher, "(refused: a clone keeps the source's cipher)");
+  clone->add_option("--sector-size", a->sector_size,
+                    "(refused: a clone keeps the source's sector size)");
+  bind(clone, [](VolArgs& x, CommandContext& c) { return Clone(x, c); });
+}
+
+}  // namespace stack::cli

@@ -1,0 +1,70 @@
+#include "pool_format.h"
+
+#include <ctime>
+#include <iostream>
+
+#include "output.h"
+#include "units.h"
+
+namespace stack::cli {
+
+std::string TimeNsText(int64_t unix_ns) {
+  std::time_t t = static_cast<std::time_t>(unix_ns / 1000000000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+nlohmann::json EntryJson(const pool::EntryInfo& e) {
+  return {{"name", e.name},
+          {"uuid", e.uuid},
+          {"kind", e.kind == pool::EntryKind::kSnapshot ? "snapshot" : "volume"},
+          {"size_bytes", e.size_bytes},
+          {"created", TimeNsText(e.created_unix_ns)},
+          {"created_unix_ns", e.created_unix_ns},
+          {"parent_uuid", e.parent_uuid},
+          {"note", e.note},
+          {"tags", e.tags},
+          {"read_only", e.read_only},
+          {"mapped_bytes", e.mapped_bytes},
+          {"exclusive_bytes", e.exclusive_bytes},
+          {"shared_bytes", e.shared_bytes}};
+}
+
+nlohmann::json PoolInfoJson(const pool::PoolInfo& i) {
+  return {{"uuid", i.uuid},
+          {"block_size", i.block_size},
+          {"size_bytes", i.size_bytes},
+          {"max_bytes", i.max_bytes},
+          {"used_bytes", i.used_bytes},
+          {"free_bytes", i.free_bytes},
+          {"reserved_bytes", i.reserved_bytes},
+          {"generation", i.generation},
+          {"entries", i.entries},
+          {"cache_bytes", i.cache_bytes}};
+}
+
+void PrintEntries(const std::vector<pool::EntryInfo>& entries, bool json) {
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (auto& e : entries) arr.push_back(EntryJson(e));
+    PrintJson(arr);
+    return;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (auto& e : entries) {
+    std::string tags;
+    for (auto& t : e.tags) tags += (tags.empty() ? "" : ",") + t;
+    rows.push_back({e.name, e.kind == pool::EntryKind::kSnapshot ? "snapshot" : "volume",
+                    FormatSize(e.size_bytes), FormatSize(e.mapped_bytes),
+                    FormatSize(e.exclusive_bytes), FormatSize(e.shared_bytes),
+                    e.read_only ? "ro" : "rw", TimeNsText(e.created_unix_ns), tags, e.note});
+  }
+  PrintTable({"NAME", "KIND", "SIZE", "MAPPED", "EXCLUSIVE", "SHARED", "MODE", "CREATED", "TAGS",
+              "NOTE"},
+             rows);
+}
+
+}  // namespace stack::cli

@@ -1,0 +1,70 @@
+#include "target_args.h"
+
+namespace stack::cli {
+
+void TargetArgs::AddTo(CLI::App* cmd, const std::string& usage) {
+  cmd->add_option("--pool,-p", pool, "Pool file (or set STACK_POOL); first argument is the entry")
+      ->envname("STACK_POOL");
+  cmd->add_option("--image", image, "Work on a raw image file instead of a pool entry");
+  cmd->add_option("args", pos, usage);
+}
+
+void TargetArgs::AddKeyFile(CLI::App* cmd) {
+  cmd->add_option("--key-file,-k", key_file,
+                  "Passphrase file (whole file; '-' = one line of stdin). Default: prompt");
+}
+
+void TargetArgs::AddNewKeyFile(CLI::App* cmd) {
+  cmd->add_option("--new-key-file", new_key_file,
+                  "New passphrase file ('-' = one line of stdin). Default: prompt twice");
+}
+
+Result<compose::TargetSpec> TargetArgs::Spec(bool writable) {
+  compose::TargetSpec s;
+  s.writable = writable;
+  if (!image.empty()) {
+    s.image_path = image;
+    return s;
+  }
+  if (pool.empty()) {
+    return Status::InvalidArgument(
+        "name a target: --pool FILE (or STACK_POOL) with VOLUME[@SNAPSHOT], or --image FILE");
+  }
+  if (pos.empty()) return Status::InvalidArgument("missing VOLUME[@SNAPSHOT] after --pool");
+  s.pool_path = pool;
+  s.entry = pos.front();
+  pos.erase(pos.begin());
+  return s;
+}
+
+Status TargetArgs::NeedArgs(size_t min, size_t max, const char* usage) const {
+  if (pos.size() < min || pos.size() > max)
+    return Status::InvalidArgument(std::string("expected ") + usage);
+  return Status::Ok();
+}
+
+compose::SecretGetter TargetArgs::Passphrase(const std::string& prompt) const {
+  std::string kf = key_file;
+  return [kf, prompt]() {
+    compose::SecretSource s;
+    s.key_file = kf;
+    s.prompt = prompt;
+    return compose::ObtainSecret(s);
+  };
+}
+
+compose::SecretGetter TargetArgs::NewPassphrase() const {
+  std::string kf = new_key_file;
+  std::string old = key_file;
+  return [kf, old]() -> Result<fde::Secret> {
+    if (kf == "-" && old == "-")
+      return Status::InvalidArgument("--key-file and --new-key-file cannot both be stdin");
+    compose::SecretSource s;
+    s.key_file = kf;
+    s.prompt = "New passphrase: ";
+    s.confirm = true;
+    return compose::ObtainSecret(s);
+  };
+}
+
+}  // namespace stack::cli

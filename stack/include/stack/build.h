@@ -1,0 +1,65 @@
+// Build: the golden-image pipeline in one call.
+//
+//   pool (created if missing) -> new volume -> LUKS2 -> ext4 -> populate
+//   from a directory or tarball (+ manifest) -> flush -> publish -> snapshot
+//
+// Atomic publication: everything is built in a hidden volume named
+// ".build-<volume>" and renamed to <volume> only after the filesystem is
+// closed and flushed; the snapshot <volume>@<snapshot> is taken in the same
+// way. A build that fails is deleted on the way out; one that is killed
+// leaves the hidden volume, which the next writer to open the pool deletes
+// (CleanupStaleBuilds), so no half-made volume is ever visible and the pool
+// passes check.
+//
+// Thread-safety: none (the pool lock keeps other processes out).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fde/luks.h"
+#include "fsbridge/types.h"
+#include "stack/progress.h"
+
+namespace stack::pool {
+class Pool;
+}
+
+namespace stack::compose {
+
+struct BuildOptions {
+  std::string pool_path;
+  // Used only when the pool does not exist yet.
+  uint32_t pool_block_size = 0;    // 0 = pool default
+  uint64_t pool_size_bytes = 0;    // 0 = grow on demand (pool default)
+  std::string volume;
+  uint64_t size_bytes = 0;         // volume size (thin)
+  std::string snapshot = "golden"; // snapshot name; empty = none
+  std::string source;              // directory, tarball, or "-" (tar on stdin)
+  std::string note;
+  std::vector<std::string> tags;
+  bool encrypt = true;
+  fde::FormatOptions luks;
+  fsbridge::MkfsOptions mkfs;
+  fsbridge::PopulateOptions populate;
+};
+
+struct BuildReport {
+  std::string volume, snapshot;
+  bool created_pool = false;
+  bool encrypted = false;
+  fsbridge::PopulateStats stats;
+  fsbridge::DfInfo df;
+  double seconds = 0;
+};
+
+// REQUIRES: passphrase non-empty when opts.encrypt.
+Result<BuildReport> BuildImage(const BuildOptions& opts, const fde::Secret* passphrase);
+
+// Deletes hidden ".build-*" volumes left by killed builds. Returns how many.
+Result<int> CleanupStaleBuilds(pool::Pool& pool);
+
+inline constexpr const char* kBuildPrefix = ".build-";
+
+}  // namespace stack::compose

@@ -1,0 +1,25 @@
+// Where a command's passphrases come from. Never argv: a key file (the whole
+// file, like `cryptsetup --key-file`), one line of standard input ("-"), or
+// a no-echo prompt on the controlling terminal.
+//
+// Thread-safety: prompts touch the terminal; call from one thread.
+#pragma once
+
+#include <string>
+
+#include "block/status.h"
+#include "fde/secret.h"
+
+namespace stack::compose {
+
+struct SecretSource {
+  std::string key_file;  // "" = prompt on the TTY, "-" = a line of stdin
+  std::string prompt = "Passphrase: ";
+  bool confirm = false;  // prompt twice (new passphrases)
+};
+
+// Reads the secret. A missing terminal when a prompt is needed is
+// InvalidArgument telling the user to pass a key file.
+Result<fde::Secret> ObtainSecret(const SecretSource& src);
+
+}  // namespace stack::compose

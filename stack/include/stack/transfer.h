@@ -1,0 +1,75 @@
+// Export and import of whole images between a pool and standalone files.
+//
+// Export (a volume or snapshot -> a new raw image file, sparse):
+//   kStored   the volume's bytes as stored: for an encrypted volume the
+//             LUKS2 container as is (opens with cryptsetup anywhere);
+//   kLuks1    decrypted and re-encrypted into a new LUKS1 container (PBKDF2)
+//             for QEMU, which cannot read LUKS2; same passphrase unless a
+//             new one is given; new volume key;
+//   kPlain    the decrypted filesystem image.
+// Only the extents the pool reports as allocated are read; all-zero blocks
+// are not written (kStored, kPlain) so holes stay holes. Blocks the volume
+// never wrote read as zeros in a kPlain export (in the pool they hold no
+// ciphertext at all). The copy method is reported, never changed silently.
+//
+// Import (a raw image file -> a new volume): the file's kind is detected
+// (plain, LUKS1, LUKS2) and its bytes are copied as they are; holes and
+// all-zero blocks stay unallocated in the pool. Atomic like build: the
+// volume appears only when complete.
+//
+// Thread-safety: none.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fde/luks.h"
+#include "stack/sparse_copy.h"
+#include "stack/target.h"
+#include "stack/unlock.h"
+
+namespace stack::compose {
+
+enum class ExportFormat { kStored, kLuks1, kPlain };
+Result<ExportFormat> ParseExportFormat(const std::string& text);  // stored|luks1|plain
+
+struct ExportOptions {
+  TargetSpec source;  // writable ignored (opened read-only)
+  std::string out_path;
+  ExportFormat format = ExportFormat::kStored;
+  bool overwrite = false;
+  SecretGetter passphrase;      // for kLuks1 / kPlain of an encrypted source
+  SecretGetter new_passphrase;  // kLuks1: optional; default = passphrase
+  fde::KdfParams luks1_kdf;     // kLuks1 keyslot (pbkdf2)
+  Progress* progress = nullptr;
+};
+
+struct ExportReport {
+  std::string format;  // "stored", "luks1", "plain"
+  std::string source_encryption;  // "none", "LUKS1", "LUKS2"
+  CopyReport copy;
+  uint64_t file_size = 0;
+  uint64_t file_allocated = 0;  // bytes the output file occupies on disk
+};
+
+Result<ExportReport> ExportImage(const ExportOptions& opts);
+
+struct ImportOptions {
+  std::string pool_path;
+  std::string in_path;
+  std::string volume;
+  std::string note;
+  std::vector<std::string> tags;
+  Progress* progress = nullptr;
+};
+
+struct ImportReport {
+  std::string volume;
+  std::string detected;  // "plain", "LUKS1", "LUKS2"
+  uint64_t size_bytes = 0;
+  CopyReport copy;
+};
+
+Result<ImportReport> ImportImage(const ImportOptions& opts);
+
+}  // namespace stack::compose

@@ -1,0 +1,51 @@
+#include "stack/fs_session.h"
+
+namespace stack::compose {
+
+Result<std::unique_ptr<FsSession>> FsSession::Open(const TargetSpec& spec,
+                                                   const SecretGetter& get_passphrase) {
+  std::unique_ptr<FsSession> s(new FsSession());
+  ASSIGN_OR_RETURN(s->target_, Target::Open(spec));
+  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, spec.writable));
+  s->kind_ = u.kind;
+  s->warnings_ = u.warnings;
+  auto fs = fsbridge::Filesystem::Open(std::move(u.device), spec.writable);
+  if (!fs.ok()) return fs.status().WithContext(s->target_->describe());
+  s->fs_ = std::move(fs).value();
+  return s;
+}
+
+Result<std::unique_ptr<FsSession>> FsSession::Mkfs(const TargetSpec& spec,
+                                                   const SecretGetter& get_passphrase,
+                                                   const fsbridge::MkfsOptions& opts) {
+  std::unique_ptr<FsSession> s(new FsSession());
+  ASSIGN_OR_RETURN(s->target_, Target::Open(spec));
+  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, true));
+  s->kind_ = u.kind;
+  s->warnings_ = u.warnings;
+  auto fs = fsbridge::Filesystem::Mkfs(std::move(u.device), opts);
+  if (!fs.ok()) return fs.status().WithContext(s->target_->describe());
+  s->fs_ = std::move(fs).value();
+  return s;
+}
+
+FsSession::~FsSession() {
+  if (!closed_) (void)Close();
+}
+
+Status FsSession::Close() {
+  if (closed_) return Status::Ok();
+  closed_ = true;
+  Status st;
+  if (fs_) {
+    st = fs_->Close();
+    fs_.reset();  // destroys crypt and volume devices
+  }
+  if (target_) {
+    Status fin = target_->Finish();
+    if (st.ok()) st = fin;
+  }
+  return st;
+}
+
+}  // namespace stack::compose

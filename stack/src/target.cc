@@ -1,0 +1,52 @@
+#include "stack/target.h"
+
+#include "block/file_device.h"
+#include "pool/pool.h"
+#include "stack/address.h"
+
+namespace stack::compose {
+
+Target::~Target() {
+  device_.reset();  // before the pool it lives in
+}
+
+Result<std::unique_ptr<Target>> Target::Open(const TargetSpec& spec) {
+  const bool has_pool = !spec.pool_path.empty();
+  const bool has_image = !spec.image_path.empty();
+  if (has_pool == has_image) {
+    return Status::InvalidArgument(
+        "name a target: --pool FILE with VOLUME[@SNAPSHOT] (or $STACK_POOL), or --image FILE");
+  }
+  std::unique_ptr<Target> t(new Target());
+  t->writable_ = spec.writable;
+  if (has_image) {
+    FileDeviceOptions o;
+    o.block_size = 512;  // any image made of whole sectors
+    o.read_only = !spec.writable;
+    o.lock = spec.writable;
+    ASSIGN_OR_RETURN(auto dev, FileDevice::Open(spec.image_path, o));
+    t->describe_ = "image " + spec.image_path;
+    t->device_ = std::move(dev);
+    return t;
+  }
+  ASSIGN_OR_RETURN(EntryAddress addr, ParseEntryAddress(spec.entry));
+  if (addr.is_snapshot() && spec.writable) {
+    return Status::ReadOnly("snapshot " + addr.name() +
+                            " is read-only: clone it (stack clone) to change it");
+  }
+  pool::PoolOpenOptions po;
+  po.read_only = !spec.writable;
+  if (spec.cache_bytes) po.cache_bytes = spec.cache_bytes;
+  ASSIGN_OR_RETURN(t->pool_, pool::Pool::Open(spec.pool_path, po));
+  ASSIGN_OR_RETURN(t->device_, t->pool_->OpenVolume(addr.name(), !spec.writable));
+  t->describe_ = addr.is_snapshot() ? "snapshot " + addr.name() : "volume " + addr.name();
+  return t;
+}
+
+Status Target::Finish() {
+  device_.reset();
+  if (pool_ && writable_) return pool_->Commit();
+  return Status::Ok();
+}
+
+}  // namespace stack::compose

@@ -1,0 +1,157 @@
+#include "stack/transfer.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "block/file_device.h"
+#include "pool/pool.h"
+#include "stack/build.h"
+
+namespace stack::compose {
+namespace {
+
+std::string KindText(fde::ContainerKind k) {
+  switch (k) {
+    case fde::ContainerKind::kLuks1: return "LUKS1";
+    case fde::ContainerKind::kLuks2: return "LUKS2";
+    default: return "none";
+  }
+}
+
+Result<std::unique_ptr<FileDevice>> NewOutput(const std::string& path, uint64_t size,
+                                              bool overwrite) {
+  FileDeviceOptions o;
+  o.block_size = 512;
+  return FileDevice::Create(path, size, o, overwrite);
+}
+
+uint64_t AllocatedOnDisk(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
+  std::unique_ptr<BlockDevice> raw = target.TakeDevice();
+  if (o.format == ExportFormat::kStored) {
+    ASSIGN_OR_RETURN(fde::ContainerKind kind, fde::Probe(*raw));
+    rep->source_encryption = KindText(kind);
+    ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, raw->size_bytes(), o.overwrite));
+    CopyOptions co;
+    co.progress = o.progress;
+    ASSIGN_OR_RETURN(rep->copy, CopySparse(*raw, *out, co));
+    rep->file_size = out->size_bytes();
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(Unlocked u, Unlock(std::move(raw), o.passphrase, false));
+  rep->source_encryption = KindText(u.kind);
+  BlockDevice& plain = *u.device;
+  CopyOptions co;
+  co.progress = o.progress;
+  if (o.format == ExportFormat::kPlain) {
+    ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, plain.size_bytes(), o.overwrite));
+    ASSIGN_OR_RETURN(rep->copy, CopySparse(plain, *out, co));
+    rep->file_size = out->size_bytes();
+    return Status::Ok();
+  }
+  // LUKS1: a header area in front (at most 4 MiB for a 512-bit key), then
+  // the plaintext size exactly (the file is trimmed after formatting).
+  fde::Secret newpass;
+  if (o.new_passphrase) {
+    ASSIGN_OR_RETURN(newpass, o.new_passphrase());
+  } else {
+    ASSIGN_OR_RETURN(newpass, o.passphrase());
+  }
+  const uint64_t slack = 4u << 20;
+  ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, plain.size_bytes() + slack, o.overwrite));
+  fde::FormatOptions fo;
+  fo.version = 1;
+  fo.sector_size = 512;
+  fo.kdf = o.luks1_kdf;
+  fo.kdf.type = fde::KdfType::kPbkdf2;
+  ASSIGN_OR_RETURN(auto crypt, fde::Format(std::move(out), newpass, fo));
+  const uint64_t data_offset = crypt->data_offset();
+  if (crypt->size_bytes() < plain.size_bytes())
+    return Status::Internal("LUKS1 header larger than the reserved slack");
+  ASSIGN_OR_RETURN(rep->copy, CopySparse(plain, *crypt, co));
+  auto lower = crypt->ReleaseLower();
+  auto* file = static_cast<FileDevice*>(lower.get());
+  RETURN_IF_ERROR(file->Resize(data_offset + plain.size_bytes()));
+  RETURN_IF_ERROR(file->Flush());
+  rep->file_size = data_offset + plain.size_bytes();
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<ExportFormat> ParseExportFormat(const std::string& text) {
+  if (text == "stored" || text == "luks2" || text == "raw") return ExportFormat::kStored;
+  if (text == "luks1" || text == "qemu") return ExportFormat::kLuks1;
+  if (text == "plain" || text == "decrypted") return ExportFormat::kPlain;
+  return Status::InvalidArgument("unknown export format \"" + text +
+                                 "\" (stored, luks1, plain)");
+}
+
+Result<ExportReport> ExportImage(const ExportOptions& o) {
+  if (!o.overwrite && std::filesystem::exists(o.out_path))
+    return Status::AlreadyExists(o.out_path + " exists (use --force to overwrite)");
+  TargetSpec spec = o.source;
+  spec.writable = false;
+  ASSIGN_OR_RETURN(auto target, Target::Open(spec));
+  ExportReport rep;
+  rep.format = o.format == ExportFormat::kStored  ? "stored"
+               : o.format == ExportFormat::kLuks1 ? "luks1"
+                                                   : "plain";
+  Status st = ExportInto(o, *target, &rep);
+  if (!st.ok()) {
+    std::error_code ec;
+    std::filesystem::remove(o.out_path, ec);  // no half-written image left behind
+    return st;
+  }
+  rep.file_allocated = AllocatedOnDisk(o.out_path);
+  return rep;
+}
+
+Result<ImportReport> ImportImage(const ImportOptions& o) {
+  FileDeviceOptions fo;
+  fo.block_size = 512;
+  fo.read_only = true;
+  ASSIGN_OR_RETURN(auto in, FileDevice::Open(o.in_path, fo));
+  ASSIGN_OR_RETURN(fde::ContainerKind kind, fde::Probe(*in));
+  ImportReport rep;
+  rep.volume = o.volume;
+  rep.detected = kind == fde::ContainerKind::kNone ? "plain" : KindText(kind);
+  ASSIGN_OR_RETURN(auto pool, pool::Pool::Open(o.pool_path, pool::PoolOpenOptions{}));
+  ASSIGN_OR_RETURN(int stale, CleanupStaleBuilds(*pool));
+  (void)stale;
+  ASSIGN_OR_RETURN(auto info, pool->Info());
+  const uint64_t unit = info.block_size;
+  rep.size_bytes = (in->size_bytes() + unit - 1) / unit * unit;
+  const std::string tmp = std::string(kBuildPrefix) + o.volume;
+  pool::EntryMeta meta;
+  meta.note = o.note;
+  meta.tags = o.tags;
+  ASSIGN_OR_RETURN(auto entries, pool->List());
+  for (auto& e : entries)
+    if (e.name == o.volume) return Status::AlreadyExists("volume " + o.volume + " already exists");
+  RETURN_IF_ERROR(pool->CreateVolume(tmp, rep.size_bytes, meta));
+  Status st = [&]() -> Status {
+    ASSIGN_OR_RETURN(auto vol, pool->OpenVolume(tmp, false));
+    CopyOptions co;
+    co.progress = o.progress;
+    ASSIGN_OR_RETURN(rep.copy, CopySparse(*in, *vol, co));
+    vol.reset();
+    RETURN_IF_ERROR(pool->Commit());
+    RETURN_IF_ERROR(pool->Rename(tmp, o.volume));
+    return pool->Commit();
+  }();
+  if (!st.ok()) {
+    (void)pool->Delete(tmp);
+    (void)pool->Commit();
+    return st;
+  }
+  return rep;
+}
+
+}  // namespace stack::compose
