@@ -1,0 +1,122 @@
+"""Bad input gets one line, a distinct exit status, and changes nothing."""
+import fcntl
+import os
+import subprocess
+import sys
+
+from images import FAST_KDF, make_tree, sha256, write_pass
+from stacktest import EXIT, StackTestCase, main, stack
+
+
+class Errors(StackTestCase):
+    def setUp(self):
+        super().setUp()
+        self.pool = self.path("p.stk")
+        self.key = write_pass(self.path("pass.txt"))
+        self.tree = make_tree(self.path("tree"))
+        stack("build", "-p", self.pool, "base", "--from", self.tree, "--size", "128M",
+              "--snapshot", "v1", "-k", self.key, *FAST_KDF, check=0)
+
+    def unchanged(self, fn):
+        """Runs fn and asserts the pool file is byte-identical afterwards."""
+        before = sha256(self.pool)
+        fn()
+        self.assertEqual(sha256(self.pool), before, "a refused command changed the pool")
+
+    def test_wrong_passphrase(self):
+        bad = write_pass(self.path("bad.txt"), b"wrong")
+        def run():
+            r = stack("fs", "put", "-p", self.pool, "base", bad, "/x", "-k", bad,
+                      check=EXIT["auth"])
+            self.assertOneLineError(r, "AuthFailed")
+            r = stack("fs", "cat", "-p", self.pool, "base@v1", "/etc/hostname", "-k", bad,
+                      check=EXIT["auth"])
+            self.assertOneLineError(r, "AuthFailed")
+        self.unchanged(run)
+
+    def test_missing_names(self):
+        def run():
+            for args in (["fs", "ls", "-p", self.pool, "nope", "-k", self.key],
+                         ["clone", "-p", self.pool, "base@nope", "c1"],
+                         ["volume", "rm", "-p", self.pool, "ghost"],
+                         ["snapshot", "rollback", "-p", self.pool, "base@ghost"]):
+                r = stack(*args, check=EXIT["notfound"])
+                self.assertOneLineError(r, "NotFound")
+            r = stack("fs", "cat", "-p", self.pool, "base", "/no/such", "-k", self.key,
+                      check=EXIT["notfound"])
+            self.assertOneLineError(r, "NotFound")
+            r = stack("pool", "info", self.path("absent.stk"), check=EXIT["notfound"])
+            self.assertOneLineError(r, "NotFound")
+        self.unchanged(run)
+
+    def test_names_taken_and_bad_names(self):
+        def run():
+            r = stack("build", "-p", self.pool, "base", "--from", self.tree, "--size", "64M",
+                      "-k", self.key, *FAST_KDF, check=EXIT["exists"])
+            self.assertOneLineError(r, "AlreadyExists")
+            r = stack("clone", "-p", self.pool, "base@v1", "base", check=EXIT["exists"])
+            self.assertOneLineError(r, "AlreadyExists")
+            r = stack("volume", "create", "-p", self.pool, "bad/name", "--size", "1M",
+                      check=EXIT["usage"])
+            self.assertOneLineError(r, "InvalidArgument")
+        self.unchanged(run)
+
+    def test_snapshot_is_read_only(self):
+        def run():
+            r = stack("fs", "mkdir", "-p", self.pool, "base@v1", "/new", "-k", self.key,
+                      check=EXIT["readonly"])
+            self.assertOneLineError(r, "ReadOnly")
+        self.unchanged(run)
+
+    def test_missing_source_leaves_nothing(self):
+        r = stack("build", "-p", self.pool, "other", "--from", self.path("nosuch"), "--size",
+                  "64M", "-k", self.key, *FAST_KDF, check=EXIT["notfound"])
+        self.assertOneLineError(r, "NotFound")
+        names = [e["name"] for e in stack("--json", "volume", "list", "-p", self.pool, "--all",
+                                          check=0).json()]
+        self.assertEqual(names, ["base", "base@v1"])
+        stack("pool", "check", self.pool, check=0)
+
+    def test_pool_busy(self):
+        # Another process holds the pool open for writing.
+        holder = subprocess.Popen(
+            [sys.executable, "-c",
+             "import fcntl,sys,time; f=open(sys.argv[1],'rb+'); "
+             "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)",
+             self.pool], stdout=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(holder.stdout.readline().strip(), "locked")
+            def run():
+                r = stack("clone", "-p", self.pool, "base@v1", "c2", check=EXIT["busy"])
+                self.assertOneLineError(r, "Busy")
+            self.unchanged(run)
+        finally:
+            holder.kill()
+            holder.wait()
+
+    def test_full_pool_is_no_space_and_clean(self):
+        small = self.path("small.stk")
+        stack("pool", "create", small, "--size", "48M", "--max-size", "48M", check=0)
+        big = self.path("big")
+        os.makedirs(big)
+        for i in range(8):
+            with open(os.path.join(big, f"r{i}"), "wb") as f:
+                f.write(os.urandom(8 << 20))
+        r = stack("build", "-p", small, "huge", "--from", big, "--size", "256M", "-k",
+                  self.key, *FAST_KDF, check=EXIT["nospace"])
+        self.assertOneLineError(r, "NoSpace")
+        names = stack("--json", "volume", "list", "-p", small, "--all", check=0).json()
+        self.assertEqual(names, [], "a failed build left a volume behind")
+        stack("pool", "check", small, check=0)
+
+    def test_truncated_pool_file(self):
+        cut = self.path("cut.stk")
+        with open(self.pool, "rb") as f, open(cut, "wb") as g:
+            g.write(f.read(4096 * 3))
+        r = stack("volume", "list", "-p", cut)
+        self.assertIn(r.rc, (EXIT["corruption"], EXIT["io"], EXIT["usage"]), r.err)
+        self.assertEqual(len([l for l in r.err.splitlines() if l.strip()]), 1, r.err)
+
+
+if __name__ == "__main__":
+    main()
