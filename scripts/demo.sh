@@ -11,7 +11,7 @@ WORK=${STACK_DEMO_DIR:-$ROOT/out/demo}
 rm -rf "$WORK"; mkdir -p "$WORK"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-if [ -x "$ROOT/scripts/demo-golden.sh" ] && "$STACK" --help | grep -q '^  build'; then
+if "$STACK" --help | grep -q '^  build'; then
   exec "$ROOT/scripts/demo-golden.sh" "$WORK"
 fi
 
