@@ -1,0 +1,36 @@
+// Passphrase input. A passphrase never comes from argv: only from a key file,
+// from standard input, or from the controlling terminal with echo off. Each
+// reader puts the bytes straight into a Secret; no std::string copy is made.
+//
+//   ReadKeyFile(path)          the whole file, byte for byte (like
+//                              `cryptsetup --key-file`); at most kMaxKeyFile
+//                              bytes, else InvalidArgument.
+//   ReadPassphraseFd(fd)       one line from fd: bytes up to the first '\n'
+//                              (excluded) or EOF; a trailing '\r' is dropped.
+//   ReadPassphraseStdin()      ReadPassphraseFd(0).
+//   PromptPassphrase(prompt, confirm)
+//                              opens /dev/tty, prints the prompt, reads a line
+//                              with echo disabled (restored on every path);
+//                              with confirm asks twice and fails with
+//                              InvalidArgument if they differ. NotFound when
+//                              there is no terminal.
+// An empty passphrase is InvalidArgument for every reader.
+//
+// Thread-safety: the TTY prompt changes terminal state; call from one thread.
+#pragma once
+
+#include <string>
+
+#include "fde/secret.h"
+
+namespace stack::fde {
+
+inline constexpr size_t kMaxKeyFile = 8u << 20;
+inline constexpr size_t kMaxPassphraseLine = 512;
+
+Result<Secret> ReadKeyFile(const std::string& path);
+Result<Secret> ReadPassphraseFd(int fd);
+Result<Secret> ReadPassphraseStdin();
+Result<Secret> PromptPassphrase(const std::string& prompt, bool confirm);
+
+}  // namespace stack::fde

@@ -1,0 +1,63 @@
+// Secret: a fixed-size buffer of key material in locked, guarded memory.
+//
+// The bytes live in libsodium secure memory (sodium_malloc: guard pages,
+// mlock'd so they are never swapped, canary-checked) and are wiped when the
+// Secret is destroyed or overwritten. A Secret is move-only; copying key
+// material must be explicit (Clone). Nothing here ever logs or formats the
+// bytes. Volume keys, derived keys and passphrases all travel as Secrets.
+//
+// Thread-safety: a value type; distinct objects may be used from distinct
+// threads, one object needs external synchronisation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "block/status.h"
+
+namespace stack::fde {
+
+class Secret {
+ public:
+  // An empty secret (size 0, no allocation).
+  Secret() noexcept = default;
+  Secret(Secret&& other) noexcept;
+  Secret& operator=(Secret&& other) noexcept;
+  Secret(const Secret&) = delete;
+  Secret& operator=(const Secret&) = delete;
+  ~Secret();
+
+  // n zero bytes in secure memory. Internal if secure memory is exhausted.
+  static Result<Secret> Zeroed(size_t n);
+  // n bytes from the system CSPRNG.
+  static Result<Secret> Random(size_t n);
+  // A copy of bytes. The caller remains responsible for wiping its source.
+  static Result<Secret> Copy(std::span<const uint8_t> bytes);
+  // Convenience for tests and literals: the bytes of text (no terminator).
+  static Result<Secret> FromString(std::string_view text);
+
+  Result<Secret> Clone() const;
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const uint8_t* data() const { return data_; }
+  uint8_t* data() { return data_; }
+  std::span<const uint8_t> bytes() const { return {data_, size_}; }
+  std::span<uint8_t> mutable_bytes() { return {data_, size_}; }
+
+  // Shortens the visible length (the tail is wiped). REQUIRES: n <= size().
+  void Truncate(size_t n);
+
+  // Constant-time equality of content (sizes compared first; they are public).
+  bool Equals(std::span<const uint8_t> other) const;
+
+ private:
+  void Release() noexcept;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+}  // namespace stack::fde

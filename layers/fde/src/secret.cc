@@ -1,0 +1,87 @@
+// Secret over libsodium secure memory.
+#include "fde/secret.h"
+
+#include <sodium.h>
+
+#include <cstring>
+#include <mutex>
+
+namespace stack::fde {
+namespace {
+
+bool SodiumReady() {
+  static const bool ok = sodium_init() >= 0;
+  return ok;
+}
+
+}  // namespace
+
+Secret::Secret(Secret&& other) noexcept
+    : data_(other.data_), size_(other.size_), capacity_(other.capacity_) {
+  other.data_ = nullptr;
+  other.size_ = other.capacity_ = 0;
+}
+
+Secret& Secret::operator=(Secret&& other) noexcept {
+  if (this != &other) {
+    Release();
+    data_ = other.data_;
+    size_ = other.size_;
+    capacity_ = other.capacity_;
+    other.data_ = nullptr;
+    other.size_ = other.capacity_ = 0;
+  }
+  return *this;
+}
+
+Secret::~Secret() { Release(); }
+
+void Secret::Release() noexcept {
+  if (data_ != nullptr) sodium_free(data_);  // sodium_free wipes before freeing
+  data_ = nullptr;
+  size_ = capacity_ = 0;
+}
+
+Result<Secret> Secret::Zeroed(size_t n) {
+  if (!SodiumReady()) return Status::Internal("libsodium failed to initialise");
+  Secret s;
+  if (n == 0) return s;
+  void* p = sodium_malloc(n);
+  if (p == nullptr) return Status::Internal("secure memory exhausted (sodium_malloc)");
+  sodium_memzero(p, n);
+  s.data_ = static_cast<uint8_t*>(p);
+  s.size_ = s.capacity_ = n;
+  return s;
+}
+
+Result<Secret> Secret::Random(size_t n) {
+  ASSIGN_OR_RETURN(Secret s, Zeroed(n));
+  if (n != 0) randombytes_buf(s.data_, n);
+  return s;
+}
+
+Result<Secret> Secret::Copy(std::span<const uint8_t> bytes) {
+  ASSIGN_OR_RETURN(Secret s, Zeroed(bytes.size()));
+  if (!bytes.empty()) std::memcpy(s.data_, bytes.data(), bytes.size());
+  return s;
+}
+
+Result<Secret> Secret::FromString(std::string_view text) {
+  return Copy({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+}
+
+Result<Secret> Secret::Clone() const { return Copy(bytes()); }
+
+void Secret::Truncate(size_t n) {
+  if (n >= size_) return;
+  sodium_memzero(data_ + n, size_ - n);
+  size_ = n;
+}
+
+bool Secret::Equals(std::span<const uint8_t> other) const {
+  if (other.size() != size_) return false;
+  if (size_ == 0) return true;
+  return sodium_memcmp(data_, other.data(), size_) == 0;
+}
+
+}  // namespace stack::fde

@@ -1,0 +1,111 @@
+// Filesystem: an ext4 filesystem held in any BlockDevice, formatted, filled,
+// read and edited in process through libext2fs (no root, no kernel).
+//
+// Every I/O goes through fsbridge's own io_manager into the BlockDevice the
+// object owns, so the same code runs on a plain file, a memory device or an
+// encrypted pool volume. Paths inside the filesystem are absolute or
+// relative to its root ("/etc/passwd" == "etc/passwd"); "." and ".." are
+// rejected. Every error is a Status whose message names the path.
+//
+// Consistency: each public write method leaves the filesystem consistent
+// (e2fsck -fn clean) when it returns, on success and on failure (a full
+// filesystem is NoSpace naming the file, with nothing half-linked).
+// Durability: writes reach the device at Close() (or Flush()).
+//
+// Thread-safety: none; one thread at a time per object. Distinct objects
+// (two images) may be used concurrently.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "block/block_device.h"
+#include "block/status.h"
+#include "fsbridge/types.h"
+
+namespace stack::fsbridge {
+
+class Filesystem {
+ public:
+  // Formats `device` as ext4 (spec/fsbridge.md "Profile") and returns it
+  // open for writing. The whole device is used. InvalidArgument for bad
+  // options or a device too small for a journal (< 8 MiB).
+  static Result<std::unique_ptr<Filesystem>> Mkfs(std::unique_ptr<BlockDevice> device,
+                                                  const MkfsOptions& opts);
+  // Opens an existing ext4 filesystem. Corruption if it is not one;
+  // Unsupported if writable and the journal needs recovery.
+  static Result<std::unique_ptr<Filesystem>> Open(std::unique_ptr<BlockDevice> device,
+                                                  bool writable);
+
+  // Closes (errors are lost; call Close() to see them).
+  ~Filesystem();
+  Filesystem(const Filesystem&) = delete;
+  Filesystem& operator=(const Filesystem&) = delete;
+
+  // Copies the content of host directory `src` into `dest_dir` (created
+  // with parents if missing); dest_dir takes src's owner, mode and times.
+  // Existing entries of the same name are replaced (directories merged).
+  Result<PopulateStats> PopulateFromDirectory(const std::string& src, const std::string& dest_dir,
+                                              const PopulateOptions& opts = {});
+  // Same from a tar stream (file path or "-" for stdin); any format and
+  // compression libarchive reads. Path rules in spec/fsbridge.md.
+  Result<PopulateStats> PopulateFromTar(const std::string& tar_path_or_dash,
+                                        const std::string& dest_dir,
+                                        const PopulateOptions& opts = {});
+
+  // Entries of a directory, sorted by name, without "." and "..".
+  Result<std::vector<DirEntryInfo>> List(const std::string& path);
+  // Attributes of a path (symlinks are not followed).
+  Result<InodeInfo> Stat(const std::string& path);
+  // Streams a regular file's content to `sink` in order (holes as zeros).
+  Status ReadFile(const std::string& path,
+                  const std::function<Status(std::span<const uint8_t>)>& sink);
+  Status ReadFile(const std::string& path, std::ostream& out);
+
+  // Copies a host file (or, if a directory, the tree) to fs_path,
+  // replacing a non-directory already there. Parents must exist.
+  Status PutFile(const std::string& host_path, const std::string& fs_path,
+                 const PopulateOptions& opts = {});
+  // Creates a directory. AlreadyExists if present (unless parents).
+  Status Mkdir(const std::string& path, bool parents, uint32_t mode = 0755);
+  // Removes a file, symlink, special or empty directory; with recursive, a
+  // whole tree. NotFound if absent; InvalidArgument for "/" or a non-empty
+  // directory without recursive.
+  Status Remove(const std::string& path, bool recursive);
+  Status Chmod(const std::string& path, uint32_t mode);  // permission bits (07777)
+  Status Chown(const std::string& path, uint32_t uid, uint32_t gid);
+  // Creates a symlink at link_path pointing to target (stored verbatim).
+  Status Symlink(const std::string& target, const std::string& link_path);
+
+  // Extracts fs_path (a directory's content, or one file) into host_dir,
+  // with modes, times, xattrs, hard links, and owners when running as root.
+  // Device nodes that cannot be made (not root) are skipped and reported
+  // as Unsupported after everything else was extracted.
+  Status ExtractToDirectory(const std::string& fs_path, const std::string& host_dir);
+  // Writes fs_path (a tree or a file) as a pax tar to out_path ("-": stdout).
+  Status ExtractToTar(const std::string& fs_path, const std::string& out_path_or_dash);
+
+  Result<DfInfo> Df();
+
+  // Writes everything cached to the device and flushes it.
+  Status Flush();
+  // Writes the superblock, descriptors and bitmaps, flushes the device and
+  // releases libext2fs. Idempotent; the object holds only the device after.
+  Status Close();
+  // The device, after Close(). REQUIRES: Close() was called.
+  std::unique_ptr<BlockDevice> Release();
+
+  bool writable() const;
+
+  struct Impl;
+
+ private:
+  explicit Filesystem(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace stack::fsbridge

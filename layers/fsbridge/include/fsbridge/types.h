@@ -1,0 +1,98 @@
+// Value types of the fsbridge API: mkfs and populate options, and what the
+// read side reports (inode attributes, directory entries, free space).
+//
+// Plain structs, no behaviour; safe to copy between threads.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace stack::fsbridge {
+
+// Options for Filesystem::Mkfs. Zero means "the default" for numbers.
+struct MkfsOptions {
+  std::string label;                              // up to 16 bytes
+  std::optional<std::array<uint8_t, 16>> uuid;    // random when unset
+  // Directory-hash seed. When unset: derived from the uuid if the uuid was
+  // given (reproducible), random otherwise.
+  std::optional<std::array<uint8_t, 16>> hash_seed;
+  uint32_t block_size = 0;     // 0: max(4096, device block size)
+  uint32_t inode_size = 0;     // 0: 256
+  uint32_t inode_ratio = 0;    // bytes per inode; 0: 16384
+  double reserved_ratio = 0.05;  // fraction of blocks reserved for root
+  // Seconds since the epoch stamped into the superblock, the root directory,
+  // lost+found and the journal inode (SOURCE_DATE_EPOCH). Unset: now.
+  std::optional<int64_t> timestamp;
+};
+
+// Options for PopulateFrom*, PutFile and the other writers.
+struct PopulateOptions {
+  // A manifest (spec/fsbridge.md "Manifest") overriding owner, mode and
+  // times per path. Empty: none.
+  std::string manifest_path;
+  // Reproducible mode: atime, ctime and crtime of every inode written are
+  // this value; mtimes come from the source (or the manifest).
+  std::optional<int64_t> timestamp;
+  // Keep uid/gid from the source; when false every new inode is 0:0
+  // (before the manifest applies).
+  bool keep_owners = true;
+  // Copy extended attributes (directory sources; tar xattrs are always read).
+  bool xattrs = true;
+};
+
+struct PopulateStats {
+  uint64_t files = 0;        // regular files (each hard link counted once)
+  uint64_t directories = 0;
+  uint64_t symlinks = 0;
+  uint64_t hardlinks = 0;    // extra names for an inode already written
+  uint64_t specials = 0;     // devices, fifos, sockets
+  uint64_t bytes = 0;        // regular-file bytes (logical size)
+};
+
+struct Timespec {
+  int64_t sec = 0;
+  uint32_t nsec = 0;
+  bool operator==(const Timespec&) const = default;
+};
+
+// File types, as in the ext4 directory entry.
+enum class FileType : uint8_t {
+  kUnknown = 0, kRegular, kDirectory, kCharDevice, kBlockDevice, kFifo, kSocket, kSymlink
+};
+
+struct InodeInfo {
+  uint32_t ino = 0;
+  FileType type = FileType::kUnknown;
+  uint32_t mode = 0;      // full st_mode: type bits | permission bits
+  uint32_t nlink = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t size = 0;
+  uint64_t allocated_bytes = 0;  // blocks actually held (sparse files hold less)
+  Timespec atime, mtime, ctime, crtime;
+  uint32_t rdev_major = 0, rdev_minor = 0;  // devices only
+  std::string symlink_target;               // symlinks only
+  std::vector<std::pair<std::string, std::string>> xattrs;  // name -> value, sorted
+};
+
+struct DirEntryInfo {
+  std::string name;
+  InodeInfo info;
+};
+
+struct DfInfo {
+  uint32_t block_size = 0;
+  uint64_t blocks_total = 0;
+  uint64_t blocks_free = 0;
+  uint64_t blocks_reserved = 0;  // for root
+  uint64_t inodes_total = 0;
+  uint64_t inodes_free = 0;
+  std::string label;
+  std::string uuid;  // canonical text form
+};
+
+}  // namespace stack::fsbridge

@@ -1,0 +1,176 @@
+// Filesystem lifetime: Mkfs, Open, Flush, Close, Release, Df.
+#include <sys/stat.h>
+
+#include <cstring>
+#include <ctime>
+
+#include "filesystem_impl.h"
+
+namespace stack::fsbridge {
+
+Timespec Filesystem::Impl::Now(const std::optional<int64_t>& ts) const {
+  if (ts) return Timespec{*ts, 0};
+  if (timestamp) return Timespec{*timestamp, 0};
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return Timespec{int64_t(t.tv_sec), uint32_t(t.tv_nsec)};
+}
+
+Attrs DefaultDirAttrs(Timespec now, uint32_t mode) {
+  Attrs a;
+  a.mode = S_IFDIR | (mode & 07777);
+  a.atime = a.mtime = a.ctime = a.crtime = now;
+  return a;
+}
+
+Status Filesystem::Impl::CheckWritable(const std::string& what) const {
+  if (closed) return Status::InvalidArgument(what + ": filesystem is closed");
+  if (!writable) return Status::ReadOnly(what + ": filesystem opened read-only");
+  if (!ext2fs_has_feature_extents(fs->super))
+    return Status::Unsupported(what + ": writing needs the extent feature (ext4)");
+  return Status::Ok();
+}
+
+Result<uint32_t> Filesystem::Impl::Lookup(const std::string& path) const {
+  if (closed) return Status::InvalidArgument(path + ": filesystem is closed");
+  ASSIGN_OR_RETURN(auto comps, SplitPath(path));
+  ext2_ino_t ino = EXT2_ROOT_INO;
+  std::string sofar;
+  for (const std::string& comp : comps) {
+    sofar += "/" + comp;
+    ext2_ino_t next = 0;
+    errcode_t e = ext2fs_lookup(fs, ino, comp.c_str(), int(comp.size()), nullptr, &next);
+    if (e == EXT2_ET_FILE_NOT_FOUND) return Status::NotFound(sofar + ": no such file or directory");
+    if (e) return ctx().Err(e, "looking up", sofar);
+    ino = next;
+  }
+  return uint32_t(ino);
+}
+
+Status Filesystem::Impl::CloseFs() {
+  if (closed) return Status::Ok();
+  closed = true;
+  Status st;
+  if (fs) {
+    if (writable) ext2fs_mark_super_dirty(fs);
+    errcode_t e = writable ? ext2fs_close2(fs, 0) : (ext2fs_free(fs), 0);
+    if (e) {
+      st = Ext2Status(e, "closing", dev->describe(), io->TakeLastError());
+      ext2fs_free(fs);
+    }
+    fs = nullptr;
+  }
+  if (st.ok() && writable) st = io->WriteBack();
+  if (st.ok() && writable) st = dev->Flush().WithContext("flushing " + dev->describe());
+  io.reset();
+  return st;
+}
+
+Filesystem::Filesystem(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Filesystem::~Filesystem() {
+  if (impl_) (void)impl_->CloseFs();
+}
+
+Result<std::unique_ptr<Filesystem>> Filesystem::Mkfs(std::unique_ptr<BlockDevice> device,
+                                                     const MkfsOptions& opts) {
+  if (!device) return Status::InvalidArgument("mkfs: no device");
+  if (device->capabilities().read_only)
+    return Status::ReadOnly("mkfs: " + device->describe() + " is read-only");
+  auto impl = std::make_unique<Impl>();
+  impl->dev = std::move(device);
+  impl->io = std::make_unique<IoBinding>(impl->dev.get());
+  impl->writable = true;
+  impl->timestamp = opts.timestamp;
+  Status s = FormatExt4(impl.get(), opts);
+  if (!s.ok()) {
+    if (impl->fs) ext2fs_free(impl->fs);
+    impl->fs = nullptr;
+    impl->closed = true;
+    return s;
+  }
+  return std::unique_ptr<Filesystem>(new Filesystem(std::move(impl)));
+}
+
+Result<std::unique_ptr<Filesystem>> Filesystem::Open(std::unique_ptr<BlockDevice> device,
+                                                     bool writable) {
+  if (!device) return Status::InvalidArgument("open: no device");
+  if (writable && device->capabilities().read_only)
+    return Status::ReadOnly("open: " + device->describe() + " is read-only");
+  auto impl = std::make_unique<Impl>();
+  impl->dev = std::move(device);
+  impl->io = std::make_unique<IoBinding>(impl->dev.get());
+  impl->writable = writable;
+  const std::string name = impl->dev->describe();
+  ext2_filsys fs = nullptr;
+  int flags = EXT2_FLAG_64BITS;
+  if (writable) flags |= EXT2_FLAG_RW;
+  errcode_t e = ext2fs_open2(impl->io->name().c_str(), nullptr, flags, 0, 0, IoBinding::manager(), &fs);
+  if (e) {
+    Status s = Ext2Status(e, "opening ext4 on", name, impl->io->TakeLastError());
+    if (e == EXT2_ET_BAD_MAGIC || e == EXT2_ET_SB_CSUM_INVALID || e == EXT2_ET_CORRUPT_SUPERBLOCK)
+      return Status::Corruption("opening " + name + ": not an ext2/3/4 filesystem (" + s.message() + ")");
+    return s;
+  }
+  impl->fs = fs;
+  impl->closed = false;
+  if (writable) {
+    if (ext2fs_has_feature_journal_needs_recovery(fs->super)) {
+      ext2fs_free(fs);
+      impl->fs = nullptr;
+      impl->closed = true;
+      return Status::Unsupported("opening " + name +
+                                 " for writing: the journal needs recovery (run e2fsck)");
+    }
+    e = ext2fs_read_bitmaps(fs);
+    if (e) {
+      Status s = impl->ctx().Err(e, "reading bitmaps of", name);
+      ext2fs_free(fs);
+      impl->fs = nullptr;
+      impl->closed = true;
+      return s;
+    }
+  }
+  return std::unique_ptr<Filesystem>(new Filesystem(std::move(impl)));
+}
+
+bool Filesystem::writable() const { return impl_->writable; }
+
+Status Filesystem::Flush() {
+  if (impl_->closed) return Status::InvalidArgument("flush: filesystem is closed");
+  if (!impl_->writable) return Status::Ok();
+  errcode_t e = ext2fs_flush(impl_->fs);
+  if (e) return Ext2Status(e, "flushing", impl_->dev->describe(), impl_->io->TakeLastError());
+  RETURN_IF_ERROR(impl_->io->WriteBack());
+  return impl_->dev->Flush();
+}
+
+Status Filesystem::Close() { return impl_->CloseFs(); }
+
+std::unique_ptr<BlockDevice> Filesystem::Release() {
+  (void)impl_->CloseFs();
+  return std::move(impl_->dev);
+}
+
+Result<DfInfo> Filesystem::Df() {
+  if (impl_->closed) return Status::InvalidArgument("df: filesystem is closed");
+  ext2_super_block* sb = impl_->fs->super;
+  DfInfo d;
+  d.block_size = impl_->fs->blocksize;
+  d.blocks_total = ext2fs_blocks_count(sb);
+  d.blocks_free = ext2fs_free_blocks_count(sb);
+  d.blocks_reserved = ext2fs_r_blocks_count(sb);
+  d.inodes_total = sb->s_inodes_count;
+  d.inodes_free = sb->s_free_inodes_count;
+  d.label.assign(reinterpret_cast<const char*>(sb->s_volume_name),
+                 strnlen(reinterpret_cast<const char*>(sb->s_volume_name), sizeof sb->s_volume_name));
+  char buf[40];
+  const uint8_t* u = sb->s_uuid;
+  snprintf(buf, sizeof buf, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+           u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+           u[14], u[15]);
+  d.uuid = buf;
+  return d;
+}
+
+}  // namespace stack::fsbridge

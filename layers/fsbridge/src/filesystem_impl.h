@@ -1,0 +1,48 @@
+// The private state behind fsbridge::Filesystem, shared by the .cc files
+// that implement its methods (mkfs, populate, read, edit, extract).
+// Thread-safety: as Filesystem (none).
+#pragma once
+
+#include <ext2fs/ext2fs.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "block_io_manager.h"
+#include "fsbridge/filesystem.h"
+#include "inode_util.h"
+#include "tree_builder.h"
+
+namespace stack::fsbridge {
+
+struct Filesystem::Impl {
+  std::unique_ptr<BlockDevice> dev;
+  std::unique_ptr<IoBinding> io;
+  ext2_filsys fs = nullptr;
+  bool writable = false;
+  bool closed = false;
+  uint64_t goal = 0;                 // allocation cursor shared by writers
+  std::optional<int64_t> timestamp;  // from Mkfs (reproducible mode)
+
+  FsContext ctx() const { return FsContext{fs, io.get()}; }
+  // The time stamped on new inodes: opts, else Mkfs's, else the clock.
+  Timespec Now(const std::optional<int64_t>& ts) const;
+  Status CheckWritable(const std::string& what) const;
+  // Resolves a path to an inode without following a final symlink.
+  Result<uint32_t> Lookup(const std::string& path) const;
+  // Frees libext2fs state; flushes when writable.
+  Status CloseFs();
+};
+
+// Formats impl->dev (io bound, fs null) and leaves impl->fs open.
+Status FormatExt4(Filesystem::Impl* impl, const MkfsOptions& opts);
+
+// Entries of a directory on disk, without "." and "..".
+Result<std::vector<DirEntry>> ListDirEntries(const FsContext& c, uint32_t ino,
+                                             std::string_view path, uint32_t* parent);
+
+// Default attributes for a directory made implicitly (mkdir -p, tar parents).
+Attrs DefaultDirAttrs(Timespec now, uint32_t mode = 0755);
+
+}  // namespace stack::fsbridge

@@ -1,0 +1,76 @@
+// Read side: List, Stat, ReadFile.
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "filesystem_impl.h"
+
+namespace stack::fsbridge {
+
+namespace {
+struct File {
+  ext2_file_t f = nullptr;
+  ~File() {
+    if (f) (void)ext2fs_file_close(f);
+  }
+};
+}  // namespace
+
+// Streams an inode's data (shared with extract).
+Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
+                     const std::function<Status(std::span<const uint8_t>)>& sink) {
+  File f;
+  errcode_t e = ext2fs_file_open2(c.fs, ino, nullptr, 0, &f.f);
+  if (e) return c.Err(e, "opening", path);
+  std::vector<uint8_t> buf(1 << 20);
+  while (true) {
+    unsigned int got = 0;
+    e = ext2fs_file_read(f.f, buf.data(), unsigned(buf.size()), &got);
+    if (e) return c.Err(e, "reading", path);
+    if (got == 0) break;
+    RETURN_IF_ERROR(sink(std::span<const uint8_t>(buf.data(), got)));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<DirEntryInfo>> Filesystem::List(const std::string& path) {
+  ASSIGN_OR_RETURN(uint32_t ino, impl_->Lookup(path));
+  const FsContext c = impl_->ctx();
+  ASSIGN_OR_RETURN(InodeInfo self, LoadInfo(c, ino, path));
+  if (self.type != FileType::kDirectory) return Status::InvalidArgument(path + ": not a directory");
+  ASSIGN_OR_RETURN(auto entries, ListDirEntries(c, ino, path, nullptr));
+  std::sort(entries.begin(), entries.end(),
+            [](const DirEntry& a, const DirEntry& b) { return a.name < b.name; });
+  std::vector<DirEntryInfo> out;
+  out.reserve(entries.size());
+  const std::string base = path.empty() || path.back() == '/' ? path : path + "/";
+  for (const DirEntry& e : entries) {
+    ASSIGN_OR_RETURN(InodeInfo info, LoadInfo(c, e.ino, base + e.name));
+    out.push_back(DirEntryInfo{e.name, std::move(info)});
+  }
+  return out;
+}
+
+Result<InodeInfo> Filesystem::Stat(const std::string& path) {
+  ASSIGN_OR_RETURN(uint32_t ino, impl_->Lookup(path));
+  return LoadInfo(impl_->ctx(), ino, path);
+}
+
+Status Filesystem::ReadFile(const std::string& path,
+                            const std::function<Status(std::span<const uint8_t>)>& sink) {
+  ASSIGN_OR_RETURN(uint32_t ino, impl_->Lookup(path));
+  InodeBuf buf(impl_->fs);
+  RETURN_IF_ERROR(ReadInode(impl_->ctx(), ino, &buf, path));
+  if (!S_ISREG(buf.large()->i_mode)) return Status::InvalidArgument(path + ": not a regular file");
+  return ReadInodeData(impl_->ctx(), ino, path, sink);
+}
+
+Status Filesystem::ReadFile(const std::string& path, std::ostream& out) {
+  return ReadFile(path, [&](std::span<const uint8_t> d) -> Status {
+    out.write(reinterpret_cast<const char*>(d.data()), std::streamsize(d.size()));
+    if (!out) return Status::IoError("writing the content of " + path + ": output stream failed");
+    return Status::Ok();
+  });
+}
+
+}  // namespace stack::fsbridge

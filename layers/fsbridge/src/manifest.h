@@ -1,0 +1,47 @@
+// Manifest: per-path overrides of owner, mode and mtime applied while
+// populating, so images with root-owned files are built without root.
+//
+// Format (spec/fsbridge.md "Manifest"): one entry per line,
+//   <path> key=value [key=value...]
+// keys uid, gid, mode (octal permission bits), mtime (SEC or SEC.NSEC).
+// <path> is relative to the populated directory ("." is that directory,
+// "*" applies to every entry before its own line); octal escapes \NNN and
+// "\\" as in mtree. '#' starts a comment line. Unknown keys are errors.
+//
+// Thread-safety: immutable after Load.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "block/status.h"
+#include "inode_util.h"
+
+namespace stack::fsbridge {
+
+struct ManifestEntry {
+  std::optional<uint32_t> uid, gid, mode;
+  std::optional<Timespec> mtime;
+};
+
+class Manifest {
+ public:
+  // An empty manifest when path is empty. NotFound / InvalidArgument
+  // (naming file and line) on errors.
+  static Result<Manifest> Load(const std::string& path);
+  // Applies "*" then the entry for rel ("" for the root). Mode keeps the
+  // file type bits of a->mode.
+  void Apply(const std::string& rel, Attrs* a) const;
+  size_t size() const { return entries_.size(); }
+
+ private:
+  std::optional<ManifestEntry> all_;
+  std::unordered_map<std::string, ManifestEntry> entries_;
+};
+
+// Normalises a relative path: strips "./", leading and doubled slashes;
+// "." -> "". Used for manifest keys and tar names.
+std::string NormalizeRel(const std::string& p);
+
+}  // namespace stack::fsbridge

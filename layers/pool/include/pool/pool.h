@@ -1,0 +1,167 @@
+// Pool: a crash-safe copy-on-write block pool in one backing store, holding
+// thin volumes, O(1) snapshots and clones (spec/pool-format.md).
+//
+// Names form one flat namespace: a volume is `name`, a snapshot of volume
+// V named S is the entry `V@S` (always read-only). Names use
+// [A-Za-z0-9._:+-], at most 255 bytes, at most one '@'. Clones are
+// ordinary volumes. Provenance (parent uuid) is recorded, never enforced:
+// any entry can be deleted in any order.
+//
+// Durability: volume writes become durable at the next commit. Commit runs
+// on Commit(), on any volume device's Flush(), and inside Snapshot, Clone,
+// Rollback, Delete, Rename, Resize, SetReadOnly, SetMeta, CreateVolume and
+// Grow; the pool may also commit on its own at a request boundary to bound
+// memory. After a crash the pool opens at the last commit. If an I/O or
+// corruption error interrupts a mutating call, the pool abandons the
+// running transaction and reloads the last commit (unflushed writes are
+// lost, as in a crash).
+//
+// Space: a request that would not fit fails with NoSpace before changing
+// anything. Blocks for a commit's metadata are always held in reserve, so
+// Commit and Delete never fail for lack of space; Snapshot and Clone are
+// refused (NoSpace) when free space falls below the reserve threshold.
+//
+// Locking: Create/Open take an exclusive lock on the store (shared when
+// read-only); another opener gets Busy naming the holder.
+//
+// Thread-safety: every method (and every volume device) may be called
+// from any thread; calls are serialised by one mutex. Volume devices are
+// valid while the Pool lives.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "block/block_device.h"
+#include "block/status.h"
+#include "pool/store.h"
+
+namespace stack::pool {
+
+struct PoolCreateOptions {
+  uint32_t block_size = 4096;  // 4 KiB .. 1 MiB, power of two (see spec: default)
+  // Initial backing size; the pool grows the store on demand up to
+  // max_bytes (0 = same as size_bytes: fixed size).
+  uint64_t size_bytes = 64ull << 20;
+  uint64_t max_bytes = 0;
+  size_t cache_bytes = 64ull << 20;  // metadata cache budget
+};
+
+struct PoolOpenOptions {
+  bool read_only = false;
+  size_t cache_bytes = 64ull << 20;
+};
+
+struct EntryMeta {
+  std::string note;
+  std::vector<std::string> tags;
+};
+
+enum class EntryKind { kVolume, kSnapshot };
+
+struct EntryInfo {
+  std::string name;
+  std::string uuid;         // 8-4-4-4-12 hex
+  EntryKind kind = EntryKind::kVolume;
+  uint64_t size_bytes = 0;
+  int64_t created_unix_ns = 0;
+  std::string parent_uuid;  // empty: none
+  std::string note;
+  std::vector<std::string> tags;
+  bool read_only = false;
+  uint64_t mapped_bytes = 0;
+  uint64_t exclusive_bytes = 0;  // what deleting this entry frees
+  uint64_t shared_bytes = 0;     // mapped - exclusive
+};
+
+struct PoolInfo {
+  std::string uuid;
+  uint32_t block_size = 0;
+  uint64_t size_bytes = 0;      // blocks the pool currently spans
+  uint64_t max_bytes = 0;
+  uint64_t used_bytes = 0;      // blocks with a non-zero reference count
+  uint64_t free_bytes = 0;      // allocatable now (excludes blocks freed since the last commit)
+  uint64_t reserved_bytes = 0;  // kept back for commits
+  uint64_t generation = 0;      // last committed transaction
+  uint64_t entries = 0;
+  size_t cache_bytes = 0;
+};
+
+struct CheckReport {
+  bool ok = true;
+  std::vector<std::string> errors;  // one line each, naming the block/entry
+  uint64_t entries = 0;
+  uint64_t btree_nodes = 0;
+  uint64_t data_blocks = 0;     // distinct data blocks referenced
+  uint64_t metadata_blocks = 0; // superblocks, space map, index, table, nodes
+  uint64_t leaked_blocks = 0;   // count > references
+  uint64_t refcount_errors = 0; // count != references
+  std::string ToJson() const;
+};
+
+struct VerifyReport {
+  bool ok = true;
+  uint64_t blocks_checked = 0;
+  uint64_t bad_blocks = 0;
+  std::vector<std::string> errors;  // "volume V logical block L physical block P: ..."
+  std::string ToJson() const;
+};
+
+class Pool {
+ public:
+  static Result<std::unique_ptr<Pool>> Create(const std::string& path,
+                                              const PoolCreateOptions& options);
+  static Result<std::unique_ptr<Pool>> Create(std::unique_ptr<Store> store,
+                                              const PoolCreateOptions& options);
+  static Result<std::unique_ptr<Pool>> Open(const std::string& path,
+                                            const PoolOpenOptions& options);
+  static Result<std::unique_ptr<Pool>> Open(std::unique_ptr<Store> store,
+                                            const PoolOpenOptions& options);
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  uint32_t block_size() const;
+
+  // A new empty thin volume. size_bytes: a multiple of block_size().
+  Status CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta);
+  // The volume or snapshot as a BlockDevice (block_size() = pool block size).
+  // A snapshot, a read-only entry or a read-only pool gives a read-only
+  // device; asking for a writable one then fails with ReadOnly.
+  Result<std::unique_ptr<BlockDevice>> OpenVolume(const std::string& name, bool read_only);
+  // snap_name is the full `V@S`; V must be the source's volume part.
+  Status Snapshot(const std::string& source, const std::string& snap_name, const EntryMeta& meta);
+  // A writable volume sharing source's blocks (source: volume or snapshot).
+  Status Clone(const std::string& source, const std::string& new_name, const EntryMeta& meta);
+  // volume takes snapshot's content and size. snapshot: `V@S` or just `S`.
+  Status Rollback(const std::string& volume, const std::string& snapshot);
+  Status Delete(const std::string& name);
+  // Renaming V renames every V@* too; a snapshot keeps its volume part.
+  Status Rename(const std::string& old_name, const std::string& new_name);
+  // Grow or shrink (shrinking frees the tail). Snapshots cannot be resized.
+  Status Resize(const std::string& name, uint64_t new_size_bytes);
+  Status SetReadOnly(const std::string& name, bool read_only);
+  Status SetMeta(const std::string& name, const EntryMeta& meta);
+  Result<std::vector<EntryInfo>> List();
+  Result<EntryInfo> Stat(const std::string& name);
+  Result<PoolInfo> Info();
+  // Full consistency check (reference counts, trees, metadata checksums).
+  Result<CheckReport> Check();
+  // Reads every referenced data block and verifies its checksum.
+  Result<VerifyReport> Verify();
+  Status Grow(uint64_t new_max_bytes);
+  Status Commit();
+
+  struct Impl;
+
+ private:
+  explicit Pool(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// True if `name` is a valid entry name (see above).
+bool ValidEntryName(const std::string& name);
+
+}  // namespace stack::pool

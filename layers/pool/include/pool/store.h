@@ -1,0 +1,62 @@
+// Store: the backing store a pool lives in, addressed by byte offset.
+//
+// The pool logic talks only to this interface, so a distributed store (an
+// RBD image, an object store) can replace the local file without touching
+// the metadata code. Offsets and lengths are multiples of io_alignment()
+// (4096 for every store here; the pool only issues 4 KiB-aligned I/O).
+//
+// Contracts:
+//   Read     fills `out`; bytes never written read as zeros.
+//   Write    OK means readable by later Reads; durable only after Flush.
+//   Flush    barrier: every write acknowledged before it is durable on OK.
+//   Discard  hint: the range's content is no longer needed (may punch holes).
+//   Size     current size in bytes.
+//   Resize   grows (or shrinks) the store; NoSpace if it cannot grow.
+//   Lock     takes the store's one-writer lock (exclusive) or a reader's
+//            lock (shared); Busy naming the holder when someone else has it.
+//            Released when the Store is destroyed.
+//
+// Thread-safety: none; the pool serialises calls.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "block/block_device.h"
+#include "block/status.h"
+
+namespace stack::pool {
+
+class Store {
+ public:
+  Store() = default;
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+  virtual ~Store() = default;
+
+  virtual Status Read(uint64_t offset, std::span<uint8_t> out) = 0;
+  virtual Status Write(uint64_t offset, std::span<const uint8_t> data) = 0;
+  virtual Status Flush() = 0;
+  virtual Status Discard(uint64_t offset, uint64_t length) = 0;
+  virtual uint64_t Size() const = 0;
+  virtual Status Resize(uint64_t new_size) = 0;
+  virtual Status Lock(bool exclusive) = 0;
+  virtual bool read_only() const = 0;
+  virtual uint32_t io_alignment() const { return 4096; }
+  virtual std::string describe() const = 0;
+};
+
+// Opens an existing pool file. NotFound if absent.
+Result<std::unique_ptr<Store>> OpenFileStore(const std::string& path, bool read_only);
+// Creates a new sparse file of size_bytes (multiple of 4096). AlreadyExists
+// if the path exists.
+Result<std::unique_ptr<Store>> CreateFileStore(const std::string& path, uint64_t size_bytes);
+
+// A store over any BlockDevice whose block size divides 4096 (tests put a
+// MemDevice or FaultDevice here). Its size is the device's; Resize beyond it
+// is NoSpace. Lock is a no-op (the device has no other users).
+std::unique_ptr<Store> MakeDeviceStore(std::unique_ptr<BlockDevice> device);
+
+}  // namespace stack::pool

@@ -1,0 +1,332 @@
+#include "btree.h"
+
+#include <cstring>
+
+#include "block/endian.h"
+
+namespace stack::pool {
+namespace node {
+
+namespace {
+constexpr uint32_t kLeafEntry = 24;
+constexpr uint32_t kIntEntry = 16;
+uint32_t EntrySize(const CachedBlock& b) { return Level(b) == 0 ? kLeafEntry : kIntEntry; }
+uint8_t* At(CachedBlock& b, uint32_t i) { return b.data.data() + kEntries + i * EntrySize(b); }
+const uint8_t* At(const CachedBlock& b, uint32_t i) {
+  return b.data.data() + kEntries + i * EntrySize(b);
+}
+}  // namespace
+
+uint32_t Count(const CachedBlock& b) { return GetLE32(b.data.data() + kHeaderSize); }
+uint32_t Level(const CachedBlock& b) { return GetLE32(b.data.data() + kHeaderSize + 4); }
+void SetCount(CachedBlock& b, uint32_t n) { PutLE32(b.data.data() + kHeaderSize, n); }
+void SetLevel(CachedBlock& b, uint32_t level) { PutLE32(b.data.data() + kHeaderSize + 4, level); }
+uint64_t Key(const CachedBlock& b, uint32_t i) { return GetLE64(At(b, i)); }
+Mapping Value(const CachedBlock& b, uint32_t i) {
+  return Mapping{GetLE64(At(b, i) + 8), GetLE64(At(b, i) + 16)};
+}
+uint64_t Child(const CachedBlock& b, uint32_t i) { return GetLE64(At(b, i) + 8); }
+
+void SetLeafEntry(CachedBlock& b, uint32_t i, uint64_t key, const Mapping& v) {
+  uint8_t* p = At(b, i);
+  PutLE64(p, key);
+  PutLE64(p + 8, v.phys);
+  PutLE64(p + 16, v.csum);
+}
+void SetInternalEntry(CachedBlock& b, uint32_t i, uint64_t key, uint64_t child) {
+  uint8_t* p = At(b, i);
+  PutLE64(p, key);
+  PutLE64(p + 8, child);
+}
+void SetKey(CachedBlock& b, uint32_t i, uint64_t key) { PutLE64(At(b, i), key); }
+void SetChild(CachedBlock& b, uint32_t i, uint64_t child) { PutLE64(At(b, i) + 8, child); }
+
+// Opens a gap at i (shifting [i, n) right by one). REQUIRES: n < capacity.
+void OpenGap(CachedBlock& b, uint32_t i) {
+  uint32_t n = Count(b), es = EntrySize(b);
+  std::memmove(At(b, i) + es, At(b, i), size_t(n - i) * es);
+  SetCount(b, n + 1);
+}
+void Erase(CachedBlock& b, uint32_t i) {
+  uint32_t n = Count(b), es = EntrySize(b);
+  std::memmove(At(b, i), At(b, i) + es, size_t(n - i - 1) * es);
+  SetCount(b, n - 1);
+}
+// Moves entries [from, n) of src to the start of the empty dst.
+void MoveTail(CachedBlock& src, uint32_t from, CachedBlock& dst) {
+  uint32_t n = Count(src), es = EntrySize(src);
+  std::memcpy(At(dst, 0), At(src, from), size_t(n - from) * es);
+  SetCount(dst, n - from);
+  SetCount(src, from);
+}
+// First index whose key is >= key.
+uint32_t LowerBound(const CachedBlock& b, uint64_t key) {
+  uint32_t lo = 0, hi = Count(b);
+  while (lo < hi) {
+    uint32_t mid = (lo + hi) / 2;
+    if (Key(b, mid) < key) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+// Child slot for key in an internal node: last i with key[i] <= key, or 0.
+uint32_t ChildSlot(const CachedBlock& b, uint64_t key) {
+  uint32_t lo = 0, hi = Count(b);
+  while (lo < hi) {
+    uint32_t mid = (lo + hi) / 2;
+    if (Key(b, mid) <= key) lo = mid + 1; else hi = mid;
+  }
+  return lo == 0 ? 0 : lo - 1;
+}
+
+Status Validate(const CachedBlock& b, uint32_t block_size) {
+  uint32_t level = Level(b), n = Count(b);
+  auto fail = [&](const std::string& why) {
+    return Status::Corruption(std::string(BlockTypeName(b.type)) + " at physical block " +
+                              std::to_string(b.loc) + ": " + why);
+  };
+  if ((b.type == BlockType::kLeaf) != (level == 0)) return fail("level does not match type");
+  if (level > 32) return fail("level " + std::to_string(level) + " too deep");
+  uint32_t cap = level == 0 ? LeafCapacity(block_size) : InternalCapacity(block_size);
+  if (n > cap) return fail(std::to_string(n) + " entries exceed capacity");
+  if (level > 0 && n == 0) return fail("empty internal node");
+  return Status::Ok();
+}
+
+}  // namespace node
+
+using namespace node;
+
+BTree::BTree(TransactionManager* tm, uint32_t block_size)
+    : tm_(tm), leaf_cap_(LeafCapacity(block_size)), int_cap_(InternalCapacity(block_size)) {}
+
+namespace {
+Result<BlockRef> ReadValid(TransactionManager* tm, uint64_t loc) {
+  ASSIGN_OR_RETURN(BlockRef b, tm->ReadNode(loc));
+  RETURN_IF_ERROR(Validate(*b, tm->cache().block_size()));
+  return b;
+}
+}  // namespace
+
+Result<std::optional<Mapping>> BTree::Lookup(uint64_t root, uint64_t key) {
+  uint64_t loc = root;
+  while (loc != 0) {
+    ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc));
+    uint32_t n = Count(*b);
+    if (Level(*b) == 0) {
+      uint32_t i = LowerBound(*b, key);
+      if (i < n && Key(*b, i) == key) return std::optional<Mapping>(Value(*b, i));
+      return std::optional<Mapping>();
+    }
+    if (key < Key(*b, 0)) return std::optional<Mapping>();
+    loc = Child(*b, ChildSlot(*b, key));
+  }
+  return std::optional<Mapping>();
+}
+
+Status BTree::IncChildren(const CachedBlock& b) {
+  uint32_t n = Count(b);
+  for (uint32_t i = 0; i < n; ++i) {
+    RETURN_IF_ERROR(tm_->sm().Inc(Level(b) == 0 ? Value(b, i).phys : Child(b, i)));
+  }
+  return Status::Ok();
+}
+
+Status BTree::InsertRec(uint64_t loc, uint64_t key, const Mapping& v, bool* added,
+                        InsertOut* out) {
+  bool inc = false;
+  ASSIGN_OR_RETURN(BlockRef b, tm_->ShadowNode(loc, &inc));
+  RETURN_IF_ERROR(Validate(*b, tm_->cache().block_size()));
+  if (inc) RETURN_IF_ERROR(IncChildren(*b));
+  out->loc = b->loc;
+  uint32_t n = Count(*b);
+  if (Level(*b) == 0) {
+    uint32_t pos = LowerBound(*b, key);
+    if (pos < n && Key(*b, pos) == key) {
+      Mapping old = Value(*b, pos);
+      if (old.phys != v.phys) RETURN_IF_ERROR(tm_->sm().Dec(old.phys).status());
+      SetLeafEntry(*b, pos, key, v);
+      *added = false;
+      return Status::Ok();
+    }
+    *added = true;
+    CachedBlock* target = b.get();
+    if (n == leaf_cap_) {
+      ASSIGN_OR_RETURN(BlockRef r, tm_->New(BlockType::kLeaf));
+      SetLevel(*r, 0);
+      MoveTail(*b, n / 2, *r);
+      out->split = true;
+      out->split_key = Key(*r, 0);
+      out->right = r->loc;
+      if (key >= out->split_key) target = r.get();
+      pos = LowerBound(*target, key);
+    }
+    OpenGap(*target, pos);
+    SetLeafEntry(*target, pos, key, v);
+    return Status::Ok();
+  }
+  uint32_t i = ChildSlot(*b, key);
+  if (key < Key(*b, 0)) SetKey(*b, 0, key);
+  InsertOut co;
+  RETURN_IF_ERROR(InsertRec(Child(*b, i), key, v, added, &co));
+  SetChild(*b, i, co.loc);
+  if (!co.split) return Status::Ok();
+  CachedBlock* target = b.get();
+  uint32_t pos = i + 1;
+  if (n == int_cap_) {
+    ASSIGN_OR_RETURN(BlockRef r, tm_->New(BlockType::kInternal));
+    SetLevel(*r, Level(*b));
+    MoveTail(*b, n / 2, *r);
+    out->split = true;
+    out->split_key = Key(*r, 0);
+    out->right = r->loc;
+    if (pos > n / 2) {
+      target = r.get();
+      pos -= n / 2;
+    }
+  }
+  OpenGap(*target, pos);
+  SetInternalEntry(*target, pos, co.split_key, co.right);
+  return Status::Ok();
+}
+
+Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
+  if (*root == 0) {
+    ASSIGN_OR_RETURN(BlockRef b, tm_->New(BlockType::kLeaf));
+    SetLevel(*b, 0);
+    SetCount(*b, 1);
+    SetLeafEntry(*b, 0, key, value);
+    *root = b->loc;
+    *added = true;
+    return Status::Ok();
+  }
+  InsertOut o;
+  RETURN_IF_ERROR(InsertRec(*root, key, value, added, &o));
+  if (!o.split) {
+    *root = o.loc;
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(BlockRef left, tm_->ReadNode(o.loc));
+  ASSIGN_OR_RETURN(BlockRef nr, tm_->New(BlockType::kInternal));
+  SetLevel(*nr, Level(*left) + 1);
+  SetCount(*nr, 2);
+  SetInternalEntry(*nr, 0, Key(*left, 0), o.loc);
+  SetInternalEntry(*nr, 1, o.split_key, o.right);
+  *root = nr->loc;
+  return Status::Ok();
+}
+
+Status BTree::RemoveRec(uint64_t loc, uint64_t key, uint64_t* new_loc, bool* empty) {
+  bool inc = false;
+  ASSIGN_OR_RETURN(BlockRef b, tm_->ShadowNode(loc, &inc));
+  RETURN_IF_ERROR(Validate(*b, tm_->cache().block_size()));
+  if (inc) RETURN_IF_ERROR(IncChildren(*b));
+  *new_loc = b->loc;
+  if (Level(*b) == 0) {
+    uint32_t pos = LowerBound(*b, key);
+    if (pos >= Count(*b) || Key(*b, pos) != key) {
+      return Status::Internal("btree remove: key vanished during descent");
+    }
+    RETURN_IF_ERROR(tm_->sm().Dec(Value(*b, pos).phys).status());
+    Erase(*b, pos);
+  } else {
+    uint32_t i = ChildSlot(*b, key);
+    uint64_t cl = 0;
+    bool child_empty = false;
+    RETURN_IF_ERROR(RemoveRec(Child(*b, i), key, &cl, &child_empty));
+    if (child_empty) {
+      RETURN_IF_ERROR(tm_->sm().Dec(cl).status());
+      Erase(*b, i);
+    } else {
+      SetChild(*b, i, cl);
+    }
+  }
+  *empty = Count(*b) == 0;
+  return Status::Ok();
+}
+
+Status BTree::Remove(uint64_t* root, uint64_t key, bool* removed) {
+  ASSIGN_OR_RETURN(auto found, Lookup(*root, key));
+  *removed = found.has_value();
+  if (!found) return Status::Ok();
+  uint64_t nl = 0;
+  bool empty = false;
+  RETURN_IF_ERROR(RemoveRec(*root, key, &nl, &empty));
+  if (empty) {
+    RETURN_IF_ERROR(tm_->sm().Dec(nl).status());
+    nl = 0;
+  }
+  *root = nl;
+  return Status::Ok();
+}
+
+Status BTree::ForEachRec(uint64_t loc, uint64_t lo, uint64_t hi, bool* stop,
+                         const std::function<bool(uint64_t, const Mapping&)>& fn) {
+  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc));
+  uint32_t n = Count(*b);
+  if (Level(*b) == 0) {
+    for (uint32_t i = LowerBound(*b, lo); i < n && !*stop; ++i) {
+      uint64_t k = Key(*b, i);
+      if (k >= hi) break;
+      if (!fn(k, Value(*b, i))) *stop = true;
+    }
+    return Status::Ok();
+  }
+  for (uint32_t i = ChildSlot(*b, lo); i < n && !*stop; ++i) {
+    if (Key(*b, i) >= hi) break;
+    if (i + 1 < n && Key(*b, i + 1) <= lo) continue;
+    RETURN_IF_ERROR(ForEachRec(Child(*b, i), lo, hi, stop, fn));
+  }
+  return Status::Ok();
+}
+
+Status BTree::ForEach(uint64_t root, uint64_t lo, uint64_t hi,
+                      const std::function<bool(uint64_t, const Mapping&)>& fn) {
+  if (root == 0 || lo >= hi) return Status::Ok();
+  bool stop = false;
+  return ForEachRec(root, lo, hi, &stop, fn);
+}
+
+Status BTree::IncRoot(uint64_t root) {
+  if (root == 0) return Status::Ok();
+  return tm_->sm().Inc(root);
+}
+
+Status BTree::DecRoot(uint64_t root) {
+  if (root == 0) return Status::Ok();
+  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, root));
+  ASSIGN_OR_RETURN(uint32_t left, tm_->sm().Dec(root));
+  if (left != 0) return Status::Ok();
+  uint32_t n = Count(*b);
+  for (uint32_t i = 0; i < n; ++i) {
+    if (Level(*b) == 0) {
+      RETURN_IF_ERROR(tm_->sm().Dec(Value(*b, i).phys).status());
+    } else {
+      RETURN_IF_ERROR(DecRoot(Child(*b, i)));
+    }
+  }
+  return Status::Ok();
+}
+
+Status BTree::CountRec(uint64_t loc, uint64_t lo, uint64_t hi, uint64_t* nodes,
+                       uint32_t* depth) {
+  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc));
+  ++*nodes;
+  *depth = std::max(*depth, Level(*b) + 1);
+  if (Level(*b) == 0) return Status::Ok();
+  uint32_t n = Count(*b);
+  for (uint32_t i = ChildSlot(*b, lo); i < n; ++i) {
+    if (i > ChildSlot(*b, lo) && Key(*b, i) >= hi) break;
+    if (i + 1 < n && Key(*b, i + 1) <= lo) continue;
+    RETURN_IF_ERROR(CountRec(Child(*b, i), lo, hi, nodes, depth));
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> BTree::CostBound(uint64_t root, uint64_t lo, uint64_t hi, uint64_t n) {
+  uint64_t nodes = 0;
+  uint32_t depth = 1;
+  if (root != 0 && lo < hi) RETURN_IF_ERROR(CountRec(root, lo, hi, &nodes, &depth));
+  return 2 * nodes + (2 * n / leaf_cap_ + 2) * (uint64_t(depth) + 1) + 2;
+}
+
+}  // namespace stack::pool

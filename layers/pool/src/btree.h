@@ -1,0 +1,96 @@
+// BTree: a copy-on-write, reference-counted B+tree mapping a volume's
+// logical block number to {physical block, data checksum} (Rodeh's
+// "B-trees, Shadowing, and Clones"; spec/pool-format.md, "Btree nodes").
+//
+// A tree is named by its root block (0 = empty tree). Several volumes and
+// snapshots may share a root or any subtree; a node's reference count is
+// the number of roots/parents pointing at it and a data block's count is
+// the number of leaf entries pointing at it (a shared leaf counts once).
+// Mutations shadow the path from the root down (TransactionManager), so a
+// snapshot is just IncRoot(). Leaves hold values sorted by key; internal
+// key[i] is a lower bound of every key under child i, and keys under child
+// i are below key[i+1]. Underfull nodes are not merged; empty ones are
+// removed. Lookups cost O(depth) whatever the number of snapshots.
+//
+// Every mutating call leaves the tree and the reference counts consistent
+// on OK. On error the transaction must be abandoned (the pool reloads the
+// last commit).
+// Thread-safety: none.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+
+#include "transaction.h"
+
+namespace stack::pool {
+
+struct Mapping {
+  uint64_t phys = 0;
+  uint64_t csum = 0;
+};
+
+class BTree {
+ public:
+  BTree(TransactionManager* tm, uint32_t block_size);
+
+  uint32_t leaf_capacity() const { return leaf_cap_; }
+  uint32_t internal_capacity() const { return int_cap_; }
+
+  Result<std::optional<Mapping>> Lookup(uint64_t root, uint64_t key);
+  // Inserts or replaces key. A replaced value's data block loses one
+  // reference (unless it is the same block). *added is true for a new key.
+  Status Insert(uint64_t* root, uint64_t key, Mapping value, bool* added);
+  // Removes key if present (its data block loses one reference).
+  Status Remove(uint64_t* root, uint64_t key, bool* removed);
+  // Calls fn(key, mapping) for mapped keys in [lo, hi) in order until it
+  // returns false.
+  Status ForEach(uint64_t root, uint64_t lo, uint64_t hi,
+                 const std::function<bool(uint64_t, const Mapping&)>& fn);
+  // One more owner of the tree (snapshot, clone): O(1).
+  Status IncRoot(uint64_t root);
+  // One owner fewer; frees every node and data block nobody else holds.
+  Status DecRoot(uint64_t root);
+  // Upper bound on blocks a change of `n` keys within [lo, hi) may allocate
+  // (shadowed nodes plus splits), not counting data blocks.
+  Result<uint64_t> CostBound(uint64_t root, uint64_t lo, uint64_t hi, uint64_t n);
+
+ private:
+  struct InsertOut {
+    uint64_t loc = 0;
+    bool split = false;
+    uint64_t split_key = 0;
+    uint64_t right = 0;
+  };
+  Status IncChildren(const CachedBlock& b);
+  Status InsertRec(uint64_t loc, uint64_t key, const Mapping& v, bool* added, InsertOut* out);
+  Status RemoveRec(uint64_t loc, uint64_t key, uint64_t* new_loc, bool* empty);
+  Status ForEachRec(uint64_t loc, uint64_t lo, uint64_t hi, bool* stop,
+                    const std::function<bool(uint64_t, const Mapping&)>& fn);
+  Status CountRec(uint64_t loc, uint64_t lo, uint64_t hi, uint64_t* nodes, uint32_t* depth);
+
+  TransactionManager* tm_;
+  uint32_t leaf_cap_;
+  uint32_t int_cap_;
+};
+
+// Node layout helpers (also used by check and the fuzzer).
+namespace node {
+constexpr uint32_t kEntries = kHeaderSize + 16;
+inline uint32_t LeafCapacity(uint32_t bs) { return (bs - kEntries) / 24; }
+inline uint32_t InternalCapacity(uint32_t bs) { return (bs - kEntries) / 16; }
+uint32_t Count(const CachedBlock& b);
+uint32_t Level(const CachedBlock& b);
+void SetCount(CachedBlock& b, uint32_t n);
+void SetLevel(CachedBlock& b, uint32_t level);
+uint64_t Key(const CachedBlock& b, uint32_t i);
+// Leaf values.
+Mapping Value(const CachedBlock& b, uint32_t i);
+// Internal children.
+uint64_t Child(const CachedBlock& b, uint32_t i);
+// Structural check of one node's header fields against its block size.
+Status Validate(const CachedBlock& b, uint32_t block_size);
+}  // namespace node
+
+}  // namespace stack::pool

@@ -1,0 +1,281 @@
+// check, verify and per-entry accounting.
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "block/endian.h"
+#include "pool_impl.h"
+
+namespace stack::pool {
+namespace {
+
+std::string JsonEscape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '"': o += "\\\""; break;
+      case '\\': o += "\\\\"; break;
+      case '\n': o += "\\n"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          o += buf;
+        } else {
+          o += c;
+        }
+    }
+  }
+  return o;
+}
+
+std::string JsonList(const std::vector<std::string>& v) {
+  std::string o = "[";
+  for (size_t i = 0; i < v.size(); ++i) o += (i ? ",\"" : "\"") + JsonEscape(v[i]) + "\"";
+  return o + "]";
+}
+
+// Walks every tree once, counting references and checking structure.
+class Checker {
+ public:
+  Checker(Pool::Impl& p, CheckReport& r) : p_(p), r_(r) {}
+
+  void Error(const std::string& e) {
+    r_.ok = false;
+    if (r_.errors.size() < 1000) r_.errors.push_back(e);
+  }
+  void Ref(uint64_t b) { ++expected_[b]; }
+
+  // Returns the number of leaf entries under loc (memoised for shared nodes).
+  uint64_t Node(uint64_t loc, uint64_t lo, uint64_t hi, int expect_level, const std::string& who) {
+    Ref(loc);
+    auto seen = entries_under_.find(loc);
+    if (seen != entries_under_.end()) return seen->second;
+    entries_under_[loc] = 0;
+    if (loc < kFirstFreeBlock || loc >= p_.sm->nr_blocks()) {
+      Error(who + ": btree node pointer " + std::to_string(loc) + " outside the pool");
+      return 0;
+    }
+    auto b = p_.tm->ReadNode(loc);
+    if (!b.ok()) {
+      Error(who + ": " + b.status().message());
+      return 0;
+    }
+    const CachedBlock& n = **b;
+    Status v = node::Validate(n, p_.bs);
+    if (!v.ok()) {
+      Error(who + ": " + v.message());
+      return 0;
+    }
+    ++r_.btree_nodes;
+    int level = static_cast<int>(node::Level(n));
+    if (expect_level >= 0 && level != expect_level) {
+      Error(who + ": node " + std::to_string(loc) + " at level " + std::to_string(level) +
+            ", expected " + std::to_string(expect_level));
+    }
+    uint32_t cnt = node::Count(n);
+    if (cnt == 0) Error(who + ": empty btree node " + std::to_string(loc));
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < cnt; ++i) {
+      uint64_t k = node::Key(n, i);
+      if (k < lo || k >= hi || (i > 0 && k <= node::Key(n, i - 1))) {
+        Error(who + ": node " + std::to_string(loc) + " key " + std::to_string(k) +
+              " out of order or outside [" + std::to_string(lo) + ", " + std::to_string(hi) + ")");
+      }
+      if (level == 0) {
+        uint64_t phys = node::Value(n, i).phys;
+        if (phys < kFirstFreeBlock || phys >= p_.sm->nr_blocks()) {
+          Error(who + ": logical block " + std::to_string(k) + " maps outside the pool (" +
+                std::to_string(phys) + ")");
+        } else {
+          if (!data_.count(phys)) {
+            data_.insert(phys);
+            ++r_.data_blocks;
+          }
+          Ref(phys);
+        }
+        ++total;
+      } else {
+        uint64_t chi = i + 1 < cnt ? node::Key(n, i + 1) : hi;
+        total += Node(node::Child(n, i), k, chi, level - 1, who);
+      }
+    }
+    entries_under_[loc] = total;
+    return total;
+  }
+
+  void Meta(uint64_t b) {
+    Ref(b);
+    ++r_.metadata_blocks;
+  }
+
+  void Compare() {
+    uint64_t nr = p_.sm->nr_blocks(), used = 0;
+    for (uint64_t b = 0; b < nr; ++b) {
+      auto c = p_.sm->Get(b);
+      if (!c.ok()) {
+        Error("space map: " + c.status().message());
+        return;
+      }
+      uint64_t want = 0;
+      auto it = expected_.find(b);
+      if (it != expected_.end()) want = it->second;
+      if (*c != 0) ++used;
+      if (*c != want) {
+        ++r_.refcount_errors;
+        if (*c > want) ++r_.leaked_blocks;
+        Error("physical block " + std::to_string(b) + ": reference count " + std::to_string(*c) +
+              " but " + std::to_string(want) + " references" + (*c > want ? " (leak)" : ""));
+      }
+    }
+    if (used != p_.sm->used_blocks()) {
+      Error("space map: " + std::to_string(used) + " blocks in use but the pool counts " +
+            std::to_string(p_.sm->used_blocks()));
+    }
+  }
+
+  std::unordered_map<uint64_t, uint64_t> expected_;
+  std::unordered_map<uint64_t, uint64_t> entries_under_;
+  std::unordered_set<uint64_t> data_;
+
+ private:
+  Pool::Impl& p_;
+  CheckReport& r_;
+};
+
+}  // namespace
+
+Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root) {
+  if (root == 0) return uint64_t(0);
+  ASSIGN_OR_RETURN(uint32_t c, sm->Get(root));
+  if (c != 1) return uint64_t(0);
+  ASSIGN_OR_RETURN(BlockRef b, tm->ReadNode(root));
+  RETURN_IF_ERROR(node::Validate(*b, bs));
+  uint64_t total = 0;
+  uint32_t n = node::Count(*b);
+  for (uint32_t i = 0; i < n; ++i) {
+    if (node::Level(*b) == 0) {
+      ASSIGN_OR_RETURN(uint32_t dc, sm->Get(node::Value(*b, i).phys));
+      if (dc == 1) ++total;
+    } else {
+      ASSIGN_OR_RETURN(uint64_t sub, ExclusiveBlocks(node::Child(*b, i)));
+      total += sub;
+    }
+  }
+  return total;
+}
+
+Result<CheckReport> Pool::Impl::CheckLocked() {
+  CheckReport r;
+  Checker c(*this, r);
+  c.Meta(0);
+  c.Meta(1);
+  // Space map index and blocks.
+  uint64_t per_idx = IndexEntriesPerBlock(bs);
+  for (size_t i = 0; i < sm->index_locs().size(); ++i) {
+    uint64_t il = sm->index_locs()[i];
+    if (il == 0) continue;
+    c.Meta(il);
+    auto ib = cache->Read(il, BlockType::kSmIndex);
+    if (!ib.ok()) {
+      c.Error(ib.status().message());
+      continue;
+    }
+    for (uint64_t s = 0; s < per_idx; ++s) {
+      uint64_t sl = GetLE64((*ib)->payload() + 8 * s);
+      if (sl == 0) continue;
+      c.Meta(sl);
+      auto sb = cache->Read(sl, BlockType::kSpaceMap);
+      if (!sb.ok()) c.Error(sb.status().message());
+    }
+  }
+  for (uint64_t l : table_locs) c.Meta(l);
+  if (dirty || sm->changed()) {
+    // Uncommitted: the chain listed is still the committed one and counted.
+  }
+  // Trees.
+  std::unordered_set<std::string> names;
+  for (const auto& e : entries) {
+    ++r.entries;
+    std::string who = (e.snapshot ? "snapshot '" : "volume '") + e.name + "'";
+    if (!names.insert(e.name).second) c.Error(who + ": duplicate name");
+    if (!ValidEntryName(e.name)) c.Error(who + ": invalid name");
+    if (e.snapshot && e.name.find('@') == std::string::npos) c.Error(who + ": snapshot without '@'");
+    if (e.size_bytes % bs) c.Error(who + ": size not a multiple of the block size");
+    if (e.root == 0) {
+      if (e.mapped_blocks != 0) c.Error(who + ": empty tree but mapped count " +
+                                        std::to_string(e.mapped_blocks));
+      continue;
+    }
+    uint64_t n = c.Node(e.root, 0, UINT64_MAX, -1, who);
+    if (n != e.mapped_blocks) {
+      c.Error(who + ": tree maps " + std::to_string(n) + " blocks but the table says " +
+              std::to_string(e.mapped_blocks));
+    }
+    // Nothing may be mapped beyond the end of the volume.
+    uint64_t beyond = 0;
+    Status st = tree->ForEach(e.root, e.size_bytes / bs, UINT64_MAX, [&](uint64_t, const Mapping&) {
+      ++beyond;
+      return true;
+    });
+    if (!st.ok()) c.Error(who + ": " + st.message());
+    if (beyond) c.Error(who + ": " + std::to_string(beyond) + " blocks mapped beyond its size");
+  }
+  c.Compare();
+  return r;
+}
+
+Result<VerifyReport> Pool::Impl::VerifyLocked() {
+  VerifyReport r;
+  std::unordered_set<uint64_t> seen;
+  std::vector<uint8_t> buf(bs);
+  for (const auto& e : entries) {
+    std::string who = (e.snapshot ? "snapshot '" : "volume '") + e.name + "'";
+    std::vector<std::pair<uint64_t, Mapping>> maps;
+    Status st = tree->ForEach(e.root, 0, UINT64_MAX, [&](uint64_t k, const Mapping& m) {
+      if (seen.insert(m.phys).second) maps.emplace_back(k, m);
+      return true;
+    });
+    if (!st.ok()) {
+      r.ok = false;
+      r.errors.push_back(who + ": " + st.message());
+      continue;
+    }
+    for (const auto& [k, m] : maps) {
+      ++r.blocks_checked;
+      std::string where = who + " logical block " + std::to_string(k) + " (physical block " +
+                          std::to_string(m.phys) + ")";
+      if (m.phys >= sm->nr_blocks()) {
+        ++r.bad_blocks;
+        r.ok = false;
+        r.errors.push_back(where + ": outside the pool");
+        continue;
+      }
+      RETURN_IF_ERROR(store->Read(m.phys * bs, buf));
+      if (DataChecksum(buf, m.phys) != m.csum) {
+        ++r.bad_blocks;
+        r.ok = false;
+        if (r.errors.size() < 1000) r.errors.push_back(where + ": data checksum mismatch");
+      }
+    }
+  }
+  return r;
+}
+
+std::string CheckReport::ToJson() const {
+  std::ostringstream o;
+  o << "{\"ok\":" << (ok ? "true" : "false") << ",\"entries\":" << entries
+    << ",\"btree_nodes\":" << btree_nodes << ",\"data_blocks\":" << data_blocks
+    << ",\"metadata_blocks\":" << metadata_blocks << ",\"leaked_blocks\":" << leaked_blocks
+    << ",\"refcount_errors\":" << refcount_errors << ",\"errors\":" << JsonList(errors) << "}";
+  return o.str();
+}
+
+std::string VerifyReport::ToJson() const {
+  std::ostringstream o;
+  o << "{\"ok\":" << (ok ? "true" : "false") << ",\"blocks_checked\":" << blocks_checked
+    << ",\"bad_blocks\":" << bad_blocks << ",\"errors\":" << JsonList(errors) << "}";
+  return o.str();
+}
+
+}  // namespace stack::pool

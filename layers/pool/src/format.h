@@ -1,0 +1,72 @@
+// On-disk constants and the header every metadata block carries
+// (spec/pool-format.md, "Metadata block header").
+//
+// Every metadata block starts with a 32-byte header:
+//   0  u64 checksum   XXH3-64 of bytes [8, size), seeded with the block type
+//   8  u32 magic      kMetaMagic
+//  12  u16 type       BlockType
+//  14  u16 reserved   0
+//  16  u64 location   the block's own physical block number
+//  24  u64 generation the transaction that wrote it
+// All integers little-endian. A block read from the wrong place, of the
+// wrong type, or with a bad checksum is rejected as Corruption.
+//
+// The xxhash library is used only here and in checksum.cc.
+// Thread-safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "block/status.h"
+
+namespace stack::pool {
+
+constexpr uint32_t kMetaMagic = 0x444d5053;  // "SPMD"
+constexpr uint32_t kSuperMagic = 0x42535053;  // "SPSB"
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kHeaderSize = 32;
+constexpr uint32_t kSuperSize = 4096;  // bytes of a superblock slot that are used
+constexpr uint32_t kMinBlockSize = 4096;
+constexpr uint32_t kMaxBlockSize = 1u << 20;
+constexpr uint32_t kDefaultBlockSize = 4096;
+// Superblock: the index-block locations start at this offset.
+constexpr uint32_t kSuperIndexOffset = 128;
+constexpr uint32_t kMaxIndexSlots = (kSuperSize - kSuperIndexOffset) / 8;
+// Blocks 0 and 1 hold the two superblock slots.
+constexpr uint64_t kFirstFreeBlock = 2;
+
+enum class BlockType : uint16_t {
+  kSuper = 1,
+  kInternal = 2,  // btree internal node
+  kLeaf = 3,      // btree leaf
+  kSpaceMap = 4,  // reference counts
+  kSmIndex = 5,   // locations of space-map blocks
+  kTable = 6,     // volume table chain
+};
+
+std::string_view BlockTypeName(BlockType t);
+
+// XXH3-64 of `data` with `seed`.
+uint64_t Checksum(std::span<const uint8_t> data, uint64_t seed);
+// Checksum of a data block at physical block `phys` (seeded with phys so a
+// block read from the wrong place fails).
+inline uint64_t DataChecksum(std::span<const uint8_t> data, uint64_t phys) {
+  return Checksum(data, phys ^ 0x9e3779b97f4a7c15ull);
+}
+bool IsAllZero(std::span<const uint8_t> data);
+
+// Fills the header (magic, type, location, generation) and the checksum.
+// REQUIRES: block.size() > kHeaderSize.
+void SealBlock(std::span<uint8_t> block, BlockType type, uint64_t location, uint64_t generation);
+// Verifies magic, type, location and checksum. Corruption naming the block.
+Status VerifyBlock(std::span<const uint8_t> block, BlockType type, uint64_t location);
+
+// Space map geometry for a block size.
+inline uint64_t SmEntriesPerBlock(uint32_t block_size) { return (block_size - kHeaderSize) / 4; }
+inline uint64_t IndexEntriesPerBlock(uint32_t block_size) {
+  return (block_size - kHeaderSize) / 8;
+}
+
+}  // namespace stack::pool

@@ -1,0 +1,674 @@
+// Pool lifecycle, commit and the volume-table operations.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "block/endian.h"
+#include "pool_impl.h"
+
+namespace stack::pool {
+namespace {
+
+uint64_t CeilDiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+uint64_t NowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+std::array<uint8_t, 16> NewUuid() {
+  static std::mt19937_64 rng = [] {
+    std::random_device rd;
+    std::seed_seq seq{rd(), rd(), rd(), rd(), static_cast<unsigned>(NowNs())};
+    return std::mt19937_64(seq);
+  }();
+  std::array<uint8_t, 16> u{};
+  uint64_t a = rng(), b = rng();
+  for (int i = 0; i < 8; ++i) {
+    u[i] = uint8_t(a >> (8 * i));
+    u[8 + i] = uint8_t(b >> (8 * i));
+  }
+  u[6] = uint8_t((u[6] & 0x0f) | 0x40);  // version 4
+  u[8] = uint8_t((u[8] & 0x3f) | 0x80);  // variant
+  return u;
+}
+
+bool IsZeroUuid(const std::array<uint8_t, 16>& u) {
+  return std::all_of(u.begin(), u.end(), [](uint8_t c) { return c == 0; });
+}
+
+std::string VolumePart(const std::string& name) { return name.substr(0, name.find('@')); }
+
+Status ValidateMeta(const EntryMeta& m) {
+  if (m.note.size() > kMaxNoteLen) return Status::InvalidArgument("note longer than 4096 bytes");
+  if (m.tags.size() > kMaxTags) return Status::InvalidArgument("more than 64 tags");
+  for (const auto& t : m.tags) {
+    if (t.size() > kMaxTagLen) return Status::InvalidArgument("tag longer than 255 bytes");
+  }
+  return Status::Ok();
+}
+
+Status CheckName(const std::string& name) {
+  if (!ValidEntryName(name)) {
+    return Status::InvalidArgument("invalid name '" + name +
+                                   "': use [A-Za-z0-9._:+-], at most one '@', 1-255 bytes");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool ValidEntryName(const std::string& name) {
+  if (name.empty() || name.size() > kMaxNameLen) return false;
+  int ats = 0;
+  for (char c : name) {
+    if (c == '@') {
+      ++ats;
+      continue;
+    }
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '+' || c == '-';
+    if (!ok) return false;
+  }
+  if (ats > 1) return false;
+  if (ats == 1 && (name.front() == '@' || name.back() == '@')) return false;
+  return true;
+}
+
+std::string FormatUuid(const std::array<uint8_t, 16>& u) {
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
+    s += hex[u[i] >> 4];
+    s += hex[u[i] & 15];
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------- Impl
+
+void Pool::Impl::InitComponents() {
+  size_t cap = std::max<size_t>(cache_bytes / bs, 64);
+  cache = std::make_unique<BlockCache>(store.get(), bs, cap);
+  sm = std::make_unique<SpaceMap>(cache.get(), bs);
+  tm = std::make_unique<TransactionManager>(cache.get(), sm.get());
+  tree = std::make_unique<BTree>(tm.get(), bs);
+  // Per-block transaction state costs ~64 bytes; keep it within a quarter
+  // of the cache budget, then commit at the next request boundary.
+  max_txn_entries = std::max<size_t>(cache_bytes / 256, 4096);
+}
+
+Status Pool::Impl::Load() {
+  if (cache) cache->Clear();
+  std::vector<uint8_t> slot(kSuperSize);
+  RETURN_IF_ERROR(store->Read(0, slot));
+  Result<Superblock> s0 = DecodeSuperblock(slot, 0);
+  // Slot 1 starts at physical block 1: its offset is the block size, known
+  // from slot 0 or from the running pool, else tried for every legal size.
+  Result<Superblock> s1 = Status::Corruption("not found");
+  uint32_t known = bs != 0 ? bs : (s0.ok() ? s0->block_size : 0);
+  for (uint32_t b = kMinBlockSize; b <= kMaxBlockSize; b *= 2) {
+    if (known != 0 && b != known) continue;
+    if (uint64_t(b) + kSuperSize > store->Size()) break;
+    RETURN_IF_ERROR(store->Read(b, slot));
+    auto c = DecodeSuperblock(slot, 1);
+    if (c.ok() && c->block_size != b) c = Status::Corruption("superblock slot 1: wrong place");
+    if (c.ok() || known != 0) {
+      s1 = std::move(c);
+      break;
+    }
+  }
+  Result<Superblock> best = Status::Corruption("no valid superblock");
+  if (s0.ok() && (!s1.ok() || s0->generation > s1->generation)) {
+    best = std::move(s0);
+  } else if (s1.ok()) {
+    best = std::move(s1);
+  } else {
+    return Status::Corruption("no valid superblock in " + store->describe() + " (slot 0: " +
+                              s0.status().message() + "; slot 1: " + s1.status().message() + ")");
+  }
+  if (bs != 0 && best->block_size != bs) return Status::Corruption("block size changed");
+  sb = std::move(best).value();
+  if (bs == 0) {
+    bs = sb.block_size;
+    InitComponents();
+  }
+  if (store->Size() < sb.nr_blocks * bs) {
+    return Status::Corruption(store->describe() + " is shorter (" + std::to_string(store->Size()) +
+                              " bytes) than the pool it holds (" +
+                              std::to_string(sb.nr_blocks * bs) + " bytes)");
+  }
+  sm->Load(sb.nr_blocks, sb.used_blocks, sb.index_locs);
+  max_blocks = sb.max_blocks;
+  next_id = sb.next_entry_id;
+  cache->set_generation(sb.generation + 1);
+  // Volume table chain.
+  table_locs.clear();
+  std::vector<uint8_t> blob;
+  uint64_t loc = sb.table_head;
+  size_t payload = TableBlockPayload(bs);
+  uint64_t max_links = CeilDiv(sb.table_bytes, payload);
+  while (loc != 0) {
+    if (table_locs.size() >= max_links) return Status::Corruption("volume table chain too long");
+    if (loc < kFirstFreeBlock || loc >= sb.nr_blocks) {
+      return Status::Corruption("volume table chain leaves the pool");
+    }
+    ASSIGN_OR_RETURN(BlockRef b, cache->Read(loc, BlockType::kTable));
+    table_locs.push_back(loc);
+    uint32_t used = GetLE32(b->payload() + 8);
+    if (used > payload) return Status::Corruption("volume table block overfull");
+    blob.insert(blob.end(), b->data.begin() + 48, b->data.begin() + 48 + used);
+    loc = GetLE64(b->payload());
+  }
+  if (blob.size() != sb.table_bytes) return Status::Corruption("volume table size mismatch");
+  ASSIGN_OR_RETURN(entries, DecodeTable(blob, sb.nr_blocks));
+  for (const auto& e : entries) {
+    if (e.id >= next_id) return Status::Corruption("entry id beyond next id");
+  }
+  dirty = false;
+  return Status::Ok();
+}
+
+Status Pool::Impl::Usable() const {
+  if (!broken.ok()) return broken;
+  return Status::Ok();
+}
+
+Status Pool::Impl::Writable() const {
+  RETURN_IF_ERROR(Usable());
+  if (read_only) return Status::ReadOnly("pool is open read-only");
+  return Status::Ok();
+}
+
+Status Pool::Impl::Abort(Status cause) {
+  Status st = Load();
+  if (!st.ok()) {
+    broken = Status(cause.code(), "pool unusable after error (" + cause.ToString() +
+                                      "); reloading failed: " + st.ToString());
+  }
+  return cause;
+}
+
+uint64_t Pool::Impl::Reserve() const {
+  size_t table_bytes = 64;
+  for (const auto& e : entries) table_bytes += 96 + e.name.size() + e.note.size() + 4 * 64;
+  return SpaceMap::ReserveBlocks(max_blocks, bs) + CeilDiv(table_bytes, TableBlockPayload(bs)) +
+         2;
+}
+
+Status Pool::Impl::EnsureSpace(uint64_t need, const char* what) {
+  uint64_t want = need + Reserve();
+  if (sm->available() >= want) return Status::Ok();
+  if (sm->nr_blocks() < max_blocks) {
+    uint64_t shortfall = want - sm->available();
+    uint64_t grow = std::max<uint64_t>({shortfall, sm->nr_blocks() / 8, (64ull << 20) / bs});
+    uint64_t new_nr = std::min(max_blocks, sm->nr_blocks() + grow);
+    RETURN_IF_ERROR(store->Resize(new_nr * bs));
+    RETURN_IF_ERROR(sm->Grow(new_nr));
+    dirty = true;
+    if (sm->available() >= want) return Status::Ok();
+  }
+  return Status::NoSpace(std::string("pool full: ") + what + " needs up to " +
+                         std::to_string(need) + " blocks, " +
+                         std::to_string(sm->available()) + " free of which " +
+                         std::to_string(Reserve()) + " are reserved for metadata commits");
+}
+
+TableEntry* Pool::Impl::Find(const std::string& name) {
+  for (auto& e : entries) {
+    if (e.name == name) return &e;
+  }
+  return nullptr;
+}
+
+TableEntry* Pool::Impl::FindId(uint64_t id) {
+  for (auto& e : entries) {
+    if (e.id == id) return &e;
+  }
+  return nullptr;
+}
+
+Status Pool::Impl::CommitLocked() {
+  RETURN_IF_ERROR(Writable());
+  if (!dirty && !sm->changed()) return Status::Ok();
+  auto run = [&]() -> Status {
+    // 1. Volume table into new blocks.
+    std::vector<uint8_t> blob = EncodeTable(entries);
+    for (uint64_t l : table_locs) RETURN_IF_ERROR(sm->Dec(l).status());
+    size_t payload = TableBlockPayload(bs);
+    uint64_t n = CeilDiv(blob.size(), payload);
+    std::vector<uint64_t> locs;
+    RETURN_IF_ERROR(sm->AllocMany(n, &locs));
+    for (uint64_t i = 0; i < n; ++i) {
+      BlockRef b = cache->Create(locs[i], BlockType::kTable);
+      size_t off = i * payload, len = std::min(payload, blob.size() - off);
+      PutLE64(b->payload(), i + 1 < n ? locs[i + 1] : 0);
+      PutLE32(b->payload() + 8, static_cast<uint32_t>(len));
+      std::memcpy(b->data.data() + 48, blob.data() + off, len);
+    }
+    // 2. Reference counts.
+    RETURN_IF_ERROR(sm->PrepareCommit());
+    // 3. Metadata, then a barrier.
+    RETURN_IF_ERROR(cache->WriteDirty());
+    RETURN_IF_ERROR(store->Flush());
+    // 4. The superblock, then a barrier.
+    Superblock next = sb;
+    next.generation = sb.generation + 1;
+    next.nr_blocks = sm->nr_blocks();
+    next.max_blocks = max_blocks;
+    next.used_blocks = sm->used_blocks();
+    next.table_head = n ? locs[0] : 0;
+    next.table_bytes = blob.size();
+    next.next_entry_id = next_id;
+    next.index_locs = sm->index_locs();
+    std::vector<uint8_t> enc = EncodeSuperblock(next);
+    RETURN_IF_ERROR(store->Write((next.generation % 2) * bs, enc));
+    RETURN_IF_ERROR(store->Flush());
+    // 5. Durable.
+    sm->EndCommit();
+    sb = std::move(next);
+    table_locs = std::move(locs);
+    cache->set_generation(sb.generation + 1);
+    dirty = false;
+    return Status::Ok();
+  };
+  Status st = run();
+  if (!st.ok()) return Abort(st.WithContext("commit"));
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------- Pool
+
+Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Pool::~Pool() {
+  if (!impl_) return;
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (!impl_->read_only && impl_->broken.ok()) {
+    Status st = impl_->CommitLocked();  // best effort, like an unmount
+    (void)st;
+  }
+}
+
+uint32_t Pool::block_size() const { return impl_->bs; }
+
+Result<std::unique_ptr<Pool>> Pool::Create(const std::string& path, const PoolCreateOptions& o) {
+  if (o.size_bytes == 0) return Status::InvalidArgument("pool size must be positive");
+  ASSIGN_OR_RETURN(auto store, CreateFileStore(path, o.size_bytes));
+  return Create(std::move(store), o);
+}
+
+Result<std::unique_ptr<Pool>> Pool::Create(std::unique_ptr<Store> store,
+                                           const PoolCreateOptions& o) {
+  uint32_t bs = o.block_size;
+  if (bs < kMinBlockSize || bs > kMaxBlockSize || (bs & (bs - 1)) != 0) {
+    return Status::InvalidArgument("block size must be a power of two from 4 KiB to 1 MiB");
+  }
+  if (o.size_bytes % bs != 0 || o.max_bytes % bs != 0) {
+    return Status::InvalidArgument("pool sizes must be multiples of the block size");
+  }
+  uint64_t nr = o.size_bytes / bs;
+  uint64_t max = o.max_bytes ? o.max_bytes / bs : nr;
+  if (nr < 16) return Status::InvalidArgument("pool must hold at least 16 blocks");
+  if (max < nr) return Status::InvalidArgument("max_bytes is below size_bytes");
+  if (max > SpaceMap::MaxPoolBlocks(bs)) {
+    return Status::InvalidArgument("pool larger than the format allows for this block size");
+  }
+  RETURN_IF_ERROR(store->Lock(true));
+  if (store->Size() < nr * bs) RETURN_IF_ERROR(store->Resize(nr * bs));
+  std::vector<uint8_t> zero(kSuperSize, 0);
+  RETURN_IF_ERROR(store->Write(0, zero));
+  RETURN_IF_ERROR(store->Write(bs, zero));
+
+  auto impl = std::make_unique<Impl>();
+  impl->store = std::move(store);
+  impl->bs = bs;
+  impl->cache_bytes = o.cache_bytes;
+  impl->InitComponents();
+  impl->sb.generation = 0;
+  impl->sb.block_size = bs;
+  impl->sb.nr_blocks = nr;
+  impl->sb.max_blocks = max;
+  impl->sb.uuid = NewUuid();
+  impl->sb.created_ns = NowNs();
+  impl->max_blocks = max;
+  impl->sm->Load(nr, 0, {});
+  impl->cache->set_generation(1);
+  RETURN_IF_ERROR(impl->sm->Claim(0));
+  RETURN_IF_ERROR(impl->sm->Claim(1));
+  impl->dirty = true;
+  RETURN_IF_ERROR(impl->CommitLocked());
+  return std::unique_ptr<Pool>(new Pool(std::move(impl)));
+}
+
+Result<std::unique_ptr<Pool>> Pool::Open(const std::string& path, const PoolOpenOptions& o) {
+  ASSIGN_OR_RETURN(auto store, OpenFileStore(path, o.read_only));
+  return Open(std::move(store), o);
+}
+
+Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<Store> store, const PoolOpenOptions& o) {
+  bool ro = o.read_only || store->read_only();
+  RETURN_IF_ERROR(store->Lock(!ro));
+  auto impl = std::make_unique<Impl>();
+  impl->store = std::move(store);
+  impl->read_only = ro;
+  impl->cache_bytes = o.cache_bytes;
+  RETURN_IF_ERROR(impl->Load());
+  return std::unique_ptr<Pool>(new Pool(std::move(impl)));
+}
+
+Status Pool::CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Writable());
+  RETURN_IF_ERROR(CheckName(name));
+  if (name.find('@') != std::string::npos) {
+    return Status::InvalidArgument("a volume name cannot contain '@' (that names a snapshot)");
+  }
+  RETURN_IF_ERROR(ValidateMeta(meta));
+  if (size_bytes % p.bs != 0) {
+    return Status::InvalidArgument("volume size must be a multiple of " + std::to_string(p.bs));
+  }
+  if (size_bytes / p.bs > (uint64_t(1) << 48)) return Status::InvalidArgument("volume too large");
+  if (p.Find(name)) return Status::AlreadyExists("entry '" + name + "' exists");
+  RETURN_IF_ERROR(p.EnsureSpace(0, "a new volume"));
+  TableEntry e;
+  e.id = p.next_id++;
+  e.name = name;
+  e.uuid = NewUuid();
+  e.created_ns = NowNs();
+  e.size_bytes = size_bytes;
+  e.note = meta.note;
+  e.tags = meta.tags;
+  p.entries.push_back(std::move(e));
+  p.dirty = true;
+  return p.CommitLocked();
+}
+
+Result<std::unique_ptr<BlockDevice>> Pool::OpenVolume(const std::string& name, bool read_only) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Usable());
+  TableEntry* e = p.Find(name);
+  if (!e) return Status::NotFound("no volume or snapshot '" + name + "'");
+  bool ro = read_only || e->read_only || e->snapshot || p.read_only;
+  if (!read_only && ro) {
+    return Status::ReadOnly("'" + name + "' is read-only" +
+                            (e->snapshot ? " (a snapshot)" : p.read_only ? " (pool open read-only)" : ""));
+  }
+  return MakeVolumeDevice(impl_.get(), e->id, ro);
+}
+
+namespace {
+Status MakeCopy(Pool::Impl& p, const std::string& source, const std::string& name, bool snapshot,
+                const EntryMeta& meta) {
+  RETURN_IF_ERROR(p.Writable());
+  RETURN_IF_ERROR(CheckName(name));
+  RETURN_IF_ERROR(ValidateMeta(meta));
+  TableEntry* src = p.Find(source);
+  if (!src) return Status::NotFound("no volume or snapshot '" + source + "'");
+  bool has_at = name.find('@') != std::string::npos;
+  if (snapshot) {
+    if (!has_at || VolumePart(name) != VolumePart(source)) {
+      return Status::InvalidArgument("snapshot of '" + source + "' must be named '" +
+                                     VolumePart(source) + "@<name>'");
+    }
+  } else if (has_at) {
+    return Status::InvalidArgument("a clone is a volume: its name cannot contain '@'");
+  }
+  if (p.Find(name)) return Status::AlreadyExists("entry '" + name + "' exists");
+  uint64_t headroom = std::max<uint64_t>(64, p.max_blocks / 100);
+  Status space = p.EnsureSpace(headroom, snapshot ? "a snapshot" : "a clone");
+  if (!space.ok()) {
+    return Status::NoSpace(std::string("pool nearly full: ") + (snapshot ? "snapshot" : "clone") +
+                           " refused below the reserve threshold (" + space.message() + ")");
+  }
+  // src may move when entries grows: copy what we need first.
+  TableEntry e;
+  e.id = p.next_id++;
+  e.snapshot = snapshot;
+  e.read_only = snapshot;
+  e.name = name;
+  e.uuid = NewUuid();
+  e.parent = src->uuid;
+  e.created_ns = NowNs();
+  e.size_bytes = src->size_bytes;
+  e.root = src->root;
+  e.mapped_blocks = src->mapped_blocks;
+  e.note = meta.note;
+  e.tags = meta.tags;
+  Status st = p.tree->IncRoot(e.root);
+  if (!st.ok()) return p.Abort(st);
+  p.entries.push_back(std::move(e));
+  p.dirty = true;
+  return p.CommitLocked();
+}
+}  // namespace
+
+Status Pool::Snapshot(const std::string& source, const std::string& snap_name,
+                      const EntryMeta& meta) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return MakeCopy(*impl_, source, snap_name, true, meta);
+}
+
+Status Pool::Clone(const std::string& source, const std::string& new_name, const EntryMeta& meta) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return MakeCopy(*impl_, source, new_name, false, meta);
+}
+
+Status Pool::Rollback(const std::string& volume, const std::string& snapshot) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Writable());
+  std::string snap = snapshot.find('@') == std::string::npos ? volume + "@" + snapshot : snapshot;
+  TableEntry* v = p.Find(volume);
+  if (!v) return Status::NotFound("no volume '" + volume + "'");
+  if (v->snapshot) return Status::InvalidArgument("'" + volume + "' is a snapshot, not a volume");
+  if (v->read_only) return Status::ReadOnly("volume '" + volume + "' is read-only");
+  TableEntry* s = p.Find(snap);
+  if (!s) return Status::NotFound("no snapshot '" + snap + "'");
+  uint64_t old_root = v->root;
+  Status st = p.tree->IncRoot(s->root);
+  if (st.ok()) st = p.tree->DecRoot(old_root);
+  if (!st.ok()) return p.Abort(st);
+  v->root = s->root;
+  v->size_bytes = s->size_bytes;
+  v->mapped_blocks = s->mapped_blocks;
+  p.dirty = true;
+  return p.CommitLocked();
+}
+
+Status Pool::Delete(const std::string& name) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Writable());
+  auto it = std::find_if(p.entries.begin(), p.entries.end(),
+                         [&](const TableEntry& e) { return e.name == name; });
+  if (it == p.entries.end()) return Status::NotFound("no volume or snapshot '" + name + "'");
+  Status st = p.tree->DecRoot(it->root);
+  if (!st.ok()) return p.Abort(st);
+  p.entries.erase(it);
+  p.dirty = true;
+  return p.CommitLocked();
+}
+
+Status Pool::Rename(const std::string& old_name, const std::string& new_name) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Writable());
+  RETURN_IF_ERROR(CheckName(new_name));
+  TableEntry* e = p.Find(old_name);
+  if (!e) return Status::NotFound("no volume or snapshot '" + old_name + "'");
+  if (old_name == new_name) return Status::Ok();
+  bool old_snap = old_name.find('@') != std::string::npos;
+  bool new_snap = new_name.find('@') != std::string::npos;
+  std::vector<std::pair<TableEntry*, std::string>> renames;
+  if (old_snap) {
+    if (!new_snap || VolumePart(new_name) != VolumePart(old_name)) {
+      return Status::InvalidArgument("a snapshot keeps its volume part: rename '" + old_name +
+                                     "' to '" + VolumePart(old_name) + "@<new>'");
+    }
+    renames.push_back({e, new_name});
+  } else {
+    if (new_snap) return Status::InvalidArgument("a volume name cannot contain '@'");
+    for (auto& x : p.entries) {
+      if (x.name == old_name) {
+        renames.push_back({&x, new_name});
+      } else if (x.name.size() > old_name.size() && x.name.compare(0, old_name.size(), old_name) == 0 &&
+                 x.name[old_name.size()] == '@') {
+        renames.push_back({&x, new_name + x.name.substr(old_name.size())});
+      }
+    }
+  }
+  for (auto& [x, n] : renames) {
+    if (!ValidEntryName(n)) return CheckName(n);
+    if (p.Find(n)) return Status::AlreadyExists("entry '" + n + "' exists");
+  }
+  for (auto& [x, n] : renames) x->name = n;
+  p.dirty = true;
+  return p.CommitLocked();
+}
+
+Status Pool::Resize(const std::string& name, uint64_t new_size) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Writable());
+  TableEntry* e = p.Find(name);
+  if (!e) return Status::NotFound("no volume '" + name + "'");
+  if (e->snapshot) return Status::InvalidArgument("snapshots cannot be resized");
+  if (e->read_only) return Status::ReadOnly("volume '" + name + "' is read-only");
+  if (new_size % p.bs != 0) {
+    return Status::InvalidArgument("volume size must be a multiple of " + std::to_string(p.bs));
+  }
+  if (new_size / p.bs > (uint64_t(1) << 48)) return Status::InvalidArgument("volume too large");
+  if (new_size < e->size_bytes) {
+    RETURN_IF_ERROR(p.RemoveRange(*e, new_size / p.bs, e->size_bytes / p.bs));
+  }
+  e->size_bytes = new_size;
+  p.dirty = true;
+  return p.CommitLocked();
+}
+
+Status Pool::SetReadOnly(const std::string& name, bool ro) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Writable());
+  TableEntry* e = p.Find(name);
+  if (!e) return Status::NotFound("no volume or snapshot '" + name + "'");
+  if (e->snapshot && !ro) return Status::InvalidArgument("snapshots are always read-only");
+  e->read_only = ro;
+  p.dirty = true;
+  return p.CommitLocked();
+}
+
+Status Pool::SetMeta(const std::string& name, const EntryMeta& meta) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Writable());
+  RETURN_IF_ERROR(ValidateMeta(meta));
+  TableEntry* e = p.Find(name);
+  if (!e) return Status::NotFound("no volume or snapshot '" + name + "'");
+  e->note = meta.note;
+  e->tags = meta.tags;
+  p.dirty = true;
+  RETURN_IF_ERROR(p.EnsureSpace(0, "metadata"));
+  return p.CommitLocked();
+}
+
+namespace {
+Result<EntryInfo> InfoOf(Pool::Impl& p, const TableEntry& e) {
+  EntryInfo i;
+  i.name = e.name;
+  i.uuid = FormatUuid(e.uuid);
+  i.kind = e.snapshot ? EntryKind::kSnapshot : EntryKind::kVolume;
+  i.size_bytes = e.size_bytes;
+  i.created_unix_ns = static_cast<int64_t>(e.created_ns);
+  if (!IsZeroUuid(e.parent)) i.parent_uuid = FormatUuid(e.parent);
+  i.note = e.note;
+  i.tags = e.tags;
+  i.read_only = e.read_only || e.snapshot;
+  i.mapped_bytes = e.mapped_blocks * p.bs;
+  ASSIGN_OR_RETURN(uint64_t excl, p.ExclusiveBlocks(e.root));
+  i.exclusive_bytes = excl * p.bs;
+  i.shared_bytes = i.mapped_bytes - std::min(i.mapped_bytes, i.exclusive_bytes);
+  return i;
+}
+}  // namespace
+
+Result<std::vector<EntryInfo>> Pool::List() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  RETURN_IF_ERROR(impl_->Usable());
+  std::vector<EntryInfo> out;
+  for (const auto& e : impl_->entries) {
+    ASSIGN_OR_RETURN(EntryInfo i, InfoOf(*impl_, e));
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+Result<EntryInfo> Pool::Stat(const std::string& name) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  RETURN_IF_ERROR(impl_->Usable());
+  TableEntry* e = impl_->Find(name);
+  if (!e) return Status::NotFound("no volume or snapshot '" + name + "'");
+  return InfoOf(*impl_, *e);
+}
+
+Result<PoolInfo> Pool::Info() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Usable());
+  PoolInfo i;
+  i.uuid = FormatUuid(p.sb.uuid);
+  i.block_size = p.bs;
+  i.size_bytes = p.sm->nr_blocks() * p.bs;
+  i.max_bytes = p.max_blocks * p.bs;
+  i.used_bytes = p.sm->used_blocks() * p.bs;
+  uint64_t avail = p.sm->available() + (p.max_blocks - p.sm->nr_blocks());
+  uint64_t reserve = p.Reserve();
+  i.free_bytes = (avail > reserve ? avail - reserve : 0) * p.bs;
+  i.reserved_bytes = reserve * p.bs;
+  i.generation = p.sb.generation;
+  i.entries = p.entries.size();
+  i.cache_bytes = p.cache_bytes;
+  return i;
+}
+
+Result<CheckReport> Pool::Check() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  RETURN_IF_ERROR(impl_->Usable());
+  return impl_->CheckLocked();
+}
+
+Result<VerifyReport> Pool::Verify() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  RETURN_IF_ERROR(impl_->Usable());
+  return impl_->VerifyLocked();
+}
+
+Status Pool::Grow(uint64_t new_max_bytes) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Writable());
+  if (new_max_bytes % p.bs != 0) {
+    return Status::InvalidArgument("pool size must be a multiple of the block size");
+  }
+  uint64_t nb = new_max_bytes / p.bs;
+  if (nb < p.max_blocks) return Status::InvalidArgument("a pool cannot shrink");
+  if (nb > SpaceMap::MaxPoolBlocks(p.bs)) {
+    return Status::InvalidArgument("pool larger than the format allows for this block size");
+  }
+  p.max_blocks = nb;
+  p.dirty = true;
+  return p.CommitLocked();
+}
+
+Status Pool::Commit() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->CommitLocked();
+}
+
+}  // namespace stack::pool

@@ -1,0 +1,84 @@
+// Pool::Impl: the pool's state and the operations behind the public API,
+// split over pool.cc (lifecycle, commit, table operations), volume_io.cc
+// (volume read/write/discard and the volume BlockDevice) and check.cc
+// (check, verify, accounting).
+//
+// Commit protocol (spec/pool-format.md, "Commit"):
+//   1. rewrite the volume table into newly allocated blocks;
+//   2. fold reference-count deltas into shadowed space-map/index blocks;
+//   3. write every dirty metadata block; flush;
+//   4. write the superblock (generation + 1) into slot (generation + 1) % 2;
+//      flush;
+//   5. the transaction's freed blocks become allocatable.
+// Nothing the previous superblock references is written before step 4
+// completes, so a crash at any point leaves one of the two slots valid.
+//
+// REQUIRES for every method: mu held (public entry points take it).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "block_cache.h"
+#include "btree.h"
+#include "pool/pool.h"
+#include "space_map.h"
+#include "superblock.h"
+#include "transaction.h"
+#include "volume_table.h"
+
+namespace stack::pool {
+
+struct Pool::Impl {
+  std::mutex mu;
+  std::unique_ptr<Store> store;
+  uint32_t bs = 0;
+  bool read_only = false;
+  size_t cache_bytes = 0;
+  std::unique_ptr<BlockCache> cache;
+  std::unique_ptr<SpaceMap> sm;
+  std::unique_ptr<TransactionManager> tm;
+  std::unique_ptr<BTree> tree;
+  Superblock sb;                     // the last committed superblock
+  uint64_t max_blocks = 0;           // current (Grow changes it before commit)
+  uint64_t next_id = 1;
+  std::vector<TableEntry> entries;   // current, creation order
+  std::vector<uint64_t> table_locs;  // committed table chain
+  bool dirty = false;                // changed since the last commit
+  Status broken;                     // set when even reloading failed
+  size_t max_txn_entries = 0;
+
+  // Lifecycle (pool.cc).
+  void InitComponents();
+  Status Load();
+  Status CommitLocked();
+  // Abandons the running transaction: reloads the last commit.
+  Status Abort(Status cause);
+  Status Usable() const;
+  Status Writable() const;
+
+  // Space.
+  uint64_t Reserve() const;
+  Status EnsureSpace(uint64_t need, const char* what);
+
+  TableEntry* Find(const std::string& name);
+  TableEntry* FindId(uint64_t id);
+
+  // Volume I/O (volume_io.cc). first/count in pool blocks.
+  Status ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> out);
+  Status WriteBlocks(uint64_t id, uint64_t first, std::span<const uint8_t> data);
+  Status RemoveRange(TableEntry& e, uint64_t first, uint64_t end);
+  Status DiscardBlocks(uint64_t id, uint64_t first, uint64_t count);
+  Result<std::vector<Extent>> Extents(uint64_t id, uint64_t first, uint64_t count);
+
+  // Check and accounting (check.cc).
+  Result<uint64_t> ExclusiveBlocks(uint64_t root);
+  Result<CheckReport> CheckLocked();
+  Result<VerifyReport> VerifyLocked();
+};
+
+std::string FormatUuid(const std::array<uint8_t, 16>& u);
+std::unique_ptr<BlockDevice> MakeVolumeDevice(Pool::Impl* impl, uint64_t id, bool read_only);
+
+}  // namespace stack::pool

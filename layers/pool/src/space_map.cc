@@ -1,0 +1,248 @@
+#include "space_map.h"
+
+#include <algorithm>
+#include <map>
+
+#include "block/endian.h"
+
+namespace stack::pool {
+
+namespace {
+uint64_t CeilDiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+}  // namespace
+
+SpaceMap::SpaceMap(BlockCache* cache, uint32_t block_size)
+    : cache_(cache),
+      block_size_(block_size),
+      per_sm_(SmEntriesPerBlock(block_size)),
+      per_idx_(IndexEntriesPerBlock(block_size)) {}
+
+uint64_t SpaceMap::ReserveBlocks(uint64_t max_blocks, uint32_t block_size) {
+  uint64_t n_sm = CeilDiv(max_blocks, SmEntriesPerBlock(block_size));
+  uint64_t n_idx = CeilDiv(n_sm, IndexEntriesPerBlock(block_size));
+  return n_sm + n_idx + 8;
+}
+
+uint64_t SpaceMap::MaxPoolBlocks(uint32_t block_size) {
+  return uint64_t(kMaxIndexSlots) * IndexEntriesPerBlock(block_size) *
+         SmEntriesPerBlock(block_size);
+}
+
+void SpaceMap::Load(uint64_t nr_blocks, uint64_t used_blocks, std::vector<uint64_t> index_locs) {
+  nr_blocks_ = nr_blocks;
+  used_ = used_blocks;
+  freed_pending_ = 0;
+  cursor_ = kFirstFreeBlock;
+  index_locs_ = std::move(index_locs);
+  index_locs_.resize(CeilDiv(CeilDiv(nr_blocks, per_sm_), per_idx_), 0);
+  txn_.clear();
+  shadowed_sm_.clear();
+  shadowed_idx_.clear();
+}
+
+int64_t SpaceMap::PendingDelta(uint64_t b) const {
+  auto it = txn_.find(b);
+  return it == txn_.end() ? 0 : it->second.delta;
+}
+
+bool SpaceMap::IsNew(uint64_t b) const {
+  auto it = txn_.find(b);
+  return it != txn_.end() && it->second.is_new;
+}
+
+Result<uint32_t> SpaceMap::BaseCount(uint64_t b) {
+  if (b >= nr_blocks_) {
+    return Status::Corruption("reference to physical block " + std::to_string(b) +
+                              " beyond the pool's " + std::to_string(nr_blocks_) + " blocks");
+  }
+  uint64_t smi = b / per_sm_, idx = smi / per_idx_;
+  if (idx >= index_locs_.size() || index_locs_[idx] == 0) return 0u;
+  ASSIGN_OR_RETURN(BlockRef ib, cache_->Read(index_locs_[idx], BlockType::kSmIndex));
+  uint64_t sl = GetLE64(ib->payload() + 8 * (smi % per_idx_));
+  if (sl == 0) return 0u;
+  if (sl >= nr_blocks_ || sl < kFirstFreeBlock) {
+    return Status::Corruption("space map index block " + std::to_string(index_locs_[idx]) +
+                              " points outside the pool (" + std::to_string(sl) + ")");
+  }
+  ASSIGN_OR_RETURN(BlockRef sb, cache_->Read(sl, BlockType::kSpaceMap));
+  return GetLE32(sb->payload() + 4 * (b % per_sm_));
+}
+
+Result<uint32_t> SpaceMap::Get(uint64_t b) {
+  ASSIGN_OR_RETURN(uint32_t base, BaseCount(b));
+  return static_cast<uint32_t>(int64_t(base) + PendingDelta(b));
+}
+
+Status SpaceMap::Inc(uint64_t b) {
+  ASSIGN_OR_RETURN(uint32_t v, Get(b));
+  if (v == 0) {
+    return Status::Corruption("reference added to free physical block " + std::to_string(b));
+  }
+  if (v == UINT32_MAX) {
+    return Status::Unsupported("reference count of physical block " + std::to_string(b) +
+                               " would overflow");
+  }
+  txn_[b].delta += 1;
+  return Status::Ok();
+}
+
+Result<uint32_t> SpaceMap::Dec(uint64_t b) {
+  ASSIGN_OR_RETURN(uint32_t v, Get(b));
+  if (v == 0) {
+    return Status::Corruption("reference count of physical block " + std::to_string(b) +
+                              " would drop below zero");
+  }
+  Delta& d = txn_[b];
+  d.delta -= 1;
+  if (v == 1) {
+    --used_;
+    d.freed = true;
+    ++freed_pending_;
+  }
+  return v - 1;
+}
+
+Result<uint64_t> SpaceMap::AllocOne() {
+  if (available() == 0) return Status::NoSpace("pool has no free block");
+  // Two passes: from the cursor to the end, then from the start.
+  for (int pass = 0; pass < 2; ++pass) {
+    uint64_t b = pass == 0 ? cursor_ : kFirstFreeBlock;
+    uint64_t end = pass == 0 ? nr_blocks_ : std::min(cursor_, nr_blocks_);
+    while (b < end) {
+      uint64_t smi = b / per_sm_, idx = smi / per_idx_;
+      uint64_t sm_end = std::min(end, (smi + 1) * per_sm_);
+      BlockRef sb;
+      if (idx < index_locs_.size() && index_locs_[idx] != 0) {
+        ASSIGN_OR_RETURN(BlockRef ib, cache_->Read(index_locs_[idx], BlockType::kSmIndex));
+        uint64_t sl = GetLE64(ib->payload() + 8 * (smi % per_idx_));
+        if (sl != 0) {
+          if (sl >= nr_blocks_) return Status::Corruption("space map index points outside pool");
+          ASSIGN_OR_RETURN(sb, cache_->Read(sl, BlockType::kSpaceMap));
+        }
+      }
+      for (; b < sm_end; ++b) {
+        uint32_t base = sb ? GetLE32(sb->payload() + 4 * (b % per_sm_)) : 0;
+        auto it = txn_.find(b);
+        if (it == txn_.end()) {
+          if (base != 0) continue;
+        } else if (it->second.freed || int64_t(base) + it->second.delta != 0) {
+          continue;
+        }
+        Delta& d = txn_[b];
+        d.delta += 1;
+        d.is_new = true;
+        ++used_;
+        cursor_ = b + 1;
+        return b;
+      }
+    }
+  }
+  return Status::Internal("space map: available() > 0 but no free block found");
+}
+
+Result<uint64_t> SpaceMap::Alloc() { return AllocOne(); }
+
+Status SpaceMap::Claim(uint64_t b) {
+  ASSIGN_OR_RETURN(uint32_t v, Get(b));
+  if (v != 0) return Status::Internal("claiming a used block " + std::to_string(b));
+  Delta& d = txn_[b];
+  d.delta += 1;
+  d.is_new = true;
+  ++used_;
+  return Status::Ok();
+}
+
+Status SpaceMap::AllocMany(uint64_t n, std::vector<uint64_t>* out) {
+  if (available() < n) return Status::NoSpace("pool has too few free blocks");
+  size_t start = out->size();
+  for (uint64_t i = 0; i < n; ++i) {
+    auto r = AllocOne();
+    if (!r.ok()) {
+      for (size_t k = start; k < out->size(); ++k) {
+        auto d = Dec((*out)[k]);
+        (void)d;
+      }
+      out->resize(start);
+      return r.status();
+    }
+    out->push_back(*r);
+  }
+  return Status::Ok();
+}
+
+Status SpaceMap::Grow(uint64_t new_nr_blocks) {
+  if (new_nr_blocks < nr_blocks_) return Status::InvalidArgument("space map cannot shrink");
+  if (new_nr_blocks > MaxPoolBlocks(block_size_)) {
+    return Status::InvalidArgument("pool of " + std::to_string(new_nr_blocks) +
+                                   " blocks exceeds the format limit");
+  }
+  nr_blocks_ = new_nr_blocks;
+  index_locs_.resize(CeilDiv(CeilDiv(nr_blocks_, per_sm_), per_idx_), 0);
+  return Status::Ok();
+}
+
+Result<BlockRef> SpaceMap::ShadowIndex(uint64_t idx) {
+  uint64_t old = index_locs_[idx];
+  if (shadowed_idx_.count(idx)) return cache_->Read(old, BlockType::kSmIndex);
+  ASSIGN_OR_RETURN(uint64_t nl, AllocOne());
+  BlockRef nb = cache_->Create(nl, BlockType::kSmIndex);
+  if (old != 0) {
+    ASSIGN_OR_RETURN(BlockRef ob, cache_->Read(old, BlockType::kSmIndex));
+    std::copy(ob->data.begin() + kHeaderSize, ob->data.end(), nb->data.begin() + kHeaderSize);
+    RETURN_IF_ERROR(Dec(old).status());
+  }
+  index_locs_[idx] = nl;
+  shadowed_idx_.insert(idx);
+  return nb;
+}
+
+Result<BlockRef> SpaceMap::ShadowSm(uint64_t smi) {
+  uint64_t idx = smi / per_idx_, slot = smi % per_idx_;
+  ASSIGN_OR_RETURN(BlockRef ib, ShadowIndex(idx));
+  uint64_t old = GetLE64(ib->payload() + 8 * slot);
+  if (shadowed_sm_.count(smi)) return cache_->Read(old, BlockType::kSpaceMap);
+  ASSIGN_OR_RETURN(uint64_t nl, AllocOne());
+  BlockRef nb = cache_->Create(nl, BlockType::kSpaceMap);
+  if (old != 0) {
+    ASSIGN_OR_RETURN(BlockRef ob, cache_->Read(old, BlockType::kSpaceMap));
+    std::copy(ob->data.begin() + kHeaderSize, ob->data.end(), nb->data.begin() + kHeaderSize);
+    RETURN_IF_ERROR(Dec(old).status());
+  }
+  PutLE64(ib->payload() + 8 * slot, nl);
+  ib->dirty = true;
+  shadowed_sm_.insert(smi);
+  return nb;
+}
+
+Status SpaceMap::PrepareCommit() {
+  for (;;) {
+    std::map<uint64_t, std::vector<uint64_t>> groups;
+    for (const auto& [b, d] : txn_) {
+      if (d.delta != 0) groups[b / per_sm_].push_back(b);
+    }
+    if (groups.empty()) return Status::Ok();
+    for (const auto& [smi, blocks] : groups) {
+      ASSIGN_OR_RETURN(BlockRef sb, ShadowSm(smi));
+      for (uint64_t b : blocks) {
+        Delta& d = txn_[b];
+        uint8_t* p = sb->payload() + 4 * (b % per_sm_);
+        int64_t nv = int64_t(GetLE32(p)) + d.delta;
+        if (nv < 0 || nv > int64_t(UINT32_MAX)) {
+          return Status::Internal("space map count out of range for block " + std::to_string(b));
+        }
+        PutLE32(p, static_cast<uint32_t>(nv));
+        d.delta = 0;
+      }
+      sb->dirty = true;
+    }
+  }
+}
+
+void SpaceMap::EndCommit() {
+  txn_.clear();
+  shadowed_sm_.clear();
+  shadowed_idx_.clear();
+  freed_pending_ = 0;
+}
+
+}  // namespace stack::pool

@@ -1,0 +1,102 @@
+// SpaceMap: a reference count for every physical block of the pool.
+//
+// On disk (spec/pool-format.md, "Space map"): the superblock lists index
+// blocks; an index block lists space-map blocks; a space-map block holds a
+// little-endian u32 count per physical block. A location of 0 means "not
+// materialised yet: every count in it is zero", so a new or grown pool
+// costs nothing until its blocks are used.
+//
+// In a transaction the committed blocks are never touched: changes are
+// kept as per-block deltas in memory and folded into shadow copies of the
+// space-map and index blocks by PrepareCommit(). Invariants:
+//   - A block whose count dropped to zero in the running transaction is
+//     never handed out again before the transaction commits (the committed
+//     tree may still point at it).
+//   - PrepareCommit() allocates at most one new block per space-map block
+//     and per index block (each is shadowed at most once per commit), so
+//     the pool keeps that many blocks in reserve and a commit never fails
+//     for lack of space (ReserveBlocks()).
+//
+// Thread-safety: none.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <unordered_map>
+#include <vector>
+
+#include "block_cache.h"
+
+namespace stack::pool {
+
+class SpaceMap {
+ public:
+  SpaceMap(BlockCache* cache, uint32_t block_size);
+
+  // Loads committed state (from the superblock) and forgets any transaction.
+  void Load(uint64_t nr_blocks, uint64_t used_blocks, std::vector<uint64_t> index_locs);
+
+  uint64_t nr_blocks() const { return nr_blocks_; }
+  uint64_t used_blocks() const { return used_; }
+  // Blocks an allocation may take now (free and not freed in this transaction).
+  uint64_t available() const { return nr_blocks_ - used_ - freed_pending_; }
+  const std::vector<uint64_t>& index_locs() const { return index_locs_; }
+  // Blocks a commit may need for shadowing every space-map and index block
+  // of a pool of max_blocks.
+  static uint64_t ReserveBlocks(uint64_t max_blocks, uint32_t block_size);
+  // Largest pool (in blocks) the superblock's index array can describe.
+  static uint64_t MaxPoolBlocks(uint32_t block_size);
+
+  Result<uint32_t> Get(uint64_t b);
+  Status Inc(uint64_t b);
+  // Returns the new count. Corruption if the count is already zero.
+  Result<uint32_t> Dec(uint64_t b);
+  // True if b was allocated in the running transaction.
+  bool IsNew(uint64_t b) const;
+
+  // Takes a specific free block (count 0 -> 1), e.g. the superblock slots.
+  Status Claim(uint64_t b);
+  // One free block (count becomes 1). NoSpace if none.
+  Result<uint64_t> Alloc();
+  // n free blocks, preferring one contiguous run. NoSpace (nothing
+  // allocated) if fewer than n are available.
+  Status AllocMany(uint64_t n, std::vector<uint64_t>* out);
+
+  // Extends the map to cover new_nr_blocks (the store must already hold them).
+  Status Grow(uint64_t new_nr_blocks);
+
+  // Folds all deltas into shadowed space-map/index blocks (dirty in cache).
+  Status PrepareCommit();
+  // The transaction is durable: forget deltas and shadow bookkeeping.
+  void EndCommit();
+  // Entries of per-block transaction state (the pool bounds it by committing).
+  size_t txn_entries() const { return txn_.size(); }
+  bool changed() const { return !txn_.empty(); }
+
+ private:
+  struct Delta {
+    int64_t delta = 0;
+    bool is_new = false;  // allocated in this transaction
+    bool freed = false;   // count reached zero in this transaction
+  };
+  // Committed (or already folded) count of b, without the pending delta.
+  Result<uint32_t> BaseCount(uint64_t b);
+  Result<BlockRef> ShadowSm(uint64_t smi);
+  Result<BlockRef> ShadowIndex(uint64_t idx);
+  Result<uint64_t> AllocOne();
+  int64_t PendingDelta(uint64_t b) const;
+
+  BlockCache* cache_;
+  uint32_t block_size_;
+  uint64_t per_sm_;   // counts per space-map block
+  uint64_t per_idx_;  // locations per index block
+  uint64_t nr_blocks_ = 0;
+  uint64_t used_ = 0;
+  uint64_t freed_pending_ = 0;
+  uint64_t cursor_ = kFirstFreeBlock;
+  std::vector<uint64_t> index_locs_;
+  std::unordered_map<uint64_t, Delta> txn_;
+  std::set<uint64_t> shadowed_sm_, shadowed_idx_;
+};
+
+}  // namespace stack::pool

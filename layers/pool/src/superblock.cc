@@ -1,0 +1,80 @@
+#include "superblock.h"
+
+#include <cstring>
+
+#include "block/endian.h"
+
+namespace stack::pool {
+
+std::vector<uint8_t> EncodeSuperblock(const Superblock& sb) {
+  std::vector<uint8_t> buf(kSuperSize, 0);
+  uint8_t* p = buf.data();
+  PutLE32(p + 32, kFormatVersion);
+  PutLE32(p + 36, sb.block_size);
+  PutLE64(p + 40, sb.nr_blocks);
+  PutLE64(p + 48, sb.max_blocks);
+  PutLE64(p + 56, sb.used_blocks);
+  std::memcpy(p + 64, sb.uuid.data(), 16);
+  PutLE64(p + 80, sb.created_ns);
+  PutLE64(p + 88, sb.table_head);
+  PutLE64(p + 96, sb.next_entry_id);
+  PutLE32(p + 104, static_cast<uint32_t>(sb.index_locs.size()));
+  PutLE64(p + 112, sb.table_bytes);
+  for (size_t i = 0; i < sb.index_locs.size(); ++i) {
+    PutLE64(p + kSuperIndexOffset + 8 * i, sb.index_locs[i]);
+  }
+  SealBlock(buf, BlockType::kSuper, sb.generation % 2, sb.generation);
+  return buf;
+}
+
+Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t slot) {
+  if (buf.size() < kSuperSize) return Status::Corruption("superblock slot too short");
+  std::span<const uint8_t> s = buf.subspan(0, kSuperSize);
+  RETURN_IF_ERROR(VerifyBlock(s, BlockType::kSuper, slot));
+  const uint8_t* p = s.data();
+  auto fail = [&](const std::string& why) {
+    return Status::Corruption("superblock slot " + std::to_string(slot) + ": " + why);
+  };
+  Superblock sb;
+  sb.generation = GetLE64(p + 24);
+  if (sb.generation % 2 != slot) return fail("generation does not belong in this slot");
+  if (GetLE32(p + 32) != kFormatVersion) {
+    return fail("unsupported format version " + std::to_string(GetLE32(p + 32)));
+  }
+  sb.block_size = GetLE32(p + 36);
+  if (sb.block_size < kMinBlockSize || sb.block_size > kMaxBlockSize ||
+      (sb.block_size & (sb.block_size - 1)) != 0) {
+    return fail("bad block size " + std::to_string(sb.block_size));
+  }
+  sb.nr_blocks = GetLE64(p + 40);
+  sb.max_blocks = GetLE64(p + 48);
+  sb.used_blocks = GetLE64(p + 56);
+  std::memcpy(sb.uuid.data(), p + 64, 16);
+  sb.created_ns = GetLE64(p + 80);
+  sb.table_head = GetLE64(p + 88);
+  sb.next_entry_id = GetLE64(p + 96);
+  uint32_t nidx = GetLE32(p + 104);
+  sb.table_bytes = GetLE64(p + 112);
+  if (sb.nr_blocks < kFirstFreeBlock + 1 || sb.nr_blocks > sb.max_blocks) {
+    return fail("bad block counts");
+  }
+  if (sb.used_blocks > sb.nr_blocks) return fail("used blocks exceed the pool");
+  if (nidx > kMaxIndexSlots) return fail("too many index slots");
+  uint64_t per_sm = SmEntriesPerBlock(sb.block_size), per_idx = IndexEntriesPerBlock(sb.block_size);
+  uint64_t need = ((sb.nr_blocks + per_sm - 1) / per_sm + per_idx - 1) / per_idx;
+  if (nidx != need) return fail("index slot count does not match the pool size");
+  if (sb.table_head != 0 && (sb.table_head < kFirstFreeBlock || sb.table_head >= sb.nr_blocks)) {
+    return fail("volume table head outside the pool");
+  }
+  if (sb.table_bytes > (uint64_t(1) << 32)) return fail("volume table too large");
+  for (uint32_t i = 0; i < nidx; ++i) {
+    uint64_t l = GetLE64(p + kSuperIndexOffset + 8 * i);
+    if (l != 0 && (l < kFirstFreeBlock || l >= sb.nr_blocks)) {
+      return fail("index block location outside the pool");
+    }
+    sb.index_locs.push_back(l);
+  }
+  return sb;
+}
+
+}  // namespace stack::pool

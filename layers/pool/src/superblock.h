@@ -1,0 +1,47 @@
+// Superblock: the root of the pool, kept in two slots (physical blocks 0
+// and 1, first 4096 bytes of each). Generation g is written to slot g % 2;
+// Open takes the valid slot with the higher generation, so a torn
+// superblock write leaves the previous commit in force.
+// Layout (little-endian; spec/pool-format.md, "Superblock"):
+//     0  metadata block header (type kSuper, location = slot, generation)
+//    32  u32 format version      36  u32 block size
+//    40  u64 nr_blocks           48  u64 max_blocks
+//    56  u64 used_blocks         64  u8[16] pool uuid
+//    80  u64 created (unix ns)   88  u64 volume table head (0 = none)
+//    96  u64 next entry id      104  u32 index slots in use, u32 reserved
+//   112  u64 table bytes        120  u64 reserved
+//   128  u64 index block locations[kMaxIndexSlots]
+// Thread-safety: pure functions.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "format.h"
+
+namespace stack::pool {
+
+struct Superblock {
+  uint64_t generation = 0;
+  uint32_t block_size = 0;
+  uint64_t nr_blocks = 0;
+  uint64_t max_blocks = 0;
+  uint64_t used_blocks = 0;
+  std::array<uint8_t, 16> uuid{};
+  uint64_t created_ns = 0;
+  uint64_t table_head = 0;
+  uint64_t table_bytes = 0;
+  uint64_t next_entry_id = 1;
+  std::vector<uint64_t> index_locs;
+};
+
+// Encodes into a kSuperSize buffer for slot generation % 2.
+// REQUIRES: index_locs.size() <= kMaxIndexSlots.
+std::vector<uint8_t> EncodeSuperblock(const Superblock& sb);
+// Decodes and checks a slot (header, checksum, then every field's bounds).
+// Corruption naming the slot on failure.
+Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t slot);
+
+}  // namespace stack::pool

@@ -1,0 +1,289 @@
+// The corrupt-header suite: one generator per case, each saying what it
+// breaks and what must happen. Every case also checks that opening wrote
+// nothing.
+#include <catch2/catch.hpp>
+#include <functional>
+
+#include "block/endian.h"
+#include "fde_test_util.h"
+#include "luks1_header.h"
+#include "luks2_container.h"
+#include "test_util.h"
+
+using namespace stack;
+using namespace stack::fde;
+using namespace stack::fde::testing;
+using stack::fde::internal::EncodeLuks2Copy;
+using stack::fde::internal::Luks2Checksum;
+using stack::fde::internal::Luks2Header;
+using stack::fde::internal::ReadLuks2Header;
+using stack::testing::CodeOf;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+constexpr uint64_t kHdr = 16384;
+
+struct Fixture {
+  std::shared_ptr<MemStorage> storage;
+  Fixture() {
+    auto mem = std::make_unique<MemDevice>(4096, 20 * kMiB / 4096);
+    storage = mem->storage();
+    REQUIRE_OK(Format(std::move(mem), Pass("pw"), FastFormat()));
+  }
+  std::unique_ptr<MemDevice> Dev() { return std::make_unique<MemDevice>(storage); }
+  std::vector<uint8_t> Bytes(uint64_t off, size_t n) {
+    std::vector<uint8_t> b(n);
+    REQUIRE_OK(Dev()->Read(off, b));
+    return b;
+  }
+  void Put(uint64_t off, std::span<const uint8_t> b) { REQUIRE_OK(Dev()->Write(off, b)); }
+  // Edits the JSON (no validation) and writes the chosen copies with valid checksums.
+  void EditJson(const std::function<void(json&)>& edit, bool primary = true,
+                bool secondary = true) {
+    auto hdr = ReadLuks2Header(*Dev());
+    REQUIRE_OK(hdr);
+    edit(hdr->md.doc);
+    WriteCopies(*hdr, primary, secondary);
+  }
+  void WriteCopies(const Luks2Header& hdr, bool primary, bool secondary) {
+    std::vector<uint8_t> img;
+    if (primary) {
+      REQUIRE_OK(EncodeLuks2Copy(hdr, false, &img));
+      Put(0, img);
+    }
+    if (secondary) {
+      REQUIRE_OK(EncodeLuks2Copy(hdr, true, &img));
+      Put(kHdr, img);
+    }
+  }
+  // Patches bytes of one copy, then re-seals its checksum.
+  void PatchBinary(uint64_t copy_at, const std::function<void(std::vector<uint8_t>&)>& patch) {
+    auto area = Bytes(copy_at, kHdr);
+    patch(area);
+    std::array<uint8_t, 64> csum;
+    REQUIRE_OK(Luks2Checksum("sha256", area, &csum));
+    std::copy(csum.begin(), csum.end(), area.begin() + 448);
+    Put(copy_at, area);
+  }
+  // Open must fail with `code` and leave every byte as it was.
+  void ExpectOpenFails(Code code) {
+    auto before = storage->Clone();
+    auto r = Open(Dev(), Pass("pw"));
+    INFO(r.status().ToString());
+    CHECK(CodeOf(r) == code);
+    CHECK(!r.status().message().empty());
+    CHECK(storage->blocks == before->blocks);
+  }
+  // Open must succeed with a warning mentioning `what`, writing nothing.
+  void ExpectOpensWithWarning(const std::string& what) {
+    auto before = storage->Clone();
+    auto r = Open(Dev(), Pass("pw"));
+    REQUIRE_OK(r);
+    REQUIRE(!(*r)->warnings().empty());
+    INFO((*r)->warnings()[0]);
+    CHECK((*r)->warnings()[0].find(what) != std::string::npos);
+    r.value().reset();
+    CHECK(storage->blocks == before->blocks);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("Corrupt: bad magic in the primary -> opens from the secondary, reported") {
+  Fixture f;
+  f.Put(0, std::vector<uint8_t>(4096, 0));  // primary binary header gone
+  f.ExpectOpensWithWarning("primary");
+  auto info = Dump(*f.Dev());
+  REQUIRE_OK(info);
+  CHECK(info->warnings.size() == 1);
+}
+
+TEST_CASE("Corrupt: bad checksum in the primary -> secondary used, reported, not repaired") {
+  Fixture f;
+  auto b = f.Bytes(0, 4096);
+  b[4096 - 1] ^= 1;  // padding of the binary header: covered by the checksum
+  f.Put(0, b);
+  f.ExpectOpensWithWarning("checksum");
+}
+
+TEST_CASE("Corrupt: bad checksum in the secondary -> primary used, reported") {
+  Fixture f;
+  auto b = f.Bytes(kHdr + 4096, 4096);
+  b[100] ^= 0x20;  // inside the JSON text
+  f.Put(kHdr + 4096, b);
+  f.ExpectOpensWithWarning("secondary");
+}
+
+TEST_CASE("Corrupt: bad checksum in both copies -> Corruption") {
+  Fixture f;
+  for (uint64_t at : {uint64_t(0), kHdr}) {
+    auto b = f.Bytes(at + 8192, 4096);
+    b[0] ^= 0xff;
+    f.Put(at + 8192, b);
+  }
+  f.ExpectOpenFails(Code::kCorruption);
+}
+
+TEST_CASE("Corrupt: seqid rollback -> the newer copy wins, the stale one is reported") {
+  Fixture f;
+  auto old_primary = f.Bytes(0, kHdr);
+  REQUIRE_OK(AddKey(*f.Dev(), Pass("pw"), Pass("second"), KdfParams::Fast()));
+  f.Put(0, old_primary);  // a valid primary with seqid 1 against secondary's 2
+  auto r = Open(f.Dev(), Pass("second"));
+  REQUIRE_OK(r);
+  REQUIRE(!(*r)->warnings().empty());
+  CHECK((*r)->warnings()[0].find("stale") != std::string::npos);
+  auto info = Dump(*f.Dev());
+  REQUIRE_OK(info);
+  CHECK(info->seqid == 2);
+}
+
+TEST_CASE("Corrupt: truncated JSON (valid checksum) -> Corruption") {
+  Fixture f;
+  for (uint64_t at : {uint64_t(0), kHdr}) {
+    f.PatchBinary(at, [](std::vector<uint8_t>& a) {
+      std::string text(reinterpret_cast<const char*>(a.data() + 4096));
+      std::fill(a.begin() + 4096, a.end(), 0);
+      std::copy_n(text.begin(), text.size() / 2, a.begin() + 4096);
+    });
+  }
+  f.ExpectOpenFails(Code::kCorruption);
+}
+
+TEST_CASE("Corrupt: JSON area without a terminating NUL -> Corruption") {
+  Fixture f;
+  for (uint64_t at : {uint64_t(0), kHdr}) {
+    f.PatchBinary(at, [](std::vector<uint8_t>& a) {
+      for (size_t i = 4096; i < a.size(); ++i) {
+        if (a[i] == 0) a[i] = ' ';
+      }
+    });
+  }
+  f.ExpectOpenFails(Code::kCorruption);
+}
+
+TEST_CASE("Corrupt: illegal hdr_size and misplaced hdr_offset -> Corruption") {
+  for (int which = 0; which < 2; ++which) {
+    DYNAMIC_SECTION("case " << which) {
+      Fixture f;
+      for (uint64_t at : {uint64_t(0), kHdr}) {
+        f.PatchBinary(at, [&](std::vector<uint8_t>& a) {
+          if (which == 0) PutBE64(a.data() + 8, 12345);
+          if (which == 1) PutBE64(a.data() + 256, at + 4096);
+        });
+      }
+      f.ExpectOpenFails(Code::kCorruption);
+    }
+  }
+}
+
+TEST_CASE("Corrupt: offsets and sizes out of range -> Corruption") {
+  const std::vector<std::pair<const char*, std::function<void(json&)>>> cases = {
+      {"keyslot area past the keyslots area",
+       [](json& d) { d["keyslots"]["0"]["area"]["offset"] = "16777216"; }},
+      {"keyslot area inside the header",
+       [](json& d) { d["keyslots"]["0"]["area"]["offset"] = "4096"; }},
+      {"area size overflow",
+       [](json& d) { d["keyslots"]["0"]["area"]["size"] = "18446744073709551615"; }},
+      {"area too small for the AF material",
+       [](json& d) { d["keyslots"]["0"]["area"]["size"] = "4096"; }},
+      {"segment inside the keyslots area", [](json& d) { d["segments"]["0"]["offset"] = "65536"; }},
+      {"segment offset not a number", [](json& d) { d["segments"]["0"]["offset"] = "16M"; }},
+      {"sector size 1000", [](json& d) { d["segments"]["0"]["sector_size"] = 1000; }},
+      {"json_size mismatch", [](json& d) { d["config"]["json_size"] = "4096"; }},
+      {"keyslots_size huge", [](json& d) { d["config"]["keyslots_size"] = "99999999999999999"; }},
+      {"missing segments", [](json& d) { d.erase("segments"); }},
+      {"digest names a missing keyslot", [](json& d) { d["digests"]["0"]["keyslots"] = {"7"}; }},
+      {"stripes zero", [](json& d) { d["keyslots"]["0"]["af"]["stripes"] = 0; }},
+      {"key size absurd", [](json& d) { d["keyslots"]["0"]["key_size"] = 100000; }},
+      {"bad base64 salt", [](json& d) { d["keyslots"]["0"]["kdf"]["salt"] = "@@@@"; }},
+      {"keyslot id out of range",
+       [](json& d) { d["keyslots"]["99"] = d["keyslots"]["0"]; d["keyslots"].erase("0"); }},
+  };
+  for (const auto& [name, edit] : cases) {
+    DYNAMIC_SECTION(name) {
+      Fixture f;
+      f.EditJson(edit);
+      f.ExpectOpenFails(Code::kCorruption);
+    }
+  }
+}
+
+TEST_CASE("Corrupt: absurd KDF parameters -> clear Corruption before any KDF runs") {
+  const std::vector<std::pair<const char*, std::function<void(json&)>>> cases = {
+      {"argon2 memory 2 TiB", [](json& d) { d["keyslots"]["0"]["kdf"]["memory"] = 2147483648u; }},
+      {"argon2 time 4 billion", [](json& d) { d["keyslots"]["0"]["kdf"]["time"] = 4000000000u; }},
+      {"argon2 zero lanes", [](json& d) { d["keyslots"]["0"]["kdf"]["cpus"] = 0; }},
+      {"argon2 negative memory", [](json& d) { d["keyslots"]["0"]["kdf"]["memory"] = -1; }},
+      {"pbkdf2 4 billion iterations",
+       [](json& d) {
+         d["keyslots"]["0"]["kdf"] = {{"type", "pbkdf2"}, {"hash", "sha256"},
+                                      {"iterations", 4000000000u}, {"salt", "AAAA"}};
+       }},
+      {"pbkdf2 unknown hash",
+       [](json& d) {
+         d["keyslots"]["0"]["kdf"] = {{"type", "pbkdf2"}, {"hash", "md4"},
+                                      {"iterations", 1000}, {"salt", "AAAA"}};
+       }},
+      {"digest zero iterations", [](json& d) { d["digests"]["0"]["iterations"] = 0; }},
+      {"unknown kdf", [](json& d) { d["keyslots"]["0"]["kdf"]["type"] = "scrypt"; }},
+  };
+  for (const auto& [name, edit] : cases) {
+    DYNAMIC_SECTION(name) {
+      Fixture f;
+      f.EditJson(edit);
+      f.ExpectOpenFails(Code::kCorruption);
+    }
+  }
+}
+
+TEST_CASE("Corrupt: damaged key material -> AuthFailed, nothing written") {
+  Fixture f;
+  f.Put(32768 + 4096, std::vector<uint8_t>(4096, 0x5a));
+  f.ExpectOpenFails(Code::kAuthFailed);
+}
+
+TEST_CASE("Corrupt: device shorter than its header -> no crash") {
+  Fixture f;
+  auto head = f.Bytes(0, 24 * 1024);
+  auto small = std::make_unique<MemDevice>(4096, 6);
+  REQUIRE_OK(small->Write(0, head));
+  auto r = Open(std::move(small), Pass("pw"));
+  CHECK(!r.ok());
+}
+
+TEST_CASE("Corrupt: LUKS1 header records -> Corruption") {
+  const std::vector<std::pair<const char*, std::function<void(std::vector<uint8_t>&)>>> cases = {
+      {"keyslot state neither active nor disabled",
+       [](std::vector<uint8_t>& h) { PutBE32(h.data() + 208 + 48 * 3, 0x12345678); }},
+      {"key material past the payload",
+       [](std::vector<uint8_t>& h) { PutBE32(h.data() + 208 + 48 * 2 + 40, 5000); }},
+      {"key material inside the header",
+       [](std::vector<uint8_t>& h) { PutBE32(h.data() + 208 + 40, 0); }},
+      {"stripes zero", [](std::vector<uint8_t>& h) { PutBE32(h.data() + 208 + 48 * 5 + 44, 0); }},
+      {"overlapping keyslots",
+       [](std::vector<uint8_t>& h) { PutBE32(h.data() + 208 + 48 + 40, 10); }},
+      {"key size absurd", [](std::vector<uint8_t>& h) { PutBE32(h.data() + 108, 4096); }},
+      {"unterminated cipher name",
+       [](std::vector<uint8_t>& h) { std::fill_n(h.begin() + 8, 32, 'a'); }},
+  };
+  for (const auto& [name, patch] : cases) {
+    DYNAMIC_SECTION(name) {
+      auto mem = std::make_unique<MemDevice>(4096, 8 * kMiB / 4096);
+      auto storage = mem->storage();
+      REQUIRE_OK(Format(std::move(mem), Pass("pw"), FastFormat(1)));
+      MemDevice dev(storage);
+      std::vector<uint8_t> h(4096);
+      REQUIRE_OK(dev.Read(0, h));
+      patch(h);
+      REQUIRE_OK(dev.Write(0, h));
+      auto before = storage->Clone();
+      auto r = Open(std::make_unique<MemDevice>(storage), Pass("pw"));
+      INFO(r.status().ToString());
+      CHECK(CodeOf(r) == Code::kCorruption);
+      CHECK(storage->blocks == before->blocks);
+    }
+  }
+}

@@ -1,0 +1,34 @@
+// Helpers for the fsbridge tests: the devices every test runs over (add a
+// kind here, e.g. CryptDevice, and every parameterised test covers it),
+// dumping a device to an image file for the oracles (e2fsck, debugfs), and
+// building a host tree with every file type.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "block/block_device.h"
+#include "test_util.h"
+
+namespace stack::testing {
+
+enum class DevKind { kMem, kFile };
+// The device kinds parameterised tests run over.
+inline std::vector<DevKind> DevicesUnderTest() { return {DevKind::kMem, DevKind::kFile}; }
+const char* DevName(DevKind k);
+
+// A fresh device of `bytes` (file devices live in dir).
+std::unique_ptr<BlockDevice> MakeDevice(DevKind k, uint64_t bytes, const TempDir& dir,
+                                        const std::string& name, uint32_t block_size = 4096);
+// Writes the device's content to a sparse image file and returns its path.
+std::string DumpImage(BlockDevice& dev, const TempDir& dir, const std::string& name);
+// `e2fsck -fn image`: returns its exit status; output in *out.
+int E2fsck(const std::string& image, std::string* out);
+// Byte-for-byte comparison of two whole devices.
+bool SameContent(BlockDevice& a, BlockDevice& b);
+// Makes a tree with every file type under root (as root: devices, owners,
+// security.capability; otherwise the parts a user can make).
+void MakeRichTree(const std::string& root);
+
+}  // namespace stack::testing

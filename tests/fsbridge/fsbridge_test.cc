@@ -1,0 +1,443 @@
+// fsbridge tests: mkfs, populate (directory and tar), read, edit, extract,
+// reproducibility and bad input, every image checked by e2fsck -fn and a
+// sample read back with debugfs (independent readers).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "block/file_device.h"
+#include "block/mem_device.h"
+#include "fs_test_util.h"
+#include "fsbridge/filesystem.h"
+#include "tree_compare.h"
+
+using namespace stack;
+using namespace stack::testing;
+using stack::fsbridge::Filesystem;
+using stack::fsbridge::MkfsOptions;
+using stack::fsbridge::PopulateOptions;
+
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+
+// Closes fs, dumps the device to an image and runs e2fsck -fn on it.
+std::string CloseAndCheck(std::unique_ptr<Filesystem> fs, const TempDir& t, const std::string& name,
+                          std::unique_ptr<BlockDevice>* dev_out = nullptr) {
+  REQUIRE_OK(fs->Close());
+  auto dev = fs->Release();
+  const std::string img = DumpImage(*dev, t, name);
+  std::string out;
+  int rc = E2fsck(img, &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  if (dev_out) *dev_out = std::move(dev);
+  return img;
+}
+
+std::string ReadAll(Filesystem& fs, const std::string& p) {
+  std::ostringstream o;
+  REQUIRE_OK(fs.ReadFile(p, o));
+  return o.str();
+}
+
+std::string Slurp(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+MkfsOptions Repro() {
+  MkfsOptions o;
+  o.uuid = std::array<uint8_t, 16>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  o.timestamp = 1700000000;
+  o.label = "repro";
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("mkfs gives a clean ext4 with the Debian profile", "[fsbridge]") {
+  for (DevKind k : DevicesUnderTest()) {
+    SECTION(DevName(k)) {
+      TempDir t;
+      MkfsOptions o;
+      o.label = "golden";
+      auto fs = Filesystem::Mkfs(MakeDevice(k, 64 * kMiB, t, "a"), o);
+      REQUIRE_OK(fs);
+      auto df = (*fs)->Df();
+      REQUIRE_OK(df);
+      CHECK(df->block_size == 4096);
+      CHECK(df->blocks_total == 64 * kMiB / 4096);
+      CHECK(df->label == "golden");
+      CHECK(df->inodes_total == 64 * kMiB / 16384);
+      const std::string img = CloseAndCheck(std::move(*fs), t, "a");
+      std::string out;
+      REQUIRE(RunCommand("dumpe2fs -h " + img, &out) == 0);
+      for (const char* f : {"has_journal", "ext_attr", "resize_inode", "dir_index", "filetype",
+                            "extent", "64bit", "flex_bg", "sparse_super", "large_file",
+                            "huge_file", "dir_nlink", "extra_isize", "metadata_csum"})
+        CHECK(out.find(f) != std::string::npos);
+      CHECK(out.find("Total journal size:") != std::string::npos);
+      CHECK(out.find("Inode size:\t          256") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("block size follows the device", "[fsbridge]") {
+  TempDir t;
+  auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(512, 32 * kMiB / 512), {});
+  REQUIRE_OK(fs);
+  CHECK((*fs)->Df()->block_size == 4096);
+  MkfsOptions small;
+  small.block_size = 1024;
+  CHECK(CodeOf(Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 32 * kMiB / 4096), small)) ==
+        Code::kInvalidArgument);
+  auto fs2 = Filesystem::Mkfs(std::make_unique<MemDevice>(1024, 32 * kMiB / 1024), small);
+  REQUIRE_OK(fs2);
+  CHECK((*fs2)->Df()->block_size == 1024);
+  CloseAndCheck(std::move(*fs2), t, "bs1k");
+  CHECK(CodeOf(Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 256), {})) == Code::kInvalidArgument);
+}
+
+TEST_CASE("round trip: directory -> image -> extract, with debugfs as second reader", "[fsbridge]") {
+  for (DevKind k : DevicesUnderTest()) {
+    SECTION(DevName(k)) {
+      TempDir t;
+      const std::string src = t.file("src");
+      MakeRichTree(src);
+      auto fs = Filesystem::Mkfs(MakeDevice(k, 128 * kMiB, t, "img"), {});
+      REQUIRE_OK(fs);
+      auto st = (*fs)->PopulateFromDirectory(src, "/", {});
+      REQUIRE_OK(st);
+      CHECK(st->hardlinks == 2);
+      CHECK(st->symlinks == 2);
+      std::unique_ptr<BlockDevice> dev;
+      const std::string img = CloseAndCheck(std::move(*fs), t, "img", &dev);
+
+      // debugfs, an independent reader.
+      std::string out;
+      REQUIRE(RunCommand("debugfs -R 'cat /dir/random.bin' " + img + " 2>/dev/null", &out) == 0);
+      CHECK(out.find(Slurp(src + "/dir/random.bin")) != std::string::npos);
+      REQUIRE(RunCommand("debugfs -R 'stat /sparse.img' " + img, &out) == 0);
+      CHECK(out.find("Size: 12582912") != std::string::npos);
+      CHECK(out.find("Blockcount: 48") != std::string::npos);  // 2 x 3 blocks of 4 KiB
+      REQUIRE(RunCommand("debugfs -R 'stat /small.txt' " + img, &out) == 0);
+      CHECK(out.find("Links: 3") != std::string::npos);
+      CHECK(out.find("crtime:") != std::string::npos);
+      CHECK(out.find("user.note") != std::string::npos);
+
+      auto ro = Filesystem::Open(std::move(dev), false);
+      REQUIRE_OK(ro);
+      auto info = (*ro)->Stat("/sparse.img");
+      REQUIRE_OK(info);
+      CHECK(info->size == 12 * kMiB);
+      CHECK(info->allocated_bytes == 6 * 4096);
+      CHECK(info->mtime.nsec == 123456800);  // as MakeRichTree set it
+      auto ls = (*ro)->List("/");
+      REQUIRE_OK(ls);
+      size_t n_src = 0;
+      for (auto& e : std::filesystem::directory_iterator(src)) n_src += !e.path().empty();
+      CHECK(ls->size() == n_src + 1);  // + lost+found
+      auto sl = (*ro)->Stat("slow_link");
+      REQUIRE_OK(sl);
+      CHECK(sl->symlink_target == std::string(200, 'x') + "/target");
+      CHECK(ReadAll(**ro, "/dir/sub/deeper/leaf") == Slurp(src + "/dir/sub/deeper/leaf"));
+      CHECK(ReadAll(**ro, "/islands") == Slurp(src + "/islands"));
+
+      const std::string out_dir = t.file("out");
+      REQUIRE_OK((*ro)->ExtractToDirectory("/", out_dir));
+      std::filesystem::remove_all(out_dir + "/lost+found");
+      auto root = (*ro)->Stat("/");
+      REQUIRE_OK(root);
+      struct timespec ts[2] = {{time_t(root->atime.sec), long(root->atime.nsec)},
+                               {time_t(root->mtime.sec), long(root->mtime.nsec)}};
+      REQUIRE(::utimensat(AT_FDCWD, out_dir.c_str(), ts, 0) == 0);  // undo the rm above
+      CHECK(CompareTrees(src, out_dir) == "");
+      // Sparse files stay sparse on extraction.
+      struct stat sb;
+      REQUIRE(::stat((out_dir + "/sparse.img").c_str(), &sb) == 0);
+      CHECK(uint64_t(sb.st_blocks) * 512 < 1 * kMiB);
+    }
+  }
+}
+
+TEST_CASE("tar import: GNU tar (sparse, long names, hard links) and bsdtar, compressed", "[fsbridge]") {
+  TempDir t;
+  const std::string src = t.file("src");
+  MakeRichTree(src);
+  const std::string longdir = src + "/" + std::string(120, 'd');
+  std::filesystem::create_directories(longdir);
+  std::ofstream(longdir + "/" + std::string(150, 'f')) << "long name content";
+  struct Case {
+    std::string name, cmd;
+  };
+  const std::vector<Case> cases = {
+      {"gnu.tar.gz", "tar --format=gnu --sparse --xattrs -czf %o -C %s ."},
+      {"pax.tar.xz", "tar --format=pax --sparse --xattrs -cJf %o -C %s ."},
+      {"bsd.tar.zst", "bsdtar --zstd -cf %o -C %s ."},
+      {"ustar.tar", "bsdtar --format=ustar -cf %o -C %s small.txt dir"},
+  };
+  for (const Case& c : cases) {
+    SECTION(c.name) {
+      std::string cmd = c.cmd;
+      cmd.replace(cmd.find("%o"), 2, t.file(c.name));
+      cmd.replace(cmd.find("%s"), 2, src);
+      std::string out;
+      REQUIRE(RunCommand(cmd, &out) == 0);
+      auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 128 * kMiB / 4096), {});
+      REQUIRE_OK(fs);
+      auto st = (*fs)->PopulateFromTar(t.file(c.name), "/imported", {});
+      REQUIRE_OK(st);
+      CHECK(ReadAll(**fs, "/imported/small.txt") == "hello\n");
+      auto info = (*fs)->Stat("/imported/small.txt");
+      REQUIRE_OK(info);
+      CHECK(info->mode == (S_IFREG | 0604));
+      if (c.name != "ustar.tar") {
+        CHECK(info->nlink == 3);
+        CHECK(ReadAll(**fs, "/imported/" + std::string(120, 'd') + "/" + std::string(150, 'f')) ==
+              "long name content");
+        auto sp = (*fs)->Stat("/imported/sparse.img");
+        REQUIRE_OK(sp);
+        CHECK(sp->size == 12 * kMiB);
+        CHECK(sp->allocated_bytes < 1 * kMiB);
+        CHECK(ReadAll(**fs, "/imported/sparse.img") == Slurp(src + "/sparse.img"));
+        auto sl = (*fs)->Stat("/imported/slow_link");
+        REQUIRE_OK(sl);
+        CHECK(sl->symlink_target == std::string(200, 'x') + "/target");
+        auto fifo = (*fs)->Stat("/imported/fifo");
+        REQUIRE_OK(fifo);
+        CHECK(fifo->type == fsbridge::FileType::kFifo);
+        if (c.name != "bsd.tar.zst") CHECK(info->xattrs.size() == 1);
+      }
+      auto ri = (*fs)->Stat("/imported/dir/random.bin");
+      REQUIRE_OK(ri);
+      CHECK(ReadAll(**fs, "/imported/dir/random.bin") == Slurp(src + "/dir/random.bin"));
+      if (geteuid() == 0) CHECK(ri->uid == 1234);
+      CloseAndCheck(std::move(*fs), t, "tar");
+    }
+  }
+}
+
+TEST_CASE("export to tar and back is identical", "[fsbridge]") {
+  TempDir t;
+  const std::string src = t.file("src");
+  MakeRichTree(src);
+  std::filesystem::remove(src + "/sock");  // sockets are not archived (as GNU tar)
+  struct timespec keep[2] = {{1500000000, 0}, {1500000007, 987654332}};
+  ::utimensat(AT_FDCWD, src.c_str(), keep, 0);
+  auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 128 * kMiB / 4096), {});
+  REQUIRE_OK(fs);
+  REQUIRE_OK((*fs)->PopulateFromDirectory(src, "/a", {}));
+  REQUIRE_OK((*fs)->ExtractToTar("/a", t.file("a.tar")));
+  REQUIRE_OK((*fs)->PopulateFromTar(t.file("a.tar"), "/b", {}));
+  REQUIRE_OK((*fs)->ExtractToDirectory("/b", t.file("b")));
+  CHECK(CompareTrees(src, t.file("b")) == "");
+  std::string out;
+  CHECK(RunCommand("tar -tvf " + t.file("a.tar") + " | grep -c .", &out) == 0);
+  CloseAndCheck(std::move(*fs), t, "exp");
+}
+
+TEST_CASE("reproducible mode gives bit-identical images", "[fsbridge]") {
+  TempDir t;
+  const std::string src = t.file("src");
+  MakeRichTree(src);
+  PopulateOptions po;
+  po.timestamp = 1700000000;
+  std::unique_ptr<BlockDevice> devs[2];
+  for (int i = 0; i < 2; ++i) {
+    auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 64 * kMiB / 4096), Repro());
+    REQUIRE_OK(fs);
+    REQUIRE_OK((*fs)->PopulateFromDirectory(src, "/", po));
+    REQUIRE_OK((*fs)->Close());
+    devs[i] = (*fs)->Release();
+    if (i == 0) sleep(1);  // a leaked clock would show
+  }
+  CHECK(SameContent(*devs[0], *devs[1]));
+  auto fs = Filesystem::Open(std::move(devs[0]), false);
+  REQUIRE_OK(fs);
+  auto df = (*fs)->Df();
+  CHECK(df->uuid == "01020304-0506-0708-090a-0b0c0d0e0f10");
+  std::string img = CloseAndCheck(std::move(*fs), t, "r");
+  std::string out;
+  REQUIRE(RunCommand("dumpe2fs -h " + img, &out) == 0);
+  CHECK(out.find("Filesystem created:       Tue Nov 14 22:13:20 2023") != std::string::npos);
+}
+
+TEST_CASE("edits keep the image clean", "[fsbridge]") {
+  for (DevKind k : DevicesUnderTest()) {
+    SECTION(DevName(k)) {
+      TempDir t;
+      const std::string src = t.file("src");
+      MakeRichTree(src);
+      auto mk = Filesystem::Mkfs(MakeDevice(k, 64 * kMiB, t, "e"), {});
+      REQUIRE_OK(mk);
+      REQUIRE_OK((*mk)->PopulateFromDirectory(src, "/", {}));
+      std::unique_ptr<BlockDevice> dev;
+      CloseAndCheck(std::move(*mk), t, "e0", &dev);
+      int step = 0;
+      auto edit = [&](const std::function<void(Filesystem&)>& f) {
+        auto fs = Filesystem::Open(std::move(dev), true);
+        REQUIRE_OK(fs);
+        f(**fs);
+        CloseAndCheck(std::move(*fs), t, "e" + std::to_string(++step), &dev);
+      };
+      edit([](Filesystem& fs) { REQUIRE_OK(fs.Mkdir("/a/b/c", true, 0700)); });
+      edit([&](Filesystem& fs) {
+        REQUIRE_OK(fs.PutFile(src + "/dir/random.bin", "/a/b/c/copy.bin"));
+        REQUIRE_OK(fs.PutFile(src + "/dir", "/a/tree"));
+      });
+      edit([&](Filesystem& fs) {
+        CHECK(ReadAll(fs, "/a/b/c/copy.bin") == Slurp(src + "/dir/random.bin"));
+        CHECK(fs.Stat("/a/tree/sub/deeper/leaf").ok());
+        CHECK(CodeOf(fs.Mkdir("/a", false)) == Code::kAlreadyExists);
+        CHECK(CodeOf(fs.Remove("/a", false)) == Code::kInvalidArgument);
+        REQUIRE_OK(fs.Remove("/dir", true));
+        REQUIRE_OK(fs.Remove("/small.txt", false));  // hard links remain
+        CHECK(CodeOf(fs.Stat("/dir")) == Code::kNotFound);
+      });
+      edit([](Filesystem& fs) {
+        auto h = fs.Stat("/hardlink2");
+        REQUIRE_OK(h);
+        CHECK(h->nlink == 1);
+        REQUIRE_OK(fs.Chmod("/hardlink2", 0600));
+        REQUIRE_OK(fs.Chown("/hardlink2", 100000, 7));
+        REQUIRE_OK(fs.Symlink("/some/where", "/a/link"));
+        CHECK(CodeOf(fs.Symlink("x", "/a/link")) == Code::kAlreadyExists);
+        REQUIRE_OK(fs.Remove("/a/tree", true));
+      });
+      edit([](Filesystem& fs) {
+        auto h = fs.Stat("/hardlink2");
+        REQUIRE_OK(h);
+        CHECK(h->mode == (S_IFREG | 0600));
+        CHECK(h->uid == 100000);
+        CHECK(h->gid == 7);
+        CHECK(fs.Stat("/a/link")->symlink_target == "/some/where");
+        auto df = fs.Df();
+        REQUIRE_OK(df);
+        CHECK(df->blocks_free < df->blocks_total);
+      });
+    }
+  }
+}
+
+TEST_CASE("large directory: 20000 entries, htree, e2fsck clean", "[fsbridge]") {
+  TempDir t;
+  const std::string src = t.file("flat");
+  std::filesystem::create_directories(src);
+  for (int i = 0; i < 20000; ++i) std::ofstream(src + "/file_" + std::to_string(i * 7919 % 100003)) << i;
+  MkfsOptions mo;
+  mo.inode_ratio = 4096;
+  auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 256 * kMiB / 4096), mo);
+  REQUIRE_OK(fs);
+  REQUIRE_OK((*fs)->PopulateFromDirectory(src, "/big", {}));
+  auto ls = (*fs)->List("/big");
+  REQUIRE_OK(ls);
+  CHECK(ls->size() == 20000);
+  CHECK(ReadAll(**fs, "/big/file_" + std::to_string(12345 * 7919 % 100003)) == "12345");
+  // Editing the indexed directory keeps it indexed and clean.
+  REQUIRE_OK((*fs)->Remove("/big/file_0", false));
+  REQUIRE_OK((*fs)->Symlink("t", "/big/zz_new_link"));
+  const std::string img = CloseAndCheck(std::move(*fs), t, "big");
+  std::string out;
+  REQUIRE(RunCommand("debugfs -R 'htree /big' " + img + " 2>&1 | head -5", &out) == 0);
+  CHECK(out.find("Root node dump") != std::string::npos);
+  REQUIRE(RunCommand("debugfs -R 'stat /big' " + img, &out) == 0);
+  CHECK(out.find("Flags: 0x81000") != std::string::npos);  // INDEX_FL | EXTENTS_FL
+}
+
+TEST_CASE("manifest overrides owner, mode and mtime", "[fsbridge]") {
+  TempDir t;
+  const std::string src = t.file("src");
+  MakeRichTree(src);
+  std::ofstream(t.file("m.txt")) << "# test manifest\n*  uid=0 gid=0\n. mode=0711\n"
+                                    "dir/random.bin uid=33 gid=44 mode=4755 mtime=1234.5\n"
+                                    "emp\\164y mode=0400\n";
+  auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 64 * kMiB / 4096), {});
+  REQUIRE_OK(fs);
+  PopulateOptions po;
+  po.manifest_path = t.file("m.txt");
+  REQUIRE_OK((*fs)->PopulateFromDirectory(src, "/", po));
+  auto r = (*fs)->Stat("/dir/random.bin");
+  CHECK(r->uid == 33);
+  CHECK(r->gid == 44);
+  CHECK(r->mode == (S_IFREG | 04755));
+  CHECK(r->mtime == fsbridge::Timespec{1234, 500000000});
+  CHECK((*fs)->Stat("/")->mode == (S_IFDIR | 0711));
+  CHECK((*fs)->Stat("/empty")->mode == (S_IFREG | 0400));
+  CHECK((*fs)->Stat("/fifo")->uid == 0);
+  std::ofstream(t.file("bad.txt")) << "x owner=root\n";
+  po.manifest_path = t.file("bad.txt");
+  CHECK(CodeOf((*fs)->PopulateFromDirectory(src, "/", po)) == Code::kInvalidArgument);
+  CloseAndCheck(std::move(*fs), t, "m");
+}
+
+TEST_CASE("bad input is refused and leaves the image clean", "[fsbridge]") {
+  TempDir t;
+  auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 32 * kMiB / 4096), {});
+  REQUIRE_OK(fs);
+  Filesystem& f = **fs;
+  // A file larger than the filesystem.
+  {
+    int fd = ::open(t.file("huge").c_str(), O_WRONLY | O_CREAT, 0644);
+    auto d = RandomBytes(1 << 20, 3);
+    for (int i = 0; i < 40; ++i) REQUIRE(::write(fd, d.data(), d.size()) == ssize_t(d.size()));
+    ::close(fd);
+  }
+  auto s = f.PutFile(t.file("huge"), "/huge");
+  CHECK(CodeOf(s) == Code::kNoSpace);
+  CHECK(s.message().find("/huge") != std::string::npos);
+  CHECK(CodeOf(f.Stat("/huge")) == Code::kNotFound);
+  // Space was given back: a small file still fits.
+  std::ofstream(t.file("smallfile")) << "ok";
+  REQUIRE_OK(f.PutFile(t.file("smallfile"), "/smallfile"));
+  // Names over 255 bytes, missing sources.
+  std::ofstream(t.file(std::string(255, 'n'))) << "x";
+  CHECK(CodeOf(f.Mkdir("/" + std::string(256, 'a'), false)) == Code::kInvalidArgument);
+  CHECK(CodeOf(f.PutFile(t.file("nope"), "/x")) == Code::kNotFound);
+  CHECK(CodeOf(f.PopulateFromDirectory(t.file("nope"), "/", {})) == Code::kNotFound);
+  CHECK(CodeOf(f.PopulateFromTar(t.file("nope.tar"), "/", {})) == Code::kNotFound);
+  // Tar with "..": rejected; absolute names: confined under the destination.
+  std::string out;
+  REQUIRE(RunCommand("/usr/bin/python3 -c \"import tarfile,io\n"
+                     "t=tarfile.open('" + t.file("evil.tar") + "','w')\n"
+                     "i=tarfile.TarInfo('a/../../escape'); d=b'x'; i.size=1; t.addfile(i, io.BytesIO(d))\n"
+                     "t.close()\n"
+                     "t=tarfile.open('" + t.file("abs.tar") + "','w')\n"
+                     "i=tarfile.TarInfo('/etc/abs'); i.size=1; t.addfile(i, io.BytesIO(b'y'))\n"
+                     "t.close()\"", &out) == 0);
+  CHECK(CodeOf(f.PopulateFromTar(t.file("evil.tar"), "/t", {})) == Code::kInvalidArgument);
+  REQUIRE_OK(f.PopulateFromTar(t.file("abs.tar"), "/t", {}));
+  CHECK(ReadAll(f, "/t/etc/abs") == "y");
+  // Truncated and corrupt tars.
+  REQUIRE(RunCommand("tar -cf " + t.file("ok.tar") + " -C " + t.path().string() + " huge", &out) == 0);
+  std::filesystem::resize_file(t.file("ok.tar"), 3 * kMiB + 100);
+  CHECK(CodeOf(f.PopulateFromTar(t.file("ok.tar"), "/trunc", {})) == Code::kCorruption);
+  std::ofstream(t.file("garbage.tar")) << std::string(10000, 'Z');
+  CHECK(!f.PopulateFromTar(t.file("garbage.tar"), "/g", {}).ok());
+  CloseAndCheck(std::move(*fs), t, "bad");
+  // Not an ext4 image.
+  auto dev = std::make_unique<MemDevice>(4096, 1024);
+  REQUIRE_OK(dev->Write(0, RandomBytes(4096 * 4, 5)));
+  CHECK(CodeOf(Filesystem::Open(std::move(dev), false)) == Code::kCorruption);
+}
+
+TEST_CASE("two images open at once", "[fsbridge]") {
+  TempDir t;
+  auto a = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 32 * kMiB / 4096), {});
+  auto b = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 32 * kMiB / 4096), {});
+  REQUIRE_OK(a);
+  REQUIRE_OK(b);
+  REQUIRE_OK((*a)->Mkdir("/only_a", false));
+  REQUIRE_OK((*b)->Mkdir("/only_b", false));
+  CHECK(CodeOf((*a)->Stat("/only_b")) == Code::kNotFound);
+  CHECK((*b)->Stat("/only_b").ok());
+  CloseAndCheck(std::move(*a), t, "a");
+  CloseAndCheck(std::move(*b), t, "b");
+}

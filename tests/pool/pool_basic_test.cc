@@ -1,0 +1,276 @@
+// Pool operations: lifecycle, volumes, snapshots, clones, rollback, delete,
+// rename, resize, metadata, accounting, locking.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "pool_test_util.h"
+
+using namespace stack;
+using namespace stack::pool;
+using namespace stack::pool::testing;
+using stack::testing::CodeOf;
+using stack::testing::RandomBytes;
+using stack::testing::TempDir;
+
+namespace {
+constexpr uint32_t kBs = 4096;
+
+void RequireClean(Pool& p) {
+  auto r = p.Check();
+  REQUIRE_OK(r);
+  INFO(r->ToJson());
+  REQUIRE(r->ok);
+}
+
+void WriteAt(Pool& p, const std::string& vol, uint64_t block, const std::vector<uint8_t>& data) {
+  auto v = p.OpenVolume(vol, false);
+  REQUIRE_OK(v);
+  REQUIRE_OK((*v)->Write(block * kBs, data));
+}
+}  // namespace
+
+TEST_CASE("create, write, reopen, read back") {
+  MemPool mp;
+  REQUIRE_OK(mp.Create(256));
+  REQUIRE_OK(mp.pool->CreateVolume("v", 1 << 20, {"a note", {"t1", "t2"}}));
+  auto data = RandomBytes(64 * 1024, 1);
+  WriteAt(*mp.pool, "v", 3, data);
+  RequireClean(*mp.pool);
+  REQUIRE_OK(mp.pool->Commit());
+  REQUIRE_OK(mp.Reopen());
+  auto all = ReadEntry(*mp.pool, "v");
+  REQUIRE(std::equal(data.begin(), data.end(), all.begin() + 3 * kBs));
+  REQUIRE(std::all_of(all.begin(), all.begin() + 3 * kBs, [](uint8_t c) { return c == 0; }));
+  auto list = mp.pool->List();
+  REQUIRE_OK(list);
+  REQUIRE(list->size() == 1);
+  REQUIRE((*list)[0].note == "a note");
+  REQUIRE((*list)[0].tags == std::vector<std::string>{"t1", "t2"});
+  REQUIRE((*list)[0].mapped_bytes == 64 * 1024);
+  REQUIRE((*list)[0].exclusive_bytes == 64 * 1024);
+  RequireClean(*mp.pool);
+}
+
+TEST_CASE("unflushed writes are dropped by a crash, flushed ones are not") {
+  MemPool mp;
+  REQUIRE_OK(mp.Create(256, kBs, 1 << 20, /*faulty=*/true));
+  REQUIRE_OK(mp.pool->CreateVolume("v", 1 << 20, {}));
+  auto v = mp.pool->OpenVolume("v", false);
+  REQUIRE_OK(v);
+  auto a = RandomBytes(kBs, 1), b = RandomBytes(kBs, 2);
+  REQUIRE_OK((*v)->Write(0, a));
+  REQUIRE_OK((*v)->Flush());
+  REQUIRE_OK((*v)->Write(0, b));
+  mp.ctl->CutPowerAt(mp.ctl->mutating_ops(), CutMode::kDropAll);
+  REQUIRE(!(*v)->Flush().ok());
+  v->reset();
+  REQUIRE_OK(mp.Reopen());
+  auto all = ReadEntry(*mp.pool, "v");
+  REQUIRE(std::equal(a.begin(), a.end(), all.begin()));
+  RequireClean(*mp.pool);
+}
+
+TEST_CASE("snapshots are immutable and O(1); clones are writable") {
+  MemPool mp;
+  REQUIRE_OK(mp.Create(2048));
+  REQUIRE_OK(mp.pool->CreateVolume("v", 4 << 20, {}));
+  auto d1 = RandomBytes(1 << 20, 1);
+  WriteAt(*mp.pool, "v", 0, d1);
+  REQUIRE_OK(mp.pool->Snapshot("v", "v@s1", {"first", {}}));
+  auto used1 = mp.pool->Info()->used_bytes;
+  auto d2 = RandomBytes(8 * kBs, 2);
+  WriteAt(*mp.pool, "v", 10, d2);
+  REQUIRE(ReadEntry(*mp.pool, "v@s1") == [&] {
+    auto x = d1;
+    x.resize(4 << 20);
+    return x;
+  }());
+  // Snapshot device is read-only.
+  auto sdev = mp.pool->OpenVolume("v@s1", true);
+  REQUIRE_OK(sdev);
+  REQUIRE(CodeOf((*sdev)->Write(0, d2)) == Code::kReadOnly);
+  REQUIRE(CodeOf(mp.pool->OpenVolume("v@s1", false)) == Code::kReadOnly);
+  // Clone of the snapshot: shares data, diverges on write.
+  REQUIRE_OK(mp.pool->Clone("v@s1", "c", {}));
+  WriteAt(*mp.pool, "c", 0, d2);
+  auto c = ReadEntry(*mp.pool, "c");
+  REQUIRE(std::equal(d2.begin(), d2.end(), c.begin()));
+  REQUIRE(std::equal(d1.begin() + d2.size(), d1.end(), c.begin() + d2.size()));
+  REQUIRE(std::equal(d1.begin(), d1.end(), ReadEntry(*mp.pool, "v@s1").begin()));
+  RequireClean(*mp.pool);
+  // Accounting: s1 shares most blocks.
+  auto info = mp.pool->Stat("v@s1");
+  REQUIRE_OK(info);
+  REQUIRE(info->kind == EntryKind::kSnapshot);
+  REQUIRE(info->read_only);
+  REQUIRE(info->mapped_bytes == 1 << 20);
+  REQUIRE(info->shared_bytes > 0);
+  auto vinfo = mp.pool->Stat("v");
+  REQUIRE(info->parent_uuid == vinfo->uuid);
+  // Taking the snapshot cost a handful of metadata blocks, not 256 data blocks.
+  REQUIRE(used1 < (256 + 40) * kBs);
+  // Delete in any order; everything stays consistent, nothing leaks.
+  REQUIRE_OK(mp.pool->Delete("v"));
+  RequireClean(*mp.pool);
+  REQUIRE_OK(mp.pool->Delete("v@s1"));
+  RequireClean(*mp.pool);
+  auto cc = ReadEntry(*mp.pool, "c");
+  REQUIRE(cc == c);
+  REQUIRE_OK(mp.pool->Delete("c"));
+  RequireClean(*mp.pool);
+  auto pinfo = mp.pool->Info();
+  REQUIRE_OK(pinfo);
+  // Only superblocks, space map, index and table remain.
+  REQUIRE(pinfo->used_bytes <= 8 * kBs);
+}
+
+TEST_CASE("rollback restores the snapshot's content and size") {
+  MemPool mp;
+  REQUIRE_OK(mp.Create(1024));
+  REQUIRE_OK(mp.pool->CreateVolume("v", 1 << 20, {}));
+  auto d1 = RandomBytes(1 << 20, 1);
+  WriteAt(*mp.pool, "v", 0, d1);
+  REQUIRE_OK(mp.pool->Snapshot("v", "v@s", {}));
+  WriteAt(*mp.pool, "v", 0, RandomBytes(1 << 19, 2));
+  REQUIRE_OK(mp.pool->Resize("v", 2 << 20));
+  REQUIRE_OK(mp.pool->Rollback("v", "s"));
+  REQUIRE(ReadEntry(*mp.pool, "v") == d1);
+  RequireClean(*mp.pool);
+  REQUIRE(CodeOf(mp.pool->Rollback("v", "nope")) == Code::kNotFound);
+}
+
+TEST_CASE("rename carries snapshots; names are validated") {
+  MemPool mp;
+  REQUIRE_OK(mp.Create(256));
+  REQUIRE_OK(mp.pool->CreateVolume("v", 1 << 20, {}));
+  REQUIRE_OK(mp.pool->Snapshot("v", "v@a", {}));
+  REQUIRE_OK(mp.pool->Snapshot("v", "v@b", {}));
+  REQUIRE_OK(mp.pool->Rename("v", "w"));
+  auto l = mp.pool->List();
+  REQUIRE_OK(l);
+  std::vector<std::string> names;
+  for (auto& e : *l) names.push_back(e.name);
+  REQUIRE(names == std::vector<std::string>{"w", "w@a", "w@b"});
+  REQUIRE_OK(mp.pool->Rename("w@a", "w@z"));
+  REQUIRE(CodeOf(mp.pool->Rename("w@z", "x@z")) == Code::kInvalidArgument);
+  REQUIRE(CodeOf(mp.pool->CreateVolume("w", 4096, {})) == Code::kAlreadyExists);
+  REQUIRE(CodeOf(mp.pool->CreateVolume("bad name", 4096, {})) == Code::kInvalidArgument);
+  REQUIRE(CodeOf(mp.pool->CreateVolume("a@b", 4096, {})) == Code::kInvalidArgument);
+  REQUIRE(CodeOf(mp.pool->CreateVolume("odd", 100, {})) == Code::kInvalidArgument);
+  REQUIRE(CodeOf(mp.pool->Snapshot("w", "other@s", {})) == Code::kInvalidArgument);
+  REQUIRE(CodeOf(mp.pool->Clone("w", "c@x", {})) == Code::kInvalidArgument);
+  REQUIRE(CodeOf(mp.pool->SetReadOnly("w@b", false)) == Code::kInvalidArgument);
+  REQUIRE(CodeOf(mp.pool->Resize("w@b", 8192)) == Code::kInvalidArgument);
+  REQUIRE(CodeOf(mp.pool->Delete("nope")) == Code::kNotFound);
+  REQUIRE(ValidEntryName("a.b_c:d+e-f@G1"));
+  REQUIRE(!ValidEntryName("a@b@c"));
+  REQUIRE(!ValidEntryName("a/b"));
+  REQUIRE_OK(mp.pool->SetMeta("w@b", {"n", {"x"}}));
+  REQUIRE_OK(mp.Reopen());
+  auto s = mp.pool->Stat("w@b");
+  REQUIRE_OK(s);
+  REQUIRE(s->note == "n");
+  RequireClean(*mp.pool);
+}
+
+TEST_CASE("read-only volumes and pools refuse writes") {
+  MemPool mp;
+  REQUIRE_OK(mp.Create(256));
+  REQUIRE_OK(mp.pool->CreateVolume("v", 1 << 20, {}));
+  REQUIRE_OK(mp.pool->SetReadOnly("v", true));
+  REQUIRE(CodeOf(mp.pool->OpenVolume("v", false)) == Code::kReadOnly);
+  REQUIRE_OK(mp.pool->SetReadOnly("v", false));
+  WriteAt(*mp.pool, "v", 0, RandomBytes(kBs, 3));
+  REQUIRE_OK(mp.Reopen(/*read_only=*/true));
+  REQUIRE(CodeOf(mp.pool->OpenVolume("v", false)) == Code::kReadOnly);
+  REQUIRE(CodeOf(mp.pool->CreateVolume("w", 4096, {})) == Code::kReadOnly);
+  auto all = ReadEntry(*mp.pool, "v");
+  auto want = RandomBytes(kBs, 3);
+  REQUIRE(std::equal(want.begin(), want.end(), all.begin()));
+}
+
+TEST_CASE("shrink frees the tail, zero writes and discards make holes") {
+  MemPool mp;
+  REQUIRE_OK(mp.Create(512));
+  REQUIRE_OK(mp.pool->CreateVolume("v", 1 << 20, {}));
+  WriteAt(*mp.pool, "v", 0, RandomBytes(1 << 20, 4));
+  auto used = mp.pool->Info()->used_bytes;
+  REQUIRE_OK(mp.pool->Resize("v", 1 << 19));
+  REQUIRE_OK(mp.pool->Commit());
+  REQUIRE(mp.pool->Info()->used_bytes <= used - (1 << 19) + 2 * kBs);
+  REQUIRE_OK(mp.pool->Resize("v", 1 << 20));
+  auto all = ReadEntry(*mp.pool, "v");
+  REQUIRE(std::all_of(all.begin() + (1 << 19), all.end(), [](uint8_t c) { return c == 0; }));
+  auto v = mp.pool->OpenVolume("v", false);
+  REQUIRE_OK(v);
+  REQUIRE_OK((*v)->Write(0, std::vector<uint8_t>(2 * kBs, 0)));
+  REQUIRE_OK((*v)->Discard(4 * kBs, 4 * kBs));
+  REQUIRE_OK((*v)->WriteZeroes(10 * kBs, kBs));
+  auto ext = (*v)->AllocatedExtents(0, 1 << 20);
+  REQUIRE_OK(ext);
+  std::vector<Extent> want{{2 * kBs, 2 * kBs}, {8 * kBs, 2 * kBs}, {11 * kBs, (128 - 11) * kBs}};
+  REQUIRE(*ext == want);
+  RequireClean(*mp.pool);
+}
+
+TEST_CASE("a file pool grows on demand and a second opener gets Busy") {
+  TempDir dir;
+  std::string path = dir.file("pool.img");
+  PoolCreateOptions o;
+  o.size_bytes = 1 << 20;
+  o.max_bytes = 64 << 20;
+  auto p = Pool::Create(path, o);
+  REQUIRE_OK(p);
+  REQUIRE_OK((*p)->CreateVolume("v", 16 << 20, {}));
+  WriteAt(**p, "v", 0, RandomBytes(8 << 20, 5));
+  REQUIRE_OK((*p)->Commit());
+  auto info = (*p)->Info();
+  REQUIRE(info->size_bytes > (8 << 20));
+  // Another process: Busy naming this pid.
+  pid_t child = fork();
+  if (child == 0) {
+    auto q = Pool::Open(path, {});
+    bool busy = !q.ok() && q.status().code() == Code::kBusy &&
+                q.status().message().find("pid " + std::to_string(getppid())) != std::string::npos;
+    _exit(busy ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  // Same process, second open: Busy too.
+  auto q = Pool::Open(path, {});
+  REQUIRE(CodeOf(q) == Code::kBusy);
+  p->reset();
+  auto r = Pool::Open(path, {});
+  REQUIRE_OK(r);
+  auto all = ReadEntry(**r, "v");
+  auto want = RandomBytes(8 << 20, 5);
+  REQUIRE(std::equal(want.begin(), want.end(), all.begin()));
+  RequireClean(**r);
+  auto vr = (*r)->Verify();
+  REQUIRE_OK(vr);
+  REQUIRE(vr->ok);
+  REQUIRE(vr->blocks_checked == 2048);
+}
+
+TEST_CASE("larger physical block sizes work") {
+  for (uint32_t bs : {16384u, 65536u}) {
+    MemPool mp;
+    REQUIRE_OK(mp.Create(256, bs));
+    REQUIRE_OK(mp.pool->CreateVolume("v", 64 * bs, {}));
+    auto v = mp.pool->OpenVolume("v", false);
+    REQUIRE_OK(v);
+    REQUIRE((*v)->block_size() == bs);
+    auto d = RandomBytes(8 * bs, bs);
+    REQUIRE_OK((*v)->Write(2 * bs, d));
+    v->reset();
+    REQUIRE_OK(mp.pool->Snapshot("v", "v@s", {}));
+    REQUIRE_OK(mp.Reopen());
+    auto all = ReadEntry(*mp.pool, "v@s");
+    REQUIRE(std::equal(d.begin(), d.end(), all.begin() + 2 * bs));
+    RequireClean(*mp.pool);
+  }
+}

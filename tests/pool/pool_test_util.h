@@ -1,0 +1,88 @@
+// Helpers for the pool tests: pools over in-memory storage (optionally
+// through a FaultDevice), a device that owns its pool, and a volume model.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "block/fault_device.h"
+#include "block/mem_device.h"
+#include "block/passthrough_device.h"
+#include "pool/pool.h"
+#include "test_util.h"
+
+namespace stack::pool::testing {
+
+// A pool on a MemStorage; Reopen() "reboots" it (the old Pool is destroyed
+// first; it commits on destruction unless the power was cut).
+struct MemPool {
+  std::shared_ptr<MemStorage> storage;
+  std::shared_ptr<FaultController> ctl;  // non-null: a FaultDevice sits below
+  std::unique_ptr<Pool> pool;
+
+  static std::unique_ptr<Store> StoreOver(std::shared_ptr<MemStorage> s,
+                                          std::shared_ptr<FaultController> ctl) {
+    std::unique_ptr<BlockDevice> d = std::make_unique<MemDevice>(std::move(s));
+    if (ctl) d = std::make_unique<FaultDevice>(std::move(d), ctl);
+    return MakeDeviceStore(std::move(d));
+  }
+
+  Status Create(uint64_t blocks, uint32_t bs = 4096, size_t cache = 1 << 20,
+                bool faulty = false) {
+    storage = std::make_shared<MemStorage>();
+    storage->block_size = 4096;
+    storage->block_count = blocks * (bs / 4096);
+    if (faulty) ctl = std::make_shared<FaultController>();
+    PoolCreateOptions o;
+    o.block_size = bs;
+    o.size_bytes = blocks * bs;
+    o.cache_bytes = cache;
+    auto p = Pool::Create(StoreOver(storage, ctl), o);
+    if (!p.ok()) return p.status();
+    pool = std::move(p).value();
+    return Status::Ok();
+  }
+
+  Status Reopen(bool read_only = false, size_t cache = 1 << 20) {
+    pool.reset();
+    if (ctl) ctl = std::make_shared<FaultController>();
+    PoolOpenOptions o;
+    o.read_only = read_only;
+    o.cache_bytes = cache;
+    auto p = Pool::Open(StoreOver(storage, ctl), o);
+    if (!p.ok()) return p.status();
+    pool = std::move(p).value();
+    return Status::Ok();
+  }
+};
+
+// A BlockDevice that keeps its pool alive (for the contract suite).
+class OwningVolume : public PassthroughDevice {
+ public:
+  OwningVolume(std::unique_ptr<Pool> pool, std::unique_ptr<BlockDevice> vol)
+      : PassthroughDevice(std::move(vol)), pool_(std::move(pool)) {}
+  ~OwningVolume() override {
+    ReleaseInner().reset();
+    pool_.reset();
+  }
+
+ private:
+  std::unique_ptr<Pool> pool_;
+};
+
+inline std::vector<uint8_t> ReadAll(BlockDevice& d) {
+  std::vector<uint8_t> buf(d.size_bytes());
+  Status st = d.Read(0, buf);
+  if (!st.ok()) throw std::runtime_error(st.ToString());
+  return buf;
+}
+
+inline std::vector<uint8_t> ReadEntry(Pool& p, const std::string& name) {
+  auto d = p.OpenVolume(name, true);
+  if (!d.ok()) throw std::runtime_error(d.status().ToString());
+  return ReadAll(**d);
+}
+
+}  // namespace stack::pool::testing
