@@ -46,7 +46,7 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(o.size_bytes, ParseSize(a.size));
   o.pool_block_size = a.pool_block_size;
   ASSIGN_OR_RETURN(uint64_t pool_max, ParseSize(a.pool_max));
-  o.pool_size_bytes = pool_max;
+  o.pool_max_bytes = pool_max;
   o.snapshot = a.snapshot;
   o.source = a.from;
   o.note = a.note;

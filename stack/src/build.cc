@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -24,6 +25,7 @@ Result<std::unique_ptr<pool::Pool>> OpenOrCreatePool(const BuildOptions& o, bool
   pool::PoolCreateOptions c;
   if (o.pool_block_size) c.block_size = o.pool_block_size;
   if (o.pool_size_bytes) c.size_bytes = o.pool_size_bytes;
+  if (o.pool_max_bytes) c.max_bytes = std::max(o.pool_max_bytes, c.size_bytes);
   *created = true;
   return pool::Pool::Create(o.pool_path, c);
 }

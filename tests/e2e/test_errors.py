@@ -93,6 +93,7 @@ class Errors(StackTestCase):
         finally:
             holder.kill()
             holder.wait()
+            holder.stdout.close()
 
     def test_full_pool_is_no_space_and_clean(self):
         small = self.path("small.stk")

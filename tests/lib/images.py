@@ -44,10 +44,29 @@ def make_tree(root):
 
 
 def sha256(path):
+    """Hash of a (possibly huge, sparse) file: its size and its data extents."""
     h = hashlib.sha256()
+    size = os.path.getsize(path)
+    h.update(str(size).encode())
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+        fd = f.fileno()
+        pos = 0
+        while pos < size:
+            try:
+                data = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break  # no more data
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+            h.update(f"@{data}".encode())
+            f.seek(data)
+            left = hole - data
+            while left > 0:
+                chunk = f.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                h.update(chunk)
+                left -= len(chunk)
+            pos = hole
     return h.hexdigest()
 
 

@@ -32,7 +32,8 @@ struct BuildOptions {
   std::string pool_path;
   // Used only when the pool does not exist yet.
   uint32_t pool_block_size = 0;    // 0 = pool default
-  uint64_t pool_size_bytes = 0;    // 0 = grow on demand (pool default)
+  uint64_t pool_size_bytes = 0;    // initial size; 0 = pool default
+  uint64_t pool_max_bytes = 0;     // grows on demand up to this; 0 = pool default
   std::string volume;
   uint64_t size_bytes = 0;         // volume size (thin)
   std::string snapshot = "golden"; // snapshot name; empty = none
