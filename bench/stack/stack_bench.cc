@@ -52,6 +52,12 @@ struct Fixture {
 
 const char* kFastKdf = " --kdf pbkdf2 --pbkdf2-iterations 1000";
 
+// Builds the golden image g@golden in f.dir/p.stk (setup, not timed).
+void BuildBase(const Fixture& f) {
+  sb::Shell(kStack + " build -p " + f.dir + "/p.stk g --from " + f.tree + " --size " + f.size() +
+            " -k " + f.key + kFastKdf + " >/dev/null");
+}
+
 void BuildGolden(const sb::Options& o) {
   Fixture f(o);
   std::vector<double> ours, anchor;
@@ -80,8 +86,7 @@ void BuildGolden(const sb::Options& o) {
 
 void Clone(const sb::Options& o) {
   Fixture f(o);
-  sb::Shell(kStack + " build -p " + f.dir + "/p.stk g --from " + f.tree + " --size " +
-            f.size() + " -k " + f.key + kFastKdf + " >/dev/null");
+  BuildBase(f);
   sb::Shell(kStack + " export -p " + f.dir + "/p.stk g@golden " + f.dir +
             "/img --format stored >/dev/null");
   std::vector<double> ours, anchor;
@@ -104,8 +109,7 @@ void Clone(const sb::Options& o) {
 
 void ExportLuks1(const sb::Options& o) {
   Fixture f(o);
-  sb::Shell(kStack + " build -p " + f.dir + "/p.stk g --from " + f.tree + " --size " +
-            f.size() + " -k " + f.key + kFastKdf + " >/dev/null");
+  BuildBase(f);
   sb::Shell(kStack + " export -p " + f.dir + "/p.stk g@golden " + f.dir +
             "/plain.img --format plain -k " + f.key + " >/dev/null");
   std::vector<double> ours, anchor;
