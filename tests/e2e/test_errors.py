@@ -110,6 +110,45 @@ class Errors(StackTestCase):
         self.assertEqual(names, [], "a failed build left a volume behind")
         stack("pool", "check", small, check=0)
 
+    def test_killed_build_leaves_nothing_visible(self):
+        big = self.path("big")
+        for d in range(20):
+            os.makedirs(os.path.join(big, f"d{d}"))
+            for i in range(100):
+                with open(os.path.join(big, f"d{d}", f"f{i}"), "wb") as f:
+                    f.write(os.urandom(64 << 10))
+        leftovers = 0
+        for delay in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4):
+            p = subprocess.Popen([os.environ["STACK_BIN"], "build", "-p", self.pool, "victim",
+                                  "--from", big, "--size", "512M", "-k", self.key, *FAST_KDF],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                p.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            all_names = [e["name"] for e in stack("--json", "volume", "list", "-p", self.pool,
+                                                  "--all", check=0).json()]
+            names = [n for n in all_names if not n.startswith("base@after")]
+            self.assertIn(names, (["base", "base@v1"],
+                                  ["base", "base@v1", "victim", "victim@golden"]))
+            # `check` opens read-only (no cleanup) and counts hidden entries too.
+            rep = stack("--json", "pool", "check", self.pool, check=0).json()
+            self.assertTrue(rep["ok"], rep)
+            if rep["entries"] > len(all_names):
+                leftovers += 1
+            if "victim" in names:
+                stack("volume", "rm", "-p", self.pool, "victim", "victim@golden", check=0)
+            else:
+                # The next writer removes the killed build's hidden volume.
+                stack("snapshot", "create", "-p", self.pool, f"base@after{leftovers}-{delay}",
+                      check=0)
+                rep = stack("--json", "pool", "check", self.pool, check=0).json()
+                visible = stack("--json", "volume", "list", "-p", self.pool, "--all",
+                                check=0).json()
+                self.assertEqual(rep["entries"], len(visible))
+        self.assertGreater(leftovers, 0, "no kill landed inside a build: test did not run")
+
     def test_truncated_pool_file(self):
         cut = self.path("cut.stk")
         with open(self.pool, "rb") as f, open(cut, "wb") as g:
