@@ -2,8 +2,8 @@
 // (ours, in process through the io_manager onto a plain file) against
 // `mke2fs -t ext4 -d` of the same tree, in the same run.
 //
-//   fs.build_tree  a tree shaped like /usr/share (~65,000 files, ~800 MB,
-//                  skewed fan-out, mostly small files, a few large ones)
+//   fs.build_tree  a tree shaped like /usr/share (~65,000 files + 4,000 symlinks,
+//                  ~850 MB, its measured fan-out and file-size quantiles)
 //   fs.build_flat  one directory of 20,000 small files
 // --quick shrinks both to seconds. Trees are generated once per run,
 // deterministically, in a scratch directory.
@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -38,37 +40,64 @@ void WriteData(const std::string& path, uint64_t size, std::mt19937_64& rng) {
   ::close(fd);
 }
 
+// File sizes following the quantiles of a Debian /usr/share (p50 1.4 KB,
+// p90 17.5 KB, p99 ~120 KB, p99.9 900 KB, max a few MB), log-uniform
+// inside each band: about 13.6 KB on average.
 uint64_t PickSize(std::mt19937_64& rng) {
-  const uint64_t r = rng() % 1000;
-  auto in = [&](uint64_t lo, uint64_t hi) { return lo + rng() % (hi - lo); };
-  if (r < 600) return in(100, 4096);
-  if (r < 880) return in(4096, 16384);
-  if (r < 980) return in(16384, 65536);
-  if (r < 999) return in(65536, 262144);
-  return in(262144, 2 << 20);
+  const double u = double(rng() % 1000000) / 1e6;
+  auto band = [&](double lo, double hi) {
+    const double f = double(rng() % 1000000) / 1e6;
+    return uint64_t(lo * std::pow(hi / lo, f));
+  };
+  if (u < 0.5) return band(100, 1400);
+  if (u < 0.9) return band(1400, 17500);
+  if (u < 0.99) return band(17500, 120000);
+  if (u < 0.999) return band(120000, 900000);
+  return band(900000, 4000000);
 }
 
-// A /usr/share-like tree: `files` files spread over ~files/22 directories
-// up to 4 levels deep, with a skewed number of files per directory.
+// A /usr/share-like tree (measured there: 4,470 directories holding a
+// median of 3 entries, p90 18, p99 182, the largest 2,469 and 18,122;
+// 4,000 symlinks). `files` files; the two largest directories and a few
+// hundred-entry ones scale with it.
 void MakeTree(const std::string& root, int files) {
   std::mt19937_64 rng(20240601);
   std::vector<std::string> dirs = {root};
+  std::vector<int> depth = {0};
   std::filesystem::create_directories(root);
-  const int ndirs = std::max(8, files / 22);
+  const int ndirs = std::max(16, files * 4470 / 65000);
   for (int i = 1; i < ndirs; ++i) {
-    // Parents chosen with a bias to early (shallower) directories.
-    const size_t a = rng() % dirs.size(), b = rng() % dirs.size();
-    const std::string& parent = dirs[std::min(a, b)];
-    std::string d = parent + "/d" + std::to_string(i);
-    if (std::count(d.begin(), d.end(), '/') - std::count(root.begin(), root.end(), '/') > 5)
-      d = root + "/d" + std::to_string(i);
-    std::filesystem::create_directory(d);
-    dirs.push_back(d);
+    // Parents biased to earlier, shallower directories; depth capped at 6.
+    size_t p = std::min(rng() % dirs.size(), rng() % dirs.size());
+    while (depth[p] >= 6) p = rng() % std::min<size_t>(dirs.size(), 64);
+    dirs.push_back(dirs[p] + "/d" + std::to_string(i));
+    depth.push_back(depth[p] + 1);
+    std::filesystem::create_directory(dirs.back());
   }
-  for (int i = 0; i < files; ++i) {
-    const size_t a = rng() % dirs.size(), b = rng() % dirs.size(), c = rng() % dirs.size();
-    const std::string& d = dirs[std::min({a, b, c})];
-    WriteData(d + "/file" + std::to_string(i) + ".dat", PickSize(rng), rng);
+  // Per-directory file counts: one giant (28 %), one large (3.8 %), 1 % of
+  // directories with a few hundred, the rest geometric around 3-10.
+  std::vector<int> count(dirs.size(), 0);
+  int left = files;
+  auto give = [&](size_t d, int n) {
+    n = std::min(n, left);
+    count[d] += n;
+    left -= n;
+  };
+  give(dirs.size() / 3, files * 18122 / 65000);
+  give(dirs.size() / 2, files * 2469 / 65000);
+  for (size_t i = 0; i < dirs.size() / 100; ++i) give(rng() % dirs.size(), 150 + int(rng() % 600));
+  while (left > 0) {
+    const size_t d = std::min(rng() % dirs.size(), rng() % dirs.size());
+    give(d, 1 + int(rng() % 3) + (rng() % 8 == 0 ? int(rng() % 30) : 0));
+  }
+  int n = 0;
+  for (size_t d = 0; d < dirs.size(); ++d) {
+    for (int k = 0; k < count[d]; ++k, ++n) {
+      const std::string f = dirs[d] + "/file" + std::to_string(n) + ".dat";
+      WriteData(f, PickSize(rng), rng);
+      if (n % 16 == 0)  // ~6 % symlinks, like /usr/share
+        std::filesystem::create_symlink("file" + std::to_string(n) + ".dat", f + ".lnk");
+    }
   }
 }
 

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "block/fault_device.h"
 #include "block/file_device.h"
 #include "block/mem_device.h"
 #include "fs_test_util.h"
@@ -260,6 +261,18 @@ TEST_CASE("reproducible mode gives bit-identical images", "[fsbridge]") {
     if (i == 0) sleep(1);  // a leaked clock would show
   }
   CHECK(SameContent(*devs[0], *devs[1]));
+  // Tar import is reproducible too, on file devices.
+  REQUIRE(RunCommand("tar --format=pax -cf " + t.file("r.tar") + " -C " + src + " .", nullptr) == 0);
+  std::unique_ptr<BlockDevice> tdevs[2];
+  for (int i = 0; i < 2; ++i) {
+    auto fs = Filesystem::Mkfs(MakeDevice(DevKind::kFile, 64 * kMiB, t, "rt" + std::to_string(i)), Repro());
+    REQUIRE_OK(fs);
+    REQUIRE_OK((*fs)->PopulateFromTar(t.file("r.tar"), "/", po));
+    REQUIRE_OK((*fs)->Close());
+    tdevs[i] = (*fs)->Release();
+  }
+  CHECK(SameContent(*tdevs[0], *tdevs[1]));
+  CHECK(!SameContent(*tdevs[0], *devs[1]));
   auto fs = Filesystem::Open(std::move(devs[0]), false);
   REQUIRE_OK(fs);
   auto df = (*fs)->Df();
@@ -413,6 +426,13 @@ TEST_CASE("bad input is refused and leaves the image clean", "[fsbridge]") {
                      "i=tarfile.TarInfo('/etc/abs'); i.size=1; t.addfile(i, io.BytesIO(b'y'))\n"
                      "t.close()\"", &out) == 0);
   CHECK(CodeOf(f.PopulateFromTar(t.file("evil.tar"), "/t", {})) == Code::kInvalidArgument);
+  REQUIRE(RunCommand("/usr/bin/python3 -c \"import tarfile,io\n"
+                     "t=tarfile.open('" + t.file("long.tar") + "','w',format=tarfile.PAX_FORMAT)\n"
+                     "i=tarfile.TarInfo('d/' + 'n'*256); i.size=1; t.addfile(i, io.BytesIO(b'z'))\n"
+                     "t.close()\"", &out) == 0);
+  auto lt = f.PopulateFromTar(t.file("long.tar"), "/l", {});
+  CHECK(CodeOf(lt) == Code::kInvalidArgument);
+  CHECK(lt.status().message().find("255") != std::string::npos);
   REQUIRE_OK(f.PopulateFromTar(t.file("abs.tar"), "/t", {}));
   CHECK(ReadAll(f, "/t/etc/abs") == "y");
   // Truncated and corrupt tars.
@@ -440,4 +460,21 @@ TEST_CASE("two images open at once", "[fsbridge]") {
   CHECK((*b)->Stat("/only_b").ok());
   CloseAndCheck(std::move(*a), t, "a");
   CloseAndCheck(std::move(*b), t, "b");
+}
+
+TEST_CASE("device errors come back with the device's code", "[fsbridge]") {
+  TempDir t;
+  const std::string src = t.file("src");
+  MakeRichTree(src);
+  for (Code code : {Code::kIoError, Code::kNoSpace}) {
+    auto ctl = std::make_shared<FaultController>();
+    auto dev = std::make_unique<FaultDevice>(std::make_unique<MemDevice>(4096, 8192), ctl);
+    auto fs = Filesystem::Mkfs(std::move(dev), {});
+    REQUIRE_OK(fs);
+    ctl->FailOperation(ctl->ops() + 3, code, true);
+    auto st = (*fs)->PopulateFromDirectory(src, "/", {});
+    Status close = (*fs)->Close();
+    CHECK((CodeOf(st) == code || CodeOf(close) == code));
+    CHECK(!close.ok());
+  }
 }
