@@ -325,7 +325,7 @@ TEST_CASE("edits keep the image clean", "[fsbridge]") {
         CHECK(CodeOf(fs.Symlink("x", "/a/link")) == Code::kAlreadyExists);
         REQUIRE_OK(fs.Remove("/a/tree", true));
       });
-      edit([](Filesystem& fs) {
+      edit([&](Filesystem& fs) {
         auto h = fs.Stat("/hardlink2");
         REQUIRE_OK(h);
         CHECK(h->mode == (S_IFREG | 0600));
@@ -335,6 +335,14 @@ TEST_CASE("edits keep the image clean", "[fsbridge]") {
         auto df = fs.Df();
         REQUIRE_OK(df);
         CHECK(df->blocks_free < df->blocks_total);
+        // One file out, to a directory and to a tar.
+        REQUIRE_OK(fs.ExtractToDirectory("/hardlink2", t.file("one")));
+        CHECK(Slurp(t.file("one") + "/hardlink2") == "hello\n");
+        REQUIRE_OK(fs.ExtractToTar("/hardlink2", t.file("one.tar")));
+        std::string out;
+        REQUIRE(RunCommand("tar -tvf " + t.file("one.tar"), &out) == 0);
+        CHECK(out.find("100000/7") != std::string::npos);
+        CHECK(out.find("hardlink2") != std::string::npos);
       });
     }
   }
