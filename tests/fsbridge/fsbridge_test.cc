@@ -362,7 +362,13 @@ TEST_CASE("large directory: 20000 entries, htree, e2fsck clean", "[fsbridge]") {
   for (int i = 0; i < 20000; ++i) std::ofstream(src + "/file_" + std::to_string(i * 7919 % 100003)) << i;
   MkfsOptions mo;
   mo.inode_ratio = 4096;
-  auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 256 * kMiB / 4096), mo);
+  uint32_t bs = 4096;
+  SECTION("4 KiB blocks: one index level") {}
+  SECTION("1 KiB blocks: two index levels") {
+    bs = 1024;
+    mo.block_size = 1024;
+  }
+  auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(bs, 256 * kMiB / bs), mo);
   REQUIRE_OK(fs);
   REQUIRE_OK((*fs)->PopulateFromDirectory(src, "/big", {}));
   auto ls = (*fs)->List("/big");
@@ -376,6 +382,8 @@ TEST_CASE("large directory: 20000 entries, htree, e2fsck clean", "[fsbridge]") {
   std::string out;
   REQUIRE(RunCommand("debugfs -R 'htree /big' " + img + " 2>&1 | head -5", &out) == 0);
   CHECK(out.find("Root node dump") != std::string::npos);
+  REQUIRE(RunCommand("debugfs -R 'htree /big' " + img + " 2>&1 | grep -m1 'Indirect levels'", &out) == 0);
+  CHECK(out.find(bs == 1024 ? "Indirect levels: 1" : "Indirect levels: 0") != std::string::npos);
   REQUIRE(RunCommand("debugfs -R 'stat /big' " + img, &out) == 0);
   CHECK(out.find("Flags: 0x81000") != std::string::npos);  // INDEX_FL | EXTENTS_FL
 }
@@ -386,7 +394,8 @@ TEST_CASE("manifest overrides owner, mode and mtime", "[fsbridge]") {
   MakeRichTree(src);
   std::ofstream(t.file("m.txt")) << "# test manifest\n*  uid=0 gid=0\n. mode=0711\n"
                                     "dir/random.bin uid=33 gid=44 mode=4755 mtime=1234.5\n"
-                                    "emp\\164y mode=0400\n";
+                                    "emp\\164y mode=0400\n"
+                                    "small.txt mode=0440 uid=7\n";
   auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 64 * kMiB / 4096), {});
   REQUIRE_OK(fs);
   PopulateOptions po;
@@ -399,6 +408,9 @@ TEST_CASE("manifest overrides owner, mode and mtime", "[fsbridge]") {
   CHECK(r->mtime == fsbridge::Timespec{1234, 500000000});
   CHECK((*fs)->Stat("/")->mode == (S_IFDIR | 0711));
   CHECK((*fs)->Stat("/empty")->mode == (S_IFREG | 0400));
+  // small.txt is a later name of a hard-linked inode: its entry applies.
+  CHECK((*fs)->Stat("/small.txt")->mode == (S_IFREG | 0440));
+  CHECK((*fs)->Stat("/dir/hardlink_to_small")->uid == 7);
   CHECK((*fs)->Stat("/fifo")->uid == 0);
   std::ofstream(t.file("bad.txt")) << "x owner=root\n";
   po.manifest_path = t.file("bad.txt");

@@ -151,7 +151,7 @@ Status HostImporter::CopyEntry(TreeBuilder::Dir* parent, const std::string& name
   if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
     auto it = links_.find({st.st_dev, st.st_ino});
     if (it != links_.end()) {
-      RETURN_IF_ERROR(tb_->AddHardLink(parent, name, it->second));
+      RETURN_IF_ERROR(tb_->AddHardLink(parent, name, it->second, manifest_ ? manifest_->Find(rel) : nullptr));
       stats_->hardlinks++;
       return Status::Ok();
     }
