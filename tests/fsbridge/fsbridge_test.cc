@@ -545,3 +545,20 @@ TEST_CASE("images made by mke2fs -d open, read and edit", "[fsbridge]") {
     }
   }
 }
+
+TEST_CASE("running out of inodes is NoSpace and leaves the image clean", "[fsbridge]") {
+  TempDir t;
+  MkfsOptions o;
+  o.inode_ratio = 4 << 20;  // as few inodes as the layout allows
+  auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 32 * kMiB / 4096), o);
+  REQUIRE_OK(fs);
+  const uint64_t free_inodes = (*fs)->Df()->inodes_free;
+  const std::string src = t.file("many");
+  std::filesystem::create_directories(src);
+  for (uint64_t i = 0; i < free_inodes + 5; ++i) std::ofstream(src + "/f" + std::to_string(i)) << i;
+  auto st = (*fs)->PopulateFromDirectory(src, "/d", {});
+  CHECK(CodeOf(st) == Code::kNoSpace);
+  CHECK(st.status().message().find("creating /d/") != std::string::npos);
+  CHECK((*fs)->Df()->inodes_free == 0);
+  CloseAndCheck(std::move(*fs), t, "inodes");
+}

@@ -119,8 +119,7 @@ Result<TreeBuilder::Dir*> TreeBuilder::OpenDir(const std::vector<std::string>& c
 Result<uint32_t> TreeBuilder::NewInode(uint32_t parent, uint32_t mode, const std::string& path) {
   ext2_ino_t ino = 0;
   errcode_t e = ext2fs_new_inode(c_.fs, parent, int(mode), nullptr, &ino);
-  if (e == EXT2_ET_INODE_ALLOC_FAIL) return Status::NoSpace("creating " + path + ": no free inodes");
-  if (e) return c_.Err(e, "allocating an inode for", path);
+  if (e) return c_.Err(e, "creating", path);  // INODE_ALLOC_FAIL -> NoSpace
   ext2fs_inode_alloc_stats2(c_.fs, ino, +1, S_ISDIR(mode) ? 1 : 0);
   return uint32_t(ino);
 }
