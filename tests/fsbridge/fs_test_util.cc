@@ -15,14 +15,68 @@
 
 #include "block/file_device.h"
 #include "block/mem_device.h"
+#include "block/passthrough_device.h"
 
 namespace stack::testing {
 
-const char* DevName(DevKind k) { return k == DevKind::kMem ? "mem" : "file"; }
+const char* DevName(DevKind k) {
+  return k == DevKind::kMem ? "mem" : k == DevKind::kFile ? "file" : "garbage";
+}
+
+namespace {
+// Reads never-written blocks as garbage (what a decrypting layer returns
+// for blocks it never encrypted) and supports no discard.
+class GarbageDevice : public PassthroughDevice {
+ public:
+  explicit GarbageDevice(std::unique_ptr<BlockDevice> inner)
+      : PassthroughDevice(std::move(inner)), written_(block_count(), false) {}
+  DeviceCapabilities capabilities() const override {
+    DeviceCapabilities c = PassthroughDevice::capabilities();
+    c.unwritten_reads_zero = c.discard_supported = c.discard_zeroes = c.holes_read_zero = false;
+    return c;
+  }
+  std::string describe() const override { return "garbage device"; }
+
+ protected:
+  Status DoRead(uint64_t off, std::span<uint8_t> out) override {
+    RETURN_IF_ERROR(PassthroughDevice::DoRead(off, out));
+    const uint32_t bs = block_size();
+    for (uint64_t i = 0; i < out.size() / bs; ++i) {
+      const uint64_t b = off / bs + i;
+      if (written_[b]) continue;
+      uint64_t x = b * 0x9e3779b97f4a7c15ull + 1;
+      for (uint32_t k = 0; k < bs; ++k) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        out[i * bs + k] = uint8_t(x);
+      }
+    }
+    return Status::Ok();
+  }
+  Status DoWrite(uint64_t off, std::span<const uint8_t> d) override {
+    Mark(off, d.size());
+    return PassthroughDevice::DoWrite(off, d);
+  }
+  Status DoWriteZeroes(uint64_t off, uint64_t len) override {
+    Mark(off, len);
+    return PassthroughDevice::DoWriteZeroes(off, len);
+  }
+  Status DoDiscard(uint64_t, uint64_t) override {
+    return Status::Unsupported("garbage device: no discard");
+  }
+
+ private:
+  void Mark(uint64_t off, uint64_t len) {
+    for (uint64_t b = off / block_size(); b < (off + len) / block_size(); ++b) written_[b] = true;
+  }
+  std::vector<bool> written_;
+};
+}  // namespace
 
 std::unique_ptr<BlockDevice> MakeDevice(DevKind k, uint64_t bytes, const TempDir& dir,
                                         const std::string& name, uint32_t bs) {
   if (k == DevKind::kMem) return std::make_unique<MemDevice>(bs, bytes / bs);
+  if (k == DevKind::kGarbage)
+    return std::make_unique<GarbageDevice>(std::make_unique<MemDevice>(bs, bytes / bs));
   FileDeviceOptions o;
   o.block_size = bs;
   auto r = FileDevice::Create(dir.file(name + ".img"), bytes, o, true);

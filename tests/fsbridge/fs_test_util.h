@@ -13,9 +13,13 @@
 
 namespace stack::testing {
 
-enum class DevKind { kMem, kFile };
-// The device kinds parameterised tests run over.
-inline std::vector<DevKind> DevicesUnderTest() { return {DevKind::kMem, DevKind::kFile}; }
+// kGarbage: never-written blocks read as pseudo-random bytes and discard is
+// refused, as over an encrypting device (nothing may assume zeros).
+enum class DevKind { kMem, kFile, kGarbage };
+// The device kinds parameterised tests run over (add CryptDevice here).
+inline std::vector<DevKind> DevicesUnderTest() {
+  return {DevKind::kMem, DevKind::kFile, DevKind::kGarbage};
+}
 const char* DevName(DevKind k);
 
 // A fresh device of `bytes` (file devices live in dir).

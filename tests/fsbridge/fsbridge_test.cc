@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "block/fault_device.h"
 #include "block/file_device.h"
 #include "block/mem_device.h"
 #include "fs_test_util.h"
@@ -239,8 +240,15 @@ TEST_CASE("export to tar and back is identical", "[fsbridge]") {
   REQUIRE_OK((*fs)->PopulateFromTar(t.file("a.tar"), "/b", {}));
   REQUIRE_OK((*fs)->ExtractToDirectory("/b", t.file("b")));
   CHECK(CompareTrees(src, t.file("b")) == "");
+  // Holes stay holes through the tar (pax sparse entries).
+  auto sp = (*fs)->Stat("/b/sparse.img");
+  REQUIRE_OK(sp);
+  CHECK(sp->allocated_bytes < 1 * kMiB);
+  CHECK(std::filesystem::file_size(t.file("a.tar")) < 4 * kMiB);
+  CHECK(ReadAll(**fs, "/b/islands") == Slurp(src + "/islands"));
   std::string out;
-  CHECK(RunCommand("tar -tvf " + t.file("a.tar") + " | grep -c .", &out) == 0);
+  REQUIRE(RunCommand("mkdir " + t.file("gnu") + " && tar -xf " + t.file("a.tar") + " -C " + t.file("gnu"), &out) == 0);
+  CHECK(Slurp(t.file("gnu") + "/sparse.img") == Slurp(src + "/sparse.img"));
   CloseAndCheck(std::move(*fs), t, "exp");
 }
 
@@ -260,6 +268,18 @@ TEST_CASE("reproducible mode gives bit-identical images", "[fsbridge]") {
     if (i == 0) sleep(1);  // a leaked clock would show
   }
   CHECK(SameContent(*devs[0], *devs[1]));
+  // Tar import is reproducible too, on file devices.
+  REQUIRE(RunCommand("tar --format=pax -cf " + t.file("r.tar") + " -C " + src + " .", nullptr) == 0);
+  std::unique_ptr<BlockDevice> tdevs[2];
+  for (int i = 0; i < 2; ++i) {
+    auto fs = Filesystem::Mkfs(MakeDevice(DevKind::kFile, 64 * kMiB, t, "rt" + std::to_string(i)), Repro());
+    REQUIRE_OK(fs);
+    REQUIRE_OK((*fs)->PopulateFromTar(t.file("r.tar"), "/", po));
+    REQUIRE_OK((*fs)->Close());
+    tdevs[i] = (*fs)->Release();
+  }
+  CHECK(SameContent(*tdevs[0], *tdevs[1]));
+  CHECK(!SameContent(*tdevs[0], *devs[1]));
   auto fs = Filesystem::Open(std::move(devs[0]), false);
   REQUIRE_OK(fs);
   auto df = (*fs)->Df();
@@ -312,7 +332,7 @@ TEST_CASE("edits keep the image clean", "[fsbridge]") {
         CHECK(CodeOf(fs.Symlink("x", "/a/link")) == Code::kAlreadyExists);
         REQUIRE_OK(fs.Remove("/a/tree", true));
       });
-      edit([](Filesystem& fs) {
+      edit([&](Filesystem& fs) {
         auto h = fs.Stat("/hardlink2");
         REQUIRE_OK(h);
         CHECK(h->mode == (S_IFREG | 0600));
@@ -322,6 +342,14 @@ TEST_CASE("edits keep the image clean", "[fsbridge]") {
         auto df = fs.Df();
         REQUIRE_OK(df);
         CHECK(df->blocks_free < df->blocks_total);
+        // One file out, to a directory and to a tar.
+        REQUIRE_OK(fs.ExtractToDirectory("/hardlink2", t.file("one")));
+        CHECK(Slurp(t.file("one") + "/hardlink2") == "hello\n");
+        REQUIRE_OK(fs.ExtractToTar("/hardlink2", t.file("one.tar")));
+        std::string out;
+        REQUIRE(RunCommand("tar -tvf " + t.file("one.tar"), &out) == 0);
+        CHECK(out.find("100000/7") != std::string::npos);
+        CHECK(out.find("hardlink2") != std::string::npos);
       });
     }
   }
@@ -334,7 +362,13 @@ TEST_CASE("large directory: 20000 entries, htree, e2fsck clean", "[fsbridge]") {
   for (int i = 0; i < 20000; ++i) std::ofstream(src + "/file_" + std::to_string(i * 7919 % 100003)) << i;
   MkfsOptions mo;
   mo.inode_ratio = 4096;
-  auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 256 * kMiB / 4096), mo);
+  uint32_t bs = 4096;
+  SECTION("4 KiB blocks: one index level") {}
+  SECTION("1 KiB blocks: two index levels") {
+    bs = 1024;
+    mo.block_size = 1024;
+  }
+  auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(bs, 256 * kMiB / bs), mo);
   REQUIRE_OK(fs);
   REQUIRE_OK((*fs)->PopulateFromDirectory(src, "/big", {}));
   auto ls = (*fs)->List("/big");
@@ -348,6 +382,8 @@ TEST_CASE("large directory: 20000 entries, htree, e2fsck clean", "[fsbridge]") {
   std::string out;
   REQUIRE(RunCommand("debugfs -R 'htree /big' " + img + " 2>&1 | head -5", &out) == 0);
   CHECK(out.find("Root node dump") != std::string::npos);
+  REQUIRE(RunCommand("debugfs -R 'htree /big' " + img + " 2>&1 | grep -m1 'Indirect levels'", &out) == 0);
+  CHECK(out.find(bs == 1024 ? "Indirect levels: 1" : "Indirect levels: 0") != std::string::npos);
   REQUIRE(RunCommand("debugfs -R 'stat /big' " + img, &out) == 0);
   CHECK(out.find("Flags: 0x81000") != std::string::npos);  // INDEX_FL | EXTENTS_FL
 }
@@ -358,7 +394,8 @@ TEST_CASE("manifest overrides owner, mode and mtime", "[fsbridge]") {
   MakeRichTree(src);
   std::ofstream(t.file("m.txt")) << "# test manifest\n*  uid=0 gid=0\n. mode=0711\n"
                                     "dir/random.bin uid=33 gid=44 mode=4755 mtime=1234.5\n"
-                                    "emp\\164y mode=0400\n";
+                                    "emp\\164y mode=0400\n"
+                                    "small.txt mode=0440 uid=7\n";
   auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 64 * kMiB / 4096), {});
   REQUIRE_OK(fs);
   PopulateOptions po;
@@ -371,6 +408,9 @@ TEST_CASE("manifest overrides owner, mode and mtime", "[fsbridge]") {
   CHECK(r->mtime == fsbridge::Timespec{1234, 500000000});
   CHECK((*fs)->Stat("/")->mode == (S_IFDIR | 0711));
   CHECK((*fs)->Stat("/empty")->mode == (S_IFREG | 0400));
+  // small.txt is a later name of a hard-linked inode: its entry applies.
+  CHECK((*fs)->Stat("/small.txt")->mode == (S_IFREG | 0440));
+  CHECK((*fs)->Stat("/dir/hardlink_to_small")->uid == 7);
   CHECK((*fs)->Stat("/fifo")->uid == 0);
   std::ofstream(t.file("bad.txt")) << "x owner=root\n";
   po.manifest_path = t.file("bad.txt");
@@ -413,6 +453,13 @@ TEST_CASE("bad input is refused and leaves the image clean", "[fsbridge]") {
                      "i=tarfile.TarInfo('/etc/abs'); i.size=1; t.addfile(i, io.BytesIO(b'y'))\n"
                      "t.close()\"", &out) == 0);
   CHECK(CodeOf(f.PopulateFromTar(t.file("evil.tar"), "/t", {})) == Code::kInvalidArgument);
+  REQUIRE(RunCommand("/usr/bin/python3 -c \"import tarfile,io\n"
+                     "t=tarfile.open('" + t.file("long.tar") + "','w',format=tarfile.PAX_FORMAT)\n"
+                     "i=tarfile.TarInfo('d/' + 'n'*256); i.size=1; t.addfile(i, io.BytesIO(b'z'))\n"
+                     "t.close()\"", &out) == 0);
+  auto lt = f.PopulateFromTar(t.file("long.tar"), "/l", {});
+  CHECK(CodeOf(lt) == Code::kInvalidArgument);
+  CHECK(lt.status().message().find("255") != std::string::npos);
   REQUIRE_OK(f.PopulateFromTar(t.file("abs.tar"), "/t", {}));
   CHECK(ReadAll(f, "/t/etc/abs") == "y");
   // Truncated and corrupt tars.
@@ -440,4 +487,78 @@ TEST_CASE("two images open at once", "[fsbridge]") {
   CHECK((*b)->Stat("/only_b").ok());
   CloseAndCheck(std::move(*a), t, "a");
   CloseAndCheck(std::move(*b), t, "b");
+}
+
+TEST_CASE("device errors come back with the device's code", "[fsbridge]") {
+  TempDir t;
+  const std::string src = t.file("src");
+  MakeRichTree(src);
+  for (Code code : {Code::kIoError, Code::kNoSpace}) {
+    auto ctl = std::make_shared<FaultController>();
+    auto dev = std::make_unique<FaultDevice>(std::make_unique<MemDevice>(4096, 8192), ctl);
+    auto fs = Filesystem::Mkfs(std::move(dev), {});
+    REQUIRE_OK(fs);
+    ctl->FailOperation(ctl->ops() + 3, code, true);
+    auto st = (*fs)->PopulateFromDirectory(src, "/", {});
+    Status close = (*fs)->Close();
+    CHECK((CodeOf(st) == code || CodeOf(close) == code));
+    CHECK(!close.ok());
+  }
+}
+
+TEST_CASE("images made by mke2fs -d open, read and edit", "[fsbridge]") {
+  TempDir t;
+  const std::string src = t.file("src");
+  MakeRichTree(src);
+  std::string out;
+  for (const char* bs : {"1024", "4096"}) {
+    SECTION(std::string("block size ") + bs) {
+      const std::string img = t.file("m.img");
+      REQUIRE(RunCommand("mke2fs -q -F -t ext4 -b " + std::string(bs) + " -d " + src + " " + img + " 64M",
+                         &out) == 0);
+      FileDeviceOptions o;
+      o.block_size = 4096;  // with 1 KiB fs blocks every write is read-modify-write
+      auto dev = FileDevice::Open(img, o);
+      REQUIRE_OK(dev);
+      auto fs = Filesystem::Open(std::move(dev).value(), true);
+      REQUIRE_OK(fs);
+      CHECK(ReadAll(**fs, "/dir/random.bin") == Slurp(src + "/dir/random.bin"));
+      REQUIRE_OK((*fs)->ExtractToDirectory("/", t.file("x")));
+      std::filesystem::remove_all(t.file("x") + "/lost+found");
+      REQUIRE_OK((*fs)->Mkdir("/new", false));
+      REQUIRE_OK((*fs)->PutFile(src + "/dir", "/new/dir"));
+      REQUIRE_OK((*fs)->Remove("/empty_dir", false));
+      REQUIRE_OK((*fs)->Close());
+      CHECK(E2fsck(img, &out) == 0);
+      INFO(out);
+      // mke2fs -d drops nanoseconds, so compare content, types and modes.
+      for (auto& e : std::filesystem::recursive_directory_iterator(src)) {
+        const std::string rel = e.path().string().substr(src.size());
+        const std::string got = t.file("x") + rel;
+        struct stat a, b;
+        REQUIRE(::lstat(e.path().c_str(), &a) == 0);
+        INFO(rel);
+        REQUIRE(::lstat(got.c_str(), &b) == 0);
+        CHECK(a.st_mode == b.st_mode);
+        if (S_ISREG(a.st_mode)) CHECK(Slurp(e.path()) == Slurp(got));
+      }
+    }
+  }
+}
+
+TEST_CASE("running out of inodes is NoSpace and leaves the image clean", "[fsbridge]") {
+  TempDir t;
+  MkfsOptions o;
+  o.inode_ratio = 4 << 20;  // as few inodes as the layout allows
+  auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 32 * kMiB / 4096), o);
+  REQUIRE_OK(fs);
+  const uint64_t free_inodes = (*fs)->Df()->inodes_free;
+  const std::string src = t.file("many");
+  std::filesystem::create_directories(src);
+  for (uint64_t i = 0; i < free_inodes + 5; ++i) std::ofstream(src + "/f" + std::to_string(i)) << i;
+  auto st = (*fs)->PopulateFromDirectory(src, "/d", {});
+  CHECK(CodeOf(st) == Code::kNoSpace);
+  CHECK(st.status().message().find("creating /d/") != std::string::npos);
+  CHECK((*fs)->Df()->inodes_free == 0);
+  CloseAndCheck(std::move(*fs), t, "inodes");
 }

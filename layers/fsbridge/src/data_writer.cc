@@ -93,8 +93,7 @@ Status DataWriter::Place(uint64_t lblk, const uint8_t* data, uint64_t count) {
     uint64_t want = std::min<uint64_t>(count, free_blocks - reserve_);
     blk64_t p = 0, got = 0;
     errcode_t e = ext2fs_new_range(fs, 0, *goal_, want, nullptr, &p, &got);
-    if (e == EXT2_ET_BLOCK_ALLOC_FAIL) return Status::NoSpace("writing " + path_ + ": filesystem full");
-    if (e) return c_.Err(e, "allocating blocks for", path_);
+    if (e) return c_.Err(e, "writing", path_);  // BLOCK_ALLOC_FAIL -> NoSpace
     ext2fs_block_alloc_stats_range(fs, p, got, +1);
     // Record before writing so a failed write still frees the blocks.
     for (uint64_t k = 0; k < got;) {

@@ -62,8 +62,9 @@ Code CodeFor(errcode_t err) {
     default:
       break;
   }
-  // Everything else libext2fs reports about on-disk content (bad magic,
-  // checksums, corrupt tables, bad block numbers...) is corruption.
+  // Everything else libext2fs reports about on-disk content (bad magic:
+  // not an ext2/3/4 filesystem, checksums, corrupt tables, bad block
+  // numbers...) is corruption.
   if (err > 4096) return Code::kCorruption;
   return Code::kIoError;
 }

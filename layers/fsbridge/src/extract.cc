@@ -53,6 +53,33 @@ struct Walker {
   }
 };
 
+// The initialised data ranges of an extent-mapped inode, in bytes,
+// clipped to `size` and merged. Empty for other inodes.
+Result<std::vector<std::pair<uint64_t, uint64_t>>> DataRanges(const FsContext& c, uint32_t ino,
+                                                              uint64_t size, const std::string& path) {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  InodeBuf buf(c.fs);
+  RETURN_IF_ERROR(ReadInode(c, ino, &buf, path));
+  if (!(buf.large()->i_flags & EXT4_EXTENTS_FL)) return out;
+  ext2_extent_handle_t h = nullptr;
+  errcode_t e = ext2fs_extent_open2(c.fs, ino, buf.small(), &h);
+  if (e) return c.Err(e, "reading extents of", path);
+  ext2fs_extent x;
+  const uint64_t bs = c.fs->blocksize;
+  for (e = ext2fs_extent_get(h, EXT2_EXTENT_ROOT, &x); !e; e = ext2fs_extent_get(h, EXT2_EXTENT_NEXT, &x)) {
+    if (!(x.e_flags & EXT2_EXTENT_FLAGS_LEAF) || (x.e_flags & EXT2_EXTENT_FLAGS_SECOND_VISIT) ||
+        (x.e_flags & EXT2_EXTENT_FLAGS_UNINIT) || x.e_len == 0)
+      continue;
+    uint64_t a = uint64_t(x.e_lblk) * bs, b = std::min(size, a + uint64_t(x.e_len) * bs);
+    if (a >= b) continue;
+    if (!out.empty() && out.back().first + out.back().second == a) out.back().second += b - a;
+    else out.emplace_back(a, b - a);
+  }
+  ext2fs_extent_free(h);
+  if (e != EXT2_ET_EXTENT_NO_NEXT && e != EXT2_ET_EXTENT_NO_DOWN) return c.Err(e, "reading extents of", path);
+  return out;
+}
+
 }  // namespace
 
 Status Filesystem::ExtractToDirectory(const std::string& fs_path, const std::string& host_dir) {
@@ -195,6 +222,17 @@ Status Filesystem::ExtractToTar(const std::string& fs_path, const std::string& o
         }
         archive_entry_set_size(e.e, la_int64_t(i.size));
         data = true;
+        if (i.allocated_bytes < i.size) {  // holes: a sparse entry (pax GNU.sparse 1.0)
+          ASSIGN_OR_RETURN(auto ranges, DataRanges(c, i.ino, i.size, fp));
+          uint64_t held = 0;
+          for (const auto& r : ranges) held += r.second;
+          if (held < i.size) {
+            for (const auto& r : ranges)
+              archive_entry_sparse_add_entry(e.e, la_int64_t(r.first), la_int64_t(r.second));
+            if (ranges.empty() || ranges.back().first + ranges.back().second < i.size)
+              archive_entry_sparse_add_entry(e.e, la_int64_t(i.size), 0);
+          }
+        }
         break;
       case FileType::kSymlink:
         archive_entry_set_symlink(e.e, i.symlink_target.c_str());

@@ -40,8 +40,7 @@ Result<uint32_t> Filesystem::Impl::Lookup(const std::string& path) const {
     sofar += "/" + comp;
     ext2_ino_t next = 0;
     errcode_t e = ext2fs_lookup(fs, ino, comp.c_str(), int(comp.size()), nullptr, &next);
-    if (e == EXT2_ET_FILE_NOT_FOUND) return Status::NotFound(sofar + ": no such file or directory");
-    if (e) return ctx().Err(e, "looking up", sofar);
+    if (e) return ctx().Err(e, "looking up", sofar);  // FILE_NOT_FOUND -> NotFound
     ino = next;
   }
   return uint32_t(ino);
@@ -106,12 +105,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(std::unique_ptr<BlockDevice
   int flags = EXT2_FLAG_64BITS;
   if (writable) flags |= EXT2_FLAG_RW;
   errcode_t e = ext2fs_open2(impl->io->name().c_str(), nullptr, flags, 0, 0, IoBinding::manager(), &fs);
-  if (e) {
-    Status s = Ext2Status(e, "opening ext4 on", name, impl->io->TakeLastError());
-    if (e == EXT2_ET_BAD_MAGIC || e == EXT2_ET_SB_CSUM_INVALID || e == EXT2_ET_CORRUPT_SUPERBLOCK)
-      return Status::Corruption("opening " + name + ": not an ext2/3/4 filesystem (" + s.message() + ")");
-    return s;
-  }
+  if (e) return Ext2Status(e, "opening ext4 on", name, impl->io->TakeLastError());
   impl->fs = fs;
   impl->closed = false;
   if (writable) {

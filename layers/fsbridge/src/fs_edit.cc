@@ -60,8 +60,6 @@ Status Filesystem::Mkdir(const std::string& path, bool parents, uint32_t mode) {
       return Status::AlreadyExists("mkdir " + tb.PathOf(d, leaf) + ": already exists");
     }
     Attrs a = DefaultDirAttrs(now, mode);
-    a.uid = getuid();
-    a.gid = getgid();
     return tb.AddDir(d, leaf, a, {}).status();
   }();
   Status f = tb.Finalize();
@@ -97,8 +95,6 @@ Status Filesystem::Symlink(const std::string& target, const std::string& link_pa
     if (tb.Find(d, leaf)) return Status::AlreadyExists("symlink " + tb.PathOf(d, leaf) + ": already exists");
     Attrs a;
     a.mode = S_IFLNK | 0777;
-    a.uid = getuid();
-    a.gid = getgid();
     a.atime = a.mtime = a.ctime = a.crtime = now;
     return tb.AddSymlink(d, leaf, target, a, {}).status();
   }();

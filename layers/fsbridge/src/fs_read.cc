@@ -22,7 +22,9 @@ Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
   File f;
   errcode_t e = ext2fs_file_open2(c.fs, ino, nullptr, 0, &f.f);
   if (e) return c.Err(e, "opening", path);
-  std::vector<uint8_t> buf(1 << 20);
+  __u64 size = 0;
+  (void)ext2fs_file_get_lsize(f.f, &size);
+  std::vector<uint8_t> buf(size_t(std::min<uint64_t>(std::max<uint64_t>(uint64_t(size), 1), 1 << 20)));
   while (true) {
     unsigned int got = 0;
     e = ext2fs_file_read(f.f, buf.data(), unsigned(buf.size()), &got);

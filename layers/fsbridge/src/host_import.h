@@ -13,6 +13,7 @@
 #include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "fsbridge/types.h"
 #include "manifest.h"
@@ -45,6 +46,7 @@ class HostImporter {
   Timespec now_;
   PopulateStats* stats_;
   std::map<std::pair<dev_t, ino_t>, uint32_t> links_;
+  std::vector<uint8_t> buf_;  // read buffer shared by every file
 };
 
 }  // namespace stack::fsbridge

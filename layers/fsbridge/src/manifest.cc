@@ -5,14 +5,14 @@
 
 namespace stack::fsbridge {
 
-namespace {
-
-void Merge(const ManifestEntry& e, Attrs* a) {
+void Manifest::Merge(const ManifestEntry& e, Attrs* a) {
   if (e.uid) a->uid = *e.uid;
   if (e.gid) a->gid = *e.gid;
   if (e.mode) a->mode = (a->mode & ~07777u) | (*e.mode & 07777u);
   if (e.mtime) a->mtime = *e.mtime;
 }
+
+namespace {
 
 bool Unescape(const std::string& in, std::string* out) {
   out->clear();
@@ -124,6 +124,11 @@ Result<Manifest> Manifest::Load(const std::string& path) {
     }
   }
   return m;
+}
+
+const ManifestEntry* Manifest::Find(const std::string& rel) const {
+  auto it = entries_.find(rel);
+  return it == entries_.end() ? nullptr : &it->second;
 }
 
 void Manifest::Apply(const std::string& rel, Attrs* a) const {

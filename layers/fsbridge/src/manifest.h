@@ -33,6 +33,10 @@ class Manifest {
   // Applies "*" then the entry for rel ("" for the root). Mode keeps the
   // file type bits of a->mode.
   void Apply(const std::string& rel, Attrs* a) const;
+  // The entry for exactly rel (no "*"), or null.
+  const ManifestEntry* Find(const std::string& rel) const;
+  // Applies one entry's fields to a (mode keeps the type bits).
+  static void Merge(const ManifestEntry& e, Attrs* a);
   size_t size() const { return entries_.size(); }
 
  private:

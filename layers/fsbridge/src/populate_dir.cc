@@ -32,10 +32,11 @@ Status Errno(const std::string& what, const std::string& path, int err) {
 }
 
 // Streams a host file into the writer, skipping holes.
-Status CopyFileData(const std::string& path, uint64_t size, DataWriter& dw) {
+Status CopyFileData(const std::string& path, uint64_t size, DataWriter& dw,
+                    std::vector<uint8_t>& buf) {
   Fd f(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (f.fd < 0) return Errno("opening", path, errno);
-  std::vector<uint8_t> buf(1 << 20);
+  if (buf.size() < (1u << 20)) buf.resize(1 << 20);  // reused: no per-file zero fill
   uint64_t pos = 0;
   while (pos < size) {
     off_t data = ::lseek(f.fd, off_t(pos), SEEK_DATA);
@@ -150,7 +151,7 @@ Status HostImporter::CopyEntry(TreeBuilder::Dir* parent, const std::string& name
   if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
     auto it = links_.find({st.st_dev, st.st_ino});
     if (it != links_.end()) {
-      RETURN_IF_ERROR(tb_->AddHardLink(parent, name, it->second));
+      RETURN_IF_ERROR(tb_->AddHardLink(parent, name, it->second, manifest_ ? manifest_->Find(rel) : nullptr));
       stats_->hardlinks++;
       return Status::Ok();
     }
@@ -159,7 +160,7 @@ Status HostImporter::CopyEntry(TreeBuilder::Dir* parent, const std::string& name
   if (S_ISREG(st.st_mode)) {
     const uint64_t size = uint64_t(st.st_size);
     ASSIGN_OR_RETURN(uint32_t ino, tb_->AddFile(parent, name, a, xs, size, [&](DataWriter& dw) {
-      return CopyFileData(host_path, size, dw);
+      return CopyFileData(host_path, size, dw, buf_);
     }));
     if (st.st_nlink > 1) links_[{st.st_dev, st.st_ino}] = ino;
     stats_->files++;

@@ -125,7 +125,7 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
         const DirEntry* target = tb.Find(td, tcomps.back());
         if (!target)
           return Status::NotFound("tar entry '" + name + "': link target '" + hl + "' not found");
-        RETURN_IF_ERROR(tb.AddHardLink(parent, leaf, target->ino));
+        RETURN_IF_ERROR(tb.AddHardLink(parent, leaf, target->ino, manifest.Find(rel)));
         stats.hardlinks++;
         continue;
       }

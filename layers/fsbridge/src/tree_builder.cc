@@ -119,8 +119,7 @@ Result<TreeBuilder::Dir*> TreeBuilder::OpenDir(const std::vector<std::string>& c
 Result<uint32_t> TreeBuilder::NewInode(uint32_t parent, uint32_t mode, const std::string& path) {
   ext2_ino_t ino = 0;
   errcode_t e = ext2fs_new_inode(c_.fs, parent, int(mode), nullptr, &ino);
-  if (e == EXT2_ET_INODE_ALLOC_FAIL) return Status::NoSpace("creating " + path + ": no free inodes");
-  if (e) return c_.Err(e, "allocating an inode for", path);
+  if (e) return c_.Err(e, "creating", path);  // INODE_ALLOC_FAIL -> NoSpace
   ext2fs_inode_alloc_stats2(c_.fs, ino, +1, S_ISDIR(mode) ? 1 : 0);
   return uint32_t(ino);
 }
@@ -325,7 +324,8 @@ Result<uint32_t> TreeBuilder::AddSpecial(Dir* parent, const std::string& name, c
   return ino;
 }
 
-Status TreeBuilder::AddHardLink(Dir* parent, const std::string& name, uint32_t ino) {
+Status TreeBuilder::AddHardLink(Dir* parent, const std::string& name, uint32_t ino,
+                                const ManifestEntry* override) {
   const std::string path = PathOf(parent, name);
   const DirEntry* e = Find(parent, name);
   if (e && e->ino == ino) return Status::Ok();
@@ -337,6 +337,20 @@ Status TreeBuilder::AddHardLink(Dir* parent, const std::string& name, uint32_t i
   RETURN_IF_ERROR(Prepare(parent, name, false, nullptr));
   RETURN_IF_ERROR(ReadInode(c_, ino, &buf, path));  // Prepare may have dropped a link
   buf.large()->i_links_count++;
+  if (override) {
+    ext2_inode_large* i = buf.large();
+    Attrs a;
+    a.mode = i->i_mode;
+    a.uid = InodeUid(i);
+    a.gid = InodeGid(i);
+    const bool ext = buf.size() > EXT2_GOOD_OLD_INODE_SIZE && i->i_extra_isize >= 24;
+    a.atime = GetTime(i->i_atime, i->i_atime_extra, ext);
+    a.mtime = GetTime(i->i_mtime, i->i_mtime_extra, ext);
+    a.ctime = GetTime(i->i_ctime, i->i_ctime_extra, ext);
+    a.crtime = ext ? GetTime(i->i_crtime, i->i_crtime_extra, true) : a.ctime;
+    Manifest::Merge(*override, &a);
+    ApplyAttrs(c_.fs, i, a);
+  }
   RETURN_IF_ERROR(WriteInode(c_, ino, &buf, path));
   AddEntry(parent, name, ino, DirentTypeOfMode(buf.large()->i_mode));
   return Status::Ok();

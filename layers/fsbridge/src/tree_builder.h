@@ -25,6 +25,7 @@
 #include "data_writer.h"
 #include "dir_writer.h"
 #include "inode_util.h"
+#include "manifest.h"
 
 namespace stack::fsbridge {
 
@@ -63,8 +64,11 @@ class TreeBuilder {
                               const Attrs& a, const std::vector<Xattr>& xattrs);
   Result<uint32_t> AddSpecial(Dir* parent, const std::string& name, const Attrs& a,
                               uint32_t major, uint32_t minor, const std::vector<Xattr>& xattrs);
-  // Another name for an existing non-directory inode (nlink + 1).
-  Status AddHardLink(Dir* parent, const std::string& name, uint32_t ino);
+  // Another name for an existing non-directory inode (nlink + 1). With
+  // `override`, its fields (a manifest entry for this name) are applied to
+  // the inode.
+  Status AddHardLink(Dir* parent, const std::string& name, uint32_t ino,
+                     const ManifestEntry* override = nullptr);
   // Removes a name; a directory needs recursive unless empty.
   Status RemoveName(Dir* parent, const std::string& name, bool recursive);
   // Replaces a directory's attributes (and adds xattrs) at Finalize.

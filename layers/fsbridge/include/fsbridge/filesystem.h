@@ -70,7 +70,8 @@ class Filesystem {
   // replacing a non-directory already there. Parents must exist.
   Status PutFile(const std::string& host_path, const std::string& fs_path,
                  const PopulateOptions& opts = {});
-  // Creates a directory. AlreadyExists if present (unless parents).
+  // Creates a directory (owner 0:0; parents made 0755). AlreadyExists if
+  // present (unless parents and it is a directory).
   Status Mkdir(const std::string& path, bool parents, uint32_t mode = 0755);
   // Removes a file, symlink, special or empty directory; with recursive, a
   // whole tree. NotFound if absent; InvalidArgument for "/" or a non-empty
@@ -78,7 +79,8 @@ class Filesystem {
   Status Remove(const std::string& path, bool recursive);
   Status Chmod(const std::string& path, uint32_t mode);  // permission bits (07777)
   Status Chown(const std::string& path, uint32_t uid, uint32_t gid);
-  // Creates a symlink at link_path pointing to target (stored verbatim).
+  // Creates a symlink (owner 0:0) at link_path pointing to target (stored
+  // verbatim). AlreadyExists if link_path exists.
   Status Symlink(const std::string& target, const std::string& link_path);
 
   // Extracts fs_path (a directory's content, or one file) into host_dir,
