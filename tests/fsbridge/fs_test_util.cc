@@ -1,5 +1,7 @@
 #include "fs_test_util.h"
 
+#include "fde/luks.h"
+
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -20,7 +22,13 @@
 namespace stack::testing {
 
 const char* DevName(DevKind k) {
-  return k == DevKind::kMem ? "mem" : k == DevKind::kFile ? "file" : "garbage";
+  switch (k) {
+    case DevKind::kMem: return "mem";
+    case DevKind::kFile: return "file";
+    case DevKind::kGarbage: return "garbage";
+    case DevKind::kCrypt: return "luks2";
+  }
+  return "?";
 }
 
 namespace {
@@ -77,6 +85,18 @@ std::unique_ptr<BlockDevice> MakeDevice(DevKind k, uint64_t bytes, const TempDir
   if (k == DevKind::kMem) return std::make_unique<MemDevice>(bs, bytes / bs);
   if (k == DevKind::kGarbage)
     return std::make_unique<GarbageDevice>(std::make_unique<MemDevice>(bs, bytes / bs));
+  if (k == DevKind::kCrypt) {
+    // Header and keyslots in front; the data segment gets `bytes`.
+    const uint64_t hdr = 16u << 20;
+    auto pass = fde::Secret::FromString("fsbridge test passphrase");
+    if (!pass.ok()) throw std::runtime_error(pass.status().ToString());
+    fde::FormatOptions fo;
+    fo.kdf = fde::KdfParams::Fast(fde::KdfType::kPbkdf2);
+    fo.sector_size = std::max<uint32_t>(bs, 512) > 4096 ? 4096 : std::max<uint32_t>(bs, 512);
+    auto c = fde::Format(std::make_unique<MemDevice>(4096, (bytes + hdr) / 4096), *pass, fo);
+    if (!c.ok()) throw std::runtime_error(c.status().ToString());
+    return std::move(c).value();
+  }
   FileDeviceOptions o;
   o.block_size = bs;
   auto r = FileDevice::Create(dir.file(name + ".img"), bytes, o, true);

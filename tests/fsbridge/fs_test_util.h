@@ -15,10 +15,12 @@ namespace stack::testing {
 
 // kGarbage: never-written blocks read as pseudo-random bytes and discard is
 // refused, as over an encrypting device (nothing may assume zeros).
-enum class DevKind { kMem, kFile, kGarbage };
+// kCrypt: a LUKS2 container (fde layer) over a memory device: the stack
+// the product runs fsbridge on.
+enum class DevKind { kMem, kFile, kGarbage, kCrypt };
 // The device kinds parameterised tests run over (add CryptDevice here).
 inline std::vector<DevKind> DevicesUnderTest() {
-  return {DevKind::kMem, DevKind::kFile, DevKind::kGarbage};
+  return {DevKind::kMem, DevKind::kFile, DevKind::kGarbage, DevKind::kCrypt};
 }
 const char* DevName(DevKind k);
 
