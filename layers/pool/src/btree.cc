@@ -100,17 +100,30 @@ BTree::BTree(TransactionManager* tm, uint32_t block_size)
     : tm_(tm), leaf_cap_(LeafCapacity(block_size)), int_cap_(InternalCapacity(block_size)) {}
 
 namespace {
-Result<BlockRef> ReadValid(TransactionManager* tm, uint64_t loc) {
+// A node's level must be its parent's minus one (expected < 0: a root), so
+// a corrupt pointer cannot make a traversal loop or recurse without bound.
+Status CheckLevel(const CachedBlock& b, int expected) {
+  if (expected >= 0 && Level(b) != static_cast<uint32_t>(expected)) {
+    return Status::Corruption(std::string(BlockTypeName(b.type)) + " at physical block " +
+                              std::to_string(b.loc) + ": level " + std::to_string(Level(b)) +
+                              ", expected " + std::to_string(expected));
+  }
+  return Status::Ok();
+}
+Result<BlockRef> ReadValid(TransactionManager* tm, uint64_t loc, int expected_level) {
   ASSIGN_OR_RETURN(BlockRef b, tm->ReadNode(loc));
   RETURN_IF_ERROR(Validate(*b, tm->cache().block_size()));
+  RETURN_IF_ERROR(CheckLevel(*b, expected_level));
   return b;
 }
 }  // namespace
 
 Result<std::optional<Mapping>> BTree::Lookup(uint64_t root, uint64_t key) {
   uint64_t loc = root;
+  int level = -1;
   while (loc != 0) {
-    ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc));
+    ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc, level));
+    level = static_cast<int>(Level(*b)) - 1;
     uint32_t n = Count(*b);
     if (Level(*b) == 0) {
       uint32_t i = LowerBound(*b, key);
@@ -131,11 +144,12 @@ Status BTree::IncChildren(const CachedBlock& b) {
   return Status::Ok();
 }
 
-Status BTree::InsertRec(uint64_t loc, uint64_t key, const Mapping& v, bool* added,
+Status BTree::InsertRec(uint64_t loc, int level, uint64_t key, const Mapping& v, bool* added,
                         InsertOut* out) {
+  // Validate before shadowing, so a bad node is never copied.
+  RETURN_IF_ERROR(ReadValid(tm_, loc, level).status());
   bool inc = false;
   ASSIGN_OR_RETURN(BlockRef b, tm_->ShadowNode(loc, &inc));
-  RETURN_IF_ERROR(Validate(*b, tm_->cache().block_size()));
   if (inc) RETURN_IF_ERROR(IncChildren(*b));
   out->loc = b->loc;
   uint32_t n = Count(*b);
@@ -167,7 +181,7 @@ Status BTree::InsertRec(uint64_t loc, uint64_t key, const Mapping& v, bool* adde
   uint32_t i = ChildSlot(*b, key);
   if (key < Key(*b, 0)) SetKey(*b, 0, key);
   InsertOut co;
-  RETURN_IF_ERROR(InsertRec(Child(*b, i), key, v, added, &co));
+  RETURN_IF_ERROR(InsertRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, key, v, added, &co));
   SetChild(*b, i, co.loc);
   if (!co.split) return Status::Ok();
   CachedBlock* target = b.get();
@@ -200,7 +214,7 @@ Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
     return Status::Ok();
   }
   InsertOut o;
-  RETURN_IF_ERROR(InsertRec(*root, key, value, added, &o));
+  RETURN_IF_ERROR(InsertRec(*root, -1, key, value, added, &o));
   if (!o.split) {
     *root = o.loc;
     return Status::Ok();
@@ -215,10 +229,10 @@ Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
   return Status::Ok();
 }
 
-Status BTree::RemoveRec(uint64_t loc, uint64_t key, uint64_t* new_loc, bool* empty) {
+Status BTree::RemoveRec(uint64_t loc, int level, uint64_t key, uint64_t* new_loc, bool* empty) {
+  RETURN_IF_ERROR(ReadValid(tm_, loc, level).status());
   bool inc = false;
   ASSIGN_OR_RETURN(BlockRef b, tm_->ShadowNode(loc, &inc));
-  RETURN_IF_ERROR(Validate(*b, tm_->cache().block_size()));
   if (inc) RETURN_IF_ERROR(IncChildren(*b));
   *new_loc = b->loc;
   if (Level(*b) == 0) {
@@ -232,7 +246,8 @@ Status BTree::RemoveRec(uint64_t loc, uint64_t key, uint64_t* new_loc, bool* emp
     uint32_t i = ChildSlot(*b, key);
     uint64_t cl = 0;
     bool child_empty = false;
-    RETURN_IF_ERROR(RemoveRec(Child(*b, i), key, &cl, &child_empty));
+    RETURN_IF_ERROR(
+        RemoveRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, key, &cl, &child_empty));
     if (child_empty) {
       RETURN_IF_ERROR(tm_->sm().Dec(cl).status());
       Erase(*b, i);
@@ -250,7 +265,7 @@ Status BTree::Remove(uint64_t* root, uint64_t key, bool* removed) {
   if (!found) return Status::Ok();
   uint64_t nl = 0;
   bool empty = false;
-  RETURN_IF_ERROR(RemoveRec(*root, key, &nl, &empty));
+  RETURN_IF_ERROR(RemoveRec(*root, -1, key, &nl, &empty));
   if (empty) {
     RETURN_IF_ERROR(tm_->sm().Dec(nl).status());
     nl = 0;
@@ -259,9 +274,9 @@ Status BTree::Remove(uint64_t* root, uint64_t key, bool* removed) {
   return Status::Ok();
 }
 
-Status BTree::ForEachRec(uint64_t loc, uint64_t lo, uint64_t hi, bool* stop,
+Status BTree::ForEachRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, bool* stop,
                          const std::function<bool(uint64_t, const Mapping&)>& fn) {
-  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc));
+  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc, level));
   uint32_t n = Count(*b);
   if (Level(*b) == 0) {
     for (uint32_t i = LowerBound(*b, lo); i < n && !*stop; ++i) {
@@ -274,7 +289,7 @@ Status BTree::ForEachRec(uint64_t loc, uint64_t lo, uint64_t hi, bool* stop,
   for (uint32_t i = ChildSlot(*b, lo); i < n && !*stop; ++i) {
     if (Key(*b, i) >= hi) break;
     if (i + 1 < n && Key(*b, i + 1) <= lo) continue;
-    RETURN_IF_ERROR(ForEachRec(Child(*b, i), lo, hi, stop, fn));
+    RETURN_IF_ERROR(ForEachRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, lo, hi, stop, fn));
   }
   return Status::Ok();
 }
@@ -283,7 +298,7 @@ Status BTree::ForEach(uint64_t root, uint64_t lo, uint64_t hi,
                       const std::function<bool(uint64_t, const Mapping&)>& fn) {
   if (root == 0 || lo >= hi) return Status::Ok();
   bool stop = false;
-  return ForEachRec(root, lo, hi, &stop, fn);
+  return ForEachRec(root, -1, lo, hi, &stop, fn);
 }
 
 Status BTree::IncRoot(uint64_t root) {
@@ -291,9 +306,11 @@ Status BTree::IncRoot(uint64_t root) {
   return tm_->sm().Inc(root);
 }
 
-Status BTree::DecRoot(uint64_t root) {
+Status BTree::DecRoot(uint64_t root) { return DecRec(root, -1); }
+
+Status BTree::DecRec(uint64_t root, int level) {
   if (root == 0) return Status::Ok();
-  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, root));
+  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, root, level));
   ASSIGN_OR_RETURN(uint32_t left, tm_->sm().Dec(root));
   if (left != 0) return Status::Ok();
   uint32_t n = Count(*b);
@@ -301,15 +318,15 @@ Status BTree::DecRoot(uint64_t root) {
     if (Level(*b) == 0) {
       RETURN_IF_ERROR(tm_->sm().Dec(Value(*b, i).phys).status());
     } else {
-      RETURN_IF_ERROR(DecRoot(Child(*b, i)));
+      RETURN_IF_ERROR(DecRec(Child(*b, i), static_cast<int>(Level(*b)) - 1));
     }
   }
   return Status::Ok();
 }
 
-Status BTree::CountRec(uint64_t loc, uint64_t lo, uint64_t hi, uint64_t* nodes,
+Status BTree::CountRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, uint64_t* nodes,
                        uint32_t* depth) {
-  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc));
+  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc, level));
   ++*nodes;
   *depth = std::max(*depth, Level(*b) + 1);
   if (Level(*b) == 0) return Status::Ok();
@@ -317,7 +334,7 @@ Status BTree::CountRec(uint64_t loc, uint64_t lo, uint64_t hi, uint64_t* nodes,
   for (uint32_t i = ChildSlot(*b, lo); i < n; ++i) {
     if (i > ChildSlot(*b, lo) && Key(*b, i) >= hi) break;
     if (i + 1 < n && Key(*b, i + 1) <= lo) continue;
-    RETURN_IF_ERROR(CountRec(Child(*b, i), lo, hi, nodes, depth));
+    RETURN_IF_ERROR(CountRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, lo, hi, nodes, depth));
   }
   return Status::Ok();
 }
@@ -325,7 +342,7 @@ Status BTree::CountRec(uint64_t loc, uint64_t lo, uint64_t hi, uint64_t* nodes,
 Result<uint64_t> BTree::CostBound(uint64_t root, uint64_t lo, uint64_t hi, uint64_t n) {
   uint64_t nodes = 0;
   uint32_t depth = 1;
-  if (root != 0 && lo < hi) RETURN_IF_ERROR(CountRec(root, lo, hi, &nodes, &depth));
+  if (root != 0 && lo < hi) RETURN_IF_ERROR(CountRec(root, -1, lo, hi, &nodes, &depth));
   return 2 * nodes + (2 * n / leaf_cap_ + 2) * (uint64_t(depth) + 1) + 2;
 }
 

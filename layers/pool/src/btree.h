@@ -64,11 +64,15 @@ class BTree {
     uint64_t right = 0;
   };
   Status IncChildren(const CachedBlock& b);
-  Status InsertRec(uint64_t loc, uint64_t key, const Mapping& v, bool* added, InsertOut* out);
-  Status RemoveRec(uint64_t loc, uint64_t key, uint64_t* new_loc, bool* empty);
-  Status ForEachRec(uint64_t loc, uint64_t lo, uint64_t hi, bool* stop,
+  // `level` is the level the node must have (-1: a root, any level).
+  Status InsertRec(uint64_t loc, int level, uint64_t key, const Mapping& v, bool* added,
+                   InsertOut* out);
+  Status RemoveRec(uint64_t loc, int level, uint64_t key, uint64_t* new_loc, bool* empty);
+  Status ForEachRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, bool* stop,
                     const std::function<bool(uint64_t, const Mapping&)>& fn);
-  Status CountRec(uint64_t loc, uint64_t lo, uint64_t hi, uint64_t* nodes, uint32_t* depth);
+  Status CountRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, uint64_t* nodes,
+                  uint32_t* depth);
+  Status DecRec(uint64_t loc, int level);
 
   TransactionManager* tm_;
   uint32_t leaf_cap_;
