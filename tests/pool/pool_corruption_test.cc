@@ -136,7 +136,8 @@ TEST_CASE("flipped bytes in any metadata or data block are reported, never repai
         REQUIRE(Mentions(o.corruption, "physical block " + std::to_string(blk)));
         if (type == 0) {
           REQUIRE(Mentions(o.corruption, "logical block"));
-          REQUIRE(Mentions(o.corruption, "volume 'v'") | Mentions(o.corruption, "snapshot 'v@s'"));
+          bool named = Mentions(o.corruption, "volume 'v'") || Mentions(o.corruption, "snapshot 'v@s'");
+          REQUIRE(named);
         }
         // Nothing rewrote the damaged block.
         REQUIRE(s->blocks[blk] == flipped);
