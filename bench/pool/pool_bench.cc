@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -53,8 +55,16 @@ void Fill(std::vector<uint8_t>& buf, uint64_t salt) {
   for (size_t i = 0; i + 8 <= buf.size(); i += 4096) std::memcpy(&buf[i], &salt, 8);
 }
 
+// Physical block size of the pools under test: 4096 (the default) unless
+// $STACK_POOL_BENCH_BS says otherwise (used to choose the default, see
+// spec/pool-format.md).
+uint32_t BenchBlockSize() {
+  const char* e = std::getenv("STACK_POOL_BENCH_BS");
+  return e ? static_cast<uint32_t>(std::atoi(e)) : 4096;
+}
+
 std::unique_ptr<Pool> NewPool(const std::string& path, uint64_t max_bytes, size_t cache,
-                              uint32_t bs = 4096) {
+                              uint32_t bs = BenchBlockSize()) {
   std::filesystem::remove(path);
   PoolCreateOptions o;
   o.block_size = bs;
@@ -154,13 +164,16 @@ void SeqWrite(const sb::Options& o) {
 // Random 4 KiB writes, `n` of them, then one flush.
 double RandWrites(stack::BlockDevice& d, uint64_t span, uint64_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  std::vector<uint8_t> buf(4096);
+  // 4 KiB, or one whole block of a device with larger blocks (what a
+  // 4 KiB write costs there: read-modify-write of the block).
+  const uint32_t io = std::max<uint32_t>(4096, d.block_size());
+  std::vector<uint8_t> buf(io);
   Fill(buf, seed);
   return sb::TimeIt([&] {
     for (uint64_t i = 0; i < n; ++i) {
       buf[0] = uint8_t(i);
       buf[1] = uint8_t(i >> 8) | 1;
-      Must(d.Write((rng() % (span / 4096)) * 4096, buf), "write");
+      Must(d.Write((rng() % (span / io)) * io, buf), "write");
     }
     Must(d.Flush(), "flush");
   });

@@ -151,7 +151,7 @@ TEST_CASE("flipped bytes in any metadata or data block are reported, never repai
   }
 }
 
-TEST_CASE("a damaged superblock slot falls back to the other; both damaged is Corruption") {
+TEST_CASE("a damaged superblock slot falls back to the other, both damaged is Corruption") {
   auto base = BuildPool();
   std::vector<uint8_t> slot0 = base->blocks[0], slot1 = base->blocks[1];
   uint64_t g0 = GetLE64(slot0.data() + 24), g1 = GetLE64(slot1.data() + 24);
