@@ -72,7 +72,7 @@ TEST_CASE("unflushed writes are dropped by a crash, flushed ones are not") {
   RequireClean(*mp.pool);
 }
 
-TEST_CASE("snapshots are immutable and O(1); clones are writable") {
+TEST_CASE("snapshots are immutable and O(1), clones are writable") {
   MemPool mp;
   REQUIRE_OK(mp.Create(2048));
   REQUIRE_OK(mp.pool->CreateVolume("v", 4 << 20, {}));
@@ -141,7 +141,7 @@ TEST_CASE("rollback restores the snapshot's content and size") {
   REQUIRE(CodeOf(mp.pool->Rollback("v", "nope")) == Code::kNotFound);
 }
 
-TEST_CASE("rename carries snapshots; names are validated") {
+TEST_CASE("rename carries snapshots, names are validated") {
   MemPool mp;
   REQUIRE_OK(mp.Create(256));
   REQUIRE_OK(mp.pool->CreateVolume("v", 1 << 20, {}));
