@@ -17,15 +17,15 @@ const uint8_t* At(const CachedBlock& b, uint32_t i) {
 }
 }  // namespace
 
-uint32_t Count(const CachedBlock& b) { return GetLE32(b.data.data() + kHeaderSize); }
-uint32_t Level(const CachedBlock& b) { return GetLE32(b.data.data() + kHeaderSize + 4); }
+uint32_t Count(const CachedBlock& b) { return LoadLE32(b.data.data() + kHeaderSize); }
+uint32_t Level(const CachedBlock& b) { return LoadLE32(b.data.data() + kHeaderSize + 4); }
 void SetCount(CachedBlock& b, uint32_t n) { PutLE32(b.data.data() + kHeaderSize, n); }
 void SetLevel(CachedBlock& b, uint32_t level) { PutLE32(b.data.data() + kHeaderSize + 4, level); }
-uint64_t Key(const CachedBlock& b, uint32_t i) { return GetLE64(At(b, i)); }
+uint64_t Key(const CachedBlock& b, uint32_t i) { return LoadLE64(At(b, i)); }
 Mapping Value(const CachedBlock& b, uint32_t i) {
-  return Mapping{GetLE64(At(b, i) + 8), GetLE64(At(b, i) + 16)};
+  return Mapping{LoadLE64(At(b, i) + 8), LoadLE64(At(b, i) + 16)};
 }
-uint64_t Child(const CachedBlock& b, uint32_t i) { return GetLE64(At(b, i) + 8); }
+uint64_t Child(const CachedBlock& b, uint32_t i) { return LoadLE64(At(b, i) + 8); }
 
 void SetLeafEntry(CachedBlock& b, uint32_t i, uint64_t key, const Mapping& v) {
   uint8_t* p = At(b, i);
@@ -144,8 +144,8 @@ Status BTree::IncChildren(const CachedBlock& b) {
   return Status::Ok();
 }
 
-Status BTree::InsertRec(uint64_t loc, int level, uint64_t key, const Mapping& v, bool* added,
-                        InsertOut* out) {
+Status BTree::InsertRec(uint64_t loc, int level, uint64_t hi, uint64_t key, const Mapping& v,
+                        bool* added, InsertOut* out) {
   // Validate before shadowing, so a bad node is never copied.
   RETURN_IF_ERROR(ReadValid(tm_, loc, level).status());
   bool inc = false;
@@ -176,14 +176,24 @@ Status BTree::InsertRec(uint64_t loc, int level, uint64_t key, const Mapping& v,
     }
     OpenGap(*target, pos);
     SetLeafEntry(*target, pos, key, v);
+    if (!out->split) {
+      out->leaf = b->loc;
+      out->leaf_hi = hi;
+    }
     return Status::Ok();
   }
   uint32_t i = ChildSlot(*b, key);
   if (key < Key(*b, 0)) SetKey(*b, 0, key);
   InsertOut co;
-  RETURN_IF_ERROR(InsertRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, key, v, added, &co));
+  uint64_t child_hi = i + 1 < n ? Key(*b, i + 1) : hi;
+  RETURN_IF_ERROR(
+      InsertRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, child_hi, key, v, added, &co));
   SetChild(*b, i, co.loc);
-  if (!co.split) return Status::Ok();
+  if (!co.split) {
+    out->leaf = co.leaf;
+    out->leaf_hi = co.leaf_hi;
+    return Status::Ok();
+  }
   CachedBlock* target = b.get();
   uint32_t pos = i + 1;
   if (n == int_cap_) {
@@ -204,6 +214,25 @@ Status BTree::InsertRec(uint64_t loc, int level, uint64_t key, const Mapping& v,
 }
 
 Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
+  // Fast path for ascending writes: append to the leaf the last insert
+  // into this tree landed in, if that leaf (and so its whole path) is
+  // still private to this transaction, has room, and key falls between
+  // its last key and the leaf's upper bound (so the key is not mapped).
+  if (hint_leaf_ != 0 && hint_root_ == *root && *root != 0 && tm_->sm().IsNew(hint_leaf_)) {
+    ASSIGN_OR_RETURN(uint32_t count, tm_->sm().Get(hint_leaf_));
+    if (count == 1) {
+      ASSIGN_OR_RETURN(BlockRef b, tm_->ReadNode(hint_leaf_));
+      uint32_t n = Count(*b);
+      if (Level(*b) == 0 && n > 0 && n < leaf_cap_ && key > Key(*b, n - 1) && key < hint_hi_) {
+        SetLeafEntry(*b, n, key, value);
+        SetCount(*b, n + 1);
+        b->dirty = true;
+        *added = true;
+        return Status::Ok();
+      }
+    }
+  }
+  hint_leaf_ = 0;
   if (*root == 0) {
     ASSIGN_OR_RETURN(BlockRef b, tm_->New(BlockType::kLeaf));
     SetLevel(*b, 0);
@@ -214,9 +243,12 @@ Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
     return Status::Ok();
   }
   InsertOut o;
-  RETURN_IF_ERROR(InsertRec(*root, -1, key, value, added, &o));
+  RETURN_IF_ERROR(InsertRec(*root, -1, UINT64_MAX, key, value, added, &o));
   if (!o.split) {
     *root = o.loc;
+    hint_root_ = o.loc;
+    hint_leaf_ = o.leaf;
+    hint_hi_ = o.leaf_hi;
     return Status::Ok();
   }
   ASSIGN_OR_RETURN(BlockRef left, tm_->ReadNode(o.loc));
@@ -260,6 +292,7 @@ Status BTree::RemoveRec(uint64_t loc, int level, uint64_t key, uint64_t* new_loc
 }
 
 Status BTree::Remove(uint64_t* root, uint64_t key, bool* removed) {
+  hint_leaf_ = 0;
   ASSIGN_OR_RETURN(auto found, Lookup(*root, key));
   *removed = found.has_value();
   if (!found) return Status::Ok();
@@ -302,11 +335,15 @@ Status BTree::ForEach(uint64_t root, uint64_t lo, uint64_t hi,
 }
 
 Status BTree::IncRoot(uint64_t root) {
+  hint_leaf_ = 0;
   if (root == 0) return Status::Ok();
   return tm_->sm().Inc(root);
 }
 
-Status BTree::DecRoot(uint64_t root) { return DecRec(root, -1); }
+Status BTree::DecRoot(uint64_t root) {
+  hint_leaf_ = 0;
+  return DecRec(root, -1);
+}
 
 Status BTree::DecRec(uint64_t root, int level) {
   if (root == 0) return Status::Ok();
