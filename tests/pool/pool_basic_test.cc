@@ -274,3 +274,32 @@ TEST_CASE("larger physical block sizes work") {
     RequireClean(*mp.pool);
   }
 }
+
+TEST_CASE("a long transaction commits on its own at request boundaries") {
+  // cache_bytes 0: the per-transaction state limit is its floor (4096
+  // blocks), so 6,000 random single-block writes must auto-commit.
+  MemPool mp;
+  REQUIRE_OK(mp.Create(16384, kBs, /*cache=*/0));
+  REQUIRE_OK(mp.pool->CreateVolume("v", 8192 * kBs, {}));
+  auto g0 = mp.pool->Info()->generation;
+  auto v = mp.pool->OpenVolume("v", false);
+  REQUIRE_OK(v);
+  std::vector<uint8_t> model(8192 * kBs, 0);
+  uint64_t x = 12345;
+  for (int i = 0; i < 6000; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t blk = (x >> 20) % 8192;
+    auto d = RandomBytes(kBs, x);
+    REQUIRE_OK((*v)->Write(blk * kBs, d));
+    std::copy(d.begin(), d.end(), model.begin() + blk * kBs);
+  }
+  REQUIRE(mp.pool->Info()->generation > g0);
+  RequireClean(*mp.pool);
+  std::vector<uint8_t> all(model.size());
+  REQUIRE_OK((*v)->Read(0, all));
+  REQUIRE(all == model);
+  v->reset();
+  REQUIRE_OK(mp.Reopen());
+  REQUIRE(ReadEntry(*mp.pool, "v") == model);
+  RequireClean(*mp.pool);
+}
