@@ -8,13 +8,11 @@ BUILD=${STACK_BUILD_DIR:-$ROOT/build}
 GEN=""
 command -v ninja >/dev/null 2>&1 && GEN="-G Ninja"
 # Always reconfigure: cheap, and picks up newly added layer directories.
-if true; then
-  # shellcheck disable=SC2086
-  cmake -S "$ROOT" -B "$BUILD" $GEN \
-    -DCMAKE_BUILD_TYPE="${STACK_BUILD_TYPE:-RelWithDebInfo}" \
-    -DCMAKE_CXX_COMPILER="${STACK_CXX:-g++}" \
-    -DCMAKE_C_COMPILER="${STACK_CC:-gcc}" \
-    -DSTACK_SANITIZER="${STACK_SANITIZER:-none}" \
-    ${STACK_CMAKE_ARGS:-} >/dev/null
-fi
+# shellcheck disable=SC2086
+cmake -S "$ROOT" -B "$BUILD" $GEN \
+  -DCMAKE_BUILD_TYPE="${STACK_BUILD_TYPE:-RelWithDebInfo}" \
+  -DCMAKE_CXX_COMPILER="${STACK_CXX:-g++}" \
+  -DCMAKE_C_COMPILER="${STACK_CC:-gcc}" \
+  -DSTACK_SANITIZER="${STACK_SANITIZER:-none}" \
+  ${STACK_CMAKE_ARGS:-} >/dev/null
 cmake --build "$BUILD" -j"$(nproc)"

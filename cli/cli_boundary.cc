@@ -1,0 +1,22 @@
+#include "cli_boundary.h"
+
+#include <iostream>
+
+#include "block/status.h"
+
+namespace stack::cli {
+
+int ParseCommandLine(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+    return -1;
+  } catch (const CLI::Success& e) {  // --help, --version (CallForHelp derives from it)
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "stack: " << CodeName(Code::kInvalidArgument) << ": " << e.what()
+              << " (see --help)\n";
+    return ExitStatusFor(Code::kInvalidArgument);
+  }
+}
+
+}  // namespace stack::cli

@@ -1,0 +1,29 @@
+// How a `stack` subcommand is wired: each cmd_*.cc registers its nouns and
+// verbs on the CLI11 app and, when chosen, stores the action to run in the
+// CommandContext. main() runs the action after parsing, so every command
+// reports failure as a Status mapped to one stderr line and an exit status
+// (see ExitStatusFor in block/status.h).
+//
+// Conventions every command follows:
+//   - nouns then verbs: `stack pool create`, `stack volume list`;
+//   - `--json` (global) switches listings and reports to one JSON document on
+//     stdout; without it output is a human table or summary;
+//   - errors: "stack: <Code>: <message>" on stderr, exit status from the table;
+//   - secrets never come from argv (key files, stdin or a TTY prompt only).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+#include "block/status.h"
+
+namespace stack::cli {
+
+struct CommandContext {
+  bool json = false;
+  std::function<Status()> action;
+};
+
+void RegisterBlockdevCommands(CLI::App& app, CommandContext& ctx);
+
+}  // namespace stack::cli

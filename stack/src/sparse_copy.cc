@@ -1,0 +1,90 @@
+#include "stack/sparse_copy.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace stack::compose {
+
+bool IsAllZero(const uint8_t* p, size_t n) {
+  if (n == 0) return true;
+  // Check a word at a time; the tail bytewise.
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    if (w) return false;
+  }
+  for (; i < n; ++i)
+    if (p[i]) return false;
+  return true;
+}
+
+Result<CopyReport> CopySparse(BlockDevice& src, BlockDevice& dst, const CopyOptions& opts) {
+  const uint64_t size = src.size_bytes();
+  if (dst.size_bytes() < size) {
+    return Status::InvalidArgument(dst.describe() + " (" + std::to_string(dst.size_bytes()) +
+                                   " bytes) is smaller than " + src.describe() + " (" +
+                                   std::to_string(size) + " bytes)");
+  }
+  const uint64_t unit = std::max<uint64_t>(src.block_size(), dst.block_size());
+  if (unit % src.block_size() || unit % dst.block_size()) {
+    return Status::InvalidArgument("block sizes " + std::to_string(src.block_size()) + " and " +
+                                   std::to_string(dst.block_size()) + " are incompatible");
+  }
+  if (size % unit) {
+    return Status::InvalidArgument("source size is not a multiple of " + std::to_string(unit));
+  }
+  const bool skip_zero = opts.dst_reads_zero.value_or(dst.capabilities().unwritten_reads_zero);
+  const uint64_t chunk = std::max(unit, opts.chunk_bytes / unit * unit);
+
+  CopyReport rep;
+  rep.method = "sparse-extent-copy";
+  rep.size_bytes = size;
+  std::vector<uint8_t> buf(chunk);
+  // Query the allocation map in windows so a huge thin device does not
+  // produce one enormous extent list.
+  const uint64_t window = std::max<uint64_t>(chunk, uint64_t{1} << 30) / unit * unit;
+  for (uint64_t win = 0; win < size; win += window) {
+    const uint64_t wlen = std::min(window, size - win);
+    auto ext = src.AllocatedExtents(win, wlen);
+    if (!ext.ok()) return ext.status().WithContext("allocation map of " + src.describe());
+    for (const Extent& e0 : *ext) {
+      // Widen to the common unit.
+      uint64_t s = e0.offset / unit * unit;
+      uint64_t end = std::min(size, (e0.end() + unit - 1) / unit * unit);
+      for (uint64_t off = s; off < end;) {
+        const uint64_t n = std::min(chunk, end - off);
+        std::span<uint8_t> b(buf.data(), n);
+        RETURN_IF_ERROR(src.Read(off, b).WithContext("read " + src.describe()));
+        rep.allocated_bytes += n;
+        // Write maximal runs of non-zero units; skip (or zero) zero units.
+        uint64_t i = 0;
+        while (i < n) {
+          bool zero = IsAllZero(b.data() + i, unit);
+          uint64_t j = i + unit;
+          while (j < n && IsAllZero(b.data() + j, unit) == zero) j += unit;
+          if (zero) {
+            rep.zero_bytes += j - i;
+            if (!skip_zero) {
+              RETURN_IF_ERROR(
+                  dst.WriteZeroes(off + i, j - i).WithContext("write " + dst.describe()));
+            }
+          } else {
+            RETURN_IF_ERROR(dst.Write(off + i, std::span<const uint8_t>(b.data() + i, j - i))
+                                .WithContext("write " + dst.describe()));
+            rep.written_bytes += j - i;
+          }
+          i = j;
+        }
+        if (opts.progress) opts.progress->Advance(n);
+        off += n;
+      }
+    }
+  }
+  RETURN_IF_ERROR(dst.Flush().WithContext("flush " + dst.describe()));
+  if (opts.progress) opts.progress->Finish();
+  return rep;
+}
+
+}  // namespace stack::compose
