@@ -60,7 +60,8 @@ enum class KdfType { kArgon2id, kArgon2i, kPbkdf2 };
 struct KdfParams {
   KdfType type = KdfType::kArgon2id;
   // > 0: measure this machine and pick the cost that takes about this long
-  // (argon2: time cost with memory/parallelism fixed, at least 4; pbkdf2:
+  // (argon2: time cost with memory/parallelism fixed, at least 4, memory
+  // lowered towards 64 MiB if 4 passes take longer; pbkdf2:
   // iterations, at least 1000). 0: use time_cost / iterations as given.
   uint32_t time_ms = 1000;
   uint32_t time_cost = 4;          // argon2 passes when time_ms == 0
