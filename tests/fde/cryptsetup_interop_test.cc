@@ -248,3 +248,23 @@ TEST_CASE("Interop: a wrong passphrase leaves a cryptsetup image byte-identical"
                                KdfParams::Fast())) == Code::kAuthFailed);
   CHECK(ReadFileBytes(img) == before);
 }
+
+TEST_CASE("Interop: benchmarked (non-test) KDF parameters open in cryptsetup") {
+  REQUIRE(HaveTool("cryptsetup"));
+  TempDir dir;
+  const std::string img = dir.file("bm.img");
+  FormatOptions o;  // production defaults, with a short time budget
+  o.kdf.time_ms = 100;
+  auto dev = Format(NewFile(img, 18 * kMiB), Pass("benchmarked"), o);
+  REQUIRE_OK(dev);
+  dev.value().reset();
+  auto info = Dump(*OpenFile(img));
+  REQUIRE_OK(info);
+  REQUIRE(info->keyslots.size() == 1);
+  CHECK(info->keyslots[0].kdf == "argon2id");
+  CHECK(info->keyslots[0].time_cost >= 4);
+  CHECK(info->keyslots[0].memory_kib >= 64 * 1024);
+  CHECK(info->digest_iterations >= 1000);
+  WriteKey(dir.file("k"), "benchmarked");
+  CHECK(CryptsetupTestPassphrase(img, dir.file("k")) == 0);
+}
