@@ -197,3 +197,74 @@ TEST_CASE("Interop: a replaced keyslot set keeps the volume key (cryptsetup orac
   REQUIRE_OK(info);
   CHECK(info->keyslots.size() == 1);
 }
+
+TEST_CASE("Interop: header backups cross between cryptsetup and us") {
+  REQUIRE(HaveTool("cryptsetup"));
+  TempDir dir;
+  const std::string img = dir.file("b.img");
+  auto dev = Format(NewFile(img, 18 * kMiB), Pass("pw"), FastFormat());
+  REQUIRE_OK(dev);
+  dev.value().reset();
+  WriteKey(dir.file("pw"), "pw");
+  // Ours -> cryptsetup luksHeaderRestore.
+  {
+    auto f = OpenFile(img);
+    REQUIRE_OK(BackupHeader(*f, dir.file("ours.hdr")));
+  }
+  REQUIRE(RunCommand("dd if=/dev/zero of=" + img + " bs=1M count=16 conv=notrunc status=none") == 0);
+  CHECK(CryptsetupTestPassphrase(img, dir.file("pw")) != 0);
+  std::string out;
+  int rc = RunCommand("cryptsetup luksHeaderRestore -q --header-backup-file " +
+                          dir.file("ours.hdr") + " " + img + " 2>&1",
+                      &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK(CryptsetupTestPassphrase(img, dir.file("pw")) == 0);
+  // cryptsetup luksHeaderBackup -> ours.
+  REQUIRE(RunCommand("cryptsetup luksHeaderBackup --header-backup-file " + dir.file("cs.hdr") +
+                     " " + img) == 0);
+  CHECK(ReadFileBytes(dir.file("cs.hdr")).size() == ReadFileBytes(dir.file("ours.hdr")).size());
+  REQUIRE(RunCommand("dd if=/dev/zero of=" + img + " bs=1M count=16 conv=notrunc status=none") == 0);
+  {
+    auto f = OpenFile(img);
+    REQUIRE_OK(RestoreHeader(*f, dir.file("cs.hdr")));
+  }
+  REQUIRE_OK(Open(OpenFile(img), Pass("pw")));
+}
+
+TEST_CASE("Interop: a wrong passphrase leaves a cryptsetup image byte-identical") {
+  REQUIRE(HaveTool("cryptsetup"));
+  TempDir dir;
+  const std::string img = dir.file("w.img");
+  REQUIRE(RunCommand("truncate -s 20M " + img) == 0);
+  WriteKey(dir.file("k"), "the key");
+  REQUIRE(RunCommand("cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 "
+                     "--pbkdf-force-iterations 1000 --key-file " + dir.file("k") + " " + img) == 0);
+  const auto before = ReadFileBytes(img);
+  CHECK(CodeOf(Open(OpenFile(img), Pass("not the key"))) == Code::kAuthFailed);
+  CHECK(CodeOf(AddKey(*OpenFile(img), Pass("not the key"), Pass("x"), KdfParams::Fast())) ==
+        Code::kAuthFailed);
+  CHECK(CodeOf(ReplaceKeyslots(*OpenFile(img), Pass("not the key"), Pass("x"),
+                               KdfParams::Fast())) == Code::kAuthFailed);
+  CHECK(ReadFileBytes(img) == before);
+}
+
+TEST_CASE("Interop: benchmarked (non-test) KDF parameters open in cryptsetup") {
+  REQUIRE(HaveTool("cryptsetup"));
+  TempDir dir;
+  const std::string img = dir.file("bm.img");
+  FormatOptions o;  // production defaults, with a short time budget
+  o.kdf.time_ms = 100;
+  auto dev = Format(NewFile(img, 18 * kMiB), Pass("benchmarked"), o);
+  REQUIRE_OK(dev);
+  dev.value().reset();
+  auto info = Dump(*OpenFile(img));
+  REQUIRE_OK(info);
+  REQUIRE(info->keyslots.size() == 1);
+  CHECK(info->keyslots[0].kdf == "argon2id");
+  CHECK(info->keyslots[0].time_cost >= 4);
+  CHECK(info->keyslots[0].memory_kib >= 64 * 1024);
+  CHECK(info->digest_iterations >= 1000);
+  WriteKey(dir.file("k"), "benchmarked");
+  CHECK(CryptsetupTestPassphrase(img, dir.file("k")) == 0);
+}

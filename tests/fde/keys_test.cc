@@ -154,3 +154,30 @@ TEST_CASE("Keys: unknown mandatory requirements -> read-only, key management ref
   CHECK(CodeOf((*d)->Write(0, buf)) == Code::kReadOnly);
   CHECK(CodeOf(AddKey(dev, Pass("pw"), Pass("x"), KdfParams::Fast())) == Code::kReadOnly);
 }
+
+TEST_CASE("Keys: TestPassphrase and Dump renderings") {
+  auto storage = Formatted(2, "pw");
+  MemDevice dev(storage);
+  REQUIRE_OK(AddKey(dev, Pass("pw"), Pass("pbk"), KdfParams::Fast(KdfType::kPbkdf2)));
+  auto before = storage->Clone();
+  auto slot = TestPassphrase(dev, Pass("pbk"));
+  REQUIRE_OK(slot);
+  CHECK(*slot == 1);
+  CHECK(CodeOf(TestPassphrase(dev, Pass("nope"))) == Code::kAuthFailed);
+  CHECK(CodeOf(TestPassphrase(dev, Pass("pw"), 1)) == Code::kAuthFailed);
+  CHECK(storage->blocks == before->blocks);
+  auto info = Dump(dev);
+  REQUIRE_OK(info);
+  auto j = nlohmann::json::parse(DumpJson(*info));
+  CHECK(j["kind"] == "luks2");
+  CHECK(j["sector_size"] == 4096);
+  CHECK(j["data_offset"] == 16 * kMiB);
+  CHECK(j["key_bits"] == 512);
+  REQUIRE(j["keyslots"].size() == 2);
+  CHECK(j["keyslots"][0]["kdf"] == "argon2id");
+  CHECK(j["keyslots"][1]["kdf"] == "pbkdf2");
+  CHECK(j["keyslots"][1]["iterations"] == 1000);
+  const std::string text = DumpText(*info);
+  CHECK(text.find("aes-xts-plain64") != std::string::npos);
+  CHECK(text.find("argon2id") != std::string::npos);
+}

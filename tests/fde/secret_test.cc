@@ -1,5 +1,7 @@
 // Secret and the passphrase readers.
 #include <fcntl.h>
+#include <pty.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -63,4 +65,47 @@ TEST_CASE("Passphrase: a line from a descriptor stops at newline") {
   close(fds[1]);
   CHECK(CodeOf(ReadPassphraseFd(fds[0])) == Code::kInvalidArgument);  // empty
   close(fds[0]);
+}
+
+TEST_CASE("Passphrase: TTY prompt reads with echo off") {
+  int pipefd[2];
+  REQUIRE(pipe(pipefd) == 0);
+  int master = -1;
+  pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    close(pipefd[0]);
+    auto s = PromptPassphrase("Passphrase: ", true);
+    std::string result = s.ok() ? std::string(reinterpret_cast<const char*>(s->data()), s->size())
+                                : "ERR " + s.status().ToString();
+    (void)!write(pipefd[1], result.data(), result.size());
+    _exit(0);
+  }
+  close(pipefd[1]);
+  std::string shown;
+  auto read_until = [&](const std::string& what) {
+    char buf[256];
+    while (shown.find(what) == std::string::npos) {
+      ssize_t n = read(master, buf, sizeof(buf));
+      if (n <= 0) break;
+      shown.append(buf, size_t(n));
+    }
+  };
+  read_until("Passphrase: ");
+  REQUIRE(write(master, "tty secret\n", 11) == 11);
+  read_until("Verify passphrase: ");
+  REQUIRE(write(master, "tty secret\n", 11) == 11);
+  std::string result;
+  char buf[256];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) result.append(buf, size_t(n));
+  int status = 0;
+  waitpid(pid, &status, 0);
+  // Drain what the child's terminal showed after the answers.
+  fcntl(master, F_SETFL, O_NONBLOCK);
+  while ((n = read(master, buf, sizeof(buf))) > 0) shown.append(buf, size_t(n));
+  close(master);
+  close(pipefd[0]);
+  CHECK(result == "tty secret");
+  CHECK(shown.find("tty secret") == std::string::npos);  // never echoed
 }

@@ -72,7 +72,7 @@ TEST_CASE("unflushed writes are dropped by a crash, flushed ones are not") {
   RequireClean(*mp.pool);
 }
 
-TEST_CASE("snapshots are immutable and O(1); clones are writable") {
+TEST_CASE("snapshots are immutable and O(1), clones are writable") {
   MemPool mp;
   REQUIRE_OK(mp.Create(2048));
   REQUIRE_OK(mp.pool->CreateVolume("v", 4 << 20, {}));
@@ -141,7 +141,7 @@ TEST_CASE("rollback restores the snapshot's content and size") {
   REQUIRE(CodeOf(mp.pool->Rollback("v", "nope")) == Code::kNotFound);
 }
 
-TEST_CASE("rename carries snapshots; names are validated") {
+TEST_CASE("rename carries snapshots, names are validated") {
   MemPool mp;
   REQUIRE_OK(mp.Create(256));
   REQUIRE_OK(mp.pool->CreateVolume("v", 1 << 20, {}));
@@ -273,4 +273,33 @@ TEST_CASE("larger physical block sizes work") {
     REQUIRE(std::equal(d.begin(), d.end(), all.begin() + 2 * bs));
     RequireClean(*mp.pool);
   }
+}
+
+TEST_CASE("a long transaction commits on its own at request boundaries") {
+  // cache_bytes 0: the per-transaction state limit is its floor (4096
+  // blocks), so 6,000 random single-block writes must auto-commit.
+  MemPool mp;
+  REQUIRE_OK(mp.Create(16384, kBs, /*cache=*/0));
+  REQUIRE_OK(mp.pool->CreateVolume("v", 8192 * kBs, {}));
+  auto g0 = mp.pool->Info()->generation;
+  auto v = mp.pool->OpenVolume("v", false);
+  REQUIRE_OK(v);
+  std::vector<uint8_t> model(8192 * kBs, 0);
+  uint64_t x = 12345;
+  for (int i = 0; i < 6000; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t blk = (x >> 20) % 8192;
+    auto d = RandomBytes(kBs, x);
+    REQUIRE_OK((*v)->Write(blk * kBs, d));
+    std::copy(d.begin(), d.end(), model.begin() + blk * kBs);
+  }
+  REQUIRE(mp.pool->Info()->generation > g0);
+  RequireClean(*mp.pool);
+  std::vector<uint8_t> all(model.size());
+  REQUIRE_OK((*v)->Read(0, all));
+  REQUIRE(all == model);
+  v->reset();
+  REQUIRE_OK(mp.Reopen());
+  REQUIRE(ReadEntry(*mp.pool, "v") == model);
+  RequireClean(*mp.pool);
 }

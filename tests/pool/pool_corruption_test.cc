@@ -136,7 +136,8 @@ TEST_CASE("flipped bytes in any metadata or data block are reported, never repai
         REQUIRE(Mentions(o.corruption, "physical block " + std::to_string(blk)));
         if (type == 0) {
           REQUIRE(Mentions(o.corruption, "logical block"));
-          REQUIRE(Mentions(o.corruption, "volume 'v'") | Mentions(o.corruption, "snapshot 'v@s'"));
+          bool named = Mentions(o.corruption, "volume 'v'") || Mentions(o.corruption, "snapshot 'v@s'");
+          REQUIRE(named);
         }
         // Nothing rewrote the damaged block.
         REQUIRE(s->blocks[blk] == flipped);
@@ -150,7 +151,7 @@ TEST_CASE("flipped bytes in any metadata or data block are reported, never repai
   }
 }
 
-TEST_CASE("a damaged superblock slot falls back to the other; both damaged is Corruption") {
+TEST_CASE("a damaged superblock slot falls back to the other, both damaged is Corruption") {
   auto base = BuildPool();
   std::vector<uint8_t> slot0 = base->blocks[0], slot1 = base->blocks[1];
   uint64_t g0 = GetLE64(slot0.data() + 24), g1 = GetLE64(slot1.data() + 24);

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "crash_harness.h"
+#include "pool_test_util.h"
 
 using namespace stack;
 using namespace stack::pool::testing;
@@ -28,4 +29,61 @@ TEST_CASE("power cut at every mutating op recovers to a committed state") {
   }
   WARN("crash points exercised: " << points);
   REQUIRE(points >= 1000);
+}
+
+TEST_CASE("an I/O error is IoError, never Corruption, and leaves the pool consistent") {
+  using stack::pool::Pool;
+  using stack::testing::RandomBytes;
+  constexpr uint32_t kBs = 4096;
+  auto a = RandomBytes(32 * kBs, 1), b = RandomBytes(16 * kBs, 2), c = RandomBytes(8 * kBs, 3);
+  auto after_b = a;
+  std::copy(b.begin(), b.end(), after_b.begin() + 4 * kBs);
+  auto after_c = after_b;
+  std::copy(c.begin(), c.end(), after_c.begin() + 20 * kBs);
+  int failures = 0;
+  bool completed = false;
+  for (uint64_t k = 0; !completed; ++k) {
+    INFO("failing operation " << k);
+    MemPool mp;
+    REQUIRE_OK(mp.Create(1024, kBs, /*cache=*/0, /*faulty=*/true));
+    REQUIRE_OK(mp.pool->CreateVolume("v", 32 * kBs, {}));
+    {
+      auto v = mp.pool->OpenVolume("v", false);
+      REQUIRE_OK(v);
+      REQUIRE_OK((*v)->Write(0, a));
+      REQUIRE_OK((*v)->Flush());
+    }
+    mp.ctl->FailOperation(mp.ctl->ops() + k, Code::kIoError);
+    Status st;
+    {
+      auto v = mp.pool->OpenVolume("v", false);
+      REQUIRE_OK(v);
+      st = (*v)->Write(4 * kBs, b);
+      if (st.ok()) st = mp.pool->Snapshot("v", "v@s", {});
+      if (st.ok()) st = (*v)->Write(20 * kBs, c);
+      if (st.ok()) {
+        std::vector<uint8_t> buf(32 * kBs);
+        st = (*v)->Read(0, buf);
+      }
+      if (st.ok()) st = (*v)->Flush();
+    }
+    if (!st.ok()) {
+      ++failures;
+      REQUIRE(st.code() == Code::kIoError);
+    } else {
+      completed = true;  // k is past the workload's last operation
+    }
+    mp.ctl->ClearFaults();
+    // The running pool is consistent, and so is the store after a reboot.
+    for (int round = 0; round < 2; ++round) {
+      auto r = mp.pool->Check();
+      REQUIRE_OK(r);
+      INFO(r->ToJson());
+      REQUIRE(r->ok);
+      auto got = ReadEntry(*mp.pool, "v");
+      REQUIRE((got == a || got == after_b || got == after_c));
+      REQUIRE_OK(mp.Reopen());
+    }
+  }
+  REQUIRE(failures >= 10);
 }

@@ -59,8 +59,10 @@ TEST_CASE("fill through writes and snapshots, NoSpace, delete a snapshot, contin
   Status snap = mp.pool->Snapshot("v", "v@late", {});
   REQUIRE(snap.code() == Code::kNoSpace);
   REQUIRE(snap.message().find("reserve") != std::string::npos);
-  // Overwrites of blocks shared with v@early need new space: NoSpace too.
+  // Once committed, overwriting needs new blocks (copy-on-write): NoSpace.
+  REQUIRE_OK((*v)->Flush());
   Status ow = (*v)->Write(0, RandomBytes(chunk * 8, 77));
+  INFO(ow.ToString());
   REQUIRE(ow.code() == Code::kNoSpace);
   REQUIRE_OK((*v)->Read(0, buf));
   REQUIRE(buf == written[0]);

@@ -59,7 +59,17 @@ Result<Kdf> ResolveKdf(const KdfParams& p) {
     double ms = Millis(
         [&] { return Argon2(k.type, probe_pw, k.salt, 1, k.memory_kib, k.cpus, probe_out); }, &st);
     RETURN_IF_ERROR(st);
-    k.time = uint32_t(std::clamp(double(p.time_ms) / std::max(ms, 0.01), 4.0, 1000.0));
+    ms = std::max(ms, 0.01);
+    if (4 * ms > p.time_ms) {
+      // Even the minimum of 4 passes is too slow here: lower the memory (as
+      // cryptsetup does), but not below 64 MiB or the requested memory.
+      const double scaled = double(k.memory_kib) * p.time_ms / (4 * ms);
+      const uint32_t floor_kib = std::min<uint32_t>(k.memory_kib, 64 * 1024);
+      k.memory_kib = std::max(floor_kib, uint32_t(scaled) / 1024 * 1024);
+      k.time = 4;
+    } else {
+      k.time = uint32_t(std::clamp(double(p.time_ms) / ms, 4.0, 1000.0));
+    }
   }
   if (k.time == 0 || k.time > kMaxArgon2Time) return Status::InvalidArgument("argon2 time out of range");
   return k;

@@ -29,7 +29,11 @@ Result<uint64_t> ParseU64String(const json& v, const std::string& what) {
 Result<uint32_t> ParseU32(const json& obj, const char* key, const std::string& where) {
   auto it = obj.find(key);
   if (it == obj.end()) return Bad(where + "." + key + " missing");
-  if (!it->is_number_unsigned()) return Bad(where + "." + key + " is not an unsigned integer");
+  // Text parses non-negative integers as unsigned; documents built in memory
+  // may hold signed ones.
+  const bool non_negative =
+      it->is_number_unsigned() || (it->is_number_integer() && it->get<int64_t>() >= 0);
+  if (!non_negative) return Bad(where + "." + key + " is not an unsigned integer");
   uint64_t v = it->get<uint64_t>();
   if (v > UINT32_MAX) return Bad(where + "." + key + " out of range");
   return uint32_t(v);
@@ -316,7 +320,7 @@ json KeyslotToJson(const Keyslot& k) {
         {"key_size", k.area_key_size}}},
       {"kdf", kdf},
   };
-  if (k.priority != 1) j["priority"] = k.priority;
+  if (k.priority != 1) j["priority"] = uint32_t(k.priority);
   return j;
 }
 

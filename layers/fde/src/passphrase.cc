@@ -2,6 +2,7 @@
 #include "fde/passphrase.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -93,7 +94,14 @@ Result<Secret> ReadKeyFile(const std::string& path) {
     if (errno == ENOENT) return Status::NotFound("key file " + path + " does not exist");
     return Status::FromErrno("opening key file " + path, errno);
   }
-  ASSIGN_OR_RETURN(Secret buf, Secret::Zeroed(kMaxKeyFile + 1));
+  // Size the buffer from fstat (one byte more, to notice a growing file);
+  // pipes and other unsized files get the maximum.
+  struct stat st {};
+  size_t cap = kMaxKeyFile + 1;
+  if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && uint64_t(st.st_size) < kMaxKeyFile) {
+    cap = size_t(st.st_size) + 1;
+  }
+  ASSIGN_OR_RETURN(Secret buf, Secret::Zeroed(cap));
   size_t n = 0;
   while (n < buf.size()) {
     ssize_t r = ::read(fd.get(), buf.data() + n, buf.size() - n);
@@ -101,6 +109,9 @@ Result<Secret> ReadKeyFile(const std::string& path) {
     if (r < 0) return Status::FromErrno("reading key file " + path, errno);
     if (r == 0) break;
     n += size_t(r);
+  }
+  if (n == buf.size() && cap <= kMaxKeyFile) {
+    return Status::InvalidArgument("key file " + path + " changed while being read");
   }
   if (n > kMaxKeyFile) return Status::InvalidArgument("key file " + path + " exceeds 8 MiB");
   if (n == 0) return Status::InvalidArgument("key file " + path + " is empty");

@@ -41,8 +41,8 @@ Result<bool> CheckLuks2Digest(const Digest& d, const Secret& vk);
 
 // Size of a LUKS2 keyslot area for a key: AF material rounded up to 4 KiB.
 uint64_t Luks2AreaSize(uint32_t key_bytes);
-// Lowest offset in the keyslots area with `size` free bytes (4 KiB aligned),
-// ignoring the keyslots listed in `ignore`. NoSpace when none.
+// Lowest offset in the keyslots area with `size` free bytes (4 KiB aligned)
+// outside every existing keyslot area. NoSpace when none.
 Result<uint64_t> FindFreeArea(const Luks2Header& hdr, uint64_t size);
 // Lowest keyslot id in [0, 32) not present in the metadata. NoSpace if none.
 Result<int> FreeKeyslotId(const Metadata& md);

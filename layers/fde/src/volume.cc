@@ -266,6 +266,20 @@ Result<std::unique_ptr<CryptDevice>> Format(std::unique_ptr<BlockDevice> dev,
   return Status::InvalidArgument("LUKS version must be 1 or 2");
 }
 
+Result<int> TestPassphrase(BlockDevice& dev, const Secret& passphrase,
+                           std::optional<int> keyslot) {
+  ASSIGN_OR_RETURN(ContainerKind kind, Probe(dev));
+  if (kind == ContainerKind::kLuks2) {
+    ASSIGN_OR_RETURN(Luks2Unlocked u, UnlockLuks2(dev, passphrase, keyslot));
+    return u.keyslot;
+  }
+  if (kind == ContainerKind::kLuks1) {
+    ASSIGN_OR_RETURN(Luks1Unlocked u, UnlockLuks1(dev, passphrase, keyslot));
+    return u.keyslot;
+  }
+  return Status::NotFound("no LUKS header on " + dev.describe());
+}
+
 Result<std::unique_ptr<CryptDevice>> Open(std::unique_ptr<BlockDevice> dev,
                                           const Secret& passphrase, const OpenOptions& opts) {
   if (dev == nullptr) return Status::InvalidArgument("no device");

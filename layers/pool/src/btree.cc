@@ -17,15 +17,15 @@ const uint8_t* At(const CachedBlock& b, uint32_t i) {
 }
 }  // namespace
 
-uint32_t Count(const CachedBlock& b) { return GetLE32(b.data.data() + kHeaderSize); }
-uint32_t Level(const CachedBlock& b) { return GetLE32(b.data.data() + kHeaderSize + 4); }
+uint32_t Count(const CachedBlock& b) { return LoadLE32(b.data.data() + kHeaderSize); }
+uint32_t Level(const CachedBlock& b) { return LoadLE32(b.data.data() + kHeaderSize + 4); }
 void SetCount(CachedBlock& b, uint32_t n) { PutLE32(b.data.data() + kHeaderSize, n); }
 void SetLevel(CachedBlock& b, uint32_t level) { PutLE32(b.data.data() + kHeaderSize + 4, level); }
-uint64_t Key(const CachedBlock& b, uint32_t i) { return GetLE64(At(b, i)); }
+uint64_t Key(const CachedBlock& b, uint32_t i) { return LoadLE64(At(b, i)); }
 Mapping Value(const CachedBlock& b, uint32_t i) {
-  return Mapping{GetLE64(At(b, i) + 8), GetLE64(At(b, i) + 16)};
+  return Mapping{LoadLE64(At(b, i) + 8), LoadLE64(At(b, i) + 16)};
 }
-uint64_t Child(const CachedBlock& b, uint32_t i) { return GetLE64(At(b, i) + 8); }
+uint64_t Child(const CachedBlock& b, uint32_t i) { return LoadLE64(At(b, i) + 8); }
 
 void SetLeafEntry(CachedBlock& b, uint32_t i, uint64_t key, const Mapping& v) {
   uint8_t* p = At(b, i);
@@ -100,17 +100,30 @@ BTree::BTree(TransactionManager* tm, uint32_t block_size)
     : tm_(tm), leaf_cap_(LeafCapacity(block_size)), int_cap_(InternalCapacity(block_size)) {}
 
 namespace {
-Result<BlockRef> ReadValid(TransactionManager* tm, uint64_t loc) {
+// A node's level must be its parent's minus one (expected < 0: a root), so
+// a corrupt pointer cannot make a traversal loop or recurse without bound.
+Status CheckLevel(const CachedBlock& b, int expected) {
+  if (expected >= 0 && Level(b) != static_cast<uint32_t>(expected)) {
+    return Status::Corruption(std::string(BlockTypeName(b.type)) + " at physical block " +
+                              std::to_string(b.loc) + ": level " + std::to_string(Level(b)) +
+                              ", expected " + std::to_string(expected));
+  }
+  return Status::Ok();
+}
+Result<BlockRef> ReadValid(TransactionManager* tm, uint64_t loc, int expected_level) {
   ASSIGN_OR_RETURN(BlockRef b, tm->ReadNode(loc));
   RETURN_IF_ERROR(Validate(*b, tm->cache().block_size()));
+  RETURN_IF_ERROR(CheckLevel(*b, expected_level));
   return b;
 }
 }  // namespace
 
 Result<std::optional<Mapping>> BTree::Lookup(uint64_t root, uint64_t key) {
   uint64_t loc = root;
+  int level = -1;
   while (loc != 0) {
-    ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc));
+    ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc, level));
+    level = static_cast<int>(Level(*b)) - 1;
     uint32_t n = Count(*b);
     if (Level(*b) == 0) {
       uint32_t i = LowerBound(*b, key);
@@ -131,11 +144,12 @@ Status BTree::IncChildren(const CachedBlock& b) {
   return Status::Ok();
 }
 
-Status BTree::InsertRec(uint64_t loc, uint64_t key, const Mapping& v, bool* added,
-                        InsertOut* out) {
+Status BTree::InsertRec(uint64_t loc, int level, uint64_t hi, uint64_t key, const Mapping& v,
+                        bool* added, InsertOut* out) {
+  // Validate before shadowing, so a bad node is never copied.
+  RETURN_IF_ERROR(ReadValid(tm_, loc, level).status());
   bool inc = false;
   ASSIGN_OR_RETURN(BlockRef b, tm_->ShadowNode(loc, &inc));
-  RETURN_IF_ERROR(Validate(*b, tm_->cache().block_size()));
   if (inc) RETURN_IF_ERROR(IncChildren(*b));
   out->loc = b->loc;
   uint32_t n = Count(*b);
@@ -162,14 +176,24 @@ Status BTree::InsertRec(uint64_t loc, uint64_t key, const Mapping& v, bool* adde
     }
     OpenGap(*target, pos);
     SetLeafEntry(*target, pos, key, v);
+    if (!out->split) {
+      out->leaf = b->loc;
+      out->leaf_hi = hi;
+    }
     return Status::Ok();
   }
   uint32_t i = ChildSlot(*b, key);
   if (key < Key(*b, 0)) SetKey(*b, 0, key);
   InsertOut co;
-  RETURN_IF_ERROR(InsertRec(Child(*b, i), key, v, added, &co));
+  uint64_t child_hi = i + 1 < n ? Key(*b, i + 1) : hi;
+  RETURN_IF_ERROR(
+      InsertRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, child_hi, key, v, added, &co));
   SetChild(*b, i, co.loc);
-  if (!co.split) return Status::Ok();
+  if (!co.split) {
+    out->leaf = co.leaf;
+    out->leaf_hi = co.leaf_hi;
+    return Status::Ok();
+  }
   CachedBlock* target = b.get();
   uint32_t pos = i + 1;
   if (n == int_cap_) {
@@ -190,6 +214,25 @@ Status BTree::InsertRec(uint64_t loc, uint64_t key, const Mapping& v, bool* adde
 }
 
 Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
+  // Fast path for ascending writes: append to the leaf the last insert
+  // into this tree landed in, if that leaf (and so its whole path) is
+  // still private to this transaction, has room, and key falls between
+  // its last key and the leaf's upper bound (so the key is not mapped).
+  if (hint_leaf_ != 0 && hint_root_ == *root && *root != 0 && tm_->sm().IsNew(hint_leaf_)) {
+    ASSIGN_OR_RETURN(uint32_t count, tm_->sm().Get(hint_leaf_));
+    if (count == 1) {
+      ASSIGN_OR_RETURN(BlockRef b, tm_->ReadNode(hint_leaf_));
+      uint32_t n = Count(*b);
+      if (Level(*b) == 0 && n > 0 && n < leaf_cap_ && key > Key(*b, n - 1) && key < hint_hi_) {
+        SetLeafEntry(*b, n, key, value);
+        SetCount(*b, n + 1);
+        b->dirty = true;
+        *added = true;
+        return Status::Ok();
+      }
+    }
+  }
+  hint_leaf_ = 0;
   if (*root == 0) {
     ASSIGN_OR_RETURN(BlockRef b, tm_->New(BlockType::kLeaf));
     SetLevel(*b, 0);
@@ -200,9 +243,12 @@ Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
     return Status::Ok();
   }
   InsertOut o;
-  RETURN_IF_ERROR(InsertRec(*root, key, value, added, &o));
+  RETURN_IF_ERROR(InsertRec(*root, -1, UINT64_MAX, key, value, added, &o));
   if (!o.split) {
     *root = o.loc;
+    hint_root_ = o.loc;
+    hint_leaf_ = o.leaf;
+    hint_hi_ = o.leaf_hi;
     return Status::Ok();
   }
   ASSIGN_OR_RETURN(BlockRef left, tm_->ReadNode(o.loc));
@@ -215,10 +261,10 @@ Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
   return Status::Ok();
 }
 
-Status BTree::RemoveRec(uint64_t loc, uint64_t key, uint64_t* new_loc, bool* empty) {
+Status BTree::RemoveRec(uint64_t loc, int level, uint64_t key, uint64_t* new_loc, bool* empty) {
+  RETURN_IF_ERROR(ReadValid(tm_, loc, level).status());
   bool inc = false;
   ASSIGN_OR_RETURN(BlockRef b, tm_->ShadowNode(loc, &inc));
-  RETURN_IF_ERROR(Validate(*b, tm_->cache().block_size()));
   if (inc) RETURN_IF_ERROR(IncChildren(*b));
   *new_loc = b->loc;
   if (Level(*b) == 0) {
@@ -232,7 +278,8 @@ Status BTree::RemoveRec(uint64_t loc, uint64_t key, uint64_t* new_loc, bool* emp
     uint32_t i = ChildSlot(*b, key);
     uint64_t cl = 0;
     bool child_empty = false;
-    RETURN_IF_ERROR(RemoveRec(Child(*b, i), key, &cl, &child_empty));
+    RETURN_IF_ERROR(
+        RemoveRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, key, &cl, &child_empty));
     if (child_empty) {
       RETURN_IF_ERROR(tm_->sm().Dec(cl).status());
       Erase(*b, i);
@@ -245,12 +292,13 @@ Status BTree::RemoveRec(uint64_t loc, uint64_t key, uint64_t* new_loc, bool* emp
 }
 
 Status BTree::Remove(uint64_t* root, uint64_t key, bool* removed) {
+  hint_leaf_ = 0;
   ASSIGN_OR_RETURN(auto found, Lookup(*root, key));
   *removed = found.has_value();
   if (!found) return Status::Ok();
   uint64_t nl = 0;
   bool empty = false;
-  RETURN_IF_ERROR(RemoveRec(*root, key, &nl, &empty));
+  RETURN_IF_ERROR(RemoveRec(*root, -1, key, &nl, &empty));
   if (empty) {
     RETURN_IF_ERROR(tm_->sm().Dec(nl).status());
     nl = 0;
@@ -259,9 +307,9 @@ Status BTree::Remove(uint64_t* root, uint64_t key, bool* removed) {
   return Status::Ok();
 }
 
-Status BTree::ForEachRec(uint64_t loc, uint64_t lo, uint64_t hi, bool* stop,
+Status BTree::ForEachRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, bool* stop,
                          const std::function<bool(uint64_t, const Mapping&)>& fn) {
-  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc));
+  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc, level));
   uint32_t n = Count(*b);
   if (Level(*b) == 0) {
     for (uint32_t i = LowerBound(*b, lo); i < n && !*stop; ++i) {
@@ -274,7 +322,7 @@ Status BTree::ForEachRec(uint64_t loc, uint64_t lo, uint64_t hi, bool* stop,
   for (uint32_t i = ChildSlot(*b, lo); i < n && !*stop; ++i) {
     if (Key(*b, i) >= hi) break;
     if (i + 1 < n && Key(*b, i + 1) <= lo) continue;
-    RETURN_IF_ERROR(ForEachRec(Child(*b, i), lo, hi, stop, fn));
+    RETURN_IF_ERROR(ForEachRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, lo, hi, stop, fn));
   }
   return Status::Ok();
 }
@@ -283,17 +331,23 @@ Status BTree::ForEach(uint64_t root, uint64_t lo, uint64_t hi,
                       const std::function<bool(uint64_t, const Mapping&)>& fn) {
   if (root == 0 || lo >= hi) return Status::Ok();
   bool stop = false;
-  return ForEachRec(root, lo, hi, &stop, fn);
+  return ForEachRec(root, -1, lo, hi, &stop, fn);
 }
 
 Status BTree::IncRoot(uint64_t root) {
+  hint_leaf_ = 0;
   if (root == 0) return Status::Ok();
   return tm_->sm().Inc(root);
 }
 
 Status BTree::DecRoot(uint64_t root) {
+  hint_leaf_ = 0;
+  return DecRec(root, -1);
+}
+
+Status BTree::DecRec(uint64_t root, int level) {
   if (root == 0) return Status::Ok();
-  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, root));
+  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, root, level));
   ASSIGN_OR_RETURN(uint32_t left, tm_->sm().Dec(root));
   if (left != 0) return Status::Ok();
   uint32_t n = Count(*b);
@@ -301,15 +355,15 @@ Status BTree::DecRoot(uint64_t root) {
     if (Level(*b) == 0) {
       RETURN_IF_ERROR(tm_->sm().Dec(Value(*b, i).phys).status());
     } else {
-      RETURN_IF_ERROR(DecRoot(Child(*b, i)));
+      RETURN_IF_ERROR(DecRec(Child(*b, i), static_cast<int>(Level(*b)) - 1));
     }
   }
   return Status::Ok();
 }
 
-Status BTree::CountRec(uint64_t loc, uint64_t lo, uint64_t hi, uint64_t* nodes,
+Status BTree::CountRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, uint64_t* nodes,
                        uint32_t* depth) {
-  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc));
+  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc, level));
   ++*nodes;
   *depth = std::max(*depth, Level(*b) + 1);
   if (Level(*b) == 0) return Status::Ok();
@@ -317,7 +371,7 @@ Status BTree::CountRec(uint64_t loc, uint64_t lo, uint64_t hi, uint64_t* nodes,
   for (uint32_t i = ChildSlot(*b, lo); i < n; ++i) {
     if (i > ChildSlot(*b, lo) && Key(*b, i) >= hi) break;
     if (i + 1 < n && Key(*b, i + 1) <= lo) continue;
-    RETURN_IF_ERROR(CountRec(Child(*b, i), lo, hi, nodes, depth));
+    RETURN_IF_ERROR(CountRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, lo, hi, nodes, depth));
   }
   return Status::Ok();
 }
@@ -325,7 +379,7 @@ Status BTree::CountRec(uint64_t loc, uint64_t lo, uint64_t hi, uint64_t* nodes,
 Result<uint64_t> BTree::CostBound(uint64_t root, uint64_t lo, uint64_t hi, uint64_t n) {
   uint64_t nodes = 0;
   uint32_t depth = 1;
-  if (root != 0 && lo < hi) RETURN_IF_ERROR(CountRec(root, lo, hi, &nodes, &depth));
+  if (root != 0 && lo < hi) RETURN_IF_ERROR(CountRec(root, -1, lo, hi, &nodes, &depth));
   return 2 * nodes + (2 * n / leaf_cap_ + 2) * (uint64_t(depth) + 1) + 2;
 }
 

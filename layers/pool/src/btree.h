@@ -62,15 +62,24 @@ class BTree {
     bool split = false;
     uint64_t split_key = 0;
     uint64_t right = 0;
+    uint64_t leaf = 0;     // leaf the key landed in, if nothing split
+    uint64_t leaf_hi = 0;  // exclusive upper bound of that leaf's keys
   };
   Status IncChildren(const CachedBlock& b);
-  Status InsertRec(uint64_t loc, uint64_t key, const Mapping& v, bool* added, InsertOut* out);
-  Status RemoveRec(uint64_t loc, uint64_t key, uint64_t* new_loc, bool* empty);
-  Status ForEachRec(uint64_t loc, uint64_t lo, uint64_t hi, bool* stop,
+  // `level` is the level the node must have (-1: a root, any level).
+  // `hi`: exclusive upper bound of the keys this subtree may hold.
+  Status InsertRec(uint64_t loc, int level, uint64_t hi, uint64_t key, const Mapping& v,
+                   bool* added, InsertOut* out);
+  Status RemoveRec(uint64_t loc, int level, uint64_t key, uint64_t* new_loc, bool* empty);
+  Status ForEachRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, bool* stop,
                     const std::function<bool(uint64_t, const Mapping&)>& fn);
-  Status CountRec(uint64_t loc, uint64_t lo, uint64_t hi, uint64_t* nodes, uint32_t* depth);
+  Status CountRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, uint64_t* nodes,
+                  uint32_t* depth);
+  Status DecRec(uint64_t loc, int level);
 
   TransactionManager* tm_;
+  // Append hint for ascending inserts (see Insert); 0 = none.
+  uint64_t hint_root_ = 0, hint_leaf_ = 0, hint_hi_ = 0;
   uint32_t leaf_cap_;
   uint32_t int_cap_;
 };

@@ -145,12 +145,16 @@ class Checker {
 
 }  // namespace
 
-Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root) {
+Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root, int level) {
   if (root == 0) return uint64_t(0);
   ASSIGN_OR_RETURN(uint32_t c, sm->Get(root));
   if (c != 1) return uint64_t(0);
   ASSIGN_OR_RETURN(BlockRef b, tm->ReadNode(root));
   RETURN_IF_ERROR(node::Validate(*b, bs));
+  if (level >= 0 && node::Level(*b) != static_cast<uint32_t>(level)) {
+    return Status::Corruption("btree node at physical block " + std::to_string(root) +
+                              " has the wrong level");
+  }
   uint64_t total = 0;
   uint32_t n = node::Count(*b);
   for (uint32_t i = 0; i < n; ++i) {
@@ -158,7 +162,8 @@ Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root) {
       ASSIGN_OR_RETURN(uint32_t dc, sm->Get(node::Value(*b, i).phys));
       if (dc == 1) ++total;
     } else {
-      ASSIGN_OR_RETURN(uint64_t sub, ExclusiveBlocks(node::Child(*b, i)));
+      ASSIGN_OR_RETURN(uint64_t sub,
+                       ExclusiveBlocks(node::Child(*b, i), static_cast<int>(node::Level(*b)) - 1));
       total += sub;
     }
   }

@@ -1,6 +1,9 @@
 #include "format.h"
 
 #include <xxhash.h>
+#if defined(__x86_64__)
+#include <xxh_x86dispatch.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -22,7 +25,12 @@ std::string_view BlockTypeName(BlockType t) {
 }
 
 uint64_t Checksum(std::span<const uint8_t> data, uint64_t seed) {
+#if defined(__x86_64__)
+  // Same function, vector width chosen at run time (AVX2/AVX-512).
+  return XXH3_64bits_withSeed_dispatch(data.data(), data.size(), seed);
+#else
   return XXH3_64bits_withSeed(data.data(), data.size(), seed);
+#endif
 }
 
 bool IsAllZero(std::span<const uint8_t> data) {

@@ -15,10 +15,13 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 
+#include "block/endian.h"
 #include "block/status.h"
 
 namespace stack::pool {
@@ -47,6 +50,27 @@ enum class BlockType : uint16_t {
 };
 
 std::string_view BlockTypeName(BlockType t);
+
+// Little-endian loads for the hot paths (binary search in nodes, space-map
+// scans): one load on little-endian hosts, the portable helper elsewhere.
+inline uint64_t LoadLE64(const uint8_t* p) {
+  if constexpr (std::endian::native == std::endian::little) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+  } else {
+    return GetLE64(p);
+  }
+}
+inline uint32_t LoadLE32(const uint8_t* p) {
+  if constexpr (std::endian::native == std::endian::little) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  } else {
+    return GetLE32(p);
+  }
+}
 
 // XXH3-64 of `data` with `seed`.
 uint64_t Checksum(std::span<const uint8_t> data, uint64_t seed);

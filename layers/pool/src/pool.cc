@@ -193,8 +193,14 @@ Status Pool::Impl::Abort(Status cause) {
 }
 
 uint64_t Pool::Impl::Reserve() const {
-  size_t table_bytes = 64;
-  for (const auto& e : entries) table_bytes += 96 + e.name.size() + e.note.size() + 4 * 64;
+  // The table as it is now plus one largest possible new record (an
+  // operation that adds an entry checks space before adding it).
+  uint64_t table_bytes = 4;
+  for (const auto& e : entries) {
+    table_bytes += 4 + 92 + e.name.size() + e.note.size();
+    for (const auto& t : e.tags) table_bytes += 2 + t.size();
+  }
+  table_bytes += 4 + 92 + kMaxNameLen + kMaxNoteLen + kMaxTags * (2 + kMaxTagLen);
   return SpaceMap::ReserveBlocks(max_blocks, bs) + CeilDiv(table_bytes, TableBlockPayload(bs)) +
          2;
 }
@@ -571,10 +577,10 @@ Status Pool::SetMeta(const std::string& name, const EntryMeta& meta) {
   RETURN_IF_ERROR(ValidateMeta(meta));
   TableEntry* e = p.Find(name);
   if (!e) return Status::NotFound("no volume or snapshot '" + name + "'");
+  RETURN_IF_ERROR(p.EnsureSpace(0, "metadata"));
   e->note = meta.note;
   e->tags = meta.tags;
   p.dirty = true;
-  RETURN_IF_ERROR(p.EnsureSpace(0, "metadata"));
   return p.CommitLocked();
 }
 

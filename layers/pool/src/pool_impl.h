@@ -73,7 +73,7 @@ struct Pool::Impl {
   Result<std::vector<Extent>> Extents(uint64_t id, uint64_t first, uint64_t count);
 
   // Check and accounting (check.cc).
-  Result<uint64_t> ExclusiveBlocks(uint64_t root);
+  Result<uint64_t> ExclusiveBlocks(uint64_t root, int level = -1);
   Result<CheckReport> CheckLocked();
   Result<VerifyReport> VerifyLocked();
 };

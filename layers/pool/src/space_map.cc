@@ -38,6 +38,7 @@ void SpaceMap::Load(uint64_t nr_blocks, uint64_t used_blocks, std::vector<uint64
   txn_.clear();
   shadowed_sm_.clear();
   shadowed_idx_.clear();
+  folding_ = false;
 }
 
 int64_t SpaceMap::PendingDelta(uint64_t b) const {
@@ -69,6 +70,12 @@ Result<uint32_t> SpaceMap::BaseCount(uint64_t b) {
 }
 
 Result<uint32_t> SpaceMap::Get(uint64_t b) {
+  // A block allocated in this transaction had a committed count of 0, so
+  // its count is its delta (until PrepareCommit folds deltas).
+  if (!folding_) {
+    auto it = txn_.find(b);
+    if (it != txn_.end() && it->second.is_new) return static_cast<uint32_t>(it->second.delta);
+  }
   ASSIGN_OR_RETURN(uint32_t base, BaseCount(b));
   return static_cast<uint32_t>(int64_t(base) + PendingDelta(b));
 }
@@ -121,7 +128,7 @@ Result<uint64_t> SpaceMap::AllocOne() {
         }
       }
       for (; b < sm_end; ++b) {
-        uint32_t base = sb ? GetLE32(sb->payload() + 4 * (b % per_sm_)) : 0;
+        uint32_t base = sb ? LoadLE32(sb->payload() + 4 * (b % per_sm_)) : 0;
         auto it = txn_.find(b);
         if (it == txn_.end()) {
           if (base != 0) continue;
@@ -215,6 +222,12 @@ Result<BlockRef> SpaceMap::ShadowSm(uint64_t smi) {
 }
 
 Status SpaceMap::PrepareCommit() {
+  // Stays set until EndCommit/Load: folded deltas are no longer in txn_.
+  folding_ = true;
+  return FoldDeltas();
+}
+
+Status SpaceMap::FoldDeltas() {
   for (;;) {
     std::map<uint64_t, std::vector<uint64_t>> groups;
     for (const auto& [b, d] : txn_) {
@@ -239,6 +252,7 @@ Status SpaceMap::PrepareCommit() {
 }
 
 void SpaceMap::EndCommit() {
+  folding_ = false;
   txn_.clear();
   shadowed_sm_.clear();
   shadowed_idx_.clear();

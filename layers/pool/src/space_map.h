@@ -84,6 +84,7 @@ class SpaceMap {
   Result<BlockRef> ShadowSm(uint64_t smi);
   Result<BlockRef> ShadowIndex(uint64_t idx);
   Result<uint64_t> AllocOne();
+  Status FoldDeltas();
   int64_t PendingDelta(uint64_t b) const;
 
   BlockCache* cache_;
@@ -97,6 +98,7 @@ class SpaceMap {
   std::vector<uint64_t> index_locs_;
   std::unordered_map<uint64_t, Delta> txn_;
   std::set<uint64_t> shadowed_sm_, shadowed_idx_;
+  bool folding_ = false;  // inside PrepareCommit: deltas are being folded
 };
 
 }  // namespace stack::pool

@@ -13,13 +13,16 @@
 //   Format       writes a new container over the device (its old header and
 //                keyslot area are wiped), returns the opened CryptDevice.
 //                InvalidArgument on bad options or a device too small.
-//   Open         validates the header (both copies for LUKS2), tries the
+//   Open         takes ownership of dev (destroyed on failure; use
+//                TestPassphrase first to retry without losing it);
+//                validates the header (both copies for LUKS2), tries the
 //                keyslots (only opts.keyslot if given; else priority 2 before
 //                1, never 0), checks the digest in constant time. Wrong
 //                passphrase -> AuthFailed, and nothing is written. Unknown
 //                mandatory requirements force read-only (a warning says why).
 //                A damaged or stale header copy is reported in warnings(),
 //                never repaired by Open.
+//   TestPassphrase  Open's unlock step alone, on a borrowed device.
 //   AddKey       adds a keyslot for `added`, unlocking with `existing`.
 //   RemoveKey    removes the keyslot `passphrase` opens; the last keyslot only
 //                with force (else InvalidArgument). KillKeyslot by number.
@@ -57,7 +60,8 @@ enum class KdfType { kArgon2id, kArgon2i, kPbkdf2 };
 struct KdfParams {
   KdfType type = KdfType::kArgon2id;
   // > 0: measure this machine and pick the cost that takes about this long
-  // (argon2: time cost with memory/parallelism fixed, at least 4; pbkdf2:
+  // (argon2: time cost with memory/parallelism fixed, at least 4, memory
+  // lowered towards 64 MiB if 4 passes take longer; pbkdf2:
   // iterations, at least 1000). 0: use time_cost / iterations as given.
   uint32_t time_ms = 1000;
   uint32_t time_cost = 4;          // argon2 passes when time_ms == 0
@@ -95,6 +99,12 @@ Result<std::unique_ptr<CryptDevice>> Format(std::unique_ptr<BlockDevice> dev,
                                             const Secret& passphrase, const FormatOptions& opts);
 Result<std::unique_ptr<CryptDevice>> Open(std::unique_ptr<BlockDevice> dev,
                                           const Secret& passphrase, const OpenOptions& opts = {});
+
+// Checks a passphrase without taking ownership of the device or writing
+// anything (for retry loops before Open): the keyslot it opens, AuthFailed
+// otherwise.
+Result<int> TestPassphrase(BlockDevice& dev, const Secret& passphrase,
+                           std::optional<int> keyslot = std::nullopt);
 
 // Returns the new keyslot number.
 Result<int> AddKey(BlockDevice& dev, const Secret& existing, const Secret& added,
