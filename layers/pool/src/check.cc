@@ -1,4 +1,5 @@
 // check, verify and per-entry accounting.
+#include <cstdio>
 #include <sstream>
 #include <unordered_map>
 #include <unordered_set>
@@ -194,10 +195,8 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
       if (!sb.ok()) c.Error(sb.status().message());
     }
   }
+  // During a transaction this is still the committed chain, and counted.
   for (uint64_t l : table_locs) c.Meta(l);
-  if (dirty || sm->changed()) {
-    // Uncommitted: the chain listed is still the committed one and counted.
-  }
   // Trees.
   std::unordered_set<std::string> names;
   for (const auto& e : entries) {
