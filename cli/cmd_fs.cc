@@ -11,6 +11,7 @@
 #include "command.h"
 #include "fs_format.h"
 #include "output.h"
+#include "stack/build.h"
 #include "stack/fs_session.h"
 #include "target_args.h"
 
@@ -73,11 +74,16 @@ Status Populate(FsArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto s, Session(a, true));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target (use --from)"));
   if (a.from.empty()) return Status::InvalidArgument("--from DIR|TARBALL|- is required");
+  compose::Progress progress("populate", 0);
+  if (progress.enabled()) progress.SetTotal(compose::SourceBytes(a.from));
+  auto popts = PopOpts(a);
+  popts.on_file = [&progress](uint64_t n) { progress.Advance(n); };
   Result<fsbridge::PopulateStats> st = Status::Internal("unset");
   if (a.from != "-" && std::filesystem::is_directory(a.from))
-    st = s->fs().PopulateFromDirectory(a.from, a.dest, PopOpts(a));
+    st = s->fs().PopulateFromDirectory(a.from, a.dest, popts);
   else
-    st = s->fs().PopulateFromTar(a.from, a.dest, PopOpts(a));
+    st = s->fs().PopulateFromTar(a.from, a.dest, popts);
+  progress.Finish();
   RETURN_IF_ERROR(st.status());
   RETURN_IF_ERROR(s->Close());
   if (ctx.json) PrintJson(StatsJson(*st));

@@ -66,6 +66,9 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
     s.confirm = true;
     ASSIGN_OR_RETURN(pass, compose::ObtainSecret(s));
   }
+  compose::Progress progress("build", 0);
+  if (progress.enabled()) progress.SetTotal(compose::SourceBytes(o.source));
+  o.progress = &progress;
   ASSIGN_OR_RETURN(auto rep, compose::BuildImage(o, pass ? &*pass : nullptr));
   if (ctx.json) {
     PrintJson({{"volume", rep.volume},

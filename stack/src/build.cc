@@ -40,11 +40,17 @@ Status FillVolume(pool::Pool& pool, const std::string& tmp, const BuildOptions& 
   }
   ASSIGN_OR_RETURN(auto fs, fsbridge::Filesystem::Mkfs(std::move(dev), o.mkfs));
   if (!o.source.empty()) {
+    fsbridge::PopulateOptions popts = o.populate;
+    if (o.progress) {
+      Progress* p = o.progress;
+      popts.on_file = [p](uint64_t n) { p->Advance(n); };
+    }
     Result<fsbridge::PopulateStats> st = Status::Internal("unset");
     if (o.source != "-" && std::filesystem::is_directory(o.source))
-      st = fs->PopulateFromDirectory(o.source, "/", o.populate);
+      st = fs->PopulateFromDirectory(o.source, "/", popts);
     else
-      st = fs->PopulateFromTar(o.source, "/", o.populate);
+      st = fs->PopulateFromTar(o.source, "/", popts);
+    if (o.progress) o.progress->Finish();
     RETURN_IF_ERROR(st.status());
     rep->stats = *st;
   }
@@ -54,6 +60,18 @@ Status FillVolume(pool::Pool& pool, const std::string& tmp, const BuildOptions& 
 }
 
 }  // namespace
+
+uint64_t SourceBytes(const std::string& source) {
+  std::error_code ec;
+  if (source.empty() || source == "-" || !std::filesystem::is_directory(source, ec)) return 0;
+  uint64_t total = 0;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           source, std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec) && !it->is_symlink(ec)) total += it->file_size(ec);
+  }
+  return total;
+}
 
 Result<int> CleanupStaleBuilds(pool::Pool& pool) {
   ASSIGN_OR_RETURN(auto entries, pool.List());

@@ -123,6 +123,26 @@ class Commands(StackTestCase):
         # The snapshot keeps the original keyslot: k1 still opens it.
         stack("fs", "ls", "-p", self.pool, "base@v1", "-k", self.key, check=0)
 
+    def test_progress_only_on_a_terminal(self):
+        big = self.path("big")
+        os.makedirs(big)
+        for i in range(40):
+            with open(os.path.join(big, f"f{i}"), "wb") as f:
+                f.write(os.urandom(1 << 20))
+        bin_ = os.environ["STACK_BIN"]
+        cmd = (f"{bin_} build -p {self.pool} t --from {big} --size 256M -k {self.key} "
+               + " ".join(FAST_KDF))
+        # On a (pseudo) terminal: a progress line with a percentage, rate and ETA.
+        r = sh(f"script -qec '{cmd}' /dev/null", check=False)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertRegex(r.stdout, r"build: +\d+\.\d% .*/s ETA \d\d:\d\d")
+        # Not a terminal: nothing on stderr.
+        r = stack("export", "-p", self.pool, "t", self.path("t.img"), check=0)
+        self.assertEqual(r.err, "")
+        r = stack("build", "-p", self.pool, "u", "--from", big, "--size", "256M", "-k",
+                  self.key, *FAST_KDF, check=0)
+        self.assertEqual(r.err, "")
+
     def test_image_file_targets(self):
         plain = self.path("raw.ext4")
         sh(f"truncate -s 64M {plain}")

@@ -165,6 +165,7 @@ Status HostImporter::CopyEntry(TreeBuilder::Dir* parent, const std::string& name
     if (st.st_nlink > 1) links_[{st.st_dev, st.st_ino}] = ino;
     stats_->files++;
     stats_->bytes += size;
+    if (opts_.on_file) opts_.on_file(size);
     return Status::Ok();
   }
   if (S_ISLNK(st.st_mode)) {

@@ -153,6 +153,7 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
           }).status());
           stats.files++;
           stats.bytes += size;
+          if (opts.on_file) opts.on_file(size);
           break;
         }
         case AE_IFLNK: {

@@ -44,6 +44,8 @@ struct BuildOptions {
   fde::FormatOptions luks;
   fsbridge::MkfsOptions mkfs;
   fsbridge::PopulateOptions populate;
+  // Shows populate progress (bytes of file data) when enabled; may be null.
+  Progress* progress = nullptr;
 };
 
 struct BuildReport {
@@ -57,6 +59,10 @@ struct BuildReport {
 
 // REQUIRES: passphrase non-empty when opts.encrypt.
 Result<BuildReport> BuildImage(const BuildOptions& opts, const fde::Secret* passphrase);
+
+// Total bytes of regular files under a directory (0 for a tarball or
+// stdin, whose size is not known up front): the progress total.
+uint64_t SourceBytes(const std::string& source);
 
 // Deletes hidden ".build-*" volumes left by killed builds. Returns how many.
 Result<int> CleanupStaleBuilds(pool::Pool& pool);

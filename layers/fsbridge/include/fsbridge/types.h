@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -42,6 +43,9 @@ struct PopulateOptions {
   bool keep_owners = true;
   // Copy extended attributes (directory sources; tar xattrs are always read).
   bool xattrs = true;
+  // Called after each regular file is written, with its logical size
+  // (progress reporting). May be empty.
+  std::function<void(uint64_t)> on_file;
 };
 
 struct PopulateStats {
