@@ -6,6 +6,7 @@
 #include "pool/pool.h"
 #include "pool_format.h"
 #include "stack/build.h"
+#include "stack/progress.h"
 #include "units.h"
 
 namespace stack::cli {
@@ -92,7 +93,13 @@ Status Check(const PoolArgs& a, const CommandContext& ctx) {
 
 Status Verify(const PoolArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto p, OpenPool(a, false));
-  ASSIGN_OR_RETURN(auto rep, p->Verify());
+  compose::Progress progress("verify", 0);
+  if (progress.enabled()) {
+    ASSIGN_OR_RETURN(auto info, p->Info());
+    progress.SetTotal(info.used_bytes);
+  }
+  ASSIGN_OR_RETURN(auto rep, p->Verify([&progress](uint64_t n) { progress.Advance(n); }));
+  progress.Finish();
   if (ctx.json) {
     std::cout << rep.ToJson() << "\n";
   } else {

@@ -229,7 +229,7 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
   return r;
 }
 
-Result<VerifyReport> Pool::Impl::VerifyLocked() {
+Result<VerifyReport> Pool::Impl::VerifyLocked(const std::function<void(uint64_t)>& progress) {
   VerifyReport r;
   std::unordered_set<uint64_t> seen;
   std::vector<uint8_t> buf(bs);
@@ -256,6 +256,7 @@ Result<VerifyReport> Pool::Impl::VerifyLocked() {
         continue;
       }
       RETURN_IF_ERROR(store->Read(m.phys * bs, buf));
+      if (progress) progress(bs);
       if (DataChecksum(buf, m.phys) != m.csum) {
         ++r.bad_blocks;
         r.ok = false;

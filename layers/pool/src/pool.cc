@@ -649,10 +649,10 @@ Result<CheckReport> Pool::Check() {
   return impl_->CheckLocked();
 }
 
-Result<VerifyReport> Pool::Verify() {
+Result<VerifyReport> Pool::Verify(const std::function<void(uint64_t)>& progress) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   RETURN_IF_ERROR(impl_->Usable());
-  return impl_->VerifyLocked();
+  return impl_->VerifyLocked(progress);
 }
 
 Status Pool::Grow(uint64_t new_max_bytes) {

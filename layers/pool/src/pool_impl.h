@@ -75,7 +75,7 @@ struct Pool::Impl {
   // Check and accounting (check.cc).
   Result<uint64_t> ExclusiveBlocks(uint64_t root, int level = -1);
   Result<CheckReport> CheckLocked();
-  Result<VerifyReport> VerifyLocked();
+  Result<VerifyReport> VerifyLocked(const std::function<void(uint64_t)>& progress);
 };
 
 std::string FormatUuid(const std::array<uint8_t, 16>& u);

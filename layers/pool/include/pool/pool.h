@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -150,7 +151,8 @@ class Pool {
   // Full consistency check (reference counts, trees, metadata checksums).
   Result<CheckReport> Check();
   // Reads every referenced data block and verifies its checksum.
-  Result<VerifyReport> Verify();
+  // `progress`, if given, is called with the bytes of each block read.
+  Result<VerifyReport> Verify(const std::function<void(uint64_t)>& progress = {});
   Status Grow(uint64_t new_max_bytes);
   Status Commit();
 
