@@ -71,8 +71,8 @@ for phase in $PHASES; do
         for f in $(find "$ROOT/build-fuzz/fuzz" -mindepth 2 -maxdepth 2 -type f -perm -u+x 2>/dev/null | sort); do
           name=$(basename "$f"); area=$(basename "$(dirname "$f")")
           work=$(mktemp -d)
-          # Seed corpus: fuzz/<area>/corpus/<name>/ if present, else fuzz/<area>/corpus/.
-          for c in "$ROOT/fuzz/$area/corpus/$name" "$ROOT/fuzz/$area/corpus"; do
+          # Seed corpus: fuzz/<area>/{corpus,seeds}/<name>/ if present, else fuzz/<area>/{corpus,seeds}/.
+          for c in "$ROOT/fuzz/$area/corpus/$name" "$ROOT/fuzz/$area/seeds/$name" "$ROOT/fuzz/$area/corpus" "$ROOT/fuzz/$area/seeds"; do
             if [ -d "$c" ]; then find "$c" -maxdepth 1 -type f -exec cp {} "$work/" \; ; break; fi
           done
           echo "fuzz: $name for ${FUZZ_SECONDS}s"
