@@ -18,6 +18,29 @@ Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> ou
   TableEntry* e = FindId(id);
   if (!e) return Status::NotFound("volume was deleted");
   uint64_t n = out.size() / bs;
+  if (n == 1) {
+    // One block (the common random-read case): a plain lookup, without the
+    // range walk's callback and vector.
+    auto found = tree->Lookup(e->root, first);
+    if (!found.ok()) return found.status().WithContext(EntryLabel(*e));
+    if (!found->has_value()) {
+      std::memset(out.data(), 0, out.size());
+      return Status::Ok();
+    }
+    const Mapping m = **found;
+    if (m.phys < kFirstFreeBlock || m.phys >= sm->nr_blocks()) {
+      return Status::Corruption(EntryLabel(*e) + " logical block " + std::to_string(first) +
+                                " maps outside the pool (physical block " +
+                                std::to_string(m.phys) + ")");
+    }
+    RETURN_IF_ERROR(store->Read(m.phys * bs, out));
+    if (DataChecksum(out, m.phys) != m.csum) {
+      return Status::Corruption(EntryLabel(*e) + " logical block " + std::to_string(first) +
+                                " (physical block " + std::to_string(m.phys) +
+                                "): data checksum mismatch");
+    }
+    return Status::Ok();
+  }
   std::memset(out.data(), 0, out.size());
   std::vector<std::pair<uint64_t, Mapping>> maps;
   Status st = tree->ForEach(e->root, first, first + n, [&](uint64_t k, const Mapping& m) {
