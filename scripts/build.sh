@@ -15,4 +15,6 @@ cmake -S "$ROOT" -B "$BUILD" $GEN \
   -DCMAKE_C_COMPILER="${STACK_CC:-gcc}" \
   -DSTACK_SANITIZER="${STACK_SANITIZER:-none}" \
   ${STACK_CMAKE_ARGS:-} >/dev/null
-cmake --build "$BUILD" -j"$(nproc)"
+# STACK_BUILD_TARGETS: build only these targets (default: everything).
+# shellcheck disable=SC2086
+cmake --build "$BUILD" -j"$(nproc)" ${STACK_BUILD_TARGETS:+--target $STACK_BUILD_TARGETS}

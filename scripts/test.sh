@@ -66,7 +66,8 @@ for phase in $PHASES; do
       fi ;;
     fuzz)
       if STACK_BUILD_DIR="$ROOT/build-fuzz" STACK_CXX=clang++-14 STACK_CC=clang-14 \
-         STACK_CMAKE_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF" "$ROOT/scripts/build.sh"; then
+         STACK_CMAKE_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF" STACK_BUILD_TARGETS=stack_fuzzers \
+         "$ROOT/scripts/build.sh"; then
         n=0; bad=0
         for f in $(find "$ROOT/build-fuzz/fuzz" -mindepth 2 -maxdepth 2 -type f -perm -u+x 2>/dev/null | sort); do
           name=$(basename "$f"); area=$(basename "$(dirname "$f")")
