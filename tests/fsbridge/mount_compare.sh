@@ -18,7 +18,10 @@ ln -s a.txt "$T/src/link"
 ln -s "$(printf '%0300d' 0)" "$T/src/d/slowlink"
 mkfifo "$T/src/fifo"
 i=0; while [ $i -lt 3000 ]; do : > "$T/src/d/e/f$i"; i=$((i+1)); done
-setfattr -n user.k -v v "$T/src/a.txt" 2>/dev/null || true
+# The xattr check needs the source filesystem to take user xattrs; where it
+# cannot, the check is reported as not done (never silently passed).
+XATTR=yes
+setfattr -n user.k -v v "$T/src/a.txt" 2>"$T/xerr" || { XATTR="no ($(cat "$T/xerr"))"; }
 touch -d '2020-01-02 03:04:05.123456789' "$T/src/a.txt"
 "$TOOL" mkfs "$T/img" 64 "$T/src"
 e2fsck -fn "$T/img" >/dev/null
@@ -29,6 +32,10 @@ fi
 D="diff -r --no-dereference -x lost+found -x fifo"
 $D "$T/src" "$MNT" >/dev/null 2>&1 || { $D "$T/src" "$MNT" | head; exit 1; }
 [ "$(stat -c '%h %a %y' "$MNT/a.txt")" = "$(stat -c '%h %a %y' "$T/src/a.txt")" ] || { echo "attrs differ"; exit 1; }
-[ "$(getfattr --only-values -n user.k "$MNT/a.txt" 2>/dev/null || echo none)" = "$(getfattr --only-values -n user.k "$T/src/a.txt" 2>/dev/null || echo none)" ] || { echo "xattr differs"; exit 1; }
+if [ "$XATTR" = yes ]; then
+  [ "$(getfattr --only-values -n user.k "$MNT/a.txt")" = "v" ] || { echo "xattr differs"; exit 1; }
+else
+  echo "note: xattr check not done: source filesystem refused user xattrs: $XATTR"
+fi
 [ "$(stat -c %F "$MNT/fifo")" = "fifo" ] || { echo "fifo lost"; exit 1; }
 echo "mounted image matches the source"
