@@ -1,24 +1,11 @@
 #include "stack/sparse_copy.h"
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
-namespace stack::compose {
+#include "block/zero.h"
 
-bool IsAllZero(const uint8_t* p, size_t n) {
-  if (n == 0) return true;
-  // Check a word at a time; the tail bytewise.
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    std::memcpy(&w, p + i, 8);
-    if (w) return false;
-  }
-  for (; i < n; ++i)
-    if (p[i]) return false;
-  return true;
-}
+namespace stack::compose {
 
 Result<CopyReport> CopySparse(BlockDevice& src, BlockDevice& dst, const CopyOptions& opts) {
   const uint64_t size = src.size_bytes();
@@ -61,9 +48,9 @@ Result<CopyReport> CopySparse(BlockDevice& src, BlockDevice& dst, const CopyOpti
         // Write maximal runs of non-zero units; skip (or zero) zero units.
         uint64_t i = 0;
         while (i < n) {
-          bool zero = IsAllZero(b.data() + i, unit);
+          bool zero = IsAllZero(b.subspan(i, unit));
           uint64_t j = i + unit;
-          while (j < n && IsAllZero(b.data() + j, unit) == zero) j += unit;
+          while (j < n && IsAllZero(b.subspan(j, unit)) == zero) j += unit;
           if (zero) {
             rep.zero_bytes += j - i;
             if (!skip_zero) {

@@ -2,6 +2,7 @@
 
 #include "block/file_device.h"
 #include "block/mem_device.h"
+#include "block/zero.h"
 #include "stack/sparse_copy.h"
 #include "test_util.h"
 
@@ -49,7 +50,7 @@ TEST_CASE("sparse copy writes zeros where the destination does not read zeros") 
   REQUIRE_OK(rep);
   std::vector<uint8_t> got(2 * 4096);
   REQUIRE_OK(dst.Read(0, got));
-  CHECK(IsAllZero(got.data(), got.size()));
+  CHECK(IsAllZero(got));
 }
 
 TEST_CASE("sparse copy refuses a smaller destination and mixed block sizes work") {

@@ -4,23 +4,13 @@
 #include <cstring>
 
 #include "block/endian.h"
+#include "block/zero.h"
 
 namespace stack::fsbridge {
 
 namespace {
 constexpr size_t kRunBytes = 4 << 20;
 constexpr uint32_t kMaxExtentLen = 32768;  // initialized extent limit
-
-bool AllZero(const uint8_t* p, size_t n) {
-  static const uint8_t zeros[4096] = {};
-  while (n) {
-    size_t k = std::min(n, sizeof zeros);
-    if (std::memcmp(p, zeros, k) != 0) return false;
-    p += k;
-    n -= k;
-  }
-  return true;
-}
 
 struct ExtentHandle {
   ext2_extent_handle_t h = nullptr;
@@ -70,12 +60,12 @@ Status DataWriter::FlushRun(bool final) {
   const uint64_t n = whole / bs_;
   uint64_t i = 0;
   while (i < n) {
-    if (skip_zero_ && AllZero(buf_.data() + i * bs_, bs_)) {
+    if (skip_zero_ && IsAllZero({buf_.data() + i * bs_, bs_})) {
       ++i;
       continue;
     }
     uint64_t j = i + 1;
-    while (j < n && !(skip_zero_ && AllZero(buf_.data() + j * bs_, bs_))) ++j;
+    while (j < n && !(skip_zero_ && IsAllZero({buf_.data() + j * bs_, bs_}))) ++j;
     RETURN_IF_ERROR(Place(lblk0 + i, buf_.data() + i * bs_, j - i));
     i = j;
   }

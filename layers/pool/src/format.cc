@@ -33,22 +33,6 @@ uint64_t Checksum(std::span<const uint8_t> data, uint64_t seed) {
 #endif
 }
 
-bool IsAllZero(std::span<const uint8_t> data) {
-  const uint8_t* p = data.data();
-  size_t n = data.size();
-  while (n >= 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    if (v != 0) return false;
-    p += 8;
-    n -= 8;
-  }
-  while (n--) {
-    if (*p++) return false;
-  }
-  return true;
-}
-
 void SealBlock(std::span<uint8_t> block, BlockType type, uint64_t location, uint64_t generation) {
   uint8_t* p = block.data();
   PutLE32(p + 8, kMetaMagic);

@@ -79,7 +79,6 @@ uint64_t Checksum(std::span<const uint8_t> data, uint64_t seed);
 inline uint64_t DataChecksum(std::span<const uint8_t> data, uint64_t phys) {
   return Checksum(data, phys ^ 0x9e3779b97f4a7c15ull);
 }
-bool IsAllZero(std::span<const uint8_t> data);
 
 // Fills the header (magic, type, location, generation) and the checksum.
 // REQUIRES: block.size() > kHeaderSize.

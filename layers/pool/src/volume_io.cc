@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "pool_impl.h"
+#include "block/zero.h"
 
 namespace stack::pool {
 namespace {

@@ -43,7 +43,4 @@ struct CopyReport {
 // divide each other; errors from either device are returned with context.
 Result<CopyReport> CopySparse(BlockDevice& src, BlockDevice& dst, const CopyOptions& opts = {});
 
-// True if every byte of [p, p+n) is zero.
-bool IsAllZero(const uint8_t* p, size_t n);
-
 }  // namespace stack::compose
