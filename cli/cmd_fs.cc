@@ -11,7 +11,7 @@
 #include "command.h"
 #include "fs_format.h"
 #include "output.h"
-#include "stack/build.h"
+#include "stack/populate.h"
 #include "stack/fs_session.h"
 #include "target_args.h"
 
@@ -34,12 +34,6 @@ struct FsArgs {
   std::string to_dir, to_tar;
 };
 
-std::optional<int64_t> Timestamp(const FsArgs& a) {
-  if (a.timestamp >= 0) return a.timestamp;
-  if (const char* sde = std::getenv("SOURCE_DATE_EPOCH")) return std::atoll(sde);
-  return std::nullopt;
-}
-
 Result<std::unique_ptr<compose::FsSession>> Session(FsArgs& a, bool writable) {
   ASSIGN_OR_RETURN(auto spec, a.t.Spec(writable));
   auto s = compose::FsSession::Open(spec, a.t.Passphrase());
@@ -51,7 +45,7 @@ Result<std::unique_ptr<compose::FsSession>> Session(FsArgs& a, bool writable) {
 fsbridge::PopulateOptions PopOpts(const FsArgs& a) {
   fsbridge::PopulateOptions o;
   o.manifest_path = a.manifest;
-  o.timestamp = Timestamp(a);
+  o.timestamp = ResolveTimestamp(a.timestamp);
   o.keep_owners = !a.no_owners;
   return o;
 }
@@ -60,7 +54,7 @@ Status Mkfs(FsArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
   ASSIGN_OR_RETURN(auto o, MkfsOptionsFrom(a.label, a.uuid, a.block_size, a.inode_size,
-                                           a.inode_ratio, a.reserved_ratio, Timestamp(a)));
+                                           a.inode_ratio, a.reserved_ratio, ResolveTimestamp(a.timestamp)));
   ASSIGN_OR_RETURN(auto s, compose::FsSession::Mkfs(spec, a.t.Passphrase(), o));
   ASSIGN_OR_RETURN(auto df, s->fs().Df());
   RETURN_IF_ERROR(s->Close());
@@ -75,15 +69,7 @@ Status Populate(FsArgs& a, const CommandContext& ctx) {
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target (use --from)"));
   if (a.from.empty()) return Status::InvalidArgument("--from DIR|TARBALL|- is required");
   compose::Progress progress("populate", 0);
-  if (progress.enabled()) progress.SetTotal(compose::SourceBytes(a.from));
-  auto popts = PopOpts(a);
-  popts.on_file = [&progress](uint64_t n) { progress.Advance(n); };
-  Result<fsbridge::PopulateStats> st = Status::Internal("unset");
-  if (a.from != "-" && std::filesystem::is_directory(a.from))
-    st = s->fs().PopulateFromDirectory(a.from, a.dest, popts);
-  else
-    st = s->fs().PopulateFromTar(a.from, a.dest, popts);
-  progress.Finish();
+  auto st = compose::PopulateFrom(s->fs(), a.from, a.dest, PopOpts(a), &progress);
   RETURN_IF_ERROR(st.status());
   RETURN_IF_ERROR(s->Close());
   if (ctx.json) PrintJson(StatsJson(*st));

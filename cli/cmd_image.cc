@@ -28,12 +28,6 @@ struct ImageArgs {
   std::string format = "stored";
 };
 
-std::optional<int64_t> Timestamp(const ImageArgs& a) {
-  if (a.timestamp >= 0) return a.timestamp;
-  if (const char* sde = std::getenv("SOURCE_DATE_EPOCH")) return std::atoll(sde);
-  return std::nullopt;
-}
-
 Status Build(ImageArgs& a, const CommandContext& ctx) {
   if (a.t.pool.empty()) return Status::InvalidArgument("--pool FILE (or STACK_POOL) is required");
   if (a.t.pos.size() != 1) return Status::InvalidArgument("expected VOLUME");
@@ -54,9 +48,9 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
   o.encrypt = !a.no_encrypt;
   o.luks.sector_size = a.sector_size;
   ASSIGN_OR_RETURN(o.luks.kdf, a.kdf.Params());
-  ASSIGN_OR_RETURN(o.mkfs, MkfsOptionsFrom(a.label, a.uuid, 0, 0, 0, 0.05, Timestamp(a)));
+  ASSIGN_OR_RETURN(o.mkfs, MkfsOptionsFrom(a.label, a.uuid, 0, 0, 0, 0.05, ResolveTimestamp(a.timestamp)));
   o.populate.manifest_path = a.manifest;
-  o.populate.timestamp = Timestamp(a);
+  o.populate.timestamp = ResolveTimestamp(a.timestamp);
   o.populate.keep_owners = !a.no_owners;
   std::optional<fde::Secret> pass;
   if (o.encrypt) {
@@ -67,7 +61,6 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
     ASSIGN_OR_RETURN(pass, compose::ObtainSecret(s));
   }
   compose::Progress progress("build", 0);
-  if (progress.enabled()) progress.SetTotal(compose::SourceBytes(o.source));
   o.progress = &progress;
   ASSIGN_OR_RETURN(auto rep, compose::BuildImage(o, pass ? &*pass : nullptr));
   if (ctx.json) {

@@ -5,7 +5,7 @@
 #include "output.h"
 #include "pool/pool.h"
 #include "pool_format.h"
-#include "stack/build.h"
+#include "stack/publish.h"
 #include "stack/progress.h"
 #include "units.h"
 
@@ -51,9 +51,7 @@ Status Info(const PoolArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto p, OpenPool(a, false));
   ASSIGN_OR_RETURN(auto info, p->Info());
   ASSIGN_OR_RETURN(auto entries, p->List());
-  std::erase_if(entries, [](const pool::EntryInfo& e) {
-    return e.name.rfind(compose::kBuildPrefix, 0) == 0;
-  });
+  std::erase_if(entries, [](const pool::EntryInfo& e) { return compose::IsHiddenBuild(e.name); });
   if (ctx.json) {
     auto j = PoolInfoJson(info);
     j["path"] = a.path();

@@ -9,7 +9,7 @@
 #include "pool/pool.h"
 #include "pool_format.h"
 #include "stack/address.h"
-#include "stack/build.h"
+#include "stack/publish.h"
 #include "stack/secrets.h"
 #include "units.h"
 
@@ -53,8 +53,6 @@ Status Need(const VolArgs& a, size_t min, size_t max, const char* usage) {
 
 pool::EntryMeta Meta(const VolArgs& a) { return pool::EntryMeta{a.note, a.tags}; }
 
-bool Hidden(const pool::EntryInfo& e) { return e.name.rfind(compose::kBuildPrefix, 0) == 0; }
-
 Result<pool::EntryInfo> Show(pool::Pool& p, const std::string& name, const CommandContext& ctx,
                              const std::string& verb) {
   ASSIGN_OR_RETURN(auto e, p.Stat(name));
@@ -82,7 +80,7 @@ Status VolList(VolArgs& a, const CommandContext& ctx, bool snapshots_only) {
   ASSIGN_OR_RETURN(auto p, OpenPool(a, false));
   ASSIGN_OR_RETURN(auto entries, p->List());
   std::erase_if(entries, [&](const pool::EntryInfo& e) {
-    if (Hidden(e)) return true;
+    if (compose::IsHiddenBuild(e.name)) return true;
     bool snap = e.kind == pool::EntryKind::kSnapshot;
     if (snapshots_only && !snap) return true;
     if (!snapshots_only && snap && !a.all) return true;

@@ -1,6 +1,7 @@
 #include "fs_format.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 namespace stack::cli {
@@ -61,6 +62,12 @@ std::string TimeText(const fsbridge::Timespec& t, bool nanos) {
 nlohmann::json TimeJson(const fsbridge::Timespec& t) { return {{"sec", t.sec}, {"nsec", t.nsec}}; }
 
 }  // namespace
+
+std::optional<int64_t> ResolveTimestamp(int64_t flag) {
+  if (flag >= 0) return flag;
+  if (const char* sde = std::getenv("SOURCE_DATE_EPOCH")) return std::atoll(sde);
+  return std::nullopt;
+}
 
 Result<std::array<uint8_t, 16>> ParseUuid(const std::string& text) {
   std::array<uint8_t, 16> u{};

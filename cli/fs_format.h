@@ -16,6 +16,9 @@ Result<fsbridge::MkfsOptions> MkfsOptionsFrom(const std::string& label, const st
                                               uint32_t block_size, uint32_t inode_size,
                                               uint32_t inode_ratio, double reserved_ratio,
                                               std::optional<int64_t> timestamp);
+// The fixed time for reproducible images: the --timestamp flag when given
+// (>= 0), else $SOURCE_DATE_EPOCH, else none (use the clock).
+std::optional<int64_t> ResolveTimestamp(int64_t flag);
 // "8-4-4-4-12" hex to 16 bytes.
 Result<std::array<uint8_t, 16>> ParseUuid(const std::string& text);
 // Octal permission bits, at most 07777.

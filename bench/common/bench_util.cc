@@ -60,6 +60,19 @@ void Emit(const Metric& m) {
   std::cout << o.str() << std::endl;
 }
 
+void EmitMedianSeconds(const std::string& name, const std::vector<double>& ours,
+                       const std::vector<double>& anchor, const std::string& anchor_desc) {
+  Metric m;
+  m.name = name;
+  m.ours = Median(ours);
+  m.anchor = Median(anchor);
+  m.unit = "s";
+  m.anchor_desc = anchor_desc;
+  m.better = "lower";
+  m.reps = static_cast<int>(ours.size());
+  Emit(m);
+}
+
 double Median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());

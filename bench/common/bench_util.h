@@ -34,6 +34,10 @@ struct Metric {
 
 // Prints the metric as one JSON line (ratio = ours / anchor).
 void Emit(const Metric& m);
+// Emits a lower-is-better timing metric: the medians of the per-rep wall
+// times (seconds) of ours and the anchor.
+void EmitMedianSeconds(const std::string& name, const std::vector<double>& ours,
+                       const std::vector<double>& anchor, const std::string& anchor_desc);
 
 double Median(std::vector<double> v);
 inline double Now() {

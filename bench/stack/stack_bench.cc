@@ -73,15 +73,8 @@ void BuildGolden(const sb::Options& o) {
         " && qemu-img convert -O luks --object secret,id=s0,file=" + f.key +
         " -o key-secret=s0,iter-time=10 " + f.dir + "/plain.img " + f.dir + "/enc.img"));
   }
-  sb::Metric m;
-  m.name = "stack.build_golden";
-  m.ours = sb::Median(ours);
-  m.anchor = sb::Median(anchor);
-  m.unit = "s";
-  m.anchor_desc = "mke2fs -t ext4 -d + qemu-img convert -O luks (LUKS1), 2 GiB image";
-  m.better = "lower";
-  m.reps = o.reps;
-  sb::Emit(m);
+  sb::EmitMedianSeconds("stack.build_golden", ours, anchor,
+                        "mke2fs -t ext4 -d + qemu-img convert -O luks (LUKS1), 2 GiB image");
 }
 
 void Clone(const sb::Options& o) {
@@ -96,15 +89,8 @@ void Clone(const sb::Options& o) {
                                  " >/dev/null"));
     anchor.push_back(sb::TimeShell("cp --sparse=always " + f.dir + "/img " + f.dir + "/" + n));
   }
-  sb::Metric m;
-  m.name = "stack.clone";
-  m.ours = sb::Median(ours);
-  m.anchor = sb::Median(anchor);
-  m.unit = "s";
-  m.anchor_desc = "cp --sparse=always of the same encrypted image";
-  m.better = "lower";
-  m.reps = o.reps;
-  sb::Emit(m);
+  sb::EmitMedianSeconds("stack.clone", ours, anchor,
+                        "cp --sparse=always of the same encrypted image");
 }
 
 void ExportLuks1(const sb::Options& o) {
@@ -123,15 +109,8 @@ void ExportLuks1(const sb::Options& o) {
                                    f.key + " -o key-secret=s0,iter-time=10 " + f.dir +
                                    "/plain.img " + f.dir + "/q.img"));
   }
-  sb::Metric m;
-  m.name = "stack.export_luks1";
-  m.ours = sb::Median(ours);
-  m.anchor = sb::Median(anchor);
-  m.unit = "s";
-  m.anchor_desc = "qemu-img convert -O luks of the decrypted image";
-  m.better = "lower";
-  m.reps = o.reps;
-  sb::Emit(m);
+  sb::EmitMedianSeconds("stack.export_luks1", ours, anchor,
+                        "qemu-img convert -O luks of the decrypted image");
 }
 
 }  // namespace

@@ -1,13 +1,13 @@
 #include "stack/build.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 
 #include "fsbridge/filesystem.h"
 #include "pool/pool.h"
+#include "stack/populate.h"
+#include "stack/publish.h"
 
 namespace stack::compose {
 namespace {
@@ -40,19 +40,7 @@ Status FillVolume(pool::Pool& pool, const std::string& tmp, const BuildOptions& 
   }
   ASSIGN_OR_RETURN(auto fs, fsbridge::Filesystem::Mkfs(std::move(dev), o.mkfs));
   if (!o.source.empty()) {
-    fsbridge::PopulateOptions popts = o.populate;
-    if (o.progress) {
-      Progress* p = o.progress;
-      popts.on_file = [p](uint64_t n) { p->Advance(n); };
-    }
-    Result<fsbridge::PopulateStats> st = Status::Internal("unset");
-    if (o.source != "-" && std::filesystem::is_directory(o.source))
-      st = fs->PopulateFromDirectory(o.source, "/", popts);
-    else
-      st = fs->PopulateFromTar(o.source, "/", popts);
-    if (o.progress) o.progress->Finish();
-    RETURN_IF_ERROR(st.status());
-    rep->stats = *st;
+    ASSIGN_OR_RETURN(rep->stats, PopulateFrom(*fs, o.source, "/", o.populate, o.progress));
   }
   ASSIGN_OR_RETURN(rep->df, fs->Df());
   RETURN_IF_ERROR(fs->Close());
@@ -60,31 +48,6 @@ Status FillVolume(pool::Pool& pool, const std::string& tmp, const BuildOptions& 
 }
 
 }  // namespace
-
-uint64_t SourceBytes(const std::string& source) {
-  std::error_code ec;
-  if (source.empty() || source == "-" || !std::filesystem::is_directory(source, ec)) return 0;
-  uint64_t total = 0;
-  for (auto it = std::filesystem::recursive_directory_iterator(
-           source, std::filesystem::directory_options::skip_permission_denied, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->is_regular_file(ec) && !it->is_symlink(ec)) total += it->file_size(ec);
-  }
-  return total;
-}
-
-Result<int> CleanupStaleBuilds(pool::Pool& pool) {
-  ASSIGN_OR_RETURN(auto entries, pool.List());
-  int n = 0;
-  for (auto& e : entries) {
-    if (e.name.rfind(kBuildPrefix, 0) == 0) {
-      RETURN_IF_ERROR(pool.Delete(e.name));
-      ++n;
-    }
-  }
-  if (n) RETURN_IF_ERROR(pool.Commit());
-  return n;
-}
 
 Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphrase) {
   const double t0 = Seconds();
@@ -99,29 +62,14 @@ Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphr
   ASSIGN_OR_RETURN(auto pool, OpenOrCreatePool(o, &rep.created_pool));
   ASSIGN_OR_RETURN(int stale, CleanupStaleBuilds(*pool));
   (void)stale;
-  // Refuse early (before any work) if the names are taken.
-  ASSIGN_OR_RETURN(auto entries, pool->List());
-  for (auto& e : entries) {
-    if (e.name == o.volume) return Status::AlreadyExists("volume " + o.volume + " already exists");
-  }
-  const std::string tmp = std::string(kBuildPrefix) + o.volume;
-  pool::EntryMeta meta;
-  meta.note = o.note;
-  meta.tags = o.tags;
-  RETURN_IF_ERROR(pool->CreateVolume(tmp, o.size_bytes, meta));
-  Status st = FillVolume(*pool, tmp, o, passphrase, &rep);
-  if (st.ok()) st = pool->Commit();
-  if (st.ok()) st = pool->Rename(tmp, o.volume);
-  if (!st.ok()) {
-    (void)pool->Delete(tmp);  // best effort; a leftover is cleaned next time
-    (void)pool->Commit();
-    return st;
-  }
+  const pool::EntryMeta meta{o.note, o.tags};
+  RETURN_IF_ERROR(PublishVolume(*pool, o.volume, o.size_bytes, meta, [&](const std::string& tmp) {
+    return FillVolume(*pool, tmp, o, passphrase, &rep);
+  }));
   if (!o.snapshot.empty()) {
     rep.snapshot = o.volume + "@" + o.snapshot;
-    RETURN_IF_ERROR(pool->Snapshot(o.volume, rep.snapshot, meta));
+    RETURN_IF_ERROR(pool->Snapshot(o.volume, rep.snapshot, meta));  // commits
   }
-  RETURN_IF_ERROR(pool->Commit());
   rep.seconds = Seconds() - t0;
   return rep;
 }

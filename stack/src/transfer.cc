@@ -6,7 +6,7 @@
 
 #include "block/file_device.h"
 #include "pool/pool.h"
-#include "stack/build.h"
+#include "stack/publish.h"
 
 namespace stack::compose {
 namespace {
@@ -125,32 +125,16 @@ Result<ImportReport> ImportImage(const ImportOptions& o) {
   ASSIGN_OR_RETURN(auto pool, pool::Pool::Open(o.pool_path, pool::PoolOpenOptions{}));
   ASSIGN_OR_RETURN(int stale, CleanupStaleBuilds(*pool));
   (void)stale;
-  ASSIGN_OR_RETURN(auto info, pool->Info());
-  const uint64_t unit = info.block_size;
+  const uint64_t unit = pool->block_size();
   rep.size_bytes = (in->size_bytes() + unit - 1) / unit * unit;
-  const std::string tmp = std::string(kBuildPrefix) + o.volume;
-  pool::EntryMeta meta;
-  meta.note = o.note;
-  meta.tags = o.tags;
-  ASSIGN_OR_RETURN(auto entries, pool->List());
-  for (auto& e : entries)
-    if (e.name == o.volume) return Status::AlreadyExists("volume " + o.volume + " already exists");
-  RETURN_IF_ERROR(pool->CreateVolume(tmp, rep.size_bytes, meta));
-  Status st = [&]() -> Status {
-    ASSIGN_OR_RETURN(auto vol, pool->OpenVolume(tmp, false));
-    CopyOptions co;
-    co.progress = o.progress;
-    ASSIGN_OR_RETURN(rep.copy, CopySparse(*in, *vol, co));
-    vol.reset();
-    RETURN_IF_ERROR(pool->Commit());
-    RETURN_IF_ERROR(pool->Rename(tmp, o.volume));
-    return pool->Commit();
-  }();
-  if (!st.ok()) {
-    (void)pool->Delete(tmp);
-    (void)pool->Commit();
-    return st;
-  }
+  RETURN_IF_ERROR(PublishVolume(*pool, o.volume, rep.size_bytes, pool::EntryMeta{o.note, o.tags},
+                                [&](const std::string& hidden) -> Status {
+                                  ASSIGN_OR_RETURN(auto vol, pool->OpenVolume(hidden, false));
+                                  CopyOptions co;
+                                  co.progress = o.progress;
+                                  ASSIGN_OR_RETURN(rep.copy, CopySparse(*in, *vol, co));
+                                  return Status::Ok();
+                                }));
   return rep;
 }
 

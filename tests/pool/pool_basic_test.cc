@@ -153,6 +153,9 @@ TEST_CASE("rename carries snapshots, names are validated") {
   std::vector<std::string> names;
   for (auto& e : *l) names.push_back(e.name);
   REQUIRE(names == std::vector<std::string>{"w", "w@a", "w@b"});
+  auto cheap = mp.pool->Names();
+  REQUIRE_OK(cheap);
+  REQUIRE(*cheap == names);
   REQUIRE_OK(mp.pool->Rename("w@a", "w@z"));
   REQUIRE(CodeOf(mp.pool->Rename("w@z", "x@z")) == Code::kInvalidArgument);
   REQUIRE(CodeOf(mp.pool->CreateVolume("w", 4096, {})) == Code::kAlreadyExists);

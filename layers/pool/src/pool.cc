@@ -615,6 +615,15 @@ Result<std::vector<EntryInfo>> Pool::List() {
   return out;
 }
 
+Result<std::vector<std::string>> Pool::Names() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  RETURN_IF_ERROR(impl_->Usable());
+  std::vector<std::string> out;
+  out.reserve(impl_->entries.size());
+  for (const auto& e : impl_->entries) out.push_back(e.name);
+  return out;
+}
+
 Result<EntryInfo> Pool::Stat(const std::string& name) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   RETURN_IF_ERROR(impl_->Usable());

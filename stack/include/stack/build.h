@@ -3,13 +3,10 @@
 //   pool (created if missing) -> new volume -> LUKS2 -> ext4 -> populate
 //   from a directory or tarball (+ manifest) -> flush -> publish -> snapshot
 //
-// Atomic publication: everything is built in a hidden volume named
-// ".build-<volume>" and renamed to <volume> only after the filesystem is
-// closed and flushed; the snapshot <volume>@<snapshot> is taken in the same
-// way. A build that fails is deleted on the way out; one that is killed
-// leaves the hidden volume, which the next writer to open the pool deletes
-// (CleanupStaleBuilds), so no half-made volume is ever visible and the pool
-// passes check.
+// Atomic publication (stack/publish.h): the volume appears under its name
+// only once the filesystem is closed and committed; the snapshot
+// <volume>@<snapshot> is taken after that. A failed or killed build leaves
+// no visible volume and the pool passes check.
 //
 // Thread-safety: none (the pool lock keeps other processes out).
 #pragma once
@@ -21,10 +18,6 @@
 #include "fde/luks.h"
 #include "fsbridge/types.h"
 #include "stack/progress.h"
-
-namespace stack::pool {
-class Pool;
-}
 
 namespace stack::compose {
 
@@ -59,14 +52,5 @@ struct BuildReport {
 
 // REQUIRES: passphrase non-empty when opts.encrypt.
 Result<BuildReport> BuildImage(const BuildOptions& opts, const fde::Secret* passphrase);
-
-// Total bytes of regular files under a directory (0 for a tarball or
-// stdin, whose size is not known up front): the progress total.
-uint64_t SourceBytes(const std::string& source);
-
-// Deletes hidden ".build-*" volumes left by killed builds. Returns how many.
-Result<int> CleanupStaleBuilds(pool::Pool& pool);
-
-inline constexpr const char* kBuildPrefix = ".build-";
 
 }  // namespace stack::compose

@@ -145,7 +145,11 @@ class Pool {
   Status Resize(const std::string& name, uint64_t new_size_bytes);
   Status SetReadOnly(const std::string& name, bool read_only);
   Status SetMeta(const std::string& name, const EntryMeta& meta);
+  // Every entry with its space accounting (walks each entry's tree: cost
+  // grows with mapped data). Names() is the cheap alternative.
   Result<std::vector<EntryInfo>> List();
+  // Entry names in creation order, from the in-memory table (no I/O).
+  Result<std::vector<std::string>> Names();
   Result<EntryInfo> Stat(const std::string& name);
   Result<PoolInfo> Info();
   // Full consistency check (reference counts, trees, metadata checksums).

@@ -1,0 +1,36 @@
+// Atomic publication of new volumes (build, import).
+//
+// A new volume is made under a hidden name ".build-<name>", filled, the pool
+// committed, and only then renamed to <name>. A failure deletes the hidden
+// volume; a killed process leaves it, and the next writer removes every
+// hidden volume (CleanupStaleBuilds): only one writer can hold the pool, so
+// such an entry is always stale. Listings never show hidden volumes.
+//
+// Thread-safety: as the Pool.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "block/status.h"
+#include "pool/pool.h"
+
+namespace stack::compose {
+
+inline constexpr const char* kBuildPrefix = ".build-";
+
+// True for the hidden names of unfinished builds and imports.
+inline bool IsHiddenBuild(const std::string& name) { return name.rfind(kBuildPrefix, 0) == 0; }
+
+// Deletes hidden volumes left by killed builds. Returns how many.
+Result<int> CleanupStaleBuilds(pool::Pool& pool);
+
+// Creates volume `name` (size_bytes, meta) through a hidden name, calls
+// fill(hidden_name) to write it, commits, and renames it to `name`.
+// AlreadyExists (before any change) if `name` is taken; any error from
+// fill or the pool deletes the hidden volume and is returned.
+Status PublishVolume(pool::Pool& pool, const std::string& name, uint64_t size_bytes,
+                     const pool::EntryMeta& meta,
+                     const std::function<Status(const std::string& hidden_name)>& fill);
+
+}  // namespace stack::compose
