@@ -16,10 +16,6 @@ namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
 
-void WriteKey(const std::string& path, const std::string& pass) {
-  WriteFileBytes(path, std::span(reinterpret_cast<const uint8_t*>(pass.data()), pass.size()));
-}
-
 // Writes plaintext through dev at a few offsets beyond the first sector and
 // checks the ciphertext on disk decrypts with `key` through python's XTS.
 void CheckDataWithKey(CryptDevice& dev, std::span<const uint8_t> key) {

@@ -51,6 +51,10 @@ std::vector<uint8_t> ReadFileBytes(const std::string& path) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
 }
 
+void WriteKey(const std::string& path, const std::string& pass) {
+  WriteFileBytes(path, std::span(reinterpret_cast<const uint8_t*>(pass.data()), pass.size()));
+}
+
 void WriteFileBytes(const std::string& path, std::span<const uint8_t> bytes) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));

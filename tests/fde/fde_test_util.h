@@ -22,6 +22,8 @@ std::vector<uint8_t> Unhex(const std::string& hex);
 
 std::vector<uint8_t> ReadFileBytes(const std::string& path);
 void WriteFileBytes(const std::string& path, std::span<const uint8_t> bytes);
+// Writes a passphrase as a key file (exact bytes, no newline).
+void WriteKey(const std::string& path, const std::string& pass);
 
 // Whether the external tools exist (tests that need them fail loudly if not:
 // they are part of the declared environment).

@@ -17,10 +17,6 @@ namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
 
-void WriteKey(const std::string& path, const std::string& pass) {
-  WriteFileBytes(path, std::span(reinterpret_cast<const uint8_t*>(pass.data()), pass.size()));
-}
-
 }  // namespace
 
 TEST_CASE("LUKS1: our container converts with qemu-img to exactly our plaintext") {
