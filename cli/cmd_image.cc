@@ -26,6 +26,7 @@ struct ImageArgs {
   uint32_t pool_block_size = 0;
   std::string pool_max = "64G";
   std::string format = "stored";
+  std::string method = "auto";
 };
 
 Status Build(ImageArgs& a, const CommandContext& ctx) {
@@ -86,6 +87,7 @@ Status Export(ImageArgs& a, const CommandContext& ctx) {
   o.out_path = a.t.pos[0];
   ASSIGN_OR_RETURN(o.format, compose::ParseExportFormat(a.format));
   o.overwrite = a.force;
+  ASSIGN_OR_RETURN(o.method, compose::ParseCopyMethod(a.method));
   o.passphrase = a.t.Passphrase();
   if (!a.t.new_key_file.empty()) o.new_passphrase = a.t.NewPassphrase();
   ASSIGN_OR_RETURN(o.luks1_kdf, a.kdf.Params());
@@ -98,6 +100,7 @@ Status Export(ImageArgs& a, const CommandContext& ctx) {
                {"format", rep.format},
                {"source_encryption", rep.source_encryption},
                {"method", rep.copy.method},
+               {"method_note", rep.copy.method_note},
                {"file_size", rep.file_size},
                {"file_allocated_bytes", rep.file_allocated},
                {"source_allocated_bytes", rep.copy.allocated_bytes},
@@ -108,6 +111,7 @@ Status Export(ImageArgs& a, const CommandContext& ctx) {
               << " (" << rep.format << ", " << FormatSize(rep.file_size) << ", "
               << FormatSize(rep.file_allocated) << " on disk, method " << rep.copy.method
               << ")\n";
+    if (!rep.copy.method_note.empty()) std::cout << "  (" << rep.copy.method_note << ")\n";
   }
   return Status::Ok();
 }
@@ -182,12 +186,20 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
                 "  --format stored  the LUKS2 container as stored (cryptsetup opens it)\n"
                 "  --format luks1   re-encrypted as LUKS1 for QEMU (qemu-img reads it)\n"
                 "  --format plain   the decrypted ext4 image\n"
-                "  example: stack export -p images.stk base@v1 base.img --format luks1 -k p.txt");
+                "A stored export is copied by the kernel where the file system allows:\n"
+                "reflink (shares extents: no data written) or copy_file_range; the method\n"
+                "used is printed, and why a better one was not.\n"
+                "  example: stack export -p images.stk base@v1 base.img --format luks1 -k p.txt\n"
+                "  example: stack export -p images.stk base@v1 base.img --method reflink");
   a->t.AddTo(ex, "[ENTRY] OUTPUT_FILE");
   a->t.AddKeyFile(ex);
   a->t.AddNewKeyFile(ex);
   ex->add_option("--format", a->format, "stored, luks1 or plain")->capture_default_str();
   ex->add_flag("--force", a->force, "Overwrite OUTPUT_FILE");
+  ex->add_option("--method", a->method,
+                 "auto, reflink, copy-range or read-write (an explicit method that the "
+                 "file system does not offer is an error)")
+      ->capture_default_str();
   a->kdf.AddTo(ex);
   bind(ex, [](ImageArgs& x, CommandContext& c) { return Export(x, c); });
 

@@ -14,7 +14,7 @@ PKGS="
   cryptsetup-bin qemu-utils
   nbdkit nbdkit-plugin-dev libnbd-bin
   python3 python3-cryptography
-  util-linux coreutils time attr
+  util-linux coreutils time attr xfsprogs
 "
 
 missing=""

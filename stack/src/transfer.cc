@@ -7,6 +7,7 @@
 #include "block/file_device.h"
 #include "pool/pool.h"
 #include "stack/publish.h"
+#include "stack/stored_copy.h"
 
 namespace stack::compose {
 namespace {
@@ -34,13 +35,37 @@ uint64_t AllocatedOnDisk(const std::string& path) {
 
 Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
   std::unique_ptr<BlockDevice> raw = target.TakeDevice();
+  const bool offload = o.method != CopyMethod::kReadWrite;
+  if (offload && o.method != CopyMethod::kAuto && o.format != ExportFormat::kStored) {
+    return Status::InvalidArgument(std::string("--method ") + CopyMethodName(o.method) +
+                                   " copies stored bytes: it needs --format stored (luks1 "
+                                   "and plain re-encode every block)");
+  }
   if (o.format == ExportFormat::kStored) {
     ASSIGN_OR_RETURN(fde::ContainerKind kind, fde::Probe(*raw));
     rep->source_encryption = KindText(kind);
     ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, raw->size_bytes(), o.overwrite));
+    std::string why_not;
+    if (offload && target.pool() == nullptr) {
+      if (o.method != CopyMethod::kAuto)
+        return Status::Unsupported("--method " + std::string(CopyMethodName(o.method)) +
+                                   " needs a pool entry as the source");
+      why_not = "the source is an image file";
+    } else if (offload) {
+      auto r = CopyStoredRuns(*target.pool(), o.source.entry, raw->size_bytes(), out->fd(),
+                              o.method, o.progress, &why_not);
+      if (r.ok() || o.method != CopyMethod::kAuto || !r.status().Is(Code::kUnsupported)) {
+        if (!r.ok()) return r.status();
+        rep->copy = std::move(r).value();
+        rep->copy.method_note = why_not;
+        rep->file_size = out->size_bytes();
+        return Status::Ok();
+      }
+    }
     CopyOptions co;
     co.progress = o.progress;
     ASSIGN_OR_RETURN(rep->copy, CopySparse(*raw, *out, co));
+    rep->copy.method_note = why_not;
     rep->file_size = out->size_bytes();
     return Status::Ok();
   }

@@ -632,6 +632,24 @@ Result<EntryInfo> Pool::Stat(const std::string& name) {
   return InfoOf(*impl_, *e);
 }
 
+Result<std::vector<StoredRun>> Pool::StoredRuns(const std::string& name, uint64_t offset,
+                                                uint64_t length) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Usable());
+  TableEntry* e = p.Find(name);
+  if (!e) return Status::NotFound("no volume or snapshot '" + name + "'");
+  if (offset % p.bs || length % p.bs) {
+    return Status::InvalidArgument("stored runs: offset and length must be block multiples");
+  }
+  const uint64_t first = offset / p.bs;
+  const uint64_t end = std::min(e->size_bytes / p.bs, first + length / p.bs);
+  if (first >= end) return std::vector<StoredRun>{};
+  return p.Runs(*e, first, end - first);
+}
+
+std::string Pool::StorePath() const { return impl_->store->local_path(); }
+
 Result<PoolInfo> Pool::Info() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Impl& p = *impl_;

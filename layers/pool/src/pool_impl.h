@@ -71,6 +71,7 @@ struct Pool::Impl {
   Status RemoveRange(TableEntry& e, uint64_t first, uint64_t end);
   Status DiscardBlocks(uint64_t id, uint64_t first, uint64_t count);
   Result<std::vector<Extent>> Extents(uint64_t id, uint64_t first, uint64_t count);
+  Result<std::vector<StoredRun>> Runs(const TableEntry& e, uint64_t first, uint64_t count);
 
   // Check and accounting (check.cc).
   Result<uint64_t> ExclusiveBlocks(uint64_t root, int level = -1);

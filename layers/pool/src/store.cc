@@ -54,6 +54,7 @@ class FileStore final : public DeviceStoreBase {
  public:
   FileStore(std::unique_ptr<FileDevice> dev, std::string path)
       : DeviceStoreBase(std::move(dev)), path_(std::move(path)) {}
+  std::string local_path() const override { return path_; }
   ~FileStore() override {
     if (wrote_holder_) ::unlink(HolderPath(path_).c_str());
     // The flock goes with the descriptor, closed by FileDevice.

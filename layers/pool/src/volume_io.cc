@@ -12,6 +12,42 @@ std::string EntryLabel(const TableEntry& e) {
   return std::string(e.snapshot ? "snapshot '" : "volume '") + e.name + "'";
 }
 
+using LogicalMapping = std::pair<uint64_t, Mapping>;  // logical block, mapping
+
+// End (exclusive) of the run starting at maps[i]: logically and physically
+// consecutive, at most `cap` blocks.
+size_t RunEnd(const std::vector<LogicalMapping>& maps, size_t i, size_t cap) {
+  size_t j = i + 1;
+  while (j < maps.size() && j - i < cap && maps[j].first == maps[j - 1].first + 1 &&
+         maps[j].second.phys == maps[j - 1].second.phys + 1) {
+    ++j;
+  }
+  return j;
+}
+
+// Reads one physically contiguous run into dst (run.size() blocks) and
+// checks every block's checksum.
+Status ReadRun(Pool::Impl& p, const TableEntry& e, std::span<const LogicalMapping> run,
+               std::span<uint8_t> dst) {
+  const uint64_t phys0 = run.front().second.phys;
+  if (phys0 < kFirstFreeBlock || run.back().second.phys >= p.sm->nr_blocks()) {
+    return Status::Corruption(EntryLabel(e) + " logical block " +
+                              std::to_string(run.front().first) +
+                              " maps outside the pool (physical block " + std::to_string(phys0) +
+                              ")");
+  }
+  RETURN_IF_ERROR(p.store->Read(phys0 * p.bs, dst));
+  for (size_t k = 0; k < run.size(); ++k) {
+    if (DataChecksum(dst.subspan(k * p.bs, p.bs), run[k].second.phys) != run[k].second.csum) {
+      return Status::Corruption(EntryLabel(e) + " logical block " +
+                                std::to_string(run[k].first) + " (physical block " +
+                                std::to_string(run[k].second.phys) +
+                                "): data checksum mismatch");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> out) {
@@ -43,39 +79,48 @@ Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> ou
     return Status::Ok();
   }
   std::memset(out.data(), 0, out.size());
-  std::vector<std::pair<uint64_t, Mapping>> maps;
+  std::vector<LogicalMapping> maps;
   Status st = tree->ForEach(e->root, first, first + n, [&](uint64_t k, const Mapping& m) {
     maps.emplace_back(k, m);
     return true;
   });
   if (!st.ok()) return st.WithContext(EntryLabel(*e));
-  size_t i = 0;
-  while (i < maps.size()) {
-    size_t j = i + 1;
-    while (j < maps.size() && j - i < 256 && maps[j].first == maps[j - 1].first + 1 &&
-           maps[j].second.phys == maps[j - 1].second.phys + 1) {
-      ++j;
-    }
-    uint64_t k0 = maps[i].first;
-    std::span<uint8_t> dst = out.subspan((k0 - first) * bs, (j - i) * bs);
-    if (maps[i].second.phys < kFirstFreeBlock || maps[j - 1].second.phys >= sm->nr_blocks()) {
-      return Status::Corruption(EntryLabel(*e) + " logical block " + std::to_string(k0) +
-                                " maps outside the pool (physical block " +
-                                std::to_string(maps[i].second.phys) + ")");
-    }
-    RETURN_IF_ERROR(store->Read(maps[i].second.phys * bs, dst));
+  for (size_t i = 0; i < maps.size();) {
+    const size_t j = RunEnd(maps, i, 256);
+    RETURN_IF_ERROR(ReadRun(*this, *e, std::span(maps).subspan(i, j - i),
+                            out.subspan((maps[i].first - first) * bs, (j - i) * bs)));
+    i = j;
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<StoredRun>> Pool::Impl::Runs(const TableEntry& e, uint64_t first,
+                                               uint64_t count) {
+  std::vector<LogicalMapping> maps;
+  Status st = tree->ForEach(e.root, first, first + count, [&](uint64_t k, const Mapping& m) {
+    maps.emplace_back(k, m);
+    return true;
+  });
+  if (!st.ok()) return st.WithContext(EntryLabel(e));
+  std::vector<StoredRun> runs;
+  std::vector<uint8_t> buf;
+  for (size_t i = 0; i < maps.size();) {
+    const size_t j = RunEnd(maps, i, 256);
+    buf.resize((j - i) * bs);
+    RETURN_IF_ERROR(ReadRun(*this, e, std::span(maps).subspan(i, j - i), buf));
     for (size_t k = i; k < j; ++k) {
-      std::span<const uint8_t> blk = dst.subspan((k - i) * bs, bs);
-      if (DataChecksum(blk, maps[k].second.phys) != maps[k].second.csum) {
-        return Status::Corruption(EntryLabel(*e) + " logical block " +
-                                  std::to_string(maps[k].first) + " (physical block " +
-                                  std::to_string(maps[k].second.phys) +
-                                  "): data checksum mismatch");
+      const bool zero = IsAllZero(std::span(buf).subspan((k - i) * bs, bs));
+      StoredRun* last = runs.empty() ? nullptr : &runs.back();
+      if (last && last->zero == zero && last->offset + last->length == maps[k].first * bs &&
+          last->store_offset + last->length == maps[k].second.phys * bs) {
+        last->length += bs;
+      } else {
+        runs.push_back(StoredRun{maps[k].first * bs, maps[k].second.phys * bs, bs, zero});
       }
     }
     i = j;
   }
-  return Status::Ok();
+  return runs;
 }
 
 Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint8_t> data) {

@@ -31,7 +31,8 @@ struct CopyOptions {
 };
 
 struct CopyReport {
-  std::string method;           // e.g. "sparse-extent-copy"
+  std::string method;           // e.g. "sparse-extent-copy", "reflink"
+  std::string method_note;      // why a better method was not used (auto), or ""
   uint64_t size_bytes = 0;      // logical size copied
   uint64_t allocated_bytes = 0; // bytes the source reported as data
   uint64_t written_bytes = 0;   // bytes written to dst

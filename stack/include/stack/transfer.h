@@ -11,6 +11,11 @@
 // are not written (kStored, kPlain) so holes stay holes. Blocks the volume
 // never wrote read as zeros in a kPlain export (in the pool they hold no
 // ciphertext at all). The copy method is reported, never changed silently.
+// A kStored export of a pool entry can be offloaded to the kernel
+// (stack/stored_copy.h): reflink, where the file system shares extents (the
+// export then costs a checksum read and no space), or copy_file_range.
+// kAuto picks the best offered and reports what it skipped and why;
+// an explicit method that is not offered fails with Unsupported.
 //
 // Import (a raw image file -> a new volume): the file's kind is detected
 // (plain, LUKS1, LUKS2) and its bytes are copied as they are; holes and
@@ -24,6 +29,7 @@
 #include <vector>
 
 #include "fde/luks.h"
+#include "stack/file_offload.h"
 #include "stack/sparse_copy.h"
 #include "stack/target.h"
 #include "stack/unlock.h"
@@ -38,6 +44,7 @@ struct ExportOptions {
   std::string out_path;
   ExportFormat format = ExportFormat::kStored;
   bool overwrite = false;
+  CopyMethod method = CopyMethod::kAuto;  // offloads apply to kStored of a pool entry
   SecretGetter passphrase;      // for kLuks1 / kPlain of an encrypted source
   SecretGetter new_passphrase;  // kLuks1: optional; default = passphrase
   fde::KdfParams luks1_kdf;     // kLuks1 keyslot (pbkdf2)

@@ -110,6 +110,14 @@ struct VerifyReport {
   std::string ToJson() const;
 };
 
+// A run of an entry's data held contiguously in the backing store.
+struct StoredRun {
+  uint64_t offset = 0;        // bytes into the entry
+  uint64_t store_offset = 0;  // bytes into the backing store
+  uint64_t length = 0;        // bytes (whole pool blocks)
+  bool zero = false;          // every byte is zero (a copy may leave a hole)
+};
+
 class Pool {
  public:
   static Result<std::unique_ptr<Pool>> Create(const std::string& path,
@@ -157,6 +165,18 @@ class Pool {
   // Reads every referenced data block and verifies its checksum.
   // `progress`, if given, is called with the bytes of each block read.
   Result<VerifyReport> Verify(const std::function<void(uint64_t)>& progress = {});
+  // Where `name`'s mapped data within [offset, offset + length) lies in the
+  // backing store, as runs in entry order (unmapped ranges read as zeros
+  // and are not listed). Every block is read and checked against its
+  // checksum first (Corruption naming the block otherwise), so a copy made
+  // by store offset (reflink, copy_file_range) keeps the guarantee a Read
+  // gives. The offsets stay valid while the pool is open and unchanged
+  // (nothing can change it while a reader holds it read-only).
+  // offset and length: multiples of block_size().
+  Result<std::vector<StoredRun>> StoredRuns(const std::string& name, uint64_t offset,
+                                            uint64_t length);
+  // The backing store's local file (Store::local_path), or "".
+  std::string StorePath() const;
   Status Grow(uint64_t new_max_bytes);
   Status Commit();
 

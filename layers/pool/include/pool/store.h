@@ -46,6 +46,11 @@ class Store {
   virtual bool read_only() const = 0;
   virtual uint32_t io_alignment() const { return 4096; }
   virtual std::string describe() const = 0;
+  // The local file holding the store's bytes at the same offsets, or ""
+  // when there is none (a device, a remote store). Lets a caller copy
+  // stored runs with the kernel's file-to-file methods (reflink,
+  // copy_file_range); see Pool::StoredRuns.
+  virtual std::string local_path() const { return {}; }
 };
 
 // Opens an existing pool file. NotFound if absent.

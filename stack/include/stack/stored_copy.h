@@ -1,0 +1,32 @@
+// Export of a pool entry's stored bytes by kernel offload: each data run is
+// copied from the pool's backing file into the output file at the same
+// entry offset with reflink or copy_file_range, after the pool has checked
+// every block's checksum (Pool::StoredRuns). All-zero runs and unmapped
+// ranges are left as holes.
+//
+// Thread-safety: none.
+#pragma once
+
+#include <string>
+
+#include "stack/file_offload.h"
+#include "stack/progress.h"
+#include "stack/sparse_copy.h"
+
+namespace stack::pool {
+class Pool;
+}
+
+namespace stack::compose {
+
+// Copies `entry` into the already-sized output file out_fd and syncs it.
+// method: kReflink or kCopyRange use only that method (Unsupported if the
+// file systems do not offer it); kAuto tries reflink then copy_file_range
+// and, if neither is offered, returns Unsupported before writing anything,
+// with the reasons in `why_not` (the caller falls back to a read-write copy
+// and reports that). CopyReport::method names the method used.
+Result<CopyReport> CopyStoredRuns(pool::Pool& pool, const std::string& entry, uint64_t size,
+                                  int out_fd, CopyMethod method, Progress* progress,
+                                  std::string* why_not);
+
+}  // namespace stack::compose

@@ -1,0 +1,88 @@
+#include "stack/stored_copy.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "pool/pool.h"
+
+namespace stack::compose {
+namespace {
+
+// The pool's backing file, opened read-only for the kernel to copy from.
+class SourceFile {
+ public:
+  ~SourceFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Status Open(const std::string& path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    return fd_ < 0 ? Status::FromErrno("open " + path, errno) : Status::Ok();
+  }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+Status CopyOne(CopyMethod m, int src, const pool::StoredRun& r, int dst) {
+  return m == CopyMethod::kReflink ? ReflinkRange(src, r.store_offset, dst, r.offset, r.length)
+                                   : CopyFileRange(src, r.store_offset, dst, r.offset, r.length);
+}
+
+}  // namespace
+
+Result<CopyReport> CopyStoredRuns(pool::Pool& pool, const std::string& entry, uint64_t size,
+                                  int out_fd, CopyMethod method, Progress* progress,
+                                  std::string* why_not) {
+  const std::string path = pool.StorePath();
+  if (path.empty()) {
+    if (why_not) *why_not = "the pool's store is not a local file";
+    return Status::Unsupported("kernel copy offload needs a pool in a local file");
+  }
+  SourceFile src;
+  RETURN_IF_ERROR(src.Open(path));
+  CopyReport rep;
+  rep.size_bytes = size;
+  // Decided on the first data run: the method that works there is used for
+  // every run (a later failure is an error, never a silent switch).
+  bool decided = method != CopyMethod::kAuto;
+  CopyMethod use = method;
+  // Windows bound the run list for a huge, fragmented entry.
+  const uint64_t window = uint64_t{1} << 30;
+  for (uint64_t win = 0; win < size; win += window) {
+    const uint64_t wlen = std::min(window, size - win);
+    ASSIGN_OR_RETURN(auto runs, pool.StoredRuns(entry, win, wlen));
+    for (const pool::StoredRun& r : runs) {
+      rep.allocated_bytes += r.length;
+      if (r.zero) {
+        rep.zero_bytes += r.length;
+      } else if (decided) {
+        RETURN_IF_ERROR(CopyOne(use, src.fd(), r, out_fd));
+        rep.written_bytes += r.length;
+      } else {
+        Status st = CopyOne(CopyMethod::kReflink, src.fd(), r, out_fd);
+        use = CopyMethod::kReflink;
+        if (st.code() == Code::kUnsupported) {
+          std::string reflink_no = st.message();
+          st = CopyOne(CopyMethod::kCopyRange, src.fd(), r, out_fd);
+          use = CopyMethod::kCopyRange;
+          if (why_not) *why_not = reflink_no;
+          if (st.code() == Code::kUnsupported && why_not) *why_not += "; " + st.message();
+        }
+        RETURN_IF_ERROR(st);
+        decided = true;
+        rep.written_bytes += r.length;
+      }
+      if (progress) progress->Advance(r.length);
+    }
+  }
+  if (::fdatasync(out_fd) != 0) return Status::FromErrno("fdatasync export", errno);
+  if (progress) progress->Finish();
+  rep.method = decided ? CopyMethodName(use) : "none (no data to copy)";
+  return rep;
+}
+
+}  // namespace stack::compose
