@@ -1,5 +1,7 @@
 #include "bench_util.h"
 
+#include <sys/stat.h>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -60,8 +62,8 @@ void Emit(const Metric& m) {
   std::cout << o.str() << std::endl;
 }
 
-void EmitMedianSeconds(const std::string& name, const std::vector<double>& ours,
-                       const std::vector<double>& anchor, const std::string& anchor_desc) {
+Metric MedianSecondsMetric(const std::string& name, const std::vector<double>& ours,
+                           const std::vector<double>& anchor, const std::string& anchor_desc) {
   Metric m;
   m.name = name;
   m.ours = Median(ours);
@@ -70,7 +72,12 @@ void EmitMedianSeconds(const std::string& name, const std::vector<double>& ours,
   m.anchor_desc = anchor_desc;
   m.better = "lower";
   m.reps = static_cast<int>(ours.size());
-  Emit(m);
+  return m;
+}
+
+void EmitMedianSeconds(const std::string& name, const std::vector<double>& ours,
+                       const std::vector<double>& anchor, const std::string& anchor_desc) {
+  Emit(MedianSecondsMetric(name, ours, anchor, anchor_desc));
 }
 
 double Median(std::vector<double> v) {
@@ -107,6 +114,12 @@ std::string ScratchDir(const std::string& tag) {
   std::string tmpl = (root / (tag + "-XXXXXX")).string();
   if (!::mkdtemp(tmpl.data())) Die("mkdtemp " + tmpl + ": " + std::strerror(errno));
   return tmpl;
+}
+
+uint64_t AllocatedBytes(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_blocks) * 512;
 }
 
 void DropCache(const std::string& path) {

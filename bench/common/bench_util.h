@@ -14,6 +14,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -34,6 +35,10 @@ struct Metric {
 
 // Prints the metric as one JSON line (ratio = ours / anchor).
 void Emit(const Metric& m);
+// A lower-is-better timing metric from the medians of per-rep wall times
+// (seconds), for callers that add notes before Emit.
+Metric MedianSecondsMetric(const std::string& name, const std::vector<double>& ours,
+                           const std::vector<double>& anchor, const std::string& anchor_desc);
 // Emits a lower-is-better timing metric: the medians of the per-rep wall
 // times (seconds) of ours and the anchor.
 void EmitMedianSeconds(const std::string& name, const std::vector<double>& ours,
@@ -52,6 +57,8 @@ void Shell(const std::string& cmd);
 double TimeShell(const std::string& cmd);
 // A fresh scratch directory for this run (created; removed by the caller).
 std::string ScratchDir(const std::string& tag);
+// Bytes a file occupies on disk (st_blocks * 512); 0 if it is missing.
+uint64_t AllocatedBytes(const std::string& path);
 // Drops the page cache for a file (posix_fadvise DONTNEED), best effort.
 void DropCache(const std::string& path);
 // Aborts the process with a one-line message (benchmarks have no Status path).

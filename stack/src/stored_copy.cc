@@ -60,7 +60,12 @@ Result<CopyReport> CopyStoredRuns(pool::Pool& pool, const std::string& entry, ui
       if (r.zero) {
         rep.zero_bytes += r.length;
       } else if (decided) {
-        RETURN_IF_ERROR(CopyOne(use, src.fd(), r, out_fd));
+        Status st = CopyOne(use, src.fd(), r, out_fd);
+        if (st.Is(Code::kUnsupported) && method != CopyMethod::kAuto) {
+          return Status::Unsupported(st.message() + " from " + path +
+                                     " (not offered here; --method auto uses what is)");
+        }
+        RETURN_IF_ERROR(st);
         rep.written_bytes += r.length;
       } else {
         Status st = CopyOne(CopyMethod::kReflink, src.fd(), r, out_fd);
