@@ -24,6 +24,7 @@ Result<std::unique_ptr<FileDevice>> NewOutput(const std::string& path, uint64_t 
                                               bool overwrite) {
   FileDeviceOptions o;
   o.block_size = 512;
+  o.write_behind_bytes = 1;  // an export streams out: overlap writeback with the copy
   return FileDevice::Create(path, size, o, overwrite);
 }
 

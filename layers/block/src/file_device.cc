@@ -70,7 +70,8 @@ FileDevice::FileDevice(std::string path, int fd, const FileDeviceOptions& opts, 
       block_size_(opts.block_size),
       block_count_(size / opts.block_size),
       read_only_(opts.read_only),
-      direct_(opts.direct) {}
+      direct_(opts.direct),
+      write_behind_(opts.write_behind_bytes) {}
 
 FileDevice::~FileDevice() {
   if (fd_ >= 0) ::close(fd_);
@@ -182,7 +183,13 @@ Status FileDevice::DoWrite(uint64_t offset, std::span<const uint8_t> data) {
     std::memcpy(b.p, data.data(), data.size());
     return PwriteFull(fd_, static_cast<const uint8_t*>(b.p), data.size(), offset, path_);
   }
-  return PwriteFull(fd_, data.data(), data.size(), offset, path_);
+  RETURN_IF_ERROR(PwriteFull(fd_, data.data(), data.size(), offset, path_));
+  if (write_behind_ != 0 && data.size() >= write_behind_) {
+    // A hint only: an error here surfaces again at Flush (fdatasync).
+    (void)::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(data.size()),
+                            SYNC_FILE_RANGE_WRITE);
+  }
+  return Status::Ok();
 }
 
 Status FileDevice::DoFlush() {

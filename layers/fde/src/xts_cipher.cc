@@ -13,7 +13,9 @@ namespace stack::fde {
 namespace {
 
 // One pair of EVP contexts (encrypt, decrypt) keyed once; per sector only the
-// IV is reset, which is cheap.
+// IV is reset. The cipher is an explicitly fetched provider implementation
+// and the IV goes in through EVP_CipherInit_ex2: the legacy EVP_CipherInit_ex
+// entry costs ~0.4 us per call (measured), a third of a 4 KiB sector's work.
 class Lane {
  public:
   Lane() = default;
@@ -27,8 +29,8 @@ class Lane {
     enc_ = EVP_CIPHER_CTX_new();
     dec_ = EVP_CIPHER_CTX_new();
     if (enc_ == nullptr || dec_ == nullptr) return false;
-    return EVP_CipherInit_ex(enc_, cipher, nullptr, key, nullptr, 1) == 1 &&
-           EVP_CipherInit_ex(dec_, cipher, nullptr, key, nullptr, 0) == 1;
+    return EVP_CipherInit_ex2(enc_, cipher, key, nullptr, 1, nullptr) == 1 &&
+           EVP_CipherInit_ex2(dec_, cipher, key, nullptr, 0, nullptr) == 1;
   }
   bool Crypt(bool encrypt, const uint8_t* in, uint8_t* out, size_t len, uint32_t sector_size,
              uint64_t iv) {
@@ -38,7 +40,7 @@ class Lane {
     for (size_t off = 0; off < len; off += sector_size, iv += step) {
       for (int i = 0; i < 8; ++i) tweak[i] = uint8_t(iv >> (8 * i));
       int outl = 0;
-      if (EVP_CipherInit_ex(ctx, nullptr, nullptr, nullptr, tweak, -1) != 1 ||
+      if (EVP_CipherInit_ex2(ctx, nullptr, nullptr, tweak, -1, nullptr) != 1 ||
           EVP_CipherUpdate(ctx, out + off, &outl, in + off, int(sector_size)) != 1 ||
           outl != int(sector_size)) {
         return false;
@@ -55,13 +57,17 @@ class Lane {
 }  // namespace
 
 struct XtsCipher::Impl {
-  const EVP_CIPHER* cipher = nullptr;
+  EVP_CIPHER* cipher = nullptr;  // fetched; freed here
   uint8_t key[64] = {};
   size_t key_len = 0;
   std::vector<std::unique_ptr<Lane>> lanes;  // lanes[0] always exists
   unsigned threads = 1;
   size_t min_parallel = 512 * 1024;
-  ~Impl() { sodium_memzero(key, sizeof(key)); }
+  ~Impl() {
+    lanes.clear();
+    EVP_CIPHER_free(cipher);
+    sodium_memzero(key, sizeof(key));
+  }
 };
 
 XtsCipher::XtsCipher(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -70,12 +76,13 @@ XtsCipher::~XtsCipher() = default;
 Result<std::unique_ptr<XtsCipher>> XtsCipher::Create(std::span<const uint8_t> key) {
   auto impl = std::make_unique<Impl>();
   if (key.size() == 64) {
-    impl->cipher = EVP_aes_256_xts();
+    impl->cipher = EVP_CIPHER_fetch(nullptr, "AES-256-XTS", nullptr);
   } else if (key.size() == 32) {
-    impl->cipher = EVP_aes_128_xts();
+    impl->cipher = EVP_CIPHER_fetch(nullptr, "AES-128-XTS", nullptr);
   } else {
     return Status::InvalidArgument("XTS key must be 32 or 64 bytes");
   }
+  if (impl->cipher == nullptr) return Status::Internal("OpenSSL has no AES-XTS implementation");
   const size_t half = key.size() / 2;
   if (std::memcmp(key.data(), key.data() + half, half) == 0) {
     return Status::InvalidArgument("XTS key halves must differ");

@@ -26,6 +26,11 @@ struct FileDeviceOptions {
   bool direct = false;  // O_DIRECT
   // Take an exclusive flock(2) (non-blocking); Busy if someone holds it.
   bool lock = false;
+  // Write-behind: a write of at least this many bytes starts its writeback
+  // at once (sync_file_range, a hint), so a large streaming write overlaps
+  // with the disk and a later Flush has little left to wait for. 0 = off
+  // (the kernel's own dirty-page thresholds decide).
+  uint64_t write_behind_bytes = 0;
 };
 
 class FileDevice : public BlockDevice {
@@ -70,6 +75,7 @@ class FileDevice : public BlockDevice {
   uint64_t block_count_;
   bool read_only_;
   bool direct_;
+  uint64_t write_behind_;
   bool punch_supported_ = true;
 };
 
