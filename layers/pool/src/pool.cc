@@ -237,6 +237,25 @@ TableEntry* Pool::Impl::FindId(uint64_t id) {
   return nullptr;
 }
 
+void Pool::Impl::ReleaseSpace(const std::vector<uint64_t>& blocks) {
+  // Only runs of at least kReleaseMinBytes: a deleted volume or a discarded
+  // range gives its space back to the file system, while the few metadata
+  // blocks every commit frees are left for reuse (punching them would only
+  // fragment the backing file).
+  constexpr uint64_t kReleaseMinBytes = 64 << 10;
+  for (size_t i = 0; i < blocks.size();) {
+    size_t j = i + 1;
+    while (j < blocks.size() && blocks[j] == blocks[j - 1] + 1) ++j;
+    const uint64_t len = (j - i) * bs;
+    if (len >= kReleaseMinBytes) {
+      // A hint: the blocks are free in the durable state whatever happens.
+      Status st = store->Discard(blocks[i] * bs, len);
+      (void)st;
+    }
+    i = j;
+  }
+}
+
 Status Pool::Impl::CommitLocked() {
   RETURN_IF_ERROR(Writable());
   if (!dirty && !sm->changed()) return Status::Ok();
@@ -274,11 +293,12 @@ Status Pool::Impl::CommitLocked() {
     RETURN_IF_ERROR(store->Write((next.generation % 2) * bs, enc));
     RETURN_IF_ERROR(store->Flush());
     // 5. Durable.
-    sm->EndCommit();
+    std::vector<uint64_t> released = sm->EndCommit();
     sb = std::move(next);
     table_locs = std::move(locs);
     cache->set_generation(sb.generation + 1);
     dirty = false;
+    ReleaseSpace(released);
     return Status::Ok();
   };
   Status st = run();

@@ -9,7 +9,8 @@
 //   3. write every dirty metadata block; flush;
 //   4. write the superblock (generation + 1) into slot (generation + 1) % 2;
 //      flush;
-//   5. the transaction's freed blocks become allocatable.
+//   5. the transaction's freed blocks become allocatable; long runs of them
+//      are discarded from the store (the pool file gives the space back).
 // Nothing the previous superblock references is written before step 4
 // completes, so a crash at any point leaves one of the two slots valid.
 //
@@ -53,6 +54,9 @@ struct Pool::Impl {
   void InitComponents();
   Status Load();
   Status CommitLocked();
+  // Discards (punches out of a file store) long runs of blocks a durable
+  // commit freed.
+  void ReleaseSpace(const std::vector<uint64_t>& blocks);
   // Abandons the running transaction: reloads the last commit.
   Status Abort(Status cause);
   Status Usable() const;

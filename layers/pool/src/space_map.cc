@@ -38,6 +38,7 @@ void SpaceMap::Load(uint64_t nr_blocks, uint64_t used_blocks, std::vector<uint64
   txn_.clear();
   shadowed_sm_.clear();
   shadowed_idx_.clear();
+  released_.clear();
   folding_ = false;
 }
 
@@ -244,6 +245,7 @@ Status SpaceMap::FoldDeltas() {
           return Status::Internal("space map count out of range for block " + std::to_string(b));
         }
         PutLE32(p, static_cast<uint32_t>(nv));
+        if (nv == 0 && d.delta < 0) released_.push_back(b);
         d.delta = 0;
       }
       sb->dirty = true;
@@ -251,12 +253,16 @@ Status SpaceMap::FoldDeltas() {
   }
 }
 
-void SpaceMap::EndCommit() {
+std::vector<uint64_t> SpaceMap::EndCommit() {
+  std::vector<uint64_t> released;
+  released.swap(released_);
   folding_ = false;
   txn_.clear();
   shadowed_sm_.clear();
   shadowed_idx_.clear();
   freed_pending_ = 0;
+  std::sort(released.begin(), released.end());
+  return released;
 }
 
 }  // namespace stack::pool

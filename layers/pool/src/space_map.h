@@ -68,7 +68,9 @@ class SpaceMap {
   // Folds all deltas into shadowed space-map/index blocks (dirty in cache).
   Status PrepareCommit();
   // The transaction is durable: forget deltas and shadow bookkeeping.
-  void EndCommit();
+  // Returns the blocks whose count this transaction took to zero, sorted
+  // (free in the durable state: their bytes may be discarded).
+  std::vector<uint64_t> EndCommit();
   // Entries of per-block transaction state (the pool bounds it by committing).
   size_t txn_entries() const { return txn_.size(); }
   bool changed() const { return !txn_.empty(); }
@@ -97,6 +99,7 @@ class SpaceMap {
   uint64_t cursor_ = kFirstFreeBlock;
   std::vector<uint64_t> index_locs_;
   std::unordered_map<uint64_t, Delta> txn_;
+  std::vector<uint64_t> released_;  // counts folded to zero this transaction
   std::set<uint64_t> shadowed_sm_, shadowed_idx_;
   bool folding_ = false;  // inside PrepareCommit: deltas are being folded
 };
