@@ -21,7 +21,7 @@ struct ImageArgs {
   std::vector<std::string> tags;
   std::string label, uuid;
   int64_t timestamp = -1;
-  bool no_encrypt = false, no_owners = false, force = false;
+  bool no_encrypt = false, no_owners = false, force = false, sync = false;
   uint32_t sector_size = 4096;
   uint32_t pool_block_size = 0;
   std::string pool_max = "64G";
@@ -87,6 +87,7 @@ Status Export(ImageArgs& a, const CommandContext& ctx) {
   o.out_path = a.t.pos[0];
   ASSIGN_OR_RETURN(o.format, compose::ParseExportFormat(a.format));
   o.overwrite = a.force;
+  o.sync = a.sync;
   ASSIGN_OR_RETURN(o.method, compose::ParseCopyMethod(a.method));
   o.passphrase = a.t.Passphrase();
   if (!a.t.new_key_file.empty()) o.new_passphrase = a.t.NewPassphrase();
@@ -101,6 +102,7 @@ Status Export(ImageArgs& a, const CommandContext& ctx) {
                {"source_encryption", rep.source_encryption},
                {"method", rep.copy.method},
                {"method_note", rep.copy.method_note},
+               {"synced", o.sync},
                {"file_size", rep.file_size},
                {"file_allocated_bytes", rep.file_allocated},
                {"source_allocated_bytes", rep.copy.allocated_bytes},
@@ -200,6 +202,9 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
                  "auto, reflink, copy-range or read-write (an explicit method that the "
                  "file system does not offer is an error)")
       ->capture_default_str();
+  ex->add_flag("--sync", a->sync,
+               "Return only when the image is on disk (fdatasync; by default, like cp and "
+               "qemu-img convert, it may still be in the page cache)");
   a->kdf.AddTo(ex);
   bind(ex, [](ImageArgs& x, CommandContext& c) { return Export(x, c); });
 

@@ -69,7 +69,7 @@ Result<CopyReport> CopySparse(BlockDevice& src, BlockDevice& dst, const CopyOpti
       }
     }
   }
-  RETURN_IF_ERROR(dst.Flush().WithContext("flush " + dst.describe()));
+  if (opts.flush) RETURN_IF_ERROR(dst.Flush().WithContext("flush " + dst.describe()));
   if (opts.progress) opts.progress->Finish();
   return rep;
 }

@@ -27,19 +27,21 @@ class SourceFile {
   int fd_ = -1;
 };
 
-Status CopyOne(CopyMethod m, int src, const pool::StoredRun& r, int dst) {
+Status CopyOne(CopyMethod m, int src, const pool::StoredRun& r, int dst, bool sync) {
   if (m == CopyMethod::kReflink) return ReflinkRange(src, r.store_offset, dst, r.offset, r.length);
   RETURN_IF_ERROR(CopyFileRange(src, r.store_offset, dst, r.offset, r.length));
   // Write-behind (a hint): the final fdatasync then has little left to wait for.
-  (void)::sync_file_range(dst, static_cast<off_t>(r.offset), static_cast<off_t>(r.length),
-                          SYNC_FILE_RANGE_WRITE);
+  if (sync) {
+    (void)::sync_file_range(dst, static_cast<off_t>(r.offset), static_cast<off_t>(r.length),
+                            SYNC_FILE_RANGE_WRITE);
+  }
   return Status::Ok();
 }
 
 }  // namespace
 
 Result<CopyReport> CopyStoredRuns(pool::Pool& pool, const std::string& entry, uint64_t size,
-                                  int out_fd, CopyMethod method, Progress* progress,
+                                  int out_fd, CopyMethod method, bool sync, Progress* progress,
                                   std::string* why_not) {
   const std::string path = pool.StorePath();
   if (path.empty()) {
@@ -54,8 +56,9 @@ Result<CopyReport> CopyStoredRuns(pool::Pool& pool, const std::string& entry, ui
   // every run (a later failure is an error, never a silent switch).
   bool decided = method != CopyMethod::kAuto;
   CopyMethod use = method;
-  // Windows bound the run list for a huge, fragmented entry.
-  const uint64_t window = uint64_t{1} << 30;
+  // Windows bound the run list for a huge, fragmented entry, and what auto
+  // reads in vain before it finds that reflink is not offered.
+  const uint64_t window = uint64_t{64} << 20;
   for (uint64_t win = 0; win < size; win += window) {
     const uint64_t wlen = std::min(window, size - win);
     ASSIGN_OR_RETURN(auto runs, pool.StoredRuns(entry, win, wlen));
@@ -64,7 +67,7 @@ Result<CopyReport> CopyStoredRuns(pool::Pool& pool, const std::string& entry, ui
       if (r.zero) {
         rep.zero_bytes += r.length;
       } else if (decided) {
-        Status st = CopyOne(use, src.fd(), r, out_fd);
+        Status st = CopyOne(use, src.fd(), r, out_fd, sync);
         if (st.Is(Code::kUnsupported) && method != CopyMethod::kAuto) {
           return Status::Unsupported(st.message() + " from " + path +
                                      " (not offered here; --method auto uses what is)");
@@ -72,14 +75,15 @@ Result<CopyReport> CopyStoredRuns(pool::Pool& pool, const std::string& entry, ui
         RETURN_IF_ERROR(st);
         rep.written_bytes += r.length;
       } else {
-        Status st = CopyOne(CopyMethod::kReflink, src.fd(), r, out_fd);
+        // auto: reflink, or nothing. Where extents cannot be shared, an
+        // in-kernel copy saves nothing (every block is read here for its
+        // checksum anyway) and measured slower than our own read-write
+        // copy, so the caller falls back to that.
+        Status st = CopyOne(CopyMethod::kReflink, src.fd(), r, out_fd, sync);
         use = CopyMethod::kReflink;
-        if (st.code() == Code::kUnsupported) {
-          std::string reflink_no = st.message();
-          st = CopyOne(CopyMethod::kCopyRange, src.fd(), r, out_fd);
-          use = CopyMethod::kCopyRange;
-          if (why_not) *why_not = reflink_no;
-          if (st.code() == Code::kUnsupported && why_not) *why_not += "; " + st.message();
+        if (st.Is(Code::kUnsupported)) {
+          if (why_not) *why_not = st.message();
+          return st;
         }
         RETURN_IF_ERROR(st);
         decided = true;
@@ -88,7 +92,7 @@ Result<CopyReport> CopyStoredRuns(pool::Pool& pool, const std::string& entry, ui
       if (progress) progress->Advance(r.length);
     }
   }
-  if (::fdatasync(out_fd) != 0) return Status::FromErrno("fdatasync export", errno);
+  if (sync && ::fdatasync(out_fd) != 0) return Status::FromErrno("fdatasync export", errno);
   if (progress) progress->Finish();
   rep.method = decided ? CopyMethodName(use) : "none (no data to copy)";
   return rep;

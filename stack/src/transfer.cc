@@ -21,10 +21,12 @@ std::string KindText(fde::ContainerKind k) {
 }
 
 Result<std::unique_ptr<FileDevice>> NewOutput(const std::string& path, uint64_t size,
-                                              bool overwrite) {
+                                              bool overwrite, bool sync) {
   FileDeviceOptions o;
   o.block_size = 512;
-  o.write_behind_bytes = 1;  // an export streams out: overlap writeback with the copy
+  // An export streams out: when it must be durable, overlap the writeback
+  // with the copy so the final fdatasync has little left to wait for.
+  o.write_behind_bytes = sync ? 1 : 0;
   return FileDevice::Create(path, size, o, overwrite);
 }
 
@@ -45,7 +47,7 @@ Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
   if (o.format == ExportFormat::kStored) {
     ASSIGN_OR_RETURN(fde::ContainerKind kind, fde::Probe(*raw));
     rep->source_encryption = KindText(kind);
-    ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, raw->size_bytes(), o.overwrite));
+    ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, raw->size_bytes(), o.overwrite, o.sync));
     std::string why_not;
     if (offload && target.pool() == nullptr) {
       if (o.method != CopyMethod::kAuto)
@@ -54,7 +56,7 @@ Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
       why_not = "the source is an image file";
     } else if (offload) {
       auto r = CopyStoredRuns(*target.pool(), o.source.entry, raw->size_bytes(), out->fd(),
-                              o.method, o.progress, &why_not);
+                              o.method, o.sync, o.progress, &why_not);
       if (r.ok() || o.method != CopyMethod::kAuto || !r.status().Is(Code::kUnsupported)) {
         if (!r.ok()) return r.status();
         rep->copy = std::move(r).value();
@@ -65,6 +67,7 @@ Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
     }
     CopyOptions co;
     co.progress = o.progress;
+    co.flush = o.sync;
     ASSIGN_OR_RETURN(rep->copy, CopySparse(*raw, *out, co));
     rep->copy.method_note = why_not;
     rep->file_size = out->size_bytes();
@@ -75,8 +78,9 @@ Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
   BlockDevice& plain = *u.device;
   CopyOptions co;
   co.progress = o.progress;
+  co.flush = o.sync;
   if (o.format == ExportFormat::kPlain) {
-    ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, plain.size_bytes(), o.overwrite));
+    ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, plain.size_bytes(), o.overwrite, o.sync));
     ASSIGN_OR_RETURN(rep->copy, CopySparse(plain, *out, co));
     rep->file_size = out->size_bytes();
     return Status::Ok();
@@ -90,7 +94,7 @@ Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
     ASSIGN_OR_RETURN(newpass, o.passphrase());
   }
   const uint64_t slack = 4u << 20;
-  ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, plain.size_bytes() + slack, o.overwrite));
+  ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, plain.size_bytes() + slack, o.overwrite, o.sync));
   fde::FormatOptions fo;
   fo.version = 1;
   fo.sector_size = 512;
@@ -104,7 +108,7 @@ Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
   auto lower = crypt->ReleaseLower();
   auto* file = static_cast<FileDevice*>(lower.get());
   RETURN_IF_ERROR(file->Resize(data_offset + plain.size_bytes()));
-  RETURN_IF_ERROR(file->Flush());
+  if (o.sync) RETURN_IF_ERROR(file->Flush());
   rep->file_size = data_offset + plain.size_bytes();
   return Status::Ok();
 }

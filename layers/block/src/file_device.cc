@@ -133,7 +133,14 @@ Result<std::unique_ptr<FileDevice>> FileDevice::Create(const std::string& path,
   }
   int flags = O_RDWR | O_CREAT | (overwrite ? 0 : O_EXCL);
   ASSIGN_OR_RETURN(int fd, OpenFd(path, flags, opts));
-  if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(size_bytes)) != 0) {
+  // Empty an overwritten file first (its old bytes must not show through
+  // the holes). Not a new one: on ext4 a truncate to zero arms the
+  // "replace via truncate" heuristic, which makes close() flush every page
+  // written since (0.6 s per GiB, measured).
+  struct stat st {};
+  const bool had_bytes = ::fstat(fd, &st) == 0 && st.st_size > 0;
+  if ((had_bytes && ::ftruncate(fd, 0) != 0) ||
+      ::ftruncate(fd, static_cast<off_t>(size_bytes)) != 0) {
     int e = errno;
     ::close(fd);
     return Status::FromErrno("size " + path, e);

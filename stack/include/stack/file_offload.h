@@ -18,7 +18,7 @@
 namespace stack::compose {
 
 enum class CopyMethod {
-  kAuto,       // the best the file systems offer: reflink, copy_file_range, read-write
+  kAuto,       // reflink where the file systems offer it, else read-write
   kReflink,    // FICLONERANGE only
   kCopyRange,  // copy_file_range only
   kReadWrite,  // read and write through user space (sparse)

@@ -23,11 +23,13 @@ namespace stack::compose {
 
 struct CopyOptions {
   // Bytes per read/write; rounded to whole blocks of both devices.
-  uint64_t chunk_bytes = 4 << 20;
+  uint64_t chunk_bytes = 1 << 20;
   // The destination reads zeros wherever it was not written (skip zeros).
   // Default: taken from dst.capabilities().unwritten_reads_zero.
   std::optional<bool> dst_reads_zero;
   Progress* progress = nullptr;
+  // Flush dst at the end (the copy is durable on return).
+  bool flush = true;
 };
 
 struct CopyReport {
@@ -39,7 +41,7 @@ struct CopyReport {
   uint64_t zero_bytes = 0;      // data-extent bytes found all-zero (kept as holes)
 };
 
-// Copies all of src into the start of dst and flushes dst.
+// Copies all of src into the start of dst and flushes dst (opts.flush).
 // InvalidArgument if dst is smaller than src or the block sizes do not
 // divide each other; errors from either device are returned with context.
 Result<CopyReport> CopySparse(BlockDevice& src, BlockDevice& dst, const CopyOptions& opts = {});

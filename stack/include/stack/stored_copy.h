@@ -19,14 +19,14 @@ class Pool;
 
 namespace stack::compose {
 
-// Copies `entry` into the already-sized output file out_fd and syncs it.
+// Copies `entry` into the already-sized output file out_fd and, if `sync`,
+// makes it durable (write-behind per run, fdatasync at the end).
 // method: kReflink or kCopyRange use only that method (Unsupported if the
-// file systems do not offer it); kAuto tries reflink then copy_file_range
-// and, if neither is offered, returns Unsupported before writing anything,
-// with the reasons in `why_not` (the caller falls back to a read-write copy
-// and reports that). CopyReport::method names the method used.
+// file systems do not offer it); kAuto tries reflink and, if it is not
+// offered, returns Unsupported before writing anything, with the reason in
+// `why_not` (the caller falls back to a read-write copy and reports that). CopyReport::method names the method used.
 Result<CopyReport> CopyStoredRuns(pool::Pool& pool, const std::string& entry, uint64_t size,
-                                  int out_fd, CopyMethod method, Progress* progress,
+                                  int out_fd, CopyMethod method, bool sync, Progress* progress,
                                   std::string* why_not);
 
 }  // namespace stack::compose

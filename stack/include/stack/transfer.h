@@ -44,6 +44,10 @@ struct ExportOptions {
   std::string out_path;
   ExportFormat format = ExportFormat::kStored;
   bool overwrite = false;
+  // Durable on return (write-behind + fdatasync). Off by default, like cp
+  // and qemu-img convert: the output is a new artifact (the pool is never at
+  // risk), and after a power loss it may be incomplete.
+  bool sync = false;
   CopyMethod method = CopyMethod::kAuto;  // offloads apply to kStored of a pool entry
   SecretGetter passphrase;      // for kLuks1 / kPlain of an encrypted source
   SecretGetter new_passphrase;  // kLuks1: optional; default = passphrase
