@@ -5,6 +5,8 @@ if(STACK_SANITIZER STREQUAL "asan")
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
                       -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
+  # Internal consistency checks too costly for release builds.
+  add_compile_definitions(STACK_EXPENSIVE_CHECKS=1)
 elseif(STACK_SANITIZER STREQUAL "tsan")
   add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
   add_link_options(-fsanitize=thread)

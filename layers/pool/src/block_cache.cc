@@ -1,6 +1,9 @@
 #include "block_cache.h"
 
 #include <algorithm>
+#include <cstdlib>
+
+#include <algorithm>
 
 #include "block/endian.h"
 
@@ -8,6 +11,12 @@ namespace stack::pool {
 
 BlockCache::BlockCache(Store* store, uint32_t block_size, size_t capacity_blocks)
     : store_(store), block_size_(block_size), capacity_(std::max<size_t>(capacity_blocks, 16)) {}
+
+void CachedBlock::MarkDirty() {
+  if (dirty) return;
+  dirty = true;
+  if (cache != nullptr) cache->dirty_locs_.push_back(loc);
+}
 
 void BlockCache::Touch(std::list<BlockRef>::iterator it) {
   if (it != lru_.begin()) lru_.splice(lru_.begin(), lru_, it);
@@ -60,6 +69,7 @@ Result<BlockRef> BlockCache::Read(uint64_t loc, BlockType type, bool any_node) {
   }
   auto b = std::make_shared<CachedBlock>();
   b->loc = loc;
+  b->cache = this;
   b->data.resize(block_size_);
   RETURN_IF_ERROR(store_->Read(loc * block_size_, b->data));
   ++reads_;
@@ -79,7 +89,8 @@ BlockRef BlockCache::Create(uint64_t loc, BlockType type) {
   auto b = std::make_shared<CachedBlock>();
   b->loc = loc;
   b->type = type;
-  b->dirty = true;
+  b->cache = this;
+  b->MarkDirty();
   b->data.assign(block_size_, 0);
   BlockRef ref = b;
   // Eviction can only fail writing some other dirty block; that error
@@ -95,12 +106,18 @@ Status BlockCache::WriteDirty() {
     pending_error_ = Status::Ok();
     return st;
   }
+  std::sort(dirty_locs_.begin(), dirty_locs_.end());
+  dirty_locs_.erase(std::unique(dirty_locs_.begin(), dirty_locs_.end()), dirty_locs_.end());
   std::vector<CachedBlock*> dirty;
-  for (auto& b : lru_) {
-    if (b->dirty) dirty.push_back(b.get());
+  for (uint64_t loc : dirty_locs_) {
+    auto it = map_.find(loc);
+    if (it != map_.end() && (*it->second)->dirty) dirty.push_back(it->second->get());
   }
-  std::sort(dirty.begin(), dirty.end(),
-            [](const CachedBlock* a, const CachedBlock* b) { return a->loc < b->loc; });
+#if defined(STACK_EXPENSIVE_CHECKS) || !defined(NDEBUG)
+  size_t all_dirty = 0;
+  for (auto& b : lru_) all_dirty += b->dirty ? 1 : 0;
+  if (all_dirty != dirty.size()) std::abort();  // a block was dirtied without MarkDirty
+#endif
   std::vector<uint8_t> run;
   size_t i = 0;
   while (i < dirty.size()) {
@@ -120,12 +137,14 @@ Status BlockCache::WriteDirty() {
     }
     i = j;
   }
+  dirty_locs_.clear();
   return Status::Ok();
 }
 
 void BlockCache::Clear() {
   lru_.clear();
   map_.clear();
+  dirty_locs_.clear();
   pending_error_ = Status::Ok();
 }
 

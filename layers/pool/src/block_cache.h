@@ -24,13 +24,18 @@
 
 namespace stack::pool {
 
+class BlockCache;
+
 struct CachedBlock {
   uint64_t loc = 0;
   BlockType type = BlockType::kLeaf;
-  bool dirty = false;
+  bool dirty = false;  // set through MarkDirty, so the cache can find it
   std::vector<uint8_t> data;
+  BlockCache* cache = nullptr;
   uint8_t* payload() { return data.data() + kHeaderSize; }
   const uint8_t* payload() const { return data.data() + kHeaderSize; }
+  // Marks the block modified: WriteDirty (or eviction) will write it.
+  void MarkDirty();
 };
 using BlockRef = std::shared_ptr<CachedBlock>;
 
@@ -57,6 +62,7 @@ class BlockCache {
   uint64_t reads() const { return reads_; }
 
  private:
+  friend struct CachedBlock;
   void Touch(std::list<BlockRef>::iterator it);
   Status Insert(BlockRef b);
   Status EvictIfNeeded();
@@ -70,6 +76,10 @@ class BlockCache {
   Status pending_error_;
   std::list<BlockRef> lru_;  // front = most recent
   std::unordered_map<uint64_t, std::list<BlockRef>::iterator> map_;
+  // Locations marked dirty since the last WriteDirty (may repeat, or name
+  // blocks already written by eviction): WriteDirty looks only at these,
+  // not at the whole cache, so a commit costs what it changed.
+  std::vector<uint64_t> dirty_locs_;
 };
 
 }  // namespace stack::pool

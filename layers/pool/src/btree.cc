@@ -226,7 +226,7 @@ Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
       if (Level(*b) == 0 && n > 0 && n < leaf_cap_ && key > Key(*b, n - 1) && key < hint_hi_) {
         SetLeafEntry(*b, n, key, value);
         SetCount(*b, n + 1);
-        b->dirty = true;
+        b->MarkDirty();
         *added = true;
         return Status::Ok();
       }

@@ -129,13 +129,19 @@ Result<uint64_t> SpaceMap::AllocOne() {
         }
       }
       for (; b < sm_end; ++b) {
-        uint32_t base = sb ? LoadLE32(sb->payload() + 4 * (b % per_sm_)) : 0;
-        auto it = txn_.find(b);
-        if (it == txn_.end()) {
-          if (base != 0) continue;
-        } else if (it->second.freed || int64_t(base) + it->second.delta != 0) {
-          continue;
+        // A block with a committed count is never allocatable in this
+        // transaction (if it was freed, it waits for the commit), so only
+        // zero counts need the transaction lookup: the scan over a full
+        // region is a plain load per block.
+        if (sb) {
+          const uint8_t* p = sb->payload() + 4 * (b % per_sm_);
+          const uint8_t* end_p = sb->payload() + 4 * (sm_end - smi * per_sm_);
+          while (p < end_p && LoadLE32(p) != 0) p += 4;
+          b = smi * per_sm_ + uint64_t(p - sb->payload()) / 4;
+          if (b >= sm_end) break;
         }
+        auto it = txn_.find(b);
+        if (it != txn_.end() && (it->second.freed || it->second.delta != 0)) continue;
         Delta& d = txn_[b];
         d.delta += 1;
         d.is_new = true;
@@ -217,7 +223,7 @@ Result<BlockRef> SpaceMap::ShadowSm(uint64_t smi) {
     RETURN_IF_ERROR(Dec(old).status());
   }
   PutLE64(ib->payload() + 8 * slot, nl);
-  ib->dirty = true;
+  ib->MarkDirty();
   shadowed_sm_.insert(smi);
   return nb;
 }
@@ -248,7 +254,7 @@ Status SpaceMap::FoldDeltas() {
         if (nv == 0 && d.delta < 0) released_.push_back(b);
         d.delta = 0;
       }
-      sb->dirty = true;
+      sb->MarkDirty();
     }
   }
 }

@@ -14,7 +14,7 @@ Result<BlockRef> TransactionManager::ShadowNode(uint64_t loc, bool* inc_children
   ASSIGN_OR_RETURN(uint32_t count, sm_->Get(loc));
   ASSIGN_OR_RETURN(BlockRef old, ReadNode(loc));
   if (count == 1 && sm_->IsNew(loc)) {
-    old->dirty = true;
+    old->MarkDirty();
     return old;
   }
   ASSIGN_OR_RETURN(BlockRef copy, New(old->type));
