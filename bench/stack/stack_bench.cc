@@ -73,9 +73,11 @@ void BuildEncrypted(const sb::Options& o) {
     fs::remove(f.dir + "/p.stk");
     fs::remove(f.dir + "/plain.img");
     fs::remove(f.dir + "/enc.img");
+    ::sync();  // each side starts with no writeback pending (the anchor leaves GiBs dirty)
     ours.push_back(sb::TimeShell(kStack + " build -p " + f.dir + "/p.stk g --from " + f.tree +
                                  " --size " + f.size() + " -k " + f.key + kFastKdf +
                                  " >/dev/null"));
+    ::sync();
     anchor.push_back(sb::TimeShell(
         "mke2fs -q -t ext4 -d " + f.tree + " " + f.dir + "/plain.img " + f.size() +
         " && qemu-img convert -O luks --object secret,id=s0,file=" + f.key +
@@ -100,10 +102,12 @@ void CloneEdit(const sb::Options& o) {
   std::vector<double> ours, anchor;
   for (int r = 0; r < o.reps; ++r) {
     std::string n = "c" + std::to_string(r);
+    ::sync();
     ours.push_back(sb::TimeShell(kStack + " clone -p " + f.dir + "/p.stk g@golden " + n +
                                  " >/dev/null && " + kStack + " fs put -p " + f.dir +
                                  "/p.stk " + n + " " + f.dir + "/small.txt /task.txt -k " +
                                  f.key + " >/dev/null"));
+    ::sync();
     anchor.push_back(sb::TimeShell("cp --sparse=always " + f.dir + "/img " + f.dir + "/" + n));
   }
   sb::EmitMedianSeconds("stack.clone_edit", ours, anchor,
@@ -119,9 +123,11 @@ void ExportLuks1(const sb::Options& o) {
   for (int r = 0; r < o.reps; ++r) {
     fs::remove(f.dir + "/o.img");
     fs::remove(f.dir + "/q.img");
+    ::sync();
     ours.push_back(sb::TimeShell(kStack + " export -p " + f.dir + "/p.stk g@golden " + f.dir +
                                  "/o.img --format luks1 -k " + f.key + kFastKdf +
                                  " >/dev/null"));
+    ::sync();
     anchor.push_back(sb::TimeShell("qemu-img convert -O luks --object secret,id=s0,file=" +
                                    f.key + " -o key-secret=s0,iter-time=10 " + f.dir +
                                    "/plain.img " + f.dir + "/q.img"));
