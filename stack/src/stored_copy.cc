@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "block/file_device.h"
 #include "pool/pool.h"
 
 namespace stack::compose {
@@ -30,11 +31,8 @@ class SourceFile {
 Status CopyOne(CopyMethod m, int src, const pool::StoredRun& r, int dst, bool sync) {
   if (m == CopyMethod::kReflink) return ReflinkRange(src, r.store_offset, dst, r.offset, r.length);
   RETURN_IF_ERROR(CopyFileRange(src, r.store_offset, dst, r.offset, r.length));
-  // Write-behind (a hint): the final fdatasync then has little left to wait for.
-  if (sync) {
-    (void)::sync_file_range(dst, static_cast<off_t>(r.offset), static_cast<off_t>(r.length),
-                            SYNC_FILE_RANGE_WRITE);
-  }
+  // Write-behind: the final fdatasync then has little left to wait for.
+  if (sync) StartWriteback(dst, r.offset, r.length);
   return Status::Ok();
 }
 

@@ -57,13 +57,14 @@ Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
     } else if (offload) {
       auto r = CopyStoredRuns(*target.pool(), o.source.entry, raw->size_bytes(), out->fd(),
                               o.method, o.sync, o.progress, &why_not);
-      if (r.ok() || o.method != CopyMethod::kAuto || !r.status().Is(Code::kUnsupported)) {
-        if (!r.ok()) return r.status();
+      if (r.ok()) {
         rep->copy = std::move(r).value();
         rep->copy.method_note = why_not;
         rep->file_size = out->size_bytes();
         return Status::Ok();
       }
+      // Only auto falls back (reflink not offered; nothing was written).
+      if (o.method != CopyMethod::kAuto || !r.status().Is(Code::kUnsupported)) return r.status();
     }
     CopyOptions co;
     co.progress = o.progress;

@@ -191,12 +191,13 @@ Status FileDevice::DoWrite(uint64_t offset, std::span<const uint8_t> data) {
     return PwriteFull(fd_, static_cast<const uint8_t*>(b.p), data.size(), offset, path_);
   }
   RETURN_IF_ERROR(PwriteFull(fd_, data.data(), data.size(), offset, path_));
-  if (write_behind_ != 0 && data.size() >= write_behind_) {
-    // A hint only: an error here surfaces again at Flush (fdatasync).
-    (void)::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(data.size()),
-                            SYNC_FILE_RANGE_WRITE);
-  }
+  if (write_behind_ != 0 && data.size() >= write_behind_) StartWriteback(fd_, offset, data.size());
   return Status::Ok();
+}
+
+void StartWriteback(int fd, uint64_t offset, uint64_t length) {
+  (void)::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(length),
+                          SYNC_FILE_RANGE_WRITE);
 }
 
 Status FileDevice::DoFlush() {

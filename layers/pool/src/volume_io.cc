@@ -14,6 +14,18 @@ std::string EntryLabel(const TableEntry& e) {
 
 using LogicalMapping = std::pair<uint64_t, Mapping>;  // logical block, mapping
 
+// The entry's mappings with keys in [first, end), in key order.
+Result<std::vector<LogicalMapping>> Mappings(Pool::Impl& p, const TableEntry& e, uint64_t first,
+                                             uint64_t end) {
+  std::vector<LogicalMapping> maps;
+  Status st = p.tree->ForEach(e.root, first, end, [&](uint64_t k, const Mapping& m) {
+    maps.emplace_back(k, m);
+    return true;
+  });
+  if (!st.ok()) return st.WithContext(EntryLabel(e));
+  return maps;
+}
+
 // End (exclusive) of the run starting at maps[i]: logically and physically
 // consecutive, at most `cap` blocks.
 size_t RunEnd(const std::vector<LogicalMapping>& maps, size_t i, size_t cap) {
@@ -79,12 +91,7 @@ Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> ou
     return Status::Ok();
   }
   std::memset(out.data(), 0, out.size());
-  std::vector<LogicalMapping> maps;
-  Status st = tree->ForEach(e->root, first, first + n, [&](uint64_t k, const Mapping& m) {
-    maps.emplace_back(k, m);
-    return true;
-  });
-  if (!st.ok()) return st.WithContext(EntryLabel(*e));
+  ASSIGN_OR_RETURN(std::vector<LogicalMapping> maps, Mappings(*this, *e, first, first + n));
   for (size_t i = 0; i < maps.size();) {
     const size_t j = RunEnd(maps, i, 256);
     RETURN_IF_ERROR(ReadRun(*this, *e, std::span(maps).subspan(i, j - i),
@@ -96,12 +103,7 @@ Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> ou
 
 Result<std::vector<StoredRun>> Pool::Impl::Runs(const TableEntry& e, uint64_t first,
                                                uint64_t count) {
-  std::vector<LogicalMapping> maps;
-  Status st = tree->ForEach(e.root, first, first + count, [&](uint64_t k, const Mapping& m) {
-    maps.emplace_back(k, m);
-    return true;
-  });
-  if (!st.ok()) return st.WithContext(EntryLabel(e));
+  ASSIGN_OR_RETURN(std::vector<LogicalMapping> maps, Mappings(*this, e, first, first + count));
   std::vector<StoredRun> runs;
   std::vector<uint8_t> buf;
   for (size_t i = 0; i < maps.size();) {

@@ -33,6 +33,10 @@ struct FileDeviceOptions {
   uint64_t write_behind_bytes = 0;
 };
 
+// Starts writeback of [offset, offset + length) of fd (sync_file_range
+// WRITE): a hint, errors ignored (they surface again at fdatasync).
+void StartWriteback(int fd, uint64_t offset, uint64_t length);
+
 class FileDevice : public BlockDevice {
  public:
   // Opens an existing file. NotFound if absent; InvalidArgument if its size
