@@ -53,12 +53,11 @@ Status BlockCache::Insert(BlockRef b) {
   return EvictIfNeeded();
 }
 
-Result<BlockRef> BlockCache::Read(uint64_t loc, BlockType type, bool any_node) {
+Result<BlockRef> BlockCache::Read(uint64_t loc, BlockType type, BlockType alt) {
   auto found = map_.find(loc);
   if (found != map_.end()) {
     BlockRef b = *found->second;
-    bool type_ok = any_node ? (b->type == BlockType::kLeaf || b->type == BlockType::kInternal)
-                            : b->type == type;
+    bool type_ok = b->type == type || b->type == alt;
     if (!type_ok) {
       return Status::Corruption(std::string(BlockTypeName(type)) + " expected at physical block " +
                                 std::to_string(loc) + " but it holds a " +
@@ -73,11 +72,7 @@ Result<BlockRef> BlockCache::Read(uint64_t loc, BlockType type, bool any_node) {
   b->data.resize(block_size_);
   RETURN_IF_ERROR(store_->Read(loc * block_size_, b->data));
   ++reads_;
-  if (any_node) {
-    uint16_t t = GetLE16(b->data.data() + 12);
-    type = t == static_cast<uint16_t>(BlockType::kInternal) ? BlockType::kInternal
-                                                           : BlockType::kLeaf;
-  }
+  if (alt != type && GetLE16(b->data.data() + 12) == static_cast<uint16_t>(alt)) type = alt;
   RETURN_IF_ERROR(VerifyBlock(b->data, type, loc));
   b->type = type;
   BlockRef ref = b;

@@ -48,9 +48,10 @@ class BlockCache {
   // Generation stamped into blocks written from now on.
   void set_generation(uint64_t g) { generation_ = g; }
 
-  // The block at `loc`, validated as `type`. With `any_node`, either btree
-  // node type is accepted (the header says which). Corruption on a bad block.
-  Result<BlockRef> Read(uint64_t loc, BlockType type, bool any_node = false);
+  // The block at `loc`, validated as `type` or `alt` (the header says
+  // which; a tree node may be internal or leaf). Corruption on a bad block.
+  Result<BlockRef> Read(uint64_t loc, BlockType type) { return Read(loc, type, type); }
+  Result<BlockRef> Read(uint64_t loc, BlockType type, BlockType alt);
   // A zero-filled dirty block at `loc` (replacing any cached copy).
   BlockRef Create(uint64_t loc, BlockType type);
   // Seals and writes every dirty block (contiguous runs in one write).

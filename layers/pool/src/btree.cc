@@ -84,7 +84,9 @@ Status Validate(const CachedBlock& b, uint32_t block_size) {
     return Status::Corruption(std::string(BlockTypeName(b.type)) + " at physical block " +
                               std::to_string(b.loc) + ": " + why);
   };
-  if ((b.type == BlockType::kLeaf) != (level == 0)) return fail("level does not match type");
+  const bool leaf_type = b.type == BlockType::kLeaf || b.type == BlockType::kEntryLeaf ||
+                         b.type == BlockType::kNameLeaf;
+  if (leaf_type != (level == 0)) return fail("level does not match type");
   if (level > 32) return fail("level " + std::to_string(level) + " too deep");
   uint32_t cap = level == 0 ? LeafCapacity(block_size) : InternalCapacity(block_size);
   if (n > cap) return fail(std::to_string(n) + " entries exceed capacity");
@@ -96,8 +98,9 @@ Status Validate(const CachedBlock& b, uint32_t block_size) {
 
 using namespace node;
 
-BTree::BTree(TransactionManager* tm, uint32_t block_size)
-    : tm_(tm), leaf_cap_(LeafCapacity(block_size)), int_cap_(InternalCapacity(block_size)) {}
+BTree::BTree(TransactionManager* tm, uint32_t block_size, const TreeKind& kind)
+    : tm_(tm), kind_(kind), leaf_cap_(LeafCapacity(block_size)),
+      int_cap_(InternalCapacity(block_size)) {}
 
 namespace {
 // A node's level must be its parent's minus one (expected < 0: a root), so
@@ -110,8 +113,9 @@ Status CheckLevel(const CachedBlock& b, int expected) {
   }
   return Status::Ok();
 }
-Result<BlockRef> ReadValid(TransactionManager* tm, uint64_t loc, int expected_level) {
-  ASSIGN_OR_RETURN(BlockRef b, tm->ReadNode(loc));
+Result<BlockRef> ReadValid(TransactionManager* tm, const TreeKind& kind, uint64_t loc,
+                           int expected_level) {
+  ASSIGN_OR_RETURN(BlockRef b, tm->ReadNode(loc, kind));
   RETURN_IF_ERROR(Validate(*b, tm->cache().block_size()));
   RETURN_IF_ERROR(CheckLevel(*b, expected_level));
   return b;
@@ -122,7 +126,7 @@ Result<std::optional<Mapping>> BTree::Lookup(uint64_t root, uint64_t key) {
   uint64_t loc = root;
   int level = -1;
   while (loc != 0) {
-    ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc, level));
+    ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, kind_, loc, level));
     level = static_cast<int>(Level(*b)) - 1;
     uint32_t n = Count(*b);
     if (Level(*b) == 0) {
@@ -138,6 +142,7 @@ Result<std::optional<Mapping>> BTree::Lookup(uint64_t root, uint64_t key) {
 
 Status BTree::IncChildren(const CachedBlock& b) {
   uint32_t n = Count(b);
+  if (Level(b) == 0 && !kind_.values_are_blocks) return Status::Ok();
   for (uint32_t i = 0; i < n; ++i) {
     RETURN_IF_ERROR(tm_->sm().Inc(Level(b) == 0 ? Value(b, i).phys : Child(b, i)));
   }
@@ -147,9 +152,9 @@ Status BTree::IncChildren(const CachedBlock& b) {
 Status BTree::InsertRec(uint64_t loc, int level, uint64_t hi, uint64_t key, const Mapping& v,
                         bool* added, InsertOut* out) {
   // Validate before shadowing, so a bad node is never copied.
-  RETURN_IF_ERROR(ReadValid(tm_, loc, level).status());
+  RETURN_IF_ERROR(ReadValid(tm_, kind_, loc, level).status());
   bool inc = false;
-  ASSIGN_OR_RETURN(BlockRef b, tm_->ShadowNode(loc, &inc));
+  ASSIGN_OR_RETURN(BlockRef b, tm_->ShadowNode(loc, kind_, &inc));
   if (inc) RETURN_IF_ERROR(IncChildren(*b));
   out->loc = b->loc;
   uint32_t n = Count(*b);
@@ -157,7 +162,9 @@ Status BTree::InsertRec(uint64_t loc, int level, uint64_t hi, uint64_t key, cons
     uint32_t pos = LowerBound(*b, key);
     if (pos < n && Key(*b, pos) == key) {
       Mapping old = Value(*b, pos);
-      if (old.phys != v.phys) RETURN_IF_ERROR(tm_->sm().Dec(old.phys).status());
+      if (kind_.values_are_blocks && old.phys != v.phys) {
+        RETURN_IF_ERROR(tm_->sm().Dec(old.phys).status());
+      }
       SetLeafEntry(*b, pos, key, v);
       *added = false;
       return Status::Ok();
@@ -165,7 +172,7 @@ Status BTree::InsertRec(uint64_t loc, int level, uint64_t hi, uint64_t key, cons
     *added = true;
     CachedBlock* target = b.get();
     if (n == leaf_cap_) {
-      ASSIGN_OR_RETURN(BlockRef r, tm_->New(BlockType::kLeaf));
+      ASSIGN_OR_RETURN(BlockRef r, tm_->New(kind_.leaf));
       SetLevel(*r, 0);
       MoveTail(*b, n / 2, *r);
       out->split = true;
@@ -197,7 +204,7 @@ Status BTree::InsertRec(uint64_t loc, int level, uint64_t hi, uint64_t key, cons
   CachedBlock* target = b.get();
   uint32_t pos = i + 1;
   if (n == int_cap_) {
-    ASSIGN_OR_RETURN(BlockRef r, tm_->New(BlockType::kInternal));
+    ASSIGN_OR_RETURN(BlockRef r, tm_->New(kind_.internal));
     SetLevel(*r, Level(*b));
     MoveTail(*b, n / 2, *r);
     out->split = true;
@@ -221,7 +228,7 @@ Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
   if (hint_leaf_ != 0 && hint_root_ == *root && *root != 0 && tm_->sm().IsNew(hint_leaf_)) {
     ASSIGN_OR_RETURN(uint32_t count, tm_->sm().Get(hint_leaf_));
     if (count == 1) {
-      ASSIGN_OR_RETURN(BlockRef b, tm_->ReadNode(hint_leaf_));
+      ASSIGN_OR_RETURN(BlockRef b, tm_->ReadNode(hint_leaf_, kind_));
       uint32_t n = Count(*b);
       if (Level(*b) == 0 && n > 0 && n < leaf_cap_ && key > Key(*b, n - 1) && key < hint_hi_) {
         SetLeafEntry(*b, n, key, value);
@@ -234,7 +241,7 @@ Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
   }
   hint_leaf_ = 0;
   if (*root == 0) {
-    ASSIGN_OR_RETURN(BlockRef b, tm_->New(BlockType::kLeaf));
+    ASSIGN_OR_RETURN(BlockRef b, tm_->New(kind_.leaf));
     SetLevel(*b, 0);
     SetCount(*b, 1);
     SetLeafEntry(*b, 0, key, value);
@@ -251,8 +258,8 @@ Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
     hint_hi_ = o.leaf_hi;
     return Status::Ok();
   }
-  ASSIGN_OR_RETURN(BlockRef left, tm_->ReadNode(o.loc));
-  ASSIGN_OR_RETURN(BlockRef nr, tm_->New(BlockType::kInternal));
+  ASSIGN_OR_RETURN(BlockRef left, tm_->ReadNode(o.loc, kind_));
+  ASSIGN_OR_RETURN(BlockRef nr, tm_->New(kind_.internal));
   SetLevel(*nr, Level(*left) + 1);
   SetCount(*nr, 2);
   SetInternalEntry(*nr, 0, Key(*left, 0), o.loc);
@@ -262,9 +269,9 @@ Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
 }
 
 Status BTree::RemoveRec(uint64_t loc, int level, uint64_t key, uint64_t* new_loc, bool* empty) {
-  RETURN_IF_ERROR(ReadValid(tm_, loc, level).status());
+  RETURN_IF_ERROR(ReadValid(tm_, kind_, loc, level).status());
   bool inc = false;
-  ASSIGN_OR_RETURN(BlockRef b, tm_->ShadowNode(loc, &inc));
+  ASSIGN_OR_RETURN(BlockRef b, tm_->ShadowNode(loc, kind_, &inc));
   if (inc) RETURN_IF_ERROR(IncChildren(*b));
   *new_loc = b->loc;
   if (Level(*b) == 0) {
@@ -272,7 +279,7 @@ Status BTree::RemoveRec(uint64_t loc, int level, uint64_t key, uint64_t* new_loc
     if (pos >= Count(*b) || Key(*b, pos) != key) {
       return Status::Internal("btree remove: key vanished during descent");
     }
-    RETURN_IF_ERROR(tm_->sm().Dec(Value(*b, pos).phys).status());
+    if (kind_.values_are_blocks) RETURN_IF_ERROR(tm_->sm().Dec(Value(*b, pos).phys).status());
     Erase(*b, pos);
   } else {
     uint32_t i = ChildSlot(*b, key);
@@ -309,7 +316,7 @@ Status BTree::Remove(uint64_t* root, uint64_t key, bool* removed) {
 
 Status BTree::ForEachRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, bool* stop,
                          const std::function<bool(uint64_t, const Mapping&)>& fn) {
-  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc, level));
+  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, kind_, loc, level));
   uint32_t n = Count(*b);
   if (Level(*b) == 0) {
     for (uint32_t i = LowerBound(*b, lo); i < n && !*stop; ++i) {
@@ -347,13 +354,13 @@ Status BTree::DecRoot(uint64_t root) {
 
 Status BTree::DecRec(uint64_t root, int level) {
   if (root == 0) return Status::Ok();
-  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, root, level));
+  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, kind_, root, level));
   ASSIGN_OR_RETURN(uint32_t left, tm_->sm().Dec(root));
   if (left != 0) return Status::Ok();
   uint32_t n = Count(*b);
   for (uint32_t i = 0; i < n; ++i) {
     if (Level(*b) == 0) {
-      RETURN_IF_ERROR(tm_->sm().Dec(Value(*b, i).phys).status());
+      if (kind_.values_are_blocks) RETURN_IF_ERROR(tm_->sm().Dec(Value(*b, i).phys).status());
     } else {
       RETURN_IF_ERROR(DecRec(Child(*b, i), static_cast<int>(Level(*b)) - 1));
     }
@@ -363,7 +370,7 @@ Status BTree::DecRec(uint64_t root, int level) {
 
 Status BTree::CountRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, uint64_t* nodes,
                        uint32_t* depth) {
-  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, loc, level));
+  ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, kind_, loc, level));
   ++*nodes;
   *depth = std::max(*depth, Level(*b) + 1);
   if (Level(*b) == 0) return Status::Ok();
@@ -374,6 +381,13 @@ Status BTree::CountRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, uint64
     RETURN_IF_ERROR(CountRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, lo, hi, nodes, depth));
   }
   return Status::Ok();
+}
+
+Result<uint64_t> BTree::RangeNodes(uint64_t root, uint64_t lo, uint64_t hi) {
+  uint64_t nodes = 0;
+  uint32_t depth = 1;
+  if (root != 0 && lo < hi) RETURN_IF_ERROR(CountRec(root, -1, lo, hi, &nodes, &depth));
+  return nodes;
 }
 
 Result<uint64_t> BTree::CostBound(uint64_t root, uint64_t lo, uint64_t hi, uint64_t n) {

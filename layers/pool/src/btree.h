@@ -1,6 +1,9 @@
-// BTree: a copy-on-write, reference-counted B+tree mapping a volume's
-// logical block number to {physical block, data checksum} (Rodeh's
-// "B-trees, Shadowing, and Clones"; spec/pool-format.md, "Btree nodes").
+// BTree: a copy-on-write, reference-counted B+tree of u64 keys and 16-byte
+// values (Rodeh's "B-trees, Shadowing, and Clones"; spec/pool-format.md,
+// "Btree nodes"). A volume tree (kVolumeTree) maps a volume's logical
+// block number to {physical block, data checksum} and its values hold
+// references on the data blocks; the entry tree and name index
+// (entry_table.h) use opaque values.
 //
 // A tree is named by its root block (0 = empty tree). Several volumes and
 // snapshots may share a root or any subtree; a node's reference count is
@@ -33,7 +36,10 @@ struct Mapping {
 
 class BTree {
  public:
-  BTree(TransactionManager* tm, uint32_t block_size);
+  // `kind`: node types and whether leaf values are data-block references
+  // (format.h). Trees of other kinds keep opaque 16-byte values.
+  BTree(TransactionManager* tm, uint32_t block_size, const TreeKind& kind);
+  const TreeKind& kind() const { return kind_; }
 
   uint32_t leaf_capacity() const { return leaf_cap_; }
   uint32_t internal_capacity() const { return int_cap_; }
@@ -55,6 +61,9 @@ class BTree {
   // Upper bound on blocks a change of `n` keys within [lo, hi) may allocate
   // (shadowed nodes plus splits), not counting data blocks.
   Result<uint64_t> CostBound(uint64_t root, uint64_t lo, uint64_t hi, uint64_t n);
+  // Nodes on the paths to the keys within [lo, hi): what removing them all
+  // may shadow.
+  Result<uint64_t> RangeNodes(uint64_t root, uint64_t lo, uint64_t hi);
 
  private:
   struct InsertOut {
@@ -78,6 +87,7 @@ class BTree {
   Status DecRec(uint64_t loc, int level);
 
   TransactionManager* tm_;
+  TreeKind kind_;
   // Append hint for ascending inserts (see Insert); 0 = none.
   uint64_t hint_root_ = 0, hint_leaf_ = 0, hint_hi_ = 0;
   uint32_t leaf_cap_;

@@ -48,7 +48,8 @@ class Checker {
   void Ref(uint64_t b) { ++expected_[b]; }
 
   // Returns the number of leaf entries under loc (memoised for shared nodes).
-  uint64_t Node(uint64_t loc, uint64_t lo, uint64_t hi, int expect_level, const std::string& who) {
+  uint64_t Node(uint64_t loc, uint64_t lo, uint64_t hi, int expect_level, const std::string& who,
+                const TreeKind& kind = kVolumeTree) {
     Ref(loc);
     auto seen = entries_under_.find(loc);
     if (seen != entries_under_.end()) return seen->second;
@@ -57,7 +58,7 @@ class Checker {
       Error(who + ": btree node pointer " + std::to_string(loc) + " outside the pool");
       return 0;
     }
-    auto b = p_.tm->ReadNode(loc);
+    auto b = p_.tm->ReadNode(loc, kind);
     if (!b.ok()) {
       Error(who + ": " + b.status().message());
       return 0;
@@ -68,7 +69,11 @@ class Checker {
       Error(who + ": " + v.message());
       return 0;
     }
-    ++r_.btree_nodes;
+    if (kind.values_are_blocks) {
+      ++r_.btree_nodes;
+    } else {
+      ++r_.metadata_blocks;
+    }
     int level = static_cast<int>(node::Level(n));
     if (expect_level >= 0 && level != expect_level) {
       Error(who + ": node " + std::to_string(loc) + " at level " + std::to_string(level) +
@@ -83,7 +88,9 @@ class Checker {
         Error(who + ": node " + std::to_string(loc) + " key " + std::to_string(k) +
               " out of order or outside [" + std::to_string(lo) + ", " + std::to_string(hi) + ")");
       }
-      if (level == 0) {
+      if (level == 0 && !kind.values_are_blocks) {
+        ++total;
+      } else if (level == 0) {
         uint64_t phys = node::Value(n, i).phys;
         if (phys < kFirstFreeBlock || phys >= p_.sm->nr_blocks()) {
           Error(who + ": logical block " + std::to_string(k) + " maps outside the pool (" +
@@ -98,7 +105,7 @@ class Checker {
         ++total;
       } else {
         uint64_t chi = i + 1 < cnt ? node::Key(n, i + 1) : hi;
-        total += Node(node::Child(n, i), k, chi, level - 1, who);
+        total += Node(node::Child(n, i), k, chi, level - 1, who, kind);
       }
     }
     entries_under_[loc] = total;
@@ -150,7 +157,7 @@ Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root, int level) {
   if (root == 0) return uint64_t(0);
   ASSIGN_OR_RETURN(uint32_t c, sm->Get(root));
   if (c != 1) return uint64_t(0);
-  ASSIGN_OR_RETURN(BlockRef b, tm->ReadNode(root));
+  ASSIGN_OR_RETURN(BlockRef b, tm->ReadNode(root, kVolumeTree));
   RETURN_IF_ERROR(node::Validate(*b, bs));
   if (level >= 0 && node::Level(*b) != static_cast<uint32_t>(level)) {
     return Status::Corruption("btree node at physical block " + std::to_string(root) +
@@ -172,6 +179,8 @@ Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root, int level) {
 }
 
 Result<CheckReport> Pool::Impl::CheckLocked() {
+  // The check reads the entry tree: changed entries go into it first.
+  if (Status f = table->Flush(); !f.ok()) return Abort(f);
   CheckReport r;
   Checker c(*this, r);
   c.Meta(0);
@@ -195,25 +204,63 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
       if (!sb.ok()) c.Error(sb.status().message());
     }
   }
-  // During a transaction this is still the committed chain, and counted.
-  for (uint64_t l : table_locs) c.Meta(l);
-  // Trees.
+  // The entry tree and the name index: nodes counted once each.
+  if (table->entry_root()) {
+    c.Node(table->entry_root(), 0, UINT64_MAX, -1, "entry tree", kEntryTree);
+  }
+  std::unordered_map<uint64_t, uint64_t> slot_of;  // entry id -> name index key
+  if (table->name_root()) {
+    c.Node(table->name_root(), 0, UINT64_MAX, -1, "name index", kNameTree);
+    Status st = table->name_tree().ForEach(table->name_root(), 0, UINT64_MAX,
+                                           [&](uint64_t k, const Mapping& m) {
+      if (m.csum != 0) c.Error("name index: slot " + std::to_string(k) + ": reserved bytes set");
+      if (!slot_of.emplace(m.phys, k).second) {
+        c.Error("name index: entry id " + std::to_string(m.phys) + " has two slots");
+      }
+      return true;
+    });
+    if (!st.ok()) c.Error("name index: " + st.message());
+  }
+  // Entries, and the volume tree of each.
   std::unordered_set<std::string> names;
-  for (const auto& e : entries) {
+  Status walk = table->ForEachRecord([&](uint64_t id, std::span<const uint8_t> rec) {
     ++r.entries;
+    if (rec.empty()) {
+      c.Error("entry tree: record of entry id " + std::to_string(id) + " has missing pieces");
+      return;
+    }
+    auto decoded = DecodeRecord(rec, sm->nr_blocks());
+    if (!decoded.ok()) {
+      c.Error("entry tree: entry id " + std::to_string(id) + ": " + decoded.status().message());
+      return;
+    }
+    const TableEntry& e = *decoded;
     std::string who = (e.snapshot ? "snapshot '" : "volume '") + e.name + "'";
+    if (e.id != id) c.Error(who + ": record stored under entry id " + std::to_string(id));
+    if (id >= next_id) c.Error(who + ": entry id beyond the next id to hand out");
     if (!names.insert(e.name).second) c.Error(who + ": duplicate name");
+    auto slot = slot_of.find(id);
+    const uint64_t bucket = EntryTable::NameBucket(e.name);
+    if (slot == slot_of.end()) {
+      c.Error(who + ": missing from the name index");
+    } else {
+      if (slot->second < bucket || slot->second >= bucket + 256) {
+        c.Error(who + ": name index slot " + std::to_string(slot->second) +
+                " is outside the name's bucket");
+      }
+      slot_of.erase(slot);
+    }
     if (!ValidEntryName(e.name)) c.Error(who + ": invalid name");
     if (e.snapshot && e.name.find('@') == std::string::npos) c.Error(who + ": snapshot without '@'");
     if (e.size_bytes % bs) c.Error(who + ": size not a multiple of the block size");
     if (e.root == 0) {
       if (e.mapped_blocks != 0) c.Error(who + ": empty tree but mapped count " +
                                         std::to_string(e.mapped_blocks));
-      continue;
+      return;
     }
     uint64_t n = c.Node(e.root, 0, UINT64_MAX, -1, who);
     if (n != e.mapped_blocks) {
-      c.Error(who + ": tree maps " + std::to_string(n) + " blocks but the table says " +
+      c.Error(who + ": tree maps " + std::to_string(n) + " blocks but the entry says " +
               std::to_string(e.mapped_blocks));
     }
     // Nothing may be mapped beyond the end of the volume.
@@ -224,6 +271,15 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
     });
     if (!st.ok()) c.Error(who + ": " + st.message());
     if (beyond) c.Error(who + ": " + std::to_string(beyond) + " blocks mapped beyond its size");
+  });
+  if (!walk.ok()) c.Error("entry tree: " + walk.message());
+  for (const auto& [id, key] : slot_of) {
+    c.Error("name index: slot " + std::to_string(key) + " names entry id " + std::to_string(id) +
+            ", which does not exist");
+  }
+  if (r.entries != table->count()) {
+    c.Error("superblock counts " + std::to_string(table->count()) + " entries, the entry tree holds " +
+            std::to_string(r.entries));
   }
   c.Compare();
   return r;
@@ -233,6 +289,12 @@ Result<VerifyReport> Pool::Impl::VerifyLocked(const std::function<void(uint64_t)
   VerifyReport r;
   std::unordered_set<uint64_t> seen;
   std::vector<uint8_t> buf(bs);
+  if (Status f = table->Flush(); !f.ok()) return Abort(f);
+  std::vector<TableEntry> entries;
+  RETURN_IF_ERROR(table->ForEach([&](const TableEntry& e) {
+    entries.push_back(e);
+    return Status::Ok();
+  }));
   for (const auto& e : entries) {
     std::string who = (e.snapshot ? "snapshot '" : "volume '") + e.name + "'";
     std::vector<std::pair<uint64_t, Mapping>> maps;

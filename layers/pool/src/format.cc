@@ -17,9 +17,12 @@ std::string_view BlockTypeName(BlockType t) {
     case BlockType::kSuper: return "superblock";
     case BlockType::kInternal: return "btree internal node";
     case BlockType::kLeaf: return "btree leaf";
+    case BlockType::kEntryInternal: return "entry tree internal node";
+    case BlockType::kEntryLeaf: return "entry tree leaf";
+    case BlockType::kNameInternal: return "name index internal node";
+    case BlockType::kNameLeaf: return "name index leaf";
     case BlockType::kSpaceMap: return "space map block";
     case BlockType::kSmIndex: return "space map index block";
-    case BlockType::kTable: return "volume table block";
   }
   return "unknown block";
 }

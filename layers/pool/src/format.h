@@ -28,7 +28,7 @@ namespace stack::pool {
 
 constexpr uint32_t kMetaMagic = 0x444d5053;  // "SPMD"
 constexpr uint32_t kSuperMagic = 0x42535053;  // "SPSB"
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
 constexpr uint32_t kHeaderSize = 32;
 constexpr uint32_t kSuperSize = 4096;  // bytes of a superblock slot that are used
 constexpr uint32_t kMinBlockSize = 4096;
@@ -42,12 +42,30 @@ constexpr uint64_t kFirstFreeBlock = 2;
 
 enum class BlockType : uint16_t {
   kSuper = 1,
-  kInternal = 2,  // btree internal node
-  kLeaf = 3,      // btree leaf
-  kSpaceMap = 4,  // reference counts
-  kSmIndex = 5,   // locations of space-map blocks
-  kTable = 6,     // volume table chain
+  kInternal = 2,       // volume btree internal node
+  kLeaf = 3,           // volume btree leaf
+  kSpaceMap = 4,       // reference counts
+  kSmIndex = 5,        // locations of space-map blocks
+  // 6 was the format-1 volume table chain; never written by format 2.
+  kEntryInternal = 7,  // entry tree internal node
+  kEntryLeaf = 8,      // entry tree leaf (entry records in 16-byte pieces)
+  kNameInternal = 9,   // name index internal node
+  kNameLeaf = 10,      // name index leaf (name hash -> entry id)
 };
+
+// The three kinds of btree the pool keeps (spec/pool-format.md, "Btree
+// nodes"): each has its own node types, so a pointer from one kind of tree
+// into another is caught when the node is read.
+struct TreeKind {
+  BlockType internal;
+  BlockType leaf;
+  // Leaf values are {data block, checksum} and hold a reference on the
+  // block (volume trees); otherwise they are opaque 16 bytes.
+  bool values_are_blocks;
+};
+inline constexpr TreeKind kVolumeTree{BlockType::kInternal, BlockType::kLeaf, true};
+inline constexpr TreeKind kEntryTree{BlockType::kEntryInternal, BlockType::kEntryLeaf, false};
+inline constexpr TreeKind kNameTree{BlockType::kNameInternal, BlockType::kNameLeaf, false};
 
 std::string_view BlockTypeName(BlockType t);
 

@@ -10,7 +10,6 @@
 namespace stack::pool {
 namespace {
 
-uint64_t CeilDiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
 uint64_t NowNs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -95,7 +94,8 @@ void Pool::Impl::InitComponents() {
   cache = std::make_unique<BlockCache>(store.get(), bs, cap);
   sm = std::make_unique<SpaceMap>(cache.get(), bs);
   tm = std::make_unique<TransactionManager>(cache.get(), sm.get());
-  tree = std::make_unique<BTree>(tm.get(), bs);
+  tree = std::make_unique<BTree>(tm.get(), bs, kVolumeTree);
+  table = std::make_unique<EntryTable>(tm.get(), bs);
   // Per-block transaction state costs ~64 bytes; keep it within a quarter
   // of the cache budget, then commit at the next request boundary.
   max_txn_entries = std::max<size_t>(cache_bytes / 256, 4096);
@@ -121,17 +121,17 @@ Status Pool::Impl::Load() {
       break;
     }
   }
-  Result<Superblock> best = Status::Corruption("no valid superblock");
+  const Superblock* best = nullptr;
   if (s0.ok() && (!s1.ok() || s0->generation > s1->generation)) {
-    best = std::move(s0);
+    best = &s0.value();
   } else if (s1.ok()) {
-    best = std::move(s1);
+    best = &s1.value();
   } else {
     return Status::Corruption("no valid superblock in " + store->describe() + " (slot 0: " +
                               s0.status().message() + "; slot 1: " + s1.status().message() + ")");
   }
   if (bs != 0 && best->block_size != bs) return Status::Corruption("block size changed");
-  sb = std::move(best).value();
+  sb = *best;
   if (bs == 0) {
     bs = sb.block_size;
     InitComponents();
@@ -145,29 +145,7 @@ Status Pool::Impl::Load() {
   max_blocks = sb.max_blocks;
   next_id = sb.next_entry_id;
   cache->set_generation(sb.generation + 1);
-  // Volume table chain.
-  table_locs.clear();
-  std::vector<uint8_t> blob;
-  uint64_t loc = sb.table_head;
-  size_t payload = TableBlockPayload(bs);
-  uint64_t max_links = CeilDiv(sb.table_bytes, payload);
-  while (loc != 0) {
-    if (table_locs.size() >= max_links) return Status::Corruption("volume table chain too long");
-    if (loc < kFirstFreeBlock || loc >= sb.nr_blocks) {
-      return Status::Corruption("volume table chain leaves the pool");
-    }
-    ASSIGN_OR_RETURN(BlockRef b, cache->Read(loc, BlockType::kTable));
-    table_locs.push_back(loc);
-    uint32_t used = GetLE32(b->payload() + 8);
-    if (used > payload) return Status::Corruption("volume table block overfull");
-    blob.insert(blob.end(), b->data.begin() + 48, b->data.begin() + 48 + used);
-    loc = GetLE64(b->payload());
-  }
-  if (blob.size() != sb.table_bytes) return Status::Corruption("volume table size mismatch");
-  ASSIGN_OR_RETURN(entries, DecodeTable(blob, sb.nr_blocks));
-  for (const auto& e : entries) {
-    if (e.id >= next_id) return Status::Corruption("entry id beyond next id");
-  }
+  table->Reset(sb.entry_root, sb.name_root, sb.entry_count);
   dirty = false;
   return Status::Ok();
 }
@@ -193,16 +171,15 @@ Status Pool::Impl::Abort(Status cause) {
 }
 
 uint64_t Pool::Impl::Reserve() const {
-  // The table as it is now plus one largest possible new record (an
-  // operation that adds an entry checks space before adding it).
-  uint64_t table_bytes = 4;
-  for (const auto& e : entries) {
-    table_bytes += 4 + 92 + e.name.size() + e.note.size();
-    for (const auto& t : e.tags) table_bytes += 2 + t.size();
+  // The space map's commit, the dirty entries and one more entry change.
+  return SpaceMap::ReserveBlocks(max_blocks, bs) + table->ReserveBlocks() + 2;
+}
+
+Status Pool::Impl::NewId() {
+  if (next_id >= EntryTable::kMaxId) {
+    return Status::NoSpace("pool has handed out every entry id (2^48)");
   }
-  table_bytes += 4 + 92 + kMaxNameLen + kMaxNoteLen + kMaxTags * (2 + kMaxTagLen);
-  return SpaceMap::ReserveBlocks(max_blocks, bs) + CeilDiv(table_bytes, TableBlockPayload(bs)) +
-         2;
+  return Status::Ok();
 }
 
 Status Pool::Impl::EnsureSpace(uint64_t need, const char* what) {
@@ -223,18 +200,10 @@ Status Pool::Impl::EnsureSpace(uint64_t need, const char* what) {
                          std::to_string(Reserve()) + " are reserved for metadata commits");
 }
 
-TableEntry* Pool::Impl::Find(const std::string& name) {
-  for (auto& e : entries) {
-    if (e.name == name) return &e;
-  }
-  return nullptr;
-}
-
-TableEntry* Pool::Impl::FindId(uint64_t id) {
-  for (auto& e : entries) {
-    if (e.id == id) return &e;
-  }
-  return nullptr;
+Result<TableEntry*> Pool::Impl::Find(const std::string& name, const char* what) {
+  ASSIGN_OR_RETURN(TableEntry * e, table->Find(name));
+  if (!e) return Status::NotFound(std::string("no ") + what + " '" + name + "'");
+  return e;
 }
 
 void Pool::Impl::ReleaseSpace(const std::vector<uint64_t>& blocks) {
@@ -260,20 +229,8 @@ Status Pool::Impl::CommitLocked() {
   RETURN_IF_ERROR(Writable());
   if (!dirty && !sm->changed()) return Status::Ok();
   auto run = [&]() -> Status {
-    // 1. Volume table into new blocks.
-    std::vector<uint8_t> blob = EncodeTable(entries);
-    for (uint64_t l : table_locs) RETURN_IF_ERROR(sm->Dec(l).status());
-    size_t payload = TableBlockPayload(bs);
-    uint64_t n = CeilDiv(blob.size(), payload);
-    std::vector<uint64_t> locs;
-    RETURN_IF_ERROR(sm->AllocMany(n, &locs));
-    for (uint64_t i = 0; i < n; ++i) {
-      BlockRef b = cache->Create(locs[i], BlockType::kTable);
-      size_t off = i * payload, len = std::min(payload, blob.size() - off);
-      PutLE64(b->payload(), i + 1 < n ? locs[i + 1] : 0);
-      PutLE32(b->payload() + 8, static_cast<uint32_t>(len));
-      std::memcpy(b->data.data() + 48, blob.data() + off, len);
-    }
+    // 1. Changed entries into the entry tree.
+    RETURN_IF_ERROR(table->Flush());
     // 2. Reference counts.
     RETURN_IF_ERROR(sm->PrepareCommit());
     // 3. Metadata, then a barrier.
@@ -285,8 +242,9 @@ Status Pool::Impl::CommitLocked() {
     next.nr_blocks = sm->nr_blocks();
     next.max_blocks = max_blocks;
     next.used_blocks = sm->used_blocks();
-    next.table_head = n ? locs[0] : 0;
-    next.table_bytes = blob.size();
+    next.entry_root = table->entry_root();
+    next.name_root = table->name_root();
+    next.entry_count = table->count();
     next.next_entry_id = next_id;
     next.index_locs = sm->index_locs();
     std::vector<uint8_t> enc = EncodeSuperblock(next);
@@ -295,10 +253,10 @@ Status Pool::Impl::CommitLocked() {
     // 5. Durable.
     std::vector<uint64_t> released = sm->EndCommit();
     sb = std::move(next);
-    table_locs = std::move(locs);
     cache->set_generation(sb.generation + 1);
     dirty = false;
     ReleaseSpace(released);
+    table->Trim();
     return Status::Ok();
   };
   Status st = run();
@@ -399,17 +357,19 @@ Status Pool::CreateVolume(const std::string& name, uint64_t size_bytes, const En
     return Status::InvalidArgument("volume size must be a multiple of " + std::to_string(p.bs));
   }
   if (size_bytes / p.bs > (uint64_t(1) << 48)) return Status::InvalidArgument("volume too large");
-  if (p.Find(name)) return Status::AlreadyExists("entry '" + name + "' exists");
-  RETURN_IF_ERROR(p.EnsureSpace(0, "a new volume"));
+  ASSIGN_OR_RETURN(TableEntry * existing, p.table->Find(name));
+  if (existing) return Status::AlreadyExists("entry '" + name + "' exists");
+  RETURN_IF_ERROR(p.NewId());
   TableEntry e;
-  e.id = p.next_id++;
   e.name = name;
-  e.uuid = NewUuid();
-  e.created_ns = NowNs();
   e.size_bytes = size_bytes;
   e.note = meta.note;
   e.tags = meta.tags;
-  p.entries.push_back(std::move(e));
+  RETURN_IF_ERROR(p.EnsureSpace(p.table->AddCost(e), "a new volume"));
+  e.id = p.next_id++;
+  e.uuid = NewUuid();
+  e.created_ns = NowNs();
+  if (Status st = p.table->Add(std::move(e)).status(); !st.ok()) return p.Abort(st);
   p.dirty = true;
   return p.CommitLocked();
 }
@@ -418,8 +378,7 @@ Result<std::unique_ptr<BlockDevice>> Pool::OpenVolume(const std::string& name, b
   std::lock_guard<std::mutex> lock(impl_->mu);
   Impl& p = *impl_;
   RETURN_IF_ERROR(p.Usable());
-  TableEntry* e = p.Find(name);
-  if (!e) return Status::NotFound("no volume or snapshot '" + name + "'");
+  ASSIGN_OR_RETURN(TableEntry * e, p.Find(name));
   bool ro = read_only || e->read_only || e->snapshot || p.read_only;
   if (!read_only && ro) {
     return Status::ReadOnly("'" + name + "' is read-only" +
@@ -434,8 +393,7 @@ Status MakeCopy(Pool::Impl& p, const std::string& source, const std::string& nam
   RETURN_IF_ERROR(p.Writable());
   RETURN_IF_ERROR(CheckName(name));
   RETURN_IF_ERROR(ValidateMeta(meta));
-  TableEntry* src = p.Find(source);
-  if (!src) return Status::NotFound("no volume or snapshot '" + source + "'");
+  ASSIGN_OR_RETURN(TableEntry * src, p.Find(source));
   bool has_at = name.find('@') != std::string::npos;
   if (snapshot) {
     if (!has_at || VolumePart(name) != VolumePart(source)) {
@@ -445,30 +403,32 @@ Status MakeCopy(Pool::Impl& p, const std::string& source, const std::string& nam
   } else if (has_at) {
     return Status::InvalidArgument("a clone is a volume: its name cannot contain '@'");
   }
-  if (p.Find(name)) return Status::AlreadyExists("entry '" + name + "' exists");
-  uint64_t headroom = std::max<uint64_t>(64, p.max_blocks / 100);
-  Status space = p.EnsureSpace(headroom, snapshot ? "a snapshot" : "a clone");
-  if (!space.ok()) {
-    return Status::NoSpace(std::string("pool nearly full: ") + (snapshot ? "snapshot" : "clone") +
-                           " refused below the reserve threshold (" + space.message() + ")");
-  }
-  // src may move when entries grows: copy what we need first.
+  // Copy what we need of the source before the table changes.
   TableEntry e;
-  e.id = p.next_id++;
   e.snapshot = snapshot;
   e.read_only = snapshot;
   e.name = name;
-  e.uuid = NewUuid();
   e.parent = src->uuid;
-  e.created_ns = NowNs();
   e.size_bytes = src->size_bytes;
   e.root = src->root;
   e.mapped_blocks = src->mapped_blocks;
   e.note = meta.note;
   e.tags = meta.tags;
+  ASSIGN_OR_RETURN(TableEntry * existing, p.table->Find(name));
+  if (existing) return Status::AlreadyExists("entry '" + name + "' exists");
+  RETURN_IF_ERROR(p.NewId());
+  uint64_t headroom = std::max<uint64_t>(64, p.max_blocks / 100);
+  Status space = p.EnsureSpace(headroom + p.table->AddCost(e), snapshot ? "a snapshot" : "a clone");
+  if (!space.ok()) {
+    return Status::NoSpace(std::string("pool nearly full: ") + (snapshot ? "snapshot" : "clone") +
+                           " refused below the reserve threshold (" + space.message() + ")");
+  }
+  e.id = p.next_id++;
+  e.uuid = NewUuid();
+  e.created_ns = NowNs();
   Status st = p.tree->IncRoot(e.root);
+  if (st.ok()) st = p.table->Add(std::move(e)).status();
   if (!st.ok()) return p.Abort(st);
-  p.entries.push_back(std::move(e));
   p.dirty = true;
   return p.CommitLocked();
 }
@@ -490,12 +450,10 @@ Status Pool::Rollback(const std::string& volume, const std::string& snapshot) {
   Impl& p = *impl_;
   RETURN_IF_ERROR(p.Writable());
   std::string snap = snapshot.find('@') == std::string::npos ? volume + "@" + snapshot : snapshot;
-  TableEntry* v = p.Find(volume);
-  if (!v) return Status::NotFound("no volume '" + volume + "'");
+  ASSIGN_OR_RETURN(TableEntry * v, p.Find(volume, "volume"));
   if (v->snapshot) return Status::InvalidArgument("'" + volume + "' is a snapshot, not a volume");
   if (v->read_only) return Status::ReadOnly("volume '" + volume + "' is read-only");
-  TableEntry* s = p.Find(snap);
-  if (!s) return Status::NotFound("no snapshot '" + snap + "'");
+  ASSIGN_OR_RETURN(TableEntry * s, p.Find(snap, "snapshot"));
   uint64_t old_root = v->root;
   Status st = p.tree->IncRoot(s->root);
   if (st.ok()) st = p.tree->DecRoot(old_root);
@@ -503,6 +461,7 @@ Status Pool::Rollback(const std::string& volume, const std::string& snapshot) {
   v->root = s->root;
   v->size_bytes = s->size_bytes;
   v->mapped_blocks = s->mapped_blocks;
+  p.table->MarkDirty(v);
   p.dirty = true;
   return p.CommitLocked();
 }
@@ -511,12 +470,16 @@ Status Pool::Delete(const std::string& name) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Impl& p = *impl_;
   RETURN_IF_ERROR(p.Writable());
-  auto it = std::find_if(p.entries.begin(), p.entries.end(),
-                         [&](const TableEntry& e) { return e.name == name; });
-  if (it == p.entries.end()) return Status::NotFound("no volume or snapshot '" + name + "'");
-  Status st = p.tree->DecRoot(it->root);
+  ASSIGN_OR_RETURN(TableEntry * e, p.Find(name));
+  const uint64_t id = e->id, root = e->root;
+  // The reserve holds the usual cost of removing one record (two leaves);
+  // a record spread over more nodes needs the difference free.
+  ASSIGN_OR_RETURN(uint64_t cost, p.table->RemoveCost(id));
+  const uint64_t allowance = p.table->Allowance();
+  if (cost > allowance) RETURN_IF_ERROR(p.EnsureSpace(cost - allowance, "the delete"));
+  Status st = p.tree->DecRoot(root);
+  if (st.ok()) st = p.table->Remove(id);
   if (!st.ok()) return p.Abort(st);
-  p.entries.erase(it);
   p.dirty = true;
   return p.CommitLocked();
 }
@@ -526,34 +489,47 @@ Status Pool::Rename(const std::string& old_name, const std::string& new_name) {
   Impl& p = *impl_;
   RETURN_IF_ERROR(p.Writable());
   RETURN_IF_ERROR(CheckName(new_name));
-  TableEntry* e = p.Find(old_name);
-  if (!e) return Status::NotFound("no volume or snapshot '" + old_name + "'");
+  ASSIGN_OR_RETURN(TableEntry * e, p.Find(old_name));
   if (old_name == new_name) return Status::Ok();
   bool old_snap = old_name.find('@') != std::string::npos;
   bool new_snap = new_name.find('@') != std::string::npos;
-  std::vector<std::pair<TableEntry*, std::string>> renames;
+  std::vector<std::pair<uint64_t, std::string>> renames;  // id, new name
   if (old_snap) {
     if (!new_snap || VolumePart(new_name) != VolumePart(old_name)) {
       return Status::InvalidArgument("a snapshot keeps its volume part: rename '" + old_name +
                                      "' to '" + VolumePart(old_name) + "@<new>'");
     }
-    renames.push_back({e, new_name});
+    renames.push_back({e->id, new_name});
   } else {
     if (new_snap) return Status::InvalidArgument("a volume name cannot contain '@'");
-    for (auto& x : p.entries) {
+    // The volume and each of its snapshots (a walk of the entry tree).
+    Status walk = p.table->ForEach([&](const TableEntry& x) {
       if (x.name == old_name) {
-        renames.push_back({&x, new_name});
-      } else if (x.name.size() > old_name.size() && x.name.compare(0, old_name.size(), old_name) == 0 &&
+        renames.push_back({x.id, new_name});
+      } else if (x.name.size() > old_name.size() &&
+                 x.name.compare(0, old_name.size(), old_name) == 0 &&
                  x.name[old_name.size()] == '@') {
-        renames.push_back({&x, new_name + x.name.substr(old_name.size())});
+        renames.push_back({x.id, new_name + x.name.substr(old_name.size())});
       }
-    }
+      return Status::Ok();
+    });
+    if (!walk.ok()) return p.Abort(walk);
   }
-  for (auto& [x, n] : renames) {
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (auto& [id, n] : renames) {
     if (!ValidEntryName(n)) return CheckName(n);
-    if (p.Find(n)) return Status::AlreadyExists("entry '" + n + "' exists");
+    ASSIGN_OR_RETURN(TableEntry * clash, p.table->Find(n));
+    if (clash) return Status::AlreadyExists("entry '" + n + "' exists");
+    lo = std::min(lo, id);
+    hi = std::max(hi, id);
   }
-  for (auto& [x, n] : renames) x->name = n;
+  ASSIGN_OR_RETURN(uint64_t cost, p.table->ChangeCost(lo, hi, renames.size()));
+  RETURN_IF_ERROR(p.EnsureSpace(cost, "the rename"));
+  for (auto& [id, n] : renames) {
+    auto x = p.table->Get(id);
+    Status st = x.ok() ? p.table->Rename(*x, n) : x.status();
+    if (!st.ok()) return p.Abort(st);
+  }
   p.dirty = true;
   return p.CommitLocked();
 }
@@ -562,18 +538,20 @@ Status Pool::Resize(const std::string& name, uint64_t new_size) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Impl& p = *impl_;
   RETURN_IF_ERROR(p.Writable());
-  TableEntry* e = p.Find(name);
-  if (!e) return Status::NotFound("no volume '" + name + "'");
+  ASSIGN_OR_RETURN(TableEntry * e, p.Find(name, "volume"));
   if (e->snapshot) return Status::InvalidArgument("snapshots cannot be resized");
   if (e->read_only) return Status::ReadOnly("volume '" + name + "' is read-only");
   if (new_size % p.bs != 0) {
     return Status::InvalidArgument("volume size must be a multiple of " + std::to_string(p.bs));
   }
   if (new_size / p.bs > (uint64_t(1) << 48)) return Status::InvalidArgument("volume too large");
+  const uint64_t id = e->id;
   if (new_size < e->size_bytes) {
     RETURN_IF_ERROR(p.RemoveRange(*e, new_size / p.bs, e->size_bytes / p.bs));
   }
+  ASSIGN_OR_RETURN(e, p.FindId(id));
   e->size_bytes = new_size;
+  p.table->MarkDirty(e);
   p.dirty = true;
   return p.CommitLocked();
 }
@@ -582,10 +560,11 @@ Status Pool::SetReadOnly(const std::string& name, bool ro) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Impl& p = *impl_;
   RETURN_IF_ERROR(p.Writable());
-  TableEntry* e = p.Find(name);
-  if (!e) return Status::NotFound("no volume or snapshot '" + name + "'");
+  ASSIGN_OR_RETURN(TableEntry * e, p.Find(name));
   if (e->snapshot && !ro) return Status::InvalidArgument("snapshots are always read-only");
+  RETURN_IF_ERROR(p.EnsureSpace(0, "metadata"));
   e->read_only = ro;
+  p.table->MarkDirty(e);
   p.dirty = true;
   return p.CommitLocked();
 }
@@ -595,11 +574,14 @@ Status Pool::SetMeta(const std::string& name, const EntryMeta& meta) {
   Impl& p = *impl_;
   RETURN_IF_ERROR(p.Writable());
   RETURN_IF_ERROR(ValidateMeta(meta));
-  TableEntry* e = p.Find(name);
-  if (!e) return Status::NotFound("no volume or snapshot '" + name + "'");
-  RETURN_IF_ERROR(p.EnsureSpace(0, "metadata"));
+  ASSIGN_OR_RETURN(TableEntry * e, p.Find(name));
+  TableEntry grown = *e;
+  grown.note = meta.note;
+  grown.tags = meta.tags;
+  RETURN_IF_ERROR(p.EnsureSpace(p.table->WriteCost(RecordBytes(grown)), "metadata"));
   e->note = meta.note;
   e->tags = meta.tags;
+  p.table->MarkDirty(e);
   p.dirty = true;
   return p.CommitLocked();
 }
@@ -626,29 +608,40 @@ Result<EntryInfo> InfoOf(Pool::Impl& p, const TableEntry& e) {
 
 Result<std::vector<EntryInfo>> Pool::List() {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  RETURN_IF_ERROR(impl_->Usable());
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Usable());
+  // Dirty entries go into the tree first; a failure there abandons the
+  // transaction like any failed metadata change.
+  if (Status f = p.table->Flush(); !f.ok()) return p.Abort(f);
   std::vector<EntryInfo> out;
-  for (const auto& e : impl_->entries) {
-    ASSIGN_OR_RETURN(EntryInfo i, InfoOf(*impl_, e));
+  Status st = p.table->ForEach([&](const TableEntry& e) -> Status {
+    ASSIGN_OR_RETURN(EntryInfo i, InfoOf(p, e));
     out.push_back(std::move(i));
-  }
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
   return out;
 }
 
 Result<std::vector<std::string>> Pool::Names() {
   std::lock_guard<std::mutex> lock(impl_->mu);
-  RETURN_IF_ERROR(impl_->Usable());
+  Impl& p = *impl_;
+  RETURN_IF_ERROR(p.Usable());
+  if (Status f = p.table->Flush(); !f.ok()) return p.Abort(f);
   std::vector<std::string> out;
-  out.reserve(impl_->entries.size());
-  for (const auto& e : impl_->entries) out.push_back(e.name);
+  out.reserve(p.table->count());
+  Status st = p.table->ForEach([&](const TableEntry& e) {
+    out.push_back(e.name);
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
   return out;
 }
 
 Result<EntryInfo> Pool::Stat(const std::string& name) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   RETURN_IF_ERROR(impl_->Usable());
-  TableEntry* e = impl_->Find(name);
-  if (!e) return Status::NotFound("no volume or snapshot '" + name + "'");
+  ASSIGN_OR_RETURN(TableEntry * e, impl_->Find(name));
   return InfoOf(*impl_, *e);
 }
 
@@ -657,8 +650,7 @@ Result<std::vector<StoredRun>> Pool::StoredRuns(const std::string& name, uint64_
   std::lock_guard<std::mutex> lock(impl_->mu);
   Impl& p = *impl_;
   RETURN_IF_ERROR(p.Usable());
-  TableEntry* e = p.Find(name);
-  if (!e) return Status::NotFound("no volume or snapshot '" + name + "'");
+  ASSIGN_OR_RETURN(TableEntry * e, p.Find(name));
   if (offset % p.bs || length % p.bs) {
     return Status::InvalidArgument("stored runs: offset and length must be block multiples");
   }
@@ -685,7 +677,7 @@ Result<PoolInfo> Pool::Info() {
   i.free_bytes = (avail > reserve ? avail - reserve : 0) * p.bs;
   i.reserved_bytes = reserve * p.bs;
   i.generation = p.sb.generation;
-  i.entries = p.entries.size();
+  i.entries = p.table->count();
   i.cache_bytes = p.cache_bytes;
   return i;
 }

@@ -4,7 +4,8 @@
 // (check, verify, accounting).
 //
 // Commit protocol (spec/pool-format.md, "Commit"):
-//   1. rewrite the volume table into newly allocated blocks;
+//   1. write the entries changed since the last commit into the entry tree
+//      (shadowed like every other tree node);
 //   2. fold reference-count deltas into shadowed space-map/index blocks;
 //   3. write every dirty metadata block; flush;
 //   4. write the superblock (generation + 1) into slot (generation + 1) % 2;
@@ -27,7 +28,7 @@
 #include "space_map.h"
 #include "superblock.h"
 #include "transaction.h"
-#include "volume_table.h"
+#include "entry_table.h"
 
 namespace stack::pool {
 
@@ -40,12 +41,11 @@ struct Pool::Impl {
   std::unique_ptr<BlockCache> cache;
   std::unique_ptr<SpaceMap> sm;
   std::unique_ptr<TransactionManager> tm;
-  std::unique_ptr<BTree> tree;
+  std::unique_ptr<BTree> tree;        // volume trees
+  std::unique_ptr<EntryTable> table;  // entries: entry tree + name index
   Superblock sb;                     // the last committed superblock
   uint64_t max_blocks = 0;           // current (Grow changes it before commit)
   uint64_t next_id = 1;
-  std::vector<TableEntry> entries;   // current, creation order
-  std::vector<uint64_t> table_locs;  // committed table chain
   bool dirty = false;                // changed since the last commit
   Status broken;                     // set when even reloading failed
   size_t max_txn_entries = 0;
@@ -65,9 +65,14 @@ struct Pool::Impl {
   // Space.
   uint64_t Reserve() const;
   Status EnsureSpace(uint64_t need, const char* what);
+  // OK if another entry id can be handed out.
+  Status NewId();
 
-  TableEntry* Find(const std::string& name);
-  TableEntry* FindId(uint64_t id);
+  // The entry, or NotFound naming what was asked for (`what`: "volume",
+  // "snapshot", "volume or snapshot").
+  Result<TableEntry*> Find(const std::string& name, const char* what = "volume or snapshot");
+  // nullptr if the entry is gone (deleted while a device held it).
+  Result<TableEntry*> FindId(uint64_t id) { return table->Get(id); }
 
   // Volume I/O (volume_io.cc). first/count in pool blocks.
   Status ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> out);

@@ -16,10 +16,11 @@ std::vector<uint8_t> EncodeSuperblock(const Superblock& sb) {
   PutLE64(p + 56, sb.used_blocks);
   std::memcpy(p + 64, sb.uuid.data(), 16);
   PutLE64(p + 80, sb.created_ns);
-  PutLE64(p + 88, sb.table_head);
+  PutLE64(p + 88, sb.entry_root);
   PutLE64(p + 96, sb.next_entry_id);
   PutLE32(p + 104, static_cast<uint32_t>(sb.index_locs.size()));
-  PutLE64(p + 112, sb.table_bytes);
+  PutLE64(p + 112, sb.name_root);
+  PutLE64(p + 120, sb.entry_count);
   for (size_t i = 0; i < sb.index_locs.size(); ++i) {
     PutLE64(p + kSuperIndexOffset + 8 * i, sb.index_locs[i]);
   }
@@ -39,7 +40,8 @@ Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t slot)
   sb.generation = GetLE64(p + 24);
   if (sb.generation % 2 != slot) return fail("generation does not belong in this slot");
   if (GetLE32(p + 32) != kFormatVersion) {
-    return fail("unsupported format version " + std::to_string(GetLE32(p + 32)));
+    return fail("unsupported format version " + std::to_string(GetLE32(p + 32)) +
+                " (this build reads version " + std::to_string(kFormatVersion) + ")");
   }
   sb.block_size = GetLE32(p + 36);
   if (sb.block_size < kMinBlockSize || sb.block_size > kMaxBlockSize ||
@@ -51,10 +53,11 @@ Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t slot)
   sb.used_blocks = GetLE64(p + 56);
   std::memcpy(sb.uuid.data(), p + 64, 16);
   sb.created_ns = GetLE64(p + 80);
-  sb.table_head = GetLE64(p + 88);
+  sb.entry_root = GetLE64(p + 88);
   sb.next_entry_id = GetLE64(p + 96);
   uint32_t nidx = GetLE32(p + 104);
-  sb.table_bytes = GetLE64(p + 112);
+  sb.name_root = GetLE64(p + 112);
+  sb.entry_count = GetLE64(p + 120);
   if (sb.nr_blocks < kFirstFreeBlock + 1 || sb.nr_blocks > sb.max_blocks) {
     return fail("bad block counts");
   }
@@ -63,10 +66,16 @@ Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t slot)
   uint64_t per_sm = SmEntriesPerBlock(sb.block_size), per_idx = IndexEntriesPerBlock(sb.block_size);
   uint64_t need = ((sb.nr_blocks + per_sm - 1) / per_sm + per_idx - 1) / per_idx;
   if (nidx != need) return fail("index slot count does not match the pool size");
-  if (sb.table_head != 0 && (sb.table_head < kFirstFreeBlock || sb.table_head >= sb.nr_blocks)) {
-    return fail("volume table head outside the pool");
+  for (uint64_t root : {sb.entry_root, sb.name_root}) {
+    if (root != 0 && (root < kFirstFreeBlock || root >= sb.nr_blocks)) {
+      return fail(std::string(root == sb.entry_root ? "entry tree" : "name index") +
+                  " root outside the pool");
+    }
   }
-  if (sb.table_bytes > (uint64_t(1) << 32)) return fail("volume table too large");
+  if ((sb.entry_root == 0) != (sb.entry_count == 0) || (sb.name_root == 0) != (sb.entry_count == 0)) {
+    return fail("entry count does not match the entry trees");
+  }
+  if (sb.entry_count >= sb.next_entry_id) return fail("more entries than ids handed out");
   for (uint32_t i = 0; i < nidx; ++i) {
     uint64_t l = GetLE64(p + kSuperIndexOffset + 8 * i);
     if (l != 0 && (l < kFirstFreeBlock || l >= sb.nr_blocks)) {

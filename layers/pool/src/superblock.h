@@ -7,9 +7,9 @@
 //    32  u32 format version      36  u32 block size
 //    40  u64 nr_blocks           48  u64 max_blocks
 //    56  u64 used_blocks         64  u8[16] pool uuid
-//    80  u64 created (unix ns)   88  u64 volume table head (0 = none)
+//    80  u64 created (unix ns)   88  u64 entry tree root (0 = none)
 //    96  u64 next entry id      104  u32 index slots in use, u32 reserved
-//   112  u64 table bytes        120  u64 reserved
+//   112  u64 name index root    120  u64 number of entries
 //   128  u64 index block locations[kMaxIndexSlots]
 // Thread-safety: pure functions.
 #pragma once
@@ -31,8 +31,9 @@ struct Superblock {
   uint64_t used_blocks = 0;
   std::array<uint8_t, 16> uuid{};
   uint64_t created_ns = 0;
-  uint64_t table_head = 0;
-  uint64_t table_bytes = 0;
+  uint64_t entry_root = 0;
+  uint64_t name_root = 0;
+  uint64_t entry_count = 0;
   uint64_t next_entry_id = 1;
   std::vector<uint64_t> index_locs;
 };

@@ -9,10 +9,11 @@ Result<BlockRef> TransactionManager::New(BlockType type) {
   return cache_->Create(loc, type);
 }
 
-Result<BlockRef> TransactionManager::ShadowNode(uint64_t loc, bool* inc_children) {
+Result<BlockRef> TransactionManager::ShadowNode(uint64_t loc, const TreeKind& kind,
+                                                bool* inc_children) {
   *inc_children = false;
   ASSIGN_OR_RETURN(uint32_t count, sm_->Get(loc));
-  ASSIGN_OR_RETURN(BlockRef old, ReadNode(loc));
+  ASSIGN_OR_RETURN(BlockRef old, ReadNode(loc, kind));
   if (count == 1 && sm_->IsNew(loc)) {
     old->MarkDirty();
     return old;

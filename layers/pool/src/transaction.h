@@ -30,13 +30,16 @@ class TransactionManager {
   SpaceMap& sm() { return *sm_; }
 
   Result<BlockRef> Read(uint64_t loc, BlockType type) { return cache_->Read(loc, type); }
-  Result<BlockRef> ReadNode(uint64_t loc) { return cache_->Read(loc, BlockType::kLeaf, true); }
+  // A node of a tree of `kind` (either of its node types).
+  Result<BlockRef> ReadNode(uint64_t loc, const TreeKind& kind) {
+    return cache_->Read(loc, kind.leaf, kind.internal);
+  }
   // A new zeroed block of `type` (count 1), dirty in the cache.
   Result<BlockRef> New(BlockType type);
   // A writable version of the node at `loc` (see the rules above).
   // *inc_children is set when the caller must add a reference to every
   // child of the returned block.
-  Result<BlockRef> ShadowNode(uint64_t loc, bool* inc_children);
+  Result<BlockRef> ShadowNode(uint64_t loc, const TreeKind& kind, bool* inc_children);
 
  private:
   BlockCache* cache_;

@@ -64,7 +64,7 @@ Status ReadRun(Pool::Impl& p, const TableEntry& e, std::span<const LogicalMappin
 
 Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> out) {
   RETURN_IF_ERROR(Usable());
-  TableEntry* e = FindId(id);
+  ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
   uint64_t n = out.size() / bs;
   if (n == 1) {
@@ -128,7 +128,7 @@ Result<std::vector<StoredRun>> Pool::Impl::Runs(const TableEntry& e, uint64_t fi
 Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint8_t> data) {
   RETURN_IF_ERROR(Writable());
   if (sm->txn_entries() > max_txn_entries) RETURN_IF_ERROR(CommitLocked());
-  TableEntry* e = FindId(id);
+  ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
   if (e->read_only || e->snapshot) return Status::ReadOnly(EntryLabel(*e) + " is read-only");
   uint64_t n = data.size() / bs;
@@ -158,8 +158,9 @@ Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint
     if (kind[i] == kNew) ++need_new;
   }
   ASSIGN_OR_RETURN(uint64_t meta_cost, tree->CostBound(e->root, first, first + n, n));
+  // Dirty before the space check, so the reserve counts its record.
+  table->MarkDirty(e);
   RETURN_IF_ERROR(EnsureSpace(need_new + meta_cost, "the write"));
-  e = FindId(id);
   std::vector<uint64_t> fresh;
   RETURN_IF_ERROR(sm->AllocMany(need_new, &fresh));
   std::vector<uint64_t> phys(n, 0);
@@ -209,11 +210,14 @@ Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint
 
 Status Pool::Impl::RemoveRange(TableEntry& e, uint64_t first, uint64_t end) {
   ASSIGN_OR_RETURN(uint64_t cost, tree->CostBound(e.root, first, end, 0));
+  table->MarkDirty(&e);
   RETURN_IF_ERROR(EnsureSpace(cost, "the discard"));
   uint64_t id = e.id;
   uint64_t pos = first;
   while (pos < end) {
-    TableEntry* cur = FindId(id);
+    auto found = FindId(id);
+    if (!found.ok() || !*found) return Abort(found.ok() ? Status::Internal("entry vanished") : found.status());
+    TableEntry* cur = *found;
     std::vector<uint64_t> keys;
     Status st = tree->ForEach(cur->root, pos, end, [&](uint64_t k, const Mapping&) {
       keys.push_back(k);
@@ -236,7 +240,7 @@ Status Pool::Impl::RemoveRange(TableEntry& e, uint64_t first, uint64_t end) {
 Status Pool::Impl::DiscardBlocks(uint64_t id, uint64_t first, uint64_t count) {
   RETURN_IF_ERROR(Writable());
   if (sm->txn_entries() > max_txn_entries) RETURN_IF_ERROR(CommitLocked());
-  TableEntry* e = FindId(id);
+  ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
   if (e->read_only || e->snapshot) return Status::ReadOnly(EntryLabel(*e) + " is read-only");
   return RemoveRange(*e, first, first + count);
@@ -244,7 +248,7 @@ Status Pool::Impl::DiscardBlocks(uint64_t id, uint64_t first, uint64_t count) {
 
 Result<std::vector<Extent>> Pool::Impl::Extents(uint64_t id, uint64_t first, uint64_t count) {
   RETURN_IF_ERROR(Usable());
-  TableEntry* e = FindId(id);
+  ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
   std::vector<Extent> out;
   RETURN_IF_ERROR(tree->ForEach(e->root, first, first + count, [&](uint64_t k, const Mapping&) {
@@ -272,8 +276,10 @@ class VolumeDevice final : public BlockDevice {
   uint32_t block_size() const override { return p_->bs; }
   uint64_t block_count() const override {
     std::lock_guard<std::mutex> lock(p_->mu);
-    const TableEntry* e = p_->FindId(id_);
-    return e ? e->size_bytes / p_->bs : 0;
+    // A deleted entry has no blocks; an unreadable one reports none either
+    // (every I/O then fails with the reason).
+    auto e = p_->FindId(id_);
+    return e.ok() && *e ? (*e)->size_bytes / p_->bs : 0;
   }
   DeviceCapabilities capabilities() const override {
     DeviceCapabilities c;
@@ -287,8 +293,9 @@ class VolumeDevice final : public BlockDevice {
   }
   std::string describe() const override {
     std::lock_guard<std::mutex> lock(p_->mu);
-    const TableEntry* e = p_->FindId(id_);
-    return e ? "pool volume " + e->name : "deleted pool volume";
+    auto e = p_->FindId(id_);
+    if (!e.ok()) return "pool volume (entry unreadable: " + e.status().message() + ")";
+    return *e ? "pool volume " + (*e)->name : "deleted pool volume";
   }
 
  protected:

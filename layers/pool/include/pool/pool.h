@@ -96,7 +96,7 @@ struct CheckReport {
   uint64_t entries = 0;
   uint64_t btree_nodes = 0;
   uint64_t data_blocks = 0;     // distinct data blocks referenced
-  uint64_t metadata_blocks = 0; // superblocks, space map, index, table, nodes
+  uint64_t metadata_blocks = 0; // superblocks, space map, index, entry tree, name index
   uint64_t leaked_blocks = 0;   // count > references
   uint64_t refcount_errors = 0; // count != references
   std::string ToJson() const;
@@ -156,7 +156,7 @@ class Pool {
   // Every entry with its space accounting (walks each entry's tree: cost
   // grows with mapped data). Names() is the cheap alternative.
   Result<std::vector<EntryInfo>> List();
-  // Entry names in creation order, from the in-memory table (no I/O).
+  // Entry names in creation order (a walk of the entry tree, no accounting).
   Result<std::vector<std::string>> Names();
   Result<EntryInfo> Stat(const std::string& name);
   Result<PoolInfo> Info();

@@ -1,0 +1,318 @@
+#include "entry_table.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "block/endian.h"
+
+namespace stack::pool {
+namespace {
+
+constexpr uint64_t kSlots = 256;
+
+uint64_t PieceKey(uint64_t id, uint64_t piece) { return (id << EntryTable::kPieceBits) | piece; }
+
+Mapping PieceValue(const uint8_t* p) { return Mapping{GetLE64(p), GetLE64(p + 8)}; }
+
+void AppendPiece(std::vector<uint8_t>* out, const Mapping& m) {
+  size_t o = out->size();
+  out->resize(o + EntryTable::kPieceBytes);
+  PutLE64(out->data() + o, m.phys);
+  PutLE64(out->data() + o + 8, m.csum);
+}
+
+std::vector<uint8_t> PaddedRecord(const TableEntry& e) {
+  std::vector<uint8_t> r = EncodeRecord(e);
+  r.resize((r.size() + EntryTable::kPieceBytes - 1) / EntryTable::kPieceBytes *
+           EntryTable::kPieceBytes);
+  return r;
+}
+
+uint64_t CeilDiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+EntryTable::EntryTable(TransactionManager* tm, uint32_t block_size)
+    : tm_(tm), entries_(tm, block_size, kEntryTree),
+      names_(tm, block_size, kNameTree) {}
+
+void EntryTable::Reset(uint64_t entry_root, uint64_t name_root, uint64_t count) {
+  entry_root_ = entry_root;
+  name_root_ = name_root;
+  count_ = count;
+  loaded_.clear();
+  dirty_.clear();
+}
+
+uint64_t EntryTable::NameBucket(const std::string& name) {
+  const uint64_t h = Checksum(
+      std::span(reinterpret_cast<const uint8_t*>(name.data()), name.size()), 0x6e616d65);
+  // Below 2^63, so bucket + kSlots never wraps.
+  return (h >> 1) & ~(kSlots - 1);
+}
+
+Result<std::vector<uint8_t>> EntryTable::ReadRecord(uint64_t id) {
+  std::vector<uint8_t> rec;
+  uint64_t next = 0;
+  bool gap = false;
+  RETURN_IF_ERROR(entries_.ForEach(entry_root_, PieceKey(id, 0), PieceKey(id + 1, 0),
+                                   [&](uint64_t k, const Mapping& m) {
+                                     if (k != PieceKey(id, next)) {
+                                       gap = true;
+                                       return false;
+                                     }
+                                     ++next;
+                                     AppendPiece(&rec, m);
+                                     return true;
+                                   }));
+  if (gap) {
+    return Status::Corruption("entry tree: record of entry id " + std::to_string(id) +
+                              " misses piece " + std::to_string(next));
+  }
+  return rec;
+}
+
+Result<TableEntry*> EntryTable::Get(uint64_t id) {
+  auto it = loaded_.find(id);
+  if (it != loaded_.end()) return &it->second.e;
+  if (id == 0 || id >= kMaxId) return static_cast<TableEntry*>(nullptr);
+  ASSIGN_OR_RETURN(std::vector<uint8_t> rec, ReadRecord(id));
+  if (rec.empty()) return static_cast<TableEntry*>(nullptr);
+  auto decoded = DecodeRecord(rec, tm_->sm().nr_blocks());
+  if (!decoded.ok()) {
+    return decoded.status().WithContext("entry tree: entry id " + std::to_string(id));
+  }
+  if (decoded->id != id || rec.size() != PaddedRecord(*decoded).size()) {
+    return Status::Corruption("entry tree: record under entry id " + std::to_string(id) +
+                              " does not belong there");
+  }
+  Loaded& l = loaded_[id];
+  l.e = std::move(decoded).value();
+  l.stored = std::move(rec);
+  return &l.e;
+}
+
+Result<std::vector<std::pair<uint64_t, uint64_t>>> EntryTable::Bucket(const std::string& name) {
+  const uint64_t b = NameBucket(name);
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  RETURN_IF_ERROR(names_.ForEach(name_root_, b, b + kSlots, [&](uint64_t k, const Mapping& m) {
+    out.emplace_back(m.phys, k);
+    return true;
+  }));
+  return out;
+}
+
+Result<TableEntry*> EntryTable::Find(const std::string& name) {
+  ASSIGN_OR_RETURN(auto slots, Bucket(name));
+  for (const auto& [id, key] : slots) {
+    ASSIGN_OR_RETURN(TableEntry * e, Get(id));
+    if (!e) {
+      return Status::Corruption("name index: slot " + std::to_string(key) +
+                                " names entry id " + std::to_string(id) + ", which does not exist");
+    }
+    if (e->name == name) return e;
+  }
+  return static_cast<TableEntry*>(nullptr);
+}
+
+Status EntryTable::AddName(const std::string& name, uint64_t id) {
+  ASSIGN_OR_RETURN(auto slots, Bucket(name));
+  const uint64_t b = NameBucket(name);
+  uint64_t key = b;
+  for (const auto& s : slots) {
+    if (s.second != key) break;  // slots come sorted: the first gap is free
+    ++key;
+  }
+  if (key == b + kSlots) return Status::Internal("name index: bucket of '" + name + "' is full");
+  bool added = false;
+  return names_.Insert(&name_root_, key, Mapping{id, 0}, &added);
+}
+
+Status EntryTable::RemoveName(const std::string& name, uint64_t id) {
+  ASSIGN_OR_RETURN(auto slots, Bucket(name));
+  for (const auto& [sid, key] : slots) {
+    if (sid != id) continue;
+    bool removed = false;
+    return names_.Remove(&name_root_, key, &removed);
+  }
+  return Status::Corruption("name index: no slot for '" + name + "' (entry id " +
+                            std::to_string(id) + ")");
+}
+
+Result<TableEntry*> EntryTable::Add(TableEntry e) {
+  const uint64_t id = e.id;
+  RETURN_IF_ERROR(AddName(e.name, id));
+  Loaded& l = loaded_[id];
+  l.e = std::move(e);
+  l.stored.clear();
+  dirty_.insert(id);
+  ++count_;
+  return &l.e;
+}
+
+Status EntryTable::Remove(uint64_t id) {
+  ASSIGN_OR_RETURN(TableEntry * e, Get(id));
+  if (!e) return Status::Internal("entry table: removing a missing entry");
+  RETURN_IF_ERROR(RemoveName(e->name, id));
+  const uint64_t pieces = loaded_[id].stored.size() / kPieceBytes;
+  for (uint64_t i = 0; i < pieces; ++i) {
+    bool removed = false;
+    RETURN_IF_ERROR(entries_.Remove(&entry_root_, PieceKey(id, i), &removed));
+  }
+  loaded_.erase(id);
+  dirty_.erase(id);
+  --count_;
+  return Status::Ok();
+}
+
+Status EntryTable::Rename(TableEntry* e, const std::string& new_name) {
+  RETURN_IF_ERROR(RemoveName(e->name, e->id));
+  RETURN_IF_ERROR(AddName(new_name, e->id));
+  e->name = new_name;
+  MarkDirty(e);
+  return Status::Ok();
+}
+
+Status EntryTable::WriteRecord(Loaded& l) {
+  std::vector<uint8_t> rec = PaddedRecord(l.e);
+  const uint64_t id = l.e.id;
+  const size_t n_new = rec.size() / kPieceBytes, n_old = l.stored.size() / kPieceBytes;
+  for (size_t i = 0; i < n_new; ++i) {
+    const uint8_t* p = rec.data() + i * kPieceBytes;
+    if (i < n_old && std::memcmp(p, l.stored.data() + i * kPieceBytes, kPieceBytes) == 0) continue;
+    bool added = false;
+    RETURN_IF_ERROR(entries_.Insert(&entry_root_, PieceKey(id, i), PieceValue(p), &added));
+  }
+  for (size_t i = n_new; i < n_old; ++i) {
+    bool removed = false;
+    RETURN_IF_ERROR(entries_.Remove(&entry_root_, PieceKey(id, i), &removed));
+  }
+  l.stored = std::move(rec);
+  return Status::Ok();
+}
+
+Status EntryTable::Flush() {
+  for (uint64_t id : dirty_) {
+    auto it = loaded_.find(id);
+    if (it == loaded_.end()) return Status::Internal("entry table: dirty entry not loaded");
+    RETURN_IF_ERROR(WriteRecord(it->second));
+  }
+  dirty_.clear();
+  return Status::Ok();
+}
+
+void EntryTable::Trim() {
+  // Entries in use come back with one tree lookup; a bound on what is
+  // held keeps memory independent of the number of entries.
+  constexpr size_t kKeep = 1024;
+  if (loaded_.size() > kKeep && dirty_.empty()) loaded_.clear();
+}
+
+Status EntryTable::ForEachRecord(
+    const std::function<void(uint64_t, std::span<const uint8_t>)>& fn) {
+  uint64_t cur = 0, next = 0;
+  bool broken = false;
+  std::vector<uint8_t> rec;
+  auto emit = [&] {
+    if (cur != 0) fn(cur, broken ? std::span<const uint8_t>() : std::span<const uint8_t>(rec));
+  };
+  RETURN_IF_ERROR(entries_.ForEach(entry_root_, 0, UINT64_MAX, [&](uint64_t k, const Mapping& m) {
+    const uint64_t id = k >> kPieceBits, piece = k & ((uint64_t(1) << kPieceBits) - 1);
+    if (id != cur) {
+      emit();
+      cur = id;
+      next = 0;
+      broken = false;
+      rec.clear();
+    }
+    if (piece != next) broken = true;
+    ++next;
+    AppendPiece(&rec, m);
+    return true;
+  }));
+  emit();
+  return Status::Ok();
+}
+
+Status EntryTable::ForEach(const std::function<Status(const TableEntry&)>& fn) {
+  RETURN_IF_ERROR(Flush());
+  Status first;
+  RETURN_IF_ERROR(ForEachRecord([&](uint64_t id, std::span<const uint8_t> rec) {
+    if (!first.ok()) return;
+    if (rec.empty()) {
+      first = Status::Corruption("entry tree: record of entry id " + std::to_string(id) +
+                                 " has missing pieces");
+      return;
+    }
+    auto e = DecodeRecord(rec, tm_->sm().nr_blocks());
+    if (!e.ok()) {
+      first = e.status().WithContext("entry tree: entry id " + std::to_string(id));
+    } else if (e->id != id) {
+      first = Status::Corruption("entry tree: record under entry id " + std::to_string(id) +
+                                 " does not belong there");
+    } else {
+      first = fn(*e);
+    }
+  }));
+  return first;
+}
+
+uint32_t EntryTable::Height(uint64_t root) {
+  if (root == 0) return 0;
+  auto b = tm_->ReadNode(root, root == entry_root_ ? kEntryTree : kNameTree);
+  // An unreadable root fails the operation elsewhere; assume a tall tree.
+  if (!b.ok()) return 32;
+  return node::Level(**b) + 1;
+}
+
+uint64_t EntryTable::TreeWriteCost(uint64_t keys, uint32_t height, const BTree& t) {
+  // Inserting `keys` adjacent keys: one shadowed root-to-leaf path; new
+  // leaves (each split leaves at least half a leaf free for the next
+  // keys); at each level above, at most one split plus one per half an
+  // internal node of new children; a new root.
+  const uint64_t half = std::max<uint64_t>(1, t.leaf_capacity() / 2);
+  const uint64_t int_half = std::max<uint64_t>(1, t.internal_capacity() / 2);
+  const uint64_t leaves = CeilDiv(keys, half) + 1;
+  return (uint64_t(height) + 1) + leaves + uint64_t(height) * (1 + CeilDiv(leaves, int_half)) + 1;
+}
+
+uint64_t EntryTable::WriteCost(uint64_t record_bytes) {
+  return TreeWriteCost(CeilDiv(record_bytes, kPieceBytes), Height(entry_root_), entries_);
+}
+
+uint64_t EntryTable::AddCost(const TableEntry& e) {
+  return WriteCost(RecordBytes(e)) + TreeWriteCost(1, Height(name_root_), names_);
+}
+
+uint64_t EntryTable::Allowance() {
+  // Removing one record (its pieces in at most two leaves under one
+  // shadowed path) and its name.
+  return (uint64_t(Height(entry_root_)) + 2) + (uint64_t(Height(name_root_)) + 1);
+}
+
+uint64_t EntryTable::ReserveBlocks() {
+  uint64_t total = 0;
+  for (uint64_t id : dirty_) {
+    auto it = loaded_.find(id);
+    if (it != loaded_.end()) total += WriteCost(RecordBytes(it->second.e));
+  }
+  return total + Allowance();
+}
+
+Result<uint64_t> EntryTable::RemoveCost(uint64_t id) {
+  ASSIGN_OR_RETURN(uint64_t nodes,
+                   entries_.RangeNodes(entry_root_, PieceKey(id, 0), PieceKey(id + 1, 0)));
+  return nodes + Height(name_root_) + 1;
+}
+
+Result<uint64_t> EntryTable::ChangeCost(uint64_t lo_id, uint64_t hi_id, uint64_t n) {
+  // Each node holding pieces of the records may be shadowed once; longer
+  // names add pieces, which may split leaves.
+  ASSIGN_OR_RETURN(uint64_t rec, entries_.CostBound(entry_root_, PieceKey(lo_id, 0),
+                                                    PieceKey(hi_id + 1, 0),
+                                                    n * CeilDiv(kMaxNameLen, kPieceBytes)));
+  ASSIGN_OR_RETURN(uint64_t whole, names_.CostBound(name_root_, 0, UINT64_MAX, 2 * n));
+  return rec + std::min<uint64_t>(whole, n * 4 * (uint64_t(Height(name_root_)) + 2));
+}
+
+}  // namespace stack::pool
