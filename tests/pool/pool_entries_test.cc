@@ -198,3 +198,47 @@ TEST_CASE("damage to inner nodes of the entry tree and name index is reported") 
     REQUIRE(detected > 0);
   }
 }
+
+TEST_CASE("verify reads by windows and runs and reports every bad block") {
+  MemPool mp;
+  REQUIRE_OK(mp.Create(12000));
+  constexpr uint64_t kN = 9000;  // more than one window of mappings
+  REQUIRE_OK(mp.pool->CreateVolume("v", kN * kBs, {}));
+  auto data = RandomBytes(kN * kBs, 3);
+  {
+    auto v = mp.pool->OpenVolume("v", false);
+    REQUIRE_OK(v);
+    REQUIRE_OK((*v)->Write(0, data));
+  }
+  REQUIRE_OK(mp.pool->Snapshot("v", "v@s", {}));  // shares every block
+  REQUIRE_OK(mp.pool->Commit());
+  auto clean = mp.pool->Verify();
+  REQUIRE_OK(clean);
+  REQUIRE(clean->ok);
+  REQUIRE(clean->blocks_checked == kN);  // shared blocks are read once
+  mp.pool.reset();
+  const std::vector<uint64_t> victims{10, 4500, 8999};
+  for (uint64_t l : victims) {
+    std::vector<uint8_t> want(data.begin() + l * kBs, data.begin() + (l + 1) * kBs);
+    bool found = false;
+    for (auto& [blk, bytes] : mp.storage->blocks) {
+      if (bytes == want) {
+        bytes[100] ^= 1;
+        found = true;
+        break;
+      }
+    }
+    REQUIRE(found);
+  }
+  REQUIRE_OK(mp.Reopen(/*read_only=*/true));
+  auto r = mp.pool->Verify();
+  REQUIRE_OK(r);
+  INFO(r->ToJson());
+  REQUIRE(!r->ok);
+  REQUIRE(r->bad_blocks == victims.size());
+  for (uint64_t l : victims) {
+    const std::string at = "logical block " + std::to_string(l) + " ";
+    REQUIRE(std::any_of(r->errors.begin(), r->errors.end(),
+                        [&](const std::string& e) { return e.find(at) != std::string::npos; }));
+  }
+}

@@ -287,43 +287,73 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
 
 Result<VerifyReport> Pool::Impl::VerifyLocked(const std::function<void(uint64_t)>& progress) {
   VerifyReport r;
-  std::unordered_set<uint64_t> seen;
-  std::vector<uint8_t> buf(bs);
+  // One bit per physical block (a block shared by several entries is read
+  // once), and mappings taken a window at a time: memory stays at
+  // nr_blocks/8 bytes plus one window, whatever the volumes hold.
+  std::vector<bool> seen(sm->nr_blocks(), false);
+  constexpr size_t kWindow = 4096, kMaxRun = 256;
+  std::vector<uint8_t> buf;
   if (Status f = table->Flush(); !f.ok()) return Abort(f);
   std::vector<TableEntry> entries;
   RETURN_IF_ERROR(table->ForEach([&](const TableEntry& e) {
     entries.push_back(e);
     return Status::Ok();
   }));
+  auto bad = [&](const std::string& what) {
+    ++r.bad_blocks;
+    r.ok = false;
+    if (r.errors.size() < 1000) r.errors.push_back(what);
+  };
   for (const auto& e : entries) {
-    std::string who = (e.snapshot ? "snapshot '" : "volume '") + e.name + "'";
+    const std::string who = (e.snapshot ? "snapshot '" : "volume '") + e.name + "'";
+    auto where = [&](uint64_t k, uint64_t phys) {
+      return who + " logical block " + std::to_string(k) + " (physical block " +
+             std::to_string(phys) + ")";
+    };
     std::vector<std::pair<uint64_t, Mapping>> maps;
-    Status st = tree->ForEach(e.root, 0, UINT64_MAX, [&](uint64_t k, const Mapping& m) {
-      if (seen.insert(m.phys).second) maps.emplace_back(k, m);
-      return true;
-    });
-    if (!st.ok()) {
-      r.ok = false;
-      r.errors.push_back(who + ": " + st.message());
-      continue;
-    }
-    for (const auto& [k, m] : maps) {
-      ++r.blocks_checked;
-      std::string where = who + " logical block " + std::to_string(k) + " (physical block " +
-                          std::to_string(m.phys) + ")";
-      if (m.phys >= sm->nr_blocks()) {
-        ++r.bad_blocks;
+    for (uint64_t lo = 0;;) {
+      maps.clear();
+      uint64_t last = 0;
+      bool any = false;
+      Status st = tree->ForEach(e.root, lo, UINT64_MAX, [&](uint64_t k, const Mapping& m) {
+        any = true;
+        last = k;
+        if (m.phys >= seen.size()) {
+          ++r.blocks_checked;
+          bad(where(k, m.phys) + ": outside the pool");
+        } else if (!seen[m.phys]) {
+          seen[m.phys] = true;
+          maps.emplace_back(k, m);
+        }
+        return maps.size() < kWindow;
+      });
+      if (!st.ok()) {
         r.ok = false;
-        r.errors.push_back(where + ": outside the pool");
-        continue;
+        r.errors.push_back(who + ": " + st.message());
+        break;
       }
-      RETURN_IF_ERROR(store->Read(m.phys * bs, buf));
-      if (progress) progress(bs);
-      if (DataChecksum(buf, m.phys) != m.csum) {
-        ++r.bad_blocks;
-        r.ok = false;
-        if (r.errors.size() < 1000) r.errors.push_back(where + ": data checksum mismatch");
+      if (!any) break;
+      // Physically contiguous runs in one read each; every block checked.
+      for (size_t a = 0; a < maps.size();) {
+        size_t b = a + 1;
+        while (b < maps.size() && b - a < kMaxRun &&
+               maps[b].second.phys == maps[b - 1].second.phys + 1) {
+          ++b;
+        }
+        buf.resize((b - a) * bs);
+        RETURN_IF_ERROR(store->Read(maps[a].second.phys * bs, buf));
+        for (size_t k = a; k < b; ++k) {
+          ++r.blocks_checked;
+          const auto blk = std::span<const uint8_t>(buf).subspan((k - a) * bs, bs);
+          if (DataChecksum(blk, maps[k].second.phys) != maps[k].second.csum) {
+            bad(where(maps[k].first, maps[k].second.phys) + ": data checksum mismatch");
+          }
+        }
+        if (progress) progress((b - a) * bs);
+        a = b;
       }
+      if (last == UINT64_MAX) break;
+      lo = last + 1;
     }
   }
   return r;
