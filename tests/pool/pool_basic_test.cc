@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "pool_check.h"
 #include "pool_test_util.h"
 
 using namespace stack;
@@ -17,13 +18,6 @@ using stack::testing::TempDir;
 
 namespace {
 constexpr uint32_t kBs = 4096;
-
-void RequireClean(Pool& p) {
-  auto r = p.Check();
-  REQUIRE_OK(r);
-  INFO(r->ToJson());
-  REQUIRE(r->ok);
-}
 
 void WriteAt(Pool& p, const std::string& vol, uint64_t block, const std::vector<uint8_t>& data) {
   auto v = p.OpenVolume(vol, false);

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "block/endian.h"
+#include "pool_check.h"
 #include "pool_test_util.h"
 
 using namespace stack;
@@ -19,13 +20,6 @@ using stack::testing::RandomBytes;
 namespace {
 
 constexpr uint32_t kBs = 4096;
-
-void RequireClean(Pool& p) {
-  auto r = p.Check();
-  REQUIRE_OK(r);
-  INFO(r->ToJson());
-  REQUIRE(r->ok);
-}
 
 std::string SnapName(int i) {
   char buf[32];

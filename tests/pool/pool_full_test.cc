@@ -2,6 +2,7 @@
 // reserve, deleting a snapshot frees space, Check clean throughout.
 #include <catch2/catch.hpp>
 
+#include "pool_check.h"
 #include "pool_test_util.h"
 
 using namespace stack;
@@ -12,12 +13,6 @@ using stack::testing::RandomBytes;
 
 namespace {
 constexpr uint32_t kBs = 4096;
-void RequireClean(Pool& p) {
-  auto r = p.Check();
-  REQUIRE_OK(r);
-  INFO(r->ToJson());
-  REQUIRE(r->ok);
-}
 }  // namespace
 
 TEST_CASE("fill through writes and snapshots, NoSpace, delete a snapshot, continue") {
