@@ -7,6 +7,7 @@
 #include "fsbridge/filesystem.h"
 #include "pool/pool.h"
 #include "stack/populate.h"
+#include "block/write_behind_device.h"
 #include "stack/publish.h"
 
 namespace stack::compose {
@@ -38,6 +39,9 @@ Status FillVolume(pool::Pool& pool, const std::string& tmp, const BuildOptions& 
     ASSIGN_OR_RETURN(auto crypt, fde::Format(std::move(dev), *passphrase, o.luks));
     dev = std::move(crypt);
   }
+  // Encryption and the pool work on a second thread while the populate
+  // reads and packs the next files (Close flushes it).
+  dev = std::make_unique<WriteBehindDevice>(std::move(dev));
   ASSIGN_OR_RETURN(auto fs, fsbridge::Filesystem::Mkfs(std::move(dev), o.mkfs));
   if (!o.source.empty()) {
     ASSIGN_OR_RETURN(rep->stats, PopulateFrom(*fs, o.source, "/", o.populate, o.progress));
