@@ -1,7 +1,7 @@
-// AES-XTS-plain64 over OpenSSL EVP, optionally split across threads.
+// AES-XTS-plain64 over libgcrypt's XTS mode, optionally split across threads.
 #include "fde/xts_cipher.h"
 
-#include <openssl/evp.h>
+#include <gcrypt.h>
 #include <sodium.h>
 
 #include <algorithm>
@@ -12,52 +12,63 @@
 namespace stack::fde {
 namespace {
 
-// One pair of EVP contexts (encrypt, decrypt) keyed once; per sector only the
-// IV is reset. The cipher is an explicitly fetched provider implementation
-// and the IV goes in through EVP_CipherInit_ex2: the legacy EVP_CipherInit_ex
-// entry costs ~0.4 us per call (measured), a third of a 4 KiB sector's work.
+// libgcrypt must be initialised once per process before use. If the program
+// (or another library) already finished its initialisation, we leave it as
+// it is; otherwise we do the minimal one (no secure-memory pool: the key
+// schedule lives in the cipher handle, which libgcrypt wipes on close).
+bool GcryptReady() {
+  static const bool ready = [] {
+    if (gcry_control(GCRYCTL_INITIALIZATION_FINISHED_P)) return true;
+    if (gcry_check_version(GCRYPT_VERSION) == nullptr) return false;
+    return gcry_control(GCRYCTL_INITIALIZATION_FINISHED, 0) == 0;
+  }();
+  return ready;
+}
+
+// One libgcrypt XTS handle keyed once; per sector only the tweak is reset.
+// Why libgcrypt rather than OpenSSL EVP: its XTS uses VAES/AVX2 where the CPU
+// has it (OpenSSL 3.0 has only the 128-bit AES-NI XTS), and setting a tweak is
+// a plain copy, whereas EVP_CipherInit_ex2 queries the IV length through
+// OSSL_PARAMs on every call. Measured with 4096-byte sectors, one IV each:
+// 1.6-1.8x `openssl speed -evp aes-256-xts` (one IV per buffer) for the
+// cipher alone, 1.4-1.7x through CryptDevice (bench fde.xts_*); with VAES
+// disabled the cipher alone is still ~1.05x.
 class Lane {
  public:
   Lane() = default;
   Lane(const Lane&) = delete;
   Lane& operator=(const Lane&) = delete;
   ~Lane() {
-    EVP_CIPHER_CTX_free(enc_);
-    EVP_CIPHER_CTX_free(dec_);
+    if (h_ != nullptr) gcry_cipher_close(h_);
   }
-  bool Init(const EVP_CIPHER* cipher, const uint8_t* key) {
-    enc_ = EVP_CIPHER_CTX_new();
-    dec_ = EVP_CIPHER_CTX_new();
-    if (enc_ == nullptr || dec_ == nullptr) return false;
-    return EVP_CipherInit_ex2(enc_, cipher, key, nullptr, 1, nullptr) == 1 &&
-           EVP_CipherInit_ex2(dec_, cipher, key, nullptr, 0, nullptr) == 1;
+  bool Init(int algo, const uint8_t* key, size_t key_len) {
+    return gcry_cipher_open(&h_, algo, GCRY_CIPHER_MODE_XTS, 0) == 0 &&
+           gcry_cipher_setkey(h_, key, key_len) == 0;
   }
   bool Crypt(bool encrypt, const uint8_t* in, uint8_t* out, size_t len, uint32_t sector_size,
              uint64_t iv) {
-    EVP_CIPHER_CTX* ctx = encrypt ? enc_ : dec_;
     const uint64_t step = sector_size / 512;
     uint8_t tweak[16] = {};
     for (size_t off = 0; off < len; off += sector_size, iv += step) {
       for (int i = 0; i < 8; ++i) tweak[i] = uint8_t(iv >> (8 * i));
-      int outl = 0;
-      if (EVP_CipherInit_ex2(ctx, nullptr, nullptr, tweak, -1, nullptr) != 1 ||
-          EVP_CipherUpdate(ctx, out + off, &outl, in + off, int(sector_size)) != 1 ||
-          outl != int(sector_size)) {
-        return false;
-      }
+      if (gcry_cipher_setiv(h_, tweak, sizeof(tweak)) != 0) return false;
+      // libgcrypt takes in == out as in-place; the API wants inlen == outsize.
+      const gcry_error_t e =
+          encrypt ? gcry_cipher_encrypt(h_, out + off, sector_size, in + off, sector_size)
+                  : gcry_cipher_decrypt(h_, out + off, sector_size, in + off, sector_size);
+      if (e != 0) return false;
     }
     return true;
   }
 
  private:
-  EVP_CIPHER_CTX* enc_ = nullptr;
-  EVP_CIPHER_CTX* dec_ = nullptr;
+  gcry_cipher_hd_t h_ = nullptr;
 };
 
 }  // namespace
 
 struct XtsCipher::Impl {
-  EVP_CIPHER* cipher = nullptr;  // fetched; freed here
+  int algo = 0;  // GCRY_CIPHER_AES128 or GCRY_CIPHER_AES256
   uint8_t key[64] = {};
   size_t key_len = 0;
   std::vector<std::unique_ptr<Lane>> lanes;  // lanes[0] always exists
@@ -65,8 +76,12 @@ struct XtsCipher::Impl {
   size_t min_parallel = 512 * 1024;
   ~Impl() {
     lanes.clear();
-    EVP_CIPHER_free(cipher);
     sodium_memzero(key, sizeof(key));
+  }
+  std::unique_ptr<Lane> NewLane() const {
+    auto lane = std::make_unique<Lane>();
+    if (!lane->Init(algo, key, key_len)) return nullptr;
+    return lane;
   }
 };
 
@@ -76,21 +91,21 @@ XtsCipher::~XtsCipher() = default;
 Result<std::unique_ptr<XtsCipher>> XtsCipher::Create(std::span<const uint8_t> key) {
   auto impl = std::make_unique<Impl>();
   if (key.size() == 64) {
-    impl->cipher = EVP_CIPHER_fetch(nullptr, "AES-256-XTS", nullptr);
+    impl->algo = GCRY_CIPHER_AES256;
   } else if (key.size() == 32) {
-    impl->cipher = EVP_CIPHER_fetch(nullptr, "AES-128-XTS", nullptr);
+    impl->algo = GCRY_CIPHER_AES128;
   } else {
     return Status::InvalidArgument("XTS key must be 32 or 64 bytes");
   }
-  if (impl->cipher == nullptr) return Status::Internal("OpenSSL has no AES-XTS implementation");
   const size_t half = key.size() / 2;
   if (std::memcmp(key.data(), key.data() + half, half) == 0) {
     return Status::InvalidArgument("XTS key halves must differ");
   }
+  if (!GcryptReady()) return Status::Internal("libgcrypt is too old or failed to initialise");
   std::memcpy(impl->key, key.data(), key.size());
   impl->key_len = key.size();
-  auto lane = std::make_unique<Lane>();
-  if (!lane->Init(impl->cipher, impl->key)) return Status::Internal("OpenSSL XTS init failed");
+  auto lane = impl->NewLane();
+  if (lane == nullptr) return Status::Internal("libgcrypt XTS init failed");
   impl->lanes.push_back(std::move(lane));
   return std::unique_ptr<XtsCipher>(new XtsCipher(std::move(impl)));
 }
@@ -127,13 +142,13 @@ Status XtsCipher::Run(bool encrypt, std::span<const uint8_t> in, std::span<uint8
   if (n <= 1) {
     if (!impl_->lanes[0]->Crypt(encrypt, in.data(), out.data(), in.size(), sector_size,
                                 first_iv)) {
-      return Status::Internal("OpenSSL XTS failed");
+      return Status::Internal("libgcrypt XTS failed");
     }
     return Status::Ok();
   }
   while (impl_->lanes.size() < n) {
-    auto lane = std::make_unique<Lane>();
-    if (!lane->Init(impl_->cipher, impl_->key)) return Status::Internal("OpenSSL XTS init");
+    auto lane = impl_->NewLane();
+    if (lane == nullptr) return Status::Internal("libgcrypt XTS init failed");
     impl_->lanes.push_back(std::move(lane));
   }
   // Slice by whole sectors; the caller's thread takes slice 0.
@@ -152,7 +167,7 @@ Status XtsCipher::Run(bool encrypt, std::span<const uint8_t> in, std::span<uint8
   work(0);
   for (auto& w : workers) w.join();
   for (char c : ok) {
-    if (!c) return Status::Internal("OpenSSL XTS failed");
+    if (!c) return Status::Internal("libgcrypt XTS failed");
   }
   return Status::Ok();
 }

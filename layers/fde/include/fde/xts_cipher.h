@@ -1,5 +1,6 @@
 // XtsCipher: AES-XTS with the plain64 IV, over whole sectors, through
-// OpenSSL's EVP (the fastest XTS available; never a hand-written cipher).
+// libgcrypt's XTS mode (the fastest XTS available here: VAES where the CPU
+// has it; never a hand-written cipher).
 //
 // The IV ("tweak") of a sector is a 64-bit little-endian counter in the first
 // 8 bytes of the 16-byte XTS tweak (plain64). It counts 512-BYTE UNITS: the
@@ -9,7 +10,7 @@
 // bytes (AES-256-XTS), the two halves distinct.
 //
 // Large runs may be split across worker threads (set_threads); each thread
-// has its own EVP contexts, so results are identical whatever the split.
+// has its own cipher handle, so results are identical whatever the split.
 //
 // Thread-safety: one XtsCipher is used by one thread at a time.
 #pragma once
