@@ -77,7 +77,7 @@ for phase in $PHASES; do
             if [ -d "$c" ]; then find "$c" -maxdepth 1 -type f -exec cp {} "$work/" \; ; break; fi
           done
           echo "fuzz: $name for ${FUZZ_SECONDS}s"
-          if ! "$f" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 "$work" >"$work.log" 2>&1; then
+          if ! "$f" -max_total_time="$FUZZ_SECONDS" -timeout=60 -print_final_stats=0 "$work" >"$work.log" 2>&1; then
             echo "fuzz: $name FAILED"; tail -40 "$work.log"; bad=$((bad+1))
           fi
           n=$((n+1)); rm -rf "$work" "$work.log"

@@ -314,22 +314,37 @@ Status BTree::Remove(uint64_t* root, uint64_t key, bool* removed) {
   return Status::Ok();
 }
 
-Status BTree::ForEachRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, bool* stop,
+Status BTree::ForEachRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, Walk* w,
                          const std::function<bool(uint64_t, const Mapping&)>& fn) {
+  // A tree holds each node once, so a walk visiting more nodes than the
+  // pool has blocks is going round a damaged node's repeated pointers.
+  if (w->visits++ > tm_->sm().nr_blocks()) {
+    return Status::Corruption("damaged tree near physical block " + std::to_string(loc) +
+                              ": a node is reached more than once under one root");
+  }
   ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, kind_, loc, level));
   uint32_t n = Count(*b);
   if (Level(*b) == 0) {
-    for (uint32_t i = LowerBound(*b, lo); i < n && !*stop; ++i) {
+    for (uint32_t i = LowerBound(*b, lo); i < n && !w->stop; ++i) {
       uint64_t k = Key(*b, i);
       if (k >= hi) break;
-      if (!fn(k, Value(*b, i))) *stop = true;
+      // Callers index buffers by key: a damaged tree must not hand out a
+      // key below lo or out of order (a loop over windows would also
+      // never end).
+      if (k < lo || (w->emitted && k <= w->prev)) {
+        return Status::Corruption(std::string(BlockTypeName(b->type)) + " at physical block " +
+                                  std::to_string(b->loc) + ": keys out of order");
+      }
+      w->emitted = true;
+      w->prev = k;
+      if (!fn(k, Value(*b, i))) w->stop = true;
     }
     return Status::Ok();
   }
-  for (uint32_t i = ChildSlot(*b, lo); i < n && !*stop; ++i) {
+  for (uint32_t i = ChildSlot(*b, lo); i < n && !w->stop; ++i) {
     if (Key(*b, i) >= hi) break;
     if (i + 1 < n && Key(*b, i + 1) <= lo) continue;
-    RETURN_IF_ERROR(ForEachRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, lo, hi, stop, fn));
+    RETURN_IF_ERROR(ForEachRec(Child(*b, i), static_cast<int>(Level(*b)) - 1, lo, hi, w, fn));
   }
   return Status::Ok();
 }
@@ -337,8 +352,8 @@ Status BTree::ForEachRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, bool
 Status BTree::ForEach(uint64_t root, uint64_t lo, uint64_t hi,
                       const std::function<bool(uint64_t, const Mapping&)>& fn) {
   if (root == 0 || lo >= hi) return Status::Ok();
-  bool stop = false;
-  return ForEachRec(root, -1, lo, hi, &stop, fn);
+  Walk w;
+  return ForEachRec(root, -1, lo, hi, &w, fn);
 }
 
 Status BTree::IncRoot(uint64_t root) {
@@ -370,6 +385,11 @@ Status BTree::DecRec(uint64_t root, int level) {
 
 Status BTree::CountRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, uint64_t* nodes,
                        uint32_t* depth) {
+  // As in ForEachRec: more nodes than the pool has blocks means repeats.
+  if (*nodes > tm_->sm().nr_blocks()) {
+    return Status::Corruption("damaged tree near physical block " + std::to_string(loc) +
+                              ": a node is reached more than once under one root");
+  }
   ASSIGN_OR_RETURN(BlockRef b, ReadValid(tm_, kind_, loc, level));
   ++*nodes;
   *depth = std::max(*depth, Level(*b) + 1);

@@ -51,7 +51,8 @@ class BTree {
   // Removes key if present (its data block loses one reference).
   Status Remove(uint64_t* root, uint64_t key, bool* removed);
   // Calls fn(key, mapping) for mapped keys in [lo, hi) in order until it
-  // returns false.
+  // returns false. Keys are handed out strictly rising and within [lo, hi):
+  // a damaged node that would break that is Corruption.
   Status ForEach(uint64_t root, uint64_t lo, uint64_t hi,
                  const std::function<bool(uint64_t, const Mapping&)>& fn);
   // One more owner of the tree (snapshot, clone): O(1).
@@ -80,7 +81,13 @@ class BTree {
   Status InsertRec(uint64_t loc, int level, uint64_t hi, uint64_t key, const Mapping& v,
                    bool* added, InsertOut* out);
   Status RemoveRec(uint64_t loc, int level, uint64_t key, uint64_t* new_loc, bool* empty);
-  Status ForEachRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, bool* stop,
+  struct Walk {
+    bool stop = false;
+    bool emitted = false;  // prev holds the last key handed out
+    uint64_t prev = 0;
+    uint64_t visits = 0;   // nodes read so far
+  };
+  Status ForEachRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, Walk* w,
                     const std::function<bool(uint64_t, const Mapping&)>& fn);
   Status CountRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, uint64_t* nodes,
                   uint32_t* depth);

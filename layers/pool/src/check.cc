@@ -153,8 +153,15 @@ class Checker {
 
 }  // namespace
 
-Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root, int level) {
+Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root, int level, uint64_t* visits) {
   if (root == 0) return uint64_t(0);
+  uint64_t own = 0;
+  if (visits == nullptr) visits = &own;
+  // Each node once per tree: more visits than blocks means repeated pointers.
+  if ((*visits)++ > sm->nr_blocks()) {
+    return Status::Corruption("damaged tree near physical block " + std::to_string(root) +
+                              ": a node is reached more than once under one root");
+  }
   ASSIGN_OR_RETURN(uint32_t c, sm->Get(root));
   if (c != 1) return uint64_t(0);
   ASSIGN_OR_RETURN(BlockRef b, tm->ReadNode(root, kVolumeTree));
@@ -171,7 +178,8 @@ Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root, int level) {
       if (dc == 1) ++total;
     } else {
       ASSIGN_OR_RETURN(uint64_t sub,
-                       ExclusiveBlocks(node::Child(*b, i), static_cast<int>(node::Level(*b)) - 1));
+                       ExclusiveBlocks(node::Child(*b, i), static_cast<int>(node::Level(*b)) - 1,
+                                       visits));
       total += sub;
     }
   }

@@ -83,7 +83,8 @@ struct Pool::Impl {
   Result<std::vector<StoredRun>> Runs(const TableEntry& e, uint64_t first, uint64_t count);
 
   // Check and accounting (check.cc).
-  Result<uint64_t> ExclusiveBlocks(uint64_t root, int level = -1);
+  // visits: nodes read so far in this walk (bounded by the pool's size).
+  Result<uint64_t> ExclusiveBlocks(uint64_t root, int level = -1, uint64_t* visits = nullptr);
   Result<CheckReport> CheckLocked();
   Result<VerifyReport> VerifyLocked(const std::function<void(uint64_t)>& progress);
 };
