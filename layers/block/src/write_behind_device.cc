@@ -33,7 +33,6 @@ void WriteBehindDevice::Worker() {
     changed_.wait(lk, [&] { return stop_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, and everything written
     // The front stays in the queue while it is written, so reads see it.
-    running_ = true;
     const uint64_t at = queue_.front().offset;
     const std::span<const uint8_t> data(queue_.front().data);
     lk.unlock();
@@ -43,7 +42,6 @@ void WriteBehindDevice::Worker() {
       st = inner_->Write(at, data);
     }
     lk.lock();
-    running_ = false;
     Pending done = std::move(queue_.front());
     queue_.pop_front();
     queued_bytes_ -= done.data.size();

@@ -80,10 +80,9 @@ class WriteBehindDevice final : public BlockDevice {
   mutable std::mutex lower_mu_;  // held while calling inner_; taken before mu_
   std::mutex mu_;                // guards everything below
   std::condition_variable changed_;
-  std::deque<Pending> queue_;    // front: running (if running_), then queued
+  std::deque<Pending> queue_;    // front: being written (while the worker runs), then queued
   std::vector<std::vector<uint8_t>> spare_;  // buffers to reuse
   size_t queued_bytes_ = 0;
-  bool running_ = false;
   Status error_;
   bool stop_ = false;
   std::thread worker_;  // last: starts once the rest is initialised
