@@ -36,10 +36,15 @@ void WriteBehindDevice::Worker() {
     const uint64_t at = queue_.front().offset;
     const std::span<const uint8_t> data(queue_.front().data);
     lk.unlock();
+    // In slices, letting a waiting reader in between: a read not covered by
+    // the queue then waits for one slice, not for a whole large write.
     Status st;
-    {
+    for (size_t done = 0; done < data.size() && st.ok();) {
+      while (readers_waiting_.load(std::memory_order_acquire) > 0) std::this_thread::yield();
+      const size_t n = std::min(kSliceBytes, data.size() - done);
       std::lock_guard<std::mutex> lower(lower_mu_);
-      st = inner_->Write(at, data);
+      st = inner_->Write(at + done, data.subspan(done, n));
+      done += n;
     }
     lk.lock();
     Pending done = std::move(queue_.front());
@@ -121,7 +126,9 @@ Status WriteBehindDevice::DoRead(uint64_t offset, std::span<uint8_t> out) {
     // Read below, then lay the queued data over it: writes the worker
     // applies meanwhile carry the same bytes, so the result is the same
     // whichever of them landed first.
-    std::lock_guard<std::mutex> lower(lower_mu_);
+    readers_waiting_.fetch_add(1, std::memory_order_acq_rel);
+    std::unique_lock<std::mutex> lower(lower_mu_);
+    readers_waiting_.fetch_sub(1, std::memory_order_acq_rel);
     RETURN_IF_ERROR(inner_->Read(offset, out));
   }
   for (const Piece& p : pieces) {

@@ -28,6 +28,7 @@
 // time (the worker or the caller).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -78,6 +79,9 @@ class WriteBehindDevice final : public BlockDevice {
   const uint64_t block_count_;
   const DeviceCapabilities caps_;
   mutable std::mutex lower_mu_;  // held while calling inner_; taken before mu_
+  // Readers waiting for lower_mu_: the worker steps aside between slices.
+  std::atomic<int> readers_waiting_{0};
+  static constexpr size_t kSliceBytes = 1u << 20;
   std::mutex mu_;                // guards everything below
   std::condition_variable changed_;
   std::deque<Pending> queue_;    // front: being written (while the worker runs), then queued
