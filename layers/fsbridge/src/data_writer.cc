@@ -21,9 +21,11 @@ struct ExtentHandle {
 }  // namespace
 
 DataWriter::DataWriter(const FsContext& c, uint64_t* goal, std::string path, uint64_t reserve,
-                       bool skip_zero_blocks)
+                       bool skip_zero_blocks, std::vector<uint8_t>* scratch)
     : c_(c), goal_(goal), path_(std::move(path)), reserve_(reserve), skip_zero_(skip_zero_blocks),
-      bs_(c.fs->blocksize) {}
+      bs_(c.fs->blocksize), buf_(scratch ? *scratch : own_) {
+  buf_.clear();
+}
 
 DataWriter::~DataWriter() {
   if (!finished_) FreeAll();

@@ -27,8 +27,11 @@ namespace stack::fsbridge {
 
 class DataWriter {
  public:
+  // scratch, if given, is used (cleared, capacity kept) as the run buffer,
+  // so a caller writing many files allocates it once. REQUIRES: no other
+  // live DataWriter uses the same scratch.
   DataWriter(const FsContext& c, uint64_t* goal, std::string path, uint64_t reserve,
-             bool skip_zero_blocks);
+             bool skip_zero_blocks, std::vector<uint8_t>* scratch = nullptr);
   ~DataWriter();
   DataWriter(const DataWriter&) = delete;
   DataWriter& operator=(const DataWriter&) = delete;
@@ -56,7 +59,8 @@ class DataWriter {
   uint64_t reserve_;
   bool skip_zero_;
   uint32_t bs_;
-  std::vector<uint8_t> buf_;
+  std::vector<uint8_t> own_;  // the run buffer when no scratch is given
+  std::vector<uint8_t>& buf_;
   uint64_t buf_start_ = 0;  // byte offset of buf_[0], block aligned
   std::vector<Ext> exts_;
   uint64_t nblocks_ = 0;

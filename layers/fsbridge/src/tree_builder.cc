@@ -251,7 +251,7 @@ Result<uint32_t> TreeBuilder::AddFile(Dir* parent, const std::string& name, cons
   Status s;
   bool finished = false;
   {
-    DataWriter dw(c_, goal_, path, reserve_, true);
+    DataWriter dw(c_, goal_, path, reserve_, true, &file_scratch_);
     s = fill(dw);
     if (s.ok()) {
       s = dw.Finish(ino, &buf);

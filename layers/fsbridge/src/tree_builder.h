@@ -94,6 +94,8 @@ class TreeBuilder {
   Timespec now_;
   std::map<uint32_t, std::unique_ptr<Dir>> dirs_;
   uint64_t reserve_ = 0;  // blocks kept for dirty directories
+  // AddFile's run buffer, reused from file to file (grows to one run once).
+  std::vector<uint8_t> file_scratch_;
 };
 
 }  // namespace stack::fsbridge
