@@ -188,7 +188,7 @@ Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root, int level, uint64_t*
 
 Result<CheckReport> Pool::Impl::CheckLocked() {
   // The check reads the entry tree: changed entries go into it first.
-  if (Status f = table->Flush(); !f.ok()) return Abort(f);
+  RETURN_IF_ERROR(FlushEntries());
   CheckReport r;
   Checker c(*this, r);
   c.Meta(0);
@@ -301,18 +301,13 @@ Result<VerifyReport> Pool::Impl::VerifyLocked(const std::function<void(uint64_t)
   std::vector<bool> seen(sm->nr_blocks(), false);
   constexpr size_t kWindow = 4096, kMaxRun = 256;
   std::vector<uint8_t> buf;
-  if (Status f = table->Flush(); !f.ok()) return Abort(f);
-  std::vector<TableEntry> entries;
-  RETURN_IF_ERROR(table->ForEach([&](const TableEntry& e) {
-    entries.push_back(e);
-    return Status::Ok();
-  }));
+  RETURN_IF_ERROR(FlushEntries());
   auto bad = [&](const std::string& what) {
     ++r.bad_blocks;
     r.ok = false;
     if (r.errors.size() < 1000) r.errors.push_back(what);
   };
-  for (const auto& e : entries) {
+  RETURN_IF_ERROR(table->ForEach([&](const TableEntry& e) -> Status {
     const std::string who = (e.snapshot ? "snapshot '" : "volume '") + e.name + "'";
     auto where = [&](uint64_t k, uint64_t phys) {
       return who + " logical block " + std::to_string(k) + " (physical block " +
@@ -363,7 +358,8 @@ Result<VerifyReport> Pool::Impl::VerifyLocked(const std::function<void(uint64_t)
       if (last == UINT64_MAX) break;
       lo = last + 1;
     }
-  }
+    return Status::Ok();
+  }));
   return r;
 }
 

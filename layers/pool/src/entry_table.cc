@@ -257,9 +257,9 @@ Status EntryTable::ForEach(const std::function<Status(const TableEntry&)>& fn) {
   return first;
 }
 
-uint32_t EntryTable::Height(uint64_t root) {
+uint32_t EntryTable::Height(const BTree& t, uint64_t root) {
   if (root == 0) return 0;
-  auto b = tm_->ReadNode(root, root == entry_root_ ? kEntryTree : kNameTree);
+  auto b = tm_->ReadNode(root, t.kind());
   // An unreadable root fails the operation elsewhere; assume a tall tree.
   if (!b.ok()) return 32;
   return node::Level(**b) + 1;
@@ -277,17 +277,17 @@ uint64_t EntryTable::TreeWriteCost(uint64_t keys, uint32_t height, const BTree& 
 }
 
 uint64_t EntryTable::WriteCost(uint64_t record_bytes) {
-  return TreeWriteCost(CeilDiv(record_bytes, kPieceBytes), Height(entry_root_), entries_);
+  return TreeWriteCost(CeilDiv(record_bytes, kPieceBytes), Height(entries_, entry_root_), entries_);
 }
 
 uint64_t EntryTable::AddCost(const TableEntry& e) {
-  return WriteCost(RecordBytes(e)) + TreeWriteCost(1, Height(name_root_), names_);
+  return WriteCost(RecordBytes(e)) + TreeWriteCost(1, Height(names_, name_root_), names_);
 }
 
 uint64_t EntryTable::Allowance() {
   // Removing one record (its pieces in at most two leaves under one
   // shadowed path) and its name.
-  return (uint64_t(Height(entry_root_)) + 2) + (uint64_t(Height(name_root_)) + 1);
+  return (uint64_t(Height(entries_, entry_root_)) + 2) + (uint64_t(Height(names_, name_root_)) + 1);
 }
 
 uint64_t EntryTable::ReserveBlocks() {
@@ -302,7 +302,7 @@ uint64_t EntryTable::ReserveBlocks() {
 Result<uint64_t> EntryTable::RemoveCost(uint64_t id) {
   ASSIGN_OR_RETURN(uint64_t nodes,
                    entries_.RangeNodes(entry_root_, PieceKey(id, 0), PieceKey(id + 1, 0)));
-  return nodes + Height(name_root_) + 1;
+  return nodes + Height(names_, name_root_) + 1;
 }
 
 Result<uint64_t> EntryTable::ChangeCost(uint64_t lo_id, uint64_t hi_id, uint64_t n) {
@@ -312,7 +312,7 @@ Result<uint64_t> EntryTable::ChangeCost(uint64_t lo_id, uint64_t hi_id, uint64_t
                                                     PieceKey(hi_id + 1, 0),
                                                     n * CeilDiv(kMaxNameLen, kPieceBytes)));
   ASSIGN_OR_RETURN(uint64_t whole, names_.CostBound(name_root_, 0, UINT64_MAX, 2 * n));
-  return rec + std::min<uint64_t>(whole, n * 4 * (uint64_t(Height(name_root_)) + 2));
+  return rec + std::min<uint64_t>(whole, n * 4 * (uint64_t(Height(names_, name_root_)) + 2));
 }
 
 }  // namespace stack::pool

@@ -98,7 +98,8 @@ class EntryTable {
   Result<std::vector<std::pair<uint64_t, uint64_t>>> Bucket(const std::string& name);
   Status AddName(const std::string& name, uint64_t id);
   Status RemoveName(const std::string& name, uint64_t id);
-  uint32_t Height(uint64_t root);
+  // Levels of tree t under root (0: empty).
+  uint32_t Height(const BTree& t, uint64_t root);
   static uint64_t TreeWriteCost(uint64_t keys, uint32_t height, const BTree& t);
 
   TransactionManager* tm_;

@@ -200,6 +200,17 @@ Status Pool::Impl::EnsureSpace(uint64_t need, const char* what) {
                          std::to_string(Reserve()) + " are reserved for metadata commits");
 }
 
+Status Pool::Impl::NameFree(const std::string& name) {
+  ASSIGN_OR_RETURN(TableEntry * e, table->Find(name));
+  if (e) return Status::AlreadyExists("entry '" + name + "' exists");
+  return Status::Ok();
+}
+
+Status Pool::Impl::FlushEntries() {
+  Status st = table->Flush();
+  return st.ok() ? st : Abort(st);
+}
+
 Result<TableEntry*> Pool::Impl::Find(const std::string& name, const char* what) {
   ASSIGN_OR_RETURN(TableEntry * e, table->Find(name));
   if (!e) return Status::NotFound(std::string("no ") + what + " '" + name + "'");
@@ -357,8 +368,7 @@ Status Pool::CreateVolume(const std::string& name, uint64_t size_bytes, const En
     return Status::InvalidArgument("volume size must be a multiple of " + std::to_string(p.bs));
   }
   if (size_bytes / p.bs > (uint64_t(1) << 48)) return Status::InvalidArgument("volume too large");
-  ASSIGN_OR_RETURN(TableEntry * existing, p.table->Find(name));
-  if (existing) return Status::AlreadyExists("entry '" + name + "' exists");
+  RETURN_IF_ERROR(p.NameFree(name));
   RETURN_IF_ERROR(p.NewId());
   TableEntry e;
   e.name = name;
@@ -414,8 +424,7 @@ Status MakeCopy(Pool::Impl& p, const std::string& source, const std::string& nam
   e.mapped_blocks = src->mapped_blocks;
   e.note = meta.note;
   e.tags = meta.tags;
-  ASSIGN_OR_RETURN(TableEntry * existing, p.table->Find(name));
-  if (existing) return Status::AlreadyExists("entry '" + name + "' exists");
+  RETURN_IF_ERROR(p.NameFree(name));
   RETURN_IF_ERROR(p.NewId());
   uint64_t headroom = std::max<uint64_t>(64, p.max_blocks / 100);
   Status space = p.EnsureSpace(headroom + p.table->AddCost(e), snapshot ? "a snapshot" : "a clone");
@@ -518,8 +527,7 @@ Status Pool::Rename(const std::string& old_name, const std::string& new_name) {
   uint64_t lo = UINT64_MAX, hi = 0;
   for (auto& [id, n] : renames) {
     if (!ValidEntryName(n)) return CheckName(n);
-    ASSIGN_OR_RETURN(TableEntry * clash, p.table->Find(n));
-    if (clash) return Status::AlreadyExists("entry '" + n + "' exists");
+    RETURN_IF_ERROR(p.NameFree(n));
     lo = std::min(lo, id);
     hi = std::max(hi, id);
   }
@@ -610,9 +618,7 @@ Result<std::vector<EntryInfo>> Pool::List() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Impl& p = *impl_;
   RETURN_IF_ERROR(p.Usable());
-  // Dirty entries go into the tree first; a failure there abandons the
-  // transaction like any failed metadata change.
-  if (Status f = p.table->Flush(); !f.ok()) return p.Abort(f);
+  RETURN_IF_ERROR(p.FlushEntries());
   std::vector<EntryInfo> out;
   Status st = p.table->ForEach([&](const TableEntry& e) -> Status {
     ASSIGN_OR_RETURN(EntryInfo i, InfoOf(p, e));
@@ -627,7 +633,7 @@ Result<std::vector<std::string>> Pool::Names() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Impl& p = *impl_;
   RETURN_IF_ERROR(p.Usable());
-  if (Status f = p.table->Flush(); !f.ok()) return p.Abort(f);
+  RETURN_IF_ERROR(p.FlushEntries());
   std::vector<std::string> out;
   out.reserve(p.table->count());
   Status st = p.table->ForEach([&](const TableEntry& e) {

@@ -71,6 +71,11 @@ struct Pool::Impl {
   // The entry, or NotFound naming what was asked for (`what`: "volume",
   // "snapshot", "volume or snapshot").
   Result<TableEntry*> Find(const std::string& name, const char* what = "volume or snapshot");
+  // AlreadyExists if an entry is called `name`.
+  Status NameFree(const std::string& name);
+  // Writes the changed entries into the entry tree (before walking it);
+  // a failure abandons the transaction.
+  Status FlushEntries();
   // nullptr if the entry is gone (deleted while a device held it).
   Result<TableEntry*> FindId(uint64_t id) { return table->Get(id); }
 

@@ -66,12 +66,11 @@ Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t slot)
   uint64_t per_sm = SmEntriesPerBlock(sb.block_size), per_idx = IndexEntriesPerBlock(sb.block_size);
   uint64_t need = ((sb.nr_blocks + per_sm - 1) / per_sm + per_idx - 1) / per_idx;
   if (nidx != need) return fail("index slot count does not match the pool size");
-  for (uint64_t root : {sb.entry_root, sb.name_root}) {
-    if (root != 0 && (root < kFirstFreeBlock || root >= sb.nr_blocks)) {
-      return fail(std::string(root == sb.entry_root ? "entry tree" : "name index") +
-                  " root outside the pool");
-    }
-  }
+  auto outside = [&](uint64_t root) {
+    return root != 0 && (root < kFirstFreeBlock || root >= sb.nr_blocks);
+  };
+  if (outside(sb.entry_root)) return fail("entry tree root outside the pool");
+  if (outside(sb.name_root)) return fail("name index root outside the pool");
   if ((sb.entry_root == 0) != (sb.entry_count == 0) || (sb.name_root == 0) != (sb.entry_count == 0)) {
     return fail("entry count does not match the entry trees");
   }
