@@ -63,34 +63,27 @@ std::vector<uint8_t> Pt512() {
 
 }  // namespace
 
-TEST_CASE("XTS: IEEE 1619 vector 10 (AES-256, data unit 0xff)") {
-  auto key = Unhex(kKey);
-  auto xts = XtsCipher::Create(key);
+// One IEEE 1619 vector (512-byte data unit): out of place and in place,
+// both directions.
+static void CheckVector(const std::string& key_hex, uint64_t unit, const std::string& ct_hex) {
+  auto xts = XtsCipher::Create(Unhex(key_hex));
   REQUIRE_OK(xts);
-  auto pt = Pt512();
+  const auto pt = Pt512();
   std::vector<uint8_t> ct(512), back(512);
-  REQUIRE_OK((*xts)->Encrypt(pt, ct, 512, 0xff));
-  CHECK(Hex(ct) == kCt10);
-  REQUIRE_OK((*xts)->Decrypt(ct, back, 512, 0xff));
+  REQUIRE_OK((*xts)->Encrypt(pt, ct, 512, unit));
+  CHECK(Hex(ct) == ct_hex);
+  REQUIRE_OK((*xts)->Decrypt(ct, back, 512, unit));
   CHECK(back == pt);
-  // In place.
-  REQUIRE_OK((*xts)->Encrypt(pt, pt, 512, 0xff));
-  CHECK(Hex(pt) == kCt10);
+  auto inplace = pt;
+  REQUIRE_OK((*xts)->Encrypt(inplace, inplace, 512, unit));
+  CHECK(Hex(inplace) == ct_hex);
+  REQUIRE_OK((*xts)->Decrypt(inplace, inplace, 512, unit));
+  CHECK(inplace == pt);
 }
 
-TEST_CASE("XTS: IEEE 1619 vector 4 (AES-128, data unit 0)") {
-  auto xts = XtsCipher::Create(Unhex(kKey128));
-  REQUIRE_OK(xts);
-  auto pt = Pt512();
-  std::vector<uint8_t> ct(512), back(512);
-  REQUIRE_OK((*xts)->Encrypt(pt, ct, 512, 0));
-  CHECK(Hex(ct) == kCt4);
-  REQUIRE_OK((*xts)->Decrypt(ct, back, 512, 0));
-  CHECK(back == pt);
-  // In place, both directions.
-  REQUIRE_OK((*xts)->Decrypt(ct, ct, 512, 0));
-  CHECK(ct == pt);
-}
+TEST_CASE("XTS: IEEE 1619 vector 10 (AES-256, data unit 0xff)") { CheckVector(kKey, 0xff, kCt10); }
+
+TEST_CASE("XTS: IEEE 1619 vector 4 (AES-128, data unit 0)") { CheckVector(kKey128, 0, kCt4); }
 
 TEST_CASE("XTS: a 4096-byte sector is eight 512-byte IV units, not one") {
   auto key = Unhex(kKey);
