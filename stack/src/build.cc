@@ -42,7 +42,9 @@ Status FillVolume(pool::Pool& pool, const std::string& tmp, const BuildOptions& 
   // Encryption and the pool work on a second thread while the populate
   // reads and packs the next files (Close flushes it).
   dev = std::make_unique<WriteBehindDevice>(std::move(dev));
-  ASSIGN_OR_RETURN(auto fs, fsbridge::Filesystem::Mkfs(std::move(dev), o.mkfs));
+  fsbridge::MkfsOptions mkfs = o.mkfs;
+  mkfs.fresh_device = true;  // the volume was created by this build
+  ASSIGN_OR_RETURN(auto fs, fsbridge::Filesystem::Mkfs(std::move(dev), mkfs));
   if (!o.source.empty()) {
     ASSIGN_OR_RETURN(rep->stats, PopulateFrom(*fs, o.source, "/", o.populate, o.progress));
   }

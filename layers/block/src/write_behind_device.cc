@@ -40,7 +40,10 @@ void WriteBehindDevice::Worker() {
     // the queue then waits for one slice, not for a whole large write.
     Status st;
     for (size_t done = 0; done < data.size() && st.ok();) {
-      while (readers_waiting_.load(std::memory_order_acquire) > 0) std::this_thread::yield();
+      // Sleeps (a futex), not spins: the reader needs the second core.
+      for (int r; (r = readers_waiting_.load(std::memory_order_acquire)) > 0;) {
+        readers_waiting_.wait(r, std::memory_order_acquire);
+      }
       const size_t n = std::min(kSliceBytes, data.size() - done);
       std::lock_guard<std::mutex> lower(lower_mu_);
       st = inner_->Write(at + done, data.subspan(done, n));
@@ -129,6 +132,7 @@ Status WriteBehindDevice::DoRead(uint64_t offset, std::span<uint8_t> out) {
     readers_waiting_.fetch_add(1, std::memory_order_acq_rel);
     std::unique_lock<std::mutex> lower(lower_mu_);
     readers_waiting_.fetch_sub(1, std::memory_order_acq_rel);
+    readers_waiting_.notify_all();
     RETURN_IF_ERROR(inner_->Read(offset, out));
   }
   for (const Piece& p : pieces) {

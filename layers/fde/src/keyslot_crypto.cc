@@ -78,14 +78,17 @@ Result<Kdf> ResolveKdf(const KdfParams& p) {
 uint32_t ResolveDigestIterations(uint32_t explicit_iterations, uint32_t time_ms,
                                  const std::string& hash) {
   if (explicit_iterations != 0) return explicit_iterations;
-  if (time_ms == 0) return 100000;
+  // No benchmark asked for (the keyslot's cost is fixed): the minimum, as
+  // cryptsetup does. The digest only confirms a key that the keyslot's KDF
+  // already had to be paid for; it adds no strength against guessing.
+  if (time_ms == 0) return kMinDigestIterations;
   uint8_t out[32], salt[32] = {}, pw[8] = {};
   const uint32_t trial = 20000;
   auto t0 = std::chrono::steady_clock::now();
   if (!Pbkdf2(hash, pw, salt, trial, out).ok()) return 100000;
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   double iters = trial * (time_ms / 8.0) / std::max(ms, 0.01);
-  return uint32_t(std::clamp(iters, 1000.0, 10000000.0));
+  return uint32_t(std::clamp(iters, double(kMinDigestIterations), 10000000.0));
 }
 
 Status DeriveKey(const Kdf& kdf, const Secret& passphrase, Secret* out) {

@@ -16,7 +16,9 @@ inline constexpr size_t kSaltBytes = 32;
 
 // Concrete parameters (with a fresh random salt) for a new keyslot.
 Result<Kdf> ResolveKdf(const KdfParams& params);
-// PBKDF2 iterations for the volume-key digest: explicit, or ~time_ms/8.
+// PBKDF2 iterations for the volume-key digest: explicit, ~time_ms/8 when
+// the keyslot KDF is benchmarked, else kMinDigestIterations.
+inline constexpr uint32_t kMinDigestIterations = 1000;
 uint32_t ResolveDigestIterations(uint32_t explicit_iterations, uint32_t time_ms,
                                  const std::string& hash);
 // Runs the KDF; out must already have the wanted size.

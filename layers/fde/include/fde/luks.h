@@ -78,7 +78,7 @@ struct FormatOptions {
   int version = 2;             // 1 or 2
   uint32_t sector_size = 4096; // LUKS2: 512 or 4096; LUKS1 always 512
   KdfParams kdf;               // LUKS1 requires kPbkdf2
-  uint32_t digest_iterations = 0;  // 0 = derived from kdf.time_ms (>= 1000)
+  uint32_t digest_iterations = 0;  // 0 = kdf.time_ms/8 benchmarked (>= 1000); 1000 if time_ms == 0
   std::string label;           // LUKS2 only, < 48 bytes
   std::string subsystem;       // LUKS2 only, < 48 bytes
   std::string uuid;            // empty = random v4

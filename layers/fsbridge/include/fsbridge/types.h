@@ -28,6 +28,15 @@ struct MkfsOptions {
   // Seconds since the epoch stamped into the superblock, the root directory,
   // lost+found and the journal inode (SOURCE_DATE_EPOCH). Unset: now.
   std::optional<int64_t> timestamp;
+  // The device is new (a volume created for this file system) and holds no
+  // earlier file system: the journal's blocks are allocated but not zeroed
+  // (mke2fs -E lazy_journal_init). Safe there: jbd2 replays only after an
+  // unclean unmount, and only blocks carrying its magic, the expected
+  // sequence number and (metadata_csum) a checksum seeded by this file
+  // system's UUID; a new volume's unwritten blocks (zeros, or decrypted
+  // zeros under encryption) carry none of them. Not for reused devices:
+  // an old journal's blocks could pass.
+  bool fresh_device = false;
 };
 
 // Options for PopulateFrom*, PutFile and the other writers.
