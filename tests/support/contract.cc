@@ -91,6 +91,10 @@ void RunBlockDeviceContract(const ContractTarget& t) {
     CHECK(CodeOf(dev->Read(1, buf)) == Code::kInvalidArgument);
     CHECK(CodeOf(dev->Read(0, odd)) == Code::kInvalidArgument);
     CHECK(CodeOf(dev->Write(bs / 2, buf)) == Code::kInvalidArgument);
+    {
+      std::vector<uint8_t> short_buf(bs - 1);
+      CHECK(CodeOf(dev->WriteBuffer(0, short_buf)) == Code::kInvalidArgument);
+    }
     CHECK(CodeOf(dev->Write(0, std::span<const uint8_t>(odd.data(), bs - 1))) ==
           Code::kInvalidArgument);
     CHECK(CodeOf(dev->Discard(1, bs)) == Code::kInvalidArgument);
@@ -109,6 +113,10 @@ void RunBlockDeviceContract(const ContractTarget& t) {
     CHECK(CodeOf(dev->Read(size - bs, two)) == Code::kOutOfRange);
     CHECK(CodeOf(dev->Write(size, buf)) == Code::kOutOfRange);
     CHECK(CodeOf(dev->Write(size - bs, two)) == Code::kOutOfRange);
+    {
+      std::vector<uint8_t> owned(2 * bs);
+      CHECK(CodeOf(dev->WriteBuffer(size - bs, owned)) == Code::kOutOfRange);
+    }
     // Offsets that would overflow offset+length must not wrap around.
     const uint64_t huge = (UINT64_MAX / bs) * bs;
     CHECK(CodeOf(dev->Read(huge, buf)) == Code::kOutOfRange);
@@ -211,11 +219,20 @@ void RunBlockDeviceContract(const ContractTarget& t) {
       uint64_t len = 1 + rng() % std::min<uint64_t>(8, n - first);
       switch (rng() % 6) {
         case 0:
-        case 1:
-        case 2: {
+        case 1: {
           auto d = RandomBytes(len * bs, rng());
           REQUIRE_OK(dev->Write(first * bs, d));
           m.Write(first * bs, d);
+          break;
+        }
+        case 2: {
+          // WriteBuffer may take the buffer: the model gets a copy, and
+          // what comes back is scribbled on (the caller owns it now).
+          auto d = RandomBytes(len * bs, rng());
+          auto owned = d;
+          REQUIRE_OK(dev->WriteBuffer(first * bs, owned));
+          m.Write(first * bs, d);
+          owned.assign(owned.size(), 0xEE);
           break;
         }
         case 3:

@@ -34,6 +34,17 @@ Status BlockDevice::Write(uint64_t offset, std::span<const uint8_t> data) {
   return DoWrite(offset, data);
 }
 
+Status BlockDevice::WriteBuffer(uint64_t offset, std::vector<uint8_t>& data) {
+  RETURN_IF_ERROR(CheckRange(offset, data.size(), "write"));
+  if (capabilities().read_only) return Status::ReadOnly("write to read-only " + describe());
+  if (data.empty()) return Status::Ok();
+  return DoWriteBuffer(offset, data);
+}
+
+Status BlockDevice::DoWriteBuffer(uint64_t offset, std::vector<uint8_t>& data) {
+  return DoWrite(offset, data);
+}
+
 Status BlockDevice::Flush() { return DoFlush(); }
 
 Status BlockDevice::Discard(uint64_t offset, uint64_t length) {

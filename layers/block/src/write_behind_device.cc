@@ -77,28 +77,48 @@ Status WriteBehindDevice::Drain(std::unique_lock<std::mutex>& lower) {
   return Status::Ok();
 }
 
-Status WriteBehindDevice::DoWrite(uint64_t offset, std::span<const uint8_t> data) {
-  std::vector<uint8_t> buf;
-  {
-    std::unique_lock<std::mutex> lk(mu_);
-    changed_.wait(lk, [&] {
-      return !error_.ok() || queued_bytes_ == 0 || queued_bytes_ + data.size() <= max_pending_;
-    });
-    if (!error_.ok()) return error_;
-    if (!spare_.empty()) {
-      buf = std::move(spare_.back());
-      spare_.pop_back();
-    }
+Status WriteBehindDevice::WaitForRoom(size_t bytes, bool largest, std::vector<uint8_t>* spare) {
+  std::unique_lock<std::mutex> lk(mu_);
+  changed_.wait(lk, [&] {
+    return !error_.ok() || queued_bytes_ == 0 || queued_bytes_ + bytes <= max_pending_;
+  });
+  if (!error_.ok()) return error_;
+  if (spare_.empty()) return Status::Ok();
+  auto pick = spare_.end() - 1;
+  if (largest) {
+    pick = std::max_element(spare_.begin(), spare_.end(),
+                            [](const auto& a, const auto& b) { return a.capacity() < b.capacity(); });
   }
-  buf.assign(data.begin(), data.end());  // outside the lock: the worker goes on
+  *spare = std::move(*pick);
+  spare_.erase(pick);
+  return Status::Ok();
+}
+
+Status WriteBehindDevice::Enqueue(uint64_t offset, std::vector<uint8_t> data) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (!error_.ok()) return error_;
-    queued_bytes_ += buf.size();
-    queue_.push_back(Pending{offset, std::move(buf)});
+    queued_bytes_ += data.size();
+    queue_.push_back(Pending{offset, std::move(data)});
   }
   changed_.notify_all();
   return Status::Ok();
+}
+
+Status WriteBehindDevice::DoWrite(uint64_t offset, std::span<const uint8_t> data) {
+  std::vector<uint8_t> buf;
+  RETURN_IF_ERROR(WaitForRoom(data.size(), false, &buf));
+  buf.assign(data.begin(), data.end());  // outside the lock: the worker goes on
+  return Enqueue(offset, std::move(buf));
+}
+
+Status WriteBehindDevice::DoWriteBuffer(uint64_t offset, std::vector<uint8_t>& data) {
+  // The caller refills what it gets back: give it the roomiest spare.
+  std::vector<uint8_t> back;
+  RETURN_IF_ERROR(WaitForRoom(data.size(), true, &back));
+  std::vector<uint8_t> mine = std::move(data);
+  data = std::move(back);
+  return Enqueue(offset, std::move(mine));
 }
 
 Status WriteBehindDevice::DoRead(uint64_t offset, std::span<uint8_t> out) {

@@ -9,7 +9,9 @@
 //   - block size starts at 1024 and changes with set_blksize; a negative
 //     count means bytes; write_byte writes arbitrary byte ranges;
 //   - I/O that is not aligned to the device block is read-modify-write
-//     through the cache; large aligned transfers bypass it;
+//     through the cache; large aligned transfers bypass it; whole-block
+//     writes that follow each other into uncached blocks (file data) are
+//     gathered into one run and written as one;
 //   - discard is passed down only when the device supports it, and
 //     advertised as zeroing only when the device promises discard_zeroes;
 //     zeroout uses BlockDevice::WriteZeroes (never a discard), so a device
@@ -46,7 +48,8 @@ class IoBinding {
 
   // The first device error since the last call (OK if none).
   Status TakeLastError();
-  // Writes every dirty cached block to the device (no device flush).
+  // Writes every dirty cached block and the gathered run to the device (no
+  // device flush).
   Status WriteBack();
 
   struct Context;

@@ -82,6 +82,11 @@ class BlockDevice {
   // Writes data at offset. On error, which blocks of the range were
   // written is unspecified unless the implementation says otherwise.
   Status Write(uint64_t offset, std::span<const uint8_t> data);
+  // Write, for a caller done with its buffer: the device may keep `data`'s
+  // storage (to write it later) and hand back another buffer in its place,
+  // saving a copy. Afterwards `data` holds a buffer of unspecified size and
+  // content, for the caller to reuse (clear and refill) or drop.
+  Status WriteBuffer(uint64_t offset, std::vector<uint8_t>& data);
   // Barrier: every write acknowledged before the call is durable on OK.
   Status Flush();
   // Hint that [offset, offset+length) is unused. See capabilities().
@@ -100,6 +105,8 @@ class BlockDevice {
   // read-only; lengths are non-zero.
   virtual Status DoRead(uint64_t offset, std::span<uint8_t> out) = 0;
   virtual Status DoWrite(uint64_t offset, std::span<const uint8_t> data) = 0;
+  // Default: DoWrite(offset, data), leaving the buffer as it was.
+  virtual Status DoWriteBuffer(uint64_t offset, std::vector<uint8_t>& data);
   virtual Status DoFlush() = 0;
   virtual Status DoDiscard(uint64_t offset, uint64_t length) = 0;
   virtual Status DoWriteZeroes(uint64_t offset, uint64_t length);

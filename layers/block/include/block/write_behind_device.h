@@ -6,8 +6,9 @@
 //
 // Behaviour, as seen by the caller:
 //   - Write copies the data into a queue and returns (first blocking while
-//     more than max_pending_bytes are queued). Queued writes reach the
-//     device below in order, one at a time.
+//     more than max_pending_bytes are queued); WriteBuffer queues the
+//     caller's buffer itself and hands back a spare one. Queued writes
+//     reach the device below in order, one at a time.
 //   - Read returns what the last writes wrote without waiting for them:
 //     ranges still queued are served from the queue; the rest is read
 //     below and the queued data laid over it, oldest first.
@@ -58,6 +59,7 @@ class WriteBehindDevice final : public BlockDevice {
  protected:
   Status DoRead(uint64_t offset, std::span<uint8_t> out) override;
   Status DoWrite(uint64_t offset, std::span<const uint8_t> data) override;
+  Status DoWriteBuffer(uint64_t offset, std::vector<uint8_t>& data) override;
   Status DoFlush() override;
   Status DoDiscard(uint64_t offset, uint64_t length) override;
   Status DoWriteZeroes(uint64_t offset, uint64_t length) override;
@@ -69,6 +71,10 @@ class WriteBehindDevice final : public BlockDevice {
     std::vector<uint8_t> data;
   };
   void Worker();
+  // Waits until `bytes` more fit in the queue; then moves a spare buffer
+  // (the largest, if `largest`) into *spare, if there is one.
+  Status WaitForRoom(size_t bytes, bool largest, std::vector<uint8_t>* spare);
+  Status Enqueue(uint64_t offset, std::vector<uint8_t> data);
   // Waits until nothing is queued or running; the first error, if any.
   // On OK returns with `lower` holding lower_mu_.
   Status Drain(std::unique_lock<std::mutex>& lower);
