@@ -221,21 +221,37 @@ Status BTree::InsertRec(uint64_t loc, int level, uint64_t hi, uint64_t key, cons
 }
 
 Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
-  // Fast path for ascending writes: append to the leaf the last insert
-  // into this tree landed in, if that leaf (and so its whole path) is
-  // still private to this transaction, has room, and key falls between
-  // its last key and the leaf's upper bound (so the key is not mapped).
+  // Fast path for writes near the last one: the leaf the last insert into
+  // this tree landed in takes the key directly if that leaf (and so its
+  // whole path) is still private to this transaction and the key falls in
+  // [its first key, its upper bound), a range inside the leaf's own: an
+  // update in place, or an insert while it has room. (An ext4 populate
+  // writes data ascending below keys mkfs already mapped, so appending at
+  // the end alone missed almost always.)
   if (hint_leaf_ != 0 && hint_root_ == *root && *root != 0 && tm_->sm().IsNew(hint_leaf_)) {
     ASSIGN_OR_RETURN(uint32_t count, tm_->sm().Get(hint_leaf_));
     if (count == 1) {
       ASSIGN_OR_RETURN(BlockRef b, tm_->ReadNode(hint_leaf_, kind_));
-      uint32_t n = Count(*b);
-      if (Level(*b) == 0 && n > 0 && n < leaf_cap_ && key > Key(*b, n - 1) && key < hint_hi_) {
-        SetLeafEntry(*b, n, key, value);
-        SetCount(*b, n + 1);
-        b->MarkDirty();
-        *added = true;
-        return Status::Ok();
+      const uint32_t n = Count(*b);
+      if (Level(*b) == 0 && n > 0 && key >= Key(*b, 0) && key < hint_hi_) {
+        const uint32_t pos = LowerBound(*b, key);
+        if (pos < n && Key(*b, pos) == key) {
+          const Mapping old = Value(*b, pos);
+          if (kind_.values_are_blocks && old.phys != value.phys) {
+            RETURN_IF_ERROR(tm_->sm().Dec(old.phys).status());
+          }
+          SetLeafEntry(*b, pos, key, value);
+          b->MarkDirty();
+          *added = false;
+          return Status::Ok();
+        }
+        if (n < leaf_cap_) {
+          OpenGap(*b, pos);
+          SetLeafEntry(*b, pos, key, value);
+          b->MarkDirty();
+          *added = true;
+          return Status::Ok();
+        }
       }
     }
   }
