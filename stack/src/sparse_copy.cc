@@ -57,6 +57,12 @@ Result<CopyReport> CopySparse(BlockDevice& src, BlockDevice& dst, const CopyOpti
               RETURN_IF_ERROR(
                   dst.WriteZeroes(off + i, j - i).WithContext("write " + dst.describe()));
             }
+          } else if (i == 0 && j == buf.size()) {
+            // The whole buffer: a device that queues writes may take it
+            // instead of copying it (it hands back another).
+            RETURN_IF_ERROR(dst.WriteBuffer(off, buf).WithContext("write " + dst.describe()));
+            buf.resize(chunk);  // a spare of another size, or none
+            rep.written_bytes += j - i;
           } else {
             RETURN_IF_ERROR(dst.Write(off + i, std::span<const uint8_t>(b.data() + i, j - i))
                                 .WithContext("write " + dst.describe()));

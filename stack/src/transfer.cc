@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "block/file_device.h"
+#include "block/write_behind_device.h"
 #include "pool/pool.h"
 #include "stack/publish.h"
 #include "stack/stored_copy.h"
@@ -34,6 +35,20 @@ uint64_t AllocatedOnDisk(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return 0;
   return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+// CopySparse into a new output file, reading (and verifying or decrypting)
+// on this thread while a WriteBehindDevice writes the file on another.
+Status CopyToOutput(BlockDevice& src, std::unique_ptr<BlockDevice> out, const CopyOptions& co,
+                    ExportReport* rep) {
+  WriteBehindDevice wb(std::move(out));
+  Result<CopyReport> r = CopySparse(src, wb, co);
+  const Status drained = wb.Drain();  // errors of writes still queued
+  RETURN_IF_ERROR(r.status());
+  RETURN_IF_ERROR(drained);
+  rep->copy = std::move(r).value();
+  rep->file_size = wb.size_bytes();
+  return Status::Ok();
 }
 
 Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
@@ -69,9 +84,8 @@ Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
     CopyOptions co;
     co.progress = o.progress;
     co.flush = o.sync;
-    ASSIGN_OR_RETURN(rep->copy, CopySparse(*raw, *out, co));
+    RETURN_IF_ERROR(CopyToOutput(*raw, std::move(out), co, rep));
     rep->copy.method_note = why_not;
-    rep->file_size = out->size_bytes();
     return Status::Ok();
   }
   ASSIGN_OR_RETURN(Unlocked u, Unlock(std::move(raw), o.passphrase, false));
@@ -82,9 +96,7 @@ Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
   co.flush = o.sync;
   if (o.format == ExportFormat::kPlain) {
     ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, plain.size_bytes(), o.overwrite, o.sync));
-    ASSIGN_OR_RETURN(rep->copy, CopySparse(plain, *out, co));
-    rep->file_size = out->size_bytes();
-    return Status::Ok();
+    return CopyToOutput(plain, std::move(out), co, rep);
   }
   // LUKS1: a header area in front (at most 4 MiB for a 512-bit key), then
   // the plaintext size exactly (the file is trimmed after formatting).

@@ -145,3 +145,24 @@ TEST_CASE("WriteBehindDevice reports a failed queued write on the next call, cod
   REQUIRE_OK(below.Read(0, buf));
   REQUIRE(buf == RandomBytes(kBs, 1));
 }
+
+TEST_CASE("WriteBehindDevice::Drain waits for the queue without flushing, and reports its error") {
+  auto mem = std::make_unique<MemDevice>(kBs, 16);
+  auto storage = mem->storage();
+  auto ctl = std::make_shared<FaultController>();
+  WriteBehindDevice dev(std::make_unique<FaultDevice>(std::move(mem), ctl), 1 << 20);
+  std::vector<uint8_t> owned = RandomBytes(4 * kBs, 7);
+  REQUIRE_OK(dev.WriteBuffer(0, owned));
+  REQUIRE_OK(dev.Drain());
+  const uint64_t ops = ctl->ops();
+  MemDevice below(storage);
+  std::vector<uint8_t> buf(4 * kBs);
+  REQUIRE_OK(below.Read(0, buf));
+  REQUIRE(buf == RandomBytes(4 * kBs, 7));  // written below by the time Drain returns
+  REQUIRE_OK(dev.Drain());
+  REQUIRE(ctl->ops() == ops);  // nothing queued: no flush or write below
+  REQUIRE(ctl->flushes() == 0);
+  ctl->FailOperation(ops, Code::kIoError);  // the next write below fails
+  REQUIRE_OK(dev.Write(8 * kBs, RandomBytes(kBs, 8)));
+  REQUIRE(dev.Drain().code() == Code::kIoError);
+}

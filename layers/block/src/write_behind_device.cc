@@ -65,7 +65,12 @@ void WriteBehindDevice::Worker() {
   }
 }
 
-Status WriteBehindDevice::Drain(std::unique_lock<std::mutex>& lower) {
+Status WriteBehindDevice::Drain() {
+  std::unique_lock<std::mutex> lower;
+  return DrainLocked(lower);
+}
+
+Status WriteBehindDevice::DrainLocked(std::unique_lock<std::mutex>& lower) {
   {
     std::unique_lock<std::mutex> lk(mu_);
     changed_.wait(lk, [&] { return !error_.ok() || queue_.empty(); });
@@ -163,26 +168,26 @@ Status WriteBehindDevice::DoRead(uint64_t offset, std::span<uint8_t> out) {
 
 Status WriteBehindDevice::DoFlush() {
   std::unique_lock<std::mutex> lower;
-  RETURN_IF_ERROR(Drain(lower));
+  RETURN_IF_ERROR(DrainLocked(lower));
   return inner_->Flush();
 }
 
 Status WriteBehindDevice::DoDiscard(uint64_t offset, uint64_t length) {
   std::unique_lock<std::mutex> lower;
-  RETURN_IF_ERROR(Drain(lower));
+  RETURN_IF_ERROR(DrainLocked(lower));
   return inner_->Discard(offset, length);
 }
 
 Status WriteBehindDevice::DoWriteZeroes(uint64_t offset, uint64_t length) {
   std::unique_lock<std::mutex> lower;
-  RETURN_IF_ERROR(Drain(lower));
+  RETURN_IF_ERROR(DrainLocked(lower));
   return inner_->WriteZeroes(offset, length);
 }
 
 Result<std::vector<Extent>> WriteBehindDevice::DoAllocatedExtents(uint64_t offset,
                                                                   uint64_t length) {
   std::unique_lock<std::mutex> lower;
-  RETURN_IF_ERROR(Drain(lower));
+  RETURN_IF_ERROR(DrainLocked(lower));
   return inner_->AllocatedExtents(offset, length);
 }
 

@@ -56,6 +56,11 @@ class WriteBehindDevice final : public BlockDevice {
   DeviceCapabilities capabilities() const override { return caps_; }
   std::string describe() const override;
 
+  // Waits until every queued write has reached the device below; returns
+  // the first error met (as every later call would). Does not flush the
+  // device below: for callers that want the writes done, not durable.
+  Status Drain();
+
  protected:
   Status DoRead(uint64_t offset, std::span<uint8_t> out) override;
   Status DoWrite(uint64_t offset, std::span<const uint8_t> data) override;
@@ -77,7 +82,7 @@ class WriteBehindDevice final : public BlockDevice {
   Status Enqueue(uint64_t offset, std::vector<uint8_t> data);
   // Waits until nothing is queued or running; the first error, if any.
   // On OK returns with `lower` holding lower_mu_.
-  Status Drain(std::unique_lock<std::mutex>& lower);
+  Status DrainLocked(std::unique_lock<std::mutex>& lower);
 
   std::unique_ptr<BlockDevice> inner_;
   const size_t max_pending_;
