@@ -64,13 +64,16 @@ def set_entry_inode(image, name, ino):
         f.write(data)
 
 
-def _build(image, tree, renames, size="64K"):
+def _build(image, tree, renames, size_kib=64):
     """tree: fn(root) making the source; renames: [(placeholder, hostile)]."""
+    # Sized first: mke2fs -d leaves a new file short of its last blocks.
+    with open(image, "wb") as f:
+        f.truncate(size_kib * 1024)
     with tempfile.TemporaryDirectory() as t:
         src = os.path.join(t, "src")
         os.mkdir(src)
         tree(src)
-        subprocess.run([*MKE2FS, "-d", src, image, size], check=True, capture_output=True)
+        subprocess.run([*MKE2FS, "-d", src, image, f"{size_kib}K"], check=True, capture_output=True)
     for old, new in renames:
         patch_name(image, old, new)
 
