@@ -24,8 +24,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Lists and reads; returns false if the image promises more data than an
-// extraction should write here.
+// Lists and reads (bounded by *budget); sums the sizes in *bytes so the
+// caller can skip extracting an image that promises too much data.
 void Walk(stack::fsbridge::Filesystem& f, const std::string& path, int depth, int* budget,
           uint64_t* bytes) {
   if (depth > 6 || *budget <= 0) return;
@@ -50,15 +50,22 @@ void Walk(stack::fsbridge::Filesystem& f, const std::string& path, int depth, in
 }
 
 // A per-process scratch box: box/dest is the destination; box must hold
-// nothing else afterwards.
+// nothing else afterwards. Removed at exit.
+struct ScratchBox {
+  fs::path path = fs::temp_directory_path() / ("fuzz_fsbridge." + std::to_string(::getpid()));
+  ScratchBox() {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~ScratchBox() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
 const fs::path& Box() {
-  static const fs::path box = [] {
-    fs::path p = fs::temp_directory_path() / ("fuzz_fsbridge." + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return box;
+  static const ScratchBox box;
+  return box.path;
 }
 
 void CheckBeneath() {
