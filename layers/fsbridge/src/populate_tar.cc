@@ -20,9 +20,11 @@ Result<std::vector<std::string>> TarPathComponents(const std::string& name) {
     size_t j = name.find('/', i);
     if (j == std::string::npos) j = name.size();
     std::string comp = name.substr(i, j - i);
-    if (comp == "..") return Status::InvalidArgument("tar entry '" + EscapeName(name) + "': '..' is not allowed");
+    if (comp == "..")
+      return Status::InvalidArgument("tar entry '" + EscapeName(name) + "': '..' is not allowed");
     if (comp.size() > EXT2_NAME_LEN)
-      return Status::InvalidArgument("tar entry '" + EscapeName(name) + "': name longer than 255 bytes");
+      return Status::InvalidArgument("tar entry '" + EscapeName(name) +
+                                     "': name longer than 255 bytes");
     if (!comp.empty() && comp != ".") out.push_back(std::move(comp));
     i = j + 1;
   }
@@ -143,13 +145,15 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
 
       if (const char* hl = archive_entry_hardlink(e)) {
         ASSIGN_OR_RETURN(auto tcomps, TarPathComponents(hl));
-        if (tcomps.empty()) return Status::InvalidArgument("tar entry '" + EscapeName(name) + "': bad link target");
+        if (tcomps.empty())
+          return Status::InvalidArgument("tar entry '" + EscapeName(name) + "': bad link target");
         std::vector<std::string> tparent = dest;
         tparent.insert(tparent.end(), tcomps.begin(), tcomps.end() - 1);
         ASSIGN_OR_RETURN(TreeBuilder::Dir * td, tb.OpenDir(tparent, false, DefaultDirAttrs(now)));
         const DirEntry* target = tb.Find(td, tcomps.back());
         if (!target)
-          return Status::NotFound("tar entry '" + EscapeName(name) + "': link target '" + EscapeName(hl) + "' not found");
+          return Status::NotFound("tar entry '" + EscapeName(name) + "': link target '" +
+                                  EscapeName(hl) + "' not found");
         RETURN_IF_ERROR(tb.AddHardLink(parent, leaf, target->ino, manifest.Find(rel)));
         stats.hardlinks++;
         continue;
@@ -171,7 +175,8 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
               if (dr == ARCHIVE_EOF) return Status::Ok();
               if (dr != ARCHIVE_OK) return tar_error("reading data of '" + EscapeName(name) + "'");
               if (uint64_t(off) + len > size)
-                return Status::Corruption("tar " + src + ": data of '" + EscapeName(name) + "' beyond its size");
+                return Status::Corruption("tar " + src + ": data of '" + EscapeName(name) +
+                                          "' beyond its size");
               RETURN_IF_ERROR(dw.Write(uint64_t(off), std::span<const uint8_t>(
                                                           static_cast<const uint8_t*>(buf), len)));
             }
