@@ -196,6 +196,13 @@ class CorruptTarballs(StackTestCase):
                     self.assertIn(bad, r.err)
                     r = stack("--json", "volume", "list", "-p", pool, "--all", check=0)
                     self.assertNotIn("bad", [v["name"] for v in r.json()])
+                    # the same from stdin
+                    with open(bad, "rb") as f:
+                        r = stack("build", "-p", pool, "bad", "--from", "-", "--size", "16M",
+                                  "--no-encrypt", input=f.read(), check=EXIT["corruption"])
+                    self.assertIn(b"tar <stdin>: ", r.err)
+                    r = stack("--json", "volume", "list", "-p", pool, "--all", check=0)
+                    self.assertNotIn("bad", [v["name"] for v in r.json()])
 
 
 if __name__ == "__main__":
