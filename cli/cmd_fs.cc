@@ -10,6 +10,7 @@
 
 #include "command.h"
 #include "fs_format.h"
+#include "fsbridge/names.h"
 #include "output.h"
 #include "stack/populate.h"
 #include "stack/fs_session.h"
@@ -95,10 +96,14 @@ Status Ls(FsArgs& a, const CommandContext& ctx) {
       j["name"] = e.name;
       arr.push_back(j);
     }
-    PrintJson(arr);
+    // Names are bytes: invalid UTF-8 becomes U+FFFD rather than an exception.
+    std::cout << arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
-    for (auto& e : entries)
-      std::cout << (a.long_format ? LongLine(e.name, e.info) : e.name) << "\n";
+    // One line per entry, whatever bytes the image holds (fsbridge/names.h).
+    for (auto& e : entries) {
+      const std::string name = fsbridge::EscapeName(e.name);
+      std::cout << (a.long_format ? LongLine(name, e.info) : name) << "\n";
+    }
   }
   return s->Close();
 }

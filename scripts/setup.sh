@@ -9,7 +9,7 @@ PKGS="
   libext2fs-dev e2fsprogs
   libbotan-2-dev libsodium-dev libssl-dev libgcrypt20-dev openssl
   libcli11-dev catch2 nlohmann-json3-dev
-  libarchive-dev libarchive-tools tar zstd xz-utils gzip
+  libarchive-dev libarchive-tools tar zstd xz-utils gzip zlib1g-dev
   libxxhash-dev libisal-dev
   cryptsetup-bin qemu-utils
   nbdkit nbdkit-plugin-dev libnbd-bin

@@ -1,29 +1,77 @@
 // Fuzz target: an arbitrary byte string as a disk image, opened read-only
-// through the fsbridge io_manager and walked (list, stat, read), with a
-// bound on the work. Any crash, leak or UB is a finding; errors are fine.
+// through the fsbridge io_manager and read the ways an attacker's image is
+// read: ls of every directory, stat, read of files, the entry-name checks,
+// and extraction into a scratch directory (to a host tree and to a tar)
+// that is then checked to hold nothing outside itself. Any crash, leak or
+// UB is a finding; errors are fine; an escape aborts.
+//
+// Seeds: fuzz/fsbridge/seeds/ (make_seeds.sh), small mke2fs images with
+// hostile names among them.
+#include <unistd.h>
+
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <string>
 
 #include "block/mem_device.h"
 #include "fsbridge/filesystem.h"
+#include "fsbridge/names.h"
 
 namespace {
 
-void Walk(stack::fsbridge::Filesystem& fs, const std::string& path, int depth, int* budget) {
+namespace fs = std::filesystem;
+
+// Lists and reads (bounded by *budget); sums the sizes in *bytes so the
+// caller can skip extracting an image that promises too much data.
+void Walk(stack::fsbridge::Filesystem& f, const std::string& path, int depth, int* budget,
+          uint64_t* bytes) {
   if (depth > 6 || *budget <= 0) return;
-  auto ls = fs.List(path);
+  auto ls = f.List(path);
   if (!ls.ok()) return;
   for (const auto& e : *ls) {
     if (--*budget <= 0) return;
+    // Readers hand out only safe names.
+    if (!stack::fsbridge::IsSafeEntryName(e.name)) std::abort();
+    const std::string shown = stack::fsbridge::EscapeName(e.name);
+    for (char ch : shown)
+      if (ch == '\n' || ch == '\0') std::abort();
     const std::string child = (path == "/" ? "" : path) + "/" + e.name;
-    (void)fs.Stat(child);
+    (void)f.Stat(child);
+    *bytes += e.info.size;
     if (e.info.type == stack::fsbridge::FileType::kDirectory) {
-      Walk(fs, child, depth + 1, budget);
+      Walk(f, child, depth + 1, budget, bytes);
     } else if (e.info.type == stack::fsbridge::FileType::kRegular && e.info.size < (1 << 20)) {
-      (void)fs.ReadFile(child, [](std::span<const uint8_t>) { return stack::Status::Ok(); });
+      (void)f.ReadFile(child, [](std::span<const uint8_t>) { return stack::Status::Ok(); });
     }
+  }
+}
+
+// A per-process scratch box: box/dest is the destination; box must hold
+// nothing else afterwards. Removed at exit.
+struct ScratchBox {
+  fs::path path = fs::temp_directory_path() / ("fuzz_fsbridge." + std::to_string(::getpid()));
+  ScratchBox() {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~ScratchBox() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+const fs::path& Box() {
+  static const ScratchBox box;
+  return box.path;
+}
+
+void CheckBeneath() {
+  for (const auto& e : fs::directory_iterator(Box())) {
+    const std::string n = e.path().filename().string();
+    if (n != "dest" && n != "out.tar") std::abort();  // created outside the destination
   }
 }
 
@@ -37,11 +85,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint8_t> img(blocks * bs, 0);
   std::memcpy(img.data(), data, std::min<size_t>(size, img.size()));
   if (!dev->Write(0, img).ok()) return 0;
-  auto fs = stack::fsbridge::Filesystem::Open(std::move(dev), false);
-  if (!fs.ok()) return 0;
+  auto opened = stack::fsbridge::Filesystem::Open(std::move(dev), false);
+  if (!opened.ok()) return 0;
+  auto& f = **opened;
+  f.SetWarningSink([](const std::string& w) {
+    if (w.find('\n') != std::string::npos) std::abort();  // names must be escaped
+  });
   int budget = 200;
-  Walk(**fs, "/", 0, &budget);
-  (void)(*fs)->Df();
-  (void)(*fs)->Close();
+  uint64_t bytes = 0;
+  Walk(f, "/", 0, &budget, &bytes);
+  (void)f.Df();
+  if (budget > 0 && bytes < (8u << 20)) {
+    const fs::path dest = Box() / "dest";
+    (void)f.ExtractToDirectory("/", dest.string());
+    CheckBeneath();
+    (void)f.ExtractToTar("/", (Box() / "out.tar").string());
+    CheckBeneath();
+    std::error_code ec;
+    fs::remove_all(dest, ec);  // never follows symlinks
+    fs::remove(Box() / "out.tar", ec);
+  }
+  (void)f.Close();
   return 0;
 }

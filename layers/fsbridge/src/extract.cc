@@ -9,9 +9,12 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include "archive_util.h"
 #include "filesystem_impl.h"
+#include "fsbridge/names.h"
+#include "host_tree.h"
 
 namespace stack::fsbridge {
 
@@ -31,25 +34,144 @@ std::string Base(const std::string& p) {
 }
 
 // Walks a tree in sorted order: pre(entry) before children, post after.
+// Only readable entries (dir_reader.h) are visited; `shown` paths are for
+// messages (names escaped), `rel` is the raw relative name. Skipped
+// hostile entries are counted in `skipped`.
 struct Walker {
   const FsContext& c;
-  std::function<Status(const std::string& fs_path, const std::string& rel, const InodeInfo&)> pre;
-  std::function<Status(const std::string& fs_path, const std::string& rel, const InodeInfo&)> post;
+  const WarnFn& warn;
+  std::function<Status(const std::string& shown, const std::string& rel, const InodeInfo&)> pre;
+  std::function<Status(const std::string& shown, const std::string& rel, const InodeInfo&)> post;
+  DirVisits visits;
+  uint64_t skipped = 0;
 
-  Status Walk(const std::string& fs_path, const std::string& rel, const InodeInfo& info) {
-    RETURN_IF_ERROR(pre(fs_path, rel, info));
+  Status Walk(const std::string& shown, const std::string& rel, const InodeInfo& info) {
+    if (info.type == FileType::kDirectory && !visits.Enter(info.ino, shown, warn, &skipped))
+      return Status::Ok();
+    RETURN_IF_ERROR(pre(shown, rel, info));
     if (info.type == FileType::kDirectory) {
-      ASSIGN_OR_RETURN(auto entries, ListDirEntries(c, info.ino, fs_path, nullptr));
-      std::sort(entries.begin(), entries.end(),
-                [](const DirEntry& a, const DirEntry& b) { return a.name < b.name; });
+      ASSIGN_OR_RETURN(auto entries, ReadableEntries(c, info.ino, shown, warn, &skipped));
       for (const DirEntry& e : entries) {
-        const std::string child = (fs_path == "/" ? "" : fs_path) + "/" + e.name;
+        const std::string child = ChildShown(shown, e.name);
         ASSIGN_OR_RETURN(InodeInfo ci, LoadInfo(c, e.ino, child));
         RETURN_IF_ERROR(Walk(child, rel.empty() ? e.name : rel + "/" + e.name, ci));
       }
     }
-    if (post) RETURN_IF_ERROR(post(fs_path, rel, info));
+    if (post) RETURN_IF_ERROR(post(shown, rel, info));
     return Status::Ok();
+  }
+};
+
+// The report for entries a walk left out as hostile (after the rest).
+Status SkippedHostile(const char* what, uint64_t n) {
+  return Status::Corruption(std::string(what) + ": " + std::to_string(n) +
+                            " hostile entr" + (n == 1 ? "y" : "ies") +
+                            " skipped (unsafe or duplicate names, directory loops; see warnings)");
+}
+
+// ExtractToDirectory's recursion: every host entry is made by name inside
+// an open HostDir (host_tree.h), never through a host path.
+struct DirExtractor {
+  DirExtractor(const FsContext& ctx, const WarnFn& w, const HostDir* dest)
+      : c(ctx), warn(w), top(dest) {}
+  const FsContext& c;
+  const WarnFn& warn;
+  const HostDir* top;  // the destination (hard links are found from it)
+  bool root = geteuid() == 0;
+  DirVisits visits;
+  uint64_t skipped = 0;       // hostile entries
+  uint64_t nodes_skipped = 0;  // device nodes without the right to make them
+  std::string first_node;
+  // First name of each multiply-linked inode: its directory (components
+  // below the destination) and name.
+  struct LinkSource {
+    std::vector<std::string> dir;
+    std::string name;
+  };
+  std::map<uint32_t, LinkSource> links;
+
+  HostDir::Attrs AttrsOf(const InodeInfo& i) const {
+    HostDir::Attrs a;
+    a.chown = root;
+    a.uid = i.uid;
+    a.gid = i.gid;
+    a.mode = i.mode;
+    a.is_symlink = i.type == FileType::kSymlink;
+    a.atime = {time_t(i.atime.sec), long(i.atime.nsec)};
+    a.mtime = {time_t(i.mtime.sec), long(i.mtime.nsec)};
+    a.xattrs = &i.xattrs;
+    return a;
+  }
+
+  // The content of directory inode `ino` into `host`.
+  Status Children(const HostDir& host, const std::vector<std::string>& comps, const std::string& shown,
+                  uint32_t ino) {
+    ASSIGN_OR_RETURN(auto entries, ReadableEntries(c, ino, shown, warn, &skipped));
+    for (const DirEntry& e : entries) {
+      const std::string child = ChildShown(shown, e.name);
+      ASSIGN_OR_RETURN(InodeInfo ci, LoadInfo(c, e.ino, child));
+      RETURN_IF_ERROR(Entry(host, comps, e.name, child, ci));
+    }
+    return Status::Ok();
+  }
+
+  // One entry `name` of the image (printed `shown`) into `parent`.
+  Status Entry(const HostDir& parent, const std::vector<std::string>& comps, const std::string& name,
+               const std::string& shown, const InodeInfo& i) {
+    switch (i.type) {
+      case FileType::kDirectory: {
+        if (!visits.Enter(i.ino, shown, warn, &skipped)) return Status::Ok();
+        ASSIGN_OR_RETURN(HostDir d, parent.Descend(name));
+        std::vector<std::string> sub = comps;
+        sub.push_back(name);
+        RETURN_IF_ERROR(Children(d, sub, shown, i.ino));
+        return HostDir::SetAttrsFd(d.fd(), d.shown(), AttrsOf(i));  // after the children
+      }
+      case FileType::kRegular: {
+        if (i.nlink > 1) {
+          auto it = links.find(i.ino);
+          if (it != links.end()) {
+            ASSIGN_OR_RETURN(HostDir from, top->Walk(it->second.dir));
+            return parent.Link(from, it->second.name, name);
+          }
+          links[i.ino] = LinkSource{comps, name};
+        }
+        ASSIGN_OR_RETURN(UniqueFd fd, parent.CreateFile(name));
+        const std::string hs = parent.Shown(name);
+        uint64_t off = 0;
+        RETURN_IF_ERROR(ReadInodeData(c, i.ino, shown, [&](std::span<const uint8_t> d) -> Status {
+          // Zero 4 KiB runs become holes, so sparse files stay sparse.
+          size_t p = 0;
+          while (p < d.size()) {
+            size_t n = std::min<size_t>(4096, d.size() - p);
+            static const uint8_t zeros[4096] = {};
+            if (n == 4096 && std::memcmp(d.data() + p, zeros, n) == 0) {
+              p += n;
+              continue;
+            }
+            if (::pwrite(fd.get(), d.data() + p, n, off_t(off + p)) != ssize_t(n))
+              return Sys("writing", hs);
+            p += n;
+          }
+          off += d.size();
+          return Status::Ok();
+        }));
+        if (::ftruncate(fd.get(), off_t(i.size)) != 0) return Sys("truncating", hs);
+        return HostDir::SetAttrsFd(fd.get(), hs, AttrsOf(i));
+      }
+      case FileType::kSymlink:
+        RETURN_IF_ERROR(parent.CreateSymlink(i.symlink_target, name));
+        return parent.SetAttrs(name, AttrsOf(i));
+      default: {
+        Status s = parent.CreateNode(name, i.mode, makedev(i.rdev_major, i.rdev_minor));
+        if (!s.ok() && s.sys_errno() == EPERM) {
+          if (!nodes_skipped++) first_node = parent.Shown(name);
+          return Status::Ok();
+        }
+        RETURN_IF_ERROR(s);
+        return parent.SetAttrs(name, AttrsOf(i));
+      }
+    }
   }
 };
 
@@ -85,100 +207,23 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> DataRanges(const FsContext& c
 Status Filesystem::ExtractToDirectory(const std::string& fs_path, const std::string& host_dir) {
   ASSIGN_OR_RETURN(uint32_t top_ino, impl_->Lookup(fs_path));
   const FsContext c = impl_->ctx();
-  ASSIGN_OR_RETURN(InodeInfo top, LoadInfo(c, top_ino, fs_path));
-  if (::mkdir(host_dir.c_str(), 0700) != 0 && errno != EEXIST) return Sys("creating", host_dir);
-  const bool root = geteuid() == 0;
-  std::map<uint32_t, std::string> links;
-  uint64_t skipped = 0;
-  std::string first_skipped;
-  // rel "" is the top: host_dir itself for a directory, host_dir/name otherwise.
-  auto host_of = [&](const std::string& rel) {
-    if (top.type != FileType::kDirectory) return host_dir + "/" + Base(fs_path);
-    return rel.empty() ? host_dir : host_dir + "/" + rel;
-  };
-  auto set_attrs = [&](const std::string& h, const InodeInfo& i) -> Status {
-    // chown first: it clears security.capability and set-id bits.
-    if (root && ::lchown(h.c_str(), i.uid, i.gid) != 0) return Sys("chown", h);
-    for (const auto& [n, v] : i.xattrs) {
-      if (::lsetxattr(h.c_str(), n.c_str(), v.data(), v.size(), 0) != 0 && errno != ENOTSUP &&
-          errno != EPERM)
-        return Sys("setting xattr " + n + " on", h);
-    }
-    if (i.type != FileType::kSymlink && ::chmod(h.c_str(), i.mode & 07777) != 0) return Sys("chmod", h);
-    struct timespec ts[2] = {{time_t(i.atime.sec), long(i.atime.nsec)},
-                             {time_t(i.mtime.sec), long(i.mtime.nsec)}};
-    if (::utimensat(AT_FDCWD, h.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return Sys("setting times of", h);
-    return Status::Ok();
-  };
-  Walker w{c, nullptr, nullptr};
-  w.pre = [&](const std::string& fp, const std::string& rel, const InodeInfo& i) -> Status {
-    const std::string h = host_of(rel);
-    switch (i.type) {
-      case FileType::kDirectory:
-        if (::mkdir(h.c_str(), 0700) != 0 && errno != EEXIST) return Sys("creating", h);
-        return Status::Ok();  // attributes after the children
-      case FileType::kRegular: {
-        if (i.nlink > 1) {
-          auto it = links.find(i.ino);
-          if (it != links.end()) {
-            ::unlink(h.c_str());
-            if (::link(it->second.c_str(), h.c_str()) != 0) return Sys("linking", h);
-            return Status::Ok();
-          }
-          links[i.ino] = h;
-        }
-        ::unlink(h.c_str());
-        int fd = ::open(h.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0) return Sys("creating", h);
-        uint64_t off = 0;
-        Status s = ReadInodeData(c, i.ino, fp, [&](std::span<const uint8_t> d) -> Status {
-          // Zero 4 KiB runs become holes, so sparse files stay sparse.
-          size_t p = 0;
-          while (p < d.size()) {
-            size_t n = std::min<size_t>(4096, d.size() - p);
-            static const uint8_t zeros[4096] = {};
-            if (n == 4096 && std::memcmp(d.data() + p, zeros, n) == 0) {
-              p += n;
-              continue;
-            }
-            if (::pwrite(fd, d.data() + p, n, off_t(off + p)) != ssize_t(n)) return Sys("writing", h);
-            p += n;
-          }
-          off += d.size();
-          return Status::Ok();
-        });
-        if (s.ok() && ::ftruncate(fd, off_t(i.size)) != 0) s = Sys("truncating", h);
-        ::close(fd);
-        RETURN_IF_ERROR(s);
-        break;
-      }
-      case FileType::kSymlink:
-        ::unlink(h.c_str());
-        if (::symlink(i.symlink_target.c_str(), h.c_str()) != 0) return Sys("creating symlink", h);
-        break;
-      default: {
-        ::unlink(h.c_str());
-        const dev_t dev = makedev(i.rdev_major, i.rdev_minor);
-        if (::mknod(h.c_str(), i.mode, dev) != 0) {
-          if (errno == EPERM) {
-            if (!skipped++) first_skipped = h;
-            return Status::Ok();
-          }
-          return Sys("creating", h);
-        }
-        break;
-      }
-    }
-    return set_attrs(h, i);
-  };
-  w.post = [&](const std::string&, const std::string& rel, const InodeInfo& i) -> Status {
-    if (i.type != FileType::kDirectory) return Status::Ok();
-    return set_attrs(host_of(rel), i);
-  };
-  RETURN_IF_ERROR(w.Walk(fs_path, "", top));
-  if (skipped)
-    return Status::Unsupported("extract: " + std::to_string(skipped) +
-                               " device node(s) not created (needs root), first " + first_skipped);
+  const std::string shown = EscapeName(fs_path);
+  ASSIGN_OR_RETURN(InodeInfo top, LoadInfo(c, top_ino, shown));
+  ASSIGN_OR_RETURN(HostDir dest, HostDir::OpenRoot(host_dir));
+  DirExtractor x(c, impl_->warn, &dest);
+  if (top.type == FileType::kDirectory) {
+    // The top directory's content goes into host_dir, which takes its
+    // attributes.
+    (void)x.visits.Enter(top.ino, shown, nullptr, nullptr);
+    RETURN_IF_ERROR(x.Children(dest, {}, shown, top.ino));
+    RETURN_IF_ERROR(HostDir::SetAttrsFd(dest.fd(), dest.shown(), x.AttrsOf(top)));
+  } else {
+    RETURN_IF_ERROR(x.Entry(dest, {}, Base(fs_path), shown, top));
+  }
+  if (x.skipped) return SkippedHostile("extract", x.skipped);
+  if (x.nodes_skipped)
+    return Status::Unsupported("extract: " + std::to_string(x.nodes_skipped) +
+                               " device node(s) not created (needs root), first " + x.first_node);
   return Status::Ok();
 }
 
@@ -195,7 +240,7 @@ Status Filesystem::ExtractToTar(const std::string& fs_path, const std::string& o
     return Status::IoError("tar " + out + ": " + what + ": " + (m ? m : "error"));
   };
   std::map<uint32_t, std::string> links;
-  Walker walk{c, nullptr, nullptr};
+  Walker walk{c, impl_->warn, nullptr, nullptr, {}, 0};
   walk.pre = [&](const std::string& fp, const std::string& rel, const InodeInfo& i) -> Status {
     if (i.type == FileType::kSocket) return Status::Ok();  // tar cannot hold sockets
     std::string name = top.type == FileType::kDirectory ? (rel.empty() ? "." : "./" + rel) : Base(fs_path);
@@ -254,8 +299,9 @@ Status Filesystem::ExtractToTar(const std::string& fs_path, const std::string& o
     }
     return Status::Ok();
   };
-  RETURN_IF_ERROR(walk.Walk(fs_path, "", top));
+  RETURN_IF_ERROR(walk.Walk(EscapeName(fs_path), "", top));
   if (archive_write_close(w.a) != ARCHIVE_OK) return werr("closing");
+  if (walk.skipped) return SkippedHostile("tar export", walk.skipped);
   return Status::Ok();
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <ctime>
+#include <iostream>
 
 #include "filesystem_impl.h"
 
@@ -65,7 +66,6 @@ Status Filesystem::Impl::CloseFs() {
   return st;
 }
 
-Filesystem::Filesystem(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Filesystem::~Filesystem() {
   if (impl_) (void)impl_->CloseFs();
@@ -129,6 +129,15 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(std::unique_ptr<BlockDevice
 }
 
 bool Filesystem::writable() const { return impl_->writable; }
+
+void Filesystem::SetWarningSink(std::function<void(const std::string&)> sink) {
+  impl_->warn = std::move(sink);
+}
+
+Filesystem::Filesystem(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  if (!impl_->warn)
+    impl_->warn = [](const std::string& w) { std::cerr << "stack: warning: " << w << "\n"; };
+}
 
 Status Filesystem::Flush() {
   if (impl_->closed) return Status::InvalidArgument("flush: filesystem is closed");

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "block_io_manager.h"
+#include "dir_reader.h"
 #include "fsbridge/filesystem.h"
 #include "inode_util.h"
 #include "tree_builder.h"
@@ -24,6 +25,8 @@ struct Filesystem::Impl {
   bool closed = false;
   uint64_t goal = 0;                 // allocation cursor shared by writers
   std::optional<int64_t> timestamp;  // from Mkfs (reproducible mode)
+  // Where readers report what they skip (SetWarningSink); default stderr.
+  WarnFn warn;
 
   FsContext ctx() const { return FsContext{fs, io.get()}; }
   // The time stamped on new inodes: opts, else Mkfs's, else the clock.
@@ -38,9 +41,6 @@ struct Filesystem::Impl {
 // Formats impl->dev (io bound, fs null) and leaves impl->fs open.
 Status FormatExt4(Filesystem::Impl* impl, const MkfsOptions& opts);
 
-// Entries of a directory on disk, without "." and "..".
-Result<std::vector<DirEntry>> ListDirEntries(const FsContext& c, uint32_t ino,
-                                             std::string_view path, uint32_t* parent);
 
 // Default attributes for a directory made implicitly (mkdir -p, tar parents).
 Attrs DefaultDirAttrs(Timespec now, uint32_t mode = 0755);

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "filesystem_impl.h"
+#include "fsbridge/names.h"
 
 namespace stack::fsbridge {
 
@@ -40,14 +41,11 @@ Result<std::vector<DirEntryInfo>> Filesystem::List(const std::string& path) {
   const FsContext c = impl_->ctx();
   ASSIGN_OR_RETURN(InodeInfo self, LoadInfo(c, ino, path));
   if (self.type != FileType::kDirectory) return Status::InvalidArgument(path + ": not a directory");
-  ASSIGN_OR_RETURN(auto entries, ListDirEntries(c, ino, path, nullptr));
-  std::sort(entries.begin(), entries.end(),
-            [](const DirEntry& a, const DirEntry& b) { return a.name < b.name; });
+  ASSIGN_OR_RETURN(auto entries, ReadableEntries(c, ino, EscapeName(path), impl_->warn, nullptr));
   std::vector<DirEntryInfo> out;
   out.reserve(entries.size());
-  const std::string base = path.empty() || path.back() == '/' ? path : path + "/";
   for (const DirEntry& e : entries) {
-    ASSIGN_OR_RETURN(InodeInfo info, LoadInfo(c, e.ino, base + e.name));
+    ASSIGN_OR_RETURN(InodeInfo info, LoadInfo(c, e.ino, ChildShown(EscapeName(path), e.name)));
     out.push_back(DirEntryInfo{e.name, std::move(info)});
   }
   return out;

@@ -2,11 +2,14 @@
 // into the filesystem through a TreeBuilder.
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "archive_util.h"
 #include "filesystem_impl.h"
+#include "fsbridge/names.h"
 #include "manifest.h"
+#include "tar_input.h"
 
 namespace stack::fsbridge {
 
@@ -17,9 +20,11 @@ Result<std::vector<std::string>> TarPathComponents(const std::string& name) {
     size_t j = name.find('/', i);
     if (j == std::string::npos) j = name.size();
     std::string comp = name.substr(i, j - i);
-    if (comp == "..") return Status::InvalidArgument("tar entry '" + name + "': '..' is not allowed");
+    if (comp == "..")
+      return Status::InvalidArgument("tar entry '" + EscapeName(name) + "': '..' is not allowed");
     if (comp.size() > EXT2_NAME_LEN)
-      return Status::InvalidArgument("tar entry '" + name + "': name longer than 255 bytes");
+      return Status::InvalidArgument("tar entry '" + EscapeName(name) +
+                                     "': name longer than 255 bytes");
     if (!comp.empty() && comp != ".") out.push_back(std::move(comp));
     i = j + 1;
   }
@@ -43,25 +48,42 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
   RETURN_IF_ERROR(impl_->CheckWritable("populate " + dest_dir));
   ASSIGN_OR_RETURN(Manifest manifest, Manifest::Load(opts.manifest_path));
   ASSIGN_OR_RETURN(auto dest, SplitPath(dest_dir));
-  const std::string src = tar == "-" ? "<stdin>" : tar;
+  ASSIGN_OR_RETURN(std::unique_ptr<TarInput> input, TarInput::Open(tar));
+  const std::string src = input->name();
+  // The tar reader takes the checked, decompressed stream (no filters of
+  // its own); a failed check is remembered to be returned as is.
+  Status input_error;
+  struct Feed {
+    TarInput* in;
+    Status* error;
+  } feed{input.get(), &input_error};
   ArchiveReader r;
-  archive_read_support_filter_all(r.a);
   archive_read_support_format_tar(r.a);
   archive_read_support_format_gnutar(r.a);
   archive_read_support_format_cpio(r.a);
-  int rc = tar == "-" ? archive_read_open_fd(r.a, 0, 1 << 16)
-                      : archive_read_open_filename(r.a, tar.c_str(), 1 << 16);
+  auto read_cb = [](archive* a, void* self, const void** out) -> la_ssize_t {
+    auto* f = static_cast<Feed*>(self);
+    auto d = f->in->Next();
+    if (!d.ok()) {
+      *f->error = d.status();
+      archive_set_error(a, EIO, "%s", d.status().message().c_str());
+      return -1;
+    }
+    *out = d->data();
+    return la_ssize_t(d->size());
+  };
+  int rc = archive_read_open(r.a, &feed, nullptr, read_cb, nullptr);
   if (rc != ARCHIVE_OK) {
-    const int err = archive_errno(r.a);
-    std::string msg = archive_error_string(r.a) ? archive_error_string(r.a) : "cannot open";
-    if (err == ENOENT) return Status::NotFound("tar " + src + ": " + msg);
-    return Status::InvalidArgument("tar " + src + ": " + msg);
+    if (!input_error.ok()) return input_error;
+    const char* m = archive_error_string(r.a);
+    return Status::InvalidArgument("tar " + src + ": " + (m ? m : "cannot open"));
   }
   const Timespec now = impl_->Now(opts.timestamp);
   if (opts.timestamp) impl_->fs->now = time_t(*opts.timestamp ? *opts.timestamp : 1);
   PopulateStats stats;
   TreeBuilder tb(impl_->ctx(), &impl_->goal, now);
   auto tar_error = [&](const std::string& what) {
+    if (!input_error.ok()) return input_error;
     const char* m = archive_error_string(r.a);
     return Status::Corruption("tar " + src + ": " + what + ": " + (m ? m : "error"));
   };
@@ -73,6 +95,11 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
       rc = archive_read_next_header(r.a, &e);
       if (rc == ARCHIVE_EOF) break;
       if (rc < ARCHIVE_WARN) return tar_error("reading header");
+      if (rc == ARCHIVE_WARN) {  // e.g. a name not convertible to the locale: said, not fatal
+        if (!input_error.ok()) return input_error;
+        const char* m = archive_error_string(r.a);
+        impl_->warn("tar " + src + ": " + EscapeName(m ? m : "warning"));
+      }
       const char* pn = archive_entry_pathname(e);
       if (!pn) return tar_error("entry without a name");
       const std::string name = pn;
@@ -118,13 +145,15 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
 
       if (const char* hl = archive_entry_hardlink(e)) {
         ASSIGN_OR_RETURN(auto tcomps, TarPathComponents(hl));
-        if (tcomps.empty()) return Status::InvalidArgument("tar entry '" + name + "': bad link target");
+        if (tcomps.empty())
+          return Status::InvalidArgument("tar entry '" + EscapeName(name) + "': bad link target");
         std::vector<std::string> tparent = dest;
         tparent.insert(tparent.end(), tcomps.begin(), tcomps.end() - 1);
         ASSIGN_OR_RETURN(TreeBuilder::Dir * td, tb.OpenDir(tparent, false, DefaultDirAttrs(now)));
         const DirEntry* target = tb.Find(td, tcomps.back());
         if (!target)
-          return Status::NotFound("tar entry '" + name + "': link target '" + hl + "' not found");
+          return Status::NotFound("tar entry '" + EscapeName(name) + "': link target '" +
+                                  EscapeName(hl) + "' not found");
         RETURN_IF_ERROR(tb.AddHardLink(parent, leaf, target->ino, manifest.Find(rel)));
         stats.hardlinks++;
         continue;
@@ -144,9 +173,10 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
             while (true) {
               int dr = archive_read_data_block(r.a, &buf, &len, &off);
               if (dr == ARCHIVE_EOF) return Status::Ok();
-              if (dr < ARCHIVE_WARN) return tar_error("reading data of '" + name + "'");
+              if (dr != ARCHIVE_OK) return tar_error("reading data of '" + EscapeName(name) + "'");
               if (uint64_t(off) + len > size)
-                return Status::Corruption("tar " + src + ": data of '" + name + "' beyond its size");
+                return Status::Corruption("tar " + src + ": data of '" + EscapeName(name) +
+                                          "' beyond its size");
               RETURN_IF_ERROR(dw.Write(uint64_t(off), std::span<const uint8_t>(
                                                           static_cast<const uint8_t*>(buf), len)));
             }
@@ -173,10 +203,12 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
           break;
         }
         default:
-          return Status::Unsupported("tar entry '" + name + "': unsupported file type");
+          return Status::Unsupported("tar entry '" + EscapeName(name) + "': unsupported file type");
       }
     }
-    return Status::Ok();
+    // The stream's end: trailers and final checksums are verified only
+    // once everything after the end-of-archive blocks was read.
+    return input->Drain();
   }();
   Status f = tb.Finalize();
   RETURN_IF_ERROR(s);

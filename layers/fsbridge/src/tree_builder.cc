@@ -11,17 +11,21 @@ namespace {
 struct IterState {
   std::vector<DirEntry>* out;
   uint32_t parent = 0;
+  bool keep_dot_names = false;
 };
 
-int CollectEntry(ext2_ino_t, int, ext2_dir_entry* d, int, int, char*, void* priv) {
+int CollectEntry(ext2_ino_t, int entry, ext2_dir_entry* d, int, int, char*, void* priv) {
   auto* st = static_cast<IterState*>(priv);
   const int len = ext2fs_dirent_name_len(d);
   std::string name(d->name, size_t(len));
-  if (name == ".") return 0;
-  if (name == "..") {
+  if (entry == DIRENT_DOT_FILE) return 0;
+  if (entry == DIRENT_DOT_DOT_FILE) {
     st->parent = d->inode;
     return 0;
   }
+  // A "." or ".." anywhere else is a hostile entry: readers see it (and
+  // refuse it by name), writers never touch it.
+  if (!st->keep_dot_names && (name == "." || name == "..")) return 0;
   st->out->push_back(DirEntry{std::move(name), d->inode, uint8_t(ext2fs_dirent_file_type(d))});
   return 0;
 }
@@ -30,9 +34,10 @@ int CollectEntry(ext2_ino_t, int, ext2_dir_entry* d, int, int, char*, void* priv
 
 // Directory entries listed from disk (also used by the readers).
 Result<std::vector<DirEntry>> ListDirEntries(const FsContext& c, uint32_t ino,
-                                             std::string_view path, uint32_t* parent) {
+                                             std::string_view path, uint32_t* parent,
+                                             bool keep_dot_names) {
   std::vector<DirEntry> out;
-  IterState st{&out};
+  IterState st{&out, 0, keep_dot_names};
   errcode_t e = ext2fs_dir_iterate2(c.fs, ino, 0, nullptr, CollectEntry, &st);
   if (e) return c.Err(e, "reading directory", path);
   if (parent) *parent = st.parent;

@@ -98,4 +98,12 @@ class TreeBuilder {
   std::vector<uint8_t> file_scratch_;
 };
 
+// Entries of a directory on disk, in on-disk order, without its own "."
+// and ".." (the first two entries; *parent gets the latter's inode). Other
+// entries named "." or ".." (hostile) are dropped unless keep_dot_names,
+// which readers set so they can refuse them with a warning (dir_reader.h).
+Result<std::vector<DirEntry>> ListDirEntries(const FsContext& c, uint32_t ino,
+                                             std::string_view path, uint32_t* parent,
+                                             bool keep_dot_names = false);
+
 }  // namespace stack::fsbridge

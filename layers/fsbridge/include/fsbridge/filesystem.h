@@ -57,7 +57,9 @@ class Filesystem {
                                         const std::string& dest_dir,
                                         const PopulateOptions& opts = {});
 
-  // Entries of a directory, sorted by name, without "." and "..".
+  // Entries of a directory, sorted by name, without "." and "..". Entries
+  // whose name is unsafe (fsbridge/names.h) and later entries of a name
+  // already listed are left out, each with a warning.
   Result<std::vector<DirEntryInfo>> List(const std::string& path);
   // Attributes of a path (symlinks are not followed).
   Result<InodeInfo> Stat(const std::string& path);
@@ -85,13 +87,24 @@ class Filesystem {
 
   // Extracts fs_path (a directory's content, or one file) into host_dir,
   // with modes, times, xattrs, hard links, and owners when running as root.
-  // Device nodes that cannot be made (not root) are skipped and reported
-  // as Unsupported after everything else was extracted.
+  // Everything is created beneath host_dir (see HostDir): an existing
+  // non-directory where the image has a directory is replaced, never
+  // followed. Device nodes that cannot be made (not root) are skipped and
+  // reported as Unsupported after everything else was extracted; entries
+  // skipped as hostile (unsafe or duplicate names, directory loops) are
+  // warned about and reported as Corruption after everything else.
   Status ExtractToDirectory(const std::string& fs_path, const std::string& host_dir);
   // Writes fs_path (a tree or a file) as a pax tar to out_path ("-": stdout).
+  // Hostile entries are skipped as by ExtractToDirectory (Corruption after
+  // the archive was completed).
   Status ExtractToTar(const std::string& fs_path, const std::string& out_path_or_dash);
 
   Result<DfInfo> Df();
+
+  // Receives one line per warning (no prefix, no newline), e.g. a hostile
+  // directory entry a reader skipped (spec/fsbridge.md "Hostile images").
+  // Default: "stack: warning: <line>" on stderr. Names in it are escaped.
+  void SetWarningSink(std::function<void(const std::string&)> sink);
 
   // Writes everything cached to the device and flushes it.
   Status Flush();

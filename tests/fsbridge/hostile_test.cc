@@ -1,0 +1,258 @@
+// Hostile input to the readers and the tar importer (issue 12): crafted ext4
+// images (tests/lib/hostile_images.py patches names in raw directory
+// blocks), destinations holding symlinks, and compressed tarballs whose
+// stream fails its check. See spec/fsbridge.md "Hostile images".
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "block/file_device.h"
+#include "block/mem_device.h"
+#include "fsbridge/filesystem.h"
+#include "fsbridge/names.h"
+#include "host_tree.h"
+#include "test_util.h"
+
+using namespace stack;
+using namespace stack::testing;
+using stack::fsbridge::Filesystem;
+namespace sfs = std::filesystem;
+
+namespace {
+
+// Makes one case of hostile_images.py into `img`.
+void Craft(const std::string& img, const std::string& kase) {
+  std::string out;
+  const int rc = RunCommand("python3 " HOSTILE_IMAGES_PY " " + img + " " + kase, &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+}
+
+struct Opened {
+  std::unique_ptr<Filesystem> fs;
+  std::vector<std::string> warnings;
+};
+
+std::unique_ptr<Opened> Open(const std::string& img) {
+  auto dev = FileDevice::Open(img, FileDeviceOptions{});
+  REQUIRE_OK(dev);
+  auto fs = Filesystem::Open(std::move(dev).value(), false);
+  REQUIRE_OK(fs);
+  auto o = std::make_unique<Opened>();
+  o->fs = std::move(fs).value();
+  o->fs->SetWarningSink([p = o.get()](const std::string& w) { p->warnings.push_back(w); });
+  return o;
+}
+
+// Every path below root, without following symlinks.
+std::set<std::string> Tree(const std::string& root) {
+  std::set<std::string> out;
+  for (auto it = sfs::recursive_directory_iterator(root); it != sfs::recursive_directory_iterator(); ++it)
+    out.insert(sfs::relative(it->path(), root).string());
+  return out;
+}
+
+std::string Slurp(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_CASE("entry names: what is safe, and how any name is printed", "[fsbridge][hostile]") {
+  using fsbridge::EscapeName;
+  using fsbridge::IsSafeEntryName;
+  for (const char* ok : {"a", "...", ".a", "a.", "a b", "\xc3\xa9t\xc3\xa9", "a\nb", "-rf"})
+    CHECK(IsSafeEntryName(ok));
+  for (std::string bad : {"", ".", "..", "../x", "a/b", "/", "a/"}) CHECK_FALSE(IsSafeEntryName(bad));
+  CHECK_FALSE(IsSafeEntryName(std::string("a\0b", 3)));
+  CHECK(IsSafeEntryName(std::string(255, 'n')));
+  CHECK_FALSE(IsSafeEntryName(std::string(256, 'n')));
+  CHECK(EscapeName("plain") == "plain");
+  CHECK(EscapeName("a\nb\tc\\d") == "a\\nb\\tc\\\\d");
+  CHECK(EscapeName(std::string("\x1b[0m\x7f\0", 6)) == "\\x1b[0m\\x7f\\x00");
+  CHECK(EscapeName("\xc3\xa9") == "\xc3\xa9");  // UTF-8 kept
+}
+
+TEST_CASE("crafted images: unsafe and duplicate names, loops; every reader skips them",
+          "[fsbridge][hostile]") {
+  TempDir t;
+  const std::string box = t.file("box");
+  sfs::create_directories(box + "/outside");
+  for (const char* kase : {"dotdot", "dotdot_dir", "dot_dir", "dotdot_only", "slash", "slash_dir",
+                           "abs_dir", "nul", "nul_dir", "duplicate", "loop"}) {
+    SECTION(kase) {
+      const std::string img = t.file(std::string(kase) + ".img");
+      Craft(img, kase);
+      auto o = Open(img);
+      auto ls = o->fs->List("/");
+      REQUIRE_OK(ls);
+      std::vector<std::string> names;
+      for (auto& e : *ls) {
+        CHECK(fsbridge::IsSafeEntryName(e.name));
+        names.push_back(e.name);
+      }
+      const std::string k = kase;
+      if (k == "duplicate")
+        CHECK(names == std::vector<std::string>{"evil", "lost+found", "ok"});
+      else if (k == "loop")
+        CHECK(names == std::vector<std::string>{"loop", "lost+found", "ok"});
+      else
+        CHECK(names == std::vector<std::string>{"lost+found", "ok"});
+      if (k != "loop") CHECK(o->warnings.size() == 1);
+      for (auto& w : o->warnings) CHECK(w.find('\n') == std::string::npos);
+
+      const std::string dest = box + "/dest";
+      const auto before = Tree(box);
+      Status s = o->fs->ExtractToDirectory("/", dest);
+      CHECK(s.code() == Code::kCorruption);
+      CHECK(s.message().find("hostile") != std::string::npos);
+      // Only dest/ and what is in it is new; outside stays empty.
+      for (const auto& p : Tree(box))
+        if (!before.count(p)) CHECK(p.rfind("dest", 0) == 0);
+      CHECK(sfs::is_empty(box + "/outside"));
+      CHECK(Slurp(dest + "/ok") == "fine\n");
+
+      const std::string tar = t.file("out.tar");
+      s = o->fs->ExtractToTar("/", tar);
+      CHECK(s.code() == Code::kCorruption);
+      std::string members;
+      REQUIRE(RunCommand("tar -tf " + tar, &members) == 0);
+      INFO(members);
+      CHECK(members.find("./ok") != std::string::npos);
+      std::istringstream in(members);
+      for (std::string m; std::getline(in, m);) {
+        CHECK(m.rfind("/", 0) != 0);
+        CHECK(("/" + m + "/").find("/../") == std::string::npos);
+      }
+    }
+  }
+}
+
+TEST_CASE("a duplicate name never lets a file be written through a symlink", "[fsbridge][hostile]") {
+  // The image's "evil" is a symlink to outside/ and (second entry) a
+  // directory holding pwn; before the fix pwn landed in outside/.
+  TempDir t;
+  const std::string img = t.file("dup.img");
+  std::string out;
+  const std::string outside = t.file("outside");
+  sfs::create_directories(outside);
+  REQUIRE(RunCommand("python3 -c 'import sys; sys.path.insert(0, \"" HOSTILE_IMAGES_DIR
+                     "\"); import hostile_images as h; h.case_duplicate(\"" + img + "\", \"" +
+                         outside + "\")'",
+                     &out) == 0);
+  auto o = Open(img);
+  CHECK(o->fs->ExtractToDirectory("/", t.file("dest")).code() == Code::kCorruption);
+  CHECK(sfs::is_empty(outside));
+  CHECK(sfs::is_symlink(t.file("dest/evil")));
+}
+
+TEST_CASE("extracting over a destination that holds symlinks replaces them", "[fsbridge][hostile]") {
+  TempDir t;
+  const std::string img = t.file("plain.img");
+  Craft(img, "plain_dir");
+  const std::string outside = t.file("outside"), dest = t.file("dest");
+  sfs::create_directories(outside);
+  sfs::create_directories(dest);
+  sfs::create_directory_symlink(outside, dest + "/d");           // where the image has a dir
+  sfs::create_symlink(outside + "/victim", dest + "/ok");        // where it has a file
+  auto o = Open(img);
+  REQUIRE_OK(o->fs->ExtractToDirectory("/", dest));
+  CHECK(sfs::is_empty(outside));
+  CHECK_FALSE(sfs::is_symlink(dest + "/d"));
+  CHECK(Slurp(dest + "/d/f") == "inside\n");
+  CHECK_FALSE(sfs::is_symlink(dest + "/ok"));
+  struct stat a, b;
+  REQUIRE(::stat((dest + "/ok").c_str(), &a) == 0);
+  REQUIRE(::stat((dest + "/d/hard").c_str(), &b) == 0);
+  CHECK(a.st_ino == b.st_ino);  // hard link made inside, from the first name
+}
+
+TEST_CASE("HostDir: one name at a time, beneath its fd", "[fsbridge][hostile]") {
+  TempDir t;
+  const std::string outside = t.file("outside");
+  sfs::create_directories(outside);
+  auto root = fsbridge::HostDir::OpenRoot(t.file("root"));
+  REQUIRE_OK(root);
+  sfs::create_directory_symlink(outside, t.file("root/sub"));
+  auto sub = root->Descend("sub");
+  REQUIRE_OK(sub);
+  CHECK_FALSE(sfs::is_symlink(t.file("root/sub")));
+  auto f = sub->CreateFile("x");
+  REQUIRE_OK(f);
+  CHECK(sfs::exists(t.file("root/sub/x")));
+  CHECK(sfs::is_empty(outside));
+  // A non-empty directory where a file goes is refused, not emptied.
+  sfs::create_directories(t.file("root/full/keep"));
+  CHECK(root->CreateFile("full").status().code() == Code::kAlreadyExists);
+  CHECK(sfs::exists(t.file("root/full/keep")));
+  // Walk refuses a symlink on the way.
+  sfs::create_directory_symlink(outside, t.file("root/link"));
+  CHECK_FALSE(root->Walk({"link"}).ok());
+}
+
+TEST_CASE("corrupt compressed tarballs are Corruption naming the archive", "[fsbridge][hostile]") {
+  TempDir t;
+  const std::string src = t.file("src");
+  sfs::create_directories(src);
+  {
+    std::ofstream f(src + "/f", std::ios::binary);
+    for (int i = 0; i < 40000; ++i) f << i * 7919 << "\n";  // ~270 kB, compressible
+  }
+  std::string out;
+  REQUIRE(RunCommand("tar -C " + src + " -cf " + t.file("t.tar") + " .", &out) == 0);
+  struct Case {
+    const char* tool;
+    const char* ext;
+    long trailer;  // offset from the end of a byte of the final check
+  };
+  for (const Case& c : {Case{"gzip", ".gz", 8}, Case{"zstd", ".zst", 2}, Case{"xz", ".xz", 14}}) {
+    const std::string good = t.file(std::string("t.tar") + c.ext);
+    REQUIRE(RunCommand(std::string(c.tool) + " -k -f -c " + t.file("t.tar") + " > " + good, &out) == 0);
+    std::string bytes = Slurp(good);
+    for (const char* where : {"intact", "trailer", "middle"}) {
+      DYNAMIC_SECTION(c.tool << " " << where) {
+        std::string b = bytes;
+        const std::string w = where;
+        if (w == "trailer") b[b.size() - size_t(c.trailer)] ^= 0x01;
+        if (w == "middle") b[b.size() / 2] ^= 0x01;
+        const std::string path = t.file(std::string("x.tar") + c.ext);
+        std::ofstream(path, std::ios::binary) << b;
+        auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 2048), {});
+        REQUIRE_OK(fs);
+        auto st = (*fs)->PopulateFromTar(path, "/", {});
+        if (w == "intact") {
+          REQUIRE_OK(st);
+          std::ostringstream o;
+          REQUIRE_OK((*fs)->ReadFile("/f", o));
+          CHECK(o.str() == Slurp(src + "/f"));
+        } else {
+          REQUIRE_FALSE(st.ok());
+          CHECK(st.status().code() == Code::kCorruption);
+          CHECK(st.status().message().find(path) != std::string::npos);
+        }
+        REQUIRE_OK((*fs)->Close());
+      }
+    }
+  }
+  SECTION("several gzip members and zero padding are one valid stream") {
+    const std::string a = t.file("a.tar.gz");
+    REQUIRE(RunCommand("head -c 100000 " + t.file("t.tar") + " | gzip -c > " + a + "; "
+                       "tail -c +100001 " + t.file("t.tar") + " | gzip -c >> " + a + "; "
+                       "head -c 512 /dev/zero >> " + a,
+                       &out) == 0);
+    auto fs = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 2048), {});
+    REQUIRE_OK(fs);
+    REQUIRE_OK((*fs)->PopulateFromTar(a, "/", {}));
+    std::ostringstream o;
+    REQUIRE_OK((*fs)->ReadFile("/f", o));
+    CHECK(o.str() == Slurp(src + "/f"));
+  }
+}
