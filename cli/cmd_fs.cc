@@ -2,10 +2,13 @@
 // without mounting: mkfs, populate, ls, stat, cat, get, put, mkdir, rm,
 // chmod, chown, symlink, extract, df.
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <span>
 
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "command.h"
@@ -13,6 +16,7 @@
 #include "output.h"
 #include "stack/populate.h"
 #include "stack/fs_session.h"
+#include "stack/output_file.h"
 #include "target_args.h"
 
 namespace stack::cli {
@@ -98,7 +102,7 @@ Status Ls(FsArgs& a, const CommandContext& ctx) {
     PrintJson(arr);
   } else {
     for (auto& e : entries)
-      std::cout << (a.long_format ? LongLine(e.name, e.info) : e.name) << "\n";
+      std::cout << EscapeText(a.long_format ? LongLine(e.name, e.info) : e.name) << "\n";
   }
   return s->Close();
 }
@@ -112,7 +116,7 @@ Status Stat(FsArgs& a, const CommandContext& ctx) {
     j["path"] = a.t.pos[0];
     PrintJson(j);
   } else {
-    std::cout << StatText(a.t.pos[0], st);
+    std::cout << StatText(EscapeText(a.t.pos[0]), st);
   }
   return s->Close();
 }
@@ -126,6 +130,17 @@ Status Cat(FsArgs& a) {
   return s->Close();
 }
 
+// Writes all of data to fd (short writes and EINTR handled).
+Status WriteAll(int fd, std::span<const uint8_t> data, const std::string& what) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno("write " + what, errno);
+    data = data.subspan(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
 Status Get(FsArgs& a) {
   ASSIGN_OR_RETURN(auto s, Session(a, false));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "PATH HOST_DEST"));
@@ -134,17 +149,26 @@ Status Get(FsArgs& a) {
   if (st.type == fsbridge::FileType::kDirectory) {
     std::filesystem::create_directories(dest);
     RETURN_IF_ERROR(s->fs().ExtractToDirectory(a.t.pos[0], dest));
-  } else {
-    std::string out = dest;
-    if (std::filesystem::is_directory(dest))
-      out = (std::filesystem::path(dest) / std::filesystem::path(a.t.pos[0]).filename()).string();
-    std::ofstream f(out, std::ios::binary | std::ios::trunc);
-    if (!f) return Status::IoError("cannot create " + out);
-    RETURN_IF_ERROR(s->fs().ReadFile(a.t.pos[0], f));
-    f.close();
-    if (!f) return Status::IoError("writing " + out + " failed");
-    ::chmod(out.c_str(), st.mode & 07777);
+    return s->Close();
   }
+  if (st.type == fsbridge::FileType::kSymlink)
+    return Status::InvalidArgument(a.t.pos[0] + " is a symbolic link (to " + st.symlink_target +
+                                   "): fs get copies regular files and directories");
+  if (st.type != fsbridge::FileType::kRegular)
+    return Status::InvalidArgument(a.t.pos[0] + " is not a regular file or directory");
+  std::string out = dest;
+  if (std::filesystem::is_directory(dest))
+    out = (std::filesystem::path(dest) / std::filesystem::path(a.t.pos[0]).filename()).string();
+  // Replaces an existing file (as cp does), but only once the copy is whole.
+  compose::OutputFileOptions fo;
+  fo.overwrite = true;
+  fo.mode = st.mode & 07777;
+  fo.apply_umask = false;  // the file's own mode, as before
+  ASSIGN_OR_RETURN(auto file, compose::OutputFile::Create(out, fo));
+  RETURN_IF_ERROR(s->fs().ReadFile(a.t.pos[0], [&](std::span<const uint8_t> data) {
+    return WriteAll(file->fd(), data, file->temp_path());
+  }));
+  RETURN_IF_ERROR(file->Commit());
   return s->Close();
 }
 
@@ -209,8 +233,15 @@ Status Extract(FsArgs& a) {
   if (!a.to_dir.empty()) {
     std::filesystem::create_directories(a.to_dir);
     RETURN_IF_ERROR(s->fs().ExtractToDirectory(path, a.to_dir));
-  } else {
+  } else if (a.to_tar == "-") {
     RETURN_IF_ERROR(s->fs().ExtractToTar(path, a.to_tar));
+  } else {
+    // An existing tar file is replaced (as before), but only by a whole one.
+    compose::OutputFileOptions fo;
+    fo.overwrite = true;
+    ASSIGN_OR_RETURN(auto file, compose::OutputFile::Create(a.to_tar, fo));
+    RETURN_IF_ERROR(s->fs().ExtractToTar(path, file->temp_path()));
+    RETURN_IF_ERROR(file->Commit());
   }
   return s->Close();
 }
