@@ -38,8 +38,9 @@ struct FsArgs {
   std::string to_dir, to_tar;
 };
 
-Result<std::unique_ptr<compose::FsSession>> Session(FsArgs& a, bool writable) {
-  ASSIGN_OR_RETURN(auto spec, a.t.Spec(writable));
+// Opens the file system. Commands check their arguments between a.t.Spec()
+// and this, so a malformed command never opens (or writes) anything.
+Result<std::unique_ptr<compose::FsSession>> Session(FsArgs& a, const compose::TargetSpec& spec) {
   auto s = compose::FsSession::Open(spec, a.t.Passphrase());
   if (s.ok())
     for (auto& w : (*s)->warnings()) std::cerr << "stack: warning: " << w << "\n";
@@ -69,9 +70,10 @@ Status Mkfs(FsArgs& a, const CommandContext& ctx) {
 }
 
 Status Populate(FsArgs& a, const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target (use --from)"));
   if (a.from.empty()) return Status::InvalidArgument("--from DIR|TARBALL|- is required");
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   compose::Progress progress("populate", 0);
   auto st = compose::PopulateFrom(s->fs(), a.from, a.dest, PopOpts(a), &progress);
   RETURN_IF_ERROR(st.status());
@@ -82,8 +84,9 @@ Status Populate(FsArgs& a, const CommandContext& ctx) {
 }
 
 Status Ls(FsArgs& a, const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 1, "[PATH]"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   std::string path = a.t.pos.empty() ? "/" : a.t.pos[0];
   ASSIGN_OR_RETURN(auto st, s->fs().Stat(path));
   std::vector<fsbridge::DirEntryInfo> entries;
@@ -108,8 +111,9 @@ Status Ls(FsArgs& a, const CommandContext& ctx) {
 }
 
 Status Stat(FsArgs& a, const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 1, "PATH"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   ASSIGN_OR_RETURN(auto st, s->fs().Stat(a.t.pos[0]));
   if (ctx.json) {
     auto j = InodeJson(st);
@@ -122,8 +126,9 @@ Status Stat(FsArgs& a, const CommandContext& ctx) {
 }
 
 Status Cat(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 1, "PATH"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   RETURN_IF_ERROR(s->fs().ReadFile(a.t.pos[0], std::cout));
   std::cout.flush();
   if (!std::cout) return Status::IoError("writing to stdout failed");
@@ -142,8 +147,9 @@ Status WriteAll(int fd, std::span<const uint8_t> data, const std::string& what) 
 }
 
 Status Get(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "PATH HOST_DEST"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   ASSIGN_OR_RETURN(auto st, s->fs().Stat(a.t.pos[0]));
   const std::string& dest = a.t.pos[1];
   if (st.type == fsbridge::FileType::kDirectory) {
@@ -173,39 +179,44 @@ Status Get(FsArgs& a) {
 }
 
 Status Put(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "HOST_SRC PATH"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   RETURN_IF_ERROR(s->fs().PutFile(a.t.pos[0], a.t.pos[1], PopOpts(a)));
   return s->Close();
 }
 
 Status Mkdir(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 64, "PATH..."));
   ASSIGN_OR_RETURN(uint32_t mode, ParseMode(a.mode));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   for (auto& p : a.t.pos) RETURN_IF_ERROR(s->fs().Mkdir(p, a.parents, mode));
   return s->Close();
 }
 
 Status Rm(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 64, "PATH..."));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   for (auto& p : a.t.pos) RETURN_IF_ERROR(s->fs().Remove(p, a.recursive));
   return s->Close();
 }
 
 Status Chmod(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 64, "MODE PATH..."));
   ASSIGN_OR_RETURN(uint32_t mode, ParseMode(a.t.pos[0]));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   for (size_t i = 1; i < a.t.pos.size(); ++i) RETURN_IF_ERROR(s->fs().Chmod(a.t.pos[i], mode));
   return s->Close();
 }
 
 Status Chown(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 64, "UID[:GID] PATH..."));
   ASSIGN_OR_RETURN(auto ids, ParseOwner(a.t.pos[0]));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   for (size_t i = 1; i < a.t.pos.size(); ++i) {
     uint32_t gid = ids.second;
     if (gid == UINT32_MAX) {
@@ -218,18 +229,20 @@ Status Chown(FsArgs& a) {
 }
 
 Status Symlink(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "TARGET LINK_PATH"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   RETURN_IF_ERROR(s->fs().Symlink(a.t.pos[0], a.t.pos[1]));
   return s->Close();
 }
 
 Status Extract(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 1, "[PATH]"));
-  std::string path = a.t.pos.empty() ? "/" : a.t.pos[0];
   if (a.to_dir.empty() == a.to_tar.empty())
     return Status::InvalidArgument("give exactly one of --to DIR or --tar FILE|-");
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
+  std::string path = a.t.pos.empty() ? "/" : a.t.pos[0];
   if (!a.to_dir.empty()) {
     std::filesystem::create_directories(a.to_dir);
     RETURN_IF_ERROR(s->fs().ExtractToDirectory(path, a.to_dir));
@@ -247,8 +260,9 @@ Status Extract(FsArgs& a) {
 }
 
 Status Df(FsArgs& a, const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   ASSIGN_OR_RETURN(auto df, s->fs().Df());
   if (ctx.json) PrintJson(DfJson(df));
   else std::cout << DfText(df);

@@ -206,6 +206,15 @@ Status Clone(VolArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto kdf, a.kdf.Params());
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
   ASSIGN_OR_RETURN(auto src_info, p->Stat(src.name()));
+  if (new_pass) {
+    // Refuse a source that is not encrypted, or a wrong passphrase, before
+    // the clone exists: a refused clone changes nothing.
+    ASSIGN_OR_RETURN(auto dev, p->OpenVolume(src.name(), true));
+    ASSIGN_OR_RETURN(auto kind, fde::Probe(*dev));
+    if (kind == fde::ContainerKind::kNone)
+      return Status::InvalidArgument(src.name() + " is not encrypted: --new-key-file needs LUKS");
+    RETURN_IF_ERROR(fde::TestPassphrase(*dev, *old_pass).status());
+  }
   uint64_t size = 0;
   if (!a.size.empty()) {
     ASSIGN_OR_RETURN(size, ParseSize(a.size, "--size"));

@@ -115,7 +115,7 @@ TEST_CASE("OutputFile refuses directories, even with overwrite") {
   CHECK(CodeOf(OutputFile::Create("", o)) == Code::kInvalidArgument);
 }
 
-TEST_CASE("sizes must be whole blocks; the message names the nearest") {
+TEST_CASE("sizes must be whole blocks, and the message names the nearest valid ones") {
   CHECK(RequireWholeBlocks(8192, 4096, "--size").ok());
   auto st = RequireWholeBlocks(4097, 4096, "--size");
   CHECK(st.code() == Code::kInvalidArgument);
