@@ -104,7 +104,17 @@ Status VolResize(VolArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(uint64_t size, ParseSize(a.size, "--size"));
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
   RETURN_IF_ERROR(compose::RequireWholeBlocks(size, p->block_size(), "--size"));
-  RETURN_IF_ERROR(compose::ResizeVolume(*p, a.pos[0], size, a.force));
+  // Only with --key-file is an encrypted volume opened (never a prompt).
+  compose::SecretGetter pass;
+  if (!a.key_file.empty()) {
+    pass = [&a]() {
+      compose::SecretSource s;
+      s.key_file = a.key_file;
+      return compose::ObtainSecret(s);
+    };
+  }
+  RETURN_IF_ERROR(
+      compose::ResizeVolume(*p, a.pos[0], size, a.force, a.key_file.empty() ? nullptr : &pass));
   return Show(*p, a.pos[0], ctx, "resized").status();
 }
 
@@ -304,6 +314,10 @@ void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx) {
   resize->add_flag("--force", a->force,
                    "Shrink even below the data, LUKS container or ext4 file system it holds "
                    "(destroys them); without it such a shrink exits 11 naming the size held");
+  resize->add_option("--key-file,-k", a->key_file,
+                     "Passphrase file of an encrypted volume: measure the ext4 inside the LUKS "
+                     "container, so it may shrink down to it (without: any shrink cuts the "
+                     "container)");
   bind(resize, [](VolArgs& x, CommandContext& c) { return VolResize(x, c); });
   auto* rename = vol->add_subcommand("rename", "Rename a volume (its snapshots follow)\n"
                                                "  example: stack volume rename -p p.stk vm1 vm2");

@@ -11,9 +11,25 @@ void Raise(HeldSize* h, uint64_t bytes, std::string what) {
   if (bytes > h->bytes) *h = HeldSize{bytes, std::move(what)};
 }
 
+// The size of the ext4 on dev (offset bytes into the volume), if it is one.
+Status RaiseForExt4(HeldSize* h, std::unique_ptr<BlockDevice> dev, uint64_t offset,
+                    const std::string& what) {
+  auto fs = fsbridge::Filesystem::Open(std::move(dev), false);
+  if (fs.ok()) {
+    ASSIGN_OR_RETURN(auto df, (*fs)->Df());
+    Raise(h, offset + df.blocks_total * df.block_size, what);
+    return Status::Ok();
+  }
+  // Not a file system we know: the mapped data still bounds it.
+  if (fs.status().Is(Code::kCorruption) || fs.status().Is(Code::kUnsupported))
+    return Status::Ok();
+  return fs.status();
+}
+
 }  // namespace
 
-Result<HeldSize> MeasureHeld(pool::Pool& pool, const std::string& name) {
+Result<HeldSize> MeasureHeld(pool::Pool& pool, const std::string& name,
+                             const SecretGetter* passphrase) {
   HeldSize held;
   ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> dev, pool.OpenVolume(name, true));
   const uint64_t size = dev->size_bytes();
@@ -22,28 +38,30 @@ Result<HeldSize> MeasureHeld(pool::Pool& pool, const std::string& name) {
     Raise(&held, extents.back().offset + extents.back().length, "mapped data");
   if (extents.empty()) return held;  // nothing written: no header either
   ASSIGN_OR_RETURN(fde::ContainerKind kind, fde::Probe(*dev));
-  if (kind != fde::ContainerKind::kNone) {
+  const std::string luks = kind == fde::ContainerKind::kLuks1 ? "LUKS1" : "LUKS2";
+  if (kind != fde::ContainerKind::kNone && passphrase == nullptr) {
     Raise(&held, size,
-          std::string(kind == fde::ContainerKind::kLuks1 ? "a LUKS1" : "a LUKS2") +
-              " container (its data runs to the end of the volume)");
+          "a " + luks + " container, whose data runs to the end of the volume; "
+          "--key-file measures the file system inside");
     return held;
   }
-  // A plain ext4: its superblock's size. Anything else is not a file
-  // system we know (the mapped data still bounds it).
-  auto fs = fsbridge::Filesystem::Open(std::move(dev), false);
-  if (fs.ok()) {
-    ASSIGN_OR_RETURN(auto df, (*fs)->Df());
-    Raise(&held, df.blocks_total * df.block_size, "an ext4 file system");
-  } else if (!fs.status().Is(Code::kCorruption) && !fs.status().Is(Code::kUnsupported)) {
-    return fs.status();
+  if (kind != fde::ContainerKind::kNone) {
+    ASSIGN_OR_RETURN(Unlocked u, Unlock(std::move(dev), *passphrase, false));
+    const uint64_t data_offset = size - u.device->size_bytes();
+    Raise(&held, data_offset, "the " + luks + " header");
+    RETURN_IF_ERROR(RaiseForExt4(&held, std::move(u.device), data_offset,
+                                 "the ext4 file system in the " + luks + " container"));
+    return held;
   }
+  RETURN_IF_ERROR(RaiseForExt4(&held, std::move(dev), 0, "an ext4 file system"));
   return held;
 }
 
-Status ResizeVolume(pool::Pool& pool, const std::string& name, uint64_t new_size, bool force) {
+Status ResizeVolume(pool::Pool& pool, const std::string& name, uint64_t new_size, bool force,
+                    const SecretGetter* passphrase) {
   ASSIGN_OR_RETURN(auto info, pool.Stat(name));
   if (new_size < info.size_bytes && !force) {
-    ASSIGN_OR_RETURN(HeldSize held, MeasureHeld(pool, name));
+    ASSIGN_OR_RETURN(HeldSize held, MeasureHeld(pool, name, passphrase));
     if (new_size < held.bytes)
       return Status::OutOfRange(name + " holds " + std::to_string(held.bytes) + " bytes (" +
                                 held.what + "): shrinking to " + std::to_string(new_size) +

@@ -308,6 +308,15 @@ class HostFiles(StackTestCase):
         r = stack("volume", "resize", "-p", self.pool, "base", "--size", "0", check=EXIT["usage"])
         self.assertOneLineError(r, "InvalidArgument")
         self.assertEqual(sha256(self.pool), before)
+        # With its passphrase the ext4 inside is measured: grow, then shrink back to it.
+        stack("volume", "resize", "-p", self.pool, "base", "--size", "128M", check=0)
+        r = stack("volume", "resize", "-p", self.pool, "base", "--size", "64M", "-k", self.key,
+                  check=EXIT["range"])
+        self.assertIn(str(96 << 20), r.err)
+        self.assertIn("ext4 file system in the LUKS2 container", r.err)
+        stack("volume", "resize", "-p", self.pool, "base", "--size", "96M", "-k", self.key,
+              check=0)
+        stack("fs", "cat", "-p", self.pool, "base", "/etc/hostname", "-k", self.key, check=0)
         # Plain ext4: its superblock's size; growing and shrinking back is fine.
         stack("build", "-p", self.pool, "plain", "--from", self.tree, "--size", "64M",
               "--no-encrypt", "--snapshot", "", check=0)
