@@ -44,9 +44,9 @@ Status SyncDir(const std::string& dir) {
 }  // namespace
 
 std::string OutputTempPrefix(const std::string& target) {
-  const std::filesystem::path p(target);
-  return (std::filesystem::path(DirOf(target)) / ("." + p.filename().string() + ".stack-tmp-"))
-      .string();
+  // The base name is cut so the temporary name fits NAME_MAX (255) too.
+  const std::string base = std::filesystem::path(target).filename().string().substr(0, 200);
+  return (std::filesystem::path(DirOf(target)) / ("." + base + ".stack-tmp-")).string();
 }
 
 Result<std::unique_ptr<OutputFile>> OutputFile::Create(const std::string& target,

@@ -105,6 +105,16 @@ TEST_CASE("OutputFile does not clobber a target that appears while writing") {
   CHECK(d.Names() == std::vector<std::string>{"out.img"});
 }
 
+TEST_CASE("OutputFile takes a target name of the longest length") {
+  Dir d;
+  const fs::path target = d.path / std::string(255, 'n');
+  auto f = OutputFile::Create(target.string());
+  REQUIRE(f.ok());
+  CHECK(fs::path((*f)->temp_path()).filename().string().size() <= 255);
+  REQUIRE((*f)->Commit().ok());
+  CHECK(fs::exists(target));
+}
+
 TEST_CASE("OutputFile refuses directories, even with overwrite") {
   Dir d;
   fs::create_directory(d.path / "sub");

@@ -67,7 +67,8 @@ class OutputFile {
 };
 
 // The temporary name OutputFile uses for `target`'s directory and base name,
-// without the random suffix: "<dir>/.<base>.stack-tmp-".
+// without the random suffix: "<dir>/.<base>.stack-tmp-" (base cut to 200
+// bytes, so a 255-byte target name still gets a temporary file).
 std::string OutputTempPrefix(const std::string& target);
 
 }  // namespace stack::compose
