@@ -44,7 +44,7 @@ Status Create(const BlockdevArgs& a, const CommandContext& ctx) {
   if (ctx.json) {
     PrintJson({{"path", a.path}, {"size_bytes", size}, {"block_size", a.block_size}});
   } else {
-    std::cout << "created " << a.path << ": " << FormatSize(size) << " in " << a.block_size
+    std::cout << "created " << EscapeText(a.path) << ": " << FormatSize(size) << " in " << a.block_size
               << "-byte blocks\n";
   }
   return Status::Ok();
@@ -63,7 +63,7 @@ Status Info(const BlockdevArgs& a, const CommandContext& ctx) {
                {"allocated_bytes", allocated},
                {"extents", ext.size()}});
   } else {
-    std::cout << a.path << ": " << FormatSize(dev->size_bytes()) << " (" << dev->block_count()
+    std::cout << EscapeText(a.path) << ": " << FormatSize(dev->size_bytes()) << " (" << dev->block_count()
               << " x " << dev->block_size() << " B), " << FormatSize(allocated)
               << " allocated in " << ext.size() << " extent(s)\n";
   }

@@ -43,7 +43,7 @@ struct FsArgs {
 Result<std::unique_ptr<compose::FsSession>> Session(FsArgs& a, const compose::TargetSpec& spec) {
   auto s = compose::FsSession::Open(spec, a.t.Passphrase());
   if (s.ok())
-    for (auto& w : (*s)->warnings()) std::cerr << "stack: warning: " << w << "\n";
+    for (auto& w : (*s)->warnings()) std::cerr << "stack: warning: " << EscapeText(w) << "\n";
   return s;
 }
 

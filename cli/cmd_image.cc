@@ -109,7 +109,8 @@ Status Export(ImageArgs& a, const CommandContext& ctx) {
                {"written_bytes", rep.copy.written_bytes},
                {"zero_bytes_skipped", rep.copy.zero_bytes}});
   } else {
-    std::cout << "exported " << o.source.entry << o.source.image_path << " -> " << o.out_path
+    std::cout << "exported " << EscapeText(o.source.entry + o.source.image_path) << " -> "
+              << EscapeText(o.out_path)
               << " (" << rep.format << ", " << FormatSize(rep.file_size) << ", "
               << FormatSize(rep.file_allocated) << " on disk, method " << rep.copy.method
               << ")\n";
@@ -140,7 +141,7 @@ Status Import(ImageArgs& a, const CommandContext& ctx) {
                {"written_bytes", rep.copy.written_bytes},
                {"zero_bytes_skipped", rep.copy.zero_bytes}});
   } else {
-    std::cout << "imported " << o.in_path << " (" << rep.detected << ") as " << rep.volume
+    std::cout << "imported " << EscapeText(o.in_path) << " (" << rep.detected << ") as " << rep.volume
               << ": " << FormatSize(rep.copy.written_bytes) << " written, "
               << FormatSize(rep.copy.zero_bytes) << " of zeros left as holes\n";
   }

@@ -56,7 +56,7 @@ Status Create(const PoolArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto p, pool::Pool::Create(a.path(), o));
   ASSIGN_OR_RETURN(auto info, p->Info());
   if (ctx.json) PrintJson(PoolInfoJson(info));
-  else std::cout << "created pool " << a.path() << " (" << info.uuid << "): "
+  else std::cout << "created pool " << EscapeText(a.path()) << " (" << info.uuid << "): "
                  << FormatSize(info.size_bytes) << " now, growing to at most "
                  << FormatSize(info.max_bytes) << ", " << info.block_size << "-byte blocks\n";
   return Status::Ok();
@@ -76,7 +76,7 @@ Status Info(const PoolArgs& a, const CommandContext& ctx) {
     PrintJson(j);
     return Status::Ok();
   }
-  std::cout << "pool " << a.path() << " (" << info.uuid << ")\n"
+  std::cout << "pool " << EscapeText(a.path()) << " (" << info.uuid << ")\n"
             << "  block size " << info.block_size << ", generation " << info.generation << "\n"
             << "  size " << FormatSize(info.size_bytes) << " of at most "
             << FormatSize(info.max_bytes) << "; used " << FormatSize(info.used_bytes)

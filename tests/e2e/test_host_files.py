@@ -217,6 +217,10 @@ class HostFiles(StackTestCase):
         p = subprocess.run([STACK.encode(), b"volume", b"create", b"-p", self.pool.encode(),
                             b"x\n\xff", b"--size", b"1M"], capture_output=True)
         self.assertIn(b"x\\x0a\\xff", p.stderr)
+        # Host paths in reports too.
+        r = stack("blockdev", "create", self.path("we\nird"), "--size", "1M", check=0)
+        self.assertEqual(r.out.count("\n"), 1, r.out)
+        self.assertIn("we\\x0aird", r.out)
         # Listings: file names with a newline, an escape and a non-UTF-8 byte.
         tree = self.path("odd")
         os.makedirs(tree)
