@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "block/status.h"
+#include "output.h"
 
 namespace stack::cli {
 
@@ -13,7 +14,7 @@ int ParseCommandLine(CLI::App& app, int argc, char** argv) {
   } catch (const CLI::Success& e) {  // --help, --version (CallForHelp derives from it)
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "stack: " << CodeName(Code::kInvalidArgument) << ": " << e.what()
+    std::cerr << "stack: " << CodeName(Code::kInvalidArgument) << ": " << EscapeText(e.what())
               << " (see --help)\n";
     return ExitStatusFor(Code::kInvalidArgument);
   }

@@ -1,10 +1,15 @@
 // `stack blockdev ...`: inspect and manage plain file-backed block devices
 // (the bottom of every stack). Useful to see what a sparse image holds.
+#include <unistd.h>
+
+#include <cerrno>
 #include <iostream>
 
 #include "block/file_device.h"
 #include "command.h"
 #include "output.h"
+#include "stack/output_file.h"
+#include "stack/sizes.h"
 #include "units.h"
 
 namespace stack::cli {
@@ -26,15 +31,20 @@ Result<std::unique_ptr<FileDevice>> OpenDev(const BlockdevArgs& a, bool writable
 }
 
 Status Create(const BlockdevArgs& a, const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(uint64_t size, ParseSize(a.size));
-  FileDeviceOptions o;
-  o.block_size = a.block_size;
-  ASSIGN_OR_RETURN(auto dev, FileDevice::Create(a.path, size, o));
-  RETURN_IF_ERROR(dev->Flush());
+  ASSIGN_OR_RETURN(uint64_t size, ParseSize(a.size, "--size"));
+  if (a.block_size < 512 || (a.block_size & (a.block_size - 1)) != 0)
+    return Status::InvalidArgument("--block-size " + std::to_string(a.block_size) +
+                                   " is not a power of two >= 512");
+  RETURN_IF_ERROR(compose::RequireWholeBlocks(size, a.block_size, "--size"));
+  // Never over an existing file; the new file appears whole or not at all.
+  ASSIGN_OR_RETURN(auto file, compose::OutputFile::Create(a.path, {}));
+  if (::ftruncate(file->fd(), static_cast<off_t>(size)) != 0)
+    return Status::FromErrno("size " + a.path, errno);
+  RETURN_IF_ERROR(file->Commit());
   if (ctx.json) {
     PrintJson({{"path", a.path}, {"size_bytes", size}, {"block_size", a.block_size}});
   } else {
-    std::cout << "created " << a.path << ": " << FormatSize(size) << " in " << a.block_size
+    std::cout << "created " << EscapeText(a.path) << ": " << FormatSize(size) << " in " << a.block_size
               << "-byte blocks\n";
   }
   return Status::Ok();
@@ -53,7 +63,7 @@ Status Info(const BlockdevArgs& a, const CommandContext& ctx) {
                {"allocated_bytes", allocated},
                {"extents", ext.size()}});
   } else {
-    std::cout << a.path << ": " << FormatSize(dev->size_bytes()) << " (" << dev->block_count()
+    std::cout << EscapeText(a.path) << ": " << FormatSize(dev->size_bytes()) << " (" << dev->block_count()
               << " x " << dev->block_size() << " B), " << FormatSize(allocated)
               << " allocated in " << ext.size() << " extent(s)\n";
   }
@@ -78,10 +88,10 @@ Status Map(const BlockdevArgs& a, const CommandContext& ctx) {
 
 Status Discard(const BlockdevArgs& a) {
   ASSIGN_OR_RETURN(auto dev, OpenDev(a, true));
-  ASSIGN_OR_RETURN(uint64_t off, ParseSize(a.offset));
+  ASSIGN_OR_RETURN(uint64_t off, ParseSize(a.offset, "--offset", true));
   uint64_t len = dev->size_bytes() - std::min(off, dev->size_bytes());
   if (!a.length.empty()) {
-    ASSIGN_OR_RETURN(len, ParseSize(a.length));
+    ASSIGN_OR_RETURN(len, ParseSize(a.length, "--length"));
   }
   RETURN_IF_ERROR(dev->Discard(off, len));
   return dev->Flush();
@@ -97,7 +107,8 @@ void RegisterBlockdevCommands(CLI::App& app, CommandContext& ctx) {
   auto* create = bd->add_subcommand("create", "Create a sparse file-backed device\n"
                                               "  example: stack blockdev create disk.img --size 1G");
   create->add_option("file", args->path, "Path of the new file")->required();
-  create->add_option("--size", args->size, "Size (e.g. 64M, 1G)")->capture_default_str();
+  create->add_option("--size", args->size,
+                     std::string("Size, whole blocks: ") + kSizeHelp)->capture_default_str();
   create->add_option("--block-size", args->block_size, "Block size in bytes")
       ->capture_default_str();
   create->callback([&ctx, args] { ctx.action = [&ctx, args] { return Create(*args, ctx); }; });
@@ -118,8 +129,10 @@ void RegisterBlockdevCommands(CLI::App& app, CommandContext& ctx) {
                                                 "  example: stack blockdev discard disk.img "
                                                 "--offset 1M --length 4M");
   discard->add_option("file", args->path, "Device file")->required();
-  discard->add_option("--offset", args->offset, "Start (bytes, block aligned)");
-  discard->add_option("--length", args->length, "Length (default: to the end)");
+  discard->add_option("--offset", args->offset,
+                      std::string("Start, block aligned: ") + kSizeHelp);
+  discard->add_option("--length", args->length,
+                      std::string("Length (default: to the end): ") + kSizeHelp);
   discard->add_option("--block-size", args->block_size, "Block size in bytes");
   discard->callback([&ctx, args] { ctx.action = [args] { return Discard(*args); }; });
 }

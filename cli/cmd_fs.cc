@@ -2,10 +2,13 @@
 // without mounting: mkfs, populate, ls, stat, cat, get, put, mkdir, rm,
 // chmod, chown, symlink, extract, df.
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <span>
 
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "command.h"
@@ -14,6 +17,7 @@
 #include "output.h"
 #include "stack/populate.h"
 #include "stack/fs_session.h"
+#include "stack/output_file.h"
 #include "target_args.h"
 
 namespace stack::cli {
@@ -35,11 +39,12 @@ struct FsArgs {
   std::string to_dir, to_tar;
 };
 
-Result<std::unique_ptr<compose::FsSession>> Session(FsArgs& a, bool writable) {
-  ASSIGN_OR_RETURN(auto spec, a.t.Spec(writable));
+// Opens the file system. Commands check their arguments between a.t.Spec()
+// and this, so a malformed command never opens (or writes) anything.
+Result<std::unique_ptr<compose::FsSession>> Session(FsArgs& a, const compose::TargetSpec& spec) {
   auto s = compose::FsSession::Open(spec, a.t.Passphrase());
   if (s.ok())
-    for (auto& w : (*s)->warnings()) std::cerr << "stack: warning: " << w << "\n";
+    for (auto& w : (*s)->warnings()) std::cerr << "stack: warning: " << EscapeText(w) << "\n";
   return s;
 }
 
@@ -66,9 +71,10 @@ Status Mkfs(FsArgs& a, const CommandContext& ctx) {
 }
 
 Status Populate(FsArgs& a, const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target (use --from)"));
   if (a.from.empty()) return Status::InvalidArgument("--from DIR|TARBALL|- is required");
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   compose::Progress progress("populate", 0);
   auto st = compose::PopulateFrom(s->fs(), a.from, a.dest, PopOpts(a), &progress);
   RETURN_IF_ERROR(st.status());
@@ -79,8 +85,9 @@ Status Populate(FsArgs& a, const CommandContext& ctx) {
 }
 
 Status Ls(FsArgs& a, const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 1, "[PATH]"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   std::string path = a.t.pos.empty() ? "/" : a.t.pos[0];
   ASSIGN_OR_RETURN(auto st, s->fs().Stat(path));
   std::vector<fsbridge::DirEntryInfo> entries;
@@ -109,84 +116,112 @@ Status Ls(FsArgs& a, const CommandContext& ctx) {
 }
 
 Status Stat(FsArgs& a, const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 1, "PATH"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   ASSIGN_OR_RETURN(auto st, s->fs().Stat(a.t.pos[0]));
   if (ctx.json) {
     auto j = InodeJson(st);
     j["path"] = a.t.pos[0];
     PrintJson(j);
   } else {
-    std::cout << StatText(a.t.pos[0], st);
+    std::cout << StatText(EscapeText(a.t.pos[0]), st);
   }
   return s->Close();
 }
 
 Status Cat(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 1, "PATH"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   RETURN_IF_ERROR(s->fs().ReadFile(a.t.pos[0], std::cout));
   std::cout.flush();
   if (!std::cout) return Status::IoError("writing to stdout failed");
   return s->Close();
 }
 
+// Writes all of data to fd (short writes and EINTR handled).
+Status WriteAll(int fd, std::span<const uint8_t> data, const std::string& what) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno("write " + what, errno);
+    data = data.subspan(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
 Status Get(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "PATH HOST_DEST"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   ASSIGN_OR_RETURN(auto st, s->fs().Stat(a.t.pos[0]));
   const std::string& dest = a.t.pos[1];
   if (st.type == fsbridge::FileType::kDirectory) {
     std::filesystem::create_directories(dest);
     RETURN_IF_ERROR(s->fs().ExtractToDirectory(a.t.pos[0], dest));
-  } else {
-    std::string out = dest;
-    if (std::filesystem::is_directory(dest))
-      out = (std::filesystem::path(dest) / std::filesystem::path(a.t.pos[0]).filename()).string();
-    std::ofstream f(out, std::ios::binary | std::ios::trunc);
-    if (!f) return Status::IoError("cannot create " + out);
-    RETURN_IF_ERROR(s->fs().ReadFile(a.t.pos[0], f));
-    f.close();
-    if (!f) return Status::IoError("writing " + out + " failed");
-    ::chmod(out.c_str(), st.mode & 07777);
+    return s->Close();
   }
+  if (st.type == fsbridge::FileType::kSymlink)
+    return Status::InvalidArgument(a.t.pos[0] + " is a symbolic link (to " + st.symlink_target +
+                                   "): fs get copies regular files and directories");
+  if (st.type != fsbridge::FileType::kRegular)
+    return Status::InvalidArgument(a.t.pos[0] + " is not a regular file or directory");
+  std::string out = dest;
+  if (std::filesystem::is_directory(dest))
+    out = (std::filesystem::path(dest) / std::filesystem::path(a.t.pos[0]).filename()).string();
+  // Replaces an existing file (as cp does), but only once the copy is whole.
+  compose::OutputFileOptions fo;
+  fo.overwrite = true;
+  fo.mode = st.mode & 07777;
+  fo.apply_umask = false;  // the file's own mode, as before
+  ASSIGN_OR_RETURN(auto file, compose::OutputFile::Create(out, fo));
+  RETURN_IF_ERROR(s->fs().ReadFile(a.t.pos[0], [&](std::span<const uint8_t> data) {
+    return WriteAll(file->fd(), data, file->temp_path());
+  }));
+  RETURN_IF_ERROR(file->Commit());
   return s->Close();
 }
 
 Status Put(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "HOST_SRC PATH"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   RETURN_IF_ERROR(s->fs().PutFile(a.t.pos[0], a.t.pos[1], PopOpts(a)));
   return s->Close();
 }
 
 Status Mkdir(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 64, "PATH..."));
   ASSIGN_OR_RETURN(uint32_t mode, ParseMode(a.mode));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   for (auto& p : a.t.pos) RETURN_IF_ERROR(s->fs().Mkdir(p, a.parents, mode));
   return s->Close();
 }
 
 Status Rm(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 64, "PATH..."));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   for (auto& p : a.t.pos) RETURN_IF_ERROR(s->fs().Remove(p, a.recursive));
   return s->Close();
 }
 
 Status Chmod(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 64, "MODE PATH..."));
   ASSIGN_OR_RETURN(uint32_t mode, ParseMode(a.t.pos[0]));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   for (size_t i = 1; i < a.t.pos.size(); ++i) RETURN_IF_ERROR(s->fs().Chmod(a.t.pos[i], mode));
   return s->Close();
 }
 
 Status Chown(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 64, "UID[:GID] PATH..."));
   ASSIGN_OR_RETURN(auto ids, ParseOwner(a.t.pos[0]));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   for (size_t i = 1; i < a.t.pos.size(); ++i) {
     uint32_t gid = ids.second;
     if (gid == UINT32_MAX) {
@@ -199,30 +234,40 @@ Status Chown(FsArgs& a) {
 }
 
 Status Symlink(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, true));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "TARGET LINK_PATH"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   RETURN_IF_ERROR(s->fs().Symlink(a.t.pos[0], a.t.pos[1]));
   return s->Close();
 }
 
 Status Extract(FsArgs& a) {
-  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 1, "[PATH]"));
-  std::string path = a.t.pos.empty() ? "/" : a.t.pos[0];
   if (a.to_dir.empty() == a.to_tar.empty())
     return Status::InvalidArgument("give exactly one of --to DIR or --tar FILE|-");
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
+  std::string path = a.t.pos.empty() ? "/" : a.t.pos[0];
   if (!a.to_dir.empty()) {
     std::filesystem::create_directories(a.to_dir);
     RETURN_IF_ERROR(s->fs().ExtractToDirectory(path, a.to_dir));
-  } else {
+  } else if (a.to_tar == "-") {
     RETURN_IF_ERROR(s->fs().ExtractToTar(path, a.to_tar));
+  } else {
+    // An existing tar file is replaced (as before), but only by a whole one.
+    compose::OutputFileOptions fo;
+    fo.overwrite = true;
+    ASSIGN_OR_RETURN(auto file, compose::OutputFile::Create(a.to_tar, fo));
+    RETURN_IF_ERROR(s->fs().ExtractToTar(path, file->temp_path()));
+    RETURN_IF_ERROR(file->Commit());
   }
   return s->Close();
 }
 
 Status Df(FsArgs& a, const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(auto s, Session(a, false));
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
   ASSIGN_OR_RETURN(auto df, s->fs().Df());
   if (ctx.json) PrintJson(DfJson(df));
   else std::cout << DfText(df);

@@ -38,9 +38,9 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
   RETURN_IF_ERROR(compose::ValidateName(o.volume, "volume"));
   if (!a.snapshot.empty()) RETURN_IF_ERROR(compose::ValidateName(a.snapshot, "snapshot"));
   if (a.size.empty()) return Status::InvalidArgument("--size is required");
-  ASSIGN_OR_RETURN(o.size_bytes, ParseSize(a.size));
+  ASSIGN_OR_RETURN(o.size_bytes, ParseSize(a.size, "--size"));
   o.pool_block_size = a.pool_block_size;
-  ASSIGN_OR_RETURN(uint64_t pool_max, ParseSize(a.pool_max));
+  ASSIGN_OR_RETURN(uint64_t pool_max, ParseSize(a.pool_max, "--pool-max-size"));
   o.pool_max_bytes = pool_max;
   o.snapshot = a.snapshot;
   o.source = a.from;
@@ -109,7 +109,8 @@ Status Export(ImageArgs& a, const CommandContext& ctx) {
                {"written_bytes", rep.copy.written_bytes},
                {"zero_bytes_skipped", rep.copy.zero_bytes}});
   } else {
-    std::cout << "exported " << o.source.entry << o.source.image_path << " -> " << o.out_path
+    std::cout << "exported " << EscapeText(o.source.entry + o.source.image_path) << " -> "
+              << EscapeText(o.out_path)
               << " (" << rep.format << ", " << FormatSize(rep.file_size) << ", "
               << FormatSize(rep.file_allocated) << " on disk, method " << rep.copy.method
               << ")\n";
@@ -140,7 +141,7 @@ Status Import(ImageArgs& a, const CommandContext& ctx) {
                {"written_bytes", rep.copy.written_bytes},
                {"zero_bytes_skipped", rep.copy.zero_bytes}});
   } else {
-    std::cout << "imported " << o.in_path << " (" << rep.detected << ") as " << rep.volume
+    std::cout << "imported " << EscapeText(o.in_path) << " (" << rep.detected << ") as " << rep.volume
               << ": " << FormatSize(rep.copy.written_bytes) << " written, "
               << FormatSize(rep.copy.zero_bytes) << " of zeros left as holes\n";
   }
@@ -164,7 +165,8 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
   build->add_option("--pool,-p", a->t.pool, "Pool file")->envname("STACK_POOL");
   build->add_option("args", a->t.pos, "VOLUME");
   build->add_option("--from", a->from, "Source directory, tarball, or - (tar on stdin)");
-  build->add_option("--size", a->size, "Volume size (thin)");
+  build->add_option("--size", a->size,
+                    std::string("Volume size (thin), whole pool blocks: ") + kSizeHelp);
   build->add_option("--snapshot", a->snapshot, "Snapshot name (\"\" for none)")
       ->capture_default_str();
   build->add_option("--manifest", a->manifest, "Owner/mode/time overrides (spec/fsbridge.md)");
@@ -178,7 +180,8 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
   build->add_option("--sector-size", a->sector_size, "LUKS2 sector size")->capture_default_str();
   build->add_option("--key-file,-k", a->t.key_file, "Passphrase file ('-' = stdin)");
   build->add_option("--pool-block-size", a->pool_block_size, "Block size of a new pool");
-  build->add_option("--pool-max-size", a->pool_max, "Maximum size of a new pool")
+  build->add_option("--pool-max-size", a->pool_max,
+                    std::string("Maximum size of a new pool, whole blocks: ") + kSizeHelp)
       ->capture_default_str();
   a->kdf.AddTo(build);
   bind(build, [](ImageArgs& x, CommandContext& c) { return Build(x, c); });

@@ -1,4 +1,5 @@
 // `stack pool ...`: create, inspect, check, verify and grow a pool file.
+#include <algorithm>
 #include <iostream>
 
 #include "command.h"
@@ -7,16 +8,19 @@
 #include "pool_format.h"
 #include "stack/publish.h"
 #include "stack/progress.h"
+#include "stack/sizes.h"
 #include "units.h"
 
 namespace stack::cli {
 namespace {
 
+constexpr uint64_t kDefaultMaxSize = uint64_t{64} << 30;
+
 struct PoolArgs {
   std::string pool;
   std::string file;
   std::string size = "1G";
-  std::string max_size = "64G";
+  std::string max_size;  // pool create: default max(64G, --size)
   uint32_t block_size = 0;
   std::string cache = "64M";
   std::string path() const { return file.empty() ? pool : file; }
@@ -26,7 +30,7 @@ Result<std::unique_ptr<pool::Pool>> OpenPool(const PoolArgs& a, bool writable) {
   if (a.path().empty()) return Status::InvalidArgument("name the pool: FILE or --pool FILE");
   pool::PoolOpenOptions o;
   o.read_only = !writable;
-  ASSIGN_OR_RETURN(o.cache_bytes, ParseSize(a.cache));
+  ASSIGN_OR_RETURN(o.cache_bytes, ParseSize(a.cache, "--cache", true));
   return pool::Pool::Open(a.path(), o);
 }
 
@@ -34,14 +38,25 @@ Status Create(const PoolArgs& a, const CommandContext& ctx) {
   if (a.path().empty()) return Status::InvalidArgument("name the pool file to create");
   pool::PoolCreateOptions o;
   if (a.block_size) o.block_size = a.block_size;
-  ASSIGN_OR_RETURN(o.size_bytes, ParseSize(a.size));
-  ASSIGN_OR_RETURN(o.max_bytes, ParseSize(a.max_size));
-  ASSIGN_OR_RETURN(o.cache_bytes, ParseSize(a.cache));
-  if (o.max_bytes < o.size_bytes) o.max_bytes = o.size_bytes;
+  ASSIGN_OR_RETURN(o.size_bytes, ParseSize(a.size, "--size"));
+  if (o.block_size < 4096 || o.block_size > (1u << 20) || (o.block_size & (o.block_size - 1)))
+    return Status::InvalidArgument("--block-size " + std::to_string(o.block_size) +
+                                   " is not a power of two from 4096 to 1048576");
+  RETURN_IF_ERROR(compose::RequireWholeBlocks(o.size_bytes, o.block_size, "--size"));
+  if (a.max_size.empty()) {
+    o.max_bytes = std::max(kDefaultMaxSize, o.size_bytes);
+  } else {
+    ASSIGN_OR_RETURN(o.max_bytes, ParseSize(a.max_size, "--max-size"));
+    RETURN_IF_ERROR(compose::RequireWholeBlocks(o.max_bytes, o.block_size, "--max-size"));
+    if (o.max_bytes < o.size_bytes)
+      return Status::InvalidArgument("--max-size " + std::to_string(o.max_bytes) +
+                                     " is below --size " + std::to_string(o.size_bytes));
+  }
+  ASSIGN_OR_RETURN(o.cache_bytes, ParseSize(a.cache, "--cache", true));
   ASSIGN_OR_RETURN(auto p, pool::Pool::Create(a.path(), o));
   ASSIGN_OR_RETURN(auto info, p->Info());
   if (ctx.json) PrintJson(PoolInfoJson(info));
-  else std::cout << "created pool " << a.path() << " (" << info.uuid << "): "
+  else std::cout << "created pool " << EscapeText(a.path()) << " (" << info.uuid << "): "
                  << FormatSize(info.size_bytes) << " now, growing to at most "
                  << FormatSize(info.max_bytes) << ", " << info.block_size << "-byte blocks\n";
   return Status::Ok();
@@ -61,7 +76,7 @@ Status Info(const PoolArgs& a, const CommandContext& ctx) {
     PrintJson(j);
     return Status::Ok();
   }
-  std::cout << "pool " << a.path() << " (" << info.uuid << ")\n"
+  std::cout << "pool " << EscapeText(a.path()) << " (" << info.uuid << ")\n"
             << "  block size " << info.block_size << ", generation " << info.generation << "\n"
             << "  size " << FormatSize(info.size_bytes) << " of at most "
             << FormatSize(info.max_bytes) << "; used " << FormatSize(info.used_bytes)
@@ -112,7 +127,8 @@ Status Verify(const PoolArgs& a, const CommandContext& ctx) {
 
 Status Grow(const PoolArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
-  ASSIGN_OR_RETURN(uint64_t max, ParseSize(a.max_size));
+  ASSIGN_OR_RETURN(uint64_t max, ParseSize(a.max_size, "--max-size"));
+  RETURN_IF_ERROR(compose::RequireWholeBlocks(max, p->block_size(), "--max-size"));
   RETURN_IF_ERROR(p->Grow(max));
   ASSIGN_OR_RETURN(auto info, p->Info());
   if (ctx.json) PrintJson(PoolInfoJson(info));
@@ -132,15 +148,19 @@ void RegisterPoolCommands(CLI::App& app, CommandContext& ctx) {
   auto common = [&](CLI::App* c) {
     c->add_option("file", a->file, "Pool file (or --pool / STACK_POOL)");
     c->add_option("--pool,-p", a->pool, "Pool file")->envname("STACK_POOL");
-    c->add_option("--cache", a->cache, "Metadata cache size")->capture_default_str();
+    c->add_option("--cache", a->cache, std::string("Metadata cache size (0 = none): ") + kSizeHelp)
+        ->capture_default_str();
   };
   auto* create = pool->add_subcommand(
       "create", "Create a pool file (sparse; grows on demand up to --max-size)\n"
                 "  example: stack pool create images.stk --max-size 200G");
   common(create);
-  create->add_option("--size", a->size, "Initial size")->capture_default_str();
-  create->add_option("--max-size", a->max_size, "Largest size the pool may grow to")
+  create->add_option("--size", a->size,
+                     std::string("Initial size, whole blocks: ") + kSizeHelp)
       ->capture_default_str();
+  create->add_option("--max-size", a->max_size,
+                     std::string("Largest size the pool may grow to, whole blocks, not below "
+                                 "--size (default 64G, or --size if larger): ") + kSizeHelp);
   create->add_option("--block-size", a->block_size,
                      "Physical block size, 4K..1M power of two (default: see spec)");
   bind(create, [](PoolArgs& x, CommandContext& c) { return Create(x, c); });
@@ -167,7 +187,8 @@ void RegisterPoolCommands(CLI::App& app, CommandContext& ctx) {
       "grow", "Raise the size the pool may grow to\n"
               "  example: stack pool grow images.stk --max-size 500G");
   common(grow);
-  grow->add_option("--max-size", a->max_size, "New maximum size")->required();
+  grow->add_option("--max-size", a->max_size,
+                   std::string("New maximum size, whole blocks: ") + kSizeHelp)->required();
   bind(grow, [](PoolArgs& x, CommandContext& c) { return Grow(x, c); });
 }
 

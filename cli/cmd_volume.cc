@@ -10,6 +10,8 @@
 #include "pool_format.h"
 #include "stack/address.h"
 #include "stack/publish.h"
+#include "stack/resize.h"
+#include "stack/sizes.h"
 #include "stack/secrets.h"
 #include "units.h"
 
@@ -23,7 +25,7 @@ struct VolArgs {
   std::string note;
   std::vector<std::string> tags;
   bool set_note = false;
-  bool read_only = false, writable = false, all = false;
+  bool read_only = false, writable = false, all = false, force = false;
   std::string grep, tag_filter;
   // clone overrides
   std::string key_file, new_key_file;
@@ -67,10 +69,9 @@ Status VolCreate(VolArgs& a, const CommandContext& ctx) {
   RETURN_IF_ERROR(Need(a, 1, 1, "NAME"));
   RETURN_IF_ERROR(compose::ValidateName(a.pos[0], "volume"));
   if (a.size.empty()) return Status::InvalidArgument("--size is required");
-  ASSIGN_OR_RETURN(uint64_t size, ParseSize(a.size));
+  ASSIGN_OR_RETURN(uint64_t size, ParseSize(a.size, "--size"));
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
-  uint64_t bs = p->block_size();
-  size = (size + bs - 1) / bs * bs;
+  RETURN_IF_ERROR(compose::RequireWholeBlocks(size, p->block_size(), "--size"));
   RETURN_IF_ERROR(p->CreateVolume(a.pos[0], size, Meta(a)));
   return Show(*p, a.pos[0], ctx, "created volume").status();
 }
@@ -100,11 +101,20 @@ Status VolList(VolArgs& a, const CommandContext& ctx, bool snapshots_only) {
 Status VolResize(VolArgs& a, const CommandContext& ctx) {
   RETURN_IF_ERROR(Need(a, 1, 1, "NAME"));
   if (a.size.empty()) return Status::InvalidArgument("--size is required");
-  ASSIGN_OR_RETURN(uint64_t size, ParseSize(a.size));
+  ASSIGN_OR_RETURN(uint64_t size, ParseSize(a.size, "--size"));
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
-  uint64_t bs = p->block_size();
-  size = (size + bs - 1) / bs * bs;
-  RETURN_IF_ERROR(p->Resize(a.pos[0], size));
+  RETURN_IF_ERROR(compose::RequireWholeBlocks(size, p->block_size(), "--size"));
+  // Only with --key-file is an encrypted volume opened (never a prompt).
+  compose::SecretGetter pass;
+  if (!a.key_file.empty()) {
+    pass = [&a]() {
+      compose::SecretSource s;
+      s.key_file = a.key_file;
+      return compose::ObtainSecret(s);
+    };
+  }
+  RETURN_IF_ERROR(
+      compose::ResizeVolume(*p, a.pos[0], size, a.force, a.key_file.empty() ? nullptr : &pass));
   return Show(*p, a.pos[0], ctx, "resized").status();
 }
 
@@ -206,11 +216,19 @@ Status Clone(VolArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto kdf, a.kdf.Params());
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
   ASSIGN_OR_RETURN(auto src_info, p->Stat(src.name()));
+  if (new_pass) {
+    // Refuse a source that is not encrypted, or a wrong passphrase, before
+    // the clone exists: a refused clone changes nothing.
+    ASSIGN_OR_RETURN(auto dev, p->OpenVolume(src.name(), true));
+    ASSIGN_OR_RETURN(auto kind, fde::Probe(*dev));
+    if (kind == fde::ContainerKind::kNone)
+      return Status::InvalidArgument(src.name() + " is not encrypted: --new-key-file needs LUKS");
+    RETURN_IF_ERROR(fde::TestPassphrase(*dev, *old_pass).status());
+  }
   uint64_t size = 0;
   if (!a.size.empty()) {
-    ASSIGN_OR_RETURN(size, ParseSize(a.size));
-    uint64_t bs = p->block_size();
-    size = (size + bs - 1) / bs * bs;
+    ASSIGN_OR_RETURN(size, ParseSize(a.size, "--size"));
+    RETURN_IF_ERROR(compose::RequireWholeBlocks(size, p->block_size(), "--size"));
     if (size < src_info.size_bytes)
       return Status::InvalidArgument("a clone can grow, not shrink (source is " +
                                      std::to_string(src_info.size_bytes) + " bytes)");
@@ -275,7 +293,8 @@ void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx) {
                                                "  example: stack volume create -p p.stk vm1 "
                                                "--size 20G");
   common(create, "NAME");
-  create->add_option("--size", a->size, "Size (e.g. 20G)");
+  create->add_option("--size", a->size,
+                     std::string("Size, whole pool blocks: ") + kSizeHelp);
   meta(create);
   bind(create, [](VolArgs& x, CommandContext& c) { return VolCreate(x, c); });
   auto* list = vol->add_subcommand("list", "List volumes (--all: and snapshots) with space use\n"
@@ -285,11 +304,20 @@ void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx) {
   list->add_option("--tag", a->tag_filter, "Only entries with this tag");
   list->add_option("--grep", a->grep, "Only entries whose name or note contains TEXT");
   bind(list, [](VolArgs& x, CommandContext& c) { return VolList(x, c, false); });
-  auto* resize = vol->add_subcommand("resize", "Grow or shrink a volume (shrink frees the tail)\n"
+  auto* resize = vol->add_subcommand("resize", "Grow or shrink a volume (shrink frees the tail; it refuses\n"
+                                               "to cut mapped data, a LUKS container or ext4 without --force)\n"
                                                "  example: stack volume resize -p p.stk vm1 "
                                                "--size 40G");
   common(resize, "NAME");
-  resize->add_option("--size", a->size, "New size");
+  resize->add_option("--size", a->size,
+                     std::string("New size, whole pool blocks: ") + kSizeHelp);
+  resize->add_flag("--force", a->force,
+                   "Shrink even below the data, LUKS container or ext4 file system it holds "
+                   "(destroys them); without it such a shrink exits 11 naming the size held");
+  resize->add_option("--key-file,-k", a->key_file,
+                     "Passphrase file of an encrypted volume: measure the ext4 inside the LUKS "
+                     "container, so it may shrink down to it (without: any shrink cuts the "
+                     "container)");
   bind(resize, [](VolArgs& x, CommandContext& c) { return VolResize(x, c); });
   auto* rename = vol->add_subcommand("rename", "Rename a volume (its snapshots follow)\n"
                                                "  example: stack volume rename -p p.stk vm1 vm2");
@@ -342,7 +370,8 @@ void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx) {
                "--new-key-file task.txt");
   common(clone, "SOURCE NEW_NAME");
   meta(clone);
-  clone->add_option("--size", a->size, "Grow the clone to this size");
+  clone->add_option("--size", a->size,
+                    std::string("Grow the clone to this size, whole pool blocks: ") + kSizeHelp);
   clone->add_flag("--read-only", a->read_only, "Make the clone read-only");
   clone->add_option("--key-file,-k", a->key_file, "Source passphrase file ('-' = stdin)");
   clone->add_option("--new-key-file", a->new_key_file,

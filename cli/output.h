@@ -1,23 +1,34 @@
 // Output helpers shared by the commands: JSON documents on stdout, aligned
 // human tables, and the one-line error format on stderr.
+//
+// Names come from users and from file systems: any bytes. Text output shows
+// them through EscapeText (errors stay one line, a terminal gets no control
+// sequences); JSON output stays valid JSON (control bytes are JSON escapes,
+// bytes that are not UTF-8 become U+FFFD).
 #pragma once
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "block/status.h"
 
 namespace stack::cli {
 
+// `text` with every control byte (< 0x20, 0x7f), backslash and byte that is
+// not part of valid UTF-8 written as \xNN (backslash as \\); valid UTF-8
+// (accents, CJK) is kept.
+std::string EscapeText(std::string_view text);
+
 // Prints a JSON document (pretty, one trailing newline) on stdout.
 void PrintJson(const nlohmann::json& doc);
 
-// Prints rows as a left-aligned table with a header line.
+// Prints rows as a left-aligned table with a header line (cells escaped).
 void PrintTable(const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows);
 
-// "stack: <Code>: <message>" on stderr.
+// "stack: <Code>: <message>" on stderr, the message escaped: one line.
 void PrintError(const Status& st);
 
 }  // namespace stack::cli

@@ -1,5 +1,7 @@
 #include "target_args.h"
 
+#include <cstdlib>
+
 namespace stack::cli {
 
 void TargetArgs::AddTo(CLI::App* cmd, const std::string& usage) {
@@ -23,6 +25,11 @@ Result<compose::TargetSpec> TargetArgs::Spec(bool writable) {
   compose::TargetSpec s;
   s.writable = writable;
   if (!image.empty()) {
+    // STACK_POOL from the environment gives way to --image; an explicit
+    // --pool FILE with --image names two targets.
+    const char* env = std::getenv("STACK_POOL");
+    if (!pool.empty() && (env == nullptr || pool != env))
+      return Status::InvalidArgument("--pool and --image name two targets: give one");
     s.image_path = image;
     return s;
   }

@@ -1,46 +1,71 @@
 #include "units.h"
 
-#include <cctype>
-#include <cmath>
 #include <cstdio>
+#include <limits>
 
 namespace stack::cli {
+namespace {
 
-Result<uint64_t> ParseSize(const std::string& text) {
-  size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
-    ++i;
-  if (i == 0) return Status::InvalidArgument("size \"" + text + "\" does not start with a number");
-  double value = 0;
-  try {
-    value = std::stod(text.substr(0, i));
-  } catch (...) {
-    return Status::InvalidArgument("size \"" + text + "\" is not a number");
+constexpr uint64_t kMaxSize = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+
+Status Bad(const std::string& option, const std::string& text, const std::string& why) {
+  return Status::InvalidArgument(option + " \"" + text + "\": " + why +
+                                 " (a size is a whole number of bytes, optionally with a binary "
+                                 "suffix K, M, G, T or P, e.g. 4096, 64M, 20G)");
+}
+
+// The shift of a suffix, or -1.
+int SuffixShift(const std::string& unit) {
+  static const struct {
+    const char* name;
+    int shift;
+  } kUnits[] = {{"", 0},    {"B", 0},    {"K", 10},   {"KiB", 10}, {"M", 20},
+                {"MiB", 20}, {"G", 30},  {"GiB", 30}, {"T", 40},   {"TiB", 40},
+                {"P", 50},  {"PiB", 50}};
+  for (const auto& u : kUnits)
+    if (unit == u.name) return u.shift;
+  // Lower case k/m/g/t/p: accepted, the same binary units.
+  if (unit.size() == 1) {
+    const std::string up(1, static_cast<char>(unit[0] - 'a' + 'A'));
+    if (unit[0] >= 'a' && unit[0] <= 'z' && up != "B") return SuffixShift(up);
   }
-  std::string unit = text.substr(i);
-  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (unit.size() == 3 && unit.substr(1) == "IB") unit = unit.substr(0, 1);
-  if (unit.size() == 2 && unit[1] == 'B') unit = unit.substr(0, 1);
-  int shift = 0;
-  if (unit.empty() || unit == "B") shift = 0;
-  else if (unit == "K") shift = 10;
-  else if (unit == "M") shift = 20;
-  else if (unit == "G") shift = 30;
-  else if (unit == "T") shift = 40;
-  else if (unit == "P") shift = 50;
-  else return Status::InvalidArgument("size \"" + text + "\" has unknown unit \"" + unit + "\"");
-  double bytes = std::ldexp(value, shift);
-  if (bytes >= 18446744073709551615.0) return Status::OutOfRange("size \"" + text + "\" too large");
-  if (bytes != std::floor(bytes))
-    return Status::InvalidArgument("size \"" + text + "\" is not a whole number of bytes");
-  return static_cast<uint64_t>(bytes);
+  return -1;
+}
+
+}  // namespace
+
+Result<uint64_t> ParseSize(const std::string& text, const std::string& option, bool allow_zero) {
+  if (text.empty()) return Bad(option, text, "empty");
+  if (text[0] == '-') return Bad(option, text, "negative");
+  size_t i = 0;
+  uint64_t value = 0;
+  bool overflow = false;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    const uint64_t d = static_cast<uint64_t>(text[i] - '0');
+    if (value > (kMaxSize - d) / 10) overflow = true;
+    else value = value * 10 + d;
+    ++i;
+  }
+  if (i == 0) return Bad(option, text, "not a number");
+  const std::string unit = text.substr(i);
+  const int shift = SuffixShift(unit);
+  if (shift < 0) {
+    if (!unit.empty() && (unit[0] == '.' || unit[0] == ','))
+      return Bad(option, text, "not a whole number");
+    return Bad(option, text, "unknown unit \"" + unit + "\"");
+  }
+  if (overflow || (shift > 0 && value > (kMaxSize >> shift)))
+    return Bad(option, text, "larger than the largest size, 8 EiB - 1 (9223372036854775807)");
+  value <<= shift;
+  if (value == 0 && !allow_zero) return Bad(option, text, "must be positive");
+  return value;
 }
 
 std::string FormatSize(uint64_t bytes) {
-  static const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  static const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
   double v = static_cast<double>(bytes);
   int u = 0;
-  while (v >= 1024 && u < 5) {
+  while (v >= 1024 && u < 6) {
     v /= 1024;
     ++u;
   }

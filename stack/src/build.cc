@@ -9,6 +9,7 @@
 #include "stack/populate.h"
 #include "block/write_behind_device.h"
 #include "stack/publish.h"
+#include "stack/sizes.h"
 
 namespace stack::compose {
 namespace {
@@ -27,6 +28,9 @@ Result<std::unique_ptr<pool::Pool>> OpenOrCreatePool(const BuildOptions& o, bool
   if (o.pool_block_size) c.block_size = o.pool_block_size;
   if (o.pool_size_bytes) c.size_bytes = o.pool_size_bytes;
   if (o.pool_max_bytes) c.max_bytes = std::max(o.pool_max_bytes, c.size_bytes);
+  // Sizes are checked before the pool file exists: a refused build leaves nothing.
+  RETURN_IF_ERROR(RequireWholeBlocks(o.size_bytes, c.block_size, "--size"));
+  if (c.max_bytes) RETURN_IF_ERROR(RequireWholeBlocks(c.max_bytes, c.block_size, "--pool-max-size"));
   *created = true;
   return pool::Pool::Create(o.pool_path, c);
 }
@@ -66,6 +70,7 @@ Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphr
   rep.volume = o.volume;
   rep.encrypted = o.encrypt;
   ASSIGN_OR_RETURN(auto pool, OpenOrCreatePool(o, &rep.created_pool));
+  RETURN_IF_ERROR(RequireWholeBlocks(o.size_bytes, pool->block_size(), "--size"));
   ASSIGN_OR_RETURN(int stale, CleanupStaleBuilds(*pool));
   (void)stale;
   const pool::EntryMeta meta{o.note, o.tags};

@@ -1,12 +1,14 @@
 #include "stack/transfer.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
-#include <filesystem>
+#include <cerrno>
 
 #include "block/file_device.h"
 #include "block/write_behind_device.h"
 #include "pool/pool.h"
+#include "stack/output_file.h"
 #include "stack/publish.h"
 #include "stack/stored_copy.h"
 
@@ -21,14 +23,16 @@ std::string KindText(fde::ContainerKind k) {
   }
 }
 
-Result<std::unique_ptr<FileDevice>> NewOutput(const std::string& path, uint64_t size,
-                                              bool overwrite, bool sync) {
+// The export's bytes go into out's temporary file, sized (sparse) first.
+Result<std::unique_ptr<FileDevice>> NewOutput(OutputFile& out, uint64_t size, bool sync) {
+  if (::ftruncate(out.fd(), static_cast<off_t>(size)) != 0)
+    return Status::FromErrno("size " + out.temp_path(), errno);
   FileDeviceOptions o;
   o.block_size = 512;
   // An export streams out: when it must be durable, overlap the writeback
   // with the copy so the final fdatasync has little left to wait for.
   o.write_behind_bytes = sync ? 1 : 0;
-  return FileDevice::Create(path, size, o, overwrite);
+  return FileDevice::Open(out.temp_path(), o);
 }
 
 uint64_t AllocatedOnDisk(const std::string& path) {
@@ -51,7 +55,7 @@ Status CopyToOutput(BlockDevice& src, std::unique_ptr<BlockDevice> out, const Co
   return Status::Ok();
 }
 
-Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
+Status ExportInto(const ExportOptions& o, Target& target, OutputFile& out_file, ExportReport* rep) {
   std::unique_ptr<BlockDevice> raw = target.TakeDevice();
   const bool offload = o.method != CopyMethod::kReadWrite;
   if (offload && o.method != CopyMethod::kAuto && o.format != ExportFormat::kStored) {
@@ -62,7 +66,7 @@ Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
   if (o.format == ExportFormat::kStored) {
     ASSIGN_OR_RETURN(fde::ContainerKind kind, fde::Probe(*raw));
     rep->source_encryption = KindText(kind);
-    ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, raw->size_bytes(), o.overwrite, o.sync));
+    ASSIGN_OR_RETURN(auto out, NewOutput(out_file, raw->size_bytes(), o.sync));
     std::string why_not;
     if (offload && target.pool() == nullptr) {
       if (o.method != CopyMethod::kAuto)
@@ -95,7 +99,7 @@ Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
   co.progress = o.progress;
   co.flush = o.sync;
   if (o.format == ExportFormat::kPlain) {
-    ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, plain.size_bytes(), o.overwrite, o.sync));
+    ASSIGN_OR_RETURN(auto out, NewOutput(out_file, plain.size_bytes(), o.sync));
     return CopyToOutput(plain, std::move(out), co, rep);
   }
   // LUKS1: a header area in front (at most 4 MiB for a 512-bit key), then
@@ -107,7 +111,7 @@ Status ExportInto(const ExportOptions& o, Target& target, ExportReport* rep) {
     ASSIGN_OR_RETURN(newpass, o.passphrase());
   }
   const uint64_t slack = 4u << 20;
-  ASSIGN_OR_RETURN(auto out, NewOutput(o.out_path, plain.size_bytes() + slack, o.overwrite, o.sync));
+  ASSIGN_OR_RETURN(auto out, NewOutput(out_file, plain.size_bytes() + slack, o.sync));
   fde::FormatOptions fo;
   fo.version = 1;
   fo.sector_size = 512;
@@ -137,21 +141,22 @@ Result<ExportFormat> ParseExportFormat(const std::string& text) {
 }
 
 Result<ExportReport> ExportImage(const ExportOptions& o) {
-  if (!o.overwrite && std::filesystem::exists(o.out_path))
-    return Status::AlreadyExists(o.out_path + " exists (use --force to overwrite)");
   TargetSpec spec = o.source;
   spec.writable = false;
+  OutputFileOptions fo;
+  fo.overwrite = o.overwrite;
+  fo.sync = o.sync;
+  fo.mode = 0644;
+  // Before the source opens: an existing OUT without --force changes nothing.
+  ASSIGN_OR_RETURN(auto file, OutputFile::Create(o.out_path, fo));
   ASSIGN_OR_RETURN(auto target, Target::Open(spec));
   ExportReport rep;
   rep.format = o.format == ExportFormat::kStored  ? "stored"
                : o.format == ExportFormat::kLuks1 ? "luks1"
                                                    : "plain";
-  Status st = ExportInto(o, *target, &rep);
-  if (!st.ok()) {
-    std::error_code ec;
-    std::filesystem::remove(o.out_path, ec);  // no half-written image left behind
-    return st;
-  }
+  // On failure `file` unlinks its temporary file: OUT keeps its old bytes.
+  RETURN_IF_ERROR(ExportInto(o, *target, *file, &rep));
+  RETURN_IF_ERROR(file->Commit());
   rep.file_allocated = AllocatedOnDisk(o.out_path);
   return rep;
 }

@@ -16,6 +16,10 @@
 // export then costs a checksum read and no space), or copy_file_range.
 // kAuto picks the best offered and reports what it skipped and why;
 // an explicit method that is not offered fails with Unsupported.
+// The output is written through an OutputFile (stack/output_file.h): into a
+// temporary file renamed over out_path only when the export succeeded, so a
+// failure or a kill never leaves a partial image under its final name and
+// never loses an existing file replaced with overwrite.
 //
 // Import (a raw image file -> a new volume): the file's kind is detected
 // (plain, LUKS1, LUKS2) and its bytes are copied as they are; holes and
@@ -43,7 +47,7 @@ struct ExportOptions {
   TargetSpec source;  // writable ignored (opened read-only)
   std::string out_path;
   ExportFormat format = ExportFormat::kStored;
-  bool overwrite = false;
+  bool overwrite = false;  // replace an existing out_path (only on success)
   // Durable on return (write-behind + fdatasync). Off by default, like cp
   // and qemu-img convert: the output is a new artifact (the pool is never at
   // risk), and after a power loss it may be incomplete.

@@ -1,0 +1,73 @@
+#include "stack/resize.h"
+
+#include "fde/luks.h"
+#include "fsbridge/filesystem.h"
+#include "pool/pool.h"
+
+namespace stack::compose {
+namespace {
+
+void Raise(HeldSize* h, uint64_t bytes, std::string what) {
+  if (bytes > h->bytes) *h = HeldSize{bytes, std::move(what)};
+}
+
+// The size of the ext4 on dev (offset bytes into the volume), if it is one.
+Status RaiseForExt4(HeldSize* h, std::unique_ptr<BlockDevice> dev, uint64_t offset,
+                    const std::string& what) {
+  auto fs = fsbridge::Filesystem::Open(std::move(dev), false);
+  if (fs.ok()) {
+    ASSIGN_OR_RETURN(auto df, (*fs)->Df());
+    Raise(h, offset + df.blocks_total * df.block_size, what);
+    return Status::Ok();
+  }
+  // Not a file system we know: the mapped data still bounds it.
+  if (fs.status().Is(Code::kCorruption) || fs.status().Is(Code::kUnsupported))
+    return Status::Ok();
+  return fs.status();
+}
+
+}  // namespace
+
+Result<HeldSize> MeasureHeld(pool::Pool& pool, const std::string& name,
+                             const SecretGetter* passphrase) {
+  HeldSize held;
+  ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> dev, pool.OpenVolume(name, true));
+  const uint64_t size = dev->size_bytes();
+  ASSIGN_OR_RETURN(auto extents, dev->AllocatedExtents(0, size));
+  if (!extents.empty())
+    Raise(&held, extents.back().offset + extents.back().length, "mapped data");
+  if (extents.empty()) return held;  // nothing written: no header either
+  ASSIGN_OR_RETURN(fde::ContainerKind kind, fde::Probe(*dev));
+  const std::string luks = kind == fde::ContainerKind::kLuks1 ? "LUKS1" : "LUKS2";
+  if (kind != fde::ContainerKind::kNone && passphrase == nullptr) {
+    Raise(&held, size,
+          "a " + luks + " container, whose data runs to the end of the volume; "
+          "--key-file measures the file system inside");
+    return held;
+  }
+  if (kind != fde::ContainerKind::kNone) {
+    ASSIGN_OR_RETURN(Unlocked u, Unlock(std::move(dev), *passphrase, false));
+    const uint64_t data_offset = size - u.device->size_bytes();
+    Raise(&held, data_offset, "the " + luks + " header");
+    RETURN_IF_ERROR(RaiseForExt4(&held, std::move(u.device), data_offset,
+                                 "the ext4 file system in the " + luks + " container"));
+    return held;
+  }
+  RETURN_IF_ERROR(RaiseForExt4(&held, std::move(dev), 0, "an ext4 file system"));
+  return held;
+}
+
+Status ResizeVolume(pool::Pool& pool, const std::string& name, uint64_t new_size, bool force,
+                    const SecretGetter* passphrase) {
+  ASSIGN_OR_RETURN(auto info, pool.Stat(name));
+  if (new_size < info.size_bytes && !force) {
+    ASSIGN_OR_RETURN(HeldSize held, MeasureHeld(pool, name, passphrase));
+    if (new_size < held.bytes)
+      return Status::OutOfRange(name + " holds " + std::to_string(held.bytes) + " bytes (" +
+                                held.what + "): shrinking to " + std::to_string(new_size) +
+                                " would destroy it (use --force to cut it anyway)");
+  }
+  return pool.Resize(name, new_size);
+}
+
+}  // namespace stack::compose
