@@ -108,7 +108,7 @@ Status Ls(FsArgs& a, const CommandContext& ctx) {
   } else {
     // One line per entry, whatever bytes the image holds (fsbridge/names.h).
     for (auto& e : entries) {
-      const std::string name = fsbridge::EscapeName(e.name);
+      const std::string name = EscapeText(e.name);
       std::cout << (a.long_format ? LongLine(name, e.info) : name) << "\n";
     }
   }

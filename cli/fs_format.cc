@@ -200,7 +200,7 @@ std::string StatText(const std::string& path, const fsbridge::InodeInfo& st) {
                 "  path: %s%s%s\n  type: %s  inode: %u  links: %u\n  mode: %04o (%s)  "
                 "uid: %u  gid: %u\n  size: %llu  allocated: %llu\n",
                 path.c_str(), st.symlink_target.empty() ? "" : " -> ",
-                fsbridge::EscapeName(st.symlink_target).c_str(), TypeName(st.type), st.ino, st.nlink,
+                EscapeText(st.symlink_target).c_str(), TypeName(st.type), st.ino, st.nlink,
                 st.mode & 07777, ModeString(st).c_str(), st.uid, st.gid,
                 (unsigned long long)st.size, (unsigned long long)st.allocated_bytes);
   std::string s = buf;
@@ -222,7 +222,7 @@ std::string LongLine(const std::string& name, const fsbridge::InodeInfo& st) {
   std::snprintf(buf, sizeof buf, "%s %3u %5u %5u %10s %s %s", ModeString(st).c_str(), st.nlink,
                 st.uid, st.gid, size.c_str(), t.substr(0, 16).c_str(), name.c_str());
   std::string s = buf;
-  if (st.type == fsbridge::FileType::kSymlink) s += " -> " + fsbridge::EscapeName(st.symlink_target);
+  if (st.type == fsbridge::FileType::kSymlink) s += " -> " + EscapeText(st.symlink_target);
   return s;
 }
 

@@ -13,13 +13,11 @@
 #include <vector>
 
 #include "block/status.h"
+#include "block/text.h"
 
 namespace stack::cli {
 
-// `text` with every control byte (< 0x20, 0x7f), backslash and byte that is
-// not part of valid UTF-8 written as \xNN (backslash as \\); valid UTF-8
-// (accents, CJK) is kept.
-std::string EscapeText(std::string_view text);
+using stack::EscapeText;  // the one escaping rule (block/text.h)
 
 // Prints a JSON document (pretty, one trailing newline) on stdout.
 void PrintJson(const nlohmann::json& doc);

@@ -146,7 +146,7 @@ class HostileImages(StackTestCase):
                 stack("fs", "extract", "--image", img, "--to", self.dest, check=0)
                 self.assertIn(name.decode(), os.listdir(self.dest))
                 r = stack("fs", "ls", "--image", img, "/", check=0)
-                esc = name.decode().replace("\n", "\\n").replace("\x1b", "\\x1b")
+                esc = name.decode().replace("\n", "\\x0a").replace("\x1b", "\\x1b")
                 self.assertEqual(r.out.splitlines(), sorted(["lost+found", "ok", esc]))
                 r = stack("fs", "ls", "-l", "--image", img, "/", check=0)
                 self.assertEqual(len(r.out.splitlines()), 3)

@@ -67,7 +67,7 @@ std::string Slurp(const std::string& p) {
 }  // namespace
 
 TEST_CASE("entry names: what is safe, and how any name is printed", "[fsbridge][hostile]") {
-  using fsbridge::EscapeName;
+  using stack::EscapeText;
   using fsbridge::IsSafeEntryName;
   for (const char* ok : {"a", "...", ".a", "a.", "a b", "\xc3\xa9t\xc3\xa9", "a\nb", "-rf"})
     CHECK(IsSafeEntryName(ok));
@@ -75,10 +75,13 @@ TEST_CASE("entry names: what is safe, and how any name is printed", "[fsbridge][
   CHECK_FALSE(IsSafeEntryName(std::string("a\0b", 3)));
   CHECK(IsSafeEntryName(std::string(255, 'n')));
   CHECK_FALSE(IsSafeEntryName(std::string(256, 'n')));
-  CHECK(EscapeName("plain") == "plain");
-  CHECK(EscapeName("a\nb\tc\\d") == "a\\nb\\tc\\\\d");
-  CHECK(EscapeName(std::string("\x1b[0m\x7f\0", 6)) == "\\x1b[0m\\x7f\\x00");
-  CHECK(EscapeName("\xc3\xa9") == "\xc3\xa9");  // UTF-8 kept
+  CHECK(EscapeText("plain") == "plain");
+  CHECK(EscapeText("a\nb\tc\\d") == "a\\x0ab\\x09c\\d");  // backslash kept
+  CHECK(EscapeText("caf\xe9") == "caf\\xe9");                      // not UTF-8
+  for (std::string once : {std::string("a\nb"), std::string("\x1b\0\xff\\", 4)})
+    CHECK(EscapeText(EscapeText(once)) == EscapeText(once));        // idempotent
+  CHECK(EscapeText(std::string("\x1b[0m\x7f\0", 6)) == "\\x1b[0m\\x7f\\x00");
+  CHECK(EscapeText("\xc3\xa9") == "\xc3\xa9");  // UTF-8 kept
 }
 
 TEST_CASE("crafted images: unsafe and duplicate names, loops; every reader skips them",

@@ -10,7 +10,7 @@ namespace stack::fsbridge {
 
 std::string ChildShown(const std::string& dir_shown, const std::string& name) {
   const bool slash = !dir_shown.empty() && dir_shown.back() == '/';
-  return dir_shown + (slash ? "" : "/") + EscapeName(name);
+  return dir_shown + (slash ? "" : "/") + EscapeText(name);
 }
 
 Result<std::vector<DirEntry>> ReadableEntries(const FsContext& c, uint32_t ino,
@@ -19,7 +19,7 @@ Result<std::vector<DirEntry>> ReadableEntries(const FsContext& c, uint32_t ino,
   ASSIGN_OR_RETURN(auto entries, ListDirEntries(c, ino, shown, nullptr, true));
   auto drop = [&](const DirEntry& e, const char* why) {
     if (skipped) ++*skipped;
-    if (warn) warn(shown + ": skipping entry '" + EscapeName(e.name) + "' (" + why + ")");
+    if (warn) warn(shown + ": skipping entry '" + EscapeText(e.name) + "' (" + why + ")");
   };
   std::vector<DirEntry> out;
   out.reserve(entries.size());

@@ -207,7 +207,7 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> DataRanges(const FsContext& c
 Status Filesystem::ExtractToDirectory(const std::string& fs_path, const std::string& host_dir) {
   ASSIGN_OR_RETURN(uint32_t top_ino, impl_->Lookup(fs_path));
   const FsContext c = impl_->ctx();
-  const std::string shown = EscapeName(fs_path);
+  const std::string shown = EscapeText(fs_path);
   ASSIGN_OR_RETURN(InodeInfo top, LoadInfo(c, top_ino, shown));
   ASSIGN_OR_RETURN(HostDir dest, HostDir::OpenRoot(host_dir));
   DirExtractor x(c, impl_->warn, &dest);
@@ -299,7 +299,7 @@ Status Filesystem::ExtractToTar(const std::string& fs_path, const std::string& o
     }
     return Status::Ok();
   };
-  RETURN_IF_ERROR(walk.Walk(EscapeName(fs_path), "", top));
+  RETURN_IF_ERROR(walk.Walk(EscapeText(fs_path), "", top));
   if (archive_write_close(w.a) != ARCHIVE_OK) return werr("closing");
   if (walk.skipped) return SkippedHostile("tar export", walk.skipped);
   return Status::Ok();

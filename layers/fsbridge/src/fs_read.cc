@@ -41,11 +41,11 @@ Result<std::vector<DirEntryInfo>> Filesystem::List(const std::string& path) {
   const FsContext c = impl_->ctx();
   ASSIGN_OR_RETURN(InodeInfo self, LoadInfo(c, ino, path));
   if (self.type != FileType::kDirectory) return Status::InvalidArgument(path + ": not a directory");
-  ASSIGN_OR_RETURN(auto entries, ReadableEntries(c, ino, EscapeName(path), impl_->warn, nullptr));
+  ASSIGN_OR_RETURN(auto entries, ReadableEntries(c, ino, EscapeText(path), impl_->warn, nullptr));
   std::vector<DirEntryInfo> out;
   out.reserve(entries.size());
   for (const DirEntry& e : entries) {
-    ASSIGN_OR_RETURN(InodeInfo info, LoadInfo(c, e.ino, ChildShown(EscapeName(path), e.name)));
+    ASSIGN_OR_RETURN(InodeInfo info, LoadInfo(c, e.ino, ChildShown(EscapeText(path), e.name)));
     out.push_back(DirEntryInfo{e.name, std::move(info)});
   }
   return out;

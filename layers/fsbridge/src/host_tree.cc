@@ -36,10 +36,10 @@ Result<HostDir> HostDir::OpenRoot(const std::string& path) {
   if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return Sys("creating", path, errno);
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Sys("opening", path, errno);
-  return HostDir(UniqueFd(fd), EscapeName(path));
+  return HostDir(UniqueFd(fd), EscapeText(path));
 }
 
-std::string HostDir::Shown(const std::string& name) const { return shown_ + "/" + EscapeName(name); }
+std::string HostDir::Shown(const std::string& name) const { return shown_ + "/" + EscapeText(name); }
 
 Status HostDir::Clear(const std::string& name) const {
   if (::unlinkat(fd(), name.c_str(), 0) == 0 || errno == ENOENT) return Status::Ok();
@@ -116,7 +116,7 @@ Status HostDir::SetAttrs(const std::string& name, const Attrs& a) const {
     for (const auto& [n, v] : *a.xattrs) {
       if (::lsetxattr(p.c_str(), n.c_str(), v.data(), v.size(), 0) != 0 && errno != ENOTSUP &&
           errno != EPERM && errno != ENOENT)
-        return Sys("setting xattr " + EscapeName(n) + " on", shown, errno);
+        return Sys("setting xattr " + EscapeText(n) + " on", shown, errno);
     }
   }
   if (!a.is_symlink && ::fchmodat(fd(), name.c_str(), a.mode & 07777, AT_SYMLINK_NOFOLLOW) != 0)
@@ -132,7 +132,7 @@ Status HostDir::SetAttrsFd(int f, const std::string& shown, const Attrs& a) {
   if (a.xattrs) {
     for (const auto& [n, v] : *a.xattrs) {
       if (::fsetxattr(f, n.c_str(), v.data(), v.size(), 0) != 0 && errno != ENOTSUP && errno != EPERM)
-        return Sys("setting xattr " + EscapeName(n) + " on", shown, errno);
+        return Sys("setting xattr " + EscapeText(n) + " on", shown, errno);
     }
   }
   if (::fchmod(f, a.mode & 07777) != 0) return Sys("chmod", shown, errno);

@@ -21,9 +21,9 @@ Result<std::vector<std::string>> TarPathComponents(const std::string& name) {
     if (j == std::string::npos) j = name.size();
     std::string comp = name.substr(i, j - i);
     if (comp == "..")
-      return Status::InvalidArgument("tar entry '" + EscapeName(name) + "': '..' is not allowed");
+      return Status::InvalidArgument("tar entry '" + EscapeText(name) + "': '..' is not allowed");
     if (comp.size() > EXT2_NAME_LEN)
-      return Status::InvalidArgument("tar entry '" + EscapeName(name) +
+      return Status::InvalidArgument("tar entry '" + EscapeText(name) +
                                      "': name longer than 255 bytes");
     if (!comp.empty() && comp != ".") out.push_back(std::move(comp));
     i = j + 1;
@@ -98,7 +98,7 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
       if (rc == ARCHIVE_WARN) {  // e.g. a name not convertible to the locale: said, not fatal
         if (!input_error.ok()) return input_error;
         const char* m = archive_error_string(r.a);
-        impl_->warn("tar " + src + ": " + EscapeName(m ? m : "warning"));
+        impl_->warn("tar " + src + ": " + EscapeText(m ? m : "warning"));
       }
       const char* pn = archive_entry_pathname(e);
       if (!pn) return tar_error("entry without a name");
@@ -146,14 +146,14 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
       if (const char* hl = archive_entry_hardlink(e)) {
         ASSIGN_OR_RETURN(auto tcomps, TarPathComponents(hl));
         if (tcomps.empty())
-          return Status::InvalidArgument("tar entry '" + EscapeName(name) + "': bad link target");
+          return Status::InvalidArgument("tar entry '" + EscapeText(name) + "': bad link target");
         std::vector<std::string> tparent = dest;
         tparent.insert(tparent.end(), tcomps.begin(), tcomps.end() - 1);
         ASSIGN_OR_RETURN(TreeBuilder::Dir * td, tb.OpenDir(tparent, false, DefaultDirAttrs(now)));
         const DirEntry* target = tb.Find(td, tcomps.back());
         if (!target)
-          return Status::NotFound("tar entry '" + EscapeName(name) + "': link target '" +
-                                  EscapeName(hl) + "' not found");
+          return Status::NotFound("tar entry '" + EscapeText(name) + "': link target '" +
+                                  EscapeText(hl) + "' not found");
         RETURN_IF_ERROR(tb.AddHardLink(parent, leaf, target->ino, manifest.Find(rel)));
         stats.hardlinks++;
         continue;
@@ -173,9 +173,9 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
             while (true) {
               int dr = archive_read_data_block(r.a, &buf, &len, &off);
               if (dr == ARCHIVE_EOF) return Status::Ok();
-              if (dr != ARCHIVE_OK) return tar_error("reading data of '" + EscapeName(name) + "'");
+              if (dr != ARCHIVE_OK) return tar_error("reading data of '" + EscapeText(name) + "'");
               if (uint64_t(off) + len > size)
-                return Status::Corruption("tar " + src + ": data of '" + EscapeName(name) +
+                return Status::Corruption("tar " + src + ": data of '" + EscapeText(name) +
                                           "' beyond its size");
               RETURN_IF_ERROR(dw.Write(uint64_t(off), std::span<const uint8_t>(
                                                           static_cast<const uint8_t*>(buf), len)));
@@ -203,7 +203,7 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
           break;
         }
         default:
-          return Status::Unsupported("tar entry '" + EscapeName(name) + "': unsupported file type");
+          return Status::Unsupported("tar entry '" + EscapeText(name) + "': unsupported file type");
       }
     }
     // The stream's end: trailers and final checksums are verified only

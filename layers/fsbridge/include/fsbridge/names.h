@@ -11,14 +11,14 @@
 #include <string>
 #include <string_view>
 
+#include "block/text.h"
+
 namespace stack::fsbridge {
 
 // True for a name that names exactly one entry beneath its directory on any
 // POSIX host: 1..255 bytes, not "." or "..", no '/' and no NUL byte.
 bool IsSafeEntryName(std::string_view name);
 
-// The name made printable on one line: bytes < 0x20, 0x7f and '\\' escaped
-// (\n, \t, \\, else \xHH); other bytes, UTF-8 included, are kept.
-std::string EscapeName(std::string_view name);
+// Printing a name: stack::EscapeText (block/text.h), the stack's one rule.
 
 }  // namespace stack::fsbridge
