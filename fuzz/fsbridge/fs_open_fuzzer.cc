@@ -35,7 +35,7 @@ void Walk(stack::fsbridge::Filesystem& f, const std::string& path, int depth, in
     if (--*budget <= 0) return;
     // Readers hand out only safe names.
     if (!stack::fsbridge::IsSafeEntryName(e.name)) std::abort();
-    const std::string shown = stack::fsbridge::EscapeName(e.name);
+    const std::string shown = stack::EscapeText(e.name);
     for (char ch : shown)
       if (ch == '\n' || ch == '\0') std::abort();
     const std::string child = (path == "/" ? "" : path) + "/" + e.name;
