@@ -1,0 +1,485 @@
+#include "stack_crash_harness.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include "block/passthrough_device.h"
+#include "fde/luks.h"
+#include "fs_test_util.h"
+#include "fsbridge/filesystem.h"
+#include "pool/pool.h"
+#include "pool/store.h"
+#include "stack/unlock.h"
+
+namespace stack::soak {
+namespace {
+
+constexpr uint64_t kPoolBytes = 64ull << 20;
+constexpr uint64_t kVolumeBytes = 32ull << 20;  // 16 MiB LUKS2 header + 16 MiB ext4
+constexpr size_t kPoolCache = 1 << 20;          // small: evictions and write-backs happen
+constexpr const char* kVolume = "img";
+constexpr const char* kPassphrase = "soak passphrase";
+constexpr int64_t kTimestamp = 1700000000;
+
+Result<fde::Secret> GetPassphrase() { return fde::Secret::FromString(kPassphrase); }
+
+void Must(const Status& st, const char* what) {
+  if (!st.ok()) throw std::runtime_error(std::string(what) + ": " + st.ToString());
+}
+
+fsbridge::PopulateOptions CopyOptions() {
+  fsbridge::PopulateOptions o;
+  o.keep_owners = false;
+  o.xattrs = false;
+  o.timestamp = kTimestamp;
+  return o;
+}
+
+// Drops every flush (so the pool below never commits on the filesystem's
+// behalf): a lost-durability defect for the harness to catch.
+class SwallowFlushDevice : public PassthroughDevice {
+ public:
+  using PassthroughDevice::PassthroughDevice;
+
+ protected:
+  Status DoFlush() override { return Status::Ok(); }
+};
+
+// Commits the pool after every write: the filesystem's half-written states
+// become durable, an atomicity defect for the harness to catch.
+class CommitEveryWriteDevice : public PassthroughDevice {
+ public:
+  CommitEveryWriteDevice(std::unique_ptr<BlockDevice> inner, pool::Pool* pool)
+      : PassthroughDevice(std::move(inner)), pool_(pool) {}
+
+ protected:
+  Status DoWrite(uint64_t offset, std::span<const uint8_t> data) override {
+    RETURN_IF_ERROR(PassthroughDevice::DoWrite(offset, data));
+    return pool_->Commit();
+  }
+
+ private:
+  pool::Pool* pool_;
+};
+
+// The device chain of one "boot": store (FaultDevice over the shared
+// memory) -> pool -> volume -> [sabotage] -> LUKS2 -> ext4. Destruction
+// order is the product's (FsSession): filesystem and devices, then pool.
+class Chain {
+ public:
+  Chain(std::shared_ptr<MemStorage> storage, std::shared_ptr<FaultController> ctl,
+        Sabotage sabotage = Sabotage::kNone)
+      : storage_(std::move(storage)), ctl_(std::move(ctl)), sabotage_(sabotage) {}
+  ~Chain() {
+    fs_.reset();
+    pool_.reset();
+  }
+
+  Status OpenPool(bool writable) {
+    std::unique_ptr<BlockDevice> d = std::make_unique<MemDevice>(storage_);
+    if (ctl_) d = std::make_unique<FaultDevice>(std::move(d), ctl_);
+    pool::PoolOpenOptions o;
+    o.read_only = !writable;
+    o.cache_bytes = kPoolCache;
+    ASSIGN_OR_RETURN(pool_, pool::Pool::Open(pool::MakeDeviceStore(std::move(d)), o));
+    return Status::Ok();
+  }
+
+  // Volume -> LUKS2 (must be one) -> ext4, on the open pool.
+  Status OpenFs(bool writable) {
+    ASSIGN_OR_RETURN(auto vol, pool_->OpenVolume(kVolume, !writable));
+    if (sabotage_ == Sabotage::kSwallowFlush) {
+      vol = std::make_unique<SwallowFlushDevice>(std::move(vol));
+    } else if (sabotage_ == Sabotage::kCommitEveryWrite) {
+      vol = std::make_unique<CommitEveryWriteDevice>(std::move(vol), pool_.get());
+    }
+    ASSIGN_OR_RETURN(compose::Unlocked u, compose::Unlock(std::move(vol), GetPassphrase, writable));
+    if (u.kind != fde::ContainerKind::kLuks2) {
+      return Status::Corruption("volume no longer holds a LUKS2 container");
+    }
+    ASSIGN_OR_RETURN(fs_, fsbridge::Filesystem::Open(std::move(u.device), writable));
+    return Status::Ok();
+  }
+
+  Status Open(bool writable) {
+    RETURN_IF_ERROR(OpenPool(writable));
+    return OpenFs(writable);
+  }
+
+  // As FsSession::Close: ext4 closed (written and flushed), the device
+  // chain destroyed, the pool committed and closed.
+  Status Close() {
+    Status st = fs_->Close();
+    fs_.reset();
+    if (st.ok()) st = pool_->Commit();
+    pool_.reset();
+    return st;
+  }
+
+  fsbridge::Filesystem& fs() { return *fs_; }
+  pool::Pool& pool() { return *pool_; }
+  std::unique_ptr<fsbridge::Filesystem> TakeFs() { return std::move(fs_); }
+
+ private:
+  std::shared_ptr<MemStorage> storage_;
+  std::shared_ptr<FaultController> ctl_;
+  Sabotage sabotage_;
+  std::unique_ptr<pool::Pool> pool_;
+  std::unique_ptr<fsbridge::Filesystem> fs_;
+};
+
+void WriteHostFile(const std::string& path, const std::vector<uint8_t>& d) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(d.data()), std::streamsize(d.size()));
+  if (!f) throw std::runtime_error("cannot write host file " + path);
+}
+
+std::string Join(const std::string& dir, const std::string& name) {
+  return dir == "/" ? "/" + name : dir + "/" + name;
+}
+
+Status Apply(Chain& c, const FsOp& op) {
+  switch (op.kind) {
+    case FsOp::kPut: return c.fs().PutFile(op.host, op.path, CopyOptions());
+    case FsOp::kRemove: return c.fs().Remove(op.path, op.recursive);
+    case FsOp::kMkdir: return c.fs().Mkdir(op.path, false);
+    case FsOp::kPopulate:
+      return c.fs().PopulateFromDirectory(op.host, op.path, CopyOptions()).status();
+    case FsOp::kSymlink: return c.fs().Symlink(op.host, op.path);
+    case FsOp::kFlush: return c.fs().Flush();
+    case FsOp::kRemount:
+      RETURN_IF_ERROR(c.Close());
+      return c.Open(true);
+  }
+  return Status::Internal("bad op");
+}
+
+// Reads the whole tree (lost+found left out) through the public API.
+Status Walk(fsbridge::Filesystem& fs, const std::string& dir, FsModel& out) {
+  ASSIGN_OR_RETURN(auto entries, fs.List(dir));
+  for (const auto& e : entries) {
+    const std::string path = Join(dir, e.name);
+    if (path == "/lost+found") continue;
+    Node n;
+    switch (e.info.type) {
+      case fsbridge::FileType::kDirectory:
+        n.type = Node::kDir;
+        out[path] = n;
+        RETURN_IF_ERROR(Walk(fs, path, out));
+        continue;
+      case fsbridge::FileType::kRegular: {
+        n.type = Node::kFile;
+        RETURN_IF_ERROR(fs.ReadFile(path, [&](std::span<const uint8_t> d) {
+          n.data.insert(n.data.end(), d.begin(), d.end());
+          return Status::Ok();
+        }));
+        if (n.data.size() != e.info.size) {
+          return Status::Corruption(path + ": read " + std::to_string(n.data.size()) +
+                                    " bytes, size says " + std::to_string(e.info.size));
+        }
+        break;
+      }
+      case fsbridge::FileType::kSymlink:
+        n.type = Node::kSymlink;
+        n.data.assign(e.info.symlink_target.begin(), e.info.symlink_target.end());
+        break;
+      default:
+        return Status::Corruption(path + ": unexpected file type " +
+                                  std::to_string(int(e.info.type)));
+    }
+    out[path] = std::move(n);
+  }
+  return Status::Ok();
+}
+
+const char* TypeName(Node::Type t) {
+  return t == Node::kDir ? "dir" : t == Node::kFile ? "file" : "symlink";
+}
+
+// The first difference between the model and what was read, for messages.
+std::string FirstDifference(const FsModel& want, const FsModel& got) {
+  for (const auto& [p, n] : want) {
+    auto it = got.find(p);
+    if (it == got.end()) return p + " (" + TypeName(n.type) + ") missing";
+    if (it->second.type != n.type) {
+      return p + ": " + TypeName(it->second.type) + " instead of " + TypeName(n.type);
+    }
+    if (it->second.data != n.data) {
+      return p + ": content differs (" + std::to_string(it->second.data.size()) + " bytes, want " +
+             std::to_string(n.data.size()) + ")";
+    }
+  }
+  for (const auto& [p, n] : got) {
+    if (!want.count(p)) return p + " (" + TypeName(n.type) + ") not expected";
+  }
+  return "equal";
+}
+
+// e2fsck on a sparse export of the decrypted filesystem; replays the
+// journal first if the copy needs it (ext4 RECOVER flag).
+std::string E2fsckExport(BlockDevice& dev, RunResult& res) {
+  testing::TempDir dir;
+  const std::string img = testing::DumpImage(dev, dir, "fs");
+  res.e2fsck_ran = true;
+  uint8_t sb[1024];
+  {
+    std::ifstream f(img, std::ios::binary);
+    f.seekg(1024);
+    f.read(reinterpret_cast<char*>(sb), sizeof sb);
+    if (!f) return "cannot read the exported superblock";
+  }
+  const uint32_t incompat = uint32_t(sb[0x60]) | uint32_t(sb[0x61]) << 8 |
+                            uint32_t(sb[0x62]) << 16 | uint32_t(sb[0x63]) << 24;
+  std::string out;
+  if (incompat & 0x4 /* EXT3_FEATURE_INCOMPAT_RECOVER */) {
+    res.journal_replayed = true;
+    const int rc = testing::RunCommand("e2fsck -E journal_only -y " + img + " 2>&1", &out);
+    if (rc != 0 && rc != 1) return "e2fsck journal replay exit " + std::to_string(rc) + ": " + out;
+  }
+  const int rc = testing::RunCommand("e2fsck -fn " + img + " 2>&1", &out);
+  if (rc != 0) return "e2fsck -fn exit " + std::to_string(rc) + ":\n" + out;
+  return "";
+}
+
+}  // namespace
+
+const char* KindName(FsOp::Kind k) {
+  switch (k) {
+    case FsOp::kPut: return "put";
+    case FsOp::kRemove: return "rm";
+    case FsOp::kMkdir: return "mkdir";
+    case FsOp::kPopulate: return "populate";
+    case FsOp::kSymlink: return "symlink";
+    case FsOp::kFlush: return "flush";
+    case FsOp::kRemount: return "remount";
+  }
+  return "?";
+}
+
+Workload Workload::Generate(uint64_t seed, int n_ops) {
+  std::mt19937_64 rng(seed);
+  auto R = [&](uint64_t n) { return n ? rng() % n : 0; };
+  Workload w;
+  w.seed = seed;
+  w.host = std::make_shared<testing::TempDir>();
+  FsModel m;
+  w.states.push_back(m);
+  int next = 0;
+  auto name = [&](const char* prefix) { return prefix + std::to_string(next++); };
+  auto pick = [&](Node::Type t) -> std::string {
+    std::vector<std::string> c;
+    if (t == Node::kDir) c.push_back("/");
+    for (const auto& [p, n] : m) {
+      if (n.type == t) c.push_back(p);
+    }
+    return c.empty() ? std::string() : c[R(c.size())];
+  };
+  auto content = [&]() {
+    static const uint64_t kSizes[] = {0, 3000, 60000, 300000};
+    const uint64_t cap = kSizes[R(4)];
+    return testing::RandomBytes(cap ? 1 + R(cap) : 0, rng());
+  };
+  while (static_cast<int>(w.ops.size()) < n_ops) {
+    FsOp op;
+    const int r = static_cast<int>(R(100));
+    if (r < 28) {
+      op.kind = FsOp::kPut;
+      const std::string old = pick(Node::kFile);
+      op.path = (!old.empty() && R(3) == 0) ? old : Join(pick(Node::kDir), name("f"));
+      op.host = w.host->file(name("h"));
+      Node n{Node::kFile, content()};
+      WriteHostFile(op.host, n.data);
+      m[op.path] = std::move(n);
+    } else if (r < 38) {
+      op.kind = FsOp::kMkdir;
+      op.path = Join(pick(Node::kDir), name("d"));
+      m[op.path] = Node{Node::kDir, {}};
+    } else if (r < 46) {
+      // A small host tree: two files, a subdirectory with a file, an empty
+      // directory; copied to a new directory.
+      op.kind = FsOp::kPopulate;
+      op.path = Join(pick(Node::kDir), name("p"));
+      op.host = w.host->file(name("t"));
+      std::filesystem::create_directories(op.host + "/sub");
+      std::filesystem::create_directories(op.host + "/empty");
+      m[op.path] = Node{Node::kDir, {}};
+      m[op.path + "/sub"] = Node{Node::kDir, {}};
+      m[op.path + "/empty"] = Node{Node::kDir, {}};
+      for (const char* f : {"a", "b", "sub/c"}) {
+        Node n{Node::kFile, content()};
+        WriteHostFile(op.host + "/" + f, n.data);
+        m[op.path + "/" + f] = std::move(n);
+      }
+    } else if (r < 52) {
+      op.kind = FsOp::kSymlink;
+      op.path = Join(pick(Node::kDir), name("l"));
+      // Fast (in the inode) or slow (a block) symlink.
+      op.host = R(2) ? "target" + std::to_string(next) : std::string(80 + R(100), 't');
+      m[op.path] = Node{Node::kSymlink, std::vector<uint8_t>(op.host.begin(), op.host.end())};
+    } else if (r < 64) {
+      if (m.empty()) continue;
+      op.kind = FsOp::kRemove;
+      auto it = m.begin();
+      std::advance(it, R(m.size()));
+      op.path = it->first;
+      const std::string prefix = op.path + "/";
+      for (auto j = m.begin(); j != m.end();) {
+        if (j->first.compare(0, prefix.size(), prefix) == 0) {
+          op.recursive = true;
+          j = m.erase(j);
+        } else {
+          ++j;
+        }
+      }
+      m.erase(op.path);
+    } else if (r < 92) {
+      op.kind = FsOp::kFlush;
+    } else {
+      op.kind = FsOp::kRemount;
+    }
+    w.ops.push_back(op);
+    w.states.push_back(m);
+  }
+  return w;
+}
+
+std::string Workload::Describe() const {
+  std::ostringstream s;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    s << i << ": " << KindName(ops[i].kind) << " " << ops[i].path;
+    if (ops[i].kind == FsOp::kPut) {
+      s << " (" << states[i + 1].at(ops[i].path).data.size() << " bytes)";
+    }
+    if (ops[i].recursive) s << " -r";
+    s << "\n";
+  }
+  return s.str();
+}
+
+const BaseImage& BaseImage::Get() {
+  static const BaseImage base = [] {
+    auto storage = std::make_shared<MemStorage>();
+    storage->block_size = 4096;
+    storage->block_count = kPoolBytes / 4096;
+    pool::PoolCreateOptions po;
+    po.size_bytes = kPoolBytes;
+    po.cache_bytes = kPoolCache;
+    auto p = pool::Pool::Create(pool::MakeDeviceStore(std::make_unique<MemDevice>(storage)), po);
+    Must(p.status(), "pool create");
+    Must((*p)->CreateVolume(kVolume, kVolumeBytes, {}), "create volume");
+    auto vol = (*p)->OpenVolume(kVolume, false);
+    Must(vol.status(), "open volume");
+    fde::FormatOptions fo;
+    fo.kdf = fde::KdfParams::Fast(fde::KdfType::kArgon2id);
+    auto pass = GetPassphrase();
+    Must(pass.status(), "passphrase");
+    auto crypt = fde::Format(std::move(vol).value(), *pass, fo);
+    Must(crypt.status(), "luks format");
+    fsbridge::MkfsOptions mo;
+    mo.fresh_device = true;  // as build does
+    mo.timestamp = kTimestamp;
+    mo.uuid = std::array<uint8_t, 16>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    auto fs = fsbridge::Filesystem::Mkfs(std::move(crypt).value(), mo);
+    Must(fs.status(), "mkfs");
+    Must((*fs)->Close(), "close fs");
+    fs->reset();
+    Must((*p)->Commit(), "commit");
+    p->reset();
+    BaseImage b;
+    b.storage = storage;
+    return b;
+  }();
+  return base;
+}
+
+RunResult RunCase(const Workload& w, const RunOptions& o) {
+  RunResult res;
+  auto fail = [&](const std::string& e) {
+    res.ok = false;
+    res.error = e;
+    return res;
+  };
+  auto storage = std::make_shared<MemStorage>(*BaseImage::Get().storage);
+  auto ctl = std::make_shared<FaultController>();
+  size_t durable = 0;  // w.states index of the last completed commit
+  std::vector<size_t> accepted;
+  {
+    Chain c(storage, ctl, o.sabotage);
+    Status st = c.Open(true);
+    if (!st.ok()) return fail("open before the edits: " + st.ToString());
+    const uint64_t base = ctl->mutating_ops();
+    if (o.cut_at >= 0) ctl->CutPowerAt(base + uint64_t(o.cut_at), o.mode, o.cut_seed);
+    size_t failed = w.ops.size();
+    for (size_t i = 0; i < w.ops.size(); ++i) {
+      st = Apply(c, w.ops[i]);
+      if (!st.ok()) {
+        if (!ctl->power_cut()) {
+          return fail("op " + std::to_string(i) + " (" + KindName(w.ops[i].kind) + " " +
+                      w.ops[i].path + ") failed without a power cut: " + st.ToString());
+        }
+        failed = i;
+        break;
+      }
+      if (w.ops[i].commits()) durable = i + 1;
+    }
+    accepted.push_back(durable);
+    if (failed == w.ops.size()) {
+      // Every edit ran: closing the session is the last commit.
+      st = c.Close();
+      if (st.ok()) {
+        durable = w.ops.size();
+        accepted = {durable};
+      } else if (!ctl->power_cut()) {
+        return fail("closing: " + st.ToString());
+      } else {
+        accepted.push_back(w.ops.size());
+      }
+    } else if (w.ops[failed].commits()) {
+      accepted.push_back(failed + 1);  // the commit in flight may have landed
+    }
+    res.cut = ctl->power_cut();
+    res.mutating_ops = ctl->mutating_ops() - base;
+    // Power off: the chain is dropped; what the store holds is what a disk
+    // would after the crash.
+  }
+
+  // Reboot.
+  Chain r(storage, nullptr);
+  Status st = r.OpenPool(false);
+  if (!st.ok()) return fail("pool open after the crash: " + st.ToString());
+  auto check = r.pool().Check();
+  if (!check.ok()) return fail("pool check: " + check.status().ToString());
+  if (!check->ok) return fail("pool check: " + check->ToJson());
+  st = r.OpenFs(false);
+  if (!st.ok()) return fail("LUKS2 + ext4 open after the crash: " + st.ToString());
+  FsModel got;
+  st = Walk(r.fs(), "/", got);
+  if (!st.ok()) return fail("reading the tree back: " + st.ToString());
+  bool match = false;
+  for (size_t i : accepted) match = match || got == w.states[i];
+  std::string problem;
+  if (!match) {
+    std::string which;
+    for (size_t i : accepted) which += " " + std::to_string(i);
+    problem = "tree matches no committed state (accepted after ops:" + which +
+              "); against the state after " + std::to_string(durable) +
+              " ops: " + FirstDifference(w.states[durable], got);
+  }
+  if (o.e2fsck) {
+    // Also on a mismatch: what e2fsck says about it helps the diagnosis.
+    auto fs = r.TakeFs();
+    st = fs->Close();
+    if (!st.ok()) return fail("closing the read-only filesystem: " + st.ToString());
+    auto dev = fs->Release();
+    const std::string e = E2fsckExport(*dev, res);
+    if (!e.empty()) problem += (problem.empty() ? "" : "\n") + e;
+  }
+  if (!problem.empty()) return fail(problem);
+  return res;
+}
+
+}  // namespace stack::soak

@@ -1,0 +1,98 @@
+// All-layers crash harness: ext4 edits through fsbridge over LUKS2 (fde)
+// over a pool volume over a FaultDevice, a power cut at a chosen mutating
+// operation of the store, then a reboot and a check of every layer
+// (spec/composition.md "Crash soak through all layers").
+//
+// A workload is a seeded list of filesystem edits (put, rm, mkdir,
+// populate from a host tree, symlink) with explicit commit points (the
+// filesystem's Flush, or closing and reopening the whole chain), and the
+// model of the tree after each op. Host files it copies are written under
+// a directory the workload owns.
+//
+// Thread-safety: none; each thread (process) runs its own workloads.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "block/fault_device.h"
+#include "block/mem_device.h"
+#include "test_util.h"
+
+namespace stack::soak {
+
+// One path of the model tree: a directory, a regular file (its bytes) or a
+// symlink (its target).
+struct Node {
+  enum Type { kDir, kFile, kSymlink } type = kDir;
+  std::vector<uint8_t> data;  // file content, or symlink target
+  bool operator==(const Node&) const = default;
+};
+// Absolute path ("/a/b") -> node; the root and lost+found are left out.
+using FsModel = std::map<std::string, Node>;
+
+struct FsOp {
+  enum Kind { kPut, kRemove, kMkdir, kPopulate, kSymlink, kFlush, kRemount };
+  Kind kind = kPut;
+  std::string path;  // in the filesystem
+  std::string host;  // host file or directory (put, populate); target (symlink)
+  bool recursive = false;
+  // Ends a durable state: the model after it is what a crash after it
+  // must show.
+  bool commits() const { return kind == kFlush || kind == kRemount; }
+};
+const char* KindName(FsOp::Kind k);
+
+struct Workload {
+  uint64_t seed = 0;
+  std::vector<FsOp> ops;
+  std::vector<FsModel> states;  // states[i]: after ops[0..i)
+  std::shared_ptr<testing::TempDir> host;  // host files the ops copy
+  // n_ops edits and commits; a closing commit (session close) follows them.
+  static Workload Generate(uint64_t seed, int n_ops);
+  std::string Describe() const;  // the op list, one per line
+};
+
+// The freshly built image every run starts from: a pool holding volume
+// "img" = LUKS2 (fast KDF) + ext4, committed. Built once per process.
+struct BaseImage {
+  std::shared_ptr<const MemStorage> storage;
+  static const BaseImage& Get();
+};
+
+// Deliberate defects, so tests can show the checks catch them.
+enum class Sabotage {
+  kNone,
+  kSwallowFlush,  // flushes below the filesystem are dropped (nothing commits)
+  kCommitEveryWrite,  // the pool commits after every write the filesystem makes
+};
+
+struct RunOptions {
+  int64_t cut_at = -1;  // mutating store op (0-based, from the start of the edits); -1: none
+  CutMode mode = CutMode::kDropAll;
+  uint64_t cut_seed = 0;
+  bool e2fsck = false;  // also export the recovered filesystem and run e2fsck -fn
+  Sabotage sabotage = Sabotage::kNone;
+};
+
+struct RunResult {
+  bool ok = true;
+  std::string error;          // the inconsistency (empty when ok)
+  uint64_t mutating_ops = 0;  // mutating store ops of the whole workload (when not cut)
+  bool cut = false;           // the power cut happened
+  bool e2fsck_ran = false;
+  bool journal_replayed = false;  // the exported copy needed e2fsck's journal replay
+};
+
+// Runs the workload on a copy of the base image, cutting the power as
+// asked; reboots (pool, LUKS and ext4 reopened from what the store
+// holds) and checks: pool Check() clean; LUKS opens with the passphrase;
+// the tree equals the model at the last completed commit, or at the commit
+// in flight when the power went; with opts.e2fsck, e2fsck -fn is clean
+// (after journal replay if the copy needs it).
+RunResult RunCase(const Workload& w, const RunOptions& opts);
+
+}  // namespace stack::soak
