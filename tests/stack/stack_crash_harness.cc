@@ -1,5 +1,6 @@
 #include "stack_crash_harness.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -97,11 +98,29 @@ class Chain {
     } else if (sabotage_ == Sabotage::kCommitEveryWrite) {
       vol = std::make_unique<CommitEveryWriteDevice>(std::move(vol), pool_.get());
     }
-    ASSIGN_OR_RETURN(compose::Unlocked u, compose::Unlock(std::move(vol), GetPassphrase, writable));
-    if (u.kind != fde::ContainerKind::kLuks2) {
-      return Status::Corruption("volume no longer holds a LUKS2 container");
+    std::unique_ptr<BlockDevice> dev;
+    if (with_key_) {
+      const BaseImage& base = BaseImage::Get();
+      ASSIGN_OR_RETURN(fde::Secret key, base.volume_key->Clone());
+      fde::CryptDevice::Params p = base.crypt;
+      p.read_only = !writable;
+      ASSIGN_OR_RETURN(dev, fde::CryptDevice::Create(std::move(vol), std::move(key), p));
+    } else {
+      ASSIGN_OR_RETURN(compose::Unlocked u,
+                       compose::Unlock(std::move(vol), GetPassphrase, writable));
+      if (u.kind != fde::ContainerKind::kLuks2) {
+        return Status::Corruption("volume no longer holds a LUKS2 container");
+      }
+      // The passphrase must still lead to the same volume key.
+      auto* crypt = static_cast<fde::CryptDevice*>(u.device.get());
+      ASSIGN_OR_RETURN(fde::Secret key, crypt->CopyVolumeKey());
+      const auto& want = BaseImage::Get().volume_key->bytes();
+      if (!std::equal(want.begin(), want.end(), key.bytes().begin(), key.bytes().end())) {
+        return Status::Corruption("the passphrase unlocks a different volume key");
+      }
+      dev = std::move(u.device);
     }
-    ASSIGN_OR_RETURN(fs_, fsbridge::Filesystem::Open(std::move(u.device), writable));
+    ASSIGN_OR_RETURN(fs_, fsbridge::Filesystem::Open(std::move(dev), writable));
     return Status::Ok();
   }
 
@@ -109,6 +128,9 @@ class Chain {
     RETURN_IF_ERROR(OpenPool(writable));
     return OpenFs(writable);
   }
+
+  // Unlock with the stored volume key instead of the passphrase.
+  void UseVolumeKey(bool yes = true) { with_key_ = yes; }
 
   // As FsSession::Close: ext4 closed (written and flushed), the device
   // chain destroyed, the pool committed and closed.
@@ -128,6 +150,7 @@ class Chain {
   std::shared_ptr<MemStorage> storage_;
   std::shared_ptr<FaultController> ctl_;
   Sabotage sabotage_;
+  bool with_key_ = false;
   std::unique_ptr<pool::Pool> pool_;
   std::unique_ptr<fsbridge::Filesystem> fs_;
 };
@@ -242,6 +265,32 @@ std::string E2fsckExport(BlockDevice& dev, RunResult& res) {
   }
   const int rc = testing::RunCommand("e2fsck -fn " + img + " 2>&1", &out);
   if (rc != 0) return "e2fsck -fn exit " + std::to_string(rc) + ":\n" + out;
+  return "";
+}
+
+// The LUKS2 header area of the volume [0, data offset): mapped extents and
+// bytes as in the base image.
+Status ReadHeader(pool::Pool& p, uint64_t data_offset, std::vector<Extent>* extents,
+                  std::vector<uint8_t>* bytes) {
+  ASSIGN_OR_RETURN(auto vol, p.OpenVolume(kVolume, true));
+  ASSIGN_OR_RETURN(*extents, vol->AllocatedExtents(0, data_offset));
+  bytes->clear();
+  for (const Extent& e : *extents) {
+    const size_t at = bytes->size();
+    bytes->resize(at + e.length);
+    RETURN_IF_ERROR(vol->Read(e.offset, std::span<uint8_t>(bytes->data() + at, e.length)));
+  }
+  return Status::Ok();
+}
+
+std::string CompareHeader(pool::Pool& p) {
+  std::vector<Extent> extents;
+  std::vector<uint8_t> bytes;
+  const BaseImage& base = BaseImage::Get();
+  Status st = ReadHeader(p, base.crypt.data_offset, &extents, &bytes);
+  if (!st.ok()) return "reading the LUKS2 header area: " + st.ToString();
+  if (extents != base.header_extents) return "LUKS2 header area: mapped extents changed";
+  if (bytes != base.header_bytes) return "LUKS2 header area: bytes changed";
   return "";
 }
 
@@ -379,6 +428,15 @@ const BaseImage& BaseImage::Get() {
     Must(pass.status(), "passphrase");
     auto crypt = fde::Format(std::move(vol).value(), *pass, fo);
     Must(crypt.status(), "luks format");
+    BaseImage b;
+    auto key = (*crypt)->CopyVolumeKey();
+    Must(key.status(), "volume key");
+    b.volume_key = std::make_shared<const fde::Secret>(std::move(key).value());
+    b.crypt.kind = (*crypt)->kind();
+    b.crypt.data_offset = (*crypt)->data_offset();
+    b.crypt.sector_size = (*crypt)->block_size();
+    b.crypt.iv_tweak = (*crypt)->iv_tweak();
+    b.crypt.allow_discards = (*crypt)->allow_discards();
     fsbridge::MkfsOptions mo;
     mo.fresh_device = true;  // as build does
     mo.timestamp = kTimestamp;
@@ -389,7 +447,13 @@ const BaseImage& BaseImage::Get() {
     fs->reset();
     Must((*p)->Commit(), "commit");
     p->reset();
-    BaseImage b;
+    pool::PoolOpenOptions ro;
+    ro.read_only = true;
+    auto again =
+        pool::Pool::Open(pool::MakeDeviceStore(std::make_unique<MemDevice>(storage)), ro);
+    Must(again.status(), "pool reopen");
+    Must(ReadHeader(**again, b.crypt.data_offset, &b.header_extents, &b.header_bytes),
+         "reading the header area");
     b.storage = storage;
     return b;
   }();
@@ -409,6 +473,7 @@ RunResult RunCase(const Workload& w, const RunOptions& o) {
   std::vector<size_t> accepted;
   {
     Chain c(storage, ctl, o.sabotage);
+    c.UseVolumeKey();
     Status st = c.Open(true);
     if (!st.ok()) return fail("open before the edits: " + st.ToString());
     const uint64_t base = ctl->mutating_ops();
@@ -454,6 +519,9 @@ RunResult RunCase(const Workload& w, const RunOptions& o) {
   auto check = r.pool().Check();
   if (!check.ok()) return fail("pool check: " + check.status().ToString());
   if (!check->ok) return fail("pool check: " + check->ToJson());
+  const std::string header = CompareHeader(r.pool());
+  if (!header.empty()) return fail(header);
+  r.UseVolumeKey(!o.passphrase);
   st = r.OpenFs(false);
   if (!st.ok()) return fail("LUKS2 + ext4 open after the crash: " + st.ToString());
   FsModel got;

@@ -20,6 +20,8 @@
 
 #include "block/fault_device.h"
 #include "block/mem_device.h"
+#include "fde/crypt_device.h"
+#include "fde/secret.h"
 #include "test_util.h"
 
 namespace stack::soak {
@@ -58,8 +60,17 @@ struct Workload {
 
 // The freshly built image every run starts from: a pool holding volume
 // "img" = LUKS2 (fast KDF) + ext4, committed. Built once per process.
+// The edits open LUKS2 with the volume key kept here (the passphrase unlock
+// costs more than a whole crash point); every reboot after a cut unlocks
+// with the passphrase, as the product does.
 struct BaseImage {
   std::shared_ptr<const MemStorage> storage;
+  std::shared_ptr<const fde::Secret> volume_key;
+  fde::CryptDevice::Params crypt;
+  // The header and keyslot area as stored: its mapped extents and their
+  // bytes (every reboot checks the volume still holds exactly these).
+  std::vector<Extent> header_extents;
+  std::vector<uint8_t> header_bytes;
   static const BaseImage& Get();
 };
 
@@ -75,6 +86,10 @@ struct RunOptions {
   CutMode mode = CutMode::kDropAll;
   uint64_t cut_seed = 0;
   bool e2fsck = false;  // also export the recovered filesystem and run e2fsck -fn
+  // Unlock the recovered volume with the passphrase (else with the volume
+  // key; the header area is compared byte for byte with the base's either
+  // way, so the passphrase would open it as it opened the base).
+  bool passphrase = true;
   Sabotage sabotage = Sabotage::kNone;
 };
 
@@ -89,7 +104,8 @@ struct RunResult {
 
 // Runs the workload on a copy of the base image, cutting the power as
 // asked; reboots (pool, LUKS and ext4 reopened from what the store
-// holds) and checks: pool Check() clean; LUKS opens with the passphrase;
+// holds) and checks: pool Check() clean; the LUKS2 header area unchanged
+// and (opts.passphrase) the passphrase unlocking the same volume key;
 // the tree equals the model at the last completed commit, or at the commit
 // in flight when the power went; with opts.e2fsck, e2fsck -fn is clean
 // (after journal replay if the copy needs it).

@@ -15,6 +15,9 @@
 //   --stride K         cut at every K-th mutating op (default 1: all)
 //   --e2fsck-every N   export and e2fsck -fn every N-th point (0: none); a
 //                      failing point is always re-run with e2fsck
+//   --unlock-every N   unlock with the passphrase every N-th point (default 1);
+//                      the others use the volume key (the header area is
+//                      compared byte for byte at every point)
 //   --case S:K:M       run one case (seed, cut point, mode 0-2) verbosely
 // Exit 77 (skipped) when e2fsck is asked for and missing.
 #include <chrono>
@@ -34,7 +37,7 @@ struct Args {
   uint64_t first_seed = 1, workloads = UINT64_MAX, max_points = UINT64_MAX, min_points = 0;
   double seconds = 1e18;
   int ops = 0;
-  uint64_t stride = 1, e2fsck_every = 0;
+  uint64_t stride = 1, e2fsck_every = 0, unlock_every = 1;
   std::string one_case;
 };
 
@@ -91,6 +94,7 @@ int main(int argc, char** argv) {
     else if (f == "--ops") a.ops = std::atoi(v);
     else if (f == "--stride") a.stride = std::max<uint64_t>(1, std::strtoull(v, nullptr, 10));
     else if (f == "--e2fsck-every") a.e2fsck_every = std::strtoull(v, nullptr, 10);
+    else if (f == "--unlock-every") a.unlock_every = std::max<uint64_t>(1, std::strtoull(v, nullptr, 10));
     else if (f == "--case") a.one_case = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", f.c_str());
@@ -108,7 +112,7 @@ int main(int argc, char** argv) {
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-  uint64_t points = 0, bad = 0, fscks = 0, workloads = 0;
+  uint64_t points = 0, bad = 0, fscks = 0, unlocks = 0, workloads = 0;
   for (uint64_t seed = a.first_seed; workloads < a.workloads && points < a.max_points &&
                                      elapsed() < a.seconds;
        ++seed, ++workloads) {
@@ -132,17 +136,20 @@ int main(int argc, char** argv) {
         o.mode = CutMode(m);
         o.cut_seed = CutSeed(seed, k, m);
         o.e2fsck = a.e2fsck_every > 0 && points % a.e2fsck_every == 0;
+        o.passphrase = points % a.unlock_every == 0;
         RunResult r = RunCase(w, o);
         if (r.ok && !r.cut) {
           r.ok = false;
           r.error = "the power cut was not reached (the workload is not deterministic)";
         }
-        if (!r.ok && !o.e2fsck) {
+        if (!r.ok && !(o.e2fsck && o.passphrase)) {
           o.e2fsck = true;  // every failure gets the oracle's view too
+          o.passphrase = true;
           RunResult again = RunCase(w, o);
           r.error += "\n  re-run with e2fsck: " + (again.ok ? std::string("consistent") : again.error);
         }
         fscks += r.e2fsck_ran;
+        unlocks += o.passphrase;
         ++points;
         if (!r.ok) {
           ++bad;
@@ -157,9 +164,11 @@ int main(int argc, char** argv) {
   const double t = elapsed();
   std::printf("crash points: %llu, inconsistencies: %llu\n", (unsigned long long)points,
               (unsigned long long)bad);
-  std::printf("workloads %llu (seeds %llu..%llu), e2fsck runs %llu, %.1f s, %.1f points/s\n",
+  std::printf("workloads %llu (seeds %llu..%llu), passphrase unlocks %llu, e2fsck runs %llu, "
+              "%.1f s, %.1f points/s\n",
               (unsigned long long)workloads, (unsigned long long)a.first_seed,
-              (unsigned long long)(a.first_seed + workloads - 1), (unsigned long long)fscks, t,
+              (unsigned long long)(a.first_seed + workloads - 1), (unsigned long long)unlocks,
+              (unsigned long long)fscks, t,
               t > 0 ? double(points) / t : 0.0);
   if (bad) return 1;
   if (points < a.min_points) {
