@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
   uint64_t points = 0, bad = 0, fscks = 0, unlocks = 0, workloads = 0;
+  double next_report = 60;
   for (uint64_t seed = a.first_seed; workloads < a.workloads && points < a.max_points &&
                                      elapsed() < a.seconds;
        ++seed, ++workloads) {
@@ -147,6 +148,13 @@ int main(int argc, char** argv) {
           o.passphrase = true;
           RunResult again = RunCase(w, o);
           r.error += "\n  re-run with e2fsck: " + (again.ok ? std::string("consistent") : again.error);
+        }
+        if (elapsed() >= next_report) {
+          // Long runs show their rate as they go.
+          std::printf("progress: %llu points, %llu inconsistencies, %.0f s\n",
+                      (unsigned long long)points, (unsigned long long)bad, elapsed());
+          std::fflush(stdout);
+          next_report += 60;
         }
         fscks += r.e2fsck_ran;
         unlocks += o.passphrase;
