@@ -294,6 +294,39 @@ std::string CompareHeader(pool::Pool& p) {
   return "";
 }
 
+// A new file through the recovered stack (read-write, volume key), the
+// session closed (pool committed); after another reboot the pool is clean
+// and the file reads back.
+std::string WriteAfterRecovery(const std::shared_ptr<MemStorage>& storage, const Workload& w) {
+  const std::string host = w.host->file("after-crash");
+  const auto data = testing::RandomBytes(20000, w.seed);
+  WriteHostFile(host, data);
+  {
+    Chain c(storage, nullptr);
+    c.UseVolumeKey();
+    Status st = c.Open(true);
+    if (st.ok()) st = c.fs().PutFile(host, "/after-crash", CopyOptions());
+    if (st.ok()) st = c.Close();
+    if (!st.ok()) return "writing: " + st.ToString();
+  }
+  Chain c(storage, nullptr);
+  c.UseVolumeKey();
+  Status st = c.Open(false);
+  if (!st.ok()) return "reopening: " + st.ToString();
+  auto check = c.pool().Check();
+  if (!check.ok() || !check->ok) {
+    return "pool check: " + (check.ok() ? check->ToJson() : check.status().ToString());
+  }
+  std::vector<uint8_t> got;
+  st = c.fs().ReadFile("/after-crash", [&](std::span<const uint8_t> d) {
+    got.insert(got.end(), d.begin(), d.end());
+    return Status::Ok();
+  });
+  if (!st.ok()) return "reading back: " + st.ToString();
+  if (got != data) return "the file written after recovery reads back different";
+  return "";
+}
+
 }  // namespace
 
 const char* KindName(FsOp::Kind k) {
@@ -513,40 +546,48 @@ RunResult RunCase(const Workload& w, const RunOptions& o) {
   }
 
   // Reboot.
-  Chain r(storage, nullptr);
-  Status st = r.OpenPool(false);
-  if (!st.ok()) return fail("pool open after the crash: " + st.ToString());
-  auto check = r.pool().Check();
-  if (!check.ok()) return fail("pool check: " + check.status().ToString());
-  if (!check->ok) return fail("pool check: " + check->ToJson());
-  const std::string header = CompareHeader(r.pool());
-  if (!header.empty()) return fail(header);
-  r.UseVolumeKey(!o.passphrase);
-  st = r.OpenFs(false);
-  if (!st.ok()) return fail("LUKS2 + ext4 open after the crash: " + st.ToString());
-  FsModel got;
-  st = Walk(r.fs(), "/", got);
-  if (!st.ok()) return fail("reading the tree back: " + st.ToString());
-  bool match = false;
-  for (size_t i : accepted) match = match || got == w.states[i];
   std::string problem;
-  if (!match) {
-    std::string which;
-    for (size_t i : accepted) which += " " + std::to_string(i);
-    problem = "tree matches no committed state (accepted after ops:" + which +
-              "); against the state after " + std::to_string(durable) +
-              " ops: " + FirstDifference(w.states[durable], got);
-  }
-  if (o.e2fsck) {
-    // Also on a mismatch: what e2fsck says about it helps the diagnosis.
-    auto fs = r.TakeFs();
-    st = fs->Close();
-    if (!st.ok()) return fail("closing the read-only filesystem: " + st.ToString());
-    auto dev = fs->Release();
-    const std::string e = E2fsckExport(*dev, res);
-    if (!e.empty()) problem += (problem.empty() ? "" : "\n") + e;
+  {
+    Chain r(storage, nullptr);
+    Status st = r.OpenPool(false);
+    if (!st.ok()) return fail("pool open after the crash: " + st.ToString());
+    auto check = r.pool().Check();
+    if (!check.ok()) return fail("pool check: " + check.status().ToString());
+    if (!check->ok) return fail("pool check: " + check->ToJson());
+    const std::string header = CompareHeader(r.pool());
+    if (!header.empty()) return fail(header);
+    r.UseVolumeKey(!o.passphrase);
+    st = r.OpenFs(false);
+    if (!st.ok()) return fail("LUKS2 + ext4 open after the crash: " + st.ToString());
+    FsModel got;
+    st = Walk(r.fs(), "/", got);
+    if (!st.ok()) return fail("reading the tree back: " + st.ToString());
+    bool match = false;
+    for (size_t i : accepted) match = match || got == w.states[i];
+    if (!match) {
+      std::string which;
+      for (size_t i : accepted) which += " " + std::to_string(i);
+      problem = "tree matches no committed state (accepted after ops:" + which +
+                "); against the state after " + std::to_string(durable) +
+                " ops: " + FirstDifference(w.states[durable], got);
+    }
+    if (o.e2fsck) {
+      // Also on a mismatch: what e2fsck says about it helps the diagnosis.
+      auto fs = r.TakeFs();
+      st = fs->Close();
+      if (!st.ok()) return fail("closing the read-only filesystem: " + st.ToString());
+      auto dev = fs->Release();
+      const std::string e = E2fsckExport(*dev, res);
+      if (!e.empty()) problem += (problem.empty() ? "" : "\n") + e;
+    }
   }
   if (!problem.empty()) return fail(problem);
+  if (o.e2fsck) {
+    // The recovered stack keeps working: a write and a commit on it, then
+    // a clean pool and the new file read back after another reboot.
+    const std::string e = WriteAfterRecovery(storage, w);
+    if (!e.empty()) return fail("after recovery: " + e);
+  }
   return res;
 }
 

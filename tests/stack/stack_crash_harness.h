@@ -85,7 +85,9 @@ struct RunOptions {
   int64_t cut_at = -1;  // mutating store op (0-based, from the start of the edits); -1: none
   CutMode mode = CutMode::kDropAll;
   uint64_t cut_seed = 0;
-  bool e2fsck = false;  // also export the recovered filesystem and run e2fsck -fn
+  // Also export the recovered filesystem and run e2fsck -fn, then write a
+  // file through the recovered stack, commit, reboot, check and read it.
+  bool e2fsck = false;
   // Unlock the recovered volume with the passphrase (else with the volume
   // key; the header area is compared byte for byte with the base's either
   // way, so the passphrase would open it as it opened the base).
@@ -108,7 +110,8 @@ struct RunResult {
 // and (opts.passphrase) the passphrase unlocking the same volume key;
 // the tree equals the model at the last completed commit, or at the commit
 // in flight when the power went; with opts.e2fsck, e2fsck -fn is clean
-// (after journal replay if the copy needs it).
+// (after journal replay if the copy needs it) and the recovered stack
+// takes a new file and keeps it across another reboot.
 RunResult RunCase(const Workload& w, const RunOptions& opts);
 
 }  // namespace stack::soak
