@@ -4,7 +4,7 @@
 // (spec/composition.md "Crash soak through all layers").
 //
 // A workload is a seeded list of filesystem edits (put, rm, mkdir,
-// populate from a host tree, symlink) with explicit commit points (the
+// populate from a host tree, symlink, chmod) with explicit commit points (the
 // filesystem's Flush, or closing and reopening the whole chain), and the
 // model of the tree after each op. Host files it copies are written under
 // a directory the workload owns.
@@ -31,17 +31,20 @@ namespace stack::soak {
 struct Node {
   enum Type { kDir, kFile, kSymlink } type = kDir;
   std::vector<uint8_t> data;  // file content, or symlink target
-  bool operator==(const Node&) const = default;
+  uint32_t mode = 0;  // permission bits; 0: not tracked (taken from a host file)
 };
 // Absolute path ("/a/b") -> node; the root and lost+found are left out.
 using FsModel = std::map<std::string, Node>;
+// `got` (read back, every mode filled in) is the tree `want` describes.
+bool Matches(const FsModel& want, const FsModel& got);
 
 struct FsOp {
-  enum Kind { kPut, kRemove, kMkdir, kPopulate, kSymlink, kFlush, kRemount };
+  enum Kind { kPut, kRemove, kMkdir, kPopulate, kSymlink, kChmod, kFlush, kRemount };
   Kind kind = kPut;
   std::string path;  // in the filesystem
   std::string host;  // host file or directory (put, populate); target (symlink)
   bool recursive = false;
+  uint32_t mode = 0;  // chmod
   // Ends a durable state: the model after it is what a crash after it
   // must show.
   bool commits() const { return kind == kFlush || kind == kRemount; }
