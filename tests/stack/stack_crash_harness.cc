@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "block/passthrough_device.h"
+#include "block/write_behind_device.h"
 #include "fde/luks.h"
 #include "fs_test_util.h"
 #include "fsbridge/filesystem.h"
@@ -108,6 +109,7 @@ class Chain {
       fde::CryptDevice::Params p = base.crypt;
       p.read_only = !writable;
       ASSIGN_OR_RETURN(dev, fde::CryptDevice::Create(std::move(vol), std::move(key), p));
+      if (write_behind_ && writable) dev = std::make_unique<WriteBehindDevice>(std::move(dev));
     } else {
       ASSIGN_OR_RETURN(compose::Unlocked u,
                        compose::Unlock(std::move(vol), GetPassphrase, writable));
@@ -134,6 +136,8 @@ class Chain {
 
   // Unlock with the stored volume key instead of the passphrase.
   void UseVolumeKey(bool yes = true) { with_key_ = yes; }
+  // Writes above LUKS2 go through a WriteBehindDevice (with the volume key).
+  void UseWriteBehind(bool yes) { write_behind_ = yes; }
 
   // As FsSession::Close: ext4 closed (written and flushed), the device
   // chain destroyed, the pool committed and closed.
@@ -154,6 +158,7 @@ class Chain {
   std::shared_ptr<FaultController> ctl_;
   Sabotage sabotage_;
   bool with_key_ = false;
+  bool write_behind_ = false;
   std::unique_ptr<pool::Pool> pool_;
   std::unique_ptr<fsbridge::Filesystem> fs_;
 };
@@ -380,6 +385,7 @@ Workload Workload::Generate(uint64_t seed, int n_ops) {
   Workload w;
   w.seed = seed;
   w.host = std::make_shared<testing::TempDir>();
+  w.write_behind = R(2) == 1;
   FsModel m;
   w.states.push_back(m);
   int next = 0;
@@ -485,6 +491,7 @@ Workload Workload::Generate(uint64_t seed, int n_ops) {
 
 std::string Workload::Describe() const {
   std::ostringstream s;
+  if (write_behind) s << "(ext4 -> WriteBehindDevice -> LUKS2)\n";
   for (size_t i = 0; i < ops.size(); ++i) {
     s << i << ": " << KindName(ops[i].kind) << " " << ops[i].path;
     if (ops[i].kind == FsOp::kPut) {
@@ -561,6 +568,7 @@ RunResult RunCase(const Workload& w, const RunOptions& o) {
   {
     Chain c(storage, ctl, o.sabotage);
     c.UseVolumeKey();
+    c.UseWriteBehind(w.write_behind);
     Status st = c.Open(true);
     if (!st.ok()) return fail("open before the edits: " + st.ToString());
     const uint64_t base = ctl->mutating_ops();

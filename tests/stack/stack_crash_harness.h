@@ -55,6 +55,9 @@ struct Workload {
   uint64_t seed = 0;
   std::vector<FsOp> ops;
   std::vector<FsModel> states;  // states[i]: after ops[0..i)
+  // A WriteBehindDevice between ext4 and LUKS2 during the edits, as `build`
+  // composes it (writes reach LUKS2 and the pool on a second thread).
+  bool write_behind = false;
   std::shared_ptr<testing::TempDir> host;  // host files the ops copy
   // n_ops edits and commits; a closing commit (session close) follows them.
   static Workload Generate(uint64_t seed, int n_ops);

@@ -19,6 +19,8 @@
 //                      the others use the volume key (the header area is
 //                      compared byte for byte at every point)
 //   --case S:K:M       run one case (seed, cut point, mode 0-2) verbosely
+//   --count-runs N     print the mutating op count of N uncut runs of
+//                      --first-seed (a diagnostic: it must not vary)
 // Exit 77 (skipped) when e2fsck is asked for and missing.
 #include <chrono>
 #include <cstdio>
@@ -37,7 +39,7 @@ struct Args {
   uint64_t first_seed = 1, workloads = UINT64_MAX, max_points = UINT64_MAX, min_points = 0;
   double seconds = 1e18;
   int ops = 0;
-  uint64_t stride = 1, e2fsck_every = 0, unlock_every = 1;
+  uint64_t stride = 1, e2fsck_every = 0, unlock_every = 1, count_runs = 0;
   std::string one_case;
 };
 
@@ -96,6 +98,7 @@ int main(int argc, char** argv) {
     else if (f == "--e2fsck-every") a.e2fsck_every = std::strtoull(v, nullptr, 10);
     else if (f == "--unlock-every") a.unlock_every = std::max<uint64_t>(1, std::strtoull(v, nullptr, 10));
     else if (f == "--case") a.one_case = v;
+    else if (f == "--count-runs") a.count_runs = std::strtoull(v, nullptr, 10);
     else {
       std::fprintf(stderr, "unknown option %s\n", f.c_str());
       return 2;
@@ -107,6 +110,14 @@ int main(int argc, char** argv) {
     return 77;
   }
   if (!a.one_case.empty()) return RunOne(a);
+  if (a.count_runs) {
+    Workload w = Workload::Generate(a.first_seed, OpsFor(a, a.first_seed));
+    for (uint64_t i = 0; i < a.count_runs; ++i) {
+      RunResult r = RunCase(w, {});
+      std::printf("%llu%s\n", (unsigned long long)r.mutating_ops, r.ok ? "" : r.error.c_str());
+    }
+    return 0;
+  }
 
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
