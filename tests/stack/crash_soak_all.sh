@@ -50,6 +50,8 @@ for f in "$LOGS"/job*.log; do
   grep -h '^workloads' "$f" | sed "s|^|$(basename "$f"): |"
 done
 grep -h '^INCONSISTENCY' "$LOGS"/job*.log || true
+U=$(cat "$LOGS"/job*.log | grep -c '^UNREACHED' || true)
+[ "$U" -eq 0 ] || echo "unreached cut points: $U (not counted; see UNREACHED lines in the logs)"
 echo "crash points: $TOTAL, inconsistencies: $BAD"
 echo "wall time: $((END - START)) s, $JOBS jobs, logs in $LOGS"
 [ "$FAILED" -eq 0 ] && [ "$BAD" -eq 0 ]
