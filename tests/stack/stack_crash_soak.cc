@@ -21,6 +21,7 @@
 //                      the others use the volume key (the header area is
 //                      compared byte for byte at every point)
 //   --case S:K:M       run one case (seed, cut point, mode 0-2) verbosely
+//   --verbose 1        print each workload's mutating op count
 //   --count-runs N     print the mutating op count of N uncut runs of
 //                      --first-seed (a diagnostic: it must not vary)
 // Exit 77 (skipped) when e2fsck is asked for and missing.
@@ -43,6 +44,7 @@ struct Args {
   int ops = 0;
   uint64_t stride = 1, e2fsck_every = 0, unlock_every = 1, count_runs = 0;
   std::string one_case;
+  bool verbose = false;
 };
 
 const char* ModeName(CutMode m) {
@@ -101,6 +103,7 @@ int main(int argc, char** argv) {
     else if (f == "--unlock-every") a.unlock_every = std::max<uint64_t>(1, std::strtoull(v, nullptr, 10));
     else if (f == "--case") a.one_case = v;
     else if (f == "--count-runs") a.count_runs = std::strtoull(v, nullptr, 10);
+    else if (f == "--verbose") a.verbose = std::atoi(v) != 0;
     else {
       std::fprintf(stderr, "unknown option %s\n", f.c_str());
       return 2;
@@ -139,6 +142,10 @@ int main(int argc, char** argv) {
       std::printf("INCONSISTENCY seed %llu without a cut: %s\n", (unsigned long long)seed,
                   full.error.c_str());
       continue;
+    }
+    if (a.verbose) {
+      std::printf("seed %llu: %llu mutating ops\n", (unsigned long long)seed,
+                  (unsigned long long)full.mutating_ops);
     }
     for (int m = 0; m < 3 && points < a.max_points; ++m) {
       // Each mode starts at a different offset, so a stride still covers
