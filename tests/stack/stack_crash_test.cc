@@ -88,19 +88,3 @@ TEST_CASE("the harness catches torn filesystem updates (the pool commits mid-upd
   // e2fsck, the oracle, sees the half-written metadata too.
   CHECK(fsck > 0);
 }
-
-TEST_CASE("workloads through the WriteBehindDevice reach the store in the same order every run") {
-  // The cut points are counted on one run and used on the next: the
-  // second thread must not make the count (or the ops) vary.
-  uint64_t seed = 1;
-  while (!Workload::Generate(seed, 1).write_behind) ++seed;
-  Workload w = Workload::Generate(seed, 20);
-  REQUIRE(w.write_behind);
-  RunResult first = RunCase(w, {});
-  REQUIRE(first.ok);
-  for (int i = 0; i < 4; ++i) {
-    RunResult again = RunCase(w, {});
-    REQUIRE(again.ok);
-    REQUIRE(again.mutating_ops == first.mutating_ops);
-  }
-}
