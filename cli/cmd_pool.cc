@@ -20,6 +20,7 @@ struct PoolArgs {
   uint32_t block_size = 0;
   std::string cache = "64M";
   bool accept_lost = false;  // --accept-lost-generation
+  CLI::Option* create_max = nullptr;  // `pool create --max-size`, to tell given from default
   std::string path() const { return file.empty() ? pool : file; }
 };
 
@@ -39,7 +40,11 @@ Status Create(const PoolArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(o.size_bytes, ParseSize(a.size));
   ASSIGN_OR_RETURN(o.max_bytes, ParseSize(a.max_size));
   ASSIGN_OR_RETURN(o.cache_bytes, ParseSize(a.cache));
-  if (o.max_bytes < o.size_bytes) o.max_bytes = o.size_bytes;
+  // The default maximum follows a larger --size; a maximum given below
+  // --size is the user's error (the pool refuses it before creating a file).
+  if (o.max_bytes < o.size_bytes && !(a.create_max && a.create_max->count() > 0)) {
+    o.max_bytes = o.size_bytes;
+  }
   ASSIGN_OR_RETURN(auto p, pool::Pool::Create(a.path(), o));
   ASSIGN_OR_RETURN(auto info, p->Info());
   if (ctx.json) PrintJson(PoolInfoJson(info));
@@ -57,6 +62,10 @@ Status Info(const PoolArgs& a, const CommandContext& ctx) {
   if (ctx.json) {
     auto j = PoolInfoJson(info);
     j["path"] = a.path();
+    if (info.host_known) {
+      j["host_allocated_bytes"] = info.host_allocated_bytes;
+      j["host_unused_bytes"] = info.host_unused_bytes;
+    }
     nlohmann::json arr = nlohmann::json::array();
     for (auto& e : entries) arr.push_back(EntryJson(e));
     j["volumes"] = arr;
@@ -68,7 +77,13 @@ Status Info(const PoolArgs& a, const CommandContext& ctx) {
             << "  size " << FormatSize(info.size_bytes) << " of at most "
             << FormatSize(info.max_bytes) << "; used " << FormatSize(info.used_bytes)
             << ", free " << FormatSize(info.free_bytes) << ", reserved "
-            << FormatSize(info.reserved_bytes) << "\n\n";
+            << FormatSize(info.reserved_bytes) << "\n";
+  if (info.host_known) {
+    std::cout << "  on the host: " << FormatSize(info.host_allocated_bytes)
+              << " allocated, of which " << FormatSize(info.host_unused_bytes)
+              << " beyond the used blocks (free blocks not given back)\n";
+  }
+  std::cout << "\n";
   PrintEntries(entries, false);
   return Status::Ok();
 }
@@ -168,8 +183,9 @@ void RegisterPoolCommands(CLI::App& app, CommandContext& ctx) {
                 "  example: stack pool create images.stk --max-size 200G");
   common(create);
   create->add_option("--size", a->size, "Initial size")->capture_default_str();
-  create->add_option("--max-size", a->max_size, "Largest size the pool may grow to")
-      ->capture_default_str();
+  a->create_max =
+      create->add_option("--max-size", a->max_size, "Largest size the pool may grow to")
+          ->capture_default_str();
   create->add_option("--block-size", a->block_size,
                      "Physical block size, 4K..1M power of two (default: see spec)");
   bind(create, [](PoolArgs& x, CommandContext& c) { return Create(x, c); });

@@ -736,6 +736,11 @@ Result<PoolInfo> Pool::Info() {
   i.free_bytes = (avail > reserve ? avail - reserve : 0) * p.bs;
   i.reserved_bytes = reserve * p.bs;
   i.generation = p.sb.generation;
+  if (auto host = p.store->allocated_bytes()) {
+    i.host_known = true;
+    i.host_allocated_bytes = *host;
+    i.host_unused_bytes = *host > i.used_bytes ? *host - i.used_bytes : 0;
+  }
   i.entries = p.table->count();
   i.cache_bytes = p.cache_bytes;
   return i;

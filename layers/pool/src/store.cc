@@ -132,6 +132,11 @@ class FileStore final : public DeviceStoreBase {
   FileStore(std::unique_ptr<FileDevice> dev, std::string path, std::string final_path = {})
       : DeviceStoreBase(std::move(dev)), path_(std::move(path)), final_path_(std::move(final_path)) {}
   std::string local_path() const override { return path_; }
+  std::optional<uint64_t> allocated_bytes() const override {
+    struct stat st {};
+    if (::fstat(static_cast<FileDevice&>(*dev_).fd(), &st) != 0) return std::nullopt;
+    return static_cast<uint64_t>(st.st_blocks) * 512;
+  }
   ~FileStore() override {
     if (wrote_holder_) ::unlink(HolderPath(path_).c_str());
     if (!final_path_.empty()) ::unlink(path_.c_str());  // never published

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -51,6 +52,9 @@ class Store {
   virtual bool read_only() const = 0;
   virtual uint32_t io_alignment() const { return 4096; }
   virtual std::string describe() const = 0;
+  // Bytes the store occupies on its host (a sparse file's allocated
+  // blocks, after hole punching), or nullopt when unknown.
+  virtual std::optional<uint64_t> allocated_bytes() const { return std::nullopt; }
   // The local file holding the store's bytes at the same offsets, or ""
   // when there is none (a device, a remote store). Lets a caller copy
   // stored runs with the kernel's file-to-file methods (reflink,
