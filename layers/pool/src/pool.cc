@@ -124,7 +124,8 @@ Status Pool::Impl::Load() {
                                 ". To open generation " + std::to_string(v.open.generation) +
                                 " anyway and give up generation " +
                                 std::to_string(v.lost_generation) +
-                                " if it existed, pass --accept-lost-generation");
+                                " if it existed, pass --accept-lost-generation (stack pool check, "
+                                "stack pool recover)");
     }
     notes.push_back("opened generation " + std::to_string(v.open.generation) +
                     " as asked (--accept-lost-generation); lost: generation " +

@@ -167,7 +167,8 @@ SuperVerdict JudgeSuperCopies(const SuperCopies& cs) {
   // The other slot: both copies should hold g - 1 (after Create's first
   // commit alone, slot 0 may still be all zeros).
   const int64_t prev = static_cast<int64_t>(g) - 1;
-  if (g == 1 && !po.valid() && !mo.valid()) return v;
+  auto never_written = [](const SuperCopy& c) { return c.found.rfind("all zeros", 0) == 0; };
+  if (g == 1 && never_written(po) && never_written(mo)) return v;
   if (!po.valid() && !mo.valid()) {
     v.lost_generation = g + 1;
     v.lost = "both copies of superblock slot " + std::to_string(o) + " are unreadable (" +
