@@ -134,6 +134,7 @@ TEST_CASE("a write of the last block racing a shrink and grow stays inside the v
   const auto data = RandomBytes(kBs, 7);
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> writes_ok{0}, writes_refused{0};
+  std::string writer_error;
   std::thread writer([&] {
     while (!stop.load()) {
       Status st = (*dev)->Write((kBlocks - 1) * kBs, data);
@@ -142,11 +143,20 @@ TEST_CASE("a write of the last block racing a shrink and grow stays inside the v
       } else if (st.code() == Code::kOutOfRange) {
         ++writes_refused;
       } else {
-        FAIL_CHECK(st.ToString());
+        writer_error = st.ToString();  // read after join (Catch2 asserts on one thread)
         return;
       }
     }
   });
+  // A failed REQUIRE below unwinds through here: stop and join first.
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Joiner() {
+      stop = true;
+      if (t.joinable()) t.join();
+    }
+  } joiner{stop, writer};
   // Each round: shrink (the writer's last block is now past the end),
   // check while shrunk (a block written past the end shows as "mapped
   // beyond its size"), grow back. yield() only lets the writer in between;
@@ -167,6 +177,7 @@ TEST_CASE("a write of the last block racing a shrink and grow stays inside the v
   }
   stop = true;
   writer.join();
+  REQUIRE(writer_error == "");
   WARN("writes: " << writes_ok << " done, " << writes_refused << " refused (past the end)");
   RequireClean(*mp.pool);
   dev->reset();
