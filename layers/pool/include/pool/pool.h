@@ -31,7 +31,10 @@
 // read-only); another opener gets Busy naming the holder.
 //
 // Thread-safety: every method (and every volume device) may be called
-// from any thread; calls are serialised by one mutex. Volume devices are
+// from any thread; calls are serialised by one mutex. A volume device
+// checks its bounds again under the mutex that performs the I/O, so a
+// Resize on another thread cannot let a write land past the new end
+// (OutOfRange instead). Volume devices are
 // valid while the Pool lives.
 #pragma once
 
