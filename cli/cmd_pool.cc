@@ -23,6 +23,7 @@ struct PoolArgs {
   std::string max_size;  // pool create: default max(64G, --size)
   uint32_t block_size = 0;
   std::string cache = "64M";
+  bool accept_lost = false;  // --accept-lost-generation
   std::string path() const { return file.empty() ? pool : file; }
 };
 
@@ -30,6 +31,7 @@ Result<std::unique_ptr<pool::Pool>> OpenPool(const PoolArgs& a, bool writable) {
   if (a.path().empty()) return Status::InvalidArgument("name the pool: FILE or --pool FILE");
   pool::PoolOpenOptions o;
   o.read_only = !writable;
+  o.accept_lost_generation = a.accept_lost;
   ASSIGN_OR_RETURN(o.cache_bytes, ParseSize(a.cache, "--cache", true));
   return pool::Pool::Open(a.path(), o);
 }
@@ -70,6 +72,10 @@ Status Info(const PoolArgs& a, const CommandContext& ctx) {
   if (ctx.json) {
     auto j = PoolInfoJson(info);
     j["path"] = a.path();
+    if (info.host_known) {
+      j["host_allocated_bytes"] = info.host_allocated_bytes;
+      j["host_unused_bytes"] = info.host_unused_bytes;
+    }
     nlohmann::json arr = nlohmann::json::array();
     for (auto& e : entries) arr.push_back(EntryJson(e));
     j["volumes"] = arr;
@@ -81,7 +87,13 @@ Status Info(const PoolArgs& a, const CommandContext& ctx) {
             << "  size " << FormatSize(info.size_bytes) << " of at most "
             << FormatSize(info.max_bytes) << "; used " << FormatSize(info.used_bytes)
             << ", free " << FormatSize(info.free_bytes) << ", reserved "
-            << FormatSize(info.reserved_bytes) << "\n\n";
+            << FormatSize(info.reserved_bytes) << "\n";
+  if (info.host_known) {
+    std::cout << "  on the host: " << FormatSize(info.host_allocated_bytes)
+              << " allocated, of which " << FormatSize(info.host_unused_bytes)
+              << " beyond the used blocks (free blocks not given back)\n";
+  }
+  std::cout << "\n";
   PrintEntries(entries, false);
   return Status::Ok();
 }
@@ -92,6 +104,7 @@ Status Check(const PoolArgs& a, const CommandContext& ctx) {
   if (ctx.json) {
     std::cout << rep.ToJson() << "\n";
   } else {
+    for (auto& w : rep.warnings) std::cout << "warning: " << w << "\n";
     for (auto& e : rep.errors) std::cout << "error: " << e << "\n";
     std::cout << (rep.ok ? "clean" : "NOT CLEAN") << ": " << rep.entries << " entries, "
               << rep.btree_nodes << " tree nodes, " << rep.data_blocks << " data blocks, "
@@ -125,6 +138,23 @@ Status Verify(const PoolArgs& a, const CommandContext& ctx) {
   return Status::Ok();
 }
 
+// Opens the pool writable, which rewrites disagreeing superblock copies
+// and, with --accept-lost-generation, commits the older generation.
+Status Recover(const PoolArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  RETURN_IF_ERROR(p->Commit());
+  ASSIGN_OR_RETURN(auto info, p->Info());
+  if (ctx.json) {
+    auto j = PoolInfoJson(info);
+    j["repaired"] = p->open_warnings();
+    PrintJson(j);
+  } else {
+    std::cout << (p->open_warnings().empty() ? "nothing to recover" : "recovered")
+              << ": pool at generation " << info.generation << "\n";
+  }
+  return Status::Ok();
+}
+
 Status Grow(const PoolArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
   ASSIGN_OR_RETURN(uint64_t max, ParseSize(a.max_size, "--max-size"));
@@ -139,6 +169,10 @@ Status Grow(const PoolArgs& a, const CommandContext& ctx) {
 }  // namespace
 
 void RegisterPoolCommands(CLI::App& app, CommandContext& ctx) {
+  // Whatever command opens a pool, damaged or torn superblock copies are
+  // reported on stderr.
+  pool::SetPoolWarningSink(
+      [](const std::string& w) { std::cerr << "stack: warning: " << w << "\n"; });
   auto* pool = app.add_subcommand("pool", "Create, inspect, check and grow pool files");
   pool->require_subcommand(1);
   auto a = std::make_shared<PoolArgs>();
@@ -150,6 +184,11 @@ void RegisterPoolCommands(CLI::App& app, CommandContext& ctx) {
     c->add_option("--pool,-p", a->pool, "Pool file")->envname("STACK_POOL");
     c->add_option("--cache", a->cache, std::string("Metadata cache size (0 = none): ") + kSizeHelp)
         ->capture_default_str();
+  };
+  auto accept_lost = [&](CLI::App* c) {
+    c->add_flag("--accept-lost-generation", a->accept_lost,
+                "Open the newest readable generation even when a newer one may have been "
+                "committed and is unreadable (its changes are lost)");
   };
   auto* create = pool->add_subcommand(
       "create", "Create a pool file (sparse; grows on demand up to --max-size)\n"
@@ -169,24 +208,36 @@ void RegisterPoolCommands(CLI::App& app, CommandContext& ctx) {
       "info", "Sizes and space use, per volume: mapped, exclusive and shared bytes\n"
               "  example: stack --json pool info images.stk");
   common(info);
+  accept_lost(info);
   bind(info, [](PoolArgs& x, CommandContext& c) { return Info(x, c); });
 
   auto* check = pool->add_subcommand(
       "check", "Full consistency check (refcounts, trees, checksums); exit 7 if not clean\n"
                "  example: stack pool check images.stk");
   common(check);
+  accept_lost(check);
   bind(check, [](PoolArgs& x, CommandContext& c) { return Check(x, c); });
 
   auto* verify = pool->add_subcommand(
       "verify", "Read every data block and verify its checksum; exit 7 if any is bad\n"
                 "  example: stack --json pool verify images.stk");
   common(verify);
+  accept_lost(verify);
   bind(verify, [](PoolArgs& x, CommandContext& c) { return Verify(x, c); });
+
+  auto* recover = pool->add_subcommand(
+      "recover", "Rewrite damaged or torn superblock copies from their intact twin; with\n"
+                 "--accept-lost-generation, settle on the newest readable generation\n"
+                 "  example: stack pool recover images.stk --accept-lost-generation");
+  common(recover);
+  accept_lost(recover);
+  bind(recover, [](PoolArgs& x, CommandContext& c) { return Recover(x, c); });
 
   auto* grow = pool->add_subcommand(
       "grow", "Raise the size the pool may grow to\n"
               "  example: stack pool grow images.stk --max-size 500G");
   common(grow);
+  accept_lost(grow);
   grow->add_option("--max-size", a->max_size,
                    std::string("New maximum size, whole blocks: ") + kSizeHelp)->required();
   bind(grow, [](PoolArgs& x, CommandContext& c) { return Grow(x, c); });

@@ -20,14 +20,15 @@ using namespace stack::pool;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> in(data, size);
   if (size >= kSuperSize) {
-    (void)DecodeSuperblock(in.subspan(0, kSuperSize), 0);
-    (void)DecodeSuperblock(in.subspan(0, kSuperSize), 1);
+    for (uint64_t block = 0; block < kSuperCopies; ++block) {
+      (void)DecodeSuperblock(in.subspan(0, kSuperSize), block);
+    }
   }
   (void)DecodeRecord(in, 64);
 
   constexpr uint32_t kBs = 4096;
-  // Blocks past the input read as zeros (the seed is a 128-block pool
-  // whose used blocks all lie in the first 22).
+  // Blocks past the input read as zeros (the seed is a 128-block format-3
+  // pool whose used blocks all lie in the first 41).
   constexpr uint64_t kBlocks = 128;
   if (size == 0 || size > kBs * kBlocks) return 0;
   auto storage = std::make_shared<MemStorage>();

@@ -151,29 +151,4 @@ TEST_CASE("flipped bytes in any metadata or data block are reported, never repai
   }
 }
 
-TEST_CASE("a damaged superblock slot falls back to the other, both damaged is Corruption") {
-  auto base = BuildPool();
-  std::vector<uint8_t> slot0 = base->blocks[0], slot1 = base->blocks[1];
-  uint64_t g0 = GetLE64(slot0.data() + 24), g1 = GetLE64(slot1.data() + 24);
-  uint64_t newest = g0 > g1 ? 0 : 1;
-  {
-    auto s = base->Clone();
-    s->blocks[newest][100] ^= 1;
-    auto p = Pool::Open(MemPool::StoreOver(s, nullptr), {});
-    REQUIRE_OK(p);
-    auto info = (*p)->Info();
-    REQUIRE(info->generation == std::min(g0, g1));
-    auto c = (*p)->Check();
-    REQUIRE_OK(c);
-    REQUIRE(c->ok);
-  }
-  {
-    auto s = base->Clone();
-    s->blocks[0][50] ^= 1;
-    s->blocks[1][3000] ^= 1;
-    auto p = Pool::Open(MemPool::StoreOver(s, nullptr), {});
-    REQUIRE(stack::testing::CodeOf(p) == Code::kCorruption);
-    REQUIRE(p.status().message().find("slot 0") != std::string::npos);
-    REQUIRE(p.status().message().find("slot 1") != std::string::npos);
-  }
-}
+// Superblock copies: pool_superblock_test.cc.

@@ -6,6 +6,7 @@
 
 #include "block/endian.h"
 #include "pool_impl.h"
+#include "superblock_copies.h"
 
 namespace stack::pool {
 namespace {
@@ -191,8 +192,25 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
   RETURN_IF_ERROR(FlushEntries());
   CheckReport r;
   Checker c(*this, r);
-  c.Meta(0);
-  c.Meta(1);
+  for (uint64_t b = 0; b < kSuperCopies; ++b) c.Meta(b);
+  // The superblock copies as they are now (a writer's open has repaired
+  // what it could; a reader's has not).
+  {
+    auto copies = ReadSuperCopies(*store, bs);
+    if (!copies.ok()) {
+      c.Error(copies.status().message());
+    } else {
+      SuperVerdict v = JudgeSuperCopies(*copies);
+      if (v.open.generation != sb.generation) {
+        c.Error("the superblock copies designate generation " +
+                std::to_string(v.open.generation) + ", the pool has generation " +
+                std::to_string(sb.generation) + " open");
+      }
+      r.warnings = v.torn;
+      for (const auto& d : v.damaged) c.Error(d);
+      if (!v.lost.empty()) c.Error(v.lost);
+    }
+  }
   // Space map index and blocks.
   uint64_t per_idx = IndexEntriesPerBlock(bs);
   for (size_t i = 0; i < sm->index_locs().size(); ++i) {
@@ -368,7 +386,8 @@ std::string CheckReport::ToJson() const {
   o << "{\"ok\":" << (ok ? "true" : "false") << ",\"entries\":" << entries
     << ",\"btree_nodes\":" << btree_nodes << ",\"data_blocks\":" << data_blocks
     << ",\"metadata_blocks\":" << metadata_blocks << ",\"leaked_blocks\":" << leaked_blocks
-    << ",\"refcount_errors\":" << refcount_errors << ",\"errors\":" << JsonList(errors) << "}";
+    << ",\"refcount_errors\":" << refcount_errors << ",\"errors\":" << JsonList(errors)
+    << ",\"warnings\":" << JsonList(warnings) << "}";
   return o.str();
 }
 

@@ -28,7 +28,7 @@ namespace stack::pool {
 
 constexpr uint32_t kMetaMagic = 0x444d5053;  // "SPMD"
 constexpr uint32_t kSuperMagic = 0x42535053;  // "SPSB"
-constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kFormatVersion = 3;
 constexpr uint32_t kHeaderSize = 32;
 constexpr uint32_t kSuperSize = 4096;  // bytes of a superblock slot that are used
 constexpr uint32_t kMinBlockSize = 4096;
@@ -37,8 +37,13 @@ constexpr uint32_t kDefaultBlockSize = 4096;
 // Superblock: the index-block locations start at this offset.
 constexpr uint32_t kSuperIndexOffset = 128;
 constexpr uint32_t kMaxIndexSlots = (kSuperSize - kSuperIndexOffset) / 8;
-// Blocks 0 and 1 hold the two superblock slots.
-constexpr uint64_t kFirstFreeBlock = 2;
+// Blocks 0-3 hold the superblock: generation g goes to slot g % 2, whose
+// primary copy is block (g % 2) and mirror copy block 2 + (g % 2).
+constexpr uint64_t kSuperCopies = 4;
+constexpr uint64_t kFirstFreeBlock = kSuperCopies;
+inline constexpr uint64_t SuperCopyBlock(uint64_t slot, bool mirror) {
+  return slot + (mirror ? 2 : 0);
+}
 
 enum class BlockType : uint16_t {
   kSuper = 1,

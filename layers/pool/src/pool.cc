@@ -6,6 +6,7 @@
 
 #include "block/endian.h"
 #include "pool_impl.h"
+#include "superblock_copies.h"
 
 namespace stack::pool {
 namespace {
@@ -57,6 +58,15 @@ Status CheckName(const std::string& name) {
   return Status::Ok();
 }
 
+std::function<void(const std::string&)>& WarningSink() {
+  static std::function<void(const std::string&)> sink;
+  return sink;
+}
+
+void EmitWarning(const std::string& w) {
+  if (WarningSink()) WarningSink()(w);
+}
+
 }  // namespace
 
 bool ValidEntryName(const std::string& name) {
@@ -103,44 +113,44 @@ void Pool::Impl::InitComponents() {
 
 Status Pool::Impl::Load() {
   if (cache) cache->Clear();
-  std::vector<uint8_t> slot(kSuperSize);
-  RETURN_IF_ERROR(store->Read(0, slot));
-  Result<Superblock> s0 = DecodeSuperblock(slot, 0);
-  // Slot 1 starts at physical block 1: its offset is the block size, known
-  // from slot 0 or from the running pool, else tried for every legal size.
-  Result<Superblock> s1 = Status::Corruption("not found");
-  uint32_t known = bs != 0 ? bs : (s0.ok() ? s0->block_size : 0);
-  for (uint32_t b = kMinBlockSize; b <= kMaxBlockSize; b *= 2) {
-    if (known != 0 && b != known) continue;
-    if (uint64_t(b) + kSuperSize > store->Size()) break;
-    RETURN_IF_ERROR(store->Read(b, slot));
-    auto c = DecodeSuperblock(slot, 1);
-    if (c.ok() && c->block_size != b) c = Status::Corruption("superblock slot 1: wrong place");
-    if (c.ok() || known != 0) {
-      s1 = std::move(c);
-      break;
+  ASSIGN_OR_RETURN(SuperCopies copies, ReadSuperCopies(*store, bs));
+  SuperVerdict v = JudgeSuperCopies(copies);
+  if (bs != 0 && v.open.block_size != bs) return Status::Corruption("block size changed");
+  std::vector<std::string> notes = v.torn;
+  notes.insert(notes.end(), v.damaged.begin(), v.damaged.end());
+  if (!v.lost.empty()) {
+    if (!accept_lost_generation) {
+      return Status::Corruption(store->describe() + ": " + v.lost +
+                                ". To open generation " + std::to_string(v.open.generation) +
+                                " anyway and give up generation " +
+                                std::to_string(v.lost_generation) +
+                                " if it existed, pass --accept-lost-generation (stack pool check, "
+                                "stack pool recover)");
     }
+    notes.push_back("opened generation " + std::to_string(v.open.generation) +
+                    " as asked (--accept-lost-generation); lost: generation " +
+                    std::to_string(v.lost_generation) +
+                    " if it was committed (no copy of it is readable, so what it held cannot be "
+                    "listed): " + v.lost);
   }
-  const Superblock* best = nullptr;
-  if (s0.ok() && (!s1.ok() || s0->generation > s1->generation)) {
-    best = &s0.value();
-  } else if (s1.ok()) {
-    best = &s1.value();
-  } else {
-    return Status::Corruption("no valid superblock in " + store->describe() + " (slot 0: " +
-                              s0.status().message() + "; slot 1: " + s1.status().message() + ")");
-  }
-  if (bs != 0 && best->block_size != bs) return Status::Corruption("block size changed");
-  sb = *best;
+  sb = v.open;
   if (bs == 0) {
     bs = sb.block_size;
     InitComponents();
   }
-  if (store->Size() < sb.nr_blocks * bs) {
-    return Status::Corruption(store->describe() + " is shorter (" + std::to_string(store->Size()) +
-                              " bytes) than the pool it holds (" +
-                              std::to_string(sb.nr_blocks * bs) + " bytes)");
+  // A writer puts the copies back in agreement before anything else
+  // happens (a generation it goes on from must have both copies again).
+  if (!read_only && !v.repairs.empty()) {
+    for (const auto& [block, copy] : v.repairs) {
+      RETURN_IF_ERROR(store->Write(block * bs, EncodeSuperblock(copy, block)));
+      RETURN_IF_ERROR(store->Flush());
+    }
+    notes.push_back("rewrote " + std::to_string(v.repairs.size()) +
+                    " superblock cop" + (v.repairs.size() == 1 ? "y" : "ies") +
+                    " from the intact copy of the same generation");
   }
+  warnings = std::move(notes);
+  lost_generation = v.lost.empty() ? 0 : v.lost_generation;
   sm->Load(sb.nr_blocks, sb.used_blocks, sb.index_locs);
   max_blocks = sb.max_blocks;
   next_id = sb.next_entry_id;
@@ -258,9 +268,14 @@ Status Pool::Impl::CommitLocked() {
     next.entry_count = table->count();
     next.next_entry_id = next_id;
     next.index_locs = sm->index_locs();
-    std::vector<uint8_t> enc = EncodeSuperblock(next);
-    RETURN_IF_ERROR(store->Write((next.generation % 2) * bs, enc));
-    RETURN_IF_ERROR(store->Flush());
+    // Primary, barrier, mirror, barrier: a crash tears at most one copy,
+    // and only in the patterns superblock_copies.h recognises.
+    const uint64_t slot = next.generation % 2;
+    for (bool mirror : {false, true}) {
+      const uint64_t block = SuperCopyBlock(slot, mirror);
+      RETURN_IF_ERROR(store->Write(block * bs, EncodeSuperblock(next, block)));
+      RETURN_IF_ERROR(store->Flush());
+    }
     // 5. Durable.
     std::vector<uint64_t> released = sm->EndCommit();
     sb = std::move(next);
@@ -290,33 +305,60 @@ Pool::~Pool() {
 
 uint32_t Pool::block_size() const { return impl_->bs; }
 
-Result<std::unique_ptr<Pool>> Pool::Create(const std::string& path, const PoolCreateOptions& o) {
+const std::vector<std::string>& Pool::open_warnings() const { return impl_->open_warnings; }
+
+void SetPoolWarningSink(std::function<void(const std::string&)> sink) {
+  WarningSink() = std::move(sink);
+}
+
+namespace {
+// Every option checked before anything is created.
+Status ValidateCreate(const PoolCreateOptions& o) {
+  const uint32_t bs = o.block_size;
+  if (bs < kMinBlockSize || bs > kMaxBlockSize || (bs & (bs - 1)) != 0) {
+    return Status::InvalidArgument("block size " + std::to_string(bs) +
+                                   " must be a power of two from 4 KiB to 1 MiB");
+  }
   if (o.size_bytes == 0) return Status::InvalidArgument("pool size must be positive");
+  if (o.size_bytes % bs != 0 || o.max_bytes % bs != 0) {
+    return Status::InvalidArgument("pool sizes must be multiples of the block size");
+  }
+  const uint64_t nr = o.size_bytes / bs;
+  const uint64_t max = o.max_bytes ? o.max_bytes / bs : nr;
+  if (nr < 16) return Status::InvalidArgument("pool must hold at least 16 blocks");
+  if (max < nr) {
+    return Status::InvalidArgument("maximum size " + std::to_string(o.max_bytes) +
+                                   " is below the initial size " + std::to_string(o.size_bytes));
+  }
+  if (max > SpaceMap::MaxPoolBlocks(bs)) {
+    return Status::InvalidArgument("pool larger than the format allows for this block size");
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+Result<std::unique_ptr<Pool>> Pool::Create(const std::string& path, const PoolCreateOptions& o) {
+  // Validate first, build under a temporary name, then rename into place
+  // without replacing: a failed create leaves nothing behind, and two
+  // concurrent creates cannot overwrite each other.
+  RETURN_IF_ERROR(ValidateCreate(o));
   ASSIGN_OR_RETURN(auto store, CreateFileStore(path, o.size_bytes));
-  return Create(std::move(store), o);
+  Store* raw = store.get();
+  ASSIGN_OR_RETURN(auto pool, Create(std::move(store), o));
+  RETURN_IF_ERROR(raw->Publish());
+  return pool;
 }
 
 Result<std::unique_ptr<Pool>> Pool::Create(std::unique_ptr<Store> store,
                                            const PoolCreateOptions& o) {
-  uint32_t bs = o.block_size;
-  if (bs < kMinBlockSize || bs > kMaxBlockSize || (bs & (bs - 1)) != 0) {
-    return Status::InvalidArgument("block size must be a power of two from 4 KiB to 1 MiB");
-  }
-  if (o.size_bytes % bs != 0 || o.max_bytes % bs != 0) {
-    return Status::InvalidArgument("pool sizes must be multiples of the block size");
-  }
-  uint64_t nr = o.size_bytes / bs;
-  uint64_t max = o.max_bytes ? o.max_bytes / bs : nr;
-  if (nr < 16) return Status::InvalidArgument("pool must hold at least 16 blocks");
-  if (max < nr) return Status::InvalidArgument("max_bytes is below size_bytes");
-  if (max > SpaceMap::MaxPoolBlocks(bs)) {
-    return Status::InvalidArgument("pool larger than the format allows for this block size");
-  }
+  RETURN_IF_ERROR(ValidateCreate(o));
+  const uint32_t bs = o.block_size;
+  const uint64_t nr = o.size_bytes / bs;
+  const uint64_t max = o.max_bytes ? o.max_bytes / bs : nr;
   RETURN_IF_ERROR(store->Lock(true));
   if (store->Size() < nr * bs) RETURN_IF_ERROR(store->Resize(nr * bs));
   std::vector<uint8_t> zero(kSuperSize, 0);
-  RETURN_IF_ERROR(store->Write(0, zero));
-  RETURN_IF_ERROR(store->Write(bs, zero));
+  for (uint64_t b = 0; b < kSuperCopies; ++b) RETURN_IF_ERROR(store->Write(b * bs, zero));
 
   auto impl = std::make_unique<Impl>();
   impl->store = std::move(store);
@@ -332,10 +374,13 @@ Result<std::unique_ptr<Pool>> Pool::Create(std::unique_ptr<Store> store,
   impl->max_blocks = max;
   impl->sm->Load(nr, 0, {});
   impl->cache->set_generation(1);
-  RETURN_IF_ERROR(impl->sm->Claim(0));
-  RETURN_IF_ERROR(impl->sm->Claim(1));
-  impl->dirty = true;
-  RETURN_IF_ERROR(impl->CommitLocked());
+  for (uint64_t b = 0; b < kSuperCopies; ++b) RETURN_IF_ERROR(impl->sm->Claim(b));
+  // Generations 1 and 2: both slots hold a generation from the start, so
+  // an unreadable slot is never mistaken for one not yet written.
+  for (int i = 0; i < 2; ++i) {
+    impl->dirty = true;
+    RETURN_IF_ERROR(impl->CommitLocked());
+  }
   return std::unique_ptr<Pool>(new Pool(std::move(impl)));
 }
 
@@ -351,7 +396,16 @@ Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<Store> store, const Poo
   impl->store = std::move(store);
   impl->read_only = ro;
   impl->cache_bytes = o.cache_bytes;
+  impl->accept_lost_generation = o.accept_lost_generation;
   RETURN_IF_ERROR(impl->Load());
+  if (impl->lost_generation != 0 && !ro) {
+    // The loss was accepted: commit at once, so both slots are whole again
+    // and the next open needs no flag.
+    impl->dirty = true;
+    RETURN_IF_ERROR(impl->CommitLocked());
+  }
+  impl->open_warnings = impl->warnings;
+  for (const std::string& w : impl->open_warnings) EmitWarning(w);
   return std::unique_ptr<Pool>(new Pool(std::move(impl)));
 }
 
@@ -683,6 +737,11 @@ Result<PoolInfo> Pool::Info() {
   i.free_bytes = (avail > reserve ? avail - reserve : 0) * p.bs;
   i.reserved_bytes = reserve * p.bs;
   i.generation = p.sb.generation;
+  if (auto host = p.store->allocated_bytes()) {
+    i.host_known = true;
+    i.host_allocated_bytes = *host;
+    i.host_unused_bytes = *host > i.used_bytes ? *host - i.used_bytes : 0;
+  }
   i.entries = p.table->count();
   i.cache_bytes = p.cache_bytes;
   return i;

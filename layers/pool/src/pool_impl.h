@@ -8,12 +8,13 @@
 //      (shadowed like every other tree node);
 //   2. fold reference-count deltas into shadowed space-map/index blocks;
 //   3. write every dirty metadata block; flush;
-//   4. write the superblock (generation + 1) into slot (generation + 1) % 2;
-//      flush;
+//   4. write the superblock (generation + 1) into slot (generation + 1) % 2:
+//      primary copy, flush, mirror copy, flush;
 //   5. the transaction's freed blocks become allocatable; long runs of them
 //      are discarded from the store (the pool file gives the space back).
 // Nothing the previous superblock references is written before step 4
-// completes, so a crash at any point leaves one of the two slots valid.
+// completes, so a crash at any point leaves one of the two slots valid in
+// both copies, and at most one copy torn (superblock_copies.h).
 //
 // REQUIRES for every method: mu held (public entry points take it).
 #pragma once
@@ -48,10 +49,16 @@ struct Pool::Impl {
   uint64_t next_id = 1;
   bool dirty = false;                // changed since the last commit
   Status broken;                     // set when even reloading failed
+  bool accept_lost_generation = false;  // PoolOpenOptions
+  uint64_t lost_generation = 0;      // the last Load gave up this generation (accepted)
+  std::vector<std::string> warnings; // the last Load's findings on the superblock copies
+  std::vector<std::string> open_warnings;  // those of the Load at open
   size_t max_txn_entries = 0;
 
   // Lifecycle (pool.cc).
   void InitComponents();
+  // Reads the superblock copies and takes the generation they designate
+  // (superblock_copies.h); a writer rewrites disagreeing copies first.
   Status Load();
   Status CommitLocked();
   // Discards (punches out of a file store) long runs of blocks a durable
@@ -79,7 +86,9 @@ struct Pool::Impl {
   // nullptr if the entry is gone (deleted while a device held it).
   Result<TableEntry*> FindId(uint64_t id) { return table->Get(id); }
 
-  // Volume I/O (volume_io.cc). first/count in pool blocks.
+  // Volume I/O (volume_io.cc). first/count in pool blocks; each checks
+  // [first, first + count) against the entry's size itself (OutOfRange).
+  Status InBounds(const TableEntry& e, uint64_t first, uint64_t count, const char* op);
   Status ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> out);
   Status WriteBlocks(uint64_t id, uint64_t first, std::span<const uint8_t> data);
   Status RemoveRange(TableEntry& e, uint64_t first, uint64_t end);

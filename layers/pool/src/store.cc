@@ -2,16 +2,19 @@
 // holder note) and an adapter over any BlockDevice.
 #include "pool/store.h"
 
+#include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <fstream>
-#include <sstream>
 
 #include "block/file_device.h"
+#include "superblock.h"
 
 namespace stack::pool {
 namespace {
@@ -50,14 +53,105 @@ class DeviceStore final : public DeviceStoreBase {
 
 std::string HolderPath(const std::string& path) { return path + ".holder"; }
 
+// The holder note is advisory (the flock is the lock) and lives next to the
+// pool, where anyone who can write the directory could plant a symlink or a
+// hard link to another file. So it is never opened through a symlink, and
+// written only as a fresh file of our own: whatever sits at the name is
+// unlinked (the exclusive flock is held, so no other writer owns it), then
+// created with O_EXCL|O_NOFOLLOW, mode 0644. Best effort: false if not written.
+bool WriteHolder(const std::string& holder_path) {
+  char host[256] = {0};
+  ::gethostname(host, sizeof(host) - 1);
+  const std::string note = "pid " + std::to_string(::getpid()) + " on " + host + " since " +
+                           std::to_string(std::time(nullptr)) + "\n";
+  ::unlink(holder_path.c_str());
+  int fd = ::open(holder_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  const bool ok = ::write(fd, note.data(), note.size()) == static_cast<ssize_t>(note.size());
+  ::close(fd);
+  if (!ok) ::unlink(holder_path.c_str());
+  return ok;
+}
+
+// The first line of the holder note (at most 256 bytes), "" if there is no
+// regular file there.
+std::string ReadHolder(const std::string& holder_path) {
+  int fd = ::open(holder_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return {};
+  struct stat st {};
+  char buf[256];
+  ssize_t n = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? ::read(fd, buf, sizeof(buf)) : -1;
+  ::close(fd);
+  if (n <= 0) return {};
+  std::string line(buf, static_cast<size_t>(n));
+  line = line.substr(0, line.find('\n'));
+  for (char& c : line) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';  // it is quoted in a message
+  }
+  return line;
+}
+
+// Renames from -> to unless `to` exists (AlreadyExists then, and `from`
+// stays): renameat2(RENAME_NOREPLACE), or link + unlink where the file
+// system lacks it. Either way a concurrent creator is never overwritten.
+Status RenameNoReplace(const std::string& from, const std::string& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) {
+    return Status::Ok();
+  }
+  int e = errno;
+  if (e == EINVAL || e == ENOSYS || e == ENOTSUP) {
+    if (::link(from.c_str(), to.c_str()) == 0) {
+      ::unlink(from.c_str());
+      return Status::Ok();
+    }
+    e = errno;
+  }
+  if (e == EEXIST) return Status::AlreadyExists(to + " exists (created meanwhile by someone else)");
+  return Status::FromErrno("rename " + from + " to " + to, e);
+}
+
+std::string DirectoryOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// Makes a rename in path's directory durable (best effort: a crash before
+// it only loses the new name, and with it a pool nobody has used yet).
+void SyncDirectory(const std::string& path) {
+  int fd = ::open(DirectoryOf(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::fsync(fd);
+  ::close(fd);
+}
+
 class FileStore final : public DeviceStoreBase {
  public:
-  FileStore(std::unique_ptr<FileDevice> dev, std::string path)
-      : DeviceStoreBase(std::move(dev)), path_(std::move(path)) {}
+  // final_path: non-empty for a store created under the temporary name
+  // `path`, to be renamed to final_path by Publish().
+  FileStore(std::unique_ptr<FileDevice> dev, std::string path, std::string final_path = {})
+      : DeviceStoreBase(std::move(dev)), path_(std::move(path)), final_path_(std::move(final_path)) {}
   std::string local_path() const override { return path_; }
+  std::optional<uint64_t> allocated_bytes() const override {
+    struct stat st {};
+    if (::fstat(static_cast<FileDevice&>(*dev_).fd(), &st) != 0) return std::nullopt;
+    return static_cast<uint64_t>(st.st_blocks) * 512;
+  }
   ~FileStore() override {
     if (wrote_holder_) ::unlink(HolderPath(path_).c_str());
+    if (!final_path_.empty()) ::unlink(path_.c_str());  // never published
     // The flock goes with the descriptor, closed by FileDevice.
+  }
+
+  Status Publish() override {
+    if (final_path_.empty()) return Status::Ok();
+    RETURN_IF_ERROR(Flush());
+    RETURN_IF_ERROR(RenameNoReplace(path_, final_path_));
+    std::string dest = std::move(final_path_);
+    final_path_.clear();
+    Renamed(dest);
+    SyncDirectory(dest);
+    return Status::Ok();
   }
   FileDevice& file() { return static_cast<FileDevice&>(*dev_); }
 
@@ -67,28 +161,24 @@ class FileStore final : public DeviceStoreBase {
     int fd = file().fd();
     if (::flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
       if (errno != EWOULDBLOCK) return Status::FromErrno("flock " + path_, errno);
-      std::string holder;
-      std::ifstream in(HolderPath(path_));
-      if (in) std::getline(in, holder);
+      std::string holder = ReadHolder(HolderPath(path_));
       if (holder.empty()) holder = "another process (read-only users leave no note)";
       return Status::Busy("pool " + path_ + " is locked by " + holder);
     }
-    if (exclusive) {
-      char host[256] = {0};
-      ::gethostname(host, sizeof(host) - 1);
-      std::ostringstream note;
-      note << "pid " << ::getpid() << " on " << host << " since " << std::time(nullptr);
-      std::ofstream out(HolderPath(path_), std::ios::trunc);
-      if (out) {
-        out << note.str() << "\n";
-        wrote_holder_ = true;
-      }
-    }
+    if (exclusive) wrote_holder_ = WriteHolder(HolderPath(path_));
     return Status::Ok();
+  }
+
+  // Moves the holder note along with a store renamed into place.
+  void Renamed(std::string path) {
+    if (wrote_holder_) ::unlink(HolderPath(path_).c_str());
+    path_ = std::move(path);
+    if (wrote_holder_) wrote_holder_ = WriteHolder(HolderPath(path_));
   }
 
  private:
   std::string path_;
+  std::string final_path_;
   bool wrote_holder_ = false;
 };
 
@@ -101,6 +191,28 @@ constexpr uint64_t kWriteBehindBytes = 256 << 10;
 }  // namespace
 
 Result<std::unique_ptr<Store>> OpenFileStore(const std::string& path, bool read_only) {
+  // A pool file is whole 4 KiB blocks; anything else was truncated (or is
+  // not a pool): Corruption saying so, not the device's size complaint.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size % kStoreAlign != 0) {
+    std::string expect;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      std::vector<uint8_t> head(kSuperSize);
+      if (::pread(fd, head.data(), head.size(), 0) == static_cast<ssize_t>(head.size())) {
+        auto sb = DecodeSuperblock(head, 0);
+        if (sb.ok()) {
+          expect = "; its superblock (generation " + std::to_string(sb->generation) +
+                   ") describes a pool of " + std::to_string(sb->nr_blocks * sb->block_size) +
+                   " bytes";
+        }
+      }
+      ::close(fd);
+    }
+    return Status::Corruption("pool file " + path + " is " + std::to_string(st.st_size) +
+                              " bytes, not a whole number of " + std::to_string(kStoreAlign) +
+                              "-byte blocks: truncated, or not a pool file" + expect);
+  }
   FileDeviceOptions o;
   o.block_size = kStoreAlign;
   o.read_only = read_only;
@@ -110,11 +222,19 @@ Result<std::unique_ptr<Store>> OpenFileStore(const std::string& path, bool read_
 }
 
 Result<std::unique_ptr<Store>> CreateFileStore(const std::string& path, uint64_t size_bytes) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) return Status::AlreadyExists(path + " exists");
   FileDeviceOptions o;
   o.block_size = kStoreAlign;
   o.write_behind_bytes = kWriteBehindBytes;
-  ASSIGN_OR_RETURN(auto dev, FileDevice::Create(path, size_bytes, o));
-  return std::unique_ptr<Store>(std::make_unique<FileStore>(std::move(dev), path));
+  // A hidden temporary name in the same directory (so the rename stays on
+  // one file system), unique per process and call.
+  static std::atomic<uint64_t> serial{0};
+  const size_t cut = path.rfind('/') == std::string::npos ? 0 : path.rfind('/') + 1;
+  const std::string tmp = path.substr(0, cut) + "." + path.substr(cut) + ".creating-" +
+                          std::to_string(::getpid()) + "-" + std::to_string(serial++);
+  ASSIGN_OR_RETURN(auto dev, FileDevice::Create(tmp, size_bytes, o));
+  return std::unique_ptr<Store>(std::make_unique<FileStore>(std::move(dev), tmp, path));
 }
 
 std::unique_ptr<Store> MakeDeviceStore(std::unique_ptr<BlockDevice> device) {

@@ -6,7 +6,7 @@
 
 namespace stack::pool {
 
-std::vector<uint8_t> EncodeSuperblock(const Superblock& sb) {
+std::vector<uint8_t> EncodeSuperblock(const Superblock& sb, uint64_t block) {
   std::vector<uint8_t> buf(kSuperSize, 0);
   uint8_t* p = buf.data();
   PutLE32(p + 32, kFormatVersion);
@@ -24,21 +24,22 @@ std::vector<uint8_t> EncodeSuperblock(const Superblock& sb) {
   for (size_t i = 0; i < sb.index_locs.size(); ++i) {
     PutLE64(p + kSuperIndexOffset + 8 * i, sb.index_locs[i]);
   }
-  SealBlock(buf, BlockType::kSuper, sb.generation % 2, sb.generation);
+  SealBlock(buf, BlockType::kSuper, block, sb.generation);
   return buf;
 }
 
-Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t slot) {
-  if (buf.size() < kSuperSize) return Status::Corruption("superblock slot too short");
+Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t block) {
+  if (buf.size() < kSuperSize) return Status::Corruption("superblock copy too short");
   std::span<const uint8_t> s = buf.subspan(0, kSuperSize);
-  RETURN_IF_ERROR(VerifyBlock(s, BlockType::kSuper, slot));
+  RETURN_IF_ERROR(VerifyBlock(s, BlockType::kSuper, block));
   const uint8_t* p = s.data();
   auto fail = [&](const std::string& why) {
-    return Status::Corruption("superblock slot " + std::to_string(slot) + ": " + why);
+    return Status::Corruption("superblock at physical block " + std::to_string(block) + ": " +
+                              why);
   };
   Superblock sb;
   sb.generation = GetLE64(p + 24);
-  if (sb.generation % 2 != slot) return fail("generation does not belong in this slot");
+  if (sb.generation % 2 != block % 2) return fail("generation does not belong in this slot");
   if (GetLE32(p + 32) != kFormatVersion) {
     return fail("unsupported format version " + std::to_string(GetLE32(p + 32)) +
                 " (this build reads version " + std::to_string(kFormatVersion) + ")");

@@ -1,7 +1,8 @@
-// Superblock: the root of the pool, kept in two slots (physical blocks 0
-// and 1, first 4096 bytes of each). Generation g is written to slot g % 2;
-// Open takes the valid slot with the higher generation, so a torn
-// superblock write leaves the previous commit in force.
+// Superblock: the root of the pool, kept in two slots of two copies each
+// (physical blocks 0-3, first 4096 bytes of each): generation g is written
+// to slot g % 2, first its primary copy (block g % 2), flushed, then its
+// mirror (block 2 + g % 2), flushed. Which generation Open takes, and
+// what it makes of damaged copies: superblock_copies.h.
 // Layout (little-endian; spec/pool-format.md, "Superblock"):
 //     0  metadata block header (type kSuper, location = slot, generation)
 //    32  u32 format version      36  u32 block size
@@ -38,11 +39,12 @@ struct Superblock {
   std::vector<uint64_t> index_locs;
 };
 
-// Encodes into a kSuperSize buffer for slot generation % 2.
+// Encodes into a kSuperSize buffer for the copy at physical block `block`
+// (SuperCopyBlock(sb.generation % 2, mirror)).
 // REQUIRES: index_locs.size() <= kMaxIndexSlots.
-std::vector<uint8_t> EncodeSuperblock(const Superblock& sb);
-// Decodes and checks a slot (header, checksum, then every field's bounds).
-// Corruption naming the slot on failure.
-Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t slot);
+std::vector<uint8_t> EncodeSuperblock(const Superblock& sb, uint64_t block);
+// Decodes and checks the copy at physical block `block` (0-3): header,
+// checksum, then every field's bounds. Corruption saying why otherwise.
+Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t block);
 
 }  // namespace stack::pool

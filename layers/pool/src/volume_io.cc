@@ -62,11 +62,25 @@ Status ReadRun(Pool::Impl& p, const TableEntry& e, std::span<const LogicalMappin
 
 }  // namespace
 
+// Bounds are checked here, under the lock that performs the I/O: the
+// BlockDevice wrapper's own check ran under an earlier acquisition, and a
+// Resize on another thread may have shrunk the entry since.
+Status Pool::Impl::InBounds(const TableEntry& e, uint64_t first, uint64_t count, const char* op) {
+  const uint64_t blocks = e.size_bytes / bs;
+  if (first > blocks || count > blocks - first) {
+    return Status::OutOfRange(std::string(op) + " of blocks " + std::to_string(first) + "+" +
+                              std::to_string(count) + " is past the end of " + EntryLabel(e) +
+                              " (" + std::to_string(blocks) + " blocks)");
+  }
+  return Status::Ok();
+}
+
 Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> out) {
   RETURN_IF_ERROR(Usable());
   ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
   uint64_t n = out.size() / bs;
+  RETURN_IF_ERROR(InBounds(*e, first, n, "read"));
   if (n == 1) {
     // One block (the common random-read case): a plain lookup, without the
     // range walk's callback and vector.
@@ -132,6 +146,7 @@ Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint
   if (!e) return Status::NotFound("volume was deleted");
   if (e->read_only || e->snapshot) return Status::ReadOnly(EntryLabel(*e) + " is read-only");
   uint64_t n = data.size() / bs;
+  RETURN_IF_ERROR(InBounds(*e, first, n, "write"));
   // What is mapped now, and which blocks can be overwritten in place (a
   // data block allocated in this transaction and referenced once).
   std::vector<Mapping> existing(n);
@@ -243,6 +258,7 @@ Status Pool::Impl::DiscardBlocks(uint64_t id, uint64_t first, uint64_t count) {
   ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
   if (e->read_only || e->snapshot) return Status::ReadOnly(EntryLabel(*e) + " is read-only");
+  RETURN_IF_ERROR(InBounds(*e, first, count, "discard"));
   return RemoveRange(*e, first, first + count);
 }
 
@@ -250,6 +266,7 @@ Result<std::vector<Extent>> Pool::Impl::Extents(uint64_t id, uint64_t first, uin
   RETURN_IF_ERROR(Usable());
   ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
+  RETURN_IF_ERROR(InBounds(*e, first, count, "allocation query"));
   std::vector<Extent> out;
   RETURN_IF_ERROR(tree->ForEach(e->root, first, first + count, [&](uint64_t k, const Mapping&) {
     uint64_t off = k * bs;

@@ -21,11 +21,20 @@
 // Commit and Delete never fail for lack of space; Snapshot and Clone are
 // refused (NoSpace) when free space falls below the reserve threshold.
 //
+// Superblock damage: open recovers from a commit torn by a crash on its
+// own, opens a generation from its intact copy when the other is damaged,
+// and refuses (Corruption) when a committed generation may be lost, unless
+// PoolOpenOptions::accept_lost_generation. Every damaged or torn copy is
+// reported: open_warnings(), the warning sink, and Check().
+//
 // Locking: Create/Open take an exclusive lock on the store (shared when
 // read-only); another opener gets Busy naming the holder.
 //
 // Thread-safety: every method (and every volume device) may be called
-// from any thread; calls are serialised by one mutex. Volume devices are
+// from any thread; calls are serialised by one mutex. A volume device
+// checks its bounds again under the mutex that performs the I/O, so a
+// Resize on another thread cannot let a write land past the new end
+// (OutOfRange instead). Volume devices are
 // valid while the Pool lives.
 #pragma once
 
@@ -53,6 +62,12 @@ struct PoolCreateOptions {
 struct PoolOpenOptions {
   bool read_only = false;
   size_t cache_bytes = 64ull << 20;
+  // When both copies of the superblock slot that would hold the next
+  // generation are unreadable, that generation may have been committed and
+  // the pool refuses to open (Corruption). true: open the newest readable
+  // generation anyway (a warning says what is lost); a writer then commits
+  // at once, making the loss final and the pool whole.
+  bool accept_lost_generation = false;
 };
 
 struct EntryMeta {
@@ -86,6 +101,14 @@ struct PoolInfo {
   uint64_t free_bytes = 0;      // allocatable now (excludes blocks freed since the last commit)
   uint64_t reserved_bytes = 0;  // kept back for commits
   uint64_t generation = 0;      // last committed transaction
+  // What the backing file occupies on its host (0 with host_known false:
+  // not a file). Freed runs of 64 KiB and more are punched out at the
+  // commit that frees them; host_unused_bytes is what is allocated on the
+  // host beyond the pool's used blocks (free blocks not punched: short
+  // runs kept for reuse), an upper bound of what could still be given back.
+  bool host_known = false;
+  uint64_t host_allocated_bytes = 0;
+  uint64_t host_unused_bytes = 0;
   uint64_t entries = 0;
   size_t cache_bytes = 0;
 };
@@ -93,6 +116,9 @@ struct PoolInfo {
 struct CheckReport {
   bool ok = true;
   std::vector<std::string> errors;  // one line each, naming the block/entry
+  // Findings that do not make the pool unclean: superblock copies torn by
+  // an interrupted commit (recovered; a writer rewrites them).
+  std::vector<std::string> warnings;
   uint64_t entries = 0;
   uint64_t btree_nodes = 0;
   uint64_t data_blocks = 0;     // distinct data blocks referenced
@@ -133,6 +159,9 @@ class Pool {
   Pool& operator=(const Pool&) = delete;
 
   uint32_t block_size() const;
+  // What Open found wrong with the superblock copies (one line each, naming
+  // the copy and the generation opened); empty when all four agreed.
+  const std::vector<std::string>& open_warnings() const;
 
   // A new empty thin volume. size_bytes: a multiple of block_size().
   Status CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta);
@@ -186,6 +215,10 @@ class Pool {
   explicit Pool(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Where Pool::Open also sends each of its open_warnings() (the CLI prints
+// them on stderr). Set it once, before pools are opened; unset by default.
+void SetPoolWarningSink(std::function<void(const std::string&)> sink);
 
 // True if `name` is a valid entry name (see above).
 bool ValidEntryName(const std::string& name);

@@ -12,6 +12,8 @@
 //   Discard  hint: the range's content is no longer needed (may punch holes).
 //   Size     current size in bytes.
 //   Resize   grows (or shrinks) the store; NoSpace if it cannot grow.
+//   Publish  makes a store created under a temporary name visible under its
+//            final one (see CreateFileStore); OK at once for other stores.
 //   Lock     takes the store's one-writer lock (exclusive) or a reader's
 //            lock (shared); Busy naming the holder when someone else has it.
 //            Released when the Store is destroyed.
@@ -21,6 +23,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -43,9 +46,15 @@ class Store {
   virtual uint64_t Size() const = 0;
   virtual Status Resize(uint64_t new_size) = 0;
   virtual Status Lock(bool exclusive) = 0;
+  // AlreadyExists (the temporary file is kept until the Store is destroyed)
+  // when the final name was taken meanwhile.
+  virtual Status Publish() { return Status::Ok(); }
   virtual bool read_only() const = 0;
   virtual uint32_t io_alignment() const { return 4096; }
   virtual std::string describe() const = 0;
+  // Bytes the store occupies on its host (a sparse file's allocated
+  // blocks, after hole punching), or nullopt when unknown.
+  virtual std::optional<uint64_t> allocated_bytes() const { return std::nullopt; }
   // The local file holding the store's bytes at the same offsets, or ""
   // when there is none (a device, a remote store). Lets a caller copy
   // stored runs with the kernel's file-to-file methods (reflink,
@@ -55,8 +64,12 @@ class Store {
 
 // Opens an existing pool file. NotFound if absent.
 Result<std::unique_ptr<Store>> OpenFileStore(const std::string& path, bool read_only);
-// Creates a new sparse file of size_bytes (multiple of 4096). AlreadyExists
-// if the path exists.
+// Creates a new sparse pool file of size_bytes (multiple of 4096) under a
+// hidden temporary name in path's directory; nothing appears at `path`
+// until Publish(), which renames it there without replacing anything
+// (renameat2 RENAME_NOREPLACE, else link + unlink). Destroying an
+// unpublished store removes the temporary file, so a failed create leaves
+// nothing behind. AlreadyExists if the path exists.
 Result<std::unique_ptr<Store>> CreateFileStore(const std::string& path, uint64_t size_bytes);
 
 // A store over any BlockDevice whose block size divides 4096 (tests put a
