@@ -46,7 +46,10 @@ bool IsXtsKeySize(uint32_t bytes) { return bytes == 32 || bytes == 64; }
 // Why this build cannot try keyslot k, or OK.
 Status KeyslotSupport(const Metadata& md, const Keyslot& k) {
   const std::string which = "keyslot " + std::to_string(k.id);
-  if (!k.usable) return Status::Unsupported(which + " has type " + k.type);
+  if (!k.usable) {
+    return Status::Unsupported(which + (k.unusable_why.empty() ? " has type " + k.type
+                                                               : " uses " + k.unusable_why));
+  }
   if (k.area_encryption != "aes-xts-plain64") {
     return Status::Unsupported(which + " area cipher " + k.area_encryption +
                                " (only aes-xts-plain64)");
@@ -65,8 +68,12 @@ Status KeyslotSupport(const Metadata& md, const Keyslot& k) {
   if (k.kdf.type != "pbkdf2" && k.kdf.type != "argon2i" && k.kdf.type != "argon2id") {
     return Status::Unsupported(which + " kdf " + k.kdf.type);
   }
-  if (FindDigest(md, k.id) == nullptr) {
+  const Digest* d = FindDigest(md, k.id);
+  if (d == nullptr) {
     return Status::Unsupported(which + " is not bound to any digest (it opens nothing)");
+  }
+  if (HashSize(d->hash) == 0) {
+    return Status::Unsupported(which + " digest hash " + d->hash);
   }
   return Status::Ok();
 }
