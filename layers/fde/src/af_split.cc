@@ -8,8 +8,8 @@
 namespace stack::fde::internal {
 namespace {
 
-// digest: scratch of 64 bytes. The digests are the diffused AF state (the key
-// once XORed with the last stripe), so the scratch is a Secret, not the stack.
+// scratch: at least HashSize(hash) bytes. The digests are the diffused AF
+// state (the key once XORed with the last stripe): a Secret, not the stack.
 Status Diffuse(std::span<uint8_t> block, std::string_view hash, Secret& scratch) {
   const size_t ds = HashSize(hash);
   if (ds == 0) return Status::Unsupported("AF hash " + std::string(hash));
