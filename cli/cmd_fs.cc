@@ -42,7 +42,7 @@ struct FsArgs {
 // Opens the file system. Commands check their arguments between a.t.Spec()
 // and this, so a malformed command never opens (or writes) anything.
 Result<std::unique_ptr<compose::FsSession>> Session(FsArgs& a, const compose::TargetSpec& spec) {
-  auto s = compose::FsSession::Open(spec, a.t.Passphrase());
+  auto s = compose::FsSession::Open(spec, a.t.Passphrase(), !a.t.key_file.empty());
   if (s.ok())
     for (auto& w : (*s)->warnings()) std::cerr << "stack: warning: " << EscapeText(w) << "\n";
   return s;
@@ -61,7 +61,8 @@ Status Mkfs(FsArgs& a, const CommandContext& ctx) {
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
   ASSIGN_OR_RETURN(auto o, MkfsOptionsFrom(a.label, a.uuid, a.block_size, a.inode_size,
                                            a.inode_ratio, a.reserved_ratio, ResolveTimestamp(a.timestamp)));
-  ASSIGN_OR_RETURN(auto s, compose::FsSession::Mkfs(spec, a.t.Passphrase(), o));
+  ASSIGN_OR_RETURN(auto s, compose::FsSession::Mkfs(spec, a.t.Passphrase(), o,
+                                                             !a.t.key_file.empty()));
   ASSIGN_OR_RETURN(auto df, s->fs().Df());
   RETURN_IF_ERROR(s->Close());
   if (ctx.json) PrintJson(DfJson(df));

@@ -129,9 +129,11 @@ Status Import(ImageArgs& a, const CommandContext& ctx) {
   RETURN_IF_ERROR(compose::ValidateName(o.volume, "volume"));
   o.note = a.note;
   o.tags = a.tags;
+  o.force = a.force;
   compose::Progress progress("import", 0);
   o.progress = &progress;
   ASSIGN_OR_RETURN(auto rep, compose::ImportImage(o));
+  for (const auto& w : rep.warnings) std::cerr << "stack: warning: " << w << "\n";
   if (ctx.json) {
     PrintJson({{"volume", rep.volume},
                {"detected", rep.detected},
@@ -219,6 +221,9 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
   im->add_option("args", a->t.pos, "IMAGE_FILE VOLUME");
   im->add_option("--note", a->note, "Note");
   im->add_option("--tag", a->tags, "Tag (repeatable)");
+  im->add_flag("--force", a->force,
+               "Import a LUKS image even if its header cannot be opened by this build "
+               "(unsupported cipher or KDF, damaged header): the bytes are copied as is");
   bind(im, [](ImageArgs& x, CommandContext& c) { return Import(x, c); });
 }
 

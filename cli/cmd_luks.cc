@@ -1,5 +1,6 @@
 // `stack luks ...`: LUKS2/LUKS1 containers on a pool volume or an image file:
 // format, dump, keyslots, header backup and restore.
+#include <climits>
 #include <iostream>
 
 #include "command.h"
@@ -18,7 +19,8 @@ struct LuksArgs {
   bool allow_discards = false;
   bool luks1 = false;
   bool force = false;
-  int slot = -1;
+  int slot = kNoSlot;  // --slot; any given value is validated, -1 included
+  static constexpr int kNoSlot = INT_MIN;
 };
 
 // Opens the target's raw device for a header operation.
@@ -29,6 +31,10 @@ Result<std::pair<std::unique_ptr<compose::Target>, std::unique_ptr<BlockDevice>>
   auto dev = target->TakeDevice();
   return std::make_pair(std::move(target), std::move(dev));
 }
+
+// What every command that will ask for a passphrase checks first: that the
+// header is one we can open (else Unsupported/Corruption/NotFound, no prompt).
+Status CheckBeforePrompt(BlockDevice& dev) { return fde::CheckOpenable(dev); }
 
 Status Finish(std::unique_ptr<compose::Target>& target, std::unique_ptr<BlockDevice>& dev) {
   RETURN_IF_ERROR(dev->Flush());
@@ -84,6 +90,7 @@ Status AddKey(LuksArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto raw, Raw(a, true));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
   ASSIGN_OR_RETURN(auto kdf, a.kdf.Params());
+  RETURN_IF_ERROR(CheckBeforePrompt(*raw.second));
   ASSIGN_OR_RETURN(fde::Secret old, a.t.Passphrase("Existing passphrase: ")());
   ASSIGN_OR_RETURN(fde::Secret added, a.t.NewPassphrase()());
   ASSIGN_OR_RETURN(int slot, fde::AddKey(*raw.second, old, added, kdf));
@@ -97,9 +104,10 @@ Status RemoveKey(LuksArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto raw, Raw(a, true));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
   int slot = a.slot;
-  if (slot >= 0) {
+  if (slot != LuksArgs::kNoSlot) {
     RETURN_IF_ERROR(fde::KillKeyslot(*raw.second, slot, a.force));
   } else {
+    RETURN_IF_ERROR(CheckBeforePrompt(*raw.second));
     ASSIGN_OR_RETURN(fde::Secret pass, a.t.Passphrase("Passphrase to remove: ")());
     ASSIGN_OR_RETURN(slot, fde::RemoveKey(*raw.second, pass, a.force));
   }
@@ -113,6 +121,7 @@ Status ChangeKey(LuksArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto raw, Raw(a, true));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
   ASSIGN_OR_RETURN(auto kdf, a.kdf.Params());
+  RETURN_IF_ERROR(CheckBeforePrompt(*raw.second));
   ASSIGN_OR_RETURN(fde::Secret old, a.t.Passphrase("Current passphrase: ")());
   ASSIGN_OR_RETURN(fde::Secret added, a.t.NewPassphrase()());
   ASSIGN_OR_RETURN(int slot, fde::ChangeKey(*raw.second, old, added, kdf));
@@ -180,7 +189,8 @@ void RegisterLuksCommands(CLI::App& app, CommandContext& ctx) {
                     "  example: stack luks remove-key -p pool.stk vm1 -k old.txt");
   a->t.AddTo(rm, "[VOLUME]");
   a->t.AddKeyFile(rm);
-  rm->add_option("--slot", a->slot, "Remove this keyslot number without a passphrase");
+  rm->add_option("--slot", a->slot,
+                 "Remove this keyslot number (0..31 LUKS2, 0..7 LUKS1) without a passphrase");
   rm->add_flag("--force", a->force, "Allow removing the last keyslot (data becomes unreadable)");
   bind(rm, [](LuksArgs& x, CommandContext& c) { return RemoveKey(x, c); });
 

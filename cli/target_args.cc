@@ -13,12 +13,13 @@ void TargetArgs::AddTo(CLI::App* cmd, const std::string& usage) {
 
 void TargetArgs::AddKeyFile(CLI::App* cmd) {
   cmd->add_option("--key-file,-k", key_file,
-                  "Passphrase file (whole file; '-' = one line of stdin). Default: prompt");
+                  "Passphrase file, byte for byte ('-' = all of stdin, newlines included, as "
+                  "cryptsetup --key-file=-). Default: prompt");
 }
 
 void TargetArgs::AddNewKeyFile(CLI::App* cmd) {
   cmd->add_option("--new-key-file", new_key_file,
-                  "New passphrase file ('-' = one line of stdin). Default: prompt twice");
+                  "New passphrase file ('-' = all of stdin, as cryptsetup). Default: prompt twice");
 }
 
 Result<compose::TargetSpec> TargetArgs::Spec(bool writable) {

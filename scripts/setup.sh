@@ -11,7 +11,7 @@ PKGS="
   libcli11-dev catch2 nlohmann-json3-dev
   libarchive-dev libarchive-tools tar zstd xz-utils gzip zlib1g-dev
   libxxhash-dev libisal-dev
-  cryptsetup-bin qemu-utils
+  cryptsetup-bin qemu-utils gdb
   nbdkit nbdkit-plugin-dev libnbd-bin
   python3 python3-cryptography
   util-linux coreutils time attr xfsprogs

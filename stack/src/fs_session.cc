@@ -3,10 +3,11 @@
 namespace stack::compose {
 
 Result<std::unique_ptr<FsSession>> FsSession::Open(const TargetSpec& spec,
-                                                   const SecretGetter& get_passphrase) {
+                                                   const SecretGetter& get_passphrase,
+                                                   bool key_given) {
   std::unique_ptr<FsSession> s(new FsSession());
   ASSIGN_OR_RETURN(s->target_, Target::Open(spec));
-  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, spec.writable));
+  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, spec.writable, key_given));
   s->kind_ = u.kind;
   s->warnings_ = u.warnings;
   auto fs = fsbridge::Filesystem::Open(std::move(u.device), spec.writable);
@@ -17,10 +18,11 @@ Result<std::unique_ptr<FsSession>> FsSession::Open(const TargetSpec& spec,
 
 Result<std::unique_ptr<FsSession>> FsSession::Mkfs(const TargetSpec& spec,
                                                    const SecretGetter& get_passphrase,
-                                                   const fsbridge::MkfsOptions& opts) {
+                                                   const fsbridge::MkfsOptions& opts,
+                                                   bool key_given) {
   std::unique_ptr<FsSession> s(new FsSession());
   ASSIGN_OR_RETURN(s->target_, Target::Open(spec));
-  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, true));
+  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, true, key_given));
   s->kind_ = u.kind;
   s->warnings_ = u.warnings;
   auto fs = fsbridge::Filesystem::Mkfs(std::move(u.device), opts);

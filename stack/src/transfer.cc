@@ -170,6 +170,17 @@ Result<ImportReport> ImportImage(const ImportOptions& o) {
   ImportReport rep;
   rep.volume = o.volume;
   rep.detected = kind == fde::ContainerKind::kNone ? "plain" : KindText(kind);
+  if (kind != fde::ContainerKind::kNone) {
+    // A container we could never open would be imported only to fail later.
+    if (Status st = fde::CheckOpenable(*in); !st.ok()) {
+      const std::string why = o.in_path + " holds a " + rep.detected +
+                              " container this build cannot open: " + st.message();
+      if (st.Is(Code::kIoError) || !o.force) {
+        return Status(st.code(), why + (st.Is(Code::kIoError) ? "" : " (--force imports it as is)"));
+      }
+      rep.warnings.push_back(why + " (imported as is: --force)");
+    }
+  }
   ASSIGN_OR_RETURN(auto pool, pool::Pool::Open(o.pool_path, pool::PoolOpenOptions{}));
   ASSIGN_OR_RETURN(int stale, CleanupStaleBuilds(*pool));
   (void)stale;

@@ -5,14 +5,23 @@
 namespace stack::compose {
 
 Result<Unlocked> Unlock(std::unique_ptr<BlockDevice> dev, const SecretGetter& get_passphrase,
-                        bool writable) {
+                        bool writable, bool key_given) {
   ASSIGN_OR_RETURN(fde::ContainerKind kind, fde::Probe(*dev));
   Unlocked u;
   u.kind = kind;
   if (kind == fde::ContainerKind::kNone) {
+    if (key_given) {
+      return Status::InvalidArgument(
+          "a key file was given but " + dev->describe() +
+          " holds no LUKS container, so nothing would be encrypted: to encrypt it, run "
+          "`stack luks format` on it first (or make it with `stack build`); for a plain "
+          "file system, drop --key-file");
+    }
     u.device = std::move(dev);
     return u;
   }
+  // Before asking for anything: can we open what the header describes?
+  RETURN_IF_ERROR(fde::CheckOpenable(*dev));
   ASSIGN_OR_RETURN(fde::Secret pass, get_passphrase());
   fde::OpenOptions o;
   o.read_only = !writable;

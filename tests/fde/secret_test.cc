@@ -1,6 +1,8 @@
 // Secret and the passphrase readers.
 #include <fcntl.h>
 #include <pty.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,7 +52,7 @@ TEST_CASE("Passphrase: key file is taken byte for byte") {
   CHECK(CodeOf(ReadKeyFile(dir.file("empty"))) == Code::kInvalidArgument);
 }
 
-TEST_CASE("Passphrase: a line from a descriptor stops at newline") {
+TEST_CASE("Passphrase: a line from a descriptor stops at newline, keeps a \\r (as cryptsetup)") {
   int fds[2];
   REQUIRE(pipe(fds) == 0);
   const char text[] = "correct horse\r\nnext line\n";
@@ -58,8 +60,9 @@ TEST_CASE("Passphrase: a line from a descriptor stops at newline") {
   close(fds[1]);
   auto s = ReadPassphraseFd(fds[0]);
   REQUIRE_OK(s);
-  CHECK(s->size() == 13);
-  CHECK(s->Equals(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("correct horse"), 13)));
+  CHECK(s->size() == 14);
+  CHECK(s->Equals(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("correct horse\r"), 14)));
   close(fds[0]);
   REQUIRE(pipe(fds) == 0);
   close(fds[1]);
@@ -108,4 +111,33 @@ TEST_CASE("Passphrase: TTY prompt reads with echo off") {
   close(pipefd[0]);
   CHECK(result == "tty secret");
   CHECK(shown.find("tty secret") == std::string::npos);  // never echoed
+}
+
+TEST_CASE("Secret: the first secret makes the process non-dumpable with no core limit") {
+  auto s = Secret::FromString("anything");
+  REQUIRE_OK(s);
+  REQUIRE_OK(HardenProcess());
+  CHECK(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0);
+  struct rlimit rl {};
+  REQUIRE(getrlimit(RLIMIT_CORE, &rl) == 0);
+  CHECK(rl.rlim_cur == 0);
+  CHECK(rl.rlim_max == 0);
+}
+
+TEST_CASE("Passphrase: -k - reads all of stdin byte for byte (as cryptsetup --key-file=-)") {
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  const std::string text("pass\r\nmore\n", 11);
+  REQUIRE(write(fds[1], text.data(), text.size()) == ssize_t(text.size()));
+  close(fds[1]);
+  const int saved = dup(STDIN_FILENO);
+  REQUIRE(saved >= 0);
+  REQUIRE(dup2(fds[0], STDIN_FILENO) == STDIN_FILENO);
+  close(fds[0]);
+  auto s = ReadKeyStdin();
+  REQUIRE(dup2(saved, STDIN_FILENO) == STDIN_FILENO);
+  close(saved);
+  REQUIRE_OK(s);
+  CHECK(s->Equals(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()),
+                                           text.size())));
 }

@@ -192,6 +192,7 @@ Result<int> RemoveKey(BlockDevice& dev, const Secret& passphrase, bool force) {
 Status KillKeyslot(BlockDevice& dev, int keyslot, bool force) {
   RETURN_IF_ERROR(CheckWritable(dev));
   ASSIGN_OR_RETURN(ContainerKind kind, Probe(dev));
+  if (kind != ContainerKind::kNone) RETURN_IF_ERROR(CheckKeyslotNumber(kind, keyslot));
   const std::string last_msg = "refusing to remove the last keyslot (" + std::to_string(keyslot) +
                                "): the data would be unrecoverable; use force";
   if (kind == ContainerKind::kLuks1) {

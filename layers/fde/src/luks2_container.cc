@@ -75,16 +75,37 @@ Result<Luks2Header> ReadBoth(const Reader& read, uint64_t size) {
   Copy p = ReadCopy(read, size, 0);
   if (p.status.Is(Code::kIoError)) return p.status.WithContext("reading LUKS2 primary header");
   Copy s;
-  s.status = Status::Corruption("no secondary header found");
   if (p.status.ok()) {
     s = ReadCopy(read, size, p.bin.hdr_size);
+    if (!s.status.ok()) {
+      s.status = Status(s.status.code(), "at " + std::to_string(p.bin.hdr_size) + ": " +
+                                             s.status.message());
+    }
   } else {
+    // The primary's hdr_size is unknown: try every legal place. Report what
+    // was found at each (a copy with the secondary magic first: that is
+    // the one that was meant).
+    std::string with_magic, without_magic;  // reasons; offsets
+    bool found = false;
     for (uint64_t cand : Luks2SecondaryCandidates()) {
+      if (cand + kLuks2BinarySize > size) break;
       Copy c = ReadCopy(read, size, cand);
       if (c.status.Is(Code::kIoError) || c.status.ok()) {
         s = std::move(c);
+        found = true;
         break;
       }
+      if (c.status.message().rfind("no LUKS2 magic", 0) == 0) {
+        without_magic += (without_magic.empty() ? "" : ", ") + std::to_string(cand);
+      } else {
+        with_magic += std::string(with_magic.empty() ? "" : "; ") + "at " + std::to_string(cand) + ": " +
+                      c.status.message();
+      }
+    }
+    if (!found) {
+      s.status = Status::Corruption(
+          with_magic.empty() ? "not found: no LUKS2 magic at any legal offset (" + without_magic + ")"
+                             : with_magic);
     }
   }
   if (s.status.Is(Code::kIoError)) return s.status.WithContext("reading LUKS2 secondary header");
@@ -107,8 +128,8 @@ Result<Luks2Header> ReadBoth(const Reader& read, uint64_t size) {
     }
   }
   if (!p.status.ok() && !s.status.ok()) {
-    return Status::Corruption("both LUKS2 header copies are invalid (primary: " + Why(p.status) +
-                              "; secondary: " + Why(s.status) + ")");
+    return Status::Corruption("both LUKS2 header copies are invalid (primary at 0: " +
+                              Why(p.status) + "; secondary " + Why(s.status) + ")");
   }
   if (!p.status.ok()) {
     h.primary_problem = Why(p.status);

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "block/endian.h"
@@ -37,6 +38,21 @@ Status PutText(std::span<uint8_t> out, size_t off, size_t len, const std::string
   return Status::Ok();
 }
 
+// What sits where a magic was expected, for error messages.
+std::string DescribeMagic(std::span<const uint8_t> bin) {
+  if (std::all_of(bin.begin(), bin.begin() + 6, [](uint8_t b) { return b == 0; })) {
+    return "zeros";
+  }
+  static const char* kHex = "0123456789abcdef";
+  std::string out = "found";
+  for (size_t i = 0; i < 6; ++i) {
+    out += ' ';
+    out += kHex[bin[i] >> 4];
+    out += kHex[bin[i] & 15];
+  }
+  return out;
+}
+
 }  // namespace
 
 bool IsLegalLuks2HdrSize(uint64_t hdr_size) {
@@ -56,7 +72,7 @@ Result<Luks2Binary> DecodeLuks2Binary(std::span<const uint8_t> bin, uint64_t fou
   } else if (std::memcmp(bin.data(), kMagic2, 6) == 0) {
     h.secondary = true;
   } else {
-    return Status::Corruption("bad LUKS2 magic");
+    return Status::Corruption("no LUKS2 magic (" + DescribeMagic(bin) + ")");
   }
   h.version = GetBE16(bin.data() + kOffVersion);
   if (h.version != 2) return Status::Corruption("LUKS2 header version " + std::to_string(h.version));

@@ -133,16 +133,21 @@ Result<Keyslot> ParseKeyslot(int id, const json& j, uint64_t hdr_size, uint64_t 
     if (p > 2) return Bad(where + ".priority out of range");
     k.priority = int(p);
   }
+  // Well-formed but beyond this build (an algorithm we do not have): the
+  // keyslot is kept, never tried, and the reason is reported (Unsupported
+  // when no other keyslot can be tried). Malformed values stay Corruption.
+  auto unusable = [&k](std::string why) -> Result<Keyslot> {
+    k.usable = false;
+    k.unusable_why = std::move(why);
+    return k;
+  };
   auto af = j.find("af");
   if (af == j.end() || !af->is_object()) return Bad(where + ".af missing");
   ASSIGN_OR_RETURN(std::string af_type, ParseString(*af, "type", where + ".af"));
-  if (af_type != "luks1") return Bad(where + ".af.type '" + af_type + "' unsupported");
   ASSIGN_OR_RETURN(k.stripes, ParseU32(*af, "stripes", where + ".af"));
   ASSIGN_OR_RETURN(k.af_hash, ParseString(*af, "hash", where + ".af"));
   if (k.stripes == 0 || k.stripes > 65536) return Bad(where + ".af.stripes out of range");
-  if (HashSize(k.af_hash) == 0) return Bad(where + ".af.hash unsupported");
   ASSIGN_OR_RETURN(std::string area_type, ParseString(*area, "type", where + ".area"));
-  if (area_type != "raw") return Bad(where + ".area.type '" + area_type + "' unsupported");
   ASSIGN_OR_RETURN(k.area_encryption, ParseString(*area, "encryption", where + ".area"));
   ASSIGN_OR_RETURN(k.area_key_size, ParseU32(*area, "key_size", where + ".area"));
   if (k.area_key_size == 0 || k.area_key_size > kMaxKeySize) {
@@ -152,7 +157,18 @@ Result<Keyslot> ParseKeyslot(int id, const json& j, uint64_t hdr_size, uint64_t 
     return Bad(where + ".area too small for its key material");
   }
   auto kdf = j.find("kdf");
-  if (kdf == j.end()) return Bad(where + ".kdf missing");
+  if (kdf == j.end() || !kdf->is_object()) return Bad(where + ".kdf missing");
+  if (af_type != "luks1") return unusable("af type " + af_type);
+  if (HashSize(k.af_hash) == 0) return unusable("af hash " + k.af_hash);
+  if (area_type != "raw") return unusable("area type " + area_type);
+  const std::string kdf_type = kdf->value("type", std::string());
+  if (kdf_type != "pbkdf2" && kdf_type != "argon2i" && kdf_type != "argon2id") {
+    return unusable("kdf " + (kdf_type.empty() ? std::string("(none)") : kdf_type));
+  }
+  if (kdf_type == "pbkdf2") {
+    const std::string h = kdf->value("hash", std::string());
+    if (HashSize(h) == 0) return unusable("pbkdf2 hash " + h);
+  }
   ASSIGN_OR_RETURN(k.kdf, ParseKdf(*kdf, where + ".kdf"));
   k.usable = true;
   return k;

@@ -13,7 +13,9 @@
 // AF material; areas do not overlap; keyslots_size + 2*hdr_size <= every
 // segment offset; json_size == hdr_size - 4096; digests reference existing
 // keyslots and segments; KDF parameters lie within sane bounds (kMax*).
-// Anything else is Corruption with a message naming the field.
+// Anything else is Corruption with a message naming the field, except a
+// well-formed luks2 keyslot whose af type/hash, area type, KDF or pbkdf2 hash
+// this build lacks: it is kept with usable = false and unusable_why.
 //
 // Thread-safety: values.
 #pragma once
@@ -48,6 +50,7 @@ struct Keyslot {
   int id = 0;
   std::string type;       // "luks2"; other types are kept but never used
   bool usable = false;    // a "luks2" keyslot we know how to open
+  std::string unusable_why;  // a luks2 keyslot using what we lack: "af hash X", "kdf Y"...
   uint32_t key_size = 0;  // volume key bytes
   int priority = 1;       // 0 ignore, 1 normal, 2 high
   uint32_t stripes = 0;

@@ -70,7 +70,9 @@ Result<Secret> ReadLine(int fd) {
     return Status::InvalidArgument("passphrase longer than " +
                                    std::to_string(kMaxPassphraseLine) + " bytes");
   }
-  if (n > 0 && buf.data()[n - 1] == '\r') --n;
+  // Only the '\n' ends the line: a '\r' before it is part of the passphrase,
+  // as for cryptsetup (a terminal in canonical mode already turns a typed
+  // Enter into '\n').
   if (n == 0) return Status::InvalidArgument("empty passphrase");
   ASSIGN_OR_RETURN(Secret out, Secret::Copy({buf.data(), n}));
   return out;
@@ -88,34 +90,55 @@ void WriteAll(int fd, const std::string& s) {
 
 }  // namespace
 
+namespace {
+
+// The whole of fd (at most kMaxKeyFile bytes), named `what` in errors.
+// size_hint: the size if known (regular file), else 0.
+Result<Secret> ReadAllKey(int fd, const std::string& what, uint64_t size_hint, bool sized) {
+  // Size the buffer from the file size (one byte more, to notice a growing
+  // file); pipes and other unsized files get the maximum.
+  size_t cap = kMaxKeyFile + 1;
+  if (sized && size_hint < kMaxKeyFile) cap = size_t(size_hint) + 1;
+  ASSIGN_OR_RETURN(Secret buf, Secret::Zeroed(cap));
+  size_t n = 0;
+  while (n < buf.size()) {
+    ssize_t r = ::read(fd, buf.data() + n, buf.size() - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Status::FromErrno("reading " + what, errno);
+    if (r == 0) break;
+    n += size_t(r);
+  }
+  if (n == buf.size() && cap <= kMaxKeyFile) {
+    return Status::InvalidArgument(what + " changed while being read");
+  }
+  if (n > kMaxKeyFile) return Status::InvalidArgument(what + " exceeds 8 MiB");
+  if (n == 0) return Status::InvalidArgument(what + " is empty");
+  return Secret::Copy({buf.data(), n});
+}
+
+}  // namespace
+
 Result<Secret> ReadKeyFile(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     if (errno == ENOENT) return Status::NotFound("key file " + path + " does not exist");
     return Status::FromErrno("opening key file " + path, errno);
   }
-  // Size the buffer from fstat (one byte more, to notice a growing file);
-  // pipes and other unsized files get the maximum.
   struct stat st {};
-  size_t cap = kMaxKeyFile + 1;
-  if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && uint64_t(st.st_size) < kMaxKeyFile) {
-    cap = size_t(st.st_size) + 1;
+  const bool sized = ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode);
+  return ReadAllKey(fd.get(), "key file " + path, sized ? uint64_t(st.st_size) : 0, sized);
+}
+
+Result<Secret> ReadKeyStdin() {
+  struct stat st {};
+  const bool sized = ::fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode);
+  // A regular file on stdin may have been read from already: size what is left.
+  uint64_t left = 0;
+  if (sized) {
+    const off_t pos = ::lseek(STDIN_FILENO, 0, SEEK_CUR);
+    left = pos >= 0 && pos <= st.st_size ? uint64_t(st.st_size - pos) : uint64_t(st.st_size);
   }
-  ASSIGN_OR_RETURN(Secret buf, Secret::Zeroed(cap));
-  size_t n = 0;
-  while (n < buf.size()) {
-    ssize_t r = ::read(fd.get(), buf.data() + n, buf.size() - n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return Status::FromErrno("reading key file " + path, errno);
-    if (r == 0) break;
-    n += size_t(r);
-  }
-  if (n == buf.size() && cap <= kMaxKeyFile) {
-    return Status::InvalidArgument("key file " + path + " changed while being read");
-  }
-  if (n > kMaxKeyFile) return Status::InvalidArgument("key file " + path + " exceeds 8 MiB");
-  if (n == 0) return Status::InvalidArgument("key file " + path + " is empty");
-  return Secret::Copy({buf.data(), n});
+  return ReadAllKey(STDIN_FILENO, "key on standard input", left, sized);
 }
 
 Result<Secret> ReadPassphraseFd(int fd) { return ReadLine(fd); }

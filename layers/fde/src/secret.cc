@@ -2,9 +2,11 @@
 #include "fde/secret.h"
 
 #include <sodium.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
+#include <cerrno>
 #include <cstring>
-#include <mutex>
 
 namespace stack::fde {
 namespace {
@@ -14,7 +16,28 @@ bool SodiumReady() {
   return ok;
 }
 
+Status DoHarden() {
+  // Dumps first: once non-dumpable the kernel writes no core whatever the
+  // limit; RLIMIT_CORE 0 also covers a later PR_SET_DUMPABLE 1 (e.g. by a
+  // setuid transition) and tools that only read the limit.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    return Status::Internal(std::string("prctl(PR_SET_DUMPABLE, 0) failed: ") +
+                            std::strerror(errno));
+  }
+  const struct rlimit none = {0, 0};
+  if (::setrlimit(RLIMIT_CORE, &none) != 0) {
+    return Status::Internal(std::string("setrlimit(RLIMIT_CORE, 0) failed: ") +
+                            std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+Status HardenProcess() {
+  static const Status result = DoHarden();
+  return result;
+}
 
 Secret::Secret(Secret&& other) noexcept
     : data_(other.data_), size_(other.size_), capacity_(other.capacity_) {
@@ -43,6 +66,7 @@ void Secret::Release() noexcept {
 }
 
 Result<Secret> Secret::Zeroed(size_t n) {
+  RETURN_IF_ERROR(HardenProcess());
   if (!SodiumReady()) return Status::Internal("libsodium failed to initialise");
   Secret s;
   if (n == 0) return s;

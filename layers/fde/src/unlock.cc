@@ -39,45 +39,166 @@ Result<bool> CheckLuks1Digest(const Luks1Header& h, const Secret& vk) {
   return ConstantTimeEqual(computed.bytes(), h.mk_digest);
 }
 
-Result<Luks2Unlocked> UnlockLuks2(BlockDevice& dev, const Secret& pass,
-                                  std::optional<int> keyslot) {
-  ASSIGN_OR_RETURN(Luks2Header hdr, ReadLuks2Header(dev));
-  const Metadata& md = hdr.md;
+namespace {
+
+bool IsXtsKeySize(uint32_t bytes) { return bytes == 32 || bytes == 64; }
+
+// Why this build cannot try keyslot k, or OK.
+Status KeyslotSupport(const Metadata& md, const Keyslot& k) {
+  const std::string which = "keyslot " + std::to_string(k.id);
+  if (!k.usable) {
+    return Status::Unsupported(which + (k.unusable_why.empty() ? " has type " + k.type
+                                                               : " uses " + k.unusable_why));
+  }
+  if (k.area_encryption != "aes-xts-plain64") {
+    return Status::Unsupported(which + " area cipher " + k.area_encryption +
+                               " (only aes-xts-plain64)");
+  }
+  if (!IsXtsKeySize(k.area_key_size)) {
+    return Status::Unsupported(which + " area key of " + std::to_string(k.area_key_size * 8) +
+                               " bits (only 256 or 512)");
+  }
+  if (!IsXtsKeySize(k.key_size)) {
+    return Status::Unsupported(which + " volume key of " + std::to_string(k.key_size * 8) +
+                               " bits (only 256 or 512)");
+  }
+  if (k.kdf.type == "pbkdf2" && HashSize(k.kdf.hash) == 0) {
+    return Status::Unsupported(which + " pbkdf2 hash " + k.kdf.hash);
+  }
+  if (k.kdf.type != "pbkdf2" && k.kdf.type != "argon2i" && k.kdf.type != "argon2id") {
+    return Status::Unsupported(which + " kdf " + k.kdf.type);
+  }
+  const Digest* d = FindDigest(md, k.id);
+  if (d == nullptr) {
+    return Status::Unsupported(which + " is not bound to any digest (it opens nothing)");
+  }
+  if (HashSize(d->hash) == 0) {
+    return Status::Unsupported(which + " digest hash " + d->hash);
+  }
+  return Status::Ok();
+}
+
+Status CheckLuks1(const Luks1Header& h, std::optional<int> keyslot) {
+  if (h.cipher_name != "aes" || h.cipher_mode != "xts-plain64") {
+    return Status::Unsupported("LUKS1 cipher " + h.cipher_name + "-" + h.cipher_mode +
+                               " (only aes-xts-plain64)");
+  }
+  if (HashSize(h.hash_spec) == 0) return Status::Unsupported("LUKS1 hash " + h.hash_spec);
+  if (!IsXtsKeySize(h.key_bytes)) {
+    return Status::Unsupported("LUKS1 key of " + std::to_string(h.key_bytes * 8) +
+                               " bits (only 256 or 512)");
+  }
   if (keyslot) {
+    RETURN_IF_ERROR(fde::CheckKeyslotNumber(ContainerKind::kLuks1, *keyslot));
+    if (h.slots[size_t(*keyslot)].active != kLuks1Active) {
+      return Status::NotFound("keyslot " + std::to_string(*keyslot) + " is not active");
+    }
+    return Status::Ok();
+  }
+  for (const auto& s : h.slots) {
+    if (s.active == kLuks1Active) return Status::Ok();
+  }
+  return Status::NotFound("no active keyslot: no passphrase can open this container");
+}
+
+// Tries the passphrase on each keyslot; the bookkeeping of why none opened.
+// A keyslot that cannot be tried (read error, checksum error from below,
+// KDF out of memory...) is not a wrong passphrase: its error is kept and
+// returned when no other keyslot opens, with its own code. AuthFailed only
+// when every keyslot was tried and none matched.
+class Attempts {
+ public:
+  void Failed(int id, const Status& st) {
+    if (error_.ok()) error_ = st.WithContext("keyslot " + std::to_string(id));
+  }
+  Status NoneOpened() const {
+    if (!error_.ok()) {
+      return Status(error_.code(), error_.message() +
+                                       " (no other keyslot accepted the passphrase)");
+    }
+    return Status::AuthFailed("no keyslot accepted the passphrase");
+  }
+
+ private:
+  Status error_;
+};
+
+}  // namespace
+
+const Digest* FindDigest(const Metadata& md, int keyslot) {
+  for (const auto& [did, d] : md.digests) {
+    if (std::find(d.keyslots.begin(), d.keyslots.end(), keyslot) != d.keyslots.end()) return &d;
+  }
+  return nullptr;
+}
+
+Status CheckLuks2Openable(const Luks2Header& hdr, std::optional<int> keyslot) {
+  const Metadata& md = hdr.md;
+  if (md.segments.empty()) return Status::Unsupported("LUKS2 header has no data segment");
+  for (const auto& [id, s] : md.segments) {
+    if (s.type != "crypt") {
+      return Status::Unsupported("LUKS2 data segment " + std::to_string(id) + " has type " +
+                                 s.type + " (only crypt)");
+    }
+    if (s.encryption != "aes-xts-plain64") {
+      return Status::Unsupported("LUKS2 data cipher " + s.encryption +
+                                 " (only aes-xts-plain64)");
+    }
+  }
+  if (keyslot) {
+    RETURN_IF_ERROR(fde::CheckKeyslotNumber(ContainerKind::kLuks2, *keyslot));
     auto it = md.keyslots.find(*keyslot);
     if (it == md.keyslots.end()) {
       return Status::NotFound("keyslot " + std::to_string(*keyslot) + " does not exist");
     }
-    if (!it->second.usable) {
-      return Status::Unsupported("keyslot " + std::to_string(*keyslot) + " has type " +
-                                 it->second.type);
-    }
+    return KeyslotSupport(md, it->second);
   }
-  Status last_error;
+  std::string why;
+  for (const auto& [id, k] : md.keyslots) {
+    if (k.priority == 0) continue;
+    Status st = KeyslotSupport(md, k);
+    if (st.ok()) return st;
+    why += (why.empty() ? "" : "; ") + st.message();
+  }
+  if (why.empty()) {
+    return Status::NotFound(
+        "no keyslot to try (none, or all with priority 0 = ignore: name one explicitly)");
+  }
+  return Status::Unsupported("no keyslot this version can open: " + why);
+}
+
+Status CheckContainerOpenable(BlockDevice& dev, ContainerKind kind, std::optional<int> keyslot) {
+  if (kind == ContainerKind::kLuks2) {
+    ASSIGN_OR_RETURN(Luks2Header hdr, ReadLuks2Header(dev));
+    return CheckLuks2Openable(hdr, keyslot);
+  }
+  if (kind == ContainerKind::kLuks1) {
+    ASSIGN_OR_RETURN(Luks1Header h, ReadLuks1Header(dev));
+    return CheckLuks1(h, keyslot);
+  }
+  return Status::NotFound("no LUKS header on " + dev.describe());
+}
+
+Result<Luks2Unlocked> UnlockLuks2(BlockDevice& dev, const Secret& pass,
+                                  std::optional<int> keyslot) {
+  ASSIGN_OR_RETURN(Luks2Header hdr, ReadLuks2Header(dev));
+  RETURN_IF_ERROR(CheckLuks2Openable(hdr, keyslot));
+  const Metadata& md = hdr.md;
+  Attempts attempts;
   for (int id : TryOrder(md, keyslot)) {
     const Keyslot& k = md.keyslots.at(id);
-    const Digest* digest = nullptr;
-    for (const auto& [did, d] : md.digests) {
-      if (std::find(d.keyslots.begin(), d.keyslots.end(), id) != d.keyslots.end()) digest = &d;
-    }
-    if (digest == nullptr) continue;  // a keyslot without a digest opens nothing
-    if (k.area_encryption != "aes-xts-plain64") {
-      last_error = Status::Unsupported("keyslot " + std::to_string(id) + " area cipher " +
-                                       k.area_encryption);
-      continue;
-    }
+    if (!KeyslotSupport(md, k).ok()) continue;  // another keyslot may open it
+    const Digest* digest = FindDigest(md, id);
     ASSIGN_OR_RETURN(Secret area_key, Secret::Zeroed(k.area_key_size));
     Status st = DeriveKey(k.kdf, pass, &area_key);
     if (!st.ok()) {
-      if (st.Is(Code::kIoError)) return st;
-      last_error = st.WithContext("keyslot " + std::to_string(id));
+      attempts.Failed(id, st);
       continue;
     }
     ASSIGN_OR_RETURN(Secret vk, Secret::Zeroed(k.key_size));
     st = UnsealKeyMaterial(dev, k.area_offset, area_key, k.stripes, k.af_hash, &vk);
     if (!st.ok()) {
-      if (st.Is(Code::kIoError)) return st;
-      last_error = st.WithContext("keyslot " + std::to_string(id));
+      attempts.Failed(id, st);
       continue;
     }
     ASSIGN_OR_RETURN(bool match, CheckLuks2Digest(*digest, vk));
@@ -90,10 +211,7 @@ Result<Luks2Unlocked> UnlockLuks2(BlockDevice& dev, const Secret& pass,
       return u;
     }
   }
-  if (!last_error.ok() && !last_error.Is(Code::kAuthFailed)) {
-    return Status::AuthFailed("no keyslot accepted the passphrase (" + last_error.ToString() + ")");
-  }
-  return Status::AuthFailed("no keyslot accepted the passphrase");
+  return attempts.NoneOpened();
 }
 
 Result<Luks1Header> ReadLuks1Header(BlockDevice& dev) {
@@ -109,18 +227,8 @@ Result<Luks1Header> ReadLuks1Header(BlockDevice& dev) {
 Result<Luks1Unlocked> UnlockLuks1(BlockDevice& dev, const Secret& pass,
                                   std::optional<int> keyslot) {
   ASSIGN_OR_RETURN(Luks1Header h, ReadLuks1Header(dev));
-  if (h.cipher_name != "aes" || h.cipher_mode != "xts-plain64") {
-    return Status::Unsupported("LUKS1 cipher " + h.cipher_name + "-" + h.cipher_mode +
-                               " (only aes-xts-plain64)");
-  }
-  if (HashSize(h.hash_spec) == 0) return Status::Unsupported("LUKS1 hash " + h.hash_spec);
-  if (h.key_bytes != 32 && h.key_bytes != 64) {
-    return Status::Unsupported("LUKS1 key size " + std::to_string(h.key_bytes));
-  }
-  if (keyslot && (*keyslot < 0 || *keyslot >= int(kLuks1Slots) ||
-                  h.slots[size_t(*keyslot)].active != kLuks1Active)) {
-    return Status::NotFound("keyslot " + std::to_string(*keyslot) + " is not active");
-  }
+  RETURN_IF_ERROR(CheckLuks1(h, keyslot));
+  Attempts attempts;
   for (int i = 0; i < int(kLuks1Slots); ++i) {
     if (keyslot && i != *keyslot) continue;
     const Luks1Slot& s = h.slots[size_t(i)];
@@ -131,10 +239,18 @@ Result<Luks1Unlocked> UnlockLuks1(BlockDevice& dev, const Secret& pass,
     kdf.iterations = s.iterations;
     kdf.salt.assign(s.salt.begin(), s.salt.end());
     ASSIGN_OR_RETURN(Secret area_key, Secret::Zeroed(h.key_bytes));
-    RETURN_IF_ERROR(DeriveKey(kdf, pass, &area_key));
+    Status st = DeriveKey(kdf, pass, &area_key);
+    if (!st.ok()) {
+      attempts.Failed(i, st);
+      continue;
+    }
     ASSIGN_OR_RETURN(Secret vk, Secret::Zeroed(h.key_bytes));
-    RETURN_IF_ERROR(UnsealKeyMaterial(dev, uint64_t(s.key_material_offset) * 512, area_key,
-                                      s.stripes, h.hash_spec, &vk));
+    st = UnsealKeyMaterial(dev, uint64_t(s.key_material_offset) * 512, area_key, s.stripes,
+                           h.hash_spec, &vk);
+    if (!st.ok()) {
+      attempts.Failed(i, st);
+      continue;
+    }
     ASSIGN_OR_RETURN(bool match, CheckLuks1Digest(h, vk));
     if (match) {
       Luks1Unlocked u;
@@ -144,7 +260,7 @@ Result<Luks1Unlocked> UnlockLuks1(BlockDevice& dev, const Secret& pass,
       return u;
     }
   }
-  return Status::AuthFailed("no keyslot accepted the passphrase");
+  return attempts.NoneOpened();
 }
 
 uint64_t Luks2AreaSize(uint32_t key_bytes) {

@@ -1,14 +1,21 @@
 // Finding the volume key: trying a passphrase against the keyslots of a
 // LUKS2 or LUKS1 header. Shared by Open and key management.
 //
-// Unlock* never writes. AuthFailed when no keyslot accepts the passphrase;
-// NotFound when opts.keyslot names an absent or unusable keyslot.
+// Unlock* never writes. They first check the header says we can open the
+// container (CheckLuks2Openable / CheckOpenable: Unsupported naming what,
+// before any KDF runs). A keyslot that cannot be tried (its area unreadable:
+// I/O error, checksum error from the device below; KDF failure) is not a
+// wrong passphrase: when no other keyslot opens, that error is returned
+// with its own code. AuthFailed only when every keyslot was tried and none
+// matched. NotFound when `keyslot` names an absent keyslot, InvalidArgument
+// when it is out of range for the version.
 // Thread-safety: as the device.
 #pragma once
 
 #include <optional>
 
 #include "block/block_device.h"
+#include "fde/luks.h"
 #include "fde/secret.h"
 #include "luks1_header.h"
 #include "luks2_container.h"
@@ -30,6 +37,16 @@ struct Luks1Unlocked {
   Secret vk;
   int keyslot = -1;
 };
+
+inline constexpr int kLuks2MaxKeyslots = 32;
+
+// The digest a LUKS2 keyslot is bound to, or nullptr.
+const Digest* FindDigest(const Metadata& md, int keyslot);
+// Whether this build can open a container with this header (see luks.h
+// CheckOpenable for the rules).
+Status CheckLuks2Openable(const Luks2Header& hdr, std::optional<int> keyslot);
+// CheckOpenable for a container of a known kind.
+Status CheckContainerOpenable(BlockDevice& dev, ContainerKind kind, std::optional<int> keyslot);
 
 Result<Luks2Unlocked> UnlockLuks2(BlockDevice& dev, const Secret& pass, std::optional<int> keyslot);
 Result<Luks1Header> ReadLuks1Header(BlockDevice& dev);

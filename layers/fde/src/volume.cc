@@ -44,6 +44,22 @@ Result<ContainerKind> Probe(BlockDevice& dev) {
   return ContainerKind::kNone;
 }
 
+Status CheckKeyslotNumber(ContainerKind kind, int keyslot) {
+  const bool v1 = kind == ContainerKind::kLuks1;
+  const int n = v1 ? int(kLuks1Slots) : kLuks2MaxKeyslots;
+  if (keyslot < 0 || keyslot >= n) {
+    return Status::InvalidArgument("keyslot " + std::to_string(keyslot) + " out of range: " +
+                                   (v1 ? "LUKS1" : "LUKS2") + " keyslots are 0.." +
+                                   std::to_string(n - 1));
+  }
+  return Status::Ok();
+}
+
+Status CheckOpenable(BlockDevice& dev, std::optional<int> keyslot) {
+  ASSIGN_OR_RETURN(ContainerKind kind, Probe(dev));
+  return CheckContainerOpenable(dev, kind, keyslot);
+}
+
 namespace {
 
 Status CheckCommonOptions(const FormatOptions& o) {

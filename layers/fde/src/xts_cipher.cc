@@ -5,20 +5,95 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <thread>
+#include <unordered_set>
 #include <vector>
+
+#include "fde/secret.h"
 
 namespace stack::fde {
 namespace {
 
+// libgcrypt's "secure memory" is where it keeps a handle opened with
+// GCRY_CIPHER_SECURE, i.e. the AES key schedules (whose first round keys ARE
+// the key). Its own pool is mlock'd but not excluded from core dumps, so we
+// install allocation hooks that put secure allocations in libsodium secure
+// memory (mlock'd, MADV_DONTDUMP, guard pages, wiped on free), like Secret.
+// Ordinary allocations stay with malloc. The hooks must be installed before
+// libgcrypt allocates anything, so only when we are the ones initialising it.
+namespace gcry_secure {
+
+constexpr size_t kHeader = 16;  // holds the user size; keeps 16-byte alignment
+
+std::mutex& Mu() {
+  static std::mutex mu;
+  return mu;
+}
+std::unordered_set<const void*>& Live() {
+  static std::unordered_set<const void*> live;
+  return live;
+}
+
+void* AllocSecure(size_t n) {
+  const size_t total = (n + kHeader + 15) / 16 * 16;  // sodium_malloc aligns the end
+  auto* base = static_cast<uint8_t*>(sodium_malloc(total));
+  if (base == nullptr) return nullptr;
+  std::memcpy(base, &n, sizeof(n));
+  void* user = base + kHeader;
+  try {  // a C callback: nothing may escape
+    std::lock_guard<std::mutex> lock(Mu());
+    Live().insert(user);
+  } catch (...) {
+    sodium_free(base);
+    return nullptr;
+  }
+  return user;
+}
+
+int IsSecure(const void* p) {
+  if (p == nullptr) return 0;
+  std::lock_guard<std::mutex> lock(Mu());
+  return Live().count(p) != 0;
+}
+
+void Free(void* p) {
+  if (p == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(Mu());
+    if (Live().erase(p) == 0) {
+      std::free(p);
+      return;
+    }
+  }
+  sodium_free(static_cast<uint8_t*>(p) - kHeader);  // wipes before unmapping
+}
+
+void* Realloc(void* p, size_t n) {
+  if (!IsSecure(p)) return std::realloc(p, n);
+  size_t old = 0;
+  std::memcpy(&old, static_cast<uint8_t*>(p) - kHeader, sizeof(old));
+  void* q = AllocSecure(n);
+  if (q == nullptr) return nullptr;
+  std::memcpy(q, p, std::min(old, n));
+  Free(p);
+  return q;
+}
+
+}  // namespace gcry_secure
+
 // libgcrypt must be initialised once per process before use. If the program
-// (or another library) already finished its initialisation, we leave it as
-// it is; otherwise we do the minimal one (no secure-memory pool: the key
-// schedule lives in the cipher handle, which libgcrypt wipes on close).
+// (or another library) already finished its initialisation we leave it as it
+// is (handles are still opened GCRY_CIPHER_SECURE, in its own locked pool);
+// otherwise we install the hooks above and finish the initialisation.
 bool GcryptReady() {
   static const bool ready = [] {
     if (gcry_control(GCRYCTL_INITIALIZATION_FINISHED_P)) return true;
+    if (sodium_init() < 0) return false;
+    gcry_set_allocation_handler(nullptr, gcry_secure::AllocSecure, gcry_secure::IsSecure,
+                                gcry_secure::Realloc, gcry_secure::Free);
     if (gcry_check_version(GCRYPT_VERSION) == nullptr) return false;
     return gcry_control(GCRYCTL_INITIALIZATION_FINISHED, 0) == 0;
   }();
@@ -42,7 +117,8 @@ class Lane {
     if (h_ != nullptr) gcry_cipher_close(h_);
   }
   bool Init(int algo, const uint8_t* key, size_t key_len) {
-    return gcry_cipher_open(&h_, algo, GCRY_CIPHER_MODE_XTS, 0) == 0 &&
+    // SECURE: the handle, and so the key schedules, live in secure memory.
+    return gcry_cipher_open(&h_, algo, GCRY_CIPHER_MODE_XTS, GCRY_CIPHER_SECURE) == 0 &&
            gcry_cipher_setkey(h_, key, key_len) == 0;
   }
   bool Crypt(bool encrypt, const uint8_t* in, uint8_t* out, size_t len, uint32_t sector_size,
@@ -69,18 +145,13 @@ class Lane {
 
 struct XtsCipher::Impl {
   int algo = 0;  // GCRY_CIPHER_AES128 or GCRY_CIPHER_AES256
-  uint8_t key[64] = {};
-  size_t key_len = 0;
+  Secret key;    // kept to key further lanes (set_threads)
   std::vector<std::unique_ptr<Lane>> lanes;  // lanes[0] always exists
   unsigned threads = 1;
   size_t min_parallel = 512 * 1024;
-  ~Impl() {
-    lanes.clear();
-    sodium_memzero(key, sizeof(key));
-  }
   std::unique_ptr<Lane> NewLane() const {
     auto lane = std::make_unique<Lane>();
-    if (!lane->Init(algo, key, key_len)) return nullptr;
+    if (!lane->Init(algo, key.data(), key.size())) return nullptr;
     return lane;
   }
 };
@@ -102,8 +173,7 @@ Result<std::unique_ptr<XtsCipher>> XtsCipher::Create(std::span<const uint8_t> ke
     return Status::InvalidArgument("XTS key halves must differ");
   }
   if (!GcryptReady()) return Status::Internal("libgcrypt is too old or failed to initialise");
-  std::memcpy(impl->key, key.data(), key.size());
-  impl->key_len = key.size();
+  ASSIGN_OR_RETURN(impl->key, Secret::Copy(key));
   auto lane = impl->NewLane();
   if (lane == nullptr) return Status::Internal("libgcrypt XTS init failed");
   impl->lanes.push_back(std::move(lane));

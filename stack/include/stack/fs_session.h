@@ -18,12 +18,16 @@ namespace stack::compose {
 
 class FsSession {
  public:
+  // key_given: the user named a key (file), so the target must be
+  // encrypted (see Unlock).
   static Result<std::unique_ptr<FsSession>> Open(const TargetSpec& spec,
-                                                 const SecretGetter& get_passphrase);
+                                                 const SecretGetter& get_passphrase,
+                                                 bool key_given = false);
   // Formats the (decrypted) target as ext4 instead of opening it.
   static Result<std::unique_ptr<FsSession>> Mkfs(const TargetSpec& spec,
                                                  const SecretGetter& get_passphrase,
-                                                 const fsbridge::MkfsOptions& opts);
+                                                 const fsbridge::MkfsOptions& opts,
+                                                 bool key_given = false);
   ~FsSession();
 
   fsbridge::Filesystem& fs() { return *fs_; }

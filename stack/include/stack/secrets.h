@@ -1,6 +1,7 @@
 // Where a command's passphrases come from. Never argv: a key file (the whole
-// file, like `cryptsetup --key-file`), one line of standard input ("-"), or
-// a no-echo prompt on the controlling terminal.
+// file, like `cryptsetup --key-file`), all of standard input ("-", byte for
+// byte, newlines included, like `cryptsetup --key-file=-`), or a no-echo
+// prompt on the controlling terminal (one line, the '\n' excluded).
 //
 // Thread-safety: prompts touch the terminal; call from one thread.
 #pragma once
@@ -13,7 +14,7 @@
 namespace stack::compose {
 
 struct SecretSource {
-  std::string key_file;  // "" = prompt on the TTY, "-" = a line of stdin
+  std::string key_file;  // "" = prompt on the TTY, "-" = all of stdin
   std::string prompt = "Passphrase: ";
   bool confirm = false;  // prompt twice (new passphrases)
 };

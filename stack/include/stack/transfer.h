@@ -76,6 +76,10 @@ struct ImportOptions {
   std::string note;
   std::vector<std::string> tags;
   Progress* progress = nullptr;
+  // A LUKS header this build cannot open (fde::CheckOpenable fails: cipher,
+  // KDF..., or a damaged header) is refused unless force; with force the
+  // image is imported as is and the reason is in ImportReport::warnings.
+  bool force = false;
 };
 
 struct ImportReport {
@@ -83,6 +87,7 @@ struct ImportReport {
   std::string detected;  // "plain", "LUKS1", "LUKS2"
   uint64_t size_bytes = 0;
   CopyReport copy;
+  std::vector<std::string> warnings;
 };
 
 Result<ImportReport> ImportImage(const ImportOptions& opts);

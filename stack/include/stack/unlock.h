@@ -2,7 +2,10 @@
 // container, and leave it as is otherwise, so every filesystem command works
 // on encrypted and plain volumes alike.
 //
-// The passphrase is asked for only when the device is encrypted.
+// The passphrase is asked for only when the device is encrypted, and only
+// after the header says this build can open it (fde::CheckOpenable): a
+// container we cannot open fails with Unsupported (or Corruption) without
+// a prompt.
 // Thread-safety: none.
 #pragma once
 
@@ -24,7 +27,10 @@ struct Unlocked {
 
 // REQUIRES: dev != nullptr. AuthFailed on a wrong passphrase (nothing
 // written); errors of Probe (I/O, corruption) are returned as they are.
+// key_given: the user supplied a key (--key-file) and so means encryption;
+// a device with no LUKS header is then InvalidArgument instead of being used
+// as plain (which would e.g. make an unencrypted file system).
 Result<Unlocked> Unlock(std::unique_ptr<BlockDevice> dev, const SecretGetter& get_passphrase,
-                        bool writable);
+                        bool writable, bool key_given = false);
 
 }  // namespace stack::compose

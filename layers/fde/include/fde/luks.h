@@ -15,10 +15,13 @@
 //                InvalidArgument on bad options or a device too small.
 //   Open         takes ownership of dev (destroyed on failure; use
 //                TestPassphrase first to retry without losing it);
-//                validates the header (both copies for LUKS2), tries the
-//                keyslots (only opts.keyslot if given; else priority 2 before
-//                1, never 0), checks the digest in constant time. Wrong
-//                passphrase -> AuthFailed, and nothing is written. Unknown
+//                validates the header (both copies for LUKS2) and that we can
+//                open it (CheckOpenable), tries the keyslots (only
+//                opts.keyslot if given; else priority 2 before 1, never 0),
+//                checks the digest in constant time. Wrong passphrase ->
+//                AuthFailed, and nothing is written. A keyslot that cannot be
+//                read (I/O, checksum error below) is skipped; if no other
+//                keyslot opens, its error is returned with its own code. Unknown
 //                mandatory requirements force read-only (a warning says why).
 //                A damaged or stale header copy is reported in warnings(),
 //                never repaired by Open.
@@ -94,6 +97,25 @@ struct OpenOptions {
 };
 
 Result<ContainerKind> Probe(BlockDevice& dev);
+
+// Whether this build can open the container, from its header alone: what a
+// caller checks BEFORE asking for a passphrase (Open and TestPassphrase check
+// it too, before running any KDF). Errors:
+//   NotFound        no LUKS header; `keyslot` absent or inactive; no keyslot
+//                   to try (all priority 0).
+//   Corruption      the header is damaged (LUKS2: each copy's problem named).
+//   IoError         reading the header failed.
+//   InvalidArgument `keyslot` out of range for the version (CheckKeyslotNumber).
+//   Unsupported     naming what: data segment type or cipher (only crypt
+//                   aes-xts-plain64), key size (only 256/512 bits), LUKS1
+//                   cipher/hash, and, when no keyslot is named, why each
+//                   keyslot cannot be tried (type, area cipher, area key size,
+//                   KDF, hash, no digest); with `keyslot`, why that one cannot.
+Status CheckOpenable(BlockDevice& dev, std::optional<int> keyslot = std::nullopt);
+
+// Keyslot numbers are 0..31 for LUKS2 and 0..7 for LUKS1; InvalidArgument
+// otherwise (any other kind is checked as LUKS2).
+Status CheckKeyslotNumber(ContainerKind kind, int keyslot);
 
 Result<std::unique_ptr<CryptDevice>> Format(std::unique_ptr<BlockDevice> dev,
                                             const Secret& passphrase, const FormatOptions& opts);

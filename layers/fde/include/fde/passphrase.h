@@ -5,8 +5,14 @@
 //   ReadKeyFile(path)          the whole file, byte for byte (like
 //                              `cryptsetup --key-file`); at most kMaxKeyFile
 //                              bytes, else InvalidArgument.
+//   ReadKeyStdin()             all of standard input, byte for byte, newlines
+//                              included: exactly `cryptsetup --key-file=-`
+//                              ("reading will not stop at newline characters").
 //   ReadPassphraseFd(fd)       one line from fd: bytes up to the first '\n'
-//                              (excluded) or EOF; a trailing '\r' is dropped.
+//                              (excluded) or EOF. Nothing else is stripped: a
+//                              '\r' before the '\n' is part of the passphrase,
+//                              as cryptsetup reads a line (a passphrase typed
+//                              on a terminal, or stdin without --key-file).
 //   ReadPassphraseStdin()      ReadPassphraseFd(0).
 //   PromptPassphrase(prompt, confirm)
 //                              opens /dev/tty, prints the prompt, reads a line
@@ -29,6 +35,7 @@ inline constexpr size_t kMaxKeyFile = 8u << 20;
 inline constexpr size_t kMaxPassphraseLine = 512;
 
 Result<Secret> ReadKeyFile(const std::string& path);
+Result<Secret> ReadKeyStdin();
 Result<Secret> ReadPassphraseFd(int fd);
 Result<Secret> ReadPassphraseStdin();
 Result<Secret> PromptPassphrase(const std::string& prompt, bool confirm);

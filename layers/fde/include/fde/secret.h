@@ -6,6 +6,11 @@
 // material must be explicit (Clone). Nothing here ever logs or formats the
 // bytes. Volume keys, derived keys and passphrases all travel as Secrets.
 //
+// sodium_malloc also marks the pages MADV_DONTDUMP, so a Secret's bytes are
+// left out of any core dump. Creating the first Secret of a process (every
+// key, derived key and passphrase is one) also hardens the process with
+// HardenProcess(): that is the one place it happens.
+//
 // Thread-safety: a value type; distinct objects may be used from distinct
 // threads, one object needs external synchronisation.
 #pragma once
@@ -19,6 +24,14 @@
 
 namespace stack::fde {
 
+// Makes the process unfit to leak secrets through a crash dump, once per
+// process (later calls return the first result): prctl(PR_SET_DUMPABLE, 0)
+// (no core, no ptrace by unprivileged processes of the same user, /proc/PID
+// files owned by root) and RLIMIT_CORE 0 (soft and hard). Internal if either
+// fails; Secret allocation then fails too (we never hold a key unhardened).
+// Thread-safe.
+Status HardenProcess();
+
 class Secret {
  public:
   // An empty secret (size 0, no allocation).
@@ -29,7 +42,8 @@ class Secret {
   Secret& operator=(const Secret&) = delete;
   ~Secret();
 
-  // n zero bytes in secure memory. Internal if secure memory is exhausted.
+  // n zero bytes in secure memory. Internal if secure memory is exhausted or
+  // the process cannot be hardened (HardenProcess).
   static Result<Secret> Zeroed(size_t n);
   // n bytes from the system CSPRNG.
   static Result<Secret> Random(size_t n);

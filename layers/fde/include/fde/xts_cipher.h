@@ -12,6 +12,11 @@
 // Large runs may be split across worker threads (set_threads); each thread
 // has its own cipher handle, so results are identical whatever the split.
 //
+// Key material: the key copy is a Secret, and the libgcrypt handles (which
+// hold the AES key schedules) are opened in libgcrypt secure memory, which
+// this file routes to libsodium's locked, don't-dump, wiped allocations
+// (spec/fde.md section 7).
+//
 // Thread-safety: one XtsCipher is used by one thread at a time.
 #pragma once
 
