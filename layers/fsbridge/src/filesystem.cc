@@ -52,7 +52,11 @@ Status Filesystem::Impl::CloseFs() {
   closed = true;
   Status st;
   if (fs) {
-    if (writable) ext2fs_mark_super_dirty(fs);
+    // Write the superblock and descriptors back only when something changed
+    // (libext2fs sets EXT2_FLAG_CHANGED on every inode, bitmap and super
+    // update): a refused edit (rm of a missing path) must leave the image,
+    // and so the pool, byte for byte as it was.
+    if (writable && (fs->flags & EXT2_FLAG_CHANGED)) ext2fs_mark_super_dirty(fs);
     errcode_t e = writable ? ext2fs_close2(fs, 0) : (ext2fs_free(fs), 0);
     if (e) {
       st = Ext2Status(e, "closing", dev->describe(), io->TakeLastError());
