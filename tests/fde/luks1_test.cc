@@ -80,7 +80,7 @@ TEST_CASE("LUKS1: we open what qemu-img writes") {
   CHECK(back == plain);
 }
 
-TEST_CASE("LUKS1: we open what cryptsetup writes; key management keeps cryptsetup happy") {
+TEST_CASE("LUKS1: we open what cryptsetup writes, key management keeps cryptsetup happy") {
   REQUIRE(HaveTool("cryptsetup"));
   TempDir dir;
   const std::string img = dir.file("c1.img");
