@@ -101,10 +101,7 @@ void CloneEdit(const sb::Options& o) {
   std::ofstream(f.dir + "/small.txt") << "hostname=task-7\n";
   std::vector<double> ours, anchor;
   for (int r = 0; r < o.reps; ++r) {
-    // Appended, not "c" + ...: g++ 12 -O3 warns -Wrestrict on that
-    // (a false positive, GCC PR 105651).
-    std::string n(1, 'c');
-    n += std::to_string(r);
+    std::string n = "c" + std::to_string(r);
     ::sync();
     ours.push_back(sb::TimeShell(kStack + " clone -p " + f.dir + "/p.stk g@golden " + n +
                                  " >/dev/null && " + kStack + " fs put -p " + f.dir +
