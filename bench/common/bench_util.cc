@@ -64,15 +64,15 @@ void Emit(const Metric& m) {
 
 Metric MedianSecondsMetric(const std::string& name, const std::vector<double>& ours,
                            const std::vector<double>& anchor, const std::string& anchor_desc) {
-  // Initialised, not assigned: g++ 12 at -O3 warns -Wrestrict on assigning a
-  // literal to a std::string here (a false positive, GCC PR 105329).
-  return Metric{.name = name,
-                .ours = Median(ours),
-                .anchor = Median(anchor),
-                .unit = "s",
-                .anchor_desc = anchor_desc,
-                .better = "lower",
-                .reps = static_cast<int>(ours.size())};
+  Metric m;
+  m.name = name;
+  m.ours = Median(ours);
+  m.anchor = Median(anchor);
+  m.unit = "s";
+  m.anchor_desc = anchor_desc;
+  m.better = "lower";
+  m.reps = static_cast<int>(ours.size());
+  return m;
 }
 
 void EmitMedianSeconds(const std::string& name, const std::vector<double>& ours,
