@@ -2,6 +2,8 @@
 # Configures and builds stack into build/ (or $STACK_BUILD_DIR).
 #   STACK_CXX=clang++-14   choose the compiler
 #   STACK_SANITIZER=asan   none | asan | tsan
+#   STACK_BUILD_TYPE=Release  (default RelWithDebInfo)
+#   STACK_WERROR=OFF       warnings are errors unless this says OFF
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${STACK_BUILD_DIR:-$ROOT/build}
@@ -14,6 +16,7 @@ cmake -S "$ROOT" -B "$BUILD" $GEN \
   -DCMAKE_CXX_COMPILER="${STACK_CXX:-g++}" \
   -DCMAKE_C_COMPILER="${STACK_CC:-gcc}" \
   -DSTACK_SANITIZER="${STACK_SANITIZER:-none}" \
+  -DSTACK_WERROR="${STACK_WERROR:-ON}" \
   ${STACK_CMAKE_ARGS:-} >/dev/null
 # STACK_BUILD_TARGETS: build only these targets (default: everything).
 # shellcheck disable=SC2086

@@ -3,18 +3,19 @@
 # Idempotent; run as root on a fresh Debian bookworm machine.
 set -eu
 
+# Each package is used now by the build, a test or a benchmark; add one
+# only with the code that needs it.
 PKGS="
-  build-essential cmake ninja-build pkg-config git ca-certificates
+  build-essential cmake ninja-build pkg-config git
   g++ clang-14 libclang-rt-14-dev llvm-14
   libext2fs-dev e2fsprogs
   libbotan-2-dev libsodium-dev libssl-dev libgcrypt20-dev openssl
   libcli11-dev catch2 nlohmann-json3-dev
   libarchive-dev libarchive-tools tar zstd xz-utils gzip zlib1g-dev
-  libxxhash-dev libisal-dev
+  libxxhash-dev
   cryptsetup-bin qemu-utils gdb
-  nbdkit nbdkit-plugin-dev libnbd-bin
   python3 python3-cryptography
-  util-linux coreutils time attr xfsprogs
+  util-linux coreutils attr xfsprogs
 "
 
 missing=""

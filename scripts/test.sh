@@ -1,94 +1,148 @@
 #!/bin/bash
-# Runs every test of stack and ends with one SUMMARY line.
-#   1. installs packages (scripts/setup.sh), builds with g++ (warnings are errors)
-#      and runs the whole ctest suite;
-#   2. builds with clang 14 + ASan/UBSan and runs the suite again;
-#   3. builds the libFuzzer targets and runs each one briefly on its corpus.
-# Env: STACK_TEST_PHASES="release asan fuzz" (default all), STACK_FUZZ_SECONDS=20.
+# Runs every test of stack and ends with one SUMMARY line (each phase's
+# counts and wall time).
+#   release: installs packages (scripts/setup.sh), builds with g++, build type
+#            Release (what users and packagers build; warnings are errors),
+#            and runs the whole ctest suite;
+#   asan:    builds with clang 14 + ASan/UBSan and runs the suite again;
+#   tsan:    builds the threaded tests with clang 14 + ThreadSanitizer and
+#            runs the tests labelled `threads`; a data race fails the test;
+#   fuzz:    builds the libFuzzer targets (every library instrumented) and
+#            runs each one briefly on its seed corpus.
+# Env: STACK_TEST_PHASES="release asan tsan fuzz" (default all),
+#      STACK_FUZZ_SECONDS=20.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PHASES=${STACK_TEST_PHASES:-release asan fuzz}
+PHASES=${STACK_TEST_PHASES:-release asan tsan fuzz}
 FUZZ_SECONDS=${STACK_FUZZ_SECONDS:-20}
+# The targets holding the tests labelled `threads` (and what they drive).
+TSAN_TARGETS="test_block test_fde stack"
 JOBS=$(nproc)
 declare -a RESULTS=()
 FAILED=0
 
 "$ROOT/scripts/setup.sh" || { echo "SUMMARY: FAIL (setup failed)"; exit 1; }
 
-# run_ctest <label> <build dir>: runs ctest, records "label: P passed, F failed, S skipped".
+# elapsed <start SECONDS>: "12m05s" since then.
+elapsed() { local t=$((SECONDS - $1)); printf '%dm%02ds' $((t / 60)) $((t % 60)); }
+
+# run_ctest <label> <build dir> [ctest args...]: runs ctest, records
+# "label: P passed, F failed, S skipped" (the caller appends the time).
 run_ctest() {
   local label=$1 dir=$2 junit="$2/ctest-junit.xml"
-  rm -rf "$dir/test-tmp"; mkdir -p "$dir/test-tmp"
-  (cd "$dir" && ctest -j"$JOBS" --output-on-failure --timeout 1500 --output-junit "$junit")
+  shift 2
+  rm -rf "$dir/test-tmp" "$junit"; mkdir -p "$dir/test-tmp"
+  (cd "$dir" && ctest -j"$JOBS" --output-on-failure --timeout 1500 --output-junit "$junit" --no-tests=error "$@")
   local rc=$?
-  local counts
-  counts=$(/usr/bin/python3 - "$junit" <<'PY'
+  # First line "P F S"; then one line per skipped test with the reasons it
+  # printed ("SKIP: ..." lines, as tests/lib/stacktest.py and the shell
+  # tests write them).
+  local report
+  report=$(/usr/bin/python3 - "$junit" <<'PY'
 import sys, xml.etree.ElementTree as ET
 try:
     root = ET.parse(sys.argv[1]).getroot()
 except Exception:
-    print("0 0 0 -"); sys.exit()
+    print("0 0 0"); sys.exit()
 p = f = s = 0
 skipped = []
 for tc in root.iter("testcase"):
     st = tc.get("status", "")
     if tc.find("skipped") is not None or st in ("notrun", "disabled", "skipped"):
-        s += 1; skipped.append(tc.get("name"))
+        s += 1
+        out = tc.findtext("system-out") or ""
+        why = [l[5:].strip() for l in out.splitlines() if l.startswith("SKIP:")]
+        skipped.append(f"  {tc.get('name')}: {'; '.join(why) or '(no reason printed)'}")
     elif tc.find("failure") is not None or tc.find("error") is not None or st == "fail":
         f += 1
     else:
         p += 1
-print(p, f, s, ",".join(skipped) or "-")
+print(p, f, s)
+print("\n".join(skipped))
 PY
 )
-  read -r p f s skipped <<<"$counts"
+  local p f s
+  read -r p f s <<<"$(head -n1 <<<"$report")"
   RESULTS+=("$label: $p passed, $f failed, $s skipped")
-  if [ "$skipped" != "-" ]; then echo "SKIPPED in $label: $skipped"; fi
+  if [ "$s" != 0 ]; then echo "SKIPPED in $label:"; tail -n +2 <<<"$report"; fi
   if [ $rc -ne 0 ] || [ "$f" != 0 ]; then FAILED=1; fi
+}
+
+# fuzz_corpus <area> <fuzzer> <dir>: copies the fuzzer's seed corpus into dir:
+# fuzz/<area>/{corpus,seeds}/<fuzzer>/, else fuzz/<area>/{corpus,seeds}/, else
+# what fuzz/<area>/make_seeds.sh writes (seeds made by the real tools). Fails
+# when none gives a seed: a fuzzer without seeds runs blind.
+fuzz_corpus() {
+  local area=$1 name=$2 work=$3 c
+  for c in "$ROOT/fuzz/$area/corpus/$name" "$ROOT/fuzz/$area/seeds/$name" \
+           "$ROOT/fuzz/$area/corpus" "$ROOT/fuzz/$area/seeds"; do
+    if [ -d "$c" ]; then find "$c" -maxdepth 1 -type f -exec cp {} "$work/" \; ; break; fi
+  done
+  if [ -z "$(ls -A "$work")" ] && [ -x "$ROOT/fuzz/$area/make_seeds.sh" ]; then
+    "$ROOT/fuzz/$area/make_seeds.sh" "$work" >/dev/null || return 1
+  fi
+  [ -n "$(ls -A "$work")" ]
 }
 
 for phase in $PHASES; do
   echo "=== phase: $phase ==="
+  t0=$SECONDS
   case $phase in
     release)
-      if STACK_BUILD_DIR="$ROOT/build" "$ROOT/scripts/build.sh"; then
-        run_ctest release "$ROOT/build"
+      if STACK_BUILD_DIR="$ROOT/build" STACK_BUILD_TYPE=Release "$ROOT/scripts/build.sh"; then
+        run_ctest "release (g++, Release)" "$ROOT/build"
       else
         RESULTS+=("release: BUILD FAILED"); FAILED=1
       fi ;;
     asan)
       if STACK_BUILD_DIR="$ROOT/build-asan" STACK_CXX=clang++-14 STACK_CC=clang-14 \
-         STACK_SANITIZER=asan STACK_CMAKE_ARGS="-DSTACK_BENCH=OFF" "$ROOT/scripts/build.sh"; then
+         STACK_SANITIZER=asan STACK_CMAKE_ARGS="-DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}" \
+         "$ROOT/scripts/build.sh"; then
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
           run_ctest "asan+ubsan (clang)" "$ROOT/build-asan"
       else
         RESULTS+=("asan: BUILD FAILED"); FAILED=1
       fi ;;
+    tsan)
+      # Only what the tests labelled `threads` run (tests/CMakeLists.txt:
+      # THREADED sources of the Catch binaries; script tests with that label
+      # drive the `stack` binary). halt_on_error: the first race ends the
+      # process with TSan's exit status 66, so the test fails.
+      if STACK_BUILD_DIR="$ROOT/build-tsan" STACK_CXX=clang++-14 STACK_CC=clang-14 \
+         STACK_SANITIZER=tsan STACK_CMAKE_ARGS="-DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}" \
+         STACK_BUILD_TARGETS="$TSAN_TARGETS" "$ROOT/scripts/build.sh"; then
+        TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+          run_ctest "tsan (clang)" "$ROOT/build-tsan" -L '^threads$'
+      else
+        RESULTS+=("tsan: BUILD FAILED"); FAILED=1
+      fi ;;
     fuzz)
       if STACK_BUILD_DIR="$ROOT/build-fuzz" STACK_CXX=clang++-14 STACK_CC=clang-14 \
-         STACK_CMAKE_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF" STACK_BUILD_TARGETS=stack_fuzzers \
-         "$ROOT/scripts/build.sh"; then
+         STACK_CMAKE_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}" \
+         STACK_BUILD_TARGETS=stack_fuzzers "$ROOT/scripts/build.sh"; then
         n=0; bad=0
         for f in $(find "$ROOT/build-fuzz/fuzz" -mindepth 2 -maxdepth 2 -type f -perm -u+x 2>/dev/null | sort); do
           name=$(basename "$f"); area=$(basename "$(dirname "$f")")
           work=$(mktemp -d)
-          # Seed corpus: fuzz/<area>/{corpus,seeds}/<name>/ if present, else fuzz/<area>/{corpus,seeds}/.
-          for c in "$ROOT/fuzz/$area/corpus/$name" "$ROOT/fuzz/$area/seeds/$name" "$ROOT/fuzz/$area/corpus" "$ROOT/fuzz/$area/seeds"; do
-            if [ -d "$c" ]; then find "$c" -maxdepth 1 -type f -exec cp {} "$work/" \; ; break; fi
-          done
-          echo "fuzz: $name for ${FUZZ_SECONDS}s"
+          n=$((n+1))
+          if ! fuzz_corpus "$area" "$name" "$work"; then
+            echo "fuzz: $name has no seed corpus (fuzz/$area/{corpus,seeds}/ or make_seeds.sh)"
+            bad=$((bad+1)); rm -rf "$work"; continue
+          fi
+          echo "fuzz: $name for ${FUZZ_SECONDS}s on $(ls "$work" | wc -l) seeds"
           if ! "$f" -max_total_time="$FUZZ_SECONDS" -timeout=60 -print_final_stats=0 "$work" >"$work.log" 2>&1; then
             echo "fuzz: $name FAILED"; tail -40 "$work.log"; bad=$((bad+1))
           fi
-          n=$((n+1)); rm -rf "$work" "$work.log"
+          rm -rf "$work" "$work.log"
         done
-        RESULTS+=("fuzz: $n targets x ${FUZZ_SECONDS}s, $bad crashed")
-        [ $bad -ne 0 ] && FAILED=1
+        RESULTS+=("fuzz: $n targets x ${FUZZ_SECONDS}s, $bad failed")
+        [ $n -eq 0 ] || [ $bad -ne 0 ] && FAILED=1
       else
         RESULTS+=("fuzz: BUILD FAILED"); FAILED=1
       fi ;;
-    *) echo "unknown phase $phase"; FAILED=1 ;;
+    *) RESULTS+=("$phase: unknown phase"); FAILED=1 ;;
   esac
+  RESULTS[-1]="${RESULTS[-1]} in $(elapsed $t0)"
 done
 
 echo

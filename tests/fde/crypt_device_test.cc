@@ -142,7 +142,7 @@ TEST_CASE("CryptDevice: lower blocks larger than a sector keep neighbouring sect
   CHECK(std::equal(one.begin(), one.end(), model.begin() + 5 * 4096));
 }
 
-TEST_CASE("CryptDevice: write-zeroes encrypts zeros; discard only when allowed") {
+TEST_CASE("CryptDevice: write-zeroes encrypts zeros, discard only when allowed") {
   for (bool allow : {false, true}) {
     DYNAMIC_SECTION("allow_discards " << allow) {
       auto mem = std::make_unique<MemDevice>(4096, (20 * kMiB) / 4096);

@@ -27,7 +27,7 @@ std::shared_ptr<MemStorage> Formatted(int version, const std::string& pass) {
 
 }  // namespace
 
-TEST_CASE("Keys: add, change, remove; the last keyslot needs force") {
+TEST_CASE("Keys: add, change, remove, the last keyslot needs force") {
   for (int version : {2, 1}) {
     DYNAMIC_SECTION("LUKS" << version) {
       auto storage = Formatted(version, "p0");

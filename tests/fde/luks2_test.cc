@@ -77,7 +77,7 @@ TEST_CASE("LUKS2: wrong passphrase is AuthFailed and writes nothing") {
   CHECK(storage->blocks == before->blocks);
 }
 
-TEST_CASE("LUKS2: read-only open refuses writes; keyslot selection") {
+TEST_CASE("LUKS2: read-only open refuses writes, keyslot selection") {
   auto storage = NewStorage(20 * kMiB);
   REQUIRE_OK(Format(Attach(storage), Pass("a"), FastFormat()));
   OpenOptions ro;
