@@ -219,10 +219,9 @@ CASES = [
     ("read-only-volume-write", ["fs", "mkdir", *P, "frozen", "/new"], "ReadOnly", None),
 ]
 
-# Refused with the right code, but the volume still changes: fsbridge marks
-# the superblock dirty on every writable close (CloseFs), so a failed fs
-# write rewrites it (write time) and the pool commits that. Owned by
-# layers/fsbridge; kept here as expected failures so a fix shows up.
+# Refused fs edits: the file system is opened writable, nothing changes, so
+# its close writes nothing and the pool commits nothing (CloseFs writes the
+# superblock only when libext2fs saw a change).
 FS_WRITE_CASES = [
     ("rm-missing-path", ["fs", "rm", *P, "base", "/no/such", *K], "NotFound", None),
     ("mkdir-no-parent", ["fs", "mkdir", *P, "base", "/no/such/dir", *K], "NotFound", None),
@@ -342,7 +341,6 @@ class BadInput(StackTestCase):
                          ["base", "base@v1", "frozen", "plain"])
         stack("pool", "check", self.fx["pool"], check=0)
 
-    @unittest.expectedFailure
     def test_failed_fs_write_changes_nothing(self):
         for case_id, args, code, needle in FS_WRITE_CASES:
             self.refused(case_id, args, code, needle)

@@ -326,7 +326,7 @@ TEST_CASE("Keyslot area unreadable: the error below keeps its code, never AuthFa
   }
 }
 
-TEST_CASE("Keyslot area unreadable: another keyslot still opens; wrong everywhere is AuthFailed") {
+TEST_CASE("Keyslot area unreadable: another keyslot still opens, wrong everywhere is AuthFailed") {
   Fixture f;
   auto added = AddKey(*f.Dev(), Pass("pw"), Pass("second"), KdfParams::Fast());
   REQUIRE_OK(added);

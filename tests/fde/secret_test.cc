@@ -52,7 +52,7 @@ TEST_CASE("Passphrase: key file is taken byte for byte") {
   CHECK(CodeOf(ReadKeyFile(dir.file("empty"))) == Code::kInvalidArgument);
 }
 
-TEST_CASE("Passphrase: a line from a descriptor stops at newline, keeps a \\r (as cryptsetup)") {
+TEST_CASE("Passphrase: a line from a descriptor stops at newline, keeps a carriage return (as cryptsetup)") {
   int fds[2];
   REQUIRE(pipe(fds) == 0);
   const char text[] = "correct horse\r\nnext line\n";

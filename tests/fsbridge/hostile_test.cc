@@ -84,7 +84,7 @@ TEST_CASE("entry names: what is safe, and how any name is printed", "[fsbridge][
   CHECK(EscapeText("\xc3\xa9") == "\xc3\xa9");  // UTF-8 kept
 }
 
-TEST_CASE("crafted images: unsafe and duplicate names, loops; every reader skips them",
+TEST_CASE("crafted images: unsafe and duplicate names, loops, every reader skips them",
           "[fsbridge][hostile]") {
   TempDir t;
   const std::string box = t.file("box");

@@ -97,7 +97,7 @@ class PoolCli(StackTestCase):
         pool = self.path("new.stk")
         stack("pool", "create", pool, "--block-size", "3000", check=EXIT["usage"])
         r = stack("pool", "create", pool, "--size", "64M", "--max-size", "1M", check=EXIT["usage"])
-        self.assertIn("below the initial size", r.err)
+        self.assertIn("--max-size 1048576 is below --size 67108864", r.err)
         self.assertEqual(os.listdir(self.tmp), [])
         stack("pool", "create", pool, "--size", "1M", "--block-size", "3000", check=EXIT["usage"])
         self.assertEqual(os.listdir(self.tmp), [])
