@@ -8,6 +8,7 @@
 #include "pool_format.h"
 #include "stack/publish.h"
 #include "stack/progress.h"
+#include "stack/open_pool.h"
 #include "stack/sizes.h"
 #include "units.h"
 
@@ -30,10 +31,11 @@ struct PoolArgs {
 Result<std::unique_ptr<pool::Pool>> OpenPool(const PoolArgs& a, bool writable) {
   if (a.path().empty()) return Status::InvalidArgument("name the pool: FILE or --pool FILE");
   pool::PoolOpenOptions o;
-  o.read_only = !writable;
   o.accept_lost_generation = a.accept_lost;
   ASSIGN_OR_RETURN(o.cache_bytes, ParseSize(a.cache, "--cache", true));
-  return pool::Pool::Open(a.path(), o);
+  return compose::OpenPool(a.path(),
+                           writable ? compose::PoolAccess::kWritable : compose::PoolAccess::kReadOnly,
+                           o);
 }
 
 Status Create(const PoolArgs& a, const CommandContext& ctx) {

@@ -9,6 +9,8 @@
 #include "pool/pool.h"
 #include "pool_format.h"
 #include "stack/address.h"
+#include "stack/clone.h"
+#include "stack/open_pool.h"
 #include "stack/publish.h"
 #include "stack/resize.h"
 #include "stack/sizes.h"
@@ -35,15 +37,11 @@ struct VolArgs {
 };
 
 Result<std::unique_ptr<pool::Pool>> OpenPool(const VolArgs& a, bool writable) {
-  if (a.pool.empty())
-    return Status::InvalidArgument("name the pool: --pool FILE (or set STACK_POOL)");
-  pool::PoolOpenOptions o;
-  o.read_only = !writable;
-  ASSIGN_OR_RETURN(auto p, pool::Pool::Open(a.pool, o));
-  if (writable) {
-    ASSIGN_OR_RETURN(int n, compose::CleanupStaleBuilds(*p));
-    if (n) std::cerr << "stack: removed " << n << " unfinished build(s)\n";
-  }
+  int removed = 0;
+  ASSIGN_OR_RETURN(auto p, compose::OpenPool(a.pool, writable ? compose::PoolAccess::kWritable
+                                                              : compose::PoolAccess::kReadOnly,
+                                             {}, &removed));
+  if (removed) std::cerr << "stack: removed " << removed << " unfinished build(s)\n";
   return p;
 }
 
@@ -195,76 +193,40 @@ Status Clone(VolArgs& a, const CommandContext& ctx) {
     return Status::InvalidArgument(
         "a clone cannot change its cipher or sector size: it shares the source's blocks and "
         "volume key (re-encrypt with `stack export --format luks1` or a fresh build instead)");
-  ASSIGN_OR_RETURN(auto src, compose::ParseEntryAddress(a.pos[0]));
-  ASSIGN_OR_RETURN(auto dst, compose::ParseEntryAddress(a.pos[1]));
-  if (dst.is_snapshot()) return Status::InvalidArgument("a clone is a volume: no '@' in its name");
-  // Read passphrases before changing anything.
-  std::optional<fde::Secret> old_pass, new_pass;
+  compose::CloneRequest req;
+  req.source = a.pos[0];
+  req.name = a.pos[1];
+  req.meta = Meta(a);
+  req.read_only = a.read_only;
+  if (!a.size.empty()) {
+    ASSIGN_OR_RETURN(req.size_bytes, ParseSize(a.size, "--size"));
+  }
   if (!a.new_key_file.empty()) {
+    if (a.key_file == "-" && a.new_key_file == "-")
+      return Status::InvalidArgument("--key-file and --new-key-file cannot both be stdin");
     compose::SecretSource s;
     s.key_file = a.key_file;
     s.prompt = "Source passphrase: ";
-    if (a.key_file == "-" && a.new_key_file == "-")
-      return Status::InvalidArgument("--key-file and --new-key-file cannot both be stdin");
-    ASSIGN_OR_RETURN(old_pass, compose::ObtainSecret(s));
+    req.source_passphrase = s;
     compose::SecretSource n;
     n.key_file = a.new_key_file;
     n.prompt = "Clone's new passphrase: ";
     n.confirm = true;
-    ASSIGN_OR_RETURN(new_pass, compose::ObtainSecret(n));
+    req.new_passphrase = n;
   }
-  ASSIGN_OR_RETURN(auto kdf, a.kdf.Params());
+  ASSIGN_OR_RETURN(req.kdf, a.kdf.Params());
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
-  ASSIGN_OR_RETURN(auto src_info, p->Stat(src.name()));
-  if (new_pass) {
-    // Refuse a source that is not encrypted, or a wrong passphrase, before
-    // the clone exists: a refused clone changes nothing.
-    ASSIGN_OR_RETURN(auto dev, p->OpenVolume(src.name(), true));
-    ASSIGN_OR_RETURN(auto kind, fde::Probe(*dev));
-    if (kind == fde::ContainerKind::kNone)
-      return Status::InvalidArgument(src.name() + " is not encrypted: --new-key-file needs LUKS");
-    RETURN_IF_ERROR(fde::TestPassphrase(*dev, *old_pass).status());
-  }
-  uint64_t size = 0;
-  if (!a.size.empty()) {
-    ASSIGN_OR_RETURN(size, ParseSize(a.size, "--size"));
-    RETURN_IF_ERROR(compose::RequireWholeBlocks(size, p->block_size(), "--size"));
-    if (size < src_info.size_bytes)
-      return Status::InvalidArgument("a clone can grow, not shrink (source is " +
-                                     std::to_string(src_info.size_bytes) + " bytes)");
-  }
-  pool::EntryMeta meta = Meta(a);
-  if (meta.note.empty()) meta.note = "clone of " + src.name();
-  RETURN_IF_ERROR(p->Clone(src.name(), dst.name(), meta));
-  // Overrides; on any failure the half-made clone is removed.
-  Status st = [&]() -> Status {
-    if (size > src_info.size_bytes) RETURN_IF_ERROR(p->Resize(dst.name(), size));
-    if (new_pass) {
-      ASSIGN_OR_RETURN(auto dev, p->OpenVolume(dst.name(), false));
-      ASSIGN_OR_RETURN(auto kind, fde::Probe(*dev));
-      if (kind == fde::ContainerKind::kNone)
-        return Status::InvalidArgument(src.name() + " is not encrypted: --new-key-file needs LUKS");
-      RETURN_IF_ERROR(fde::ReplaceKeyslots(*dev, *old_pass, *new_pass, kdf));
-      RETURN_IF_ERROR(dev->Flush());
-    }
-    if (a.read_only) RETURN_IF_ERROR(p->SetReadOnly(dst.name(), true));
-    return p->Commit();
-  }();
-  if (!st.ok()) {
-    (void)p->Delete(dst.name());
-    (void)p->Commit();
-    return st;
-  }
-  ASSIGN_OR_RETURN(auto e, p->Stat(dst.name()));
+  ASSIGN_OR_RETURN(auto rep, compose::CloneEntry(*p, req));
   if (ctx.json) {
-    auto j = EntryJson(e);
-    j["source"] = src.name();
-    j["source_uuid"] = src_info.uuid;
-    j["own_passphrase"] = new_pass.has_value();
+    auto j = EntryJson(rep.clone);
+    j["source"] = rep.source.name;
+    j["source_uuid"] = rep.source.uuid;
+    j["own_passphrase"] = rep.own_passphrase;
     PrintJson(j);
   } else {
-    std::cout << "cloned " << src.name() << " -> " << e.name << " (" << e.uuid << ")"
-              << (new_pass ? ", with its own passphrase (same volume key)" : "") << "\n";
+    std::cout << "cloned " << rep.source.name << " -> " << rep.clone.name << " (" << rep.clone.uuid
+              << ")" << (rep.own_passphrase ? ", with its own passphrase (same volume key)" : "")
+              << "\n";
   }
   return Status::Ok();
 }

@@ -7,6 +7,7 @@
 #include "fsbridge/filesystem.h"
 #include "pool/pool.h"
 #include "stack/populate.h"
+#include "stack/open_pool.h"
 #include "block/write_behind_device.h"
 #include "stack/publish.h"
 #include "stack/sizes.h"
@@ -22,7 +23,7 @@ double Seconds() {
 Result<std::unique_ptr<pool::Pool>> OpenOrCreatePool(const BuildOptions& o, bool* created) {
   *created = false;
   if (std::filesystem::exists(o.pool_path)) {
-    return pool::Pool::Open(o.pool_path, pool::PoolOpenOptions{});
+    return OpenPool(o.pool_path, PoolAccess::kWritable);
   }
   pool::PoolCreateOptions c;
   if (o.pool_block_size) c.block_size = o.pool_block_size;
@@ -71,8 +72,6 @@ Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphr
   rep.encrypted = o.encrypt;
   ASSIGN_OR_RETURN(auto pool, OpenOrCreatePool(o, &rep.created_pool));
   RETURN_IF_ERROR(RequireWholeBlocks(o.size_bytes, pool->block_size(), "--size"));
-  ASSIGN_OR_RETURN(int stale, CleanupStaleBuilds(*pool));
-  (void)stale;
   const pool::EntryMeta meta{o.note, o.tags};
   RETURN_IF_ERROR(PublishVolume(*pool, o.volume, o.size_bytes, meta, [&](const std::string& tmp) {
     return FillVolume(*pool, tmp, o, passphrase, &rep);

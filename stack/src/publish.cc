@@ -17,22 +17,30 @@ Result<int> CleanupStaleBuilds(pool::Pool& pool) {
   return n;
 }
 
-Status PublishVolume(pool::Pool& pool, const std::string& name, uint64_t size_bytes,
-                     const pool::EntryMeta& meta,
-                     const std::function<Status(const std::string& hidden_name)>& fill) {
+Status PublishEntry(pool::Pool& pool, const std::string& name,
+                    const std::function<Status(const std::string& hidden_name)>& make,
+                    const std::function<Status(const std::string& hidden_name)>& fill) {
   ASSIGN_OR_RETURN(auto names, pool.Names());
   if (std::find(names.begin(), names.end(), name) != names.end())
     return Status::AlreadyExists("volume " + name + " already exists");
   const std::string hidden = std::string(kBuildPrefix) + name;
-  RETURN_IF_ERROR(pool.CreateVolume(hidden, size_bytes, meta));
+  RETURN_IF_ERROR(make(hidden));
   Status st = fill(hidden);
   if (st.ok()) st = pool.Commit();
   if (st.ok()) st = pool.Rename(hidden, name);  // commits
   if (!st.ok()) {
-    (void)pool.Delete(hidden);  // best effort; a leftover goes at the next open
+    (void)pool.Delete(hidden);  // best effort; a leftover goes at the next writable open
     (void)pool.Commit();
   }
   return st;
+}
+
+Status PublishVolume(pool::Pool& pool, const std::string& name, uint64_t size_bytes,
+                     const pool::EntryMeta& meta,
+                     const std::function<Status(const std::string& hidden_name)>& fill) {
+  return PublishEntry(
+      pool, name,
+      [&](const std::string& hidden) { return pool.CreateVolume(hidden, size_bytes, meta); }, fill);
 }
 
 }  // namespace stack::compose

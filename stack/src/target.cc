@@ -3,6 +3,7 @@
 #include "block/file_device.h"
 #include "pool/pool.h"
 #include "stack/address.h"
+#include "stack/open_pool.h"
 
 namespace stack::compose {
 
@@ -35,9 +36,10 @@ Result<std::unique_ptr<Target>> Target::Open(const TargetSpec& spec) {
                             " is read-only: clone it (stack clone) to change it");
   }
   pool::PoolOpenOptions po;
-  po.read_only = !spec.writable;
   if (spec.cache_bytes) po.cache_bytes = spec.cache_bytes;
-  ASSIGN_OR_RETURN(t->pool_, pool::Pool::Open(spec.pool_path, po));
+  ASSIGN_OR_RETURN(t->pool_, OpenPool(spec.pool_path,
+                                      spec.writable ? PoolAccess::kWritable : PoolAccess::kReadOnly,
+                                      po));
   ASSIGN_OR_RETURN(t->device_, t->pool_->OpenVolume(addr.name(), !spec.writable));
   t->describe_ = addr.is_snapshot() ? "snapshot " + addr.name() : "volume " + addr.name();
   return t;

@@ -149,6 +149,38 @@ class Errors(StackTestCase):
                 self.assertEqual(rep["entries"], len(visible))
         self.assertGreater(leftovers, 0, "no kill landed inside a build: test did not run")
 
+    def test_killed_clone_with_new_key_leaves_nothing_visible(self):
+        # A clone given its own passphrase is published only when re-keyed:
+        # a kill during the new keyslot's KDF (slow on purpose here) leaves a
+        # hidden entry at most, never a clone that opens with the source's
+        # passphrase; the next writer removes it.
+        new = write_pass(self.path("new.txt"), b"clone-secret")
+        landed = 0
+        for delay in (0.5, 1.0, 2.0, 4.0):
+            p = subprocess.Popen([os.environ["STACK_BIN"], "clone", "-p", self.pool, "base@v1",
+                                  "task", "-k", self.key, "--new-key-file", new,
+                                  "--kdf", "pbkdf2", "--pbkdf2-iterations", "50000000"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                p.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            self.assertNotEqual(p.returncode, 0, "the clone finished before the kill")
+            visible = [e["name"] for e in stack("--json", "volume", "list", "-p", self.pool,
+                                                "--all", check=0).json()]
+            self.assertEqual(visible, ["base", "base@v1"])
+            rep = stack("--json", "pool", "check", self.pool, check=0).json()
+            self.assertTrue(rep["ok"], rep)
+            if rep["entries"] > len(visible):
+                landed += 1
+                stack("volume", "create", "-p", self.pool, "other", "--size", "1M", check=0)
+                stack("volume", "rm", "-p", self.pool, "other", check=0)
+                rep = stack("--json", "pool", "check", self.pool, check=0).json()
+                self.assertEqual(rep["entries"], len(visible))
+                break
+        self.assertGreater(landed, 0, "no kill landed inside the clone: test did not run")
+
     def test_truncated_pool_file(self):
         cut = self.path("cut.stk")
         with open(self.pool, "rb") as f, open(cut, "wb") as g:

@@ -1,4 +1,4 @@
-// Atomic publication of new volumes (build, import).
+// Atomic publication of new volumes (build, import, clone).
 //
 // A new volume is made under a hidden name ".build-<name>", filled, the pool
 // committed, and only then renamed to <name>. A failure deletes the hidden
@@ -25,10 +25,16 @@ inline bool IsHiddenBuild(const std::string& name) { return name.rfind(kBuildPre
 // Deletes hidden volumes left by killed builds. Returns how many.
 Result<int> CleanupStaleBuilds(pool::Pool& pool);
 
-// Creates volume `name` (size_bytes, meta) through a hidden name, calls
-// fill(hidden_name) to write it, commits, and renames it to `name`.
-// AlreadyExists (before any change) if `name` is taken; any error from
-// fill or the pool deletes the hidden volume and is returned.
+// Publishes volume `name` atomically: make(hidden_name) creates it under the
+// hidden name, fill(hidden_name) writes it, the pool commits, and only then
+// is it renamed to `name`. AlreadyExists (before any change) if `name` is
+// taken; any error from make, fill or the pool deletes the hidden volume
+// and is returned.
+Status PublishEntry(pool::Pool& pool, const std::string& name,
+                    const std::function<Status(const std::string& hidden_name)>& make,
+                    const std::function<Status(const std::string& hidden_name)>& fill);
+
+// PublishEntry of a new empty volume (size_bytes, meta).
 Status PublishVolume(pool::Pool& pool, const std::string& name, uint64_t size_bytes,
                      const pool::EntryMeta& meta,
                      const std::function<Status(const std::string& hidden_name)>& fill);

@@ -1,0 +1,29 @@
+// The one way every command opens a pool file (spec/composition.md
+// "Opening a pool"). New front ends (a server, a second store) open pools
+// here too, so the rules below hold for all of them:
+//   - a read-only open never writes;
+//   - a writable open removes the hidden entries that killed builds,
+//     imports and clones left (CleanupStaleBuilds) before returning: only
+//     one writer can hold a pool, so such an entry is always stale.
+//
+// Thread-safety: a free function; the Pool it returns is as Pool says.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "block/status.h"
+#include "pool/pool.h"
+
+namespace stack::compose {
+
+enum class PoolAccess { kReadOnly, kWritable };
+
+// Opens `path`. `options.read_only` is set from `access`; the rest (cache
+// size, accept_lost_generation) is the caller's. When `removed_stale` is
+// given it receives how many stale hidden entries a writable open removed.
+Result<std::unique_ptr<pool::Pool>> OpenPool(const std::string& path, PoolAccess access,
+                                             pool::PoolOpenOptions options = {},
+                                             int* removed_stale = nullptr);
+
+}  // namespace stack::compose
