@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "block/status.h"
+#include "exit_codes.h"
 #include "output.h"
 
 namespace stack::cli {

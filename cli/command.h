@@ -2,7 +2,7 @@
 // verbs on the CLI11 app and, when chosen, stores the action to run in the
 // CommandContext. main() runs the action after parsing, so every command
 // reports failure as a Status mapped to one stderr line and an exit status
-// (see ExitStatusFor in block/status.h).
+// (the table in exit_codes.h).
 //
 // Conventions every command follows:
 //   - nouns then verbs: `stack pool create`, `stack volume list`;

@@ -3,6 +3,7 @@
 
 #include "cli_boundary.h"
 #include "command.h"
+#include "exit_codes.h"
 #include "output.h"
 
 int main(int argc, char** argv) {
@@ -11,10 +12,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "stack: build, snapshot, clone and ship encrypted disk images entirely in userspace.\n"
       "Commands are nouns then verbs (`stack blockdev info FILE`). Errors print one line\n"
-      "\"stack: <Code>: <message>\" on stderr and exit with a status per code:\n"
-      "  0 ok, 1 internal, 2 usage/invalid argument, 3 not found, 4 already exists,\n"
-      "  5 no space, 6 authentication failed, 7 corruption, 8 I/O error, 9 busy,\n"
-      "  10 unsupported, 11 out of range, 12 read-only.",
+      "\"stack: <Code>: <message>\" on stderr and exit with a status per code:\n" +
+          ExitTableHelp(),
       "stack"};
   app.set_version_flag("--version", std::string("stack ") + STACK_VERSION);
   app.add_flag("--json", ctx.json, "Print listings and reports as JSON on stdout");
@@ -31,12 +30,12 @@ int main(int argc, char** argv) {
   if (rc >= 0) return rc;
   if (!ctx.action) {
     PrintError(stack::Status::InvalidArgument("no command given (see --help)"));
-    return stack::ExitStatusFor(stack::Code::kInvalidArgument);
+    return ExitStatusFor(stack::Code::kInvalidArgument);
   }
   stack::Status st = ctx.action();
   if (!st.ok()) {
     PrintError(st);
-    return stack::ExitStatusFor(st.code());
+    return ExitStatusFor(st.code());
   }
   return 0;
 }

@@ -68,21 +68,7 @@ PY
   if [ $rc -ne 0 ] || [ "$f" != 0 ]; then FAILED=1; fi
 }
 
-# fuzz_corpus <area> <fuzzer> <dir>: copies the fuzzer's seed corpus into dir:
-# fuzz/<area>/{corpus,seeds}/<fuzzer>/, else fuzz/<area>/{corpus,seeds}/, else
-# what fuzz/<area>/make_seeds.sh writes (seeds made by the real tools). Fails
-# when none gives a seed: a fuzzer without seeds runs blind.
-fuzz_corpus() {
-  local area=$1 name=$2 work=$3 c
-  for c in "$ROOT/fuzz/$area/corpus/$name" "$ROOT/fuzz/$area/seeds/$name" \
-           "$ROOT/fuzz/$area/corpus" "$ROOT/fuzz/$area/seeds"; do
-    if [ -d "$c" ]; then find "$c" -maxdepth 1 -type f -exec cp {} "$work/" \; ; break; fi
-  done
-  if [ -z "$(ls -A "$work")" ] && [ -x "$ROOT/fuzz/$area/make_seeds.sh" ]; then
-    "$ROOT/fuzz/$area/make_seeds.sh" "$work" >/dev/null || return 1
-  fi
-  [ -n "$(ls -A "$work")" ]
-}
+. "$ROOT/scripts/fuzz_corpus.sh"
 
 for phase in $PHASES; do
   echo "=== phase: $phase ==="
@@ -121,7 +107,7 @@ for phase in $PHASES; do
          STACK_CMAKE_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}" \
          STACK_BUILD_TARGETS=stack_fuzzers "$ROOT/scripts/build.sh"; then
         n=0; bad=0
-        for f in $(find "$ROOT/build-fuzz/fuzz" -mindepth 2 -maxdepth 2 -type f -perm -u+x 2>/dev/null | sort); do
+        for f in $(fuzz_targets); do
           name=$(basename "$f"); area=$(basename "$(dirname "$f")")
           work=$(mktemp -d)
           n=$((n+1))

@@ -49,12 +49,11 @@ TEST_CASE("Result and the propagation macros") {
   CHECK(bogus.status().code() == Code::kInternal);
 }
 
-TEST_CASE("every code has a distinct exit status and a name") {
-  std::set<int> seen;
+TEST_CASE("every code has a name") {
+  std::set<std::string_view> seen;
   for (int c = 0; c <= static_cast<int>(Code::kInternal); ++c) {
     Code code = static_cast<Code>(c);
-    CHECK(seen.insert(ExitStatusFor(code)).second);
     CHECK(CodeName(code) != "Unknown");
+    CHECK(seen.insert(CodeName(code)).second);
   }
-  CHECK(ExitStatusFor(Code::kOk) == 0);
 }

@@ -36,6 +36,22 @@ def cs_opens(img, keyfile):
                            img], capture_output=True).returncode == 0
 
 
+def scan(f, lo, hi, needles, chunk=16 << 20):
+    """Names of the needles found in bytes [lo, hi) of file f, read a chunk at
+    a time (chunks overlap so a needle across a boundary is seen)."""
+    overlap = max(len(n) for _, n in needles) - 1
+    found = set()
+    pos = lo
+    while pos < hi:
+        f.seek(pos)
+        data = f.read(min(chunk + overlap, hi - pos))
+        if not data:
+            break
+        found.update(what for what, n in needles if n in data)
+        pos += chunk
+    return sorted(found)
+
+
 class Fde(StackTestCase):
     def image(self, name, size="40M"):
         p = self.path(name)
@@ -118,19 +134,18 @@ class Fde(StackTestCase):
         found_in = []
         with open(f"/proc/{pid}/smaps") as f:
             smaps = f.read()
-        regions = re.findall(r"^([0-9a-f]+)-([0-9a-f]+) .*?^VmFlags:([^\n]*)", smaps,
-                             re.M | re.S)
+        regions = re.findall(r"^([0-9a-f]+)-([0-9a-f]+) .*?^Rss:\s+(\d+) kB.*?^VmFlags:([^\n]*)",
+                             smaps, re.M | re.S)
+        needles = (("key", vk), ("XTS data key", vk[:32]), ("XTS tweak key", vk[32:]))
         with open(f"/proc/{pid}/mem", "rb", 0) as mem:
-            for lo, hi, flags in regions:
+            for lo, hi, rss, flags in regions:
+                if int(rss) == 0:
+                    continue  # never touched (e.g. a sanitizer's reserved shadow): holds nothing
                 try:
-                    mem.seek(int(lo, 16))
-                    chunk = mem.read(int(hi, 16) - int(lo, 16))
+                    hits = scan(mem, int(lo, 16), int(hi, 16), needles)
                 except (OSError, OverflowError):  # [vsyscall], unreadable guard pages
                     continue
-                for what, needle in (("key", vk), ("XTS data key", vk[:32]),
-                                     ("XTS tweak key", vk[32:])):
-                    if needle in chunk:
-                        found_in.append((what, f"{lo}-{hi}", flags.split()))
+                found_in += [(what, f"{lo}-{hi}", flags.split()) for what in hits]
         self.assertIn("key", [w for w, _, _ in found_in],
                       "the volume key is not in the process at all: the test would be blind")
         # ...only in memory marked don't-dump ('dd': libsodium's MADV_DONTDUMP;
@@ -147,13 +162,10 @@ class Fde(StackTestCase):
         core = f"{core_prefix}.{pid}"
         if not os.path.exists(core):
             self.skipTest(f"SKIPPED: gcore could not dump the process: {g.stderr[-300:]}")
+        self.assertGreater(os.path.getsize(core), 1 << 20)
         with open(core, "rb") as f:
-            dump = f.read()
-        self.assertGreater(len(dump), 1 << 20)
-        self.assertNotIn(vk, dump, "volume key in the core dump")
-        self.assertNotIn(vk[:32], dump, "XTS data key in the core dump")
-        self.assertNotIn(vk[32:], dump, "XTS tweak key in the core dump")
-        self.assertNotIn(passphrase, dump, "passphrase in the core dump")
+            hits = scan(f, 0, os.path.getsize(core), needles + (("passphrase", passphrase),))
+        self.assertEqual(hits, [], "secrets in the core dump")
 
         empty = io.BytesIO()
         tarfile.open(fileobj=empty, mode="w").close()

@@ -24,25 +24,6 @@ std::string_view CodeName(Code code) {
   return "Unknown";
 }
 
-int ExitStatusFor(Code code) {
-  switch (code) {
-    case Code::kOk: return 0;
-    case Code::kInternal: return 1;
-    case Code::kInvalidArgument: return 2;
-    case Code::kNotFound: return 3;
-    case Code::kAlreadyExists: return 4;
-    case Code::kNoSpace: return 5;
-    case Code::kAuthFailed: return 6;
-    case Code::kCorruption: return 7;
-    case Code::kIoError: return 8;
-    case Code::kBusy: return 9;
-    case Code::kUnsupported: return 10;
-    case Code::kOutOfRange: return 11;
-    case Code::kReadOnly: return 12;
-  }
-  return 1;
-}
-
 Status::Status(Code code, std::string message, int sys_errno) {
   if (code != Code::kOk) rep_.reset(new Rep{code, sys_errno, std::move(message)});
 }

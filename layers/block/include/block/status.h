@@ -51,11 +51,8 @@ enum class Code : uint8_t {
 // Short stable name of a code ("NoSpace"), used in messages and --json.
 std::string_view CodeName(Code code);
 
-// The CLI exit status for a code. The table (also in spec/block-device.md):
-//   Ok 0, Internal 1, InvalidArgument 2 (usage), NotFound 3, AlreadyExists 4,
-//   NoSpace 5, AuthFailed 6, Corruption 7, IoError 8, Busy 9, Unsupported 10,
-//   OutOfRange 11, ReadOnly 12.
-int ExitStatusFor(Code code);
+// (What each code means to a script, its exit status, is the CLI's:
+// cli/exit_codes.h.)
 
 class [[nodiscard]] Status {
  public:
