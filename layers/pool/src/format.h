@@ -11,7 +11,7 @@
 // All integers little-endian. A block read from the wrong place, of the
 // wrong type, or with a bad checksum is rejected as Corruption.
 //
-// The xxhash library is used only here and in checksum.cc.
+// The xxhash library is used only here and in format.cc.
 // Thread-safety: pure functions.
 #pragma once
 
