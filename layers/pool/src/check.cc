@@ -40,7 +40,7 @@ std::string JsonList(const std::vector<std::string>& v) {
 // Walks every tree once, counting references and checking structure.
 class Checker {
  public:
-  Checker(Pool::Impl& p, CheckReport& r) : p_(p), r_(r) {}
+  Checker(TransactionManager& tm, uint32_t bs, CheckReport& r) : tm_(tm), bs_(bs), r_(r) {}
 
   void Error(const std::string& e) {
     r_.ok = false;
@@ -55,17 +55,17 @@ class Checker {
     auto seen = entries_under_.find(loc);
     if (seen != entries_under_.end()) return seen->second;
     entries_under_[loc] = 0;
-    if (loc < kFirstFreeBlock || loc >= p_.sm->nr_blocks()) {
+    if (loc < kFirstFreeBlock || loc >= tm_.sm().nr_blocks()) {
       Error(who + ": btree node pointer " + std::to_string(loc) + " outside the pool");
       return 0;
     }
-    auto b = p_.tm->ReadNode(loc, kind);
+    auto b = tm_.ReadNode(loc, kind);
     if (!b.ok()) {
       Error(who + ": " + b.status().message());
       return 0;
     }
     const CachedBlock& n = **b;
-    Status v = node::Validate(n, p_.bs);
+    Status v = node::Validate(n, bs_);
     if (!v.ok()) {
       Error(who + ": " + v.message());
       return 0;
@@ -93,7 +93,7 @@ class Checker {
         ++total;
       } else if (level == 0) {
         uint64_t phys = node::Value(n, i).phys;
-        if (phys < kFirstFreeBlock || phys >= p_.sm->nr_blocks()) {
+        if (phys < kFirstFreeBlock || phys >= tm_.sm().nr_blocks()) {
           Error(who + ": logical block " + std::to_string(k) + " maps outside the pool (" +
                 std::to_string(phys) + ")");
         } else {
@@ -119,9 +119,9 @@ class Checker {
   }
 
   void Compare() {
-    uint64_t nr = p_.sm->nr_blocks(), used = 0;
+    uint64_t nr = tm_.sm().nr_blocks(), used = 0;
     for (uint64_t b = 0; b < nr; ++b) {
-      auto c = p_.sm->Get(b);
+      auto c = tm_.sm().Get(b);
       if (!c.ok()) {
         Error("space map: " + c.status().message());
         return;
@@ -137,9 +137,9 @@ class Checker {
               " but " + std::to_string(want) + " references" + (*c > want ? " (leak)" : ""));
       }
     }
-    if (used != p_.sm->used_blocks()) {
+    if (used != tm_.sm().used_blocks()) {
       Error("space map: " + std::to_string(used) + " blocks in use but the pool counts " +
-            std::to_string(p_.sm->used_blocks()));
+            std::to_string(tm_.sm().used_blocks()));
     }
   }
 
@@ -148,7 +148,8 @@ class Checker {
   std::unordered_set<uint64_t> data_;
 
  private:
-  Pool::Impl& p_;
+  TransactionManager& tm_;
+  const uint32_t bs_;
   CheckReport& r_;
 };
 
@@ -158,15 +159,15 @@ Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root, int level, uint64_t*
   if (root == 0) return uint64_t(0);
   uint64_t own = 0;
   if (visits == nullptr) visits = &own;
-  // Each node once per tree: more visits than blocks means repeated pointers.
-  if ((*visits)++ > sm->nr_blocks()) {
-    return Status::Corruption("damaged tree near physical block " + std::to_string(root) +
+  // Each node once per tree_: more visits than blocks means repeated pointers.
+  if ((*visits)++ > sm().nr_blocks()) {
+    return Status::Corruption("damaged tree_ near physical block " + std::to_string(root) +
                               ": a node is reached more than once under one root");
   }
-  ASSIGN_OR_RETURN(uint32_t c, sm->Get(root));
+  ASSIGN_OR_RETURN(uint32_t c, sm().Get(root));
   if (c != 1) return uint64_t(0);
-  ASSIGN_OR_RETURN(BlockRef b, tm->ReadNode(root, kVolumeTree));
-  RETURN_IF_ERROR(node::Validate(*b, bs));
+  ASSIGN_OR_RETURN(BlockRef b, tm_->ReadNode(root, kVolumeTree));
+  RETURN_IF_ERROR(node::Validate(*b, bs_));
   if (level >= 0 && node::Level(*b) != static_cast<uint32_t>(level)) {
     return Status::Corruption("btree node at physical block " + std::to_string(root) +
                               " has the wrong level");
@@ -175,7 +176,7 @@ Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root, int level, uint64_t*
   uint32_t n = node::Count(*b);
   for (uint32_t i = 0; i < n; ++i) {
     if (node::Level(*b) == 0) {
-      ASSIGN_OR_RETURN(uint32_t dc, sm->Get(node::Value(*b, i).phys));
+      ASSIGN_OR_RETURN(uint32_t dc, sm().Get(node::Value(*b, i).phys));
       if (dc == 1) ++total;
     } else {
       ASSIGN_OR_RETURN(uint64_t sub,
@@ -188,23 +189,23 @@ Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root, int level, uint64_t*
 }
 
 Result<CheckReport> Pool::Impl::CheckLocked() {
-  // The check reads the entry tree: changed entries go into it first.
+  // The check reads the entry tree_: changed entries go into it first.
   RETURN_IF_ERROR(FlushEntries());
   CheckReport r;
-  Checker c(*this, r);
+  Checker c(*tm_, bs_, r);
   for (uint64_t b = 0; b < kSuperCopies; ++b) c.Meta(b);
   // The superblock copies as they are now (a writer's open has repaired
   // what it could; a reader's has not).
   {
-    auto copies = ReadSuperCopies(*store, bs);
+    auto copies = ReadSuperCopies(*store_, bs_);
     if (!copies.ok()) {
       c.Error(copies.status().message());
     } else {
       SuperVerdict v = JudgeSuperCopies(*copies);
-      if (v.open.generation != sb.generation) {
+      if (v.open.generation != sb_.generation) {
         c.Error("the superblock copies designate generation " +
                 std::to_string(v.open.generation) + ", the pool has generation " +
-                std::to_string(sb.generation) + " open");
+                std::to_string(sb_.generation) + " open");
       }
       r.warnings = v.torn;
       for (const auto& d : v.damaged) c.Error(d);
@@ -212,12 +213,12 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
     }
   }
   // Space map index and blocks.
-  uint64_t per_idx = IndexEntriesPerBlock(bs);
-  for (size_t i = 0; i < sm->index_locs().size(); ++i) {
-    uint64_t il = sm->index_locs()[i];
+  uint64_t per_idx = IndexEntriesPerBlock(bs_);
+  for (size_t i = 0; i < sm().index_locs().size(); ++i) {
+    uint64_t il = sm().index_locs()[i];
     if (il == 0) continue;
     c.Meta(il);
-    auto ib = cache->Read(il, BlockType::kSmIndex);
+    auto ib = tm_->cache().Read(il, BlockType::kSmIndex);
     if (!ib.ok()) {
       c.Error(ib.status().message());
       continue;
@@ -226,18 +227,18 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
       uint64_t sl = GetLE64((*ib)->payload() + 8 * s);
       if (sl == 0) continue;
       c.Meta(sl);
-      auto sb = cache->Read(sl, BlockType::kSpaceMap);
-      if (!sb.ok()) c.Error(sb.status().message());
+      auto smb = tm_->cache().Read(sl, BlockType::kSpaceMap);
+      if (!smb.ok()) c.Error(smb.status().message());
     }
   }
-  // The entry tree and the name index: nodes counted once each.
-  if (table->entry_root()) {
-    c.Node(table->entry_root(), 0, UINT64_MAX, -1, "entry tree", kEntryTree);
+  // The entry tree_ and the name index: nodes counted once each.
+  if (table_->entry_root()) {
+    c.Node(table_->entry_root(), 0, UINT64_MAX, -1, "entry tree_", kEntryTree);
   }
   std::unordered_map<uint64_t, uint64_t> slot_of;  // entry id -> name index key
-  if (table->name_root()) {
-    c.Node(table->name_root(), 0, UINT64_MAX, -1, "name index", kNameTree);
-    Status st = table->name_tree().ForEach(table->name_root(), 0, UINT64_MAX,
+  if (table_->name_root()) {
+    c.Node(table_->name_root(), 0, UINT64_MAX, -1, "name index", kNameTree);
+    Status st = table_->name_tree().ForEach(table_->name_root(), 0, UINT64_MAX,
                                            [&](uint64_t k, const Mapping& m) {
       if (m.csum != 0) c.Error("name index: slot " + std::to_string(k) + ": reserved bytes set");
       if (!slot_of.emplace(m.phys, k).second) {
@@ -247,23 +248,23 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
     });
     if (!st.ok()) c.Error("name index: " + st.message());
   }
-  // Entries, and the volume tree of each.
+  // Entries, and the volume tree_ of each.
   std::unordered_set<std::string> names;
-  Status walk = table->ForEachRecord([&](uint64_t id, std::span<const uint8_t> rec) {
+  Status walk = table_->ForEachRecord([&](uint64_t id, std::span<const uint8_t> rec) {
     ++r.entries;
     if (rec.empty()) {
-      c.Error("entry tree: record of entry id " + std::to_string(id) + " has missing pieces");
+      c.Error("entry tree_: record of entry id " + std::to_string(id) + " has missing pieces");
       return;
     }
-    auto decoded = DecodeRecord(rec, sm->nr_blocks());
+    auto decoded = DecodeRecord(rec, sm().nr_blocks());
     if (!decoded.ok()) {
-      c.Error("entry tree: entry id " + std::to_string(id) + ": " + decoded.status().message());
+      c.Error("entry tree_: entry id " + std::to_string(id) + ": " + decoded.status().message());
       return;
     }
     const TableEntry& e = *decoded;
     std::string who = (e.snapshot ? "snapshot '" : "volume '") + e.name + "'";
     if (e.id != id) c.Error(who + ": record stored under entry id " + std::to_string(id));
-    if (id >= next_id) c.Error(who + ": entry id beyond the next id to hand out");
+    if (id >= next_id_) c.Error(who + ": entry id beyond the next id to hand out");
     if (!names.insert(e.name).second) c.Error(who + ": duplicate name");
     auto slot = slot_of.find(id);
     const uint64_t bucket = EntryTable::NameBucket(e.name);
@@ -278,33 +279,33 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
     }
     if (!ValidEntryName(e.name)) c.Error(who + ": invalid name");
     if (e.snapshot && e.name.find('@') == std::string::npos) c.Error(who + ": snapshot without '@'");
-    if (e.size_bytes % bs) c.Error(who + ": size not a multiple of the block size");
+    if (e.size_bytes % bs_) c.Error(who + ": size not a multiple of the block size");
     if (e.root == 0) {
-      if (e.mapped_blocks != 0) c.Error(who + ": empty tree but mapped count " +
+      if (e.mapped_blocks != 0) c.Error(who + ": empty tree_ but mapped count " +
                                         std::to_string(e.mapped_blocks));
       return;
     }
     uint64_t n = c.Node(e.root, 0, UINT64_MAX, -1, who);
     if (n != e.mapped_blocks) {
-      c.Error(who + ": tree maps " + std::to_string(n) + " blocks but the entry says " +
+      c.Error(who + ": tree_ maps " + std::to_string(n) + " blocks but the entry says " +
               std::to_string(e.mapped_blocks));
     }
     // Nothing may be mapped beyond the end of the volume.
     uint64_t beyond = 0;
-    Status st = tree->ForEach(e.root, e.size_bytes / bs, UINT64_MAX, [&](uint64_t, const Mapping&) {
+    Status st = tree_->ForEach(e.root, e.size_bytes / bs_, UINT64_MAX, [&](uint64_t, const Mapping&) {
       ++beyond;
       return true;
     });
     if (!st.ok()) c.Error(who + ": " + st.message());
     if (beyond) c.Error(who + ": " + std::to_string(beyond) + " blocks mapped beyond its size");
   });
-  if (!walk.ok()) c.Error("entry tree: " + walk.message());
+  if (!walk.ok()) c.Error("entry tree_: " + walk.message());
   for (const auto& [id, key] : slot_of) {
     c.Error("name index: slot " + std::to_string(key) + " names entry id " + std::to_string(id) +
             ", which does not exist");
   }
-  if (r.entries != table->count()) {
-    c.Error("superblock counts " + std::to_string(table->count()) + " entries, the entry tree holds " +
+  if (r.entries != table_->count()) {
+    c.Error("superblock counts " + std::to_string(table_->count()) + " entries, the entry tree_ holds " +
             std::to_string(r.entries));
   }
   c.Compare();
@@ -316,7 +317,7 @@ Result<VerifyReport> Pool::Impl::VerifyLocked(const std::function<void(uint64_t)
   // One bit per physical block (a block shared by several entries is read
   // once), and mappings taken a window at a time: memory stays at
   // nr_blocks/8 bytes plus one window, whatever the volumes hold.
-  std::vector<bool> seen(sm->nr_blocks(), false);
+  std::vector<bool> seen(sm().nr_blocks(), false);
   constexpr size_t kWindow = 4096, kMaxRun = 256;
   std::vector<uint8_t> buf;
   RETURN_IF_ERROR(FlushEntries());
@@ -325,7 +326,7 @@ Result<VerifyReport> Pool::Impl::VerifyLocked(const std::function<void(uint64_t)
     r.ok = false;
     if (r.errors.size() < 1000) r.errors.push_back(what);
   };
-  RETURN_IF_ERROR(table->ForEach([&](const TableEntry& e) -> Status {
+  RETURN_IF_ERROR(table_->ForEach([&](const TableEntry& e) -> Status {
     const std::string who = (e.snapshot ? "snapshot '" : "volume '") + e.name + "'";
     auto where = [&](uint64_t k, uint64_t phys) {
       return who + " logical block " + std::to_string(k) + " (physical block " +
@@ -336,7 +337,7 @@ Result<VerifyReport> Pool::Impl::VerifyLocked(const std::function<void(uint64_t)
       maps.clear();
       uint64_t last = 0;
       bool any = false;
-      Status st = tree->ForEach(e.root, lo, UINT64_MAX, [&](uint64_t k, const Mapping& m) {
+      Status st = tree_->ForEach(e.root, lo, UINT64_MAX, [&](uint64_t k, const Mapping& m) {
         any = true;
         last = k;
         if (m.phys >= seen.size()) {
@@ -361,16 +362,16 @@ Result<VerifyReport> Pool::Impl::VerifyLocked(const std::function<void(uint64_t)
                maps[b].second.phys == maps[b - 1].second.phys + 1) {
           ++b;
         }
-        buf.resize((b - a) * bs);
-        RETURN_IF_ERROR(store->Read(maps[a].second.phys * bs, buf));
+        buf.resize((b - a) * bs_);
+        RETURN_IF_ERROR(store_->Read(maps[a].second.phys * bs_, buf));
         for (size_t k = a; k < b; ++k) {
           ++r.blocks_checked;
-          const auto blk = std::span<const uint8_t>(buf).subspan((k - a) * bs, bs);
+          const auto blk = std::span<const uint8_t>(buf).subspan((k - a) * bs_, bs_);
           if (DataChecksum(blk, maps[k].second.phys) != maps[k].second.csum) {
             bad(where(maps[k].first, maps[k].second.phys) + ": data checksum mismatch");
           }
         }
-        if (progress) progress((b - a) * bs);
+        if (progress) progress((b - a) * bs_);
         a = b;
       }
       if (last == UINT64_MAX) break;

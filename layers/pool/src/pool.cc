@@ -1,4 +1,5 @@
-// Pool lifecycle, commit and the volume-table operations.
+// Pool lifecycle, the transaction scope every mutation runs in, and the
+// entry operations behind the public API (pool_impl.h).
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -97,30 +98,73 @@ std::string FormatUuid(const std::array<uint8_t, 16>& u) {
   return s;
 }
 
-// ---------------------------------------------------------------- Impl
+// ---------------------------------------------------------------- transaction scope
+
+// One public mutation. Holds the pool lock for its whole life and refuses
+// a pool that cannot be written (status()). The caller checks and reserves
+// first (a refusal there changes nothing and keeps the running
+// transaction's volume writes), then hands the change to Commit(), which
+// commits it; a change that fails, or a scope left while a change is under
+// way, abandons the running transaction (reloads the last commit).
+class Pool::Impl::Txn {
+ public:
+  explicit Txn(Impl& p) : p_(p), lock_(p.mu_), status_(p.Writable()) {}
+  ~Txn() {
+    if (changing_ && !done_) (void)p_.Abort(Status::Internal("transaction left uncommitted"));
+  }
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+
+  const Status& status() const { return status_; }
+
+  // Runs `change` (the mutation, under this scope's lock), marks the pool
+  // dirty and commits. Returns the change's error (the transaction
+  // abandoned) or the commit's.
+  Status Commit(const std::function<Status()>& change) {
+    changing_ = true;
+    Status st = change();
+    done_ = true;
+    if (!st.ok()) return p_.Abort(std::move(st));
+    p_.dirty_ = true;
+    return p_.CommitLocked();
+  }
+  // Abandons the running transaction (a failure past the point where it
+  // may have changed state) and returns `cause`.
+  Status Fail(Status cause) {
+    changing_ = done_ = true;
+    return p_.Abort(std::move(cause));
+  }
+
+ private:
+  Impl& p_;
+  std::lock_guard<std::mutex> lock_;
+  Status status_;
+  bool changing_ = false;
+  bool done_ = false;
+};
+
+// ---------------------------------------------------------------- lifecycle
 
 void Pool::Impl::InitComponents() {
-  size_t cap = std::max<size_t>(cache_bytes / bs, 64);
-  cache = std::make_unique<BlockCache>(store.get(), bs, cap);
-  sm = std::make_unique<SpaceMap>(cache.get(), bs);
-  tm = std::make_unique<TransactionManager>(cache.get(), sm.get());
-  tree = std::make_unique<BTree>(tm.get(), bs, kVolumeTree);
-  table = std::make_unique<EntryTable>(tm.get(), bs);
+  size_t cap = std::max<size_t>(cache_bytes_ / bs_, 64);
+  tm_ = std::make_unique<TransactionManager>(store_.get(), bs_, cap);
+  tree_ = std::make_unique<BTree>(tm_.get(), bs_, kVolumeTree);
+  table_ = std::make_unique<EntryTable>(tm_.get(), bs_);
   // Per-block transaction state costs ~64 bytes; keep it within a quarter
   // of the cache budget, then commit at the next request boundary.
-  max_txn_entries = std::max<size_t>(cache_bytes / 256, 4096);
+  max_txn_entries_ = std::max<size_t>(cache_bytes_ / 256, 4096);
 }
 
 Status Pool::Impl::Load() {
-  if (cache) cache->Clear();
-  ASSIGN_OR_RETURN(SuperCopies copies, ReadSuperCopies(*store, bs));
+  if (tm_) tm_->DropCache();
+  ASSIGN_OR_RETURN(SuperCopies copies, ReadSuperCopies(*store_, bs_));
   SuperVerdict v = JudgeSuperCopies(copies);
-  if (bs != 0 && v.open.block_size != bs) return Status::Corruption("block size changed");
+  if (bs_ != 0 && v.open.block_size != bs_) return Status::Corruption("block size changed");
   std::vector<std::string> notes = v.torn;
   notes.insert(notes.end(), v.damaged.begin(), v.damaged.end());
   if (!v.lost.empty()) {
-    if (!accept_lost_generation) {
-      return Status::Corruption(store->describe() + ": " + v.lost +
+    if (!accept_lost_generation_) {
+      return Status::Corruption(store_->describe() + ": " + v.lost +
                                 ". To open generation " + std::to_string(v.open.generation) +
                                 " anyway and give up generation " +
                                 std::to_string(v.lost_generation) +
@@ -133,60 +177,166 @@ Status Pool::Impl::Load() {
                     " if it was committed (no copy of it is readable, so what it held cannot be "
                     "listed): " + v.lost);
   }
-  sb = v.open;
-  if (bs == 0) {
-    bs = sb.block_size;
+  sb_ = v.open;
+  if (bs_ == 0) {
+    bs_ = sb_.block_size;
     InitComponents();
   }
   // A writer puts the copies back in agreement before anything else
   // happens (a generation it goes on from must have both copies again).
-  if (!read_only && !v.repairs.empty()) {
+  if (!read_only_ && !v.repairs.empty()) {
     for (const auto& [block, copy] : v.repairs) {
-      RETURN_IF_ERROR(store->Write(block * bs, EncodeSuperblock(copy, block)));
-      RETURN_IF_ERROR(store->Flush());
+      RETURN_IF_ERROR(store_->Write(block * bs_, EncodeSuperblock(copy, block)));
+      RETURN_IF_ERROR(store_->Flush());
     }
     notes.push_back("rewrote " + std::to_string(v.repairs.size()) +
                     " superblock cop" + (v.repairs.size() == 1 ? "y" : "ies") +
                     " from the intact copy of the same generation");
   }
-  warnings = std::move(notes);
-  lost_generation = v.lost.empty() ? 0 : v.lost_generation;
-  sm->Load(sb.nr_blocks, sb.used_blocks, sb.index_locs);
-  max_blocks = sb.max_blocks;
-  next_id = sb.next_entry_id;
-  cache->set_generation(sb.generation + 1);
-  table->Reset(sb.entry_root, sb.name_root, sb.entry_count);
-  dirty = false;
+  warnings_ = std::move(notes);
+  lost_generation_ = v.lost.empty() ? 0 : v.lost_generation;
+  tm_->Begin(sb_);
+  max_blocks_ = sb_.max_blocks;
+  next_id_ = sb_.next_entry_id;
+  table_->Reset(sb_.entry_root, sb_.name_root, sb_.entry_count);
+  dirty_ = false;
   return Status::Ok();
 }
 
 Status Pool::Impl::Usable() const {
-  if (!broken.ok()) return broken;
+  if (!broken_.ok()) return broken_;
   return Status::Ok();
 }
 
 Status Pool::Impl::Writable() const {
   RETURN_IF_ERROR(Usable());
-  if (read_only) return Status::ReadOnly("pool is open read-only");
+  if (read_only_) return Status::ReadOnly("pool is open read-only");
   return Status::Ok();
 }
 
 Status Pool::Impl::Abort(Status cause) {
   Status st = Load();
   if (!st.ok()) {
-    broken = Status(cause.code(), "pool unusable after error (" + cause.ToString() +
-                                      "); reloading failed: " + st.ToString());
+    broken_ = Status(cause.code(), "pool unusable after error (" + cause.ToString() +
+                                       "); reloading failed: " + st.ToString());
   }
   return cause;
 }
 
+Status Pool::Impl::CommitLocked() {
+  RETURN_IF_ERROR(Writable());
+  if (!dirty_ && !tm_->changed()) return Status::Ok();
+  Superblock next = sb_;
+  next.generation = sb_.generation + 1;
+  next.max_blocks = max_blocks_;
+  next.next_entry_id = next_id_;
+  // The pool's own changes first: changed entries into the entry tree.
+  Status st = table_->Flush();
+  if (st.ok()) {
+    next.entry_root = table_->entry_root();
+    next.name_root = table_->name_root();
+    next.entry_count = table_->count();
+    st = tm_->Commit(&next);
+  }
+  if (!st.ok()) return Abort(st.WithContext("commit"));
+  sb_ = std::move(next);
+  dirty_ = false;
+  table_->Trim();
+  return Status::Ok();
+}
+
+void Pool::Impl::Close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!store_) return;
+  if (!read_only_ && broken_.ok()) {
+    Status st = CommitLocked();  // best effort, like an unmount
+    (void)st;
+  }
+  // Devices still open keep reporting their size, so their calls reach
+  // the pool and fail with the reason below rather than as out of range.
+  for (const auto& [token, user] : users_) {
+    auto e = FindId(user.first);
+    if (e.ok() && *e) closed_sizes_[user.first] = (*e)->size_bytes / bs_;
+  }
+  broken_ = Status::IoError("pool " + store_->describe() +
+                            " is closed (its Pool was destroyed while this device was open)");
+  table_.reset();
+  tree_.reset();
+  tm_.reset();
+  store_.reset();  // releases the store's lock
+}
+
+Result<std::shared_ptr<Pool::Impl>> Pool::Impl::Create(std::unique_ptr<Store> store,
+                                                       const PoolCreateOptions& o) {
+  const uint32_t bs = o.block_size;
+  const uint64_t nr = o.size_bytes / bs;
+  const uint64_t max = o.max_bytes ? o.max_bytes / bs : nr;
+  RETURN_IF_ERROR(store->Lock(true));
+  if (store->Size() < nr * bs) RETURN_IF_ERROR(store->Resize(nr * bs));
+  std::vector<uint8_t> zero(kSuperSize, 0);
+  for (uint64_t b = 0; b < kSuperCopies; ++b) RETURN_IF_ERROR(store->Write(b * bs, zero));
+
+  auto p = std::make_shared<Impl>();
+  std::lock_guard<std::mutex> lock(p->mu_);
+  p->store_ = std::move(store);
+  p->bs_ = bs;
+  p->cache_bytes_ = o.cache_bytes;
+  p->InitComponents();
+  p->sb_.generation = 0;
+  p->sb_.block_size = bs;
+  p->sb_.nr_blocks = nr;
+  p->sb_.max_blocks = max;
+  p->sb_.uuid = NewUuid();
+  p->sb_.created_ns = NowNs();
+  p->max_blocks_ = max;
+  p->tm_->Begin(p->sb_);
+  for (uint64_t b = 0; b < kSuperCopies; ++b) RETURN_IF_ERROR(p->sm().Claim(b));
+  // Generations 1 and 2: both slots hold a generation from the start, so
+  // an unreadable slot is never mistaken for one not yet written.
+  for (int i = 0; i < 2; ++i) {
+    p->dirty_ = true;
+    RETURN_IF_ERROR(p->CommitLocked());
+  }
+  return p;
+}
+
+Result<std::shared_ptr<Pool::Impl>> Pool::Impl::Open(std::unique_ptr<Store> store,
+                                                     const PoolOpenOptions& o) {
+  bool ro = o.read_only || store->read_only();
+  RETURN_IF_ERROR(store->Lock(!ro));
+  auto p = std::make_shared<Impl>();
+  std::lock_guard<std::mutex> lock(p->mu_);
+  p->store_ = std::move(store);
+  p->read_only_ = ro;
+  p->cache_bytes_ = o.cache_bytes;
+  p->accept_lost_generation_ = o.accept_lost_generation;
+  RETURN_IF_ERROR(p->Load());
+  if (p->lost_generation_ != 0 && !ro) {
+    // The loss was accepted: commit at once, so both slots are whole again
+    // and the next open needs no flag.
+    p->dirty_ = true;
+    RETURN_IF_ERROR(p->CommitLocked());
+  }
+  p->open_warnings_ = p->warnings_;
+  for (const std::string& w : p->open_warnings_) EmitWarning(w);
+  return p;
+}
+
+std::string Pool::Impl::store_path() const {
+  // Under the lock: Publish renames the store after Create.
+  std::lock_guard<std::mutex> lock(mu_);
+  return store_ ? store_->local_path() : std::string();
+}
+
+// ---------------------------------------------------------------- rules
+
 uint64_t Pool::Impl::Reserve() const {
   // The space map's commit, the dirty entries and one more entry change.
-  return SpaceMap::ReserveBlocks(max_blocks, bs) + table->ReserveBlocks() + 2;
+  return SpaceMap::ReserveBlocks(max_blocks_, bs_) + table_->ReserveBlocks() + 2;
 }
 
 Status Pool::Impl::NewId() {
-  if (next_id >= EntryTable::kMaxId) {
+  if (next_id_ >= EntryTable::kMaxId) {
     return Status::NoSpace("pool has handed out every entry id (2^48)");
   }
   return Status::Ok();
@@ -194,122 +344,419 @@ Status Pool::Impl::NewId() {
 
 Status Pool::Impl::EnsureSpace(uint64_t need, const char* what) {
   uint64_t want = need + Reserve();
-  if (sm->available() >= want) return Status::Ok();
-  if (sm->nr_blocks() < max_blocks) {
-    uint64_t shortfall = want - sm->available();
-    uint64_t grow = std::max<uint64_t>({shortfall, sm->nr_blocks() / 8, (64ull << 20) / bs});
-    uint64_t new_nr = std::min(max_blocks, sm->nr_blocks() + grow);
-    RETURN_IF_ERROR(store->Resize(new_nr * bs));
-    RETURN_IF_ERROR(sm->Grow(new_nr));
-    dirty = true;
-    if (sm->available() >= want) return Status::Ok();
+  if (sm().available() >= want) return Status::Ok();
+  if (sm().nr_blocks() < max_blocks_) {
+    uint64_t shortfall = want - sm().available();
+    uint64_t grow = std::max<uint64_t>({shortfall, sm().nr_blocks() / 8, (64ull << 20) / bs_});
+    uint64_t new_nr = std::min(max_blocks_, sm().nr_blocks() + grow);
+    RETURN_IF_ERROR(store_->Resize(new_nr * bs_));
+    RETURN_IF_ERROR(sm().Grow(new_nr));
+    dirty_ = true;
+    if (sm().available() >= want) return Status::Ok();
   }
   return Status::NoSpace(std::string("pool full: ") + what + " needs up to " +
                          std::to_string(need) + " blocks, " +
-                         std::to_string(sm->available()) + " free of which " +
+                         std::to_string(sm().available()) + " free of which " +
                          std::to_string(Reserve()) + " are reserved for metadata commits");
 }
 
 Status Pool::Impl::NameFree(const std::string& name) {
-  ASSIGN_OR_RETURN(TableEntry * e, table->Find(name));
+  ASSIGN_OR_RETURN(TableEntry * e, table_->Find(name));
   if (e) return Status::AlreadyExists("entry '" + name + "' exists");
   return Status::Ok();
 }
 
+Status Pool::Impl::NotInUse(const TableEntry& e, const char* doing) const {
+  std::string who;
+  for (const auto& [token, user] : users_) {
+    if (user.first != e.id) continue;
+    who += (who.empty() ? "" : ", ") + user.second;
+  }
+  if (who.empty()) return Status::Ok();
+  return Status::Busy(std::string("cannot ") + doing + " " +
+                      (e.snapshot ? "snapshot '" : "volume '") + e.name + "': in use by " + who);
+}
+
 Status Pool::Impl::FlushEntries() {
-  Status st = table->Flush();
+  Status st = table_->Flush();
   return st.ok() ? st : Abort(st);
 }
 
 Result<TableEntry*> Pool::Impl::Find(const std::string& name, const char* what) {
-  ASSIGN_OR_RETURN(TableEntry * e, table->Find(name));
+  ASSIGN_OR_RETURN(TableEntry * e, table_->Find(name));
   if (!e) return Status::NotFound(std::string("no ") + what + " '" + name + "'");
   return e;
 }
 
-void Pool::Impl::ReleaseSpace(const std::vector<uint64_t>& blocks) {
-  // Only runs of at least kReleaseMinBytes: a deleted volume or a discarded
-  // range gives its space back to the file system, while the few metadata
-  // blocks every commit frees are left for reuse (punching them would only
-  // fragment the backing file).
-  constexpr uint64_t kReleaseMinBytes = 64 << 10;
-  for (size_t i = 0; i < blocks.size();) {
-    size_t j = i + 1;
-    while (j < blocks.size() && blocks[j] == blocks[j - 1] + 1) ++j;
-    const uint64_t len = (j - i) * bs;
-    if (len >= kReleaseMinBytes) {
-      // A hint: the blocks are free in the durable state whatever happens.
-      Status st = store->Discard(blocks[i] * bs, len);
-      (void)st;
-    }
-    i = j;
+// ---------------------------------------------------------------- entry operations
+
+Status Pool::Impl::CreateVolume(const std::string& name, uint64_t size_bytes,
+                                const EntryMeta& meta) {
+  Txn txn(*this);
+  RETURN_IF_ERROR(txn.status());
+  RETURN_IF_ERROR(CheckName(name));
+  if (name.find('@') != std::string::npos) {
+    return Status::InvalidArgument("a volume name cannot contain '@' (that names a snapshot)");
   }
+  RETURN_IF_ERROR(ValidateMeta(meta));
+  if (size_bytes % bs_ != 0) {
+    return Status::InvalidArgument("volume size must be a multiple of " + std::to_string(bs_));
+  }
+  if (size_bytes / bs_ > (uint64_t(1) << 48)) return Status::InvalidArgument("volume too large");
+  RETURN_IF_ERROR(NameFree(name));
+  RETURN_IF_ERROR(NewId());
+  TableEntry e;
+  e.name = name;
+  e.size_bytes = size_bytes;
+  e.note = meta.note;
+  e.tags = meta.tags;
+  RETURN_IF_ERROR(EnsureSpace(table_->AddCost(e), "a new volume"));
+  return txn.Commit([&] {
+    e.id = next_id_++;
+    e.uuid = NewUuid();
+    e.created_ns = NowNs();
+    return table_->Add(std::move(e)).status();
+  });
 }
 
-Status Pool::Impl::CommitLocked() {
-  RETURN_IF_ERROR(Writable());
-  if (!dirty && !sm->changed()) return Status::Ok();
-  auto run = [&]() -> Status {
-    // 1. Changed entries into the entry tree.
-    RETURN_IF_ERROR(table->Flush());
-    // 2. Reference counts.
-    RETURN_IF_ERROR(sm->PrepareCommit());
-    // 3. Metadata, then a barrier.
-    RETURN_IF_ERROR(cache->WriteDirty());
-    RETURN_IF_ERROR(store->Flush());
-    // 4. The superblock, then a barrier.
-    Superblock next = sb;
-    next.generation = sb.generation + 1;
-    next.nr_blocks = sm->nr_blocks();
-    next.max_blocks = max_blocks;
-    next.used_blocks = sm->used_blocks();
-    next.entry_root = table->entry_root();
-    next.name_root = table->name_root();
-    next.entry_count = table->count();
-    next.next_entry_id = next_id;
-    next.index_locs = sm->index_locs();
-    // Primary, barrier, mirror, barrier: a crash tears at most one copy,
-    // and only in the patterns superblock_copies.h recognises.
-    const uint64_t slot = next.generation % 2;
-    for (bool mirror : {false, true}) {
-      const uint64_t block = SuperCopyBlock(slot, mirror);
-      RETURN_IF_ERROR(store->Write(block * bs, EncodeSuperblock(next, block)));
-      RETURN_IF_ERROR(store->Flush());
+Result<std::unique_ptr<BlockDevice>> Pool::Impl::OpenVolume(const std::string& name,
+                                                            bool read_only,
+                                                            const std::string& user) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Usable());
+  ASSIGN_OR_RETURN(TableEntry * e, Find(name));
+  bool ro = read_only || e->read_only || e->snapshot || read_only_;
+  if (!read_only && ro) {
+    return Status::ReadOnly("'" + name + "' is read-only" +
+                            (e->snapshot ? " (a snapshot)" : read_only_ ? " (pool open read-only)" : ""));
+  }
+  const uint64_t token = next_token_++;
+  users_.emplace(token, std::make_pair(e->id, user));
+  return MakeVolumeDevice(shared_from_this(), e->id, ro, token);
+}
+
+void Pool::Impl::ReleaseUser(uint64_t token) {
+  std::lock_guard<std::mutex> lock(mu_);
+  users_.erase(token);
+}
+
+Status Pool::Impl::Copy(const std::string& source, const std::string& name, bool snapshot,
+                        const EntryMeta& meta) {
+  Txn txn(*this);
+  RETURN_IF_ERROR(txn.status());
+  RETURN_IF_ERROR(CheckName(name));
+  RETURN_IF_ERROR(ValidateMeta(meta));
+  ASSIGN_OR_RETURN(TableEntry * src, Find(source));
+  bool has_at = name.find('@') != std::string::npos;
+  if (snapshot) {
+    if (!has_at || VolumePart(name) != VolumePart(source)) {
+      return Status::InvalidArgument("snapshot of '" + source + "' must be named '" +
+                                     VolumePart(source) + "@<name>'");
     }
-    // 5. Durable.
-    std::vector<uint64_t> released = sm->EndCommit();
-    sb = std::move(next);
-    cache->set_generation(sb.generation + 1);
-    dirty = false;
-    ReleaseSpace(released);
-    table->Trim();
+  } else if (has_at) {
+    return Status::InvalidArgument("a clone is a volume: its name cannot contain '@'");
+  }
+  // Copy what we need of the source before the table changes.
+  TableEntry e;
+  e.snapshot = snapshot;
+  e.read_only = snapshot;
+  e.name = name;
+  e.parent = src->uuid;
+  e.size_bytes = src->size_bytes;
+  e.root = src->root;
+  e.mapped_blocks = src->mapped_blocks;
+  e.note = meta.note;
+  e.tags = meta.tags;
+  RETURN_IF_ERROR(NameFree(name));
+  RETURN_IF_ERROR(NewId());
+  uint64_t headroom = std::max<uint64_t>(64, max_blocks_ / 100);
+  Status space = EnsureSpace(headroom + table_->AddCost(e), snapshot ? "a snapshot" : "a clone");
+  if (!space.ok()) {
+    return Status::NoSpace(std::string("pool nearly full: ") + (snapshot ? "snapshot" : "clone") +
+                           " refused below the reserve threshold (" + space.message() + ")");
+  }
+  return txn.Commit([&] {
+    e.id = next_id_++;
+    e.uuid = NewUuid();
+    e.created_ns = NowNs();
+    RETURN_IF_ERROR(tree_->IncRoot(e.root));
+    return table_->Add(std::move(e)).status();
+  });
+}
+
+Status Pool::Impl::Rollback(const std::string& volume, const std::string& snapshot) {
+  Txn txn(*this);
+  RETURN_IF_ERROR(txn.status());
+  std::string snap = snapshot.find('@') == std::string::npos ? volume + "@" + snapshot : snapshot;
+  ASSIGN_OR_RETURN(TableEntry * v, Find(volume, "volume"));
+  if (v->snapshot) return Status::InvalidArgument("'" + volume + "' is a snapshot, not a volume");
+  if (v->read_only) return Status::ReadOnly("volume '" + volume + "' is read-only");
+  RETURN_IF_ERROR(NotInUse(*v, "roll back"));
+  ASSIGN_OR_RETURN(TableEntry * s, Find(snap, "snapshot"));
+  return txn.Commit([&] {
+    uint64_t old_root = v->root;
+    RETURN_IF_ERROR(tree_->IncRoot(s->root));
+    RETURN_IF_ERROR(tree_->DecRoot(old_root));
+    v->root = s->root;
+    v->size_bytes = s->size_bytes;
+    v->mapped_blocks = s->mapped_blocks;
+    table_->MarkDirty(v);
     return Status::Ok();
-  };
-  Status st = run();
-  if (!st.ok()) return Abort(st.WithContext("commit"));
-  return Status::Ok();
+  });
+}
+
+Status Pool::Impl::Delete(const std::string& name) {
+  Txn txn(*this);
+  RETURN_IF_ERROR(txn.status());
+  ASSIGN_OR_RETURN(TableEntry * e, Find(name));
+  RETURN_IF_ERROR(NotInUse(*e, "delete"));
+  const uint64_t id = e->id, root = e->root;
+  // The reserve holds the usual cost of removing one record (two leaves);
+  // a record spread over more nodes needs the difference free.
+  ASSIGN_OR_RETURN(uint64_t cost, table_->RemoveCost(id));
+  const uint64_t allowance = table_->Allowance();
+  if (cost > allowance) RETURN_IF_ERROR(EnsureSpace(cost - allowance, "the delete"));
+  return txn.Commit([&] {
+    RETURN_IF_ERROR(tree_->DecRoot(root));
+    return table_->Remove(id);
+  });
+}
+
+Status Pool::Impl::Rename(const std::string& old_name, const std::string& new_name) {
+  Txn txn(*this);
+  RETURN_IF_ERROR(txn.status());
+  RETURN_IF_ERROR(CheckName(new_name));
+  ASSIGN_OR_RETURN(TableEntry * e, Find(old_name));
+  if (old_name == new_name) return Status::Ok();
+  bool old_snap = old_name.find('@') != std::string::npos;
+  bool new_snap = new_name.find('@') != std::string::npos;
+  std::vector<std::pair<uint64_t, std::string>> renames;  // id, new name
+  if (old_snap) {
+    if (!new_snap || VolumePart(new_name) != VolumePart(old_name)) {
+      return Status::InvalidArgument("a snapshot keeps its volume part: rename '" + old_name +
+                                     "' to '" + VolumePart(old_name) + "@<new>'");
+    }
+    RETURN_IF_ERROR(NotInUse(*e, "rename"));
+    renames.push_back({e->id, new_name});
+  } else {
+    if (new_snap) return Status::InvalidArgument("a volume name cannot contain '@'");
+    // The volume and each of its snapshots (a walk of the entry tree); an
+    // open device on any of them keeps the whole family's names.
+    Status busy;
+    Status walk = table_->ForEach([&](const TableEntry& x) {
+      if (x.name == old_name) {
+        renames.push_back({x.id, new_name});
+      } else if (x.name.size() > old_name.size() &&
+                 x.name.compare(0, old_name.size(), old_name) == 0 &&
+                 x.name[old_name.size()] == '@') {
+        renames.push_back({x.id, new_name + x.name.substr(old_name.size())});
+      } else {
+        return Status::Ok();
+      }
+      if (busy.ok()) busy = NotInUse(x, "rename");
+      return Status::Ok();
+    });
+    if (!walk.ok()) return txn.Fail(walk);
+    RETURN_IF_ERROR(busy);
+  }
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (auto& [id, n] : renames) {
+    if (!ValidEntryName(n)) return CheckName(n);
+    RETURN_IF_ERROR(NameFree(n));
+    lo = std::min(lo, id);
+    hi = std::max(hi, id);
+  }
+  ASSIGN_OR_RETURN(uint64_t cost, table_->ChangeCost(lo, hi, renames.size()));
+  RETURN_IF_ERROR(EnsureSpace(cost, "the rename"));
+  return txn.Commit([&] {
+    for (auto& [id, n] : renames) {
+      ASSIGN_OR_RETURN(TableEntry * x, table_->Get(id));
+      RETURN_IF_ERROR(table_->Rename(x, n));
+    }
+    return Status::Ok();
+  });
+}
+
+Status Pool::Impl::Resize(const std::string& name, uint64_t new_size) {
+  Txn txn(*this);
+  RETURN_IF_ERROR(txn.status());
+  ASSIGN_OR_RETURN(TableEntry * e, Find(name, "volume"));
+  if (e->snapshot) return Status::InvalidArgument("snapshots cannot be resized");
+  if (e->read_only) return Status::ReadOnly("volume '" + name + "' is read-only");
+  if (new_size % bs_ != 0) {
+    return Status::InvalidArgument("volume size must be a multiple of " + std::to_string(bs_));
+  }
+  if (new_size / bs_ > (uint64_t(1) << 48)) return Status::InvalidArgument("volume too large");
+  const uint64_t id = e->id;
+  const uint64_t old_blocks = e->size_bytes / bs_, new_blocks = new_size / bs_;
+  if (new_blocks < old_blocks) RETURN_IF_ERROR(PrepareRemove(*e, new_blocks, old_blocks));
+  return txn.Commit([&] {
+    if (new_blocks < old_blocks) RETURN_IF_ERROR(RemoveMappings(id, new_blocks, old_blocks));
+    ASSIGN_OR_RETURN(TableEntry * cur, FindId(id));
+    cur->size_bytes = new_size;
+    table_->MarkDirty(cur);
+    return Status::Ok();
+  });
+}
+
+Status Pool::Impl::SetReadOnly(const std::string& name, bool ro) {
+  Txn txn(*this);
+  RETURN_IF_ERROR(txn.status());
+  ASSIGN_OR_RETURN(TableEntry * e, Find(name));
+  if (e->snapshot && !ro) return Status::InvalidArgument("snapshots are always read-only");
+  RETURN_IF_ERROR(EnsureSpace(0, "metadata"));
+  return txn.Commit([&] {
+    e->read_only = ro;
+    table_->MarkDirty(e);
+    return Status::Ok();
+  });
+}
+
+Status Pool::Impl::SetMeta(const std::string& name, const EntryMeta& meta) {
+  Txn txn(*this);
+  RETURN_IF_ERROR(txn.status());
+  RETURN_IF_ERROR(ValidateMeta(meta));
+  ASSIGN_OR_RETURN(TableEntry * e, Find(name));
+  TableEntry grown = *e;
+  grown.note = meta.note;
+  grown.tags = meta.tags;
+  RETURN_IF_ERROR(EnsureSpace(table_->WriteCost(RecordBytes(grown)), "metadata"));
+  return txn.Commit([&] {
+    e->note = meta.note;
+    e->tags = meta.tags;
+    table_->MarkDirty(e);
+    return Status::Ok();
+  });
+}
+
+Status Pool::Impl::Grow(uint64_t new_max_bytes) {
+  Txn txn(*this);
+  RETURN_IF_ERROR(txn.status());
+  if (new_max_bytes % bs_ != 0) {
+    return Status::InvalidArgument("pool size must be a multiple of the block size");
+  }
+  uint64_t nb = new_max_bytes / bs_;
+  if (nb < max_blocks_) return Status::InvalidArgument("a pool cannot shrink");
+  if (nb > SpaceMap::MaxPoolBlocks(bs_)) {
+    return Status::InvalidArgument("pool larger than the format allows for this block size");
+  }
+  return txn.Commit([&] {
+    max_blocks_ = nb;
+    return Status::Ok();
+  });
+}
+
+Status Pool::Impl::Commit() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return CommitLocked();
+}
+
+// ---------------------------------------------------------------- queries
+
+Result<EntryInfo> Pool::Impl::InfoOf(const TableEntry& e) {
+  EntryInfo i;
+  i.name = e.name;
+  i.uuid = FormatUuid(e.uuid);
+  i.kind = e.snapshot ? EntryKind::kSnapshot : EntryKind::kVolume;
+  i.size_bytes = e.size_bytes;
+  i.created_unix_ns = static_cast<int64_t>(e.created_ns);
+  if (!IsZeroUuid(e.parent)) i.parent_uuid = FormatUuid(e.parent);
+  i.note = e.note;
+  i.tags = e.tags;
+  i.read_only = e.read_only || e.snapshot;
+  i.mapped_bytes = e.mapped_blocks * bs_;
+  ASSIGN_OR_RETURN(uint64_t excl, ExclusiveBlocks(e.root));
+  i.exclusive_bytes = excl * bs_;
+  i.shared_bytes = i.mapped_bytes - std::min(i.mapped_bytes, i.exclusive_bytes);
+  return i;
+}
+
+Result<std::vector<EntryInfo>> Pool::Impl::List() {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Usable());
+  RETURN_IF_ERROR(FlushEntries());
+  std::vector<EntryInfo> out;
+  Status st = table_->ForEach([&](const TableEntry& e) -> Status {
+    ASSIGN_OR_RETURN(EntryInfo i, InfoOf(e));
+    out.push_back(std::move(i));
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return out;
+}
+
+Result<std::vector<std::string>> Pool::Impl::Names() {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Usable());
+  RETURN_IF_ERROR(FlushEntries());
+  std::vector<std::string> out;
+  out.reserve(table_->count());
+  Status st = table_->ForEach([&](const TableEntry& e) {
+    out.push_back(e.name);
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return out;
+}
+
+Result<EntryInfo> Pool::Impl::Stat(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Usable());
+  ASSIGN_OR_RETURN(TableEntry * e, Find(name));
+  return InfoOf(*e);
+}
+
+Result<std::vector<StoredRun>> Pool::Impl::StoredRuns(const std::string& name, uint64_t offset,
+                                                      uint64_t length) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Usable());
+  ASSIGN_OR_RETURN(TableEntry * e, Find(name));
+  if (offset % bs_ || length % bs_) {
+    return Status::InvalidArgument("stored runs: offset and length must be block multiples");
+  }
+  const uint64_t first = offset / bs_;
+  const uint64_t end = std::min(e->size_bytes / bs_, first + length / bs_);
+  if (first >= end) return std::vector<StoredRun>{};
+  return Runs(*e, first, end - first);
+}
+
+Result<PoolInfo> Pool::Impl::Info() {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Usable());
+  PoolInfo i;
+  i.uuid = FormatUuid(sb_.uuid);
+  i.block_size = bs_;
+  i.size_bytes = sm().nr_blocks() * bs_;
+  i.max_bytes = max_blocks_ * bs_;
+  i.used_bytes = sm().used_blocks() * bs_;
+  uint64_t avail = sm().available() + (max_blocks_ - sm().nr_blocks());
+  uint64_t reserve = Reserve();
+  i.free_bytes = (avail > reserve ? avail - reserve : 0) * bs_;
+  i.reserved_bytes = reserve * bs_;
+  i.generation = sb_.generation;
+  if (auto host = store_->allocated_bytes()) {
+    i.host_known = true;
+    i.host_allocated_bytes = *host;
+    i.host_unused_bytes = *host > i.used_bytes ? *host - i.used_bytes : 0;
+  }
+  i.entries = table_->count();
+  i.cache_bytes = cache_bytes_;
+  return i;
+}
+
+Result<CheckReport> Pool::Impl::Check() {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Usable());
+  return CheckLocked();
+}
+
+Result<VerifyReport> Pool::Impl::Verify(const std::function<void(uint64_t)>& progress) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Usable());
+  return VerifyLocked(progress);
 }
 
 // ---------------------------------------------------------------- Pool
-
-Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-
-Pool::~Pool() {
-  if (!impl_) return;
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  if (!impl_->read_only && impl_->broken.ok()) {
-    Status st = impl_->CommitLocked();  // best effort, like an unmount
-    (void)st;
-  }
-}
-
-uint32_t Pool::block_size() const { return impl_->bs; }
-
-const std::vector<std::string>& Pool::open_warnings() const { return impl_->open_warnings; }
-
-void SetPoolWarningSink(std::function<void(const std::string&)> sink) {
-  WarningSink() = std::move(sink);
-}
 
 namespace {
 // Every option checked before anything is created.
@@ -337,6 +784,16 @@ Status ValidateCreate(const PoolCreateOptions& o) {
 }
 }  // namespace
 
+Pool::Pool(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Pool::~Pool() {
+  if (impl_) impl_->Close();
+}
+
+void SetPoolWarningSink(std::function<void(const std::string&)> sink) {
+  WarningSink() = std::move(sink);
+}
+
 Result<std::unique_ptr<Pool>> Pool::Create(const std::string& path, const PoolCreateOptions& o) {
   // Validate first, build under a temporary name, then rename into place
   // without replacing: a failed create leaves nothing behind, and two
@@ -352,35 +809,7 @@ Result<std::unique_ptr<Pool>> Pool::Create(const std::string& path, const PoolCr
 Result<std::unique_ptr<Pool>> Pool::Create(std::unique_ptr<Store> store,
                                            const PoolCreateOptions& o) {
   RETURN_IF_ERROR(ValidateCreate(o));
-  const uint32_t bs = o.block_size;
-  const uint64_t nr = o.size_bytes / bs;
-  const uint64_t max = o.max_bytes ? o.max_bytes / bs : nr;
-  RETURN_IF_ERROR(store->Lock(true));
-  if (store->Size() < nr * bs) RETURN_IF_ERROR(store->Resize(nr * bs));
-  std::vector<uint8_t> zero(kSuperSize, 0);
-  for (uint64_t b = 0; b < kSuperCopies; ++b) RETURN_IF_ERROR(store->Write(b * bs, zero));
-
-  auto impl = std::make_unique<Impl>();
-  impl->store = std::move(store);
-  impl->bs = bs;
-  impl->cache_bytes = o.cache_bytes;
-  impl->InitComponents();
-  impl->sb.generation = 0;
-  impl->sb.block_size = bs;
-  impl->sb.nr_blocks = nr;
-  impl->sb.max_blocks = max;
-  impl->sb.uuid = NewUuid();
-  impl->sb.created_ns = NowNs();
-  impl->max_blocks = max;
-  impl->sm->Load(nr, 0, {});
-  impl->cache->set_generation(1);
-  for (uint64_t b = 0; b < kSuperCopies; ++b) RETURN_IF_ERROR(impl->sm->Claim(b));
-  // Generations 1 and 2: both slots hold a generation from the start, so
-  // an unreadable slot is never mistaken for one not yet written.
-  for (int i = 0; i < 2; ++i) {
-    impl->dirty = true;
-    RETURN_IF_ERROR(impl->CommitLocked());
-  }
+  ASSIGN_OR_RETURN(auto impl, Impl::Create(std::move(store), o));
   return std::unique_ptr<Pool>(new Pool(std::move(impl)));
 }
 
@@ -390,395 +819,60 @@ Result<std::unique_ptr<Pool>> Pool::Open(const std::string& path, const PoolOpen
 }
 
 Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<Store> store, const PoolOpenOptions& o) {
-  bool ro = o.read_only || store->read_only();
-  RETURN_IF_ERROR(store->Lock(!ro));
-  auto impl = std::make_unique<Impl>();
-  impl->store = std::move(store);
-  impl->read_only = ro;
-  impl->cache_bytes = o.cache_bytes;
-  impl->accept_lost_generation = o.accept_lost_generation;
-  RETURN_IF_ERROR(impl->Load());
-  if (impl->lost_generation != 0 && !ro) {
-    // The loss was accepted: commit at once, so both slots are whole again
-    // and the next open needs no flag.
-    impl->dirty = true;
-    RETURN_IF_ERROR(impl->CommitLocked());
-  }
-  impl->open_warnings = impl->warnings;
-  for (const std::string& w : impl->open_warnings) EmitWarning(w);
+  ASSIGN_OR_RETURN(auto impl, Impl::Open(std::move(store), o));
   return std::unique_ptr<Pool>(new Pool(std::move(impl)));
 }
 
+uint32_t Pool::block_size() const { return impl_->block_size(); }
+const std::vector<std::string>& Pool::open_warnings() const { return impl_->open_warnings(); }
+std::string Pool::StorePath() const { return impl_->store_path(); }
+
 Status Pool::CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Writable());
-  RETURN_IF_ERROR(CheckName(name));
-  if (name.find('@') != std::string::npos) {
-    return Status::InvalidArgument("a volume name cannot contain '@' (that names a snapshot)");
-  }
-  RETURN_IF_ERROR(ValidateMeta(meta));
-  if (size_bytes % p.bs != 0) {
-    return Status::InvalidArgument("volume size must be a multiple of " + std::to_string(p.bs));
-  }
-  if (size_bytes / p.bs > (uint64_t(1) << 48)) return Status::InvalidArgument("volume too large");
-  RETURN_IF_ERROR(p.NameFree(name));
-  RETURN_IF_ERROR(p.NewId());
-  TableEntry e;
-  e.name = name;
-  e.size_bytes = size_bytes;
-  e.note = meta.note;
-  e.tags = meta.tags;
-  RETURN_IF_ERROR(p.EnsureSpace(p.table->AddCost(e), "a new volume"));
-  e.id = p.next_id++;
-  e.uuid = NewUuid();
-  e.created_ns = NowNs();
-  if (Status st = p.table->Add(std::move(e)).status(); !st.ok()) return p.Abort(st);
-  p.dirty = true;
-  return p.CommitLocked();
+  return impl_->CreateVolume(name, size_bytes, meta);
 }
-
 Result<std::unique_ptr<BlockDevice>> Pool::OpenVolume(const std::string& name, bool read_only) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Usable());
-  ASSIGN_OR_RETURN(TableEntry * e, p.Find(name));
-  bool ro = read_only || e->read_only || e->snapshot || p.read_only;
-  if (!read_only && ro) {
-    return Status::ReadOnly("'" + name + "' is read-only" +
-                            (e->snapshot ? " (a snapshot)" : p.read_only ? " (pool open read-only)" : ""));
-  }
-  return MakeVolumeDevice(impl_.get(), e->id, ro);
+  return impl_->OpenVolume(name, read_only, "an open device");
 }
-
-namespace {
-Status MakeCopy(Pool::Impl& p, const std::string& source, const std::string& name, bool snapshot,
-                const EntryMeta& meta) {
-  RETURN_IF_ERROR(p.Writable());
-  RETURN_IF_ERROR(CheckName(name));
-  RETURN_IF_ERROR(ValidateMeta(meta));
-  ASSIGN_OR_RETURN(TableEntry * src, p.Find(source));
-  bool has_at = name.find('@') != std::string::npos;
-  if (snapshot) {
-    if (!has_at || VolumePart(name) != VolumePart(source)) {
-      return Status::InvalidArgument("snapshot of '" + source + "' must be named '" +
-                                     VolumePart(source) + "@<name>'");
-    }
-  } else if (has_at) {
-    return Status::InvalidArgument("a clone is a volume: its name cannot contain '@'");
-  }
-  // Copy what we need of the source before the table changes.
-  TableEntry e;
-  e.snapshot = snapshot;
-  e.read_only = snapshot;
-  e.name = name;
-  e.parent = src->uuid;
-  e.size_bytes = src->size_bytes;
-  e.root = src->root;
-  e.mapped_blocks = src->mapped_blocks;
-  e.note = meta.note;
-  e.tags = meta.tags;
-  RETURN_IF_ERROR(p.NameFree(name));
-  RETURN_IF_ERROR(p.NewId());
-  uint64_t headroom = std::max<uint64_t>(64, p.max_blocks / 100);
-  Status space = p.EnsureSpace(headroom + p.table->AddCost(e), snapshot ? "a snapshot" : "a clone");
-  if (!space.ok()) {
-    return Status::NoSpace(std::string("pool nearly full: ") + (snapshot ? "snapshot" : "clone") +
-                           " refused below the reserve threshold (" + space.message() + ")");
-  }
-  e.id = p.next_id++;
-  e.uuid = NewUuid();
-  e.created_ns = NowNs();
-  Status st = p.tree->IncRoot(e.root);
-  if (st.ok()) st = p.table->Add(std::move(e)).status();
-  if (!st.ok()) return p.Abort(st);
-  p.dirty = true;
-  return p.CommitLocked();
+Result<std::unique_ptr<BlockDevice>> Pool::OpenVolume(const std::string& name, bool read_only,
+                                                      const std::string& user_label) {
+  return impl_->OpenVolume(name, read_only, user_label);
 }
-}  // namespace
-
 Status Pool::Snapshot(const std::string& source, const std::string& snap_name,
                       const EntryMeta& meta) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return MakeCopy(*impl_, source, snap_name, true, meta);
+  return impl_->Copy(source, snap_name, true, meta);
 }
-
 Status Pool::Clone(const std::string& source, const std::string& new_name, const EntryMeta& meta) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return MakeCopy(*impl_, source, new_name, false, meta);
+  return impl_->Copy(source, new_name, false, meta);
 }
-
 Status Pool::Rollback(const std::string& volume, const std::string& snapshot) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Writable());
-  std::string snap = snapshot.find('@') == std::string::npos ? volume + "@" + snapshot : snapshot;
-  ASSIGN_OR_RETURN(TableEntry * v, p.Find(volume, "volume"));
-  if (v->snapshot) return Status::InvalidArgument("'" + volume + "' is a snapshot, not a volume");
-  if (v->read_only) return Status::ReadOnly("volume '" + volume + "' is read-only");
-  ASSIGN_OR_RETURN(TableEntry * s, p.Find(snap, "snapshot"));
-  uint64_t old_root = v->root;
-  Status st = p.tree->IncRoot(s->root);
-  if (st.ok()) st = p.tree->DecRoot(old_root);
-  if (!st.ok()) return p.Abort(st);
-  v->root = s->root;
-  v->size_bytes = s->size_bytes;
-  v->mapped_blocks = s->mapped_blocks;
-  p.table->MarkDirty(v);
-  p.dirty = true;
-  return p.CommitLocked();
+  return impl_->Rollback(volume, snapshot);
 }
-
-Status Pool::Delete(const std::string& name) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Writable());
-  ASSIGN_OR_RETURN(TableEntry * e, p.Find(name));
-  const uint64_t id = e->id, root = e->root;
-  // The reserve holds the usual cost of removing one record (two leaves);
-  // a record spread over more nodes needs the difference free.
-  ASSIGN_OR_RETURN(uint64_t cost, p.table->RemoveCost(id));
-  const uint64_t allowance = p.table->Allowance();
-  if (cost > allowance) RETURN_IF_ERROR(p.EnsureSpace(cost - allowance, "the delete"));
-  Status st = p.tree->DecRoot(root);
-  if (st.ok()) st = p.table->Remove(id);
-  if (!st.ok()) return p.Abort(st);
-  p.dirty = true;
-  return p.CommitLocked();
-}
-
+Status Pool::Delete(const std::string& name) { return impl_->Delete(name); }
 Status Pool::Rename(const std::string& old_name, const std::string& new_name) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Writable());
-  RETURN_IF_ERROR(CheckName(new_name));
-  ASSIGN_OR_RETURN(TableEntry * e, p.Find(old_name));
-  if (old_name == new_name) return Status::Ok();
-  bool old_snap = old_name.find('@') != std::string::npos;
-  bool new_snap = new_name.find('@') != std::string::npos;
-  std::vector<std::pair<uint64_t, std::string>> renames;  // id, new name
-  if (old_snap) {
-    if (!new_snap || VolumePart(new_name) != VolumePart(old_name)) {
-      return Status::InvalidArgument("a snapshot keeps its volume part: rename '" + old_name +
-                                     "' to '" + VolumePart(old_name) + "@<new>'");
-    }
-    renames.push_back({e->id, new_name});
-  } else {
-    if (new_snap) return Status::InvalidArgument("a volume name cannot contain '@'");
-    // The volume and each of its snapshots (a walk of the entry tree).
-    Status walk = p.table->ForEach([&](const TableEntry& x) {
-      if (x.name == old_name) {
-        renames.push_back({x.id, new_name});
-      } else if (x.name.size() > old_name.size() &&
-                 x.name.compare(0, old_name.size(), old_name) == 0 &&
-                 x.name[old_name.size()] == '@') {
-        renames.push_back({x.id, new_name + x.name.substr(old_name.size())});
-      }
-      return Status::Ok();
-    });
-    if (!walk.ok()) return p.Abort(walk);
-  }
-  uint64_t lo = UINT64_MAX, hi = 0;
-  for (auto& [id, n] : renames) {
-    if (!ValidEntryName(n)) return CheckName(n);
-    RETURN_IF_ERROR(p.NameFree(n));
-    lo = std::min(lo, id);
-    hi = std::max(hi, id);
-  }
-  ASSIGN_OR_RETURN(uint64_t cost, p.table->ChangeCost(lo, hi, renames.size()));
-  RETURN_IF_ERROR(p.EnsureSpace(cost, "the rename"));
-  for (auto& [id, n] : renames) {
-    auto x = p.table->Get(id);
-    Status st = x.ok() ? p.table->Rename(*x, n) : x.status();
-    if (!st.ok()) return p.Abort(st);
-  }
-  p.dirty = true;
-  return p.CommitLocked();
+  return impl_->Rename(old_name, new_name);
 }
-
-Status Pool::Resize(const std::string& name, uint64_t new_size) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Writable());
-  ASSIGN_OR_RETURN(TableEntry * e, p.Find(name, "volume"));
-  if (e->snapshot) return Status::InvalidArgument("snapshots cannot be resized");
-  if (e->read_only) return Status::ReadOnly("volume '" + name + "' is read-only");
-  if (new_size % p.bs != 0) {
-    return Status::InvalidArgument("volume size must be a multiple of " + std::to_string(p.bs));
-  }
-  if (new_size / p.bs > (uint64_t(1) << 48)) return Status::InvalidArgument("volume too large");
-  const uint64_t id = e->id;
-  if (new_size < e->size_bytes) {
-    RETURN_IF_ERROR(p.RemoveRange(*e, new_size / p.bs, e->size_bytes / p.bs));
-  }
-  ASSIGN_OR_RETURN(e, p.FindId(id));
-  e->size_bytes = new_size;
-  p.table->MarkDirty(e);
-  p.dirty = true;
-  return p.CommitLocked();
+Status Pool::Resize(const std::string& name, uint64_t new_size_bytes) {
+  return impl_->Resize(name, new_size_bytes);
 }
-
-Status Pool::SetReadOnly(const std::string& name, bool ro) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Writable());
-  ASSIGN_OR_RETURN(TableEntry * e, p.Find(name));
-  if (e->snapshot && !ro) return Status::InvalidArgument("snapshots are always read-only");
-  RETURN_IF_ERROR(p.EnsureSpace(0, "metadata"));
-  e->read_only = ro;
-  p.table->MarkDirty(e);
-  p.dirty = true;
-  return p.CommitLocked();
+Status Pool::SetReadOnly(const std::string& name, bool read_only) {
+  return impl_->SetReadOnly(name, read_only);
 }
-
 Status Pool::SetMeta(const std::string& name, const EntryMeta& meta) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Writable());
-  RETURN_IF_ERROR(ValidateMeta(meta));
-  ASSIGN_OR_RETURN(TableEntry * e, p.Find(name));
-  TableEntry grown = *e;
-  grown.note = meta.note;
-  grown.tags = meta.tags;
-  RETURN_IF_ERROR(p.EnsureSpace(p.table->WriteCost(RecordBytes(grown)), "metadata"));
-  e->note = meta.note;
-  e->tags = meta.tags;
-  p.table->MarkDirty(e);
-  p.dirty = true;
-  return p.CommitLocked();
+  return impl_->SetMeta(name, meta);
 }
-
-namespace {
-Result<EntryInfo> InfoOf(Pool::Impl& p, const TableEntry& e) {
-  EntryInfo i;
-  i.name = e.name;
-  i.uuid = FormatUuid(e.uuid);
-  i.kind = e.snapshot ? EntryKind::kSnapshot : EntryKind::kVolume;
-  i.size_bytes = e.size_bytes;
-  i.created_unix_ns = static_cast<int64_t>(e.created_ns);
-  if (!IsZeroUuid(e.parent)) i.parent_uuid = FormatUuid(e.parent);
-  i.note = e.note;
-  i.tags = e.tags;
-  i.read_only = e.read_only || e.snapshot;
-  i.mapped_bytes = e.mapped_blocks * p.bs;
-  ASSIGN_OR_RETURN(uint64_t excl, p.ExclusiveBlocks(e.root));
-  i.exclusive_bytes = excl * p.bs;
-  i.shared_bytes = i.mapped_bytes - std::min(i.mapped_bytes, i.exclusive_bytes);
-  return i;
+Result<std::vector<EntryInfo>> Pool::List() { return impl_->List(); }
+Result<std::vector<std::string>> Pool::Names() { return impl_->Names(); }
+Result<EntryInfo> Pool::Stat(const std::string& name) { return impl_->Stat(name); }
+Result<PoolInfo> Pool::Info() { return impl_->Info(); }
+Result<CheckReport> Pool::Check() { return impl_->Check(); }
+Result<VerifyReport> Pool::Verify(const std::function<void(uint64_t)>& progress) {
+  return impl_->Verify(progress);
 }
-}  // namespace
-
-Result<std::vector<EntryInfo>> Pool::List() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Usable());
-  RETURN_IF_ERROR(p.FlushEntries());
-  std::vector<EntryInfo> out;
-  Status st = p.table->ForEach([&](const TableEntry& e) -> Status {
-    ASSIGN_OR_RETURN(EntryInfo i, InfoOf(p, e));
-    out.push_back(std::move(i));
-    return Status::Ok();
-  });
-  if (!st.ok()) return st;
-  return out;
-}
-
-Result<std::vector<std::string>> Pool::Names() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Usable());
-  RETURN_IF_ERROR(p.FlushEntries());
-  std::vector<std::string> out;
-  out.reserve(p.table->count());
-  Status st = p.table->ForEach([&](const TableEntry& e) {
-    out.push_back(e.name);
-    return Status::Ok();
-  });
-  if (!st.ok()) return st;
-  return out;
-}
-
-Result<EntryInfo> Pool::Stat(const std::string& name) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  RETURN_IF_ERROR(impl_->Usable());
-  ASSIGN_OR_RETURN(TableEntry * e, impl_->Find(name));
-  return InfoOf(*impl_, *e);
-}
-
 Result<std::vector<StoredRun>> Pool::StoredRuns(const std::string& name, uint64_t offset,
                                                 uint64_t length) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Usable());
-  ASSIGN_OR_RETURN(TableEntry * e, p.Find(name));
-  if (offset % p.bs || length % p.bs) {
-    return Status::InvalidArgument("stored runs: offset and length must be block multiples");
-  }
-  const uint64_t first = offset / p.bs;
-  const uint64_t end = std::min(e->size_bytes / p.bs, first + length / p.bs);
-  if (first >= end) return std::vector<StoredRun>{};
-  return p.Runs(*e, first, end - first);
+  return impl_->StoredRuns(name, offset, length);
 }
-
-std::string Pool::StorePath() const { return impl_->store->local_path(); }
-
-Result<PoolInfo> Pool::Info() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Usable());
-  PoolInfo i;
-  i.uuid = FormatUuid(p.sb.uuid);
-  i.block_size = p.bs;
-  i.size_bytes = p.sm->nr_blocks() * p.bs;
-  i.max_bytes = p.max_blocks * p.bs;
-  i.used_bytes = p.sm->used_blocks() * p.bs;
-  uint64_t avail = p.sm->available() + (p.max_blocks - p.sm->nr_blocks());
-  uint64_t reserve = p.Reserve();
-  i.free_bytes = (avail > reserve ? avail - reserve : 0) * p.bs;
-  i.reserved_bytes = reserve * p.bs;
-  i.generation = p.sb.generation;
-  if (auto host = p.store->allocated_bytes()) {
-    i.host_known = true;
-    i.host_allocated_bytes = *host;
-    i.host_unused_bytes = *host > i.used_bytes ? *host - i.used_bytes : 0;
-  }
-  i.entries = p.table->count();
-  i.cache_bytes = p.cache_bytes;
-  return i;
-}
-
-Result<CheckReport> Pool::Check() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  RETURN_IF_ERROR(impl_->Usable());
-  return impl_->CheckLocked();
-}
-
-Result<VerifyReport> Pool::Verify(const std::function<void(uint64_t)>& progress) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  RETURN_IF_ERROR(impl_->Usable());
-  return impl_->VerifyLocked(progress);
-}
-
-Status Pool::Grow(uint64_t new_max_bytes) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  Impl& p = *impl_;
-  RETURN_IF_ERROR(p.Writable());
-  if (new_max_bytes % p.bs != 0) {
-    return Status::InvalidArgument("pool size must be a multiple of the block size");
-  }
-  uint64_t nb = new_max_bytes / p.bs;
-  if (nb < p.max_blocks) return Status::InvalidArgument("a pool cannot shrink");
-  if (nb > SpaceMap::MaxPoolBlocks(p.bs)) {
-    return Status::InvalidArgument("pool larger than the format allows for this block size");
-  }
-  p.max_blocks = nb;
-  p.dirty = true;
-  return p.CommitLocked();
-}
-
-Status Pool::Commit() {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->CommitLocked();
-}
+Status Pool::Grow(uint64_t new_max_bytes) { return impl_->Grow(new_max_bytes); }
+Status Pool::Commit() { return impl_->Commit(); }
 
 }  // namespace stack::pool

@@ -1,69 +1,116 @@
-// Pool::Impl: the pool's state and the operations behind the public API,
-// split over pool.cc (lifecycle, commit, table operations), volume_io.cc
-// (volume read/write/discard and the volume BlockDevice) and check.cc
-// (check, verify, accounting).
+// Pool::Impl: the pool's state and every operation on it. The Pool object
+// and each volume device share one Impl (std::shared_ptr), so a device
+// that outlives its Pool holds valid memory: Close() (run by ~Pool) commits,
+// releases the store and its lock, and every later call on a device fails
+// with IoError "pool ... is closed" instead of touching freed state.
 //
-// Commit protocol (spec/pool-format.md, "Commit"):
-//   1. write the entries changed since the last commit into the entry tree
-//      (shadowed like every other tree node);
-//   2. fold reference-count deltas into shadowed space-map/index blocks;
-//   3. write every dirty metadata block; flush;
-//   4. write the superblock (generation + 1) into slot (generation + 1) % 2:
-//      primary copy, flush, mirror copy, flush;
-//   5. the transaction's freed blocks become allocatable; long runs of them
-//      are discarded from the store (the pool file gives the space back).
-// Nothing the previous superblock references is written before step 4
-// completes, so a crash at any point leaves one of the two slots valid in
-// both copies, and at most one copy torn (superblock_copies.h).
+// Split over the files that own its parts: pool.cc (lifecycle, the
+// transaction scope, the entry operations behind the public API),
+// volume_io.cc (volume read/write/discard and the volume BlockDevice) and
+// check.cc (check, verify, accounting). The state is private; Pool and
+// VolumeDevice call only the public methods below.
 //
-// REQUIRES for every method: mu held (public entry points take it).
+// Layers below (dm persistent-data's model): the TransactionManager owns
+// the block cache, the space map and the commit sequence; the trees (BTree
+// for volume mappings, EntryTable for entries) work through it; Impl is
+// their client and owns the superblock and the pool-wide rules (names,
+// space reserve, entries in use).
+//
+// Thread-safety: every public method takes the pool mutex itself.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
-#include "block_cache.h"
 #include "btree.h"
+#include "entry_table.h"
 #include "pool/pool.h"
-#include "space_map.h"
 #include "superblock.h"
 #include "transaction.h"
-#include "entry_table.h"
 
 namespace stack::pool {
 
-struct Pool::Impl {
-  std::mutex mu;
-  std::unique_ptr<Store> store;
-  uint32_t bs = 0;
-  bool read_only = false;
-  size_t cache_bytes = 0;
-  std::unique_ptr<BlockCache> cache;
-  std::unique_ptr<SpaceMap> sm;
-  std::unique_ptr<TransactionManager> tm;
-  std::unique_ptr<BTree> tree;        // volume trees
-  std::unique_ptr<EntryTable> table;  // entries: entry tree + name index
-  Superblock sb;                     // the last committed superblock
-  uint64_t max_blocks = 0;           // current (Grow changes it before commit)
-  uint64_t next_id = 1;
-  bool dirty = false;                // changed since the last commit
-  Status broken;                     // set when even reloading failed
-  bool accept_lost_generation = false;  // PoolOpenOptions
-  uint64_t lost_generation = 0;      // the last Load gave up this generation (accepted)
-  std::vector<std::string> warnings; // the last Load's findings on the superblock copies
-  std::vector<std::string> open_warnings;  // those of the Load at open
-  size_t max_txn_entries = 0;
+using LogicalMapping = std::pair<uint64_t, Mapping>;  // logical block, mapping
 
-  // Lifecycle (pool.cc).
+class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
+ public:
+  // A new pool in `store` (options already validated) / the pool in
+  // `store`. The store is locked here.
+  static Result<std::shared_ptr<Impl>> Create(std::unique_ptr<Store> store,
+                                              const PoolCreateOptions& o);
+  static Result<std::shared_ptr<Impl>> Open(std::unique_ptr<Store> store,
+                                            const PoolOpenOptions& o);
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  // Commits a writer's transaction (best effort, like an unmount), then
+  // releases the metadata and the store (and with it the store's lock).
+  // Later calls fail with IoError naming the closed pool. Idempotent.
+  void Close();
+
+  // Fixed after Create/Open (no lock needed).
+  uint32_t block_size() const { return bs_; }
+  const std::vector<std::string>& open_warnings() const { return open_warnings_; }
+  // The store's local file (Store::local_path), "" once closed.
+  std::string store_path() const;
+
+  // The public API (pool.h says what each does).
+  Status CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta);
+  Result<std::unique_ptr<BlockDevice>> OpenVolume(const std::string& name, bool read_only,
+                                                  const std::string& user);
+  Status Copy(const std::string& source, const std::string& name, bool snapshot,
+              const EntryMeta& meta);
+  Status Rollback(const std::string& volume, const std::string& snapshot);
+  Status Delete(const std::string& name);
+  Status Rename(const std::string& old_name, const std::string& new_name);
+  Status Resize(const std::string& name, uint64_t new_size);
+  Status SetReadOnly(const std::string& name, bool read_only);
+  Status SetMeta(const std::string& name, const EntryMeta& meta);
+  Status Grow(uint64_t new_max_bytes);
+  Status Commit();
+  Result<std::vector<EntryInfo>> List();
+  Result<std::vector<std::string>> Names();
+  Result<EntryInfo> Stat(const std::string& name);
+  Result<std::vector<StoredRun>> StoredRuns(const std::string& name, uint64_t offset,
+                                            uint64_t length);
+  Result<PoolInfo> Info();
+  Result<CheckReport> Check();
+  Result<VerifyReport> Verify(const std::function<void(uint64_t)>& progress);
+
+  // Volume device I/O by entry id (volume_io.cc). first/count in pool
+  // blocks; each checks [first, first + count) against the entry's size
+  // under the lock that performs the I/O (OutOfRange), so a Resize on
+  // another thread cannot let a write land past the end.
+  Status ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> out);
+  Status WriteBlocks(uint64_t id, uint64_t first, std::span<const uint8_t> data);
+  Status DiscardBlocks(uint64_t id, uint64_t first, uint64_t count);
+  Result<std::vector<Extent>> Extents(uint64_t id, uint64_t first, uint64_t count);
+  // Flush of a device: a commit (writable) or a check that the pool is usable.
+  Status FlushVolume(bool read_only);
+  // The entry's size in blocks (0 if it is gone or unreadable) and a label
+  // for messages.
+  uint64_t VolumeBlocks(uint64_t id);
+  std::string DescribeVolume(uint64_t id);
+  // A device on entry `id` ends (see OpenVolume): the entry may be deleted,
+  // rolled back and renamed again once no device uses it.
+  void ReleaseUser(uint64_t token);
+
+ private:
+  class Txn;
+
+  // Lifecycle (pool.cc). REQUIRES for every private method: mu_ held.
   void InitComponents();
   // Reads the superblock copies and takes the generation they designate
   // (superblock_copies.h); a writer rewrites disagreeing copies first.
   Status Load();
+  // Writes the changed entries into the entry tree, then lets the
+  // transaction manager commit (transaction.h). A failure abandons the
+  // running transaction.
   Status CommitLocked();
-  // Discards (punches out of a file store) long runs of blocks a durable
-  // commit freed.
-  void ReleaseSpace(const std::vector<uint64_t>& blocks);
   // Abandons the running transaction: reloads the last commit.
   Status Abort(Status cause);
   Status Usable() const;
@@ -80,30 +127,65 @@ struct Pool::Impl {
   Result<TableEntry*> Find(const std::string& name, const char* what = "volume or snapshot");
   // AlreadyExists if an entry is called `name`.
   Status NameFree(const std::string& name);
+  // Busy naming the user if a device is open on entry `id` (`doing`: what
+  // was refused, for the message).
+  Status NotInUse(const TableEntry& e, const char* doing) const;
   // Writes the changed entries into the entry tree (before walking it);
   // a failure abandons the transaction.
   Status FlushEntries();
   // nullptr if the entry is gone (deleted while a device held it).
-  Result<TableEntry*> FindId(uint64_t id) { return table->Get(id); }
+  Result<TableEntry*> FindId(uint64_t id) { return table_->Get(id); }
+  Result<EntryInfo> InfoOf(const TableEntry& e);
 
-  // Volume I/O (volume_io.cc). first/count in pool blocks; each checks
-  // [first, first + count) against the entry's size itself (OutOfRange).
+  // Volume I/O helpers (volume_io.cc).
   Status InBounds(const TableEntry& e, uint64_t first, uint64_t count, const char* op);
-  Status ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> out);
-  Status WriteBlocks(uint64_t id, uint64_t first, std::span<const uint8_t> data);
-  Status RemoveRange(TableEntry& e, uint64_t first, uint64_t end);
-  Status DiscardBlocks(uint64_t id, uint64_t first, uint64_t count);
-  Result<std::vector<Extent>> Extents(uint64_t id, uint64_t first, uint64_t count);
+  // Makes room for removing [first, end) of e's mappings (NoSpace, nothing
+  // changed); RemoveMappings then removes them (a failure leaves the
+  // transaction to be abandoned by the caller).
+  Status PrepareRemove(TableEntry& e, uint64_t first, uint64_t end);
+  Status RemoveMappings(uint64_t id, uint64_t first, uint64_t end);
   Result<std::vector<StoredRun>> Runs(const TableEntry& e, uint64_t first, uint64_t count);
+  Result<std::vector<LogicalMapping>> Mappings(const TableEntry& e, uint64_t first, uint64_t end);
+  Status ReadRun(const TableEntry& e, std::span<const LogicalMapping> run, std::span<uint8_t> dst);
 
   // Check and accounting (check.cc).
   // visits: nodes read so far in this walk (bounded by the pool's size).
   Result<uint64_t> ExclusiveBlocks(uint64_t root, int level = -1, uint64_t* visits = nullptr);
   Result<CheckReport> CheckLocked();
   Result<VerifyReport> VerifyLocked(const std::function<void(uint64_t)>& progress);
+
+  SpaceMap& sm() { return tm_->sm(); }
+  const SpaceMap& sm() const { return tm_->sm(); }
+
+  mutable std::mutex mu_;
+  std::unique_ptr<Store> store_;
+  uint32_t bs_ = 0;
+  bool read_only_ = false;
+  size_t cache_bytes_ = 0;
+  std::unique_ptr<TransactionManager> tm_;  // cache, space map, commit
+  std::unique_ptr<BTree> tree_;        // volume trees
+  std::unique_ptr<EntryTable> table_;  // entries: entry tree + name index
+  Superblock sb_;                      // the last committed superblock
+  uint64_t max_blocks_ = 0;            // current (Grow changes it before commit)
+  uint64_t next_id_ = 1;
+  bool dirty_ = false;                 // changed since the last commit
+  Status broken_;                      // set when even reloading failed, or closed
+  bool accept_lost_generation_ = false;  // PoolOpenOptions
+  uint64_t lost_generation_ = 0;       // the last Load gave up this generation (accepted)
+  std::vector<std::string> warnings_;  // the last Load's findings on the superblock copies
+  std::vector<std::string> open_warnings_;  // those of the Load at open
+  size_t max_txn_entries_ = 0;
+  // Open devices: token -> (entry id, who uses it).
+  std::map<uint64_t, std::pair<uint64_t, std::string>> users_;
+  uint64_t next_token_ = 1;
+  // After Close: the sizes (blocks) of the entries devices were open on.
+  std::map<uint64_t, uint64_t> closed_sizes_;
 };
 
 std::string FormatUuid(const std::array<uint8_t, 16>& u);
-std::unique_ptr<BlockDevice> MakeVolumeDevice(Pool::Impl* impl, uint64_t id, bool read_only);
+// The device behind Pool::OpenVolume (volume_io.cc). `token`: its entry in
+// the pool's users, released when the device is destroyed.
+std::unique_ptr<BlockDevice> MakeVolumeDevice(std::shared_ptr<Pool::Impl> impl, uint64_t id,
+                                              bool read_only, uint64_t token);
 
 }  // namespace stack::pool

@@ -1,6 +1,8 @@
-// TransactionManager: shadowing of metadata blocks (Rodeh; dm's
-// transaction manager). Sits between the block manager/space map and the
-// btree.
+// TransactionManager: the pool's transactions over its metadata blocks
+// (Rodeh; dm persistent-data's transaction manager). It owns the block
+// cache (dm's block manager) and the space map; the trees (BTree,
+// EntryTable) and the pool reach blocks only through it, and only it
+// drives the cache, the space map and the store during a commit.
 //
 // Rules it enforces:
 //   1. A block written by the committed state is never modified in place:
@@ -11,23 +13,47 @@
 //      original to the others (count - 1) and tells the caller to add one
 //      reference to each child of the copy: this is the lazy reference-
 //      count propagation that makes snapshots O(1).
-// Commit itself (space map fold, write, flush, superblock, flush) is run by
-// the pool, which owns the superblock; see pool_impl.h.
 //
-// Thread-safety: none.
+// Commit (spec/pool-format.md, "Commit"), after the caller has written its
+// own changed records into its trees:
+//   1. fold reference-count deltas into shadowed space-map/index blocks;
+//   2. write every dirty metadata block; flush;
+//   3. write the superblock (generation + 1) into slot (generation + 1) % 2:
+//      primary copy, flush, mirror copy, flush;
+//   4. the transaction's freed blocks become allocatable; long runs of them
+//      are discarded from the store (the pool file gives the space back).
+// Nothing the previous superblock references is written before step 3
+// completes, so a crash at any point leaves one of the two slots valid in
+// both copies, and at most one copy torn (superblock_copies.h).
+//
+// Thread-safety: none (the pool serialises every call).
 #pragma once
+
+#include <memory>
+#include <vector>
 
 #include "block_cache.h"
 #include "space_map.h"
+#include "superblock.h"
 
 namespace stack::pool {
 
 class TransactionManager {
  public:
-  TransactionManager(BlockCache* cache, SpaceMap* sm) : cache_(cache), sm_(sm) {}
+  // store: outlives this object. cache_blocks: the metadata cache's budget.
+  TransactionManager(Store* store, uint32_t block_size, size_t cache_blocks);
 
   BlockCache& cache() { return *cache_; }
   SpaceMap& sm() { return *sm_; }
+  const SpaceMap& sm() const { return *sm_; }
+
+  // Forgets the running transaction and starts one on top of `committed`
+  // (the superblock just read): the cache is emptied, the space map loaded.
+  void Begin(const Superblock& committed);
+  // Empties the cache only (before the superblock copies are read again).
+  void DropCache() { cache_->Clear(); }
+  // True if the running transaction changed a reference count.
+  bool changed() const { return sm_->changed(); }
 
   Result<BlockRef> Read(uint64_t loc, BlockType type) { return cache_->Read(loc, type); }
   // A node of a tree of `kind` (either of its node types).
@@ -41,9 +67,22 @@ class TransactionManager {
   // child of the returned block.
   Result<BlockRef> ShadowNode(uint64_t loc, const TreeKind& kind, bool* inc_children);
 
+  // Makes the running transaction durable as generation next->generation.
+  // The caller fills next's own fields (generation, roots, counters); the
+  // space map's (nr_blocks, used_blocks, index_locs) are filled here. On
+  // OK the next transaction has begun. On an error the running transaction
+  // is in an unknown state: the caller must abandon it (reload).
+  Status Commit(Superblock* next);
+
  private:
-  BlockCache* cache_;
-  SpaceMap* sm_;
+  // Discards (punches out of a file store) long runs of blocks a durable
+  // commit freed.
+  void ReleaseSpace(const std::vector<uint64_t>& blocks);
+
+  Store* store_;
+  uint32_t bs_;
+  std::unique_ptr<BlockCache> cache_;
+  std::unique_ptr<SpaceMap> sm_;
 };
 
 }  // namespace stack::pool

@@ -34,8 +34,13 @@
 // from any thread; calls are serialised by one mutex. A volume device
 // checks its bounds again under the mutex that performs the I/O, so a
 // Resize on another thread cannot let a write land past the new end
-// (OutOfRange instead). Volume devices are
-// valid while the Pool lives.
+// (OutOfRange instead).
+//
+// Volume devices share the pool's state: a device may outlive its Pool
+// (destroying the Pool commits and closes the store; every later call on
+// the device fails with IoError saying the pool is closed, its size reads
+// 0). While a device is open on an entry, Delete, Rollback and Rename of
+// that entry fail with Busy naming the device's user (OpenVolume's label).
 #pragma once
 
 #include <cstdint>
@@ -169,6 +174,11 @@ class Pool {
   // A snapshot, a read-only entry or a read-only pool gives a read-only
   // device; asking for a writable one then fails with ReadOnly.
   Result<std::unique_ptr<BlockDevice>> OpenVolume(const std::string& name, bool read_only);
+  // The same; `user_label` says who holds the device ("NBD export vm1"):
+  // while the device is open, Delete, Rollback and Rename of the entry
+  // fail with Busy naming it. The overload above labels "an open device".
+  Result<std::unique_ptr<BlockDevice>> OpenVolume(const std::string& name, bool read_only,
+                                                  const std::string& user_label);
   // snap_name is the full `V@S`; V must be the source's volume part.
   Status Snapshot(const std::string& source, const std::string& snap_name, const EntryMeta& meta);
   // A writable volume sharing source's blocks (source: volume or snapshot).
@@ -209,11 +219,11 @@ class Pool {
   Status Grow(uint64_t new_max_bytes);
   Status Commit();
 
-  struct Impl;
+  class Impl;  // the shared state (layers/pool/src/pool_impl.h)
 
  private:
-  explicit Pool(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit Pool(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;  // shared with every volume device
 };
 
 // Where Pool::Open also sends each of its open_warnings() (the CLI prints
