@@ -486,3 +486,24 @@ TEST_CASE("freed space goes back to the file system, shared blocks stay") {
   REQUIRE_OK(vr);
   REQUIRE(vr->ok);
 }
+
+TEST_CASE("a store is a BlockDevice: its checks, and the device's size and zero-copy path") {
+  auto storage = std::make_shared<MemStorage>();
+  storage->block_size = 4096;
+  storage->block_count = 16;
+  std::unique_ptr<Store> store = MakeDeviceStore(std::make_unique<MemDevice>(storage));
+  BlockDevice& dev = *store;  // usable wherever a BlockDevice is
+  REQUIRE(dev.block_size() == 4096);
+  REQUIRE(store->Size() == 16 * 4096);
+  std::vector<uint8_t> buf(4096);
+  REQUIRE(CodeOf(dev.Read(100, buf)) == Code::kInvalidArgument);
+  REQUIRE(CodeOf(dev.Write(16 * 4096, buf)) == Code::kOutOfRange);
+  std::vector<uint8_t> data = RandomBytes(4096, 4);
+  const std::vector<uint8_t> copy = data;
+  REQUIRE_OK(dev.WriteBuffer(4096, data));
+  REQUIRE_OK(dev.Read(4096, buf));
+  REQUIRE(buf == copy);
+  // Growing past the device is NoSpace; the size is the device's.
+  REQUIRE(CodeOf(store->Resize(32 * 4096)) == Code::kNoSpace);
+  REQUIRE(dev.block_count() == 16);
+}

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +9,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+
+#include "block/file_lock.h"
 
 namespace stack {
 namespace {
@@ -86,11 +87,11 @@ static Result<int> OpenFd(const std::string& path, int flags, const FileDeviceOp
   if (opts.direct) flags |= O_DIRECT;
   int fd = ::open(path.c_str(), flags, 0644);
   if (fd < 0) return Status::FromErrno("open " + path, errno);
-  if (opts.lock && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    int e = errno;
-    ::close(fd);
-    if (e == EWOULDBLOCK) return Status(Code::kBusy, path + " is in use by another process", e);
-    return Status::FromErrno("lock " + path, e);
+  if (opts.lock) {
+    if (Status st = TryLockFile(fd, LockMode::kExclusive, path); !st.ok()) {
+      ::close(fd);
+      return st;
+    }
   }
   return fd;
 }

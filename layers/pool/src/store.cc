@@ -1,9 +1,9 @@
-// Store implementations: a local file (through FileDevice, plus flock and a
-// holder note) and an adapter over any BlockDevice.
+// Store implementations: a local file (through FileDevice, plus the file
+// lock of block/file_lock.h and a holder note) and an adapter over any
+// BlockDevice.
 #include "pool/store.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +14,7 @@
 #include <ctime>
 
 #include "block/file_device.h"
+#include "block/file_lock.h"
 #include "superblock.h"
 
 namespace stack::pool {
@@ -21,23 +22,38 @@ namespace {
 
 constexpr uint32_t kStoreAlign = 4096;
 
-// Common forwarding to a BlockDevice.
+// A Store over a BlockDevice: the device's geometry and I/O (its checks
+// ran in this object's public methods; the inner device checks again),
+// WriteBuffer included so the zero-copy path survives.
 class DeviceStoreBase : public Store {
  public:
   explicit DeviceStoreBase(std::unique_ptr<BlockDevice> dev) : dev_(std::move(dev)) {}
-  Status Read(uint64_t offset, std::span<uint8_t> out) override { return dev_->Read(offset, out); }
-  Status Write(uint64_t offset, std::span<const uint8_t> data) override {
-    return dev_->Write(offset, data);
-  }
-  Status Flush() override { return dev_->Flush(); }
-  Status Discard(uint64_t offset, uint64_t length) override {
-    return dev_->Discard(offset, length);
-  }
-  uint64_t Size() const override { return dev_->size_bytes(); }
-  bool read_only() const override { return dev_->capabilities().read_only; }
+  uint32_t block_size() const override { return dev_->block_size(); }
+  uint64_t block_count() const override { return dev_->block_count(); }
+  DeviceCapabilities capabilities() const override { return dev_->capabilities(); }
   std::string describe() const override { return dev_->describe(); }
 
  protected:
+  Status DoRead(uint64_t offset, std::span<uint8_t> out) override {
+    return dev_->Read(offset, out);
+  }
+  Status DoWrite(uint64_t offset, std::span<const uint8_t> data) override {
+    return dev_->Write(offset, data);
+  }
+  Status DoWriteBuffer(uint64_t offset, std::vector<uint8_t>& data) override {
+    return dev_->WriteBuffer(offset, data);
+  }
+  Status DoFlush() override { return dev_->Flush(); }
+  Status DoDiscard(uint64_t offset, uint64_t length) override {
+    return dev_->Discard(offset, length);
+  }
+  Status DoWriteZeroes(uint64_t offset, uint64_t length) override {
+    return dev_->WriteZeroes(offset, length);
+  }
+  Result<std::vector<Extent>> DoAllocatedExtents(uint64_t offset, uint64_t length) override {
+    return dev_->AllocatedExtents(offset, length);
+  }
+
   std::unique_ptr<BlockDevice> dev_;
 };
 
@@ -158,9 +174,9 @@ class FileStore final : public DeviceStoreBase {
   Status Resize(uint64_t new_size) override { return file().Resize(new_size); }
 
   Status Lock(bool exclusive) override {
-    int fd = file().fd();
-    if (::flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
-      if (errno != EWOULDBLOCK) return Status::FromErrno("flock " + path_, errno);
+    Status st = TryLockFile(file().fd(), exclusive ? LockMode::kExclusive : LockMode::kShared, path_);
+    if (!st.ok()) {
+      if (st.code() != Code::kBusy) return st;
       std::string holder = ReadHolder(HolderPath(path_));
       if (holder.empty()) holder = "another process (read-only users leave no note)";
       return Status::Busy("pool " + path_ + " is locked by " + holder);

@@ -24,7 +24,7 @@ struct FileDeviceOptions {
   uint32_t block_size = 4096;
   bool read_only = false;
   bool direct = false;  // O_DIRECT
-  // Take an exclusive flock(2) (non-blocking); Busy if someone holds it.
+  // Take an exclusive lock (block/file_lock.h); Busy if someone holds it.
   bool lock = false;
   // Write-behind: a write of at least this many bytes starts its writeback
   // at once (sync_file_range, a hint), so a large streaming write overlaps

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "block/block_device.h"
 
@@ -40,6 +41,11 @@ class PassthroughDevice : public BlockDevice {
   }
   Status DoWrite(uint64_t offset, std::span<const uint8_t> data) override {
     return inner_->Write(offset, data);
+  }
+  // Forwarded, not left to the base's copy into DoWrite: a layer copied
+  // from this one keeps the zero-copy path of the device below.
+  Status DoWriteBuffer(uint64_t offset, std::vector<uint8_t>& data) override {
+    return inner_->WriteBuffer(offset, data);
   }
   Status DoFlush() override { return inner_->Flush(); }
   Status DoDiscard(uint64_t offset, uint64_t length) override {

@@ -1,22 +1,21 @@
-// Store: the backing store a pool lives in, addressed by byte offset.
+// Store: the backing store a pool lives in: a BlockDevice (the contract of
+// block/block_device.h, its checks included: the pool addresses it in
+// bytes, in whole blocks of block_size(), 4096 for every store here) plus
+// the capabilities a pool needs beyond it.
 //
 // The pool logic talks only to this interface, so a distributed store (an
 // RBD image, an object store) can replace the local file without touching
-// the metadata code. Offsets and lengths are multiples of io_alignment()
-// (4096 for every store here; the pool only issues 4 KiB-aligned I/O).
+// the metadata code: implement the BlockDevice hooks and the capabilities
+// below.
 //
-// Contracts:
-//   Read     fills `out`; bytes never written read as zeros.
-//   Write    OK means readable by later Reads; durable only after Flush.
-//   Flush    barrier: every write acknowledged before it is durable on OK.
-//   Discard  hint: the range's content is no longer needed (may punch holes).
-//   Size     current size in bytes.
+// Capabilities:
 //   Resize   grows (or shrinks) the store; NoSpace if it cannot grow.
-//   Publish  makes a store created under a temporary name visible under its
-//            final one (see CreateFileStore); OK at once for other stores.
 //   Lock     takes the store's one-writer lock (exclusive) or a reader's
 //            lock (shared); Busy naming the holder when someone else has it.
 //            Released when the Store is destroyed.
+//   Publish  makes a store created under a temporary name visible under its
+//            final one (see CreateFileStore); OK at once for other stores.
+//   allocated_bytes, local_path: what the store occupies on its host.
 //
 // Thread-safety: none; the pool serialises calls.
 #pragma once
@@ -32,26 +31,13 @@
 
 namespace stack::pool {
 
-class Store {
+class Store : public BlockDevice {
  public:
-  Store() = default;
-  Store(const Store&) = delete;
-  Store& operator=(const Store&) = delete;
-  virtual ~Store() = default;
-
-  virtual Status Read(uint64_t offset, std::span<uint8_t> out) = 0;
-  virtual Status Write(uint64_t offset, std::span<const uint8_t> data) = 0;
-  virtual Status Flush() = 0;
-  virtual Status Discard(uint64_t offset, uint64_t length) = 0;
-  virtual uint64_t Size() const = 0;
   virtual Status Resize(uint64_t new_size) = 0;
   virtual Status Lock(bool exclusive) = 0;
   // AlreadyExists (the temporary file is kept until the Store is destroyed)
   // when the final name was taken meanwhile.
   virtual Status Publish() { return Status::Ok(); }
-  virtual bool read_only() const = 0;
-  virtual uint32_t io_alignment() const { return 4096; }
-  virtual std::string describe() const = 0;
   // Bytes the store occupies on its host (a sparse file's allocated
   // blocks, after hole punching), or nullopt when unknown.
   virtual std::optional<uint64_t> allocated_bytes() const { return std::nullopt; }
@@ -60,6 +46,11 @@ class Store {
   // stored runs with the kernel's file-to-file methods (reflink,
   // copy_file_range); see Pool::StoredRuns.
   virtual std::string local_path() const { return {}; }
+
+  // Shorthands from before a Store was a BlockDevice.
+  uint64_t Size() const { return size_bytes(); }
+  bool read_only() const { return capabilities().read_only; }
+  uint32_t io_alignment() const { return block_size(); }
 };
 
 // Opens an existing pool file. NotFound if absent.
