@@ -298,7 +298,6 @@ uint64_t Pool::Impl::VolumeBlocks(uint64_t id) {
     auto it = closed_sizes_.find(id);
     return it == closed_sizes_.end() ? 0 : it->second;
   }
-  if (!Usable().ok()) return 0;
   auto e = FindId(id);
   return e.ok() && *e ? (*e)->size_bytes / bs_ : 0;
 }
