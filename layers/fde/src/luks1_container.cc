@@ -141,7 +141,10 @@ class Luks1Container final : public Container {
     p.data_offset = DataOffset();
     p.sector_size = 512;
     p.warnings = Warnings();
-    return CryptDevice::Create(std::move(dev), std::move(key.volume_key), p);
+    ASSIGN_OR_RETURN(auto crypt,
+                     CryptDevice::Create(std::move(dev), std::move(key.volume_key), p));
+    if (o.crypt_threads > 1) crypt->set_crypt_threads(o.crypt_threads);
+    return crypt;
   }
 
  private:

@@ -262,7 +262,10 @@ class Luks2Container final : public Container {
     if (s.offset > dev->size_bytes()) {
       return Status::Corruption("data segment starts past the end of the device");
     }
-    return CryptDevice::Create(std::move(dev), std::move(key.volume_key), p);
+    ASSIGN_OR_RETURN(auto crypt,
+                     CryptDevice::Create(std::move(dev), std::move(key.volume_key), p));
+    if (o.crypt_threads > 1) crypt->set_crypt_threads(o.crypt_threads);
+    return crypt;
   }
 
  private:

@@ -240,9 +240,7 @@ Result<std::unique_ptr<CryptDevice>> Open(std::unique_ptr<BlockDevice> dev,
   if (dev == nullptr) return Status::InvalidArgument("no device");
   ASSIGN_OR_RETURN(auto c, Container::Read(*dev));
   ASSIGN_OR_RETURN(UnlockedKey key, c->Unlock(passphrase, opts.keyslot));
-  ASSIGN_OR_RETURN(auto crypt, c->Open(std::move(dev), std::move(key), opts));
-  if (opts.crypt_threads > 1) crypt->set_crypt_threads(opts.crypt_threads);
-  return crypt;
+  return c->Open(std::move(dev), std::move(key), opts);
 }
 
 }  // namespace stack::fde

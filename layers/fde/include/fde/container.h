@@ -85,7 +85,8 @@ class Container {
   virtual Status KillKeyslot(int keyslot, bool force) = 0;
 
   // The decrypted data segment over dev, which must be the device this
-  // Container was read from (ownership passes to the CryptDevice).
+  // Container was read from (ownership passes to the CryptDevice), with
+  // opts.read_only and opts.crypt_threads applied (opts.keyslot is Unlock's).
   virtual Result<std::unique_ptr<CryptDevice>> Open(std::unique_ptr<BlockDevice> dev,
                                                     UnlockedKey key,
                                                     const OpenOptions& opts) const = 0;
