@@ -2,6 +2,11 @@
 # that need them. Installed by scripts/setup.sh.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(EXT2FS REQUIRED IMPORTED_TARGET ext2fs com_err)
+# The four crypto libraries are used by layers/fde only, each from one
+# backend file with one job (layers/fde/src/crypto.h): libgcrypt AES-XTS,
+# Botan Argon2, libsodium secure memory and random, OpenSSL hashes and
+# PBKDF2 (and the XTS speed anchor of bench/fde).
+pkg_check_modules(GCRYPT REQUIRED IMPORTED_TARGET libgcrypt)
 pkg_check_modules(BOTAN REQUIRED IMPORTED_TARGET botan-2)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 pkg_check_modules(LIBARCHIVE REQUIRED IMPORTED_TARGET libarchive)

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <vector>
 
-#include "luks2_container.h"
+#include "luks2_header.h"
 #include "luks2_disk.h"
 
 using namespace stack::fde::internal;

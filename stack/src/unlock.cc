@@ -2,6 +2,8 @@
 
 #include <thread>
 
+#include "fde/container.h"
+
 namespace stack::compose {
 
 Result<Unlocked> Unlock(std::unique_ptr<BlockDevice> dev, const SecretGetter& get_passphrase,
@@ -20,13 +22,16 @@ Result<Unlocked> Unlock(std::unique_ptr<BlockDevice> dev, const SecretGetter& ge
     u.device = std::move(dev);
     return u;
   }
+  // The header is read once: the check, the unlock and the open use it.
+  ASSIGN_OR_RETURN(auto container, fde::Container::Read(*dev));
   // Before asking for anything: can we open what the header describes?
-  RETURN_IF_ERROR(fde::CheckOpenable(*dev));
+  RETURN_IF_ERROR(container->CheckOpenable(std::nullopt));
   ASSIGN_OR_RETURN(fde::Secret pass, get_passphrase());
+  ASSIGN_OR_RETURN(fde::UnlockedKey key, container->Unlock(pass, std::nullopt));
   fde::OpenOptions o;
   o.read_only = !writable;
   o.crypt_threads = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
-  ASSIGN_OR_RETURN(auto crypt, fde::Open(std::move(dev), pass, o));
+  ASSIGN_OR_RETURN(auto crypt, container->Open(std::move(dev), std::move(key), o));
   u.warnings = crypt->warnings();
   u.device = std::move(crypt);
   return u;

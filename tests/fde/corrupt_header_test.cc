@@ -10,7 +10,7 @@
 #include "fde_test_util.h"
 #include "luks1_header.h"
 #include "unlock.h"
-#include "luks2_container.h"
+#include "luks2_header.h"
 #include "test_util.h"
 
 using namespace stack;

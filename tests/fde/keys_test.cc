@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "fde_test_util.h"
-#include "luks2_container.h"
+#include "luks2_header.h"
 #include "test_util.h"
 
 using namespace stack;

@@ -19,7 +19,7 @@ Status Diffuse(std::span<uint8_t> block, std::string_view hash, Secret& scratch)
   for (size_t j = 0, off = 0; off < block.size(); ++j, off += ds) {
     const size_t len = std::min(ds, block.size() - off);
     PutBE32(counter, uint32_t(j));
-    RETURN_IF_ERROR(HashTwo(hash, counter, block.subspan(off, len), digest));
+    RETURN_IF_ERROR(Hash(hash, {counter, block.subspan(off, len)}, digest));
     std::copy(digest.begin(), digest.begin() + long(len), block.begin() + long(off));
   }
   return Status::Ok();

@@ -1,12 +1,26 @@
-// Internal primitive wrappers: hashes and PBKDF2 (OpenSSL), Argon2 (Botan,
-// through botan_boundary.cc, the one place Botan exceptions become Status),
-// the CSPRNG (libsodium) and a constant-time compare.
+// The fde layer's one door to cryptography. Every cryptographic primitive the
+// layer uses is declared here, and each third-party library is reached from
+// exactly one backend file, with one job:
 //
-// Hash names are LUKS spellings: "sha1", "sha256", "sha512" (also "sha384",
-// "ripemd160" is not supported). Thread-safety: pure functions.
+//   crypto_openssl.cc  OpenSSL    hashes (LUKS checksums, AF diffusion) and PBKDF2
+//   crypto_botan.cc    Botan      Argon2i/Argon2id (its exceptions become Status there)
+//   crypto_sodium.cc   libsodium  secure memory, the CSPRNG, constant-time compare
+//   crypto_gcrypt.cc   libgcrypt  AES-XTS (the data path and keyslot areas); its
+//                                 secure memory is routed to SecureAlloc below
+//
+// No other file in the tree includes these libraries' headers (bench/ uses
+// OpenSSL's XTS as its speed anchor, outside the layer). See spec/fde.md
+// "Code structure".
+//
+// Hash names are LUKS spellings: "sha1", "sha256", "sha384", "sha512"
+// ("ripemd160" is not supported). Thread-safety: all functions are
+// thread-safe; one XtsLane is used by one thread at a time.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <memory>
 #include <span>
 #include <string_view>
 
@@ -14,19 +28,60 @@
 
 namespace stack::fde::internal {
 
+// ---- hashes and PBKDF2 (OpenSSL) ----
+
 // Digest length of a LUKS hash name, 0 when unsupported.
 size_t HashSize(std::string_view hash);
-// out = H(a || b). REQUIRES: out.size() == HashSize(hash) > 0.
-Status HashTwo(std::string_view hash, std::span<const uint8_t> a, std::span<const uint8_t> b,
-               std::span<uint8_t> out);
-// PBKDF2-HMAC(hash). InvalidArgument on an unsupported hash or zero iterations.
+// out = H(parts[0] || parts[1] || ...). Unsupported on an unknown hash;
+// Internal unless out.size() == HashSize(hash).
+Status Hash(std::string_view hash, std::initializer_list<std::span<const uint8_t>> parts,
+            std::span<uint8_t> out);
+// PBKDF2-HMAC(hash). Unsupported on an unknown hash, InvalidArgument on zero
+// (or > 2^31-1) iterations.
 Status Pbkdf2(std::string_view hash, std::span<const uint8_t> password,
               std::span<const uint8_t> salt, uint32_t iterations, std::span<uint8_t> out);
+
+// ---- Argon2 (Botan) ----
+
 // Argon2 ("argon2i" or "argon2id"), memory in KiB, any parallelism.
+// NoSpace when the memory cannot be allocated.
 Status Argon2(std::string_view type, std::span<const uint8_t> password,
               std::span<const uint8_t> salt, uint32_t time, uint32_t memory_kib,
               uint32_t parallelism, std::span<uint8_t> out);
+
+// ---- secure memory, CSPRNG, compare (libsodium) ----
+
+// Initialises the backend once per process; false if it cannot be used.
+bool SecureMemoryReady();
+// n bytes (n > 0) that are mlock'd, guarded by guard pages and a canary,
+// excluded from core dumps (MADV_DONTDUMP). Contents unspecified. nullptr
+// when secure memory is exhausted or SecureMemoryReady() is false.
+void* SecureAlloc(size_t n);
+// Wipes and releases a SecureAlloc block; nullptr is a no-op.
+void SecureFree(void* p);
+// Overwrites bytes with zeros in a way the compiler cannot elide.
+void SecureWipe(std::span<uint8_t> bytes);
+// Fills out from the system CSPRNG; aborts the process if there is none
+// (never continue with weak keys).
 void RandomFill(std::span<uint8_t> out);
+// Content equality in time independent of the content (sizes are public).
 bool ConstantTimeEqual(std::span<const uint8_t> a, std::span<const uint8_t> b);
+
+// ---- AES-XTS-plain64 (libgcrypt) ----
+
+// One keyed AES-XTS context (the key schedules live in secure memory).
+// Crypt processes whole sectors; the tweak of each sector is the 64-bit
+// little-endian counter iv + (offset / 512) (plain64 in 512-byte units; see
+// fde/xts_cipher.h). in == out is allowed.
+class XtsLane {
+ public:
+  // InvalidArgument unless key is 32 or 64 bytes; Internal if the backend
+  // cannot be initialised or keyed.
+  static Result<std::unique_ptr<XtsLane>> Create(std::span<const uint8_t> key);
+  virtual ~XtsLane() = default;
+  // REQUIRES: len a multiple of sector_size.
+  virtual Status Crypt(bool encrypt, const uint8_t* in, uint8_t* out, size_t len,
+                       uint32_t sector_size, uint64_t iv) = 0;
+};
 
 }  // namespace stack::fde::internal

@@ -1,6 +1,5 @@
-// Hashes and PBKDF2 through OpenSSL's EVP; CSPRNG and compare via libsodium.
+// Hashes and PBKDF2 through OpenSSL's EVP: OpenSSL's one job in the layer.
 #include <openssl/evp.h>
-#include <sodium.h>
 
 #include <string>
 
@@ -29,17 +28,18 @@ size_t HashSize(std::string_view hash) {
   return md ? size_t(EVP_MD_get_size(md)) : 0;
 }
 
-Status HashTwo(std::string_view hash, std::span<const uint8_t> a, std::span<const uint8_t> b,
-               std::span<uint8_t> out) {
+Status Hash(std::string_view hash, std::initializer_list<std::span<const uint8_t>> parts,
+            std::span<uint8_t> out) {
   const EVP_MD* md = Md(hash);
   if (md == nullptr) return Status::Unsupported("hash " + std::string(hash));
   if (out.size() != size_t(EVP_MD_get_size(md))) return Status::Internal("hash output size");
   MdCtx c;
+  bool ok = c.ctx != nullptr && EVP_DigestInit_ex(c.ctx, md, nullptr) == 1;
+  for (const auto& part : parts) {
+    ok = ok && EVP_DigestUpdate(c.ctx, part.data(), part.size()) == 1;
+  }
   unsigned int len = 0;
-  if (c.ctx == nullptr || EVP_DigestInit_ex(c.ctx, md, nullptr) != 1 ||
-      EVP_DigestUpdate(c.ctx, a.data(), a.size()) != 1 ||
-      EVP_DigestUpdate(c.ctx, b.data(), b.size()) != 1 ||
-      EVP_DigestFinal_ex(c.ctx, out.data(), &len) != 1) {
+  if (!ok || EVP_DigestFinal_ex(c.ctx, out.data(), &len) != 1 || len != out.size()) {
     return Status::Internal("OpenSSL digest failed");
   }
   return Status::Ok();
@@ -59,17 +59,6 @@ Status Pbkdf2(std::string_view hash, std::span<const uint8_t> password,
     return Status::Internal("OpenSSL PBKDF2 failed");
   }
   return Status::Ok();
-}
-
-void RandomFill(std::span<uint8_t> out) {
-  if (sodium_init() < 0) std::abort();  // no CSPRNG: never continue with weak keys
-  randombytes_buf(out.data(), out.size());
-}
-
-bool ConstantTimeEqual(std::span<const uint8_t> a, std::span<const uint8_t> b) {
-  if (a.size() != b.size()) return false;
-  if (a.empty()) return true;
-  return sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 }  // namespace stack::fde::internal

@@ -8,6 +8,7 @@
 
 #include "byte_io.h"
 #include "crypto.h"
+#include "fde/container.h"
 #include "fde/luks.h"
 #include "keyslot_crypto.h"
 #include "unlock.h"
@@ -18,280 +19,59 @@ using namespace internal;  // NOLINT
 
 namespace {
 
-using json = nlohmann::json;
-
-Status RefuseRequirements(const Luks2Header& hdr) {
-  if (hdr.md.requirements.empty()) return Status::Ok();
-  return Status::ReadOnly("container has unknown mandatory requirements; key management refused");
-}
-
-// A new luks2 keyslot (material sealed and flushed) at `offset`.
-Result<Keyslot> SealLuks2Keyslot(BlockDevice& dev, int id, uint64_t offset, const Secret& vk,
-                                 const Secret& pass, const KdfParams& params, int priority) {
-  ASSIGN_OR_RETURN(Kdf kdf, ResolveKdf(params));
-  Keyslot k;
-  k.id = id;
-  k.type = "luks2";
-  k.key_size = uint32_t(vk.size());
-  k.priority = priority;
-  k.stripes = kAfStripes;
-  k.af_hash = "sha256";
-  k.area_offset = offset;
-  k.area_size = Luks2AreaSize(k.key_size);
-  k.area_encryption = "aes-xts-plain64";
-  k.area_key_size = k.key_size;
-  k.kdf = std::move(kdf);
-  ASSIGN_OR_RETURN(Secret area_key, Secret::Zeroed(k.area_key_size));
-  RETURN_IF_ERROR(DeriveKey(k.kdf, pass, &area_key));
-  RETURN_IF_ERROR(SealKeyMaterial(dev, offset, area_key, vk, k.stripes, k.af_hash));
-  return k;
-}
-
-void EraseIdFromArrays(json& parent, const char* array_key, int id) {
-  const std::string sid = std::to_string(id);
-  for (auto& [name, obj] : parent.items()) {
-    if (!obj.is_object()) continue;
-    auto it = obj.find(array_key);
-    if (it == obj.end() || !it->is_array()) continue;
-    json kept = json::array();
-    for (const json& e : *it) {
-      if (!(e.is_string() && e.get<std::string>() == sid)) kept.push_back(e);
-    }
-    *it = kept;
-  }
-}
-
-void DropLuks2Keyslot(Luks2Header* hdr, int id) {
-  hdr->md.doc["keyslots"].erase(std::to_string(id));
-  EraseIdFromArrays(hdr->md.doc["digests"], "keyslots", id);
-  EraseIdFromArrays(hdr->md.doc["tokens"], "keyslots", id);
-}
-
-void AddIdToDigest(Luks2Header* hdr, int digest, int id) {
-  json& arr = hdr->md.doc["digests"][std::to_string(digest)]["keyslots"];
-  arr.push_back(std::to_string(id));
-}
-
-Status WipeAreas(BlockDevice& dev, const std::vector<std::pair<uint64_t, uint64_t>>& areas) {
-  for (const auto& [off, len] : areas) RETURN_IF_ERROR(ZeroAt(dev, off, len));
-  return dev.Flush();
-}
-
-int ActiveLuks2Keyslots(const Metadata& md) {
-  int n = 0;
-  for (const auto& [id, k] : md.keyslots) {
-    for (const auto& [did, d] : md.digests) {
-      if (std::find(d.keyslots.begin(), d.keyslots.end(), id) != d.keyslots.end()) {
-        ++n;
-        break;
-      }
-    }
-  }
-  return n;
-}
-
-int ActiveLuks1Keyslots(const Luks1Header& h) {
-  int n = 0;
-  for (const auto& s : h.slots) n += s.active == kLuks1Active;
-  return n;
-}
-
-Status WriteLuks1(BlockDevice& dev, const Luks1Header& h) {
-  std::vector<uint8_t> raw(kLuks1HeaderSize);
-  RETURN_IF_ERROR(EncodeLuks1(h, raw));
-  RETURN_IF_ERROR(WriteAt(dev, 0, raw));
-  return dev.Flush();
-}
-
-Status SealLuks1Slot(BlockDevice& dev, Luks1Header* h, int slot, const Secret& vk,
-                     const Secret& pass, const KdfParams& params) {
-  if (params.type != KdfType::kPbkdf2) return Status::InvalidArgument("LUKS1 keyslots use pbkdf2");
-  KdfParams p = params;
-  p.hash = h->hash_spec;
-  ASSIGN_OR_RETURN(Kdf kdf, ResolveKdf(p));
-  Luks1Slot& s = h->slots[size_t(slot)];
-  ASSIGN_OR_RETURN(Secret area_key, Secret::Zeroed(h->key_bytes));
-  RETURN_IF_ERROR(DeriveKey(kdf, pass, &area_key));
-  RETURN_IF_ERROR(SealKeyMaterial(dev, uint64_t(s.key_material_offset) * 512, area_key, vk,
-                                  s.stripes, h->hash_spec));
-  s.active = kLuks1Active;
-  s.iterations = kdf.iterations;
-  std::copy_n(kdf.salt.begin(), kLuks1SaltSize, s.salt.begin());
-  return Status::Ok();
-}
-
-void DisableLuks1Slot(Luks1Header* h, int slot) {
-  Luks1Slot& s = h->slots[size_t(slot)];
-  s.active = kLuks1Disabled;
-  s.iterations = 0;
-  s.salt.fill(0);
-}
-
-Status WipeLuks1Slot(BlockDevice& dev, const Luks1Header& h, int slot) {
-  const Luks1Slot& s = h.slots[size_t(slot)];
-  RETURN_IF_ERROR(ZeroAt(dev, uint64_t(s.key_material_offset) * 512,
-                         Luks1MaterialSectors(h.key_bytes, s.stripes) * 512));
-  return dev.Flush();
-}
-
-Result<int> FreeLuks1Slot(const Luks1Header& h) {
-  for (int i = 0; i < int(kLuks1Slots); ++i) {
-    if (h.slots[size_t(i)].active != kLuks1Active) return i;
-  }
-  return Status::NoSpace("all 8 LUKS1 keyslots are in use");
-}
-
 Status CheckWritable(BlockDevice& dev) {
   if (dev.capabilities().read_only) return Status::ReadOnly(dev.describe() + " is read-only");
   return Status::Ok();
 }
 
+Status CheckNewPassphrase(const Secret& pass) {
+  if (pass.empty()) return Status::InvalidArgument("empty passphrase");
+  return Status::Ok();
+}
+
 }  // namespace
+
+// Each wrapper reads the header once (Container::Read) and makes one call.
 
 Result<int> AddKey(BlockDevice& dev, const Secret& existing, const Secret& added,
                    const KdfParams& kdf) {
   RETURN_IF_ERROR(CheckWritable(dev));
-  if (added.empty()) return Status::InvalidArgument("empty passphrase");
-  ASSIGN_OR_RETURN(ContainerKind kind, Probe(dev));
-  if (kind == ContainerKind::kLuks1) {
-    ASSIGN_OR_RETURN(Luks1Unlocked u, UnlockLuks1(dev, existing, std::nullopt));
-    ASSIGN_OR_RETURN(int slot, FreeLuks1Slot(u.hdr));
-    RETURN_IF_ERROR(SealLuks1Slot(dev, &u.hdr, slot, u.vk, added, kdf));
-    RETURN_IF_ERROR(WriteLuks1(dev, u.hdr));
-    return slot;
-  }
-  if (kind != ContainerKind::kLuks2) return Status::NotFound("no LUKS header on " + dev.describe());
-  ASSIGN_OR_RETURN(Luks2Unlocked u, UnlockLuks2(dev, existing, std::nullopt));
-  RETURN_IF_ERROR(RefuseRequirements(u.hdr));
-  ASSIGN_OR_RETURN(int id, FreeKeyslotId(u.hdr.md));
-  ASSIGN_OR_RETURN(uint64_t offset, FindFreeArea(u.hdr, Luks2AreaSize(uint32_t(u.vk.size()))));
-  ASSIGN_OR_RETURN(Keyslot k, SealLuks2Keyslot(dev, id, offset, u.vk, added, kdf, 1));
-  u.hdr.md.doc["keyslots"][std::to_string(id)] = KeyslotToJson(k);
-  AddIdToDigest(&u.hdr, u.digest, id);
-  RETURN_IF_ERROR(WriteLuks2Header(dev, &u.hdr));
-  return id;
+  RETURN_IF_ERROR(CheckNewPassphrase(added));
+  ASSIGN_OR_RETURN(auto c, Container::Read(dev));
+  ASSIGN_OR_RETURN(UnlockedKey key, c->Unlock(existing, std::nullopt));
+  return c->AddKey(key, added, kdf);
 }
 
 Result<int> RemoveKey(BlockDevice& dev, const Secret& passphrase, bool force) {
   RETURN_IF_ERROR(CheckWritable(dev));
-  ASSIGN_OR_RETURN(ContainerKind kind, Probe(dev));
-  int slot = -1;
-  if (kind == ContainerKind::kLuks1) {
-    ASSIGN_OR_RETURN(Luks1Unlocked u, UnlockLuks1(dev, passphrase, std::nullopt));
-    slot = u.keyslot;
-  } else if (kind == ContainerKind::kLuks2) {
-    ASSIGN_OR_RETURN(Luks2Unlocked u, UnlockLuks2(dev, passphrase, std::nullopt));
-    slot = u.keyslot;
-  } else {
-    return Status::NotFound("no LUKS header on " + dev.describe());
-  }
-  RETURN_IF_ERROR(KillKeyslot(dev, slot, force));
-  return slot;
+  ASSIGN_OR_RETURN(auto c, Container::Read(dev));
+  ASSIGN_OR_RETURN(UnlockedKey key, c->Unlock(passphrase, std::nullopt));
+  RETURN_IF_ERROR(c->KillKeyslot(key.keyslot, force));
+  return key.keyslot;
 }
 
 Status KillKeyslot(BlockDevice& dev, int keyslot, bool force) {
   RETURN_IF_ERROR(CheckWritable(dev));
-  ASSIGN_OR_RETURN(ContainerKind kind, Probe(dev));
-  if (kind != ContainerKind::kNone) RETURN_IF_ERROR(CheckKeyslotNumber(kind, keyslot));
-  const std::string last_msg = "refusing to remove the last keyslot (" + std::to_string(keyslot) +
-                               "): the data would be unrecoverable; use force";
-  if (kind == ContainerKind::kLuks1) {
-    ASSIGN_OR_RETURN(Luks1Header h, ReadLuks1Header(dev));
-    if (keyslot < 0 || keyslot >= int(kLuks1Slots) ||
-        h.slots[size_t(keyslot)].active != kLuks1Active) {
-      return Status::NotFound("keyslot " + std::to_string(keyslot) + " is not active");
-    }
-    if (ActiveLuks1Keyslots(h) == 1 && !force) return Status::InvalidArgument(last_msg);
-    DisableLuks1Slot(&h, keyslot);
-    RETURN_IF_ERROR(WriteLuks1(dev, h));
-    return WipeLuks1Slot(dev, h, keyslot);
-  }
-  if (kind != ContainerKind::kLuks2) return Status::NotFound("no LUKS header on " + dev.describe());
-  ASSIGN_OR_RETURN(Luks2Header hdr, ReadLuks2Header(dev));
-  RETURN_IF_ERROR(RefuseRequirements(hdr));
-  auto it = hdr.md.keyslots.find(keyslot);
-  if (it == hdr.md.keyslots.end()) {
-    return Status::NotFound("keyslot " + std::to_string(keyslot) + " does not exist");
-  }
-  if (ActiveLuks2Keyslots(hdr.md) <= 1 && !force) return Status::InvalidArgument(last_msg);
-  const std::pair<uint64_t, uint64_t> area{it->second.area_offset, it->second.area_size};
-  DropLuks2Keyslot(&hdr, keyslot);
-  RETURN_IF_ERROR(WriteLuks2Header(dev, &hdr));
-  return WipeAreas(dev, {area});
+  ASSIGN_OR_RETURN(auto c, Container::Read(dev));
+  return c->KillKeyslot(keyslot, force);
 }
 
 Result<int> ChangeKey(BlockDevice& dev, const Secret& old_pass, const Secret& new_pass,
                       const KdfParams& kdf) {
   RETURN_IF_ERROR(CheckWritable(dev));
-  if (new_pass.empty()) return Status::InvalidArgument("empty passphrase");
-  ASSIGN_OR_RETURN(ContainerKind kind, Probe(dev));
-  if (kind == ContainerKind::kLuks1) {
-    ASSIGN_OR_RETURN(Luks1Unlocked u, UnlockLuks1(dev, old_pass, std::nullopt));
-    // A free slot keeps the old one valid until the header commits; with all
-    // eight in use the old slot is rewritten in place (as cryptsetup does).
-    auto free_slot = FreeLuks1Slot(u.hdr);
-    const int slot = free_slot.ok() ? *free_slot : u.keyslot;
-    Luks1Header h = u.hdr;
-    RETURN_IF_ERROR(SealLuks1Slot(dev, &h, slot, u.vk, new_pass, kdf));
-    if (slot != u.keyslot) DisableLuks1Slot(&h, u.keyslot);
-    RETURN_IF_ERROR(WriteLuks1(dev, h));
-    if (slot != u.keyslot) RETURN_IF_ERROR(WipeLuks1Slot(dev, h, u.keyslot));
-    return slot;
-  }
-  if (kind != ContainerKind::kLuks2) return Status::NotFound("no LUKS header on " + dev.describe());
-  ASSIGN_OR_RETURN(Luks2Unlocked u, UnlockLuks2(dev, old_pass, std::nullopt));
-  RETURN_IF_ERROR(RefuseRequirements(u.hdr));
-  const Keyslot old = u.hdr.md.keyslots.at(u.keyslot);
-  ASSIGN_OR_RETURN(uint64_t offset, FindFreeArea(u.hdr, Luks2AreaSize(uint32_t(u.vk.size()))));
-  ASSIGN_OR_RETURN(Keyslot k,
-                   SealLuks2Keyslot(dev, u.keyslot, offset, u.vk, new_pass, kdf, old.priority));
-  // Replace only the members we manage; anything else in the object survives.
-  json& js = u.hdr.md.doc["keyslots"][std::to_string(u.keyslot)];
-  json fresh = KeyslotToJson(k);
-  for (auto& [key, value] : fresh.items()) js[key] = value;
-  RETURN_IF_ERROR(WriteLuks2Header(dev, &u.hdr));
-  RETURN_IF_ERROR(WipeAreas(dev, {{old.area_offset, old.area_size}}));
-  return u.keyslot;
+  RETURN_IF_ERROR(CheckNewPassphrase(new_pass));
+  ASSIGN_OR_RETURN(auto c, Container::Read(dev));
+  ASSIGN_OR_RETURN(UnlockedKey key, c->Unlock(old_pass, std::nullopt));
+  return c->ChangeKey(key, new_pass, kdf);
 }
 
 Status ReplaceKeyslots(BlockDevice& dev, const Secret& old_pass, const Secret& new_pass,
                        const KdfParams& kdf) {
   RETURN_IF_ERROR(CheckWritable(dev));
-  if (new_pass.empty()) return Status::InvalidArgument("empty passphrase");
-  ASSIGN_OR_RETURN(ContainerKind kind, Probe(dev));
-  if (kind == ContainerKind::kLuks1) {
-    ASSIGN_OR_RETURN(Luks1Unlocked u, UnlockLuks1(dev, old_pass, std::nullopt));
-    ASSIGN_OR_RETURN(int slot, FreeLuks1Slot(u.hdr));
-    Luks1Header h = u.hdr;
-    RETURN_IF_ERROR(SealLuks1Slot(dev, &h, slot, u.vk, new_pass, kdf));
-    std::vector<int> dropped;
-    for (int i = 0; i < int(kLuks1Slots); ++i) {
-      if (i != slot && h.slots[size_t(i)].active == kLuks1Active) {
-        DisableLuks1Slot(&h, i);
-        dropped.push_back(i);
-      }
-    }
-    RETURN_IF_ERROR(WriteLuks1(dev, h));
-    for (int i : dropped) RETURN_IF_ERROR(WipeLuks1Slot(dev, h, i));
-    return Status::Ok();
-  }
-  if (kind != ContainerKind::kLuks2) return Status::NotFound("no LUKS header on " + dev.describe());
-  ASSIGN_OR_RETURN(Luks2Unlocked u, UnlockLuks2(dev, old_pass, std::nullopt));
-  RETURN_IF_ERROR(RefuseRequirements(u.hdr));
-  ASSIGN_OR_RETURN(uint64_t offset, FindFreeArea(u.hdr, Luks2AreaSize(uint32_t(u.vk.size()))));
-  std::vector<std::pair<uint64_t, uint64_t>> old_areas;
-  for (const auto& [id, k] : u.hdr.md.keyslots) {
-    if (k.type != "luks2") continue;  // keyslots of unknown types stay
-    old_areas.emplace_back(k.area_offset, k.area_size);
-    DropLuks2Keyslot(&u.hdr, id);
-  }
-  RETURN_IF_ERROR(Reparse(&u.hdr.md, u.hdr.bin.hdr_size));
-  ASSIGN_OR_RETURN(int id, FreeKeyslotId(u.hdr.md));
-  ASSIGN_OR_RETURN(Keyslot k, SealLuks2Keyslot(dev, id, offset, u.vk, new_pass, kdf, 1));
-  u.hdr.md.doc["keyslots"][std::to_string(id)] = KeyslotToJson(k);
-  AddIdToDigest(&u.hdr, u.digest, id);
-  RETURN_IF_ERROR(WriteLuks2Header(dev, &u.hdr));
-  return WipeAreas(dev, old_areas);
+  RETURN_IF_ERROR(CheckNewPassphrase(new_pass));
+  ASSIGN_OR_RETURN(auto c, Container::Read(dev));
+  ASSIGN_OR_RETURN(UnlockedKey key, c->Unlock(old_pass, std::nullopt));
+  return c->ReplaceKeyslots(key, new_pass, kdf);
 }
 
 // ---- header backup / restore ------------------------------------------------
@@ -306,30 +86,8 @@ struct HeaderRegion {
   uint64_t data_offset = 0;
 };
 
-Result<HeaderRegion> RegionOfLuks2(const Luks2Header& h) {
-  HeaderRegion r;
-  r.kind = ContainerKind::kLuks2;
-  r.size = 2 * h.bin.hdr_size + h.md.keyslots_size;
-  r.data_offset = UINT64_MAX;
-  for (const auto& [id, s] : h.md.segments) r.data_offset = std::min(r.data_offset, s.offset);
-  if (r.data_offset == UINT64_MAX) r.data_offset = r.size;
-  return r;
-}
-
-Result<HeaderRegion> RegionOfDevice(BlockDevice& dev) {
-  ASSIGN_OR_RETURN(ContainerKind kind, Probe(dev));
-  if (kind == ContainerKind::kLuks2) {
-    ASSIGN_OR_RETURN(Luks2Header h, ReadLuks2Header(dev));
-    return RegionOfLuks2(h);
-  }
-  if (kind == ContainerKind::kLuks1) {
-    ASSIGN_OR_RETURN(Luks1Header h, ReadLuks1Header(dev));
-    HeaderRegion r;
-    r.kind = kind;
-    r.size = r.data_offset = uint64_t(h.payload_offset) * 512;
-    return r;
-  }
-  return HeaderRegion{};
+HeaderRegion RegionOf(const Container& c) {
+  return HeaderRegion{c.kind(), c.HeaderRegionSize(), c.DataOffset()};
 }
 
 class FdCloser {
@@ -349,8 +107,8 @@ class FdCloser {
 }  // namespace
 
 Status BackupHeader(BlockDevice& dev, const std::string& path) {
-  ASSIGN_OR_RETURN(HeaderRegion r, RegionOfDevice(dev));
-  if (r.kind == ContainerKind::kNone) return Status::NotFound("no LUKS header on " + dev.describe());
+  ASSIGN_OR_RETURN(auto c, Container::Read(dev));
+  const HeaderRegion r = RegionOf(*c);
   std::vector<uint8_t> bytes(r.size);
   RETURN_IF_ERROR(ReadAt(dev, 0, bytes));
   FdCloser fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
@@ -392,23 +150,23 @@ Status RestoreHeader(BlockDevice& dev, const std::string& path) {
   static const uint8_t kLuks[6] = {'L', 'U', 'K', 'S', 0xba, 0xbe};
   if (std::memcmp(bytes.data(), kLuks, 6) == 0 && bytes[6] == 0 && bytes[7] == 1) {
     ASSIGN_OR_RETURN(Luks1Header h, DecodeLuks1(bytes));
-    file.kind = ContainerKind::kLuks1;
-    file.size = file.data_offset = uint64_t(h.payload_offset) * 512;
+    file = RegionOf(*MakeLuks1Container(dev, std::move(h)));
   } else {
     auto h = ParseLuks2Image(bytes);
     if (!h.ok()) return h.status().WithContext("backup file " + path + " is not a valid header");
     if (!h->primary_problem.empty() || !h->secondary_problem.empty()) {
       return Status::Corruption("backup file " + path + " has a damaged header copy");
     }
-    ASSIGN_OR_RETURN(file, RegionOfLuks2(*h));
+    file = RegionOf(*MakeLuks2Container(dev, std::move(*h)));
   }
   if (file.size != bytes.size()) {
     return Status::InvalidArgument("backup file " + path + " size does not match its header");
   }
   if (file.size > dev.size_bytes()) return Status::InvalidArgument("backup larger than the device");
-  auto current = RegionOfDevice(dev);
-  if (current.ok() && current->kind != ContainerKind::kNone &&
-      (current->kind != file.kind || current->data_offset != file.data_offset)) {
+  // A device whose header cannot be read (none, or damaged) takes any backup.
+  auto current = Container::Read(dev);
+  if (current.ok() && ((*current)->kind() != file.kind ||
+                       (*current)->DataOffset() != file.data_offset)) {
     return Status::InvalidArgument("backup does not match the container on the device (kind or "
                                    "data offset differ)");
   }

@@ -1,9 +1,8 @@
 #include "luks2_disk.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "block/endian.h"
 #include "crypto.h"
@@ -125,24 +124,13 @@ Status Luks2Checksum(const std::string& alg, std::span<const uint8_t> area,
   if (area.size() < kLuks2BinarySize) return Status::Internal("LUKS2 checksum area");
   // H(binary with csum zeroed || json area), without copying the area.
   static const uint8_t kZeros[kLuks2CsumLen] = {};
-  const EVP_MD* md = EVP_get_digestbyname(alg.c_str());
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  if (md == nullptr || ctx == nullptr) {
-    EVP_MD_CTX_free(ctx);
-    return Status::Internal("OpenSSL digest " + alg);
-  }
-  unsigned len = 0;
-  uint8_t digest[EVP_MAX_MD_SIZE];
-  bool ok = EVP_DigestInit_ex(ctx, md, nullptr) == 1 &&
-            EVP_DigestUpdate(ctx, area.data(), kOffCsum) == 1 &&
-            EVP_DigestUpdate(ctx, kZeros, kLuks2CsumLen) == 1 &&
-            EVP_DigestUpdate(ctx, area.data() + kOffCsum + kLuks2CsumLen,
-                             area.size() - kOffCsum - kLuks2CsumLen) == 1 &&
-            EVP_DigestFinal_ex(ctx, digest, &len) == 1;
-  EVP_MD_CTX_free(ctx);
-  if (!ok || len != ds) return Status::Internal("OpenSSL digest failed");
+  std::vector<uint8_t> digest(ds);
+  RETURN_IF_ERROR(Hash(alg,
+                       {area.first(kOffCsum), kZeros,
+                        area.subspan(kOffCsum + kLuks2CsumLen)},
+                       digest));
   out->fill(0);
-  std::memcpy(out->data(), digest, len);
+  std::memcpy(out->data(), digest.data(), ds);
   return Status::Ok();
 }
 

@@ -1,20 +1,16 @@
-// Secret over libsodium secure memory.
+// Secret over the crypto backend's secure memory (crypto.h: libsodium).
 #include "fde/secret.h"
 
-#include <sodium.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "crypto.h"
+
 namespace stack::fde {
 namespace {
-
-bool SodiumReady() {
-  static const bool ok = sodium_init() >= 0;
-  return ok;
-}
 
 Status DoHarden() {
   // Dumps first: once non-dumpable the kernel writes no core whatever the
@@ -60,27 +56,29 @@ Secret& Secret::operator=(Secret&& other) noexcept {
 Secret::~Secret() { Release(); }
 
 void Secret::Release() noexcept {
-  if (data_ != nullptr) sodium_free(data_);  // sodium_free wipes before freeing
+  internal::SecureFree(data_);  // wipes before freeing
   data_ = nullptr;
   size_ = capacity_ = 0;
 }
 
 Result<Secret> Secret::Zeroed(size_t n) {
   RETURN_IF_ERROR(HardenProcess());
-  if (!SodiumReady()) return Status::Internal("libsodium failed to initialise");
+  if (!internal::SecureMemoryReady()) {
+    return Status::Internal("secure memory (libsodium) failed to initialise");
+  }
   Secret s;
   if (n == 0) return s;
-  void* p = sodium_malloc(n);
+  void* p = internal::SecureAlloc(n);
   if (p == nullptr) return Status::Internal("secure memory exhausted (sodium_malloc)");
-  sodium_memzero(p, n);
   s.data_ = static_cast<uint8_t*>(p);
   s.size_ = s.capacity_ = n;
+  internal::SecureWipe(s.mutable_bytes());
   return s;
 }
 
 Result<Secret> Secret::Random(size_t n) {
   ASSIGN_OR_RETURN(Secret s, Zeroed(n));
-  if (n != 0) randombytes_buf(s.data_, n);
+  internal::RandomFill(s.mutable_bytes());
   return s;
 }
 
@@ -98,14 +96,12 @@ Result<Secret> Secret::Clone() const { return Copy(bytes()); }
 
 void Secret::Truncate(size_t n) {
   if (n >= size_) return;
-  sodium_memzero(data_ + n, size_ - n);
+  internal::SecureWipe({data_ + n, size_ - n});
   size_ = n;
 }
 
 bool Secret::Equals(std::span<const uint8_t> other) const {
-  if (other.size() != size_) return false;
-  if (size_ == 0) return true;
-  return sodium_memcmp(data_, other.data(), size_) == 0;
+  return internal::ConstantTimeEqual(bytes(), other);
 }
 
 }  // namespace stack::fde

@@ -78,7 +78,9 @@ Status KeyslotSupport(const Metadata& md, const Keyslot& k) {
   return Status::Ok();
 }
 
-Status CheckLuks1(const Luks1Header& h, std::optional<int> keyslot) {
+}  // namespace
+
+Status CheckLuks1Openable(const Luks1Header& h, std::optional<int> keyslot) {
   if (h.cipher_name != "aes" || h.cipher_mode != "xts-plain64") {
     return Status::Unsupported("LUKS1 cipher " + h.cipher_name + "-" + h.cipher_mode +
                                " (only aes-xts-plain64)");
@@ -100,6 +102,8 @@ Status CheckLuks1(const Luks1Header& h, std::optional<int> keyslot) {
   }
   return Status::NotFound("no active keyslot: no passphrase can open this container");
 }
+
+namespace {
 
 // Tries the passphrase on each keyslot; the bookkeeping of why none opened.
 // A keyslot that cannot be tried (read error, checksum error from below,
@@ -167,21 +171,8 @@ Status CheckLuks2Openable(const Luks2Header& hdr, std::optional<int> keyslot) {
   return Status::Unsupported("no keyslot this version can open: " + why);
 }
 
-Status CheckContainerOpenable(BlockDevice& dev, ContainerKind kind, std::optional<int> keyslot) {
-  if (kind == ContainerKind::kLuks2) {
-    ASSIGN_OR_RETURN(Luks2Header hdr, ReadLuks2Header(dev));
-    return CheckLuks2Openable(hdr, keyslot);
-  }
-  if (kind == ContainerKind::kLuks1) {
-    ASSIGN_OR_RETURN(Luks1Header h, ReadLuks1Header(dev));
-    return CheckLuks1(h, keyslot);
-  }
-  return Status::NotFound("no LUKS header on " + dev.describe());
-}
-
-Result<Luks2Unlocked> UnlockLuks2(BlockDevice& dev, const Secret& pass,
-                                  std::optional<int> keyslot) {
-  ASSIGN_OR_RETURN(Luks2Header hdr, ReadLuks2Header(dev));
+Result<UnlockedKey> UnlockLuks2(BlockDevice& dev, const Luks2Header& hdr, const Secret& pass,
+                                std::optional<int> keyslot) {
   RETURN_IF_ERROR(CheckLuks2Openable(hdr, keyslot));
   const Metadata& md = hdr.md;
   Attempts attempts;
@@ -203,12 +194,7 @@ Result<Luks2Unlocked> UnlockLuks2(BlockDevice& dev, const Secret& pass,
     }
     ASSIGN_OR_RETURN(bool match, CheckLuks2Digest(*digest, vk));
     if (match) {
-      Luks2Unlocked u;
-      u.vk = std::move(vk);
-      u.keyslot = id;
-      u.digest = digest->id;
-      u.hdr = std::move(hdr);
-      return u;
+      return UnlockedKey{std::move(vk), id};
     }
   }
   return attempts.NoneOpened();
@@ -224,10 +210,9 @@ Result<Luks1Header> ReadLuks1Header(BlockDevice& dev) {
   return h;
 }
 
-Result<Luks1Unlocked> UnlockLuks1(BlockDevice& dev, const Secret& pass,
-                                  std::optional<int> keyslot) {
-  ASSIGN_OR_RETURN(Luks1Header h, ReadLuks1Header(dev));
-  RETURN_IF_ERROR(CheckLuks1(h, keyslot));
+Result<UnlockedKey> UnlockLuks1(BlockDevice& dev, const Luks1Header& h, const Secret& pass,
+                                std::optional<int> keyslot) {
+  RETURN_IF_ERROR(CheckLuks1Openable(h, keyslot));
   Attempts attempts;
   for (int i = 0; i < int(kLuks1Slots); ++i) {
     if (keyslot && i != *keyslot) continue;
@@ -253,11 +238,7 @@ Result<Luks1Unlocked> UnlockLuks1(BlockDevice& dev, const Secret& pass,
     }
     ASSIGN_OR_RETURN(bool match, CheckLuks1Digest(h, vk));
     if (match) {
-      Luks1Unlocked u;
-      u.hdr = h;
-      u.vk = std::move(vk);
-      u.keyslot = i;
-      return u;
+      return UnlockedKey{std::move(vk), i};
     }
   }
   return attempts.NoneOpened();

@@ -4,6 +4,7 @@
 
 #include "byte_io.h"
 #include "crypto.h"
+#include "fde/container.h"
 #include "fde/luks.h"
 #include "keyslot_crypto.h"
 #include "unlock.h"
@@ -56,8 +57,8 @@ Status CheckKeyslotNumber(ContainerKind kind, int keyslot) {
 }
 
 Status CheckOpenable(BlockDevice& dev, std::optional<int> keyslot) {
-  ASSIGN_OR_RETURN(ContainerKind kind, Probe(dev));
-  return CheckContainerOpenable(dev, kind, keyslot);
+  ASSIGN_OR_RETURN(auto c, Container::Read(dev));
+  return c->CheckOpenable(keyslot);
 }
 
 namespace {
@@ -214,61 +215,6 @@ Result<std::unique_ptr<CryptDevice>> FormatLuks1(std::unique_ptr<BlockDevice> de
   return CryptDevice::Create(std::move(dev), std::move(vk), p);
 }
 
-Result<std::unique_ptr<CryptDevice>> OpenLuks2(std::unique_ptr<BlockDevice> dev,
-                                               const Secret& pass, const OpenOptions& o) {
-  ASSIGN_OR_RETURN(Luks2Unlocked u, UnlockLuks2(*dev, pass, o.keyslot));
-  CryptDevice::Params p;
-  p.kind = ContainerKind::kLuks2;
-  p.read_only = o.read_only;
-  p.keyslot = u.keyslot;
-  if (!u.hdr.primary_problem.empty()) {
-    p.warnings.push_back("LUKS2 primary header copy damaged: " + u.hdr.primary_problem);
-  }
-  if (!u.hdr.secondary_problem.empty()) {
-    p.warnings.push_back("LUKS2 secondary header copy damaged: " + u.hdr.secondary_problem);
-  }
-  const Metadata& md = u.hdr.md;
-  if (!md.requirements.empty()) {
-    std::string list;
-    for (const auto& r : md.requirements) list += (list.empty() ? "" : ", ") + r;
-    p.read_only = true;
-    p.warnings.push_back("container has mandatory requirements this version does not know (" +
-                         list + "): opened read-only");
-  }
-  const Digest& d = md.digests.at(u.digest);
-  if (d.segments.empty()) return Status::Unsupported("the volume key opens no segment");
-  const Segment& s = md.segments.at(*std::min_element(d.segments.begin(), d.segments.end()));
-  if (s.type != "crypt" || s.encryption != "aes-xts-plain64") {
-    return Status::Unsupported("segment type " + s.type + " / cipher " + s.encryption +
-                               " (only crypt aes-xts-plain64)");
-  }
-  if (u.vk.size() != 32 && u.vk.size() != 64) {
-    return Status::Unsupported("volume key of " + std::to_string(u.vk.size()) + " bytes");
-  }
-  p.data_offset = s.offset;
-  p.data_size = s.dynamic ? 0 : s.size;
-  p.sector_size = s.sector_size;
-  p.iv_tweak = s.iv_tweak;
-  p.allow_discards =
-      std::find(md.flags.begin(), md.flags.end(), "allow-discards") != md.flags.end();
-  if (s.offset > dev->size_bytes()) {
-    return Status::Corruption("data segment starts past the end of the device");
-  }
-  return CryptDevice::Create(std::move(dev), std::move(u.vk), p);
-}
-
-Result<std::unique_ptr<CryptDevice>> OpenLuks1(std::unique_ptr<BlockDevice> dev,
-                                               const Secret& pass, const OpenOptions& o) {
-  ASSIGN_OR_RETURN(Luks1Unlocked u, UnlockLuks1(*dev, pass, o.keyslot));
-  CryptDevice::Params p;
-  p.kind = ContainerKind::kLuks1;
-  p.read_only = o.read_only;
-  p.keyslot = u.keyslot;
-  p.data_offset = uint64_t(u.hdr.payload_offset) * 512;
-  p.sector_size = 512;
-  return CryptDevice::Create(std::move(dev), std::move(u.vk), p);
-}
-
 }  // namespace
 
 Result<std::unique_ptr<CryptDevice>> Format(std::unique_ptr<BlockDevice> dev,
@@ -284,27 +230,17 @@ Result<std::unique_ptr<CryptDevice>> Format(std::unique_ptr<BlockDevice> dev,
 
 Result<int> TestPassphrase(BlockDevice& dev, const Secret& passphrase,
                            std::optional<int> keyslot) {
-  ASSIGN_OR_RETURN(ContainerKind kind, Probe(dev));
-  if (kind == ContainerKind::kLuks2) {
-    ASSIGN_OR_RETURN(Luks2Unlocked u, UnlockLuks2(dev, passphrase, keyslot));
-    return u.keyslot;
-  }
-  if (kind == ContainerKind::kLuks1) {
-    ASSIGN_OR_RETURN(Luks1Unlocked u, UnlockLuks1(dev, passphrase, keyslot));
-    return u.keyslot;
-  }
-  return Status::NotFound("no LUKS header on " + dev.describe());
+  ASSIGN_OR_RETURN(auto c, Container::Read(dev));
+  ASSIGN_OR_RETURN(UnlockedKey key, c->Unlock(passphrase, keyslot));
+  return key.keyslot;
 }
 
 Result<std::unique_ptr<CryptDevice>> Open(std::unique_ptr<BlockDevice> dev,
                                           const Secret& passphrase, const OpenOptions& opts) {
   if (dev == nullptr) return Status::InvalidArgument("no device");
-  ASSIGN_OR_RETURN(ContainerKind kind, Probe(*dev));
-  Result<std::unique_ptr<CryptDevice>> r = Status::NotFound("no LUKS header on " + dev->describe());
-  if (kind == ContainerKind::kLuks2) r = OpenLuks2(std::move(dev), passphrase, opts);
-  if (kind == ContainerKind::kLuks1) r = OpenLuks1(std::move(dev), passphrase, opts);
-  if (r.ok() && opts.crypt_threads > 1) (*r)->set_crypt_threads(opts.crypt_threads);
-  return r;
+  ASSIGN_OR_RETURN(auto c, Container::Read(*dev));
+  ASSIGN_OR_RETURN(UnlockedKey key, c->Unlock(passphrase, opts.keyslot));
+  return c->Open(std::move(dev), std::move(key), opts);
 }
 
 }  // namespace stack::fde

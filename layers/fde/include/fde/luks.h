@@ -7,7 +7,11 @@
 // field by field: spec/fde.md.
 //
 // All functions take the device holding the container (a whole BlockDevice;
-// the container starts at byte 0). Contracts:
+// the container starts at byte 0). Except Probe and Format, each is a thin
+// wrapper over fde::Container (fde/container.h): it reads the header once and
+// makes one or two calls; a caller doing several steps on one container
+// (check, unlock, open) can hold a Container and read the header only once.
+// Contracts:
 //   Probe        None/Luks1/Luks2 from the magic (a LUKS2 with a damaged
 //                primary is still Luks2 if a secondary copy exists).
 //   Format       writes a new container over the device (its old header and

@@ -1,6 +1,7 @@
 // Secret: a fixed-size buffer of key material in locked, guarded memory.
 //
-// The bytes live in libsodium secure memory (sodium_malloc: guard pages,
+// The bytes live in secure memory (libsodium's sodium_malloc, reached
+// through the fde crypto backend, src/crypto.h: guard pages,
 // mlock'd so they are never swapped, canary-checked) and are wiped when the
 // Secret is destroyed or overwritten. A Secret is move-only; copying key
 // material must be explicit (Clone). Nothing here ever logs or formats the

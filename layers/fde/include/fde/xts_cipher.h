@@ -14,8 +14,8 @@
 //
 // Key material: the key copy is a Secret, and the libgcrypt handles (which
 // hold the AES key schedules) are opened in libgcrypt secure memory, which
-// this file routes to libsodium's locked, don't-dump, wiped allocations
-// (spec/fde.md section 7).
+// the gcrypt backend (src/crypto_gcrypt.cc) routes to the sodium backend's
+// locked, don't-dump, wiped allocations (spec/fde.md section 7).
 //
 // Thread-safety: one XtsCipher is used by one thread at a time.
 #pragma once

@@ -1,5 +1,5 @@
-// The one boundary between Botan and stack: every Botan call made by the fde
-// layer happens here, and every Botan exception becomes a Status here.
+// Argon2 through Botan: Botan's one job in the tree. Every Botan call made by
+// the fde layer happens here, and every Botan exception becomes a Status here.
 #include <botan/argon2.h>
 #include <botan/exceptn.h>
 
