@@ -138,7 +138,7 @@ struct ControlServer::Impl {
       }
     }
     if (worker.joinable()) worker.join();
-    if (name) ::unlinkat(name->dir_fd(), name->name().c_str(), 0);
+    if (name && listen_fd >= 0) ::unlinkat(name->dir_fd(), name->name().c_str(), 0);
     for (int fd : {listen_fd, stop_r, stop_w})
       if (fd >= 0) ::close(fd);
   }
@@ -197,6 +197,7 @@ struct ControlServer::Impl {
     }
     f.tty = fds.size() > 4 ? fds[4] : -1;
     int rc = 1;
+    const mode_t holder_umask = ::umask(static_cast<mode_t>(req.umask));  // per thread (CLONE_FS)
     if (wire::SendAll(conn, std::string(1, wire::kAccepted)) && ::fchdir(fds[0]) == 0 &&
         ::dup2(fds[1], 0) == 0 && ::dup2(fds[2], 1) == 1 && ::dup2(fds[3], 2) == 2) {
       t_forwarded = &f;
@@ -217,6 +218,7 @@ struct ControlServer::Impl {
     std::clearerr(stdout);
     std::clearerr(stderr);
     (void)::fchdir(home);
+    ::umask(holder_umask);
     for (int fd : fds) ::close(fd);
     std::string done(1, wire::kExited);
     for (int i = 0; i < 4; ++i) done.push_back(static_cast<char>((uint32_t(rc) >> (8 * i)) & 0xff));
@@ -296,6 +298,9 @@ Result<std::optional<int>> ForwardIfHeld(const std::string& pool_path,
   wire::Request req;
   req.argv = argv;
   for (char** e = environ; e && *e; ++e) req.env.emplace_back(*e);
+  const mode_t mask = ::umask(0);  // reading it means setting it; the client has one thread here
+  ::umask(mask);
+  req.umask = mask;
   if (!wire::SendAll(s.get(), wire::Encode(req), fds)) return local;
   char accepted = 0;
   if (!wire::RecvExact(s.get(), &accepted, 1) || accepted != wire::kAccepted) return local;

@@ -60,6 +60,7 @@ std::string Encode(const Request& r) {
   std::string payload;
   PutStrings(&payload, r.argv);
   PutStrings(&payload, r.env);
+  PutU32(&payload, r.umask);
   std::string out(kMagic, sizeof(kMagic));
   PutU32(&out, static_cast<uint32_t>(payload.size()));
   return out + payload;
@@ -68,8 +69,10 @@ std::string Encode(const Request& r) {
 std::optional<Request> DecodePayload(const std::string& payload) {
   Request r;
   size_t pos = 0;
-  if (!GetStrings(payload, &pos, &r.argv) || !GetStrings(payload, &pos, &r.env)) return std::nullopt;
-  if (pos != payload.size() || r.argv.empty()) return std::nullopt;
+  if (!GetStrings(payload, &pos, &r.argv) || !GetStrings(payload, &pos, &r.env) ||
+      !GetU32(payload, &pos, &r.umask))
+    return std::nullopt;
+  if (pos != payload.size() || r.argv.empty() || r.umask > 0777) return std::nullopt;
   return r;
 }
 

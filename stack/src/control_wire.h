@@ -24,10 +24,12 @@ inline constexpr int kMaxFds = 5;
 struct Request {
   std::vector<std::string> argv;
   std::vector<std::string> env;  // "NAME=VALUE"
+  uint32_t umask = 022;          // the client's: files the command creates get its modes
 };
 
 // Header (magic, uint32 LE payload length) + payload (uint32 LE count, then
-// each string as uint32 LE length + bytes; argv then env).
+// each string as uint32 LE length + bytes; argv then env), then the umask
+// as uint32 LE.
 std::string Encode(const Request& r);
 // Parses a payload (after the header). nullopt if malformed.
 std::optional<Request> DecodePayload(const std::string& payload);
