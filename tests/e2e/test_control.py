@@ -6,6 +6,7 @@ naming the holder. Holders here are kept running deterministically: a
 test keeps open until it has checked everything."""
 import io
 import os
+import pty
 import shutil
 import socket
 import stat
@@ -13,7 +14,7 @@ import subprocess
 import tarfile
 import time
 
-from images import FAST_KDF, make_tree, sha256, write_pass
+from images import FAST_KDF, PASS, make_tree, sha256, write_pass
 from stacktest import EXIT, STACK, StackTestCase, main, stack
 
 
@@ -41,8 +42,10 @@ class Holder:
     def __init__(self, test, pool, args):
         self.test = test
         self.sock = os.path.realpath(pool) + ".ctl"
+        # A session of its own: the holder has no controlling terminal.
         self.proc = subprocess.Popen([STACK, *map(str, args)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True)
         test.addCleanup(self.kill)  # a failed test leaves no holder behind
         # Not a timing threshold: a guard against hanging forever if the
         # holder never serves (it fails the test with the holder's stderr).
@@ -215,6 +218,38 @@ class Control(StackTestCase):
         self.assertEqual(rc, 0, err)
         self.assertIn(b"1 file", out)
         stack("pool", "check", self.pool, check=0)
+
+    def test_prompt_on_the_clients_terminal(self):
+        # The holder has no terminal (its /dev/tty cannot be opened): a
+        # passphrase prompt answered here came through the client's.
+        h = self.populate_holder()
+        pid, master = pty.fork()
+        if pid == 0:
+            try:
+                os.execv(STACK, [STACK, "fs", "cat", "-p", self.pool, "base@v1", "/etc/hostname"])
+            finally:
+                os._exit(127)
+        seen = b""
+        while b"Passphrase: " not in seen:
+            chunk = os.read(master, 1024)
+            self.assertTrue(chunk, seen)
+            seen += chunk
+        os.write(master, PASS + b"\n")
+        while True:
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:  # EIO: the client exited and closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(master)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, seen)
+        self.assertIn(b"golden", seen)
+        self.assertNotIn(PASS, seen)  # echo was off
+        rc, _, err = h.finish(tar_bytes({"a": b"a"}))
+        self.assertEqual(rc, 0, err)
 
     def test_other_uid_is_not_answered(self):
         if os.geteuid() != 0 or not shutil.which("setpriv"):
