@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -44,6 +45,7 @@ struct Forwarded {
   dev_t dev = 0;
   ino_t ino = 0;
   const ControlOptions* options = nullptr;
+  std::string holder_cwd;
   std::map<std::string, std::string> env;
   int tty = -1;
 };
@@ -96,6 +98,14 @@ std::optional<std::string> CommandEnv(const std::string& name) {
 
 bool InForwardedCommand() { return t_forwarded != nullptr; }
 
+std::string StorePathOf(const pool::Pool& pool) {
+  std::string path = pool.StorePath();
+  const Forwarded* f = t_forwarded;
+  if (f && f->pool.get() == &pool && !path.empty() && path[0] != '/')
+    path = f->holder_cwd + "/" + path;
+  return path;
+}
+
 std::optional<int> CommandTty() {
   if (!t_forwarded) return std::nullopt;
   return t_forwarded->tty;
@@ -127,6 +137,7 @@ struct ControlServer::Impl {
   std::optional<wire::SocketName> name;
   dev_t dev = 0;
   ino_t ino = 0;
+  std::string holder_cwd;
   int listen_fd = -1;
   int stop_r = -1, stop_w = -1;
   std::thread worker;
@@ -191,6 +202,7 @@ struct ControlServer::Impl {
     f.dev = dev;
     f.ino = ino;
     f.options = &options;
+    f.holder_cwd = holder_cwd;
     for (auto& kv : req.env) {
       const size_t eq = kv.find('=');
       if (eq != std::string::npos) f.env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
@@ -238,6 +250,9 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Start(std::shared_ptr<pool
   if (::stat(pool_path.c_str(), &st) != 0) return Status::FromErrno("stat " + pool_path, errno);
   impl->dev = st.st_dev;
   impl->ino = st.st_ino;
+  char cwd[PATH_MAX];
+  if (!::getcwd(cwd, sizeof cwd)) return Status::FromErrno("getcwd", errno);
+  impl->holder_cwd = cwd;
   impl->pool = std::move(pool);
   impl->options = std::move(options);
   const std::string sock = SocketPathFor(pool_path);

@@ -39,13 +39,13 @@ def run(args, cwd=None):
 class Holder:
     """A `stack` process holding `pool` writable until finish() feeds its stdin."""
 
-    def __init__(self, test, pool, args):
+    def __init__(self, test, pool, args, cwd=None):
         self.test = test
-        self.sock = os.path.realpath(pool) + ".ctl"
+        self.sock = os.path.realpath(os.path.join(cwd or ".", pool)) + ".ctl"
         # A session of its own: the holder has no controlling terminal.
         self.proc = subprocess.Popen([STACK, *map(str, args)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+                                     start_new_session=True, cwd=cwd)
         test.addCleanup(self.kill)  # a failed test leaves no holder behind
         # Not a timing threshold: a guard against hanging forever if the
         # holder never serves (it fails the test with the holder's stderr).
@@ -188,6 +188,22 @@ class Control(StackTestCase):
         names = [e["name"] for e in stack("--json", "volume", "list", "-p", self.pool, "--all",
                                           check=0).json()]
         self.assertEqual(sorted(names), ["b2", "b2@golden", "base", "base@v1", "work"])
+
+    def test_holder_with_a_relative_pool_path(self):
+        # The holder names the pool relative to its cwd; the client's cwd is
+        # elsewhere: a stored export (which copies from the pool file by
+        # name) must still find the pool's file.
+        os.makedirs(self.path("out"))
+        export = ["export", "-p", self.pool, "base@v1", "ref.img"]
+        self.assertEqual(run(export, cwd=self.path("out"))[0], 0)
+        os.rename(self.path("out/ref.img"), self.path("ref.img"))
+        h = Holder(self, "p.stk", ["fs", "populate", "-p", "p.stk", "work", "--from", "-",
+                                   "-k", self.key], cwd=self.dir)
+        r = run(export, cwd=self.path("out"))
+        self.assertEqual(r[0], 0, r)
+        self.assertEqual(sha256(self.path("out/ref.img")), sha256(self.path("ref.img")))
+        rc, _, err = h.finish(tar_bytes({"a": b"a"}))
+        self.assertEqual(rc, 0, err)
 
     def test_stale_socket_of_a_killed_holder(self):
         want = run(self.read_commands()["volume list"])

@@ -119,6 +119,11 @@ bool InForwardedCommand();
 // nullopt outside one (use /dev/tty).
 std::optional<int> CommandTty();
 
+// pool.StorePath() as a path valid in the calling thread: inside a
+// forwarded command the held pool's path was given relative to the
+// holder's cwd, not the client's, and is made absolute against it.
+std::string StorePathOf(const pool::Pool& pool);
+
 // For OpenPool and Target::Open only: inside a forwarded command, the held
 // pool when `path` names it (Busy if the policy refuses `access`, or
 // `entry` is one the holder is writing); null otherwise.
