@@ -11,6 +11,7 @@
 #include "target_args.h"
 #include "stack/address.h"
 #include "stack/clone.h"
+#include "stack/control.h"
 #include "stack/open_pool.h"
 #include "stack/publish.h"
 #include "stack/resize.h"
@@ -217,7 +218,11 @@ Status Clone(VolArgs& a, const CommandContext& ctx) {
   }
   ASSIGN_OR_RETURN(req.kdf, a.kdf.Params());
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
-  ASSIGN_OR_RETURN(auto rep, compose::CloneEntry(*p, req));
+  // A clone with its own passphrase runs two KDFs: readers are answered meanwhile.
+  auto server = compose::ServeWhileHolding(p, a.pool);
+  auto cloned = compose::CloneEntry(*p, req);
+  server.reset();  // before any output of ours (spec/control.md)
+  ASSIGN_OR_RETURN(auto rep, std::move(cloned));
   if (ctx.json) {
     auto j = EntryJson(rep.clone);
     j["source"] = rep.source.name;
