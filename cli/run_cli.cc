@@ -29,7 +29,9 @@ std::string CommandWords(const CLI::App& app) {
   return words;
 }
 
-void InstallOnce() {
+}  // namespace
+
+void InstallCli() {
   static std::once_flag once;
   std::call_once(once, [] {
     // Whatever command opens a pool, damaged or torn superblock copies are
@@ -40,10 +42,8 @@ void InstallOnce() {
   });
 }
 
-}  // namespace
-
 int RunCli(int argc, char** argv) {
-  InstallOnce();
+  InstallCli();
   CommandContext ctx;
   CLI::App app{
       "stack: build, snapshot, clone and ship encrypted disk images entirely in userspace.\n"

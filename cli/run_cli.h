@@ -14,9 +14,15 @@ namespace stack::cli {
 
 // Parses and runs one command; returns its exit status (cli/exit_codes.h).
 // A command naming a pool held by another process is forwarded to it.
-// The first call installs this function as the process's
-// compose::CommandRunner.
+// The first call does InstallCli().
 int RunCli(int argc, char** argv);
 int RunCli(const std::vector<std::string>& argv);
+
+// Once per process (later calls do nothing): RunCli becomes the
+// compose::CommandRunner, so a control server here answers commands with
+// the CLI, and pool warnings go to stderr. A front end that holds pools
+// without calling RunCli first (the nbdkit plugin) calls this before it
+// starts a compose::ControlServer.
+void InstallCli();
 
 }  // namespace stack::cli
