@@ -71,7 +71,9 @@ class Holder:
     def sock_address(self):
         if len(self.sock) < 108:
             return self.sock
-        self._dir = os.open(os.path.dirname(self.sock), os.O_PATH)
+        if not hasattr(self, "_dir"):
+            self._dir = os.open(os.path.dirname(self.sock), os.O_PATH)
+            self.test.addCleanup(os.close, self._dir)
         return f"/proc/self/fd/{self._dir}/{os.path.basename(self.sock)}"
 
     def finish(self, data):
