@@ -282,7 +282,10 @@ void RegisterFsCommands(CLI::App& app, CommandContext& ctx) {
   fs->require_subcommand(1);
   auto a = std::make_shared<FsArgs>();
   auto bind = [&ctx, a](CLI::App* c, std::function<Status(FsArgs&, CommandContext&)> fn) {
-    c->callback([&ctx, a, fn] { ctx.action = [&ctx, a, fn] { return fn(*a, ctx); }; });
+    c->callback([&ctx, a, fn] {
+      ctx.action = [&ctx, a, fn] { return fn(*a, ctx); };
+      ctx.pool = a->t.PoolNamed();
+    });
   };
   auto cmd = [&](const char* name, const char* help, const char* usage, bool key = true) {
     auto* c = fs->add_subcommand(name, help);

@@ -155,7 +155,10 @@ Status Import(ImageArgs& a, const CommandContext& ctx) {
 void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
   auto a = std::make_shared<ImageArgs>();
   auto bind = [&ctx, a](CLI::App* c, std::function<Status(ImageArgs&, CommandContext&)> fn) {
-    c->callback([&ctx, a, fn] { ctx.action = [&ctx, a, fn] { return fn(*a, ctx); }; });
+    c->callback([&ctx, a, fn] {
+      ctx.action = [&ctx, a, fn] { return fn(*a, ctx); };
+      ctx.pool = a->t.PoolNamed();
+    });
   };
 
   auto* build = app.add_subcommand(
@@ -164,7 +167,7 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
                "appears only when complete.\n"
                "  example: stack build -p images.stk base --from rootfs/ --size 4G "
                "-k pass.txt --snapshot v1");
-  build->add_option("--pool,-p", a->t.pool, "Pool file")->envname("STACK_POOL");
+  AddPoolOption(build, a->t.pool, "Pool file");
   build->add_option("args", a->t.pos, "VOLUME");
   build->add_option("--from", a->from, "Source directory, tarball, or - (tar on stdin)");
   build->add_option("--size", a->size,
@@ -217,7 +220,7 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
       "import", "Import a raw image (plain, LUKS1 or LUKS2: detected) as a new volume;\n"
                 "holes and zero blocks stay unallocated.\n"
                 "  example: stack import -p images.stk disk.img vm7");
-  im->add_option("--pool,-p", a->t.pool, "Pool file")->envname("STACK_POOL");
+  AddPoolOption(im, a->t.pool, "Pool file");
   im->add_option("args", a->t.pos, "IMAGE_FILE VOLUME");
   im->add_option("--note", a->note, "Note");
   im->add_option("--tag", a->tags, "Tag (repeatable)");

@@ -151,7 +151,10 @@ void RegisterLuksCommands(CLI::App& app, CommandContext& ctx) {
   luks->require_subcommand(1);
   auto a = std::make_shared<LuksArgs>();
   auto bind = [&ctx, a](CLI::App* c, std::function<Status(LuksArgs&, CommandContext&)> fn) {
-    c->callback([&ctx, a, fn] { ctx.action = [&ctx, a, fn] { return fn(*a, ctx); }; });
+    c->callback([&ctx, a, fn] {
+      ctx.action = [&ctx, a, fn] { return fn(*a, ctx); };
+      ctx.pool = a->t.PoolNamed();
+    });
   };
 
   auto* format = luks->add_subcommand(

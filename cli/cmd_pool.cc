@@ -6,6 +6,7 @@
 #include "output.h"
 #include "pool/pool.h"
 #include "pool_format.h"
+#include "target_args.h"
 #include "stack/publish.h"
 #include "stack/progress.h"
 #include "stack/open_pool.h"
@@ -28,7 +29,7 @@ struct PoolArgs {
   std::string path() const { return file.empty() ? pool : file; }
 };
 
-Result<std::unique_ptr<pool::Pool>> OpenPool(const PoolArgs& a, bool writable) {
+Result<std::shared_ptr<pool::Pool>> OpenPool(const PoolArgs& a, bool writable) {
   if (a.path().empty()) return Status::InvalidArgument("name the pool: FILE or --pool FILE");
   pool::PoolOpenOptions o;
   o.accept_lost_generation = a.accept_lost;
@@ -171,19 +172,18 @@ Status Grow(const PoolArgs& a, const CommandContext& ctx) {
 }  // namespace
 
 void RegisterPoolCommands(CLI::App& app, CommandContext& ctx) {
-  // Whatever command opens a pool, damaged or torn superblock copies are
-  // reported on stderr.
-  pool::SetPoolWarningSink(
-      [](const std::string& w) { std::cerr << "stack: warning: " << w << "\n"; });
   auto* pool = app.add_subcommand("pool", "Create, inspect, check and grow pool files");
   pool->require_subcommand(1);
   auto a = std::make_shared<PoolArgs>();
   auto bind = [&ctx, a](CLI::App* c, std::function<Status(PoolArgs&, CommandContext&)> fn) {
-    c->callback([&ctx, a, fn] { ctx.action = [&ctx, a, fn] { return fn(*a, ctx); }; });
+    c->callback([&ctx, a, fn] {
+      ctx.action = [&ctx, a, fn] { return fn(*a, ctx); };
+      ctx.pool = a->path();
+    });
   };
   auto common = [&](CLI::App* c) {
     c->add_option("file", a->file, "Pool file (or --pool / STACK_POOL)");
-    c->add_option("--pool,-p", a->pool, "Pool file")->envname("STACK_POOL");
+    AddPoolOption(c, a->pool, "Pool file");
     c->add_option("--cache", a->cache, std::string("Metadata cache size (0 = none): ") + kSizeHelp)
         ->capture_default_str();
   };

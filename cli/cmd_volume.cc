@@ -8,8 +8,10 @@
 #include "output.h"
 #include "pool/pool.h"
 #include "pool_format.h"
+#include "target_args.h"
 #include "stack/address.h"
 #include "stack/clone.h"
+#include "stack/control.h"
 #include "stack/open_pool.h"
 #include "stack/publish.h"
 #include "stack/resize.h"
@@ -36,7 +38,7 @@ struct VolArgs {
   uint32_t sector_size = 0;
 };
 
-Result<std::unique_ptr<pool::Pool>> OpenPool(const VolArgs& a, bool writable) {
+Result<std::shared_ptr<pool::Pool>> OpenPool(const VolArgs& a, bool writable) {
   int removed = 0;
   ASSIGN_OR_RETURN(auto p, compose::OpenPool(a.pool, writable ? compose::PoolAccess::kWritable
                                                               : compose::PoolAccess::kReadOnly,
@@ -216,7 +218,11 @@ Status Clone(VolArgs& a, const CommandContext& ctx) {
   }
   ASSIGN_OR_RETURN(req.kdf, a.kdf.Params());
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
-  ASSIGN_OR_RETURN(auto rep, compose::CloneEntry(*p, req));
+  // A clone with its own passphrase runs two KDFs: readers are answered meanwhile.
+  auto server = compose::ServeWhileHolding(p, a.pool);
+  auto cloned = compose::CloneEntry(*p, req);
+  server.reset();  // before any output of ours (spec/control.md)
+  ASSIGN_OR_RETURN(auto rep, std::move(cloned));
   if (ctx.json) {
     auto j = EntryJson(rep.clone);
     j["source"] = rep.source.name;
@@ -236,10 +242,13 @@ Status Clone(VolArgs& a, const CommandContext& ctx) {
 void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx) {
   auto a = std::make_shared<VolArgs>();
   auto bind = [&ctx, a](CLI::App* c, std::function<Status(VolArgs&, CommandContext&)> fn) {
-    c->callback([&ctx, a, fn] { ctx.action = [&ctx, a, fn] { return fn(*a, ctx); }; });
+    c->callback([&ctx, a, fn] {
+      ctx.action = [&ctx, a, fn] { return fn(*a, ctx); };
+      ctx.pool = a->pool;
+    });
   };
   auto common = [&](CLI::App* c, const char* usage) {
-    c->add_option("--pool,-p", a->pool, "Pool file")->envname("STACK_POOL");
+    AddPoolOption(c, a->pool, "Pool file");
     c->add_option("args", a->pos, usage);
   };
   auto meta = [&](CLI::App* c) {

@@ -14,6 +14,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
 
 #include "block/status.h"
 
@@ -22,6 +23,10 @@ namespace stack::cli {
 struct CommandContext {
   bool json = false;
   std::function<Status()> action;
+  // The pool file the chosen command names ("" for none), set with action:
+  // RunCli forwards the command to the process holding it, if any
+  // (stack/control.h).
+  std::string pool;
 };
 
 void RegisterBlockdevCommands(CLI::App& app, CommandContext& ctx);

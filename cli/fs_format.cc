@@ -1,5 +1,6 @@
 #include "fs_format.h"
 #include "fsbridge/names.h"
+#include "stack/control.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -66,7 +67,7 @@ nlohmann::json TimeJson(const fsbridge::Timespec& t) { return {{"sec", t.sec}, {
 
 std::optional<int64_t> ResolveTimestamp(int64_t flag) {
   if (flag >= 0) return flag;
-  if (const char* sde = std::getenv("SOURCE_DATE_EPOCH")) return std::atoll(sde);
+  if (auto sde = compose::CommandEnv("SOURCE_DATE_EPOCH")) return std::atoll(sde->c_str());
   return std::nullopt;
 }
 

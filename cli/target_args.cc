@@ -2,11 +2,21 @@
 
 #include <cstdlib>
 
+#include "stack/control.h"
+
 namespace stack::cli {
 
+void AddPoolOption(CLI::App* cmd, std::string& pool, const std::string& help) {
+  // Not CLI11's envname: that reads this process's environment, and a
+  // forwarded command runs with its client's (compose::CommandEnv).
+  if (auto env = compose::CommandEnv("STACK_POOL"); env && pool.empty()) pool = *env;
+  cmd->add_option("--pool,-p", pool, help + " (default: $STACK_POOL)");
+}
+
+std::string TargetArgs::PoolNamed() const { return image.empty() ? pool : std::string(); }
+
 void TargetArgs::AddTo(CLI::App* cmd, const std::string& usage) {
-  cmd->add_option("--pool,-p", pool, "Pool file (or set STACK_POOL); first argument is the entry")
-      ->envname("STACK_POOL");
+  AddPoolOption(cmd, pool, "Pool file; first argument is the entry");
   cmd->add_option("--image", image, "Work on a raw image file instead of a pool entry");
   cmd->add_option("args", pos, usage);
 }
@@ -28,8 +38,8 @@ Result<compose::TargetSpec> TargetArgs::Spec(bool writable) {
   if (!image.empty()) {
     // STACK_POOL from the environment gives way to --image; an explicit
     // --pool FILE with --image names two targets.
-    const char* env = std::getenv("STACK_POOL");
-    if (!pool.empty() && (env == nullptr || pool != env))
+    const auto env = compose::CommandEnv("STACK_POOL");
+    if (!pool.empty() && (!env || pool != *env))
       return Status::InvalidArgument("--pool and --image name two targets: give one");
     s.image_path = image;
     return s;

@@ -12,6 +12,9 @@
 
 namespace stack::cli {
 
+// --pool/-p FILE, defaulting to $STACK_POOL of the command's environment.
+void AddPoolOption(CLI::App* cmd, std::string& pool, const std::string& help);
+
 struct TargetArgs {
   std::string pool;   // --pool / $STACK_POOL
   std::string image;  // --image
@@ -22,6 +25,8 @@ struct TargetArgs {
   // Adds --pool, --image and the positional list described by `usage`
   // (e.g. "[ENTRY] PATH").
   void AddTo(CLI::App* cmd, const std::string& usage);
+  // The pool the command works on ("" with --image).
+  std::string PoolNamed() const;
   void AddKeyFile(CLI::App* cmd);
   void AddNewKeyFile(CLI::App* cmd);
   // The target spec: with a pool the first positional is the entry (and is

@@ -7,6 +7,7 @@
 #include "fsbridge/filesystem.h"
 #include "pool/pool.h"
 #include "stack/populate.h"
+#include "stack/control.h"
 #include "stack/open_pool.h"
 #include "block/write_behind_device.h"
 #include "stack/publish.h"
@@ -20,7 +21,7 @@ double Seconds() {
       .count();
 }
 
-Result<std::unique_ptr<pool::Pool>> OpenOrCreatePool(const BuildOptions& o, bool* created) {
+Result<std::shared_ptr<pool::Pool>> OpenOrCreatePool(const BuildOptions& o, bool* created) {
   *created = false;
   if (std::filesystem::exists(o.pool_path)) {
     return OpenPool(o.pool_path, PoolAccess::kWritable);
@@ -33,7 +34,8 @@ Result<std::unique_ptr<pool::Pool>> OpenOrCreatePool(const BuildOptions& o, bool
   RETURN_IF_ERROR(RequireWholeBlocks(o.size_bytes, c.block_size, "--size"));
   if (c.max_bytes) RETURN_IF_ERROR(RequireWholeBlocks(c.max_bytes, c.block_size, "--pool-max-size"));
   *created = true;
-  return pool::Pool::Create(o.pool_path, c);
+  ASSIGN_OR_RETURN(auto pool, pool::Pool::Create(o.pool_path, c));
+  return std::shared_ptr<pool::Pool>(std::move(pool));
 }
 
 // Everything between "volume exists" and "filesystem closed".
@@ -71,6 +73,9 @@ Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphr
   rep.volume = o.volume;
   rep.encrypted = o.encrypt;
   ASSIGN_OR_RETURN(auto pool, OpenOrCreatePool(o, &rep.created_pool));
+  // Read-only commands on the pool are answered by this build until it
+  // returns (destroyed before `pool`).
+  auto server = ServeWhileHolding(pool, o.pool_path);
   RETURN_IF_ERROR(RequireWholeBlocks(o.size_bytes, pool->block_size(), "--size"));
   const pool::EntryMeta meta{o.note, o.tags};
   RETURN_IF_ERROR(PublishVolume(*pool, o.volume, o.size_bytes, meta, [&](const std::string& tmp) {

@@ -8,6 +8,7 @@
 
 #include "block/file_device.h"
 #include "pool/pool.h"
+#include "stack/control.h"
 
 namespace stack::compose {
 namespace {
@@ -41,7 +42,7 @@ Status CopyOne(CopyMethod m, int src, const pool::StoredRun& r, int dst, bool sy
 Result<CopyReport> CopyStoredRuns(pool::Pool& pool, const std::string& entry, uint64_t size,
                                   int out_fd, CopyMethod method, bool sync, Progress* progress,
                                   std::string* why_not) {
-  const std::string path = pool.StorePath();
+  const std::string path = StorePathOf(pool);  // also right inside a forwarded command
   if (path.empty()) {
     if (why_not) *why_not = "the pool's store is not a local file";
     return Status::Unsupported("kernel copy offload needs a pool in a local file");

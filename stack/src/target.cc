@@ -3,11 +3,13 @@
 #include "block/file_device.h"
 #include "pool/pool.h"
 #include "stack/address.h"
+#include "stack/control.h"
 #include "stack/open_pool.h"
 
 namespace stack::compose {
 
 Target::~Target() {
+  server_.reset();  // no forwarded command runs while the chain goes
   device_.reset();  // before the pool it lives in
 }
 
@@ -37,15 +39,20 @@ Result<std::unique_ptr<Target>> Target::Open(const TargetSpec& spec) {
   }
   pool::PoolOpenOptions po;
   if (spec.cache_bytes) po.cache_bytes = spec.cache_bytes;
-  ASSIGN_OR_RETURN(t->pool_, OpenPool(spec.pool_path,
-                                      spec.writable ? PoolAccess::kWritable : PoolAccess::kReadOnly,
-                                      po));
+  const PoolAccess access = spec.writable ? PoolAccess::kWritable : PoolAccess::kReadOnly;
+  // Inside a forwarded command: the holder's pool, unless it is writing this entry.
+  ASSIGN_OR_RETURN(t->pool_, HeldPoolFor(spec.pool_path, access, addr.name()));
+  if (!t->pool_) {
+    ASSIGN_OR_RETURN(t->pool_, OpenPool(spec.pool_path, access, po));
+    if (spec.writable) t->server_ = ServeWhileHolding(t->pool_, spec.pool_path, {addr.name()});
+  }
   ASSIGN_OR_RETURN(t->device_, t->pool_->OpenVolume(addr.name(), !spec.writable));
   t->describe_ = addr.is_snapshot() ? "snapshot " + addr.name() : "volume " + addr.name();
   return t;
 }
 
 Status Target::Finish() {
+  server_.reset();
   device_.reset();
   if (pool_ && writable_) return pool_->Commit();
   return Status::Ok();

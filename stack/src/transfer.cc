@@ -9,6 +9,7 @@
 #include "block/write_behind_device.h"
 #include "pool/pool.h"
 #include "stack/output_file.h"
+#include "stack/control.h"
 #include "stack/open_pool.h"
 #include "stack/publish.h"
 #include "stack/stored_copy.h"
@@ -183,6 +184,7 @@ Result<ImportReport> ImportImage(const ImportOptions& o) {
     }
   }
   ASSIGN_OR_RETURN(auto pool, OpenPool(o.pool_path, PoolAccess::kWritable));
+  auto server = ServeWhileHolding(pool, o.pool_path);  // until the import returns
   const uint64_t unit = pool->block_size();
   rep.size_bytes = (in->size_bytes() + unit - 1) / unit * unit;
   RETURN_IF_ERROR(PublishVolume(*pool, o.volume, rep.size_bytes, pool::EntryMeta{o.note, o.tags},

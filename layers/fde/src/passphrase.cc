@@ -148,12 +148,17 @@ Result<Secret> ReadPassphraseStdin() { return ReadLine(STDIN_FILENO); }
 Result<Secret> PromptPassphrase(const std::string& prompt, bool confirm) {
   Fd tty(::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (tty.get() < 0) return Status::NotFound("no terminal to prompt for a passphrase");
-  EchoOff echo_off(tty.get());
-  WriteAll(tty.get(), prompt);
-  ASSIGN_OR_RETURN(Secret first, ReadLine(tty.get()));
+  return PromptPassphraseOn(tty.get(), prompt, confirm);
+}
+
+Result<Secret> PromptPassphraseOn(int tty_fd, const std::string& prompt, bool confirm) {
+  if (tty_fd < 0 || !::isatty(tty_fd)) return Status::NotFound("no terminal to prompt for a passphrase");
+  EchoOff echo_off(tty_fd);
+  WriteAll(tty_fd, prompt);
+  ASSIGN_OR_RETURN(Secret first, ReadLine(tty_fd));
   if (!confirm) return first;
-  WriteAll(tty.get(), "Verify passphrase: ");
-  ASSIGN_OR_RETURN(Secret second, ReadLine(tty.get()));
+  WriteAll(tty_fd, "Verify passphrase: ");
+  ASSIGN_OR_RETURN(Secret second, ReadLine(tty_fd));
   if (!first.Equals(second.bytes())) return Status::InvalidArgument("passphrases do not match");
   return first;
 }

@@ -4,7 +4,11 @@
 //   - a read-only open never writes;
 //   - a writable open removes the hidden entries that killed builds,
 //     imports and clones left (CleanupStaleBuilds) before returning: only
-//     one writer can hold a pool, so such an entry is always stale.
+//     one writer can hold a pool, so such an entry is always stale;
+//   - inside a command forwarded to the process holding the pool
+//     (stack/control.h) the held pool is returned, shared, after the
+//     holder's policy allowed `access` (Busy otherwise); nothing is opened
+//     or cleaned up (the holder's own hidden entry is not stale).
 //
 // Thread-safety: a free function; the Pool it returns is as Pool says.
 #pragma once
@@ -22,7 +26,7 @@ enum class PoolAccess { kReadOnly, kWritable };
 // Opens `path`. `options.read_only` is set from `access`; the rest (cache
 // size, accept_lost_generation) is the caller's. When `removed_stale` is
 // given it receives how many stale hidden entries a writable open removed.
-Result<std::unique_ptr<pool::Pool>> OpenPool(const std::string& path, PoolAccess access,
+Result<std::shared_ptr<pool::Pool>> OpenPool(const std::string& path, PoolAccess access,
                                              pool::PoolOpenOptions options = {},
                                              int* removed_stale = nullptr);
 

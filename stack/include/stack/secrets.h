@@ -1,7 +1,8 @@
 // Where a command's passphrases come from. Never argv: a key file (the whole
 // file, like `cryptsetup --key-file`), all of standard input ("-", byte for
 // byte, newlines included, like `cryptsetup --key-file=-`), or a no-echo
-// prompt on the controlling terminal (one line, the '\n' excluded).
+// prompt on the controlling terminal (one line, the '\n' excluded; inside a
+// forwarded command, the client's terminal: stack/control.h).
 //
 // Thread-safety: prompts touch the terminal; call from one thread.
 #pragma once

@@ -5,7 +5,10 @@
 //   - a raw image file: --image FILE (a LUKS container or a plain
 //     filesystem image, e.g. one made by `stack export`).
 //
-// The Target owns the pool (when there is one). The device handed out by
+// The Target owns the pool (when there is one; shared with a control server
+// or, inside a forwarded command, with the process holding it). A writable
+// pool target serves read-only commands on its pool (stack/control.h) until
+// Finish() or destruction; its own entry is refused to them. The device handed out by
 // TakeDevice() is only valid while the Target lives, so callers declare the
 // Target first and destroy the device chain (fs -> crypt -> device) before
 // it. Finish() commits the pool after the chain is gone.
@@ -23,6 +26,8 @@ class Pool;
 }
 
 namespace stack::compose {
+
+class ControlServer;
 
 struct TargetSpec {
   std::string pool_path;   // with entry
@@ -44,15 +49,17 @@ class Target {
 
   // The raw device. REQUIRES: called at most once.
   std::unique_ptr<BlockDevice> TakeDevice() { return std::move(device_); }
-  // Commits pool changes (a no-op for image files, which are flushed by
-  // their users). REQUIRES: the device chain was destroyed.
+  // Stops serving the pool, then commits its changes (a no-op for image
+  // files, which are flushed by their users). REQUIRES: the device chain
+  // was destroyed.
   Status Finish();
   const std::string& describe() const { return describe_; }
   pool::Pool* pool() { return pool_.get(); }
 
  private:
   Target() = default;
-  std::unique_ptr<pool::Pool> pool_;  // outlives device_ (declared first)
+  std::shared_ptr<pool::Pool> pool_;  // outlives device_ (declared first)
+  std::unique_ptr<ControlServer> server_;  // stopped before the pool closes
   std::unique_ptr<BlockDevice> device_;
   std::string describe_;
   bool writable_ = false;

@@ -20,6 +20,10 @@
 //                              with confirm asks twice and fails with
 //                              InvalidArgument if they differ. NotFound when
 //                              there is no terminal.
+//   PromptPassphraseOn(fd, prompt, confirm)
+//                              the same on an open terminal descriptor (one a
+//                              forwarded command's client passed; NotFound if
+//                              fd is not a terminal).
 // An empty passphrase is InvalidArgument for every reader.
 //
 // Thread-safety: the TTY prompt changes terminal state; call from one thread.
@@ -39,5 +43,6 @@ Result<Secret> ReadKeyStdin();
 Result<Secret> ReadPassphraseFd(int fd);
 Result<Secret> ReadPassphraseStdin();
 Result<Secret> PromptPassphrase(const std::string& prompt, bool confirm);
+Result<Secret> PromptPassphraseOn(int tty_fd, const std::string& prompt, bool confirm);
 
 }  // namespace stack::fde
