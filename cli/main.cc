@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   RegisterLuksCommands(app, ctx);
   RegisterFsCommands(app, ctx);
   RegisterBlockdevCommands(app, ctx);
+  RegisterServeCommands(app, ctx);
 
   int rc = ParseCommandLine(app, argc, argv);
   if (rc >= 0) return rc;
