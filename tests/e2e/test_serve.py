@@ -67,9 +67,12 @@ class Server:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         self.uris = {}
+        self.timer = threading.Timer(300, self.proc.kill)  # a hung start fails, never hangs
+        self.timer.start()
         for _ in names:
             line = self.proc.stdout.readline()
             if not line:
+                self.timer.cancel()
                 self.proc.wait(timeout=60)
                 raise AssertionError(f"serve failed: exit {self.proc.returncode}: "
                                      f"{self.proc.stderr.read()}")
@@ -77,6 +80,7 @@ class Server:
                          line.strip())
             assert m, line
             self.uris[m.group(1)] = m.group(4)
+        self.timer.cancel()
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
@@ -102,8 +106,8 @@ class ServeTest(StackTestCase):
             s.kill()
         super().tearDown()
 
-    def serve(self, *names, **kw):
-        s = Server(self.pool, list(names), **kw)
+    def serve(self, *names, extra=(), **kw):
+        s = Server(self.pool, list(names), *extra, **kw)
         self.servers.append(s)
         return s
 
@@ -536,6 +540,21 @@ class ServeTest(StackTestCase):
         self.assertPoolClean()
         s = self.serve("v", key=self.key)
         self.qemu_io(s.uris["v"], "read -P 0x66 0 64k", read_only=True)
+        self.stop(s)
+
+    def test_tls_psk_required_when_asked(self):
+        self.volume("v", size="16M")
+        psk = self.path("psk")
+        with open(psk, "w") as f:
+            f.write("alice:" + os.urandom(32).hex() + "\n")
+        os.chmod(psk, 0o600)
+        s = self.serve("v", extra=("--tls-psk", psk))
+        uri = s.uris["v"]
+        self.assertTrue(uri.startswith("nbds+unix:///v?socket="), uri)
+        plain = uri.replace("nbds+unix://", "nbd+unix://")
+        self.assertNotEqual(run("nbdinfo", "--size", plain, check=False).returncode, 0)
+        tls = uri.replace("nbds+unix:///", "nbds+unix://alice@/") + "&tls-psk-file=" + psk
+        self.assertEqual(int(run("nbdinfo", "--size", tls).stdout), 16 * MiB)
         self.stop(s)
 
 
