@@ -107,6 +107,18 @@ Status NbdkitProcess::Reap(bool block, int* status) {
 }
 
 Status NbdkitProcess::Start(NbdkitLaunch l) {
+  // Caught from now on: a SIGINT/SIGTERM that arrives while nbdkit starts
+  // (or right after the ready lines) waits in the pipe for Wait(), which
+  // passes it on; the default action would kill us and leave nbdkit to
+  // --exit-with-parent.
+  if (g_signal_pipe[0] < 0 && ::pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return Status::FromErrno("pipe", errno);
+  }
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
   int report[2], err[2];
   if (::pipe2(report, O_CLOEXEC) != 0) return Status::FromErrno("pipe", errno);
   if (::pipe2(err, O_CLOEXEC) != 0) {
@@ -251,14 +263,7 @@ Status NbdkitProcess::Start(NbdkitLaunch l) {
 
 Status NbdkitProcess::Wait() {
   if (pid_ <= 0) return Status::Ok();
-  if (g_signal_pipe[0] < 0 && ::pipe2(g_signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-    return Status::FromErrno("pipe", errno);
-  }
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
+  if (g_signal_pipe[0] < 0) return Status::Internal("Wait without a successful Start");
   bool err_eof = err_fd_ < 0;
   while (!err_eof) {
     struct pollfd fds[2] = {{err_fd_, POLLIN, 0}, {g_signal_pipe[0], POLLIN, 0}};

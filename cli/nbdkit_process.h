@@ -7,8 +7,8 @@
 // Start returns as that Status. nbdkit's stderr is held back until then, so
 // a failed start prints one line (ours), and forwarded afterwards.
 //
-// Thread-safety: one object, one thread. Installs SIGINT/SIGTERM handlers
-// while Wait() runs.
+// Thread-safety: one object, one thread. Start installs SIGINT/SIGTERM handlers
+// (a signal before Wait() is kept for it).
 #pragma once
 
 #include <sys/types.h>

@@ -463,7 +463,7 @@ class ServeTest(StackTestCase):
         self.assertPoolClean()
 
     def test_unaligned_writes_race_free_with_large_pool_blocks(self):
-        ROUNDS = 8
+        ROUNDS, BLOCKS = 2, 1024  # the whole 16 MiB data segment: 1024 chances per round
         # 16 KiB pool blocks under 4 KiB LUKS sectors: CryptDevice merges
         # pool blocks, our plugin merges sectors; neither may lose a
         # neighbour's concurrent write.
@@ -480,37 +480,43 @@ class ServeTest(StackTestCase):
         # read-modify-write of the sector, so raw libnbd with its alignment
         # check off sends them as they are), then its whole sector.
         # Many requests in flight per connection (nbdkit runs them on parallel
-        # threads); the last round's values must all be there.
+        # threads), none of one client overlapping another of its own (NBD
+        # does not order those); the last round's values must all be there.
         code = ("import nbd, sys\n"
                 "c = int(sys.argv[2]); h = nbd.NBD(); h.set_strict_mode(0)\n"
-                "h.connect_uri(sys.argv[1])\n"
+                "h.connect_uri(sys.argv[1]); cookies = []; keep = []\n"
                 "for r in range(ROUNDS):\n"
-                "    for k in range(128):\n"
-                "        if k < 64:\n"
+                "    for k in range(BLOCKS):\n"
+                "        if k < BLOCKS // 2:\n"
                 "            buf, off = bytes([c * 16 + r + 1]) * 3000, k * 16384 + c * 4096 + 500\n"
                 "        else:\n"
                 "            buf, off = bytes([c * 16 + r + 1]) * 4096, k * 16384 + c * 4096\n"
                 "        while h.aio_in_flight() >= 16:\n"
                 "            h.poll(-1)\n"
-                "        h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(buf)), off)\n"
-                "while h.aio_in_flight() > 0:\n"
-                "    h.poll(-1)\n"
-                "h.flush(); h.shutdown()\n").replace("ROUNDS", str(ROUNDS))
+                "        b = nbd.Buffer.from_bytearray(bytearray(buf))\n"
+                "        keep.append(b)  # alive until the command is retired\n"
+                "        cookies.append(h.aio_pwrite(b, off))\n"
+                "    while h.aio_in_flight() > 0:  # a round's writes land before the next's:\n"
+                "        h.poll(-1)                 # two to one offset never race\n"
+                "for ck in cookies:\n"
+                "    h.aio_command_completed(ck)  # raises if the server failed it\n"
+                "h.flush(); h.shutdown()\n").replace("ROUNDS", str(ROUNDS)).replace("BLOCKS", str(BLOCKS))
         procs = [subprocess.Popen([sys.executable, "-c", code, s.uris["v"], str(c)])
                  for c in range(4)]
         for p in procs:
             self.assertEqual(p.wait(timeout=300), 0)
         h = nbd.NBD()
         h.connect_uri(s.uris["v"])
-        for k in range(128):
+        for k in range(BLOCKS):
             blk = h.pread(16384, k * 16384)
             for c in range(4):
                 v = c * 16 + ROUNDS
-                if k < 64:
+                if k < BLOCKS // 2:
                     got, want = blk[c * 4096 + 500:c * 4096 + 3500], bytes([v]) * 3000
                 else:
                     got, want = blk[c * 4096:(c + 1) * 4096], bytes([v]) * 4096
-                self.assertTrue(got == want, f"block {k} client {c}: a write was lost")
+                self.assertTrue(got == want, f"block {k} client {c}: a write was lost "
+                                f"(found bytes {sorted(set(got))[:8]}, wanted {want[0]})")
         h.shutdown()
         self.stop(s)
 
