@@ -35,5 +35,6 @@ void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx);
 void RegisterLuksCommands(CLI::App& app, CommandContext& ctx);
 void RegisterFsCommands(CLI::App& app, CommandContext& ctx);
 void RegisterImageCommands(CLI::App& app, CommandContext& ctx);
+void RegisterServeCommands(CLI::App& app, CommandContext& ctx);
 
 }  // namespace stack::cli

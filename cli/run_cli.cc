@@ -61,6 +61,7 @@ int RunCli(int argc, char** argv) {
   RegisterLuksCommands(app, ctx);
   RegisterFsCommands(app, ctx);
   RegisterBlockdevCommands(app, ctx);
+  RegisterServeCommands(app, ctx);
 
   int rc = ParseCommandLine(app, argc, argv);
   if (rc >= 0) return rc;

@@ -16,3 +16,6 @@ find_package(nlohmann_json 3 REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(Catch2 2 REQUIRED)
 find_package(Threads REQUIRED)
+# nbdkit's plugin header (nbdkit-plugin.h) for the NBD front end (nbd/);
+# the server itself is run by `stack serve`, found at run time.
+pkg_check_modules(NBDKIT REQUIRED IMPORTED_TARGET nbdkit)

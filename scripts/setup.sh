@@ -14,6 +14,7 @@ PKGS="
   libarchive-dev libarchive-tools tar zstd xz-utils gzip zlib1g-dev
   libxxhash-dev
   cryptsetup-bin qemu-utils gdb
+  nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd
   python3 python3-cryptography
   util-linux coreutils attr xfsprogs
 "

@@ -1,0 +1,568 @@
+"""`stack serve` (issue 14): pool entries over NBD through nbdkit and the
+stack plugin, checked with real clients as oracles: nbdinfo, nbdcopy,
+qemu-img, qemu-io, libnbd's Python binding, cryptsetup and e2fsck."""
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from images import FAST_KDF, PASS, allocated_bytes, e2fsck_clean, make_tree, write_pass
+from stacktest import EXIT, SKIP_EXIT, STACK, StackTestCase, main, stack
+
+MISSING = [t for t in ("nbdkit", "nbdinfo", "nbdcopy", "qemu-io", "qemu-img")
+           if shutil.which(t) is None]
+try:
+    import nbd  # python3-libnbd
+except ImportError:  # pragma: no cover
+    nbd = None
+    MISSING.append("python3-libnbd")
+if MISSING:
+    print(f"SKIP: test_serve needs {', '.join(MISSING)} (scripts/setup.sh installs them)")
+    sys.exit(SKIP_EXIT)
+
+
+def _sanitizer():
+    try:
+        with open(os.path.join(os.environ.get("STACK_BUILD_DIR", ""), "CMakeCache.txt")) as f:
+            m = re.search(r"^STACK_SANITIZER:STRING=(\S+)", f.read(), re.M)
+            return m.group(1) if m else "none"
+    except OSError:
+        return "none"
+
+
+if _sanitizer() != "none":
+    # nbdkit is not instrumented: it cannot dlopen a plugin built with ASan
+    # or TSan (their runtimes must be loaded first).
+    print(f"SKIP: test_serve under STACK_SANITIZER={_sanitizer()}: uninstrumented nbdkit "
+          "cannot load the instrumented plugin")
+    sys.exit(SKIP_EXIT)
+
+MiB = 1 << 20
+
+
+def run(*cmd, check=True):
+    r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))}: exit {r.returncode}\n{r.stdout}{r.stderr}")
+    return r
+
+
+class Server:
+    """A running `stack serve`; uris maps export name -> URI (from its ready lines)."""
+
+    def __init__(self, pool, names, *extra, key=None, view=None, pidfile=None):
+        args = [STACK, "serve", "-p", pool, *names, *extra]
+        if key:
+            args += ["-k", key]
+        if view:
+            args += ["--view", view]
+        if pidfile:
+            args += ["--pidfile", pidfile]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.uris = {}
+        self.timer = threading.Timer(300, self.proc.kill)  # a hung start fails, never hangs
+        self.timer.start()
+        for _ in names:
+            line = self.proc.stdout.readline()
+            if not line:
+                self.timer.cancel()
+                self.proc.wait(timeout=60)
+                raise AssertionError(f"serve failed: exit {self.proc.returncode}: "
+                                     f"{self.proc.stderr.read()}")
+            m = re.match(r"serving (\S+) \((plain|stored), (read-only|read-write)\) at (\S+)$",
+                         line.strip())
+            assert m, line
+            self.uris[m.group(1)] = m.group(4)
+        self.timer.cancel()
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=120)
+        return self.proc.returncode, err
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=60)
+
+
+class ServeTest(StackTestCase):
+    def setUp(self):
+        super().setUp()
+        self.pool = self.path("p.stk")
+        self.key = write_pass(self.path("pass.txt"))
+        self.servers = []
+        stack("pool", "create", self.pool, "--size", "256M", check=0)
+
+    def tearDown(self):
+        for s in self.servers:
+            s.kill()
+        super().tearDown()
+
+    def serve(self, *names, extra=(), **kw):
+        s = Server(self.pool, list(names), *extra, **kw)
+        self.servers.append(s)
+        return s
+
+    def stop(self, s, sig=signal.SIGTERM):
+        rc, err = s.stop(sig)
+        self.assertEqual(rc, 0, err)
+
+    def volume(self, name, size="64M", encrypted=False, discards=False):
+        stack("volume", "create", "-p", self.pool, name, "--size", size, check=0)
+        if encrypted:
+            stack("luks", "format", "-p", self.pool, name, "--new-key-file", self.key, *FAST_KDF,
+                  *(["--allow-discards"] if discards else []), check=0)
+
+    def assertPoolClean(self):
+        r = stack("--json", "pool", "check", self.pool)
+        self.assertEqual(r.rc, 0, r.out + r.err)
+
+    def entry(self, name):
+        for e in stack("--json", "volume", "list", "-p", self.pool, "--all", check=0).json():
+            if e["name"] == name:
+                return e
+        raise AssertionError(f"no entry {name}")
+
+    def sparse_source(self, size, runs):
+        """A sparse file with random data at (offset, length) runs."""
+        p = self.path(f"src-{len(runs)}-{size}.img")
+        with open(p, "wb") as f:
+            f.truncate(size)
+            for off, ln in runs:
+                f.seek(off)
+                f.write(os.urandom(ln))
+        return p
+
+    def qemu_io(self, uri, *cmds, check=True, read_only=False):
+        args = ["qemu-io", "-f", "raw"] + (["-r"] if read_only else [])
+        for c in cmds:
+            args += ["-c", c]
+        r = subprocess.run(args + [uri], capture_output=True, text=True)
+        text = r.stdout + r.stderr
+        if check:
+            self.assertEqual(r.returncode, 0, text)
+            self.assertNotRegex(text, r"failed|error|Pattern verification", text)
+        return text
+
+    # ------------------------------------------------------------ tests
+
+    def test_info_list_map_and_nbdcopy_both_ways(self):
+        self.volume("vm1")
+        self.volume("vm2", size="32M")
+        runs = [(0, 64 * 1024), (5 * MiB, 3 * MiB), (40 * MiB + 8192, 4096), (63 * MiB, MiB)]
+        src = self.sparse_source(64 * MiB, runs)
+        s = self.serve("vm1", "vm2", view="stored")
+        uri = s.uris["vm1"]
+        self.assertEqual(int(run("nbdinfo", "--size", uri).stdout), 64 * MiB)
+        self.assertEqual(int(run("nbdinfo", "--size", s.uris["vm2"]).stdout), 32 * MiB)
+        listed = json.loads(run("nbdinfo", "--list", "--json", uri).stdout)
+        self.assertEqual(sorted(e["export-name"] for e in listed["exports"]), ["vm1", "vm2"])
+        run("nbdcopy", src, uri)
+        extents = json.loads(run("nbdinfo", "--map", "--json", uri).stdout)
+        data = sum(e["length"] for e in extents if e["type"] & 1 == 0)
+        # Holes are hole+zero in the stored view (the pool reads them as zeros).
+        self.assertTrue(all(e["type"] in (0, 3) for e in extents), extents)
+        back = self.path("back.img")
+        run("nbdcopy", uri, back)
+        with open(src, "rb") as a, open(back, "rb") as b:
+            self.assertTrue(a.read() == b.read(), "nbdcopy round trip differs")
+        # Sparseness kept: the copy holds about what was written, not 64 MiB.
+        self.assertLessEqual(allocated_bytes(back), sum(l for _, l in runs) + 8 * 65536)
+        self.assertEqual(run("qemu-img", "compare", "-f", "raw", "-F", "raw", src, uri).returncode, 0)
+        self.stop(s)
+        self.assertEqual(data, self.entry("vm1")["mapped_bytes"])
+        self.assertEqual(data, sum(l for _, l in runs))
+        self.assertPoolClean()
+
+    def test_plain_view_qemu_io_patterns_and_ext4(self):
+        tree = make_tree(self.path("tree"))
+        stack("build", "-p", self.pool, "fsvol", "--from", tree, "--size", "64M", "-k", self.key,
+              *FAST_KDF, check=0)
+        self.volume("raw", encrypted=True)
+        s = self.serve("fsvol", "raw", key=self.key)
+        out = self.path("fs.img")
+        run("nbdcopy", s.uris["fsvol"], out)
+        rc, text = e2fsck_clean(out)
+        self.assertEqual(rc, 0, text)
+        uri = s.uris["raw"]
+        self.qemu_io(uri, "write -P 0xab 0 64k", "flush", "read -P 0xab 0 64k")
+        # Unaligned: read-modify-write of our 4 KiB sectors.
+        self.qemu_io(uri, "write -P 0xcd 1000 3000", "read -P 0xab 0 1000",
+                     "read -P 0xcd 1000 3000", "read -P 0xab 4000 61536")
+        self.qemu_io(uri, "write -P 0x11 8M 1M", "write -z 8M 4096", "read -P 0 8M 4096",
+                     "read -P 0x11 8196k 1020k", "flush")
+        # Plain-view holes decrypt to garbage: reported as holes, never as zero
+        # (so no whole-device comparison here: qemu reads such holes as zeros).
+        extents = json.loads(run("nbdinfo", "--map", "--json", uri).stdout)
+        self.assertTrue(all(e["type"] in (0, 1) for e in extents), extents)
+        self.stop(s)
+        # What was written is there after the server is gone (a fresh server reads it).
+        s = self.serve("raw", key=self.key)
+        self.qemu_io(s.uris["raw"], "read -P 0xab 0 1000", "read -P 0xcd 1000 3000",
+                     "read -P 0 8M 4096")
+        self.stop(s)
+        self.assertPoolClean()
+
+    def test_stored_view_opens_as_luks2(self):
+        self.volume("enc", size="32M", encrypted=True)
+        s = self.serve("enc", view="stored")
+        out = self.path("stored.img")
+        run("nbdcopy", s.uris["enc"], out)
+        self.stop(s)
+        self.assertIn("LUKS header information", run("cryptsetup", "luksDump", out).stdout)
+        run("cryptsetup", "open", "--test-passphrase", "--key-file", self.key, out)
+        bad = write_pass(self.path("bad.txt"), b"wrong")
+        self.assertNotEqual(run("cryptsetup", "open", "--test-passphrase", "--key-file", bad, out,
+                                check=False).returncode, 0)
+
+    def test_concurrent_clients_on_one_and_several_exports(self):
+        self.volume("a", encrypted=True)
+        self.volume("b")
+        s = self.serve("a", "b", key=self.key)
+        procs = []
+        for name in ("a", "b"):
+            for i in range(4):
+                pat = 0x21 + i + (0x10 if name == "b" else 0)
+                procs.append(subprocess.Popen(
+                    ["qemu-io", "-f", "raw", "-c", f"write -P {pat} {i * 8}M 8M", "-c", "flush",
+                     "-c", f"read -P {pat} {i * 8}M 8M", s.uris[name]],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        for p in procs:
+            out, _ = p.communicate(timeout=300)
+            self.assertEqual(p.returncode, 0, out)
+            self.assertNotRegex(out, r"failed|Pattern verification")
+        # Several connections from one client, in parallel (multi-conn).
+        src = self.sparse_source(32 * MiB, [(0, 32 * MiB)])
+        run("nbdcopy", "--connections=4", "--requests=16", src, s.uris["a"])
+        back = self.path("a-head.img")
+        run("nbdcopy", "--connections=4", s.uris["a"], back)
+        with open(src, "rb") as f1, open(back, "rb") as f2:
+            self.assertEqual(f1.read(), f2.read(32 * MiB))
+        for i in range(4):
+            self.qemu_io(s.uris["b"], f"read -P {0x31 + i} {i * 8}M 8M")
+        self.stop(s)
+        self.assertPoolClean()
+
+    def test_snapshot_and_read_only_entries_are_served_read_only(self):
+        self.volume("v")
+        s = self.serve("v")
+        self.qemu_io(s.uris["v"], "write -P 0x5a 0 1M", "flush")
+        self.stop(s)
+        stack("snapshot", "create", "-p", self.pool, "v@s1", check=0)
+        s = self.serve("v@s1")
+        info = json.loads(run("nbdinfo", "--json", s.uris["v@s1"]).stdout)
+        self.assertTrue(info["exports"][0]["is_read_only"])
+        out = self.qemu_io(s.uris["v@s1"], "write -P 0x77 0 4k", check=False)
+        self.assertRegex(out, r"(?i)read-only|not permitted|EPERM|EROFS|permission")
+        self.qemu_io(s.uris["v@s1"], "read -P 0x5a 0 1M", read_only=True)
+        # The server refuses a write sent anyway (libnbd's own check turned off).
+        h = nbd.NBD()
+        h.connect_uri(s.uris["v@s1"])
+        self.assertTrue(h.is_read_only())
+        h.set_strict_mode(0)
+        for op in (lambda: h.pwrite(b"w" * 4096, 0), lambda: h.zero(4096, 0),
+                   lambda: h.trim(4096, 0)):
+            with self.assertRaises(nbd.Error) as cm:
+                op()
+            self.assertIn(cm.exception.errno, ("EPERM", "EROFS"), str(cm.exception))
+        self.assertEqual(h.pread(4096, 0), b"\x5a" * 4096)
+        h.shutdown()
+        self.stop(s)
+        self.assertPoolClean()
+
+    def test_errors_before_start(self):
+        self.volume("enc", size="32M", encrypted=True)
+        bad = write_pass(self.path("bad.txt"), b"not the passphrase")
+        r = stack("serve", "-p", self.pool, "enc", "-k", bad)
+        self.assertEqual(r.rc, EXIT["auth"], r.err)
+        self.assertOneLineError(r, "AuthFailed")
+        r = stack("serve", "-p", self.pool, "nope")
+        self.assertEqual(r.rc, EXIT["notfound"], r.err)
+        self.assertOneLineError(r, "NotFound")
+        r = stack("serve", "-p", self.pool, "enc", "--view", "x")
+        self.assertEqual(r.rc, EXIT["usage"], r.err)
+        empty = self.path("emptybin")
+        os.mkdir(empty)
+        r = stack("serve", "-p", self.pool, "enc", env={"PATH": empty})
+        self.assertEqual(r.rc, EXIT["unsupported"], r.err)
+        self.assertIn("nbdkit", r.err)
+        # Held by a server: a second one is Busy.
+        s = self.serve("enc", key=self.key)
+        r = stack("serve", "-p", self.pool, "enc", "-k", self.key, "--socket", self.path("s2"))
+        self.assertEqual(r.rc, EXIT["busy"], r.err)
+        self.assertOneLineError(r, "Busy")
+        self.stop(s)
+
+    def test_unknown_export_name_write_past_end_and_disconnect(self):
+        self.volume("v", size="16M")
+        s = self.serve("v")
+        uri = s.uris["v"]
+        bad = uri.replace("///v?", "///nope?")
+        self.assertNotEqual(run("nbdinfo", bad, check=False).returncode, 0)
+        out = self.qemu_io(uri, "write -P 0x42 16M 4k", check=False)
+        self.assertRegex(out, r"(?i)failed|error|out of range|Input/output|No space")
+        h = nbd.NBD()
+        h.connect_uri(uri)
+        with self.assertRaises(nbd.Error):
+            h.pwrite(b"x" * 4096, 16 * MiB - 2048)
+        h.pwrite(b"y" * 4096, 0)  # 0x79
+        h.flush()
+        h.shutdown()
+        # A client that goes away in the middle of sending a 4 MiB write.
+        code = ("import nbd, os, sys\n"
+                "h = nbd.NBD(); h.connect_uri(sys.argv[1])\n"
+                "h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(b'z' * (4 << 20))), 8 << 20)\n"
+                "h.poll(0)\n"
+                "os._exit(0)\n")
+        for _ in range(3):
+            subprocess.run([sys.executable, "-c", code, uri], check=True, timeout=60)
+        # Still serving, with what was flushed.
+        self.qemu_io(uri, "read -P 0x79 0 4k")
+        self.assertEqual(int(run("nbdinfo", "--size", uri).stdout), 16 * MiB)
+        self.stop(s)
+        self.assertPoolClean()
+
+    def test_pool_full_gives_enospc(self):
+        small = self.path("small.stk")
+        stack("pool", "create", small, "--size", "16M", "--max-size", "16M", check=0)
+        stack("volume", "create", "-p", small, "big", "--size", "64M", check=0)
+        s = Server(small, ["big"], view="stored")
+        self.servers.append(s)
+        h = nbd.NBD()
+        h.connect_uri(s.uris["big"])
+        acked = 0
+        err = None
+        for i in range(64):
+            try:
+                h.pwrite(bytes([i + 1]) * MiB, i * MiB)
+                h.flush()
+                acked = i + 1
+            except nbd.Error as e:
+                err = e
+                break
+        self.assertIsNotNone(err, "a 16 MiB pool took 64 MiB")
+        self.assertEqual(err.errno, "ENOSPC", str(err))
+        for i in range(acked):
+            self.assertEqual(h.pread(MiB, i * MiB), bytes([i + 1]) * MiB)
+        h.shutdown()
+        self.stop(s)
+        r = stack("--json", "pool", "check", small)
+        self.assertEqual(r.rc, 0, r.out + r.err)
+        s = Server(small, ["big"], view="stored")
+        self.servers.append(s)
+        h = nbd.NBD()
+        h.connect_uri(s.uris["big"])
+        for i in range(acked):
+            self.assertEqual(h.pread(MiB, i * MiB), bytes([i + 1]) * MiB, f"chunk {i}")
+        h.shutdown()
+        self.stop(s)
+
+    def test_sigkill_during_flushing_writer(self):
+        self.volume("v", size="32M", encrypted=True)
+        rng = random.Random(1414)
+        pidfile = self.path("nbdkit.pid")
+        for round_ in range(12):
+            s = self.serve("v", key=self.key, pidfile=pidfile)
+            with open(pidfile) as f:
+                pid = int(f.read())
+            h = nbd.NBD()
+            h.connect_uri(s.uris["v"])
+            killer = threading.Timer(rng.uniform(0.05, 0.6), os.kill, (pid, signal.SIGKILL))
+            killer.start()
+            durable = []   # (offset, byte) acknowledged before the last completed flush
+            pending = []
+            n = 0
+            try:
+                while True:
+                    off = rng.randrange(0, 32 * MiB // 4096) * 4096
+                    val = (round_ * 37 + n) % 255 + 1
+                    n += 1
+                    pending.append((off, val))  # may land even if the reply is lost
+                    h.pwrite(bytes([val]) * 4096, off)
+                    if len(pending) >= 8:
+                        h.flush()
+                        durable += pending
+                        pending = []
+            except nbd.Error:
+                pass
+            killer.join()
+            s.proc.communicate(timeout=60)
+            self.assertNotEqual(s.proc.returncode, 0)  # its server was killed
+            self.assertPoolClean()
+            # The last value acknowledged-and-flushed for each offset, unless a
+            # later unflushed write to the same offset may have landed.
+            last = {}
+            for off, val in durable:
+                last[off] = val
+            maybe = {off for off, _ in pending}
+            s = self.serve("v", key=self.key)
+            h = nbd.NBD()
+            h.connect_uri(s.uris["v"])
+            for off, val in last.items():
+                got = h.pread(4096, off)
+                if off in maybe:
+                    continue
+                self.assertEqual(got, bytes([val]) * 4096, f"round {round_} offset {off}")
+            h.shutdown()
+            self.stop(s)
+
+    def test_sigint_and_sigterm_commit_unflushed_writes(self):
+        self.volume("v", encrypted=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            s = self.serve("v", key=self.key)
+            h = nbd.NBD()
+            h.connect_uri(s.uris["v"])
+            h.pwrite(bytes([sig]) * 65536, 4 * MiB)  # never flushed by the client
+            h.shutdown()
+            self.stop(s, sig)
+            self.assertFalse(os.path.exists(self.pool + ".nbd.sock"))
+            s = self.serve("v", key=self.key)
+            h = nbd.NBD()
+            h.connect_uri(s.uris["v"])
+            self.assertEqual(h.pread(65536, 4 * MiB), bytes([sig]) * 65536, signal.Signals(sig).name)
+            h.shutdown()
+            self.stop(s)
+        self.assertPoolClean()
+
+    def test_capabilities_block_sizes_trim_and_socket_mode(self):
+        self.volume("v", size="32M")
+        self.volume("e", size="32M", encrypted=True)
+        self.volume("d", size="32M", encrypted=True, discards=True)
+        s = self.serve("v", "e", "d", key=self.key)
+        self.assertEqual(os.stat(self.pool + ".nbd.sock").st_mode & 0o777, 0o600)
+        info = {e["export-name"]: e for e in
+                json.loads(run("nbdinfo", "--list", "--json", s.uris["v"]).stdout)["exports"]}
+        for name in ("v", "e", "d"):
+            x = info[name]
+            self.assertTrue(x["can_flush"] and x["can_fua"] and x["can_multi_conn"], x)
+            self.assertEqual(x["block_size_minimum"], 4096, x)
+            self.assertEqual(x["block_size_preferred"], 4096, x)
+            self.assertGreaterEqual(x["block_size_maximum"], 4096, x)
+        self.assertTrue(info["v"]["can_trim"] and info["v"]["can_fast_zero"])
+        self.assertFalse(info["e"]["can_trim"] or info["e"]["can_fast_zero"])  # no allow-discards
+        self.assertTrue(info["d"]["can_trim"])
+        # Trim frees pool blocks; zero with may_trim leaves holes (stored data path).
+        h = nbd.NBD()
+        h.connect_uri(s.uris["v"])
+        h.pwrite(b"\x01" * (4 * MiB), 0)
+        h.trim(2 * MiB, 0)
+        h.zero(MiB, 3 * MiB)
+        h.flush()
+        self.assertEqual(h.pread(MiB, 3 * MiB), bytes(MiB))
+        h.shutdown()
+        self.stop(s)
+        self.assertEqual(self.entry("v")["mapped_bytes"], MiB)
+        self.assertPoolClean()
+
+    def test_unaligned_writes_race_free_with_large_pool_blocks(self):
+        ROUNDS, BLOCKS = 2, 1024  # the whole 16 MiB data segment: 1024 chances per round
+        # 16 KiB pool blocks under 4 KiB LUKS sectors: CryptDevice merges
+        # pool blocks, our plugin merges sectors; neither may lose a
+        # neighbour's concurrent write.
+        big = self.path("big.stk")
+        stack("pool", "create", big, "--size", "128M", "--block-size", "16384", check=0)
+        stack("volume", "create", "-p", big, "v", "--size", "32M", check=0)
+        stack("luks", "format", "-p", big, "v", "--new-key-file", self.key, *FAST_KDF, check=0)
+        s = Server(big, ["v"], key=self.key)
+        self.servers.append(s)
+        info = json.loads(run("nbdinfo", "--json", s.uris["v"]).stdout)["exports"][0]
+        self.assertEqual((info["block_size_minimum"], info["block_size_preferred"]), (4096, 16384))
+        # Each client owns a part of every 16 KiB pool block: an unaligned
+        # 3000-byte range inside its own 4 KiB sector (qemu would do its own
+        # read-modify-write of the sector, so raw libnbd with its alignment
+        # check off sends them as they are), then its whole sector.
+        # Many requests in flight per connection (nbdkit runs them on parallel
+        # threads), none of one client overlapping another of its own (NBD
+        # does not order those); the last round's values must all be there.
+        code = ("import nbd, sys\n"
+                "c = int(sys.argv[2]); h = nbd.NBD(); h.set_strict_mode(0)\n"
+                "h.connect_uri(sys.argv[1]); cookies = []; keep = []\n"
+                "for r in range(ROUNDS):\n"
+                "    for k in range(BLOCKS):\n"
+                "        if k < BLOCKS // 2:\n"
+                "            buf, off = bytes([c * 16 + r + 1]) * 3000, k * 16384 + c * 4096 + 500\n"
+                "        else:\n"
+                "            buf, off = bytes([c * 16 + r + 1]) * 4096, k * 16384 + c * 4096\n"
+                "        while h.aio_in_flight() >= 16:\n"
+                "            h.poll(-1)\n"
+                "        b = nbd.Buffer.from_bytearray(bytearray(buf))\n"
+                "        keep.append(b)  # alive until the command is retired\n"
+                "        cookies.append(h.aio_pwrite(b, off))\n"
+                "    while h.aio_in_flight() > 0:  # a round's writes land before the next's:\n"
+                "        h.poll(-1)                 # two to one offset never race\n"
+                "for ck in cookies:\n"
+                "    h.aio_command_completed(ck)  # raises if the server failed it\n"
+                "h.flush(); h.shutdown()\n").replace("ROUNDS", str(ROUNDS)).replace("BLOCKS", str(BLOCKS))
+        procs = [subprocess.Popen([sys.executable, "-c", code, s.uris["v"], str(c)])
+                 for c in range(4)]
+        for p in procs:
+            self.assertEqual(p.wait(timeout=300), 0)
+        h = nbd.NBD()
+        h.connect_uri(s.uris["v"])
+        for k in range(BLOCKS):
+            blk = h.pread(16384, k * 16384)
+            for c in range(4):
+                v = c * 16 + ROUNDS
+                if k < BLOCKS // 2:
+                    got, want = blk[c * 4096 + 500:c * 4096 + 3500], bytes([v]) * 3000
+                else:
+                    got, want = blk[c * 4096:(c + 1) * 4096], bytes([v]) * 4096
+                self.assertTrue(got == want, f"block {k} client {c}: a write was lost "
+                                f"(found bytes {sorted(set(got))[:8]}, wanted {want[0]})")
+        h.shutdown()
+        self.stop(s)
+
+    def test_fork_pidfile_tcp_and_key_on_stdin(self):
+        self.volume("v", size="32M", encrypted=True)
+        pidfile = self.path("serve.pid")
+        port = 20000 + os.getpid() % 20000
+        with open(self.key, "rb") as f:
+            r = subprocess.run([STACK, "serve", "-p", self.pool, "v", "-k", "-", "--fork",
+                                "--pidfile", pidfile, "--tcp", f"127.0.0.1:{port}"],
+                               stdin=f, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"nbd://127.0.0.1:{port}/v", r.stdout)
+        with open(pidfile) as f:
+            pid = int(f.read())
+        try:
+            self.qemu_io(f"nbd://127.0.0.1:{port}/v", "write -P 0x66 0 64k", "flush",
+                         "read -P 0x66 0 64k")
+        finally:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(600):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+        self.assertPoolClean()
+        s = self.serve("v", key=self.key)
+        self.qemu_io(s.uris["v"], "read -P 0x66 0 64k", read_only=True)
+        self.stop(s)
+
+    def test_tls_psk_required_when_asked(self):
+        self.volume("v", size="16M")
+        psk = self.path("psk")
+        with open(psk, "w") as f:
+            f.write("alice:" + os.urandom(32).hex() + "\n")
+        os.chmod(psk, 0o600)
+        s = self.serve("v", extra=("--tls-psk", psk))
+        uri = s.uris["v"]
+        self.assertTrue(uri.startswith("nbds+unix:///v?socket="), uri)
+        plain = uri.replace("nbds+unix://", "nbd+unix://")
+        self.assertNotEqual(run("nbdinfo", "--size", plain, check=False).returncode, 0)
+        tls = uri.replace("nbds+unix:///", "nbds+unix://alice@/") + "&tls-psk-file=" + psk
+        self.assertEqual(int(run("nbdinfo", "--size", tls).stdout), 16 * MiB)
+        self.stop(s)
+
+
+if __name__ == "__main__":
+    main()
