@@ -139,6 +139,25 @@ class HostileImages(StackTestCase):
         self.assertIn("already visited", err)
         self.assertIn("./ok", names)
 
+    def test_writers_refuse_a_directory_loop_and_change_nothing(self):
+        # rm -r, and a put or populate that replaces the looping directory,
+        # walk the tree to free it: a loop would recurse forever (or free
+        # the root); they stop with Corruption before freeing anything.
+        img = self.image("loop")
+        with open(img, "rb") as f:
+            before = f.read()
+        src = self.path("src")
+        os.makedirs(os.path.join(src, "loop"))
+        with open(os.path.join(src, "file"), "wb") as f:
+            f.write(b"x")
+        for args in (["fs", "rm", "-r", "--image", img, "/loop"],
+                     ["fs", "put", "--image", img, os.path.join(src, "file"), "/loop"]):
+            with self.subTest(args=args[:2]):
+                r = stack(*args, check=EXIT["corruption"], timeout=60)
+                self.assertIn("reached twice", r.err)
+                with open(img, "rb") as f:
+                    self.assertTrue(f.read() == before, "image changed")
+
     def test_odd_names_are_extracted_and_printed_escaped(self):
         for case, name in hi.ODD_NAMES.items():
             with self.subTest(case=case):

@@ -27,13 +27,14 @@ class Run:
         return json.loads(self.out)
 
 
-def stack(*args, input=None, check=None, env=None):
-    """Runs `stack args...`; check=<rc> asserts the exit status."""
+def stack(*args, input=None, check=None, env=None, timeout=None):
+    """Runs `stack args...`; check=<rc> asserts the exit status; timeout in
+    seconds ends a run that hangs (TimeoutExpired fails the test)."""
     e = dict(os.environ)
     if env:
         e.update(env)
     proc = subprocess.run([STACK, *map(str, args)], input=input, capture_output=True,
-                          env=e, text=not isinstance(input, bytes))
+                          env=e, text=not isinstance(input, bytes), timeout=timeout)
     r = Run(proc)
     if check is not None and r.rc != check:
         raise AssertionError(f"stack {' '.join(map(str, args))}: exit {r.rc}, wanted {check}\n"

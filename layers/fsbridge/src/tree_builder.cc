@@ -178,6 +178,26 @@ Status TreeBuilder::ReleaseTree(uint32_t ino, uint8_t ftype, const std::string& 
   return FreeInode(ino, &buf, path);
 }
 
+Status TreeBuilder::CheckTree(uint32_t ino, uint8_t ftype, const std::string& path,
+                              std::unordered_set<uint32_t>* dirs_seen) {
+  InodeBuf buf(c_.fs);
+  RETURN_IF_ERROR(ReadInode(c_, ino, &buf, path));
+  if (ftype != EXT2_FT_DIR && !S_ISDIR(buf.large()->i_mode)) return Status::Ok();
+  if (!dirs_seen->insert(ino).second)
+    return Status::Corruption(path + ": directory inode " + std::to_string(ino) +
+                              " is reached twice (a directory loop or a directory with two "
+                              "names); nothing was removed: run e2fsck");
+  std::vector<DirEntry> children;
+  if (auto it = dirs_.find(ino); it != dirs_.end()) {
+    children = it->second->entries;
+  } else {
+    ASSIGN_OR_RETURN(children, ListDirEntries(c_, ino, path, nullptr));
+  }
+  for (const DirEntry& e : children)
+    RETURN_IF_ERROR(CheckTree(e.ino, e.ftype, path + "/" + e.name, dirs_seen));
+  return Status::Ok();
+}
+
 Status TreeBuilder::RemoveName(Dir* parent, const std::string& name, bool recursive) {
   const std::string path = PathOf(parent, name);
   auto it = parent->index.find(name);
@@ -188,6 +208,8 @@ Status TreeBuilder::RemoveName(Dir* parent, const std::string& name, bool recurs
     if (!d->entries.empty())
       return Status::InvalidArgument(path + ": directory not empty (use recursive)");
   }
+  std::unordered_set<uint32_t> dirs_seen{parent->ino};
+  RETURN_IF_ERROR(CheckTree(e.ino, e.ftype, path, &dirs_seen));
   RETURN_IF_ERROR(ReleaseTree(e.ino, e.ftype, path));
   Touch(parent);
   reserve_ -= Estimate(*parent, c_.fs->blocksize);

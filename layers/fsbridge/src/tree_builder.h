@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "data_writer.h"
@@ -82,6 +83,11 @@ class TreeBuilder {
   Result<uint32_t> NewInode(uint32_t parent, uint32_t mode, const std::string& path);
   Status FreeInode(uint32_t ino, InodeBuf* buf, const std::string& path);
   Status ReleaseTree(uint32_t ino, uint8_t ftype, const std::string& path);
+  // Refuses (Corruption, before anything is freed) a tree that reaches one
+  // directory inode twice: a loop or a directory linked from two places in a
+  // hostile image would otherwise be walked forever or freed twice.
+  Status CheckTree(uint32_t ino, uint8_t ftype, const std::string& path,
+                   std::unordered_set<uint32_t>* dirs_seen);
   Status Prepare(Dir* parent, const std::string& name, bool is_dir, Dir** merge);
   void AddEntry(Dir* d, const std::string& name, uint32_t ino, uint8_t ftype);
   void Touch(Dir* d);
