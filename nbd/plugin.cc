@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 
+#include "run_cli.h"
 #include "server.h"
 #include "stack/secrets.h"
 
@@ -204,6 +205,8 @@ int stack_config_complete() {
 // the forked server, and no thread is started here (fork keeps none).
 int stack_get_ready() {
   return Guard([&]() -> int {
+    // Forwarded commands (the control socket) run the CLI in this process.
+    stack::cli::InstallCli();
     auto s = Server::Open(std::move(g_config));
     g_config = ServerConfig();
     if (!s.ok()) {
@@ -217,6 +220,12 @@ int stack_get_ready() {
 
 // Sockets are listening by now (nbdkit binds them before forking).
 int stack_after_fork() {
+  // Other `stack` commands on the pool are answered from here on (the
+  // control server's thread is started after the fork, which keeps none).
+  Guard([&]() -> int {
+    g_server->StartControl();
+    return 0;
+  });
   Report("ready");
   if (g_report_fd >= 0) ::close(g_report_fd);
   g_report_fd = -1;
@@ -227,6 +236,7 @@ int stack_after_fork() {
 void stack_cleanup() {
   try {
     if (!g_server) return;
+    g_server->StopControl();  // a forwarded command finishes before the commit
     Status st = g_server->Commit();
     if (!st.ok()) nbdkit_error("commit at shutdown: %s", st.ToString().c_str());
   } catch (...) {

@@ -1,6 +1,8 @@
 // Server: opens the pool and every export before serving (see server.h).
 #include "server.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "fde/crypt_device.h"
@@ -12,6 +14,11 @@ namespace {
 
 using compose::PoolAccess;
 
+// How Delete/Rollback/Rename of a served entry name its user (Busy).
+std::string UserLabel(const std::string& export_name) {
+  return "NBD export '" + export_name + "' (stack serve, pid " + std::to_string(::getpid()) + ")";
+}
+
 // The first device of a plain-view export, and a factory for more: each
 // further device is a CryptDevice with the same geometry and a copy of the
 // volume key over a fresh volume device, so no KDF runs after startup.
@@ -19,7 +26,7 @@ Result<std::unique_ptr<Export>> OpenPlain(pool::Pool& pool, ExportParams params,
                                           const std::optional<fde::Secret>& pass) {
   const std::string name = params.name;
   const bool ro = params.read_only;
-  ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> vol, pool.OpenVolume(name, ro));
+  ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> vol, pool.OpenVolume(name, ro, UserLabel(name)));
   compose::SecretGetter get = [&]() -> Result<fde::Secret> {
     if (!pass) {
       return Status::InvalidArgument("'" + name +
@@ -34,7 +41,7 @@ Result<std::unique_ptr<Export>> OpenPlain(pool::Pool& pool, ExportParams params,
   auto* crypt = dynamic_cast<fde::CryptDevice*>(first.get());
   if (!crypt) {  // not encrypted: the volume is its own plain view
     params.can_trim = first->capabilities().discard_supported;
-    DeviceFactory more = [&pool, name, ro] { return pool.OpenVolume(name, ro); };
+    DeviceFactory more = [&pool, name, ro] { return pool.OpenVolume(name, ro, UserLabel(name)); };
     return std::make_unique<Export>(std::move(params), std::move(first), std::move(more));
   }
   fde::CryptDevice::Params cp;
@@ -52,7 +59,7 @@ Result<std::unique_ptr<Export>> OpenPlain(pool::Pool& pool, ExportParams params,
   params.lower_block_size = pool.block_size();
   params.read_only = cp.read_only;
   DeviceFactory more = [&pool, name, cp, shared_key]() -> Result<std::unique_ptr<BlockDevice>> {
-    ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> v, pool.OpenVolume(name, cp.read_only));
+    ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> v, pool.OpenVolume(name, cp.read_only, UserLabel(name)));
     ASSIGN_OR_RETURN(fde::Secret k, shared_key->Clone());
     ASSIGN_OR_RETURN(std::unique_ptr<fde::CryptDevice> c,
                      fde::CryptDevice::Create(std::move(v), std::move(k), cp));
@@ -90,6 +97,7 @@ Result<std::unique_ptr<Server>> Server::Open(ServerConfig config) {
   std::unique_ptr<Server> s(new Server());
   s->view_ = config.view;
   s->writable_ = writable;
+  s->pool_path_ = config.pool_path;
   ASSIGN_OR_RETURN(s->pool_, compose::OpenPool(config.pool_path, writable ? PoolAccess::kWritable
                                                                          : PoolAccess::kReadOnly));
   for (const std::string& n : config.exports) {
@@ -100,11 +108,11 @@ Result<std::unique_ptr<Server>> Server::Open(ServerConfig config) {
     p.read_only = !writable || e.read_only || e.kind == pool::EntryKind::kSnapshot;
     std::unique_ptr<Export> ex;
     if (config.view == View::kStored) {
-      ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> first, s->pool_->OpenVolume(n, p.read_only));
+      ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> first, s->pool_->OpenVolume(n, p.read_only, UserLabel(n)));
       p.can_trim = first->capabilities().discard_supported;
       pool::Pool* pool = s->pool_.get();
       const bool ro = p.read_only;
-      DeviceFactory more = [pool, n, ro] { return pool->OpenVolume(n, ro); };
+      DeviceFactory more = [pool, n, ro] { return pool->OpenVolume(n, ro, UserLabel(n)); };
       ex = std::make_unique<Export>(std::move(p), std::move(first), std::move(more));
     } else {
       ASSIGN_OR_RETURN(ex, OpenPlain(*s->pool_, std::move(p), config.passphrase));
@@ -116,9 +124,24 @@ Result<std::unique_ptr<Server>> Server::Open(ServerConfig config) {
 }
 
 Server::~Server() {
-  // Devices before the pool they point into.
+  // No forwarded command may run on the pool below; devices before the pool
+  // they point into.
+  control_.reset();
   exports_.clear();
 }
+
+void Server::StartControl() {
+  if (!writable_ || control_) return;
+  compose::ControlOptions o;
+  o.policy = compose::ControlPolicy::kAll;
+  o.holder = "stack serve (pid " + std::to_string(::getpid()) + ")";
+  for (const auto& e : exports_)
+    if (!e->read_only()) o.busy_entries.push_back(e->name());
+  auto c = compose::ControlServer::Start(pool_, pool_path_, std::move(o));
+  if (c.ok()) control_ = std::move(*c);
+}
+
+void Server::StopControl() { control_.reset(); }
 
 Export* Server::Find(const std::string& name) {
   for (auto& e : exports_) {

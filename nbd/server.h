@@ -10,7 +10,8 @@
 // Nothing here is specific to a pool *file*: exports reach the entries
 // through pool::Pool::OpenVolume only.
 //
-// Thread-safety: Open and the destructor from one thread; Find, names and
+// Thread-safety: Open, StartControl, StopControl and the destructor from
+// one thread; Find, names and
 // Commit from any thread (Export is thread-safe, the pool serialises).
 #pragma once
 
@@ -23,6 +24,7 @@
 #include "export.h"
 #include "fde/secret.h"
 #include "pool/pool.h"
+#include "stack/control.h"
 
 namespace stack::nbd {
 
@@ -51,14 +53,25 @@ class Server {
   View view() const { return view_; }
   // Commits the pool (a no-op when open read-only).
   Status Commit();
+  // When the pool is held writable: answers other `stack` commands on it
+  // over its control socket (spec/control.md; every command, policy kAll),
+  // run on this process's pool; entries served writable are Busy for the
+  // file-system commands (a guest is writing them). Call after nbdkit
+  // forks (the server's thread would not survive the fork). Best effort:
+  // without a socket, other commands get Busy as before.
+  void StartControl();
+  // Stops answering, waiting for a forwarded command that is running.
+  void StopControl();
 
  private:
   Server() = default;
-  std::unique_ptr<pool::Pool> pool_;  // declared first: outlives the exports' devices
+  std::shared_ptr<pool::Pool> pool_;  // declared first: outlives the exports' devices
+  std::string pool_path_;
   std::vector<std::unique_ptr<Export>> exports_;
   std::vector<std::string> names_;
   View view_ = View::kPlain;
   bool writable_ = false;
+  std::unique_ptr<compose::ControlServer> control_;  // declared last: stops first
 };
 
 }  // namespace stack::nbd

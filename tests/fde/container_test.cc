@@ -68,7 +68,7 @@ TEST_CASE("Container: one reading answers the whole command, for both versions")
   }
 }
 
-TEST_CASE("Container: the header is read once; later damage is not re-read mid-command") {
+TEST_CASE("Container: the header is read once (later damage is not re-read mid-command)") {
   auto storage = Formatted(2, "pw");
   MemDevice dev(storage);
   auto c = Container::Read(dev);

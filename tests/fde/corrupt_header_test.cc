@@ -202,6 +202,13 @@ TEST_CASE("Corrupt: offsets and sizes out of range -> Corruption") {
       {"stripes zero", [](json& d) { d["keyslots"]["0"]["af"]["stripes"] = 0; }},
       {"key size absurd", [](json& d) { d["keyslots"]["0"]["key_size"] = 100000; }},
       {"bad base64 salt", [](json& d) { d["keyslots"]["0"]["kdf"]["salt"] = "@@@@"; }},
+      // Found by the fuzz soak: these threw from json::value() and aborted.
+      {"kdf type a number", [](json& d) { d["keyslots"]["0"]["kdf"]["type"] = 1; }},
+      {"pbkdf2 hash an array",
+       [](json& d) {
+         d["keyslots"]["0"]["kdf"] = {{"type", "pbkdf2"}, {"hash", {1, 2}},
+                                      {"iterations", 1000}, {"salt", "AAAA"}};
+       }},
       {"keyslot id out of range",
        [](json& d) { d["keyslots"]["99"] = d["keyslots"]["0"]; d["keyslots"].erase("0"); }},
   };

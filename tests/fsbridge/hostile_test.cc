@@ -259,3 +259,33 @@ TEST_CASE("corrupt compressed tarballs are Corruption naming the archive", "[fsb
     CHECK(o.str() == Slurp(src + "/f"));
   }
 }
+
+// Found by the fuzz soak: a root inode that is a regular file of size
+// ~2^63 made extract stream exabytes of zeros into a tar.
+TEST_CASE("a root that is not a directory, a file larger than ext4 allows: Corruption",
+          "[fsbridge][hostile]") {
+  TempDir t;
+  const std::string src = t.file("src");
+  sfs::create_directories(src);
+  { std::ofstream(src + "/f") << "data"; }
+  const std::string img = t.file("a.img");
+  std::string out;
+  REQUIRE(RunCommand("mke2fs -q -t ext4 -b 1024 -d " + src + " " + img + " 4M", &out) == 0);
+  const std::string big = t.file("big.img");
+  sfs::copy_file(img, big);
+  // debugfs (the e2fsprogs oracle) makes the damage.
+  REQUIRE(RunCommand("debugfs -w -R 'sif /f size 0x7000000000000000' " + big, &out) == 0);
+  {
+    auto o = Open(big);
+    auto st = o->fs->ReadFile("/f", [](std::span<const uint8_t>) { return Status::Ok(); });
+    CHECK(st.code() == Code::kCorruption);
+    CHECK(st.message().find("larger than a file of this file system can be") != std::string::npos);
+    CHECK(o->fs->ExtractToTar("/", t.file("out.tar")).code() == Code::kCorruption);
+  }
+  REQUIRE(RunCommand("debugfs -w -R 'sif <2> mode 0100644' " + img, &out) == 0);
+  auto dev = FileDevice::Open(img, FileDeviceOptions{});
+  REQUIRE_OK(dev);
+  auto fs = Filesystem::Open(std::move(dev).value(), false);
+  CHECK(fs.status().code() == Code::kCorruption);
+  CHECK(fs.status().message().find("root inode (2) is not a directory") != std::string::npos);
+}

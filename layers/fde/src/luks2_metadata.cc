@@ -45,6 +45,15 @@ Result<std::string> ParseString(const json& obj, const char* key, const std::str
   return it->get<std::string>();
 }
 
+// An optional string: empty when missing, Corruption when of another type
+// (json::value() would throw there; a fuzzer found {"type": 1}).
+Result<std::string> OptionalString(const json& obj, const char* key, const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return std::string();
+  if (!it->is_string()) return Bad(where + "." + key + " is not a string");
+  return it->get<std::string>();
+}
+
 Result<std::vector<uint8_t>> ParseB64(const json& obj, const char* key, const std::string& where) {
   ASSIGN_OR_RETURN(std::string s, ParseString(obj, key, where));
   auto r = Base64Decode(s);
@@ -161,12 +170,12 @@ Result<Keyslot> ParseKeyslot(int id, const json& j, uint64_t hdr_size, uint64_t 
   if (af_type != "luks1") return unusable("af type " + af_type);
   if (HashSize(k.af_hash) == 0) return unusable("af hash " + k.af_hash);
   if (area_type != "raw") return unusable("area type " + area_type);
-  const std::string kdf_type = kdf->value("type", std::string());
+  ASSIGN_OR_RETURN(const std::string kdf_type, OptionalString(*kdf, "type", where + ".kdf"));
   if (kdf_type != "pbkdf2" && kdf_type != "argon2i" && kdf_type != "argon2id") {
     return unusable("kdf " + (kdf_type.empty() ? std::string("(none)") : kdf_type));
   }
   if (kdf_type == "pbkdf2") {
-    const std::string h = kdf->value("hash", std::string());
+    ASSIGN_OR_RETURN(const std::string h, OptionalString(*kdf, "hash", where + ".kdf"));
     if (HashSize(h) == 0) return unusable("pbkdf2 hash " + h);
   }
   ASSIGN_OR_RETURN(k.kdf, ParseKdf(*kdf, where + ".kdf"));
@@ -306,7 +315,14 @@ Result<Metadata> ParseMetadata(std::string_view text, uint64_t hdr_size) {
   Metadata md;
   md.doc = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (md.doc.is_discarded()) return Bad("JSON does not parse");
-  RETURN_IF_ERROR(Reparse(&md, hdr_size));
+  // The parse above cannot throw; the checks below are written not to
+  // either, and a json::exception one of them still raises on hostile
+  // input is a refused header, not a crash.
+  try {
+    RETURN_IF_ERROR(Reparse(&md, hdr_size));
+  } catch (const json::exception& e) {
+    return Bad(std::string("unexpected JSON shape (") + e.what() + ")");
+  }
   return md;
 }
 

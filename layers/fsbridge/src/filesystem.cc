@@ -129,6 +129,20 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(std::unique_ptr<BlockDevice
       return s;
     }
   }
+  // Every path starts at the root: a root that is not a directory is
+  // damage every command would trip over differently (or, read as a file,
+  // be streamed as one); refused once here.
+  struct ext2_inode root {};
+  e = ext2fs_read_inode(fs, EXT2_ROOT_INO, &root);
+  if (e || !LINUX_S_ISDIR(root.i_mode)) {
+    Status s = e ? impl->ctx().Err(e, "reading the root inode of", name)
+                 : Status::Corruption("opening ext4 on " + name +
+                                      ": the root inode (2) is not a directory: run e2fsck");
+    ext2fs_free(fs);
+    impl->fs = nullptr;
+    impl->closed = true;
+    return s;
+  }
   return std::unique_ptr<Filesystem>(new Filesystem(std::move(impl)));
 }
 

@@ -25,6 +25,13 @@ Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
   if (e) return c.Err(e, "opening", path);
   __u64 size = 0;
   (void)ext2fs_file_get_lsize(f.f, &size);
+  // ext4 addresses at most 2^32 blocks of a file: a larger i_size is damage
+  // (or a hostile image asking readers to stream exabytes of zeros).
+  const uint64_t max_size = (uint64_t(1) << 32) * c.fs->blocksize;
+  if (uint64_t(size) > max_size)
+    return Status::Corruption(path + ": size " + std::to_string(uint64_t(size)) +
+                              " is larger than a file of this file system can be (" +
+                              std::to_string(max_size) + "): run e2fsck");
   std::vector<uint8_t> buf(size_t(std::min<uint64_t>(std::max<uint64_t>(uint64_t(size), 1), 1 << 20)));
   while (true) {
     unsigned int got = 0;

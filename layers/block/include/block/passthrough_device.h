@@ -15,7 +15,6 @@
 #pragma once
 
 #include <memory>
-#include <vector>
 
 #include "block/block_device.h"
 
@@ -42,11 +41,10 @@ class PassthroughDevice : public BlockDevice {
   Status DoWrite(uint64_t offset, std::span<const uint8_t> data) override {
     return inner_->Write(offset, data);
   }
-  // Forwarded, not left to the base's copy into DoWrite: a layer copied
-  // from this one keeps the zero-copy path of the device below.
-  Status DoWriteBuffer(uint64_t offset, std::vector<uint8_t>& data) override {
-    return inner_->WriteBuffer(offset, data);
-  }
+  // WriteBuffer is deliberately not forwarded: it reaches DoWrite (the
+  // base's default), so a subclass that intercepts DoWrite (to count,
+  // fault or transform) sees every write. A layer wanting the device
+  // below's zero-copy path overrides DoWriteBuffer itself.
   Status DoFlush() override { return inner_->Flush(); }
   Status DoDiscard(uint64_t offset, uint64_t length) override {
     return inner_->Discard(offset, length);
