@@ -278,6 +278,53 @@ class ServeTest(StackTestCase):
         self.stop(s)
         self.assertPoolClean()
 
+    def test_pool_stays_usable_while_serving(self):
+        """Other commands on a served pool are answered by the server (the
+        control socket): a snapshot holds every write acknowledged before
+        it, the served entry cannot be removed or rolled back under the
+        guest (Busy naming the export), its file system is not opened
+        beside the guest, and other entries are managed as usual."""
+        self.volume("vm1", encrypted=True)
+        self.volume("spare", size="16M")
+        s = self.serve("vm1", key=self.key)
+        h = nbd.NBD()
+        h.connect_uri(s.uris["vm1"])
+        h.pwrite(b"\x5a" * MiB, 0)  # acknowledged, not flushed
+        r = stack("snapshot", "create", "-p", self.pool, "vm1@s1", timeout=120)
+        self.assertEqual(r.rc, 0, r.err)
+        h.pwrite(b"\x77" * MiB, 0)
+        h.flush()
+        names = [e["name"] for e in
+                 stack("--json", "volume", "list", "-p", self.pool, "--all", check=0).json()]
+        self.assertIn("vm1@s1", names)
+        for args in (("volume", "rm", "-p", self.pool, "vm1"),
+                     ("snapshot", "rollback", "-p", self.pool, "vm1@s1"),
+                     ("volume", "rename", "-p", self.pool, "vm1", "vm9")):
+            r = stack(*args, check=EXIT["busy"], timeout=120)
+            self.assertOneLineError(r, "Busy")
+            self.assertIn("NBD export 'vm1'", r.err)
+        r = stack("fs", "ls", "-p", self.pool, "vm1", "-k", self.key, check=EXIT["busy"],
+                  timeout=120)
+        self.assertOneLineError(r, "Busy")
+        # Other entries: created, written, deleted through the server.
+        stack("volume", "create", "-p", self.pool, "new", "--size", "8M", check=0, timeout=120)
+        stack("volume", "rm", "-p", self.pool, "spare", check=0, timeout=120)
+        self.assertEqual(h.pread(4096, 0), b"\x77" * 4096)
+        h.shutdown()
+        self.stop(s)
+        s = self.serve("vm1@s1", "vm1", key=self.key)
+        for name, byte in (("vm1@s1", b"\x5a"), ("vm1", b"\x77")):
+            h = nbd.NBD()
+            h.connect_uri(s.uris[name])
+            self.assertEqual(h.pread(MiB, 0), byte * MiB, name)
+            h.shutdown()
+        self.stop(s)
+        names = [e["name"] for e in
+                 stack("--json", "volume", "list", "-p", self.pool, "--all", check=0).json()]
+        self.assertIn("new", names)
+        self.assertNotIn("spare", names)
+        self.assertPoolClean()
+
     def test_errors_before_start(self):
         self.volume("enc", size="32M", encrypted=True)
         bad = write_pass(self.path("bad.txt"), b"not the passphrase")
