@@ -325,6 +325,80 @@ class ServeTest(StackTestCase):
         self.assertNotIn("spare", names)
         self.assertPoolClean()
 
+    def test_snapshot_while_a_writer_runs_holds_every_acknowledged_write(self):
+        """A writer keeps writing block i with a pattern naming i (stored
+        view, 4 KiB blocks, in order); the snapshot taken meanwhile holds
+        every block acknowledged before the snapshot command started, and
+        none the writer started after the command returned."""
+        self.volume("vm1", size="32M")
+        s = self.serve("vm1", view="stored")
+        nblocks = 32 * MiB // 4096
+        acked = [0]
+        stop = threading.Event()
+
+        def block(i):
+            return i.to_bytes(4, "little") * 1024
+
+        def writer():
+            h = nbd.NBD()
+            h.connect_uri(s.uris["vm1"])
+            for i in range(nblocks):
+                if stop.is_set():
+                    break
+                h.pwrite(block(i), i * 4096)
+                acked[0] = i + 1
+                if i % 64 == 63:
+                    h.flush()
+            h.shutdown()
+
+        t = threading.Thread(target=writer)
+        t.start()
+        while acked[0] < 200:
+            time.sleep(0.01)
+        before = acked[0]
+        r = stack("snapshot", "create", "-p", self.pool, "vm1@mid", timeout=120)
+        after = acked[0]
+        stop.set()
+        t.join(timeout=120)
+        self.assertEqual(r.rc, 0, r.err)
+        self.assertLess(before, nblocks, "the writer finished before the snapshot: no overlap")
+        self.stop(s)
+        out = self.path("mid.img")
+        s = self.serve("vm1@mid", view="stored")
+        run("nbdcopy", s.uris["vm1@mid"], out)
+        self.stop(s)
+        with open(out, "rb") as f:
+            data = f.read()
+        for i in range(nblocks):
+            got = data[i * 4096:(i + 1) * 4096]
+            if i < before:
+                self.assertEqual(got, block(i), f"block {i} acknowledged before the snapshot")
+            elif i > after:
+                # the writer had at most one write (block `after`) in flight
+                # when the command returned: later blocks were not yet written.
+                self.assertEqual(got, bytes(4096), f"block {i} written after the snapshot")
+        self.assertPoolClean()
+
+    def test_forwarded_json_equals_direct(self):
+        """Commands forwarded to a serving process print what they print when
+        run directly (stdout, stderr, exit status), --json included."""
+        self.volume("vm1")
+        self.volume("vm2", size="16M")
+        stack("snapshot", "create", "-p", self.pool, "vm2@s", check=0)
+        cmds = [("--json", "volume", "list", "-p", self.pool, "--all"),
+                ("--json", "snapshot", "list", "-p", self.pool),
+                ("--json", "pool", "info", self.pool),
+                ("volume", "list", "-p", self.pool),
+                ("snapshot", "rm", "-p", self.pool, "vm2@nope"),
+                ("volume", "rm", "-p", self.pool, "missing")]
+        s = self.serve("vm1", "vm2@s", view="stored")
+        forwarded = [stack(*c, timeout=120) for c in cmds]
+        self.stop(s)
+        direct = [stack(*c) for c in cmds]
+        for c, f, d in zip(cmds, forwarded, direct):
+            self.assertEqual((f.rc, f.out, f.err), (d.rc, d.out, d.err), " ".join(c))
+        self.assertEqual(forwarded[-1].rc, EXIT["notfound"])
+
     def test_errors_before_start(self):
         self.volume("enc", size="32M", encrypted=True)
         bad = write_pass(self.path("bad.txt"), b"not the passphrase")
