@@ -21,6 +21,7 @@
 #include <map>
 #include <thread>
 
+#include "block/unique_fd.h"
 #include "control_wire.h"
 #include "pool/pool.h"
 
@@ -50,20 +51,6 @@ struct Forwarded {
   int tty = -1;
 };
 thread_local const Forwarded* t_forwarded = nullptr;
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 void FlushStdio() {
   std::cout.flush();
@@ -298,16 +285,16 @@ Result<std::optional<int>> ForwardIfHeld(const std::string& pool_path,
   if (!name.ok()) return local;
   auto conn = wire::Connect(*name);
   if (!conn.ok()) return local;  // nobody there, or a dead holder's socket
-  Fd s(*conn);
+  UniqueFd s(*conn);
   // Our descriptors go only to a process of our own uid.
   auto uid = wire::PeerUid(s.get());
   if (!uid || *uid != ::geteuid()) return local;
-  Fd cwd(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd cwd(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (cwd.get() < 0) return local;
-  Fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
   std::vector<int> fds = {cwd.get()};
   for (int i = 0; i < 3; ++i) fds.push_back(::fcntl(i, F_GETFD) >= 0 ? i : null_fd.get());
-  Fd tty(::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC));
+  UniqueFd tty(::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (tty.get() >= 0) fds.push_back(tty.get());
   if (std::find(fds.begin(), fds.end(), -1) != fds.end()) return local;
   wire::Request req;

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "block/unique_fd.h"
 #include "byte_io.h"
 #include "crypto.h"
 #include "fde/container.h"
@@ -90,20 +91,6 @@ HeaderRegion RegionOf(const Container& c) {
   return HeaderRegion{c.kind(), c.HeaderRegionSize(), c.DataOffset()};
 }
 
-class FdCloser {
- public:
-  explicit FdCloser(int fd) : fd_(fd) {}
-  ~FdCloser() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FdCloser(const FdCloser&) = delete;
-  FdCloser& operator=(const FdCloser&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 Status BackupHeader(BlockDevice& dev, const std::string& path) {
@@ -111,7 +98,7 @@ Status BackupHeader(BlockDevice& dev, const std::string& path) {
   const HeaderRegion r = RegionOf(*c);
   std::vector<uint8_t> bytes(r.size);
   RETURN_IF_ERROR(ReadAt(dev, 0, bytes));
-  FdCloser fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (fd.get() < 0) {
     if (errno == EEXIST) return Status::AlreadyExists("backup file " + path + " exists");
     return Status::FromErrno("creating " + path, errno);
@@ -128,7 +115,7 @@ Status BackupHeader(BlockDevice& dev, const std::string& path) {
 
 Status RestoreHeader(BlockDevice& dev, const std::string& path) {
   RETURN_IF_ERROR(CheckWritable(dev));
-  FdCloser fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     if (errno == ENOENT) return Status::NotFound("backup file " + path + " does not exist");
     return Status::FromErrno("opening " + path, errno);

@@ -9,23 +9,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "block/unique_fd.h"
+
 namespace stack::fde {
 namespace {
-
-// Closes an fd on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Restores terminal attributes on scope exit.
 class EchoOff {
@@ -119,7 +106,7 @@ Result<Secret> ReadAllKey(int fd, const std::string& what, uint64_t size_hint, b
 }  // namespace
 
 Result<Secret> ReadKeyFile(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) {
     if (errno == ENOENT) return Status::NotFound("key file " + path + " does not exist");
     return Status::FromErrno("opening key file " + path, errno);
@@ -146,7 +133,7 @@ Result<Secret> ReadPassphraseFd(int fd) { return ReadLine(fd); }
 Result<Secret> ReadPassphraseStdin() { return ReadLine(STDIN_FILENO); }
 
 Result<Secret> PromptPassphrase(const std::string& prompt, bool confirm) {
-  Fd tty(::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC));
+  UniqueFd tty(::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (tty.get() < 0) return Status::NotFound("no terminal to prompt for a passphrase");
   return PromptPassphraseOn(tty.get(), prompt, confirm);
 }

@@ -11,20 +11,13 @@
 #include <cstring>
 #include <vector>
 
+#include "block/unique_fd.h"
 #include "filesystem_impl.h"
 #include "host_import.h"
 
 namespace stack::fsbridge {
 
 namespace {
-
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 Status Errno(const std::string& what, const std::string& path, int err) {
   if (err == ENOENT) return Status::NotFound(what + " " + path + ": " + std::strerror(err));
@@ -36,12 +29,12 @@ Status Errno(const std::string& what, const std::string& path, int err) {
 // two lseeks per file; a tree of small files is mostly syscalls).
 Status CopyFileData(const std::string& path, uint64_t size, bool dense, DataWriter& dw,
                     std::vector<uint8_t>& buf) {
-  Fd f(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (f.fd < 0) return Errno("opening", path, errno);
+  UniqueFd f(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (f.get() < 0) return Errno("opening", path, errno);
   if (buf.size() < (1u << 20)) buf.resize(1 << 20);  // reused: no per-file zero fill
   uint64_t pos = 0;
   while (pos < size) {
-    off_t data = dense ? off_t(pos) : ::lseek(f.fd, off_t(pos), SEEK_DATA);
+    off_t data = dense ? off_t(pos) : ::lseek(f.get(), off_t(pos), SEEK_DATA);
     off_t hole = off_t(size);
     if (dense) {
       // read everything
@@ -49,14 +42,14 @@ Status CopyFileData(const std::string& path, uint64_t size, bool dense, DataWrit
       if (errno == ENXIO) break;  // only a hole remains
       data = off_t(pos);          // no SEEK_DATA support: read everything
     } else {
-      hole = ::lseek(f.fd, data, SEEK_HOLE);
+      hole = ::lseek(f.get(), data, SEEK_HOLE);
       if (hole < 0) hole = off_t(size);
     }
     uint64_t p = uint64_t(data);
     const uint64_t end = std::min<uint64_t>(uint64_t(hole), size);
     while (p < end) {
       size_t want = size_t(std::min<uint64_t>(buf.size(), end - p));
-      ssize_t n = ::pread(f.fd, buf.data(), want, off_t(p));
+      ssize_t n = ::pread(f.get(), buf.data(), want, off_t(p));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return Errno("reading", path, errno);
       if (n == 0) return Status::IoError("reading " + path + ": file shrank while copying");
