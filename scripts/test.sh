@@ -16,7 +16,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PHASES=${STACK_TEST_PHASES:-release asan tsan fuzz}
 FUZZ_SECONDS=${STACK_FUZZ_SECONDS:-20}
 # The targets holding the tests labelled `threads` (and what they drive).
-TSAN_TARGETS="test_block test_pool test_fde stack"
+TSAN_TARGETS="test_block test_pool test_fde test_nbd stack"
 JOBS=$(nproc)
 declare -a RESULTS=()
 FAILED=0
