@@ -10,6 +10,7 @@
 #include "exit_codes.h"
 #include "output.h"
 #include "pool/pool.h"
+#include "pool/store.h"
 #include "stack/control.h"
 
 namespace stack::cli {
@@ -79,8 +80,10 @@ int RunCli(int argc, char** argv) {
     }
     if (*held) return **held;
   }
-  if (!forwarded)
+  if (!forwarded) {
     compose::SetHolderDescription(CommandWords(app) + " (pid " + std::to_string(::getpid()) + ")");
+    pool::SetLockHolderName(CommandWords(app));  // the lock note names the command too
+  }
   stack::Status st = ctx.action();
   if (!st.ok()) {
     PrintError(st);

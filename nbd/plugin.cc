@@ -24,6 +24,7 @@
 #include <memory>
 #include <string>
 
+#include "pool/store.h"
 #include "run_cli.h"
 #include "server.h"
 #include "stack/secrets.h"
@@ -207,6 +208,7 @@ int stack_get_ready() {
   return Guard([&]() -> int {
     // Forwarded commands (the control socket) run the CLI in this process.
     stack::cli::InstallCli();
+    stack::pool::SetLockHolderName("stack serve (nbdkit)");
     auto s = Server::Open(std::move(g_config));
     g_config = ServerConfig();
     if (!s.ok()) {

@@ -132,6 +132,7 @@ Server::~Server() {
 
 void Server::StartControl() {
   if (!writable_ || control_) return;
+  pool_->RefreshLockNote();  // after nbdkit's fork: the note names this process
   compose::ControlOptions o;
   o.policy = compose::ControlPolicy::kAll;
   o.holder = "stack serve (pid " + std::to_string(::getpid()) + ")";

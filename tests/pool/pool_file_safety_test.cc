@@ -57,16 +57,21 @@ TEST_CASE("a symlink or hard link planted at <pool>.holder is never written thro
     REQUIRE(::lstat((pool + ".holder").c_str(), &st) == 0);
     REQUIRE(S_ISREG(st.st_mode));
     REQUIRE((st.st_mode & 0777) == 0644);
-    REQUIRE(Slurp(pool + ".holder").rfind("pid " + std::to_string(::getpid()), 0) == 0);
+    REQUIRE(Slurp(pool + ".holder").rfind("a process (pid " + std::to_string(::getpid()) + ") on ",
+                                         0) == 0);
   }
   // The same through a hard link, on open.
   REQUIRE(::link(linked.c_str(), (pool + ".holder").c_str()) == 0);
+  SetLockHolderName("stack test\nline");  // named, and kept to one line
   {
     auto p = Pool::Open(pool, {});
     REQUIRE_OK(p);
     REQUIRE(Slurp(linked) == "also precious\n");
-    REQUIRE(Slurp(pool + ".holder").rfind("pid ", 0) == 0);
+    const std::string note = Slurp(pool + ".holder");
+    REQUIRE(note.rfind("stack test?line (pid ", 0) == 0);
+    REQUIRE(note.find(" UTC\n") == note.size() - 5);
   }
+  SetLockHolderName("a process");
   REQUIRE(Slurp(victim) == "precious\n");
   REQUIRE(Slurp(linked) == "also precious\n");
 }

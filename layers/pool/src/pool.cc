@@ -328,6 +328,11 @@ std::string Pool::Impl::store_path() const {
   return store_ ? store_->local_path() : std::string();
 }
 
+void Pool::Impl::RefreshLockNote() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (store_) store_->RefreshLockNote();
+}
+
 // ---------------------------------------------------------------- rules
 
 uint64_t Pool::Impl::Reserve() const {
@@ -826,6 +831,7 @@ Result<std::unique_ptr<Pool>> Pool::Open(std::unique_ptr<Store> store, const Poo
 uint32_t Pool::block_size() const { return impl_->block_size(); }
 const std::vector<std::string>& Pool::open_warnings() const { return impl_->open_warnings(); }
 std::string Pool::StorePath() const { return impl_->store_path(); }
+void Pool::RefreshLockNote() { impl_->RefreshLockNote(); }
 
 Status Pool::CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta) {
   return impl_->CreateVolume(name, size_bytes, meta);

@@ -57,6 +57,7 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   const std::vector<std::string>& open_warnings() const { return open_warnings_; }
   // The store's local file (Store::local_path), "" once closed.
   std::string store_path() const;
+  void RefreshLockNote();
 
   // The public API (pool.h says what each does).
   Status CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta);

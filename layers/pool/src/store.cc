@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 
 #include "block/file_device.h"
 #include "block/file_lock.h"
@@ -75,11 +76,27 @@ std::string HolderPath(const std::string& path) { return path + ".holder"; }
 // written only as a fresh file of our own: whatever sits at the name is
 // unlinked (the exclusive flock is held, so no other writer owns it), then
 // created with O_EXCL|O_NOFOLLOW, mode 0644. Best effort: false if not written.
+std::mutex g_holder_name_mu;
+std::string& HolderName() {
+  static std::string name = "a process";
+  return name;
+}
+
 bool WriteHolder(const std::string& holder_path) {
   char host[256] = {0};
   ::gethostname(host, sizeof(host) - 1);
-  const std::string note = "pid " + std::to_string(::getpid()) + " on " + host + " since " +
-                           std::to_string(std::time(nullptr)) + "\n";
+  const std::time_t now = std::time(nullptr);
+  struct tm tm_utc {};
+  ::gmtime_r(&now, &tm_utc);
+  char when[64] = {0};
+  std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm_utc);
+  std::string name;
+  {
+    std::lock_guard<std::mutex> l(g_holder_name_mu);
+    name = HolderName();
+  }
+  const std::string note = name + " (pid " + std::to_string(::getpid()) + ") on " + host +
+                           " since " + when + "\n";
   ::unlink(holder_path.c_str());
   int fd = ::open(holder_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) return false;
@@ -185,6 +202,10 @@ class FileStore final : public DeviceStoreBase {
     return Status::Ok();
   }
 
+  void RefreshLockNote() override {
+    if (wrote_holder_) wrote_holder_ = WriteHolder(HolderPath(path_));
+  }
+
   // Moves the holder note along with a store renamed into place.
   void Renamed(std::string path) {
     if (wrote_holder_) ::unlink(HolderPath(path_).c_str());
@@ -255,6 +276,14 @@ Result<std::unique_ptr<Store>> CreateFileStore(const std::string& path, uint64_t
 
 std::unique_ptr<Store> MakeDeviceStore(std::unique_ptr<BlockDevice> device) {
   return std::make_unique<DeviceStore>(std::move(device));
+}
+
+void SetLockHolderName(std::string name) {
+  for (char& c : name) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';  // one line
+  }
+  std::lock_guard<std::mutex> l(g_holder_name_mu);
+  HolderName() = std::move(name);
 }
 
 }  // namespace stack::pool

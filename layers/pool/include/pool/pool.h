@@ -216,6 +216,9 @@ class Pool {
                                             uint64_t length);
   // The backing store's local file (Store::local_path), or "".
   std::string StorePath() const;
+  // Names the calling process in the lock's holder note (after a fork that
+  // kept the lock, as nbdkit --fork does: the note named the parent).
+  void RefreshLockNote();
   Status Grow(uint64_t new_max_bytes);
   Status Commit();
 

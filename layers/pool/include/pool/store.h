@@ -31,6 +31,11 @@
 
 namespace stack::pool {
 
+// How this process names itself in the holder note of the pools it locks
+// ("stack fs populate"; default "a process"), e.g. "stack serve (pid 7) on
+// HOST since 2026-12-03 04:10:00 UTC". Thread-safe.
+void SetLockHolderName(std::string name);
+
 class Store : public BlockDevice {
  public:
   virtual Status Resize(uint64_t new_size) = 0;
@@ -46,6 +51,9 @@ class Store : public BlockDevice {
   // stored runs with the kernel's file-to-file methods (reflink,
   // copy_file_range); see Pool::StoredRuns.
   virtual std::string local_path() const { return {}; }
+  // Rewrites the lock's holder note for the calling process (after a fork
+  // that keeps the lock: the note named the parent). No-op without a note.
+  virtual void RefreshLockNote() {}
 
   // Shorthands from before a Store was a BlockDevice.
   uint64_t Size() const { return size_bytes(); }
