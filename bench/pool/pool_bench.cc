@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <span>
 #include <vector>
 
 #include "bench_util.h"
@@ -323,6 +324,68 @@ void RssWrite8g(const sb::Options& o) {
   sb::Emit(m);
 }
 
+// A pool holding "v" with `mapped` bytes written, snapshot "v@base", then
+// `changed` bytes rewritten in 128 KiB pieces at random 128 KiB-aligned
+// offsets (distinct), flushed.
+std::unique_ptr<Pool> PoolWithChange(const std::string& path, uint64_t mapped, uint64_t changed) {
+  auto pool = PoolWithMapped(path, mapped);
+  Must(pool->Snapshot("v", "v@base", {}), "snapshot");
+  auto v = Must(pool->OpenVolume("v", false), "open");
+  const uint64_t piece = 128 * 1024, slots = mapped / piece;
+  std::vector<uint64_t> order(slots);
+  for (uint64_t i = 0; i < slots; ++i) order[i] = i;
+  std::mt19937_64 rng(7);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<uint8_t> buf(kMiB);
+  Fill(buf, 999);
+  for (uint64_t i = 0; i < changed / piece; ++i) {
+    Must(v->Write(order[i] * piece, std::span(buf).first(piece)), "write change");
+  }
+  Must(v->Flush(), "flush");
+  return pool;
+}
+
+// One Pool::Diff of v@base -> v (ranges collected), timed.
+double DiffOnce(Pool& pool, stack::pool::DiffStats* st) {
+  std::vector<stack::pool::DiffRange> ranges;
+  return sb::TimeIt([&] {
+    Must(pool.Diff("v@base", "v",
+                   [&](const stack::pool::DiffRange& r) {
+                     ranges.push_back(r);
+                     return Status::Ok();
+                   },
+                   st),
+         "diff");
+  });
+}
+
+void DiffScaling(const sb::Options& o) {
+  const std::string dir = sb::ScratchDir("pool");
+  const uint64_t changed = 8 * kMiB;
+  const uint64_t big = o.quick ? 256 * kMiB : 8192 * kMiB, small = 16 * kMiB;
+  // Sparse pool files: they grow as the volumes are written.
+  auto p_small = PoolWithChange(dir + "/small.pool", small, changed);
+  auto p_big = PoolWithChange(dir + "/big.pool", big, changed);
+  std::vector<double> t_small, t_big;
+  stack::pool::DiffStats s_small, s_big;
+  for (int r = 0; r < std::max(o.reps, 5); ++r) {  // interleaved
+    t_small.push_back(DiffOnce(*p_small, &s_small));
+    t_big.push_back(DiffOnce(*p_big, &s_big));
+  }
+  p_small.reset();
+  p_big.reset();
+  std::filesystem::remove_all(dir);
+  sb::Metric m = sb::MedianSecondsMetric("diff.scaling", t_big, t_small,
+                                         "diff of 8 MiB changed in a volume holding 16 MiB");
+  m.notes["ours_mapped_mib"] = std::to_string(big / kMiB);
+  m.notes["changed_mib"] = std::to_string(changed / kMiB);
+  m.notes["ours_nodes_visited"] = std::to_string(s_big.nodes_visited);
+  m.notes["anchor_nodes_visited"] = std::to_string(s_small.nodes_visited);
+  m.notes["ours_written_mib"] = std::to_string(s_big.written_bytes / kMiB);
+  m.notes["goal"] = "ratio <= 2";
+  sb::Emit(m);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -332,5 +395,6 @@ int main(int argc, char** argv) {
                         {"pool.seq_write", SeqWrite},
                         {"pool.rand_write_cow", RandWriteCow},
                         {"pool.rand_read", RandRead},
-                        {"pool.rss_write_8g", RssWrite8g}});
+                        {"pool.rss_write_8g", RssWrite8g},
+                        {"diff.scaling", DiffScaling}});
 }
