@@ -373,7 +373,7 @@ TEST_CASE("diff reads few nodes for a small change in a large volume", "[pool][d
   REQUIRE(Show(g2->ranges) == "D1000+500 ");
 }
 
-TEST_CASE("diff names a missing entry; a sink error stops the walk", "[pool][diff]") {
+TEST_CASE("diff names a missing entry, and a sink error stops the walk", "[pool][diff]") {
   MemPool mp;
   REQUIRE_OK(mp.Create(1024));
   Pool& p = *mp.pool;
