@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <span>
 #include <vector>
 
 #include "bench_util.h"
@@ -323,6 +324,79 @@ void RssWrite8g(const sb::Options& o) {
   sb::Emit(m);
 }
 
+// The change both sides of diff.scaling make: 1 MiB pieces (a file's worth
+// of writes each), so the two volumes differ in size, not in how the change
+// is spread. Scattered smaller pieces touch more leaves per changed byte in
+// the large volume (a leaf holds 84..168 blocks) and cost proportionally.
+constexpr uint64_t kDiffPiece = kMiB;
+
+// A pool holding "v" with `mapped` bytes written, snapshot "v@base", then
+// `changed` bytes rewritten in kDiffPiece pieces at random aligned offsets
+// (distinct), flushed.
+std::unique_ptr<Pool> PoolWithChange(const std::string& path, uint64_t mapped, uint64_t changed) {
+  auto pool = PoolWithMapped(path, mapped);
+  Must(pool->Snapshot("v", "v@base", {}), "snapshot");
+  auto v = Must(pool->OpenVolume("v", false), "open");
+  const uint64_t piece = kDiffPiece, slots = mapped / piece;
+  std::vector<uint64_t> order(slots);
+  for (uint64_t i = 0; i < slots; ++i) order[i] = i;
+  std::mt19937_64 rng(7);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<uint8_t> buf(kMiB);
+  Fill(buf, 999);
+  for (uint64_t i = 0; i < changed / piece; ++i) {
+    Must(v->Write(order[i] * piece, std::span(buf).first(piece)), "write change");
+  }
+  Must(v->Flush(), "flush");
+  return pool;
+}
+
+// Ten Pool::Diff runs of v@base -> v (ranges collected), timed together (a
+// single diff of 8 MiB is ~100 us: below the clock's noise).
+double DiffOnce(Pool& pool, stack::pool::DiffStats* st) {
+  std::vector<stack::pool::DiffRange> ranges;
+  return sb::TimeIt([&] {
+    for (int i = 0; i < 10; ++i) {
+      ranges.clear();
+      Must(pool.Diff("v@base", "v",
+                     [&](const stack::pool::DiffRange& r) {
+                       ranges.push_back(r);
+                       return Status::Ok();
+                     },
+                     st),
+           "diff");
+    }
+  }) / 10;
+}
+
+void DiffScaling(const sb::Options& o) {
+  const std::string dir = sb::ScratchDir("pool");
+  const uint64_t changed = 8 * kMiB;
+  const uint64_t big = o.quick ? 256 * kMiB : 8192 * kMiB, small = 16 * kMiB;
+  // Sparse pool files: they grow as the volumes are written.
+  auto p_small = PoolWithChange(dir + "/small.pool", small, changed);
+  auto p_big = PoolWithChange(dir + "/big.pool", big, changed);
+  std::vector<double> t_small, t_big;
+  stack::pool::DiffStats s_small, s_big;
+  for (int r = 0; r < std::max(o.reps, 9); ++r) {  // interleaved
+    t_small.push_back(DiffOnce(*p_small, &s_small));
+    t_big.push_back(DiffOnce(*p_big, &s_big));
+  }
+  p_small.reset();
+  p_big.reset();
+  std::filesystem::remove_all(dir);
+  sb::Metric m = sb::MedianSecondsMetric("diff.scaling", t_big, t_small,
+                                         "diff of 8 MiB changed in a volume holding 16 MiB");
+  m.notes["ours_mapped_mib"] = std::to_string(big / kMiB);
+  m.notes["changed_mib"] = std::to_string(changed / kMiB);
+  m.notes["change_piece_kib"] = std::to_string(kDiffPiece / 1024);
+  m.notes["ours_nodes_visited"] = std::to_string(s_big.nodes_visited);
+  m.notes["anchor_nodes_visited"] = std::to_string(s_small.nodes_visited);
+  m.notes["ours_written_mib"] = std::to_string(s_big.written_bytes / kMiB);
+  m.notes["goal"] = "ratio <= 2";
+  sb::Emit(m);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -332,5 +406,6 @@ int main(int argc, char** argv) {
                         {"pool.seq_write", SeqWrite},
                         {"pool.rand_write_cow", RandWriteCow},
                         {"pool.rand_read", RandRead},
-                        {"pool.rss_write_8g", RssWrite8g}});
+                        {"pool.rss_write_8g", RssWrite8g},
+                        {"diff.scaling", DiffScaling}});
 }

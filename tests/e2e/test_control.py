@@ -119,6 +119,8 @@ class Control(StackTestCase):
             "fs cat": ["fs", "cat", "-p", p, "base@v1", "/etc/app/config.toml", "-k", k],
             "unknown entry": ["fs", "cat", "-p", p, "nosuch@v1", "/etc/hostname", "-k", k],
             "unknown path": ["fs", "cat", "-p", p, "base@v1", "/nope", "-k", k],
+            "diff": ["--json", "diff", "-p", p, "base@v1", "base"],
+            "diff unknown entry": ["diff", "-p", p, "base@v1", "nosuch"],
         }
 
     def test_forwarded_answers_equal_direct_runs(self):

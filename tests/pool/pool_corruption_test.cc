@@ -67,6 +67,8 @@ Outcome Probe(std::shared_ptr<MemStorage> s) {
     std::vector<uint8_t> buf((*d)->size_bytes());
     note((*d)->Read(0, buf));
   }
+  // The paired walk of the two trees meets the damage as Corruption too.
+  note((*p)->Diff("v@s", "v", [](const DiffRange&) { return Status::Ok(); }));
   auto c = (*p)->Check();
   note(c.status());
   if (c.ok()) o.corruption.insert(o.corruption.end(), c->errors.begin(), c->errors.end());
