@@ -36,5 +36,6 @@ void RegisterLuksCommands(CLI::App& app, CommandContext& ctx);
 void RegisterFsCommands(CLI::App& app, CommandContext& ctx);
 void RegisterImageCommands(CLI::App& app, CommandContext& ctx);
 void RegisterServeCommands(CLI::App& app, CommandContext& ctx);
+void RegisterSendCommands(CLI::App& app, CommandContext& ctx);
 
 }  // namespace stack::cli

@@ -62,6 +62,7 @@ int RunCli(int argc, char** argv) {
   RegisterFsCommands(app, ctx);
   RegisterBlockdevCommands(app, ctx);
   RegisterServeCommands(app, ctx);
+  RegisterSendCommands(app, ctx);
 
   int rc = ParseCommandLine(app, argc, argv);
   if (rc >= 0) return rc;
