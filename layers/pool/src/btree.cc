@@ -1,5 +1,7 @@
 #include "btree.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "block/endian.h"
@@ -431,6 +433,169 @@ Result<uint64_t> BTree::CostBound(uint64_t root, uint64_t lo, uint64_t hi, uint6
   uint32_t depth = 1;
   if (root != 0 && lo < hi) RETURN_IF_ERROR(CountRec(root, -1, lo, hi, &nodes, &depth));
   return 2 * nodes + (2 * n / leaf_cap_ + 2) * (uint64_t(depth) + 1) + 2;
+}
+
+}  // namespace stack::pool
+
+// ---------------------------------------------------------------- paired walk (Diff)
+
+namespace stack::pool {
+
+namespace {
+// The key range child i of internal node b covers: [key[i], key[i+1]), the
+// first child from 0 (no key under it is below key[0]).
+uint64_t ChildLo(const CachedBlock& b, uint32_t i) { return i == 0 ? 0 : Key(b, i); }
+uint64_t ChildHi(const CachedBlock& b, uint32_t i) {
+  return i + 1 < Count(b) ? Key(b, i + 1) : UINT64_MAX;
+}
+Status OutOfOrder(const CachedBlock& b) {
+  return Status::Corruption(std::string(BlockTypeName(b.type)) + " at physical block " +
+                            std::to_string(b.loc) + ": keys out of order");
+}
+}  // namespace
+
+Status BTree::DiffLoad(DiffSide* s, DiffWalk* w) {
+  if (s->node) return Status::Ok();
+  // A damaged node repeating pointers could make the walk go round.
+  if (w->stats->nodes_visited++ > w->limit) {
+    return Status::Corruption("damaged tree near physical block " + std::to_string(s->loc) +
+                              ": a node is reached more than once under one root");
+  }
+  ASSIGN_OR_RETURN(s->node, ReadValid(tm_, kind_, s->loc, s->level));
+  return Status::Ok();
+}
+
+Status BTree::DiffOneSide(DiffSide s, bool is_from, uint64_t lo, uint64_t hi, DiffWalk* w) {
+  RETURN_IF_ERROR(DiffLoad(&s, w));
+  const CachedBlock& b = *s.node;
+  const uint32_t n = Count(b);
+  if (Level(b) == 0) {
+    bool any = false;
+    uint64_t prev = 0;
+    for (uint32_t i = LowerBound(b, lo); i < n; ++i) {
+      const uint64_t k = Key(b, i);
+      if (k >= hi) break;
+      if (any && k <= prev) return OutOfOrder(b);
+      any = true;
+      prev = k;
+      const Mapping m = Value(b, i);
+      RETURN_IF_ERROR((*w->fn)(k, is_from ? &m : nullptr, is_from ? nullptr : &m));
+    }
+    return Status::Ok();
+  }
+  const int child_level = static_cast<int>(Level(b)) - 1;
+  for (uint32_t i = ChildSlot(b, lo); i < n; ++i) {
+    const uint64_t clo = std::max(lo, ChildLo(b, i)), chi = std::min(hi, ChildHi(b, i));
+    if (clo >= hi) break;
+    if (clo >= chi) continue;
+    RETURN_IF_ERROR(DiffOneSide(DiffSide{Child(b, i), child_level, nullptr}, is_from, clo, chi, w));
+  }
+  return Status::Ok();
+}
+
+Status BTree::DiffRec(DiffSide a, DiffSide b, uint64_t lo, uint64_t hi, DiffWalk* w) {
+  if (lo >= hi) return Status::Ok();
+  if (a.loc == b.loc) {
+    // One node: the same mappings on both sides, whatever lies below.
+    if (a.loc != 0) ++w->stats->shared_nodes;
+    return Status::Ok();
+  }
+  if (a.loc == 0) return DiffOneSide(std::move(b), false, lo, hi, w);
+  if (b.loc == 0) return DiffOneSide(std::move(a), true, lo, hi, w);
+  RETURN_IF_ERROR(DiffLoad(&a, w));
+  RETURN_IF_ERROR(DiffLoad(&b, w));
+  const CachedBlock& na = *a.node;
+  const CachedBlock& nb = *b.node;
+  const uint32_t la = Level(na), lb = Level(nb);
+  if (la == 0 && lb == 0) {
+    // Two leaves: merge their keys within [lo, hi).
+    const uint32_t ca = Count(na), cb = Count(nb);
+    uint32_t i = LowerBound(na, lo), j = LowerBound(nb, lo);
+    bool any_a = false, any_b = false;
+    uint64_t prev_a = 0, prev_b = 0;
+    for (;;) {
+      const bool has_a = i < ca && Key(na, i) < hi;
+      const bool has_b = j < cb && Key(nb, j) < hi;
+      if (!has_a && !has_b) break;
+      const uint64_t ka = has_a ? Key(na, i) : UINT64_MAX;
+      const uint64_t kb = has_b ? Key(nb, j) : UINT64_MAX;
+      if (has_a && any_a && ka <= prev_a) return OutOfOrder(na);
+      if (has_b && any_b && kb <= prev_b) return OutOfOrder(nb);
+      if (ka == kb) {
+        const Mapping ma = Value(na, i), mb = Value(nb, j);
+        if (ma.phys == mb.phys) {
+          ++w->stats->shared_blocks;
+        } else {
+          RETURN_IF_ERROR((*w->fn)(ka, &ma, &mb));
+        }
+        any_a = any_b = true;
+        prev_a = ka;
+        prev_b = kb;
+        ++i;
+        ++j;
+      } else if (ka < kb) {
+        const Mapping ma = Value(na, i);
+        RETURN_IF_ERROR((*w->fn)(ka, &ma, nullptr));
+        any_a = true;
+        prev_a = ka;
+        ++i;
+      } else {
+        const Mapping mb = Value(nb, j);
+        RETURN_IF_ERROR((*w->fn)(kb, nullptr, &mb));
+        any_b = true;
+        prev_b = kb;
+        ++j;
+      }
+    }
+    return Status::Ok();
+  }
+  if (la != lb) {
+    // Different heights (one tree grew or shrank a level): descend the
+    // taller side alone, pairing each child with the other side's node
+    // (already read, so it is not read again).
+    const bool a_taller = la > lb;
+    const CachedBlock& t = a_taller ? na : nb;
+    const int child_level = static_cast<int>(Level(t)) - 1;
+    const uint32_t n = Count(t);
+    for (uint32_t i = ChildSlot(t, lo); i < n; ++i) {
+      const uint64_t clo = std::max(lo, ChildLo(t, i)), chi = std::min(hi, ChildHi(t, i));
+      if (clo >= hi) break;
+      if (clo >= chi) continue;
+      DiffSide c{Child(t, i), child_level, nullptr};
+      RETURN_IF_ERROR(a_taller ? DiffRec(std::move(c), b, clo, chi, w)
+                               : DiffRec(a, std::move(c), clo, chi, w));
+    }
+    return Status::Ok();
+  }
+  // Two internal nodes of one level: pair their children over the
+  // intervals their key boundaries cut [lo, hi) into. Where both trees have
+  // the same shape each child meets its twin once (and shared ones are
+  // skipped unread); a child that spans several intervals of the other
+  // side (a split on one side) is read once per interval.
+  const int child_level = static_cast<int>(la) - 1;
+  const uint32_t ca = Count(na), cb = Count(nb);
+  uint32_t i = ChildSlot(na, lo), j = ChildSlot(nb, lo);
+  uint64_t start = lo;
+  while (start < hi && i < ca && j < cb) {
+    const uint64_t end = std::min({hi, ChildHi(na, i), ChildHi(nb, j)});
+    if (end <= start) return OutOfOrder(ChildHi(na, i) <= start ? na : nb);
+    DiffSide sa{Child(na, i), child_level, nullptr};
+    DiffSide sb{Child(nb, j), child_level, nullptr};
+    RETURN_IF_ERROR(DiffRec(std::move(sa), std::move(sb), start, end, w));
+    if (ChildHi(na, i) == end) ++i;
+    if (ChildHi(nb, j) == end) ++j;
+    start = end;
+  }
+  return Status::Ok();
+}
+
+Status BTree::Diff(uint64_t from_root, uint64_t to_root, uint64_t lo, uint64_t hi,
+                   const DiffFn& fn, TreeDiffStats* stats) {
+  // Sound trees: each node of either tree is read at most once per key
+  // boundary of the other tree at its level, a small multiple of the
+  // nodes they hold; more means a damaged node repeats pointers.
+  DiffWalk w{stats, 4 * tm_->sm().nr_blocks() + 64, &fn};
+  return DiffRec(DiffSide{from_root, -1, nullptr}, DiffSide{to_root, -1, nullptr}, lo, hi, &w);
 }
 
 }  // namespace stack::pool

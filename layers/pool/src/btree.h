@@ -34,6 +34,13 @@ struct Mapping {
   uint64_t csum = 0;
 };
 
+// What a paired walk of two trees (BTree::Diff) found and read.
+struct TreeDiffStats {
+  uint64_t nodes_visited = 0;  // nodes read
+  uint64_t shared_nodes = 0;   // subtrees skipped because both sides hold the same node
+  uint64_t shared_blocks = 0;  // keys mapped to the same data block on both sides
+};
+
 class BTree {
  public:
   // `kind`: node types and whether leaf values are data-block references
@@ -55,6 +62,18 @@ class BTree {
   // a damaged node that would break that is Corruption.
   Status ForEach(uint64_t root, uint64_t lo, uint64_t hi,
                  const std::function<bool(uint64_t, const Mapping&)>& fn);
+  // A difference at `key`: from/to are the two sides' mappings (nullptr:
+  // unmapped); the data blocks differ or one side is unmapped.
+  using DiffFn = std::function<Status(uint64_t key, const Mapping* from, const Mapping* to)>;
+  // Calls fn for every key in [lo, hi) whose mapping differs between the
+  // trees `from_root` and `to_root`, keys strictly rising, until fn fails
+  // (its error is returned). A subtree both sides reference at the same
+  // node address is skipped without being read; elsewhere the walk descends
+  // both trees in step (whatever their shapes), so it reads the nodes on
+  // the paths to what differs, plus the nodes where the two shapes differ.
+  // Trees that share nothing are compared leaf by leaf. `stats` accumulates.
+  Status Diff(uint64_t from_root, uint64_t to_root, uint64_t lo, uint64_t hi, const DiffFn& fn,
+              TreeDiffStats* stats);
   // One more owner of the tree (snapshot, clone): O(1).
   Status IncRoot(uint64_t root);
   // One owner fewer; frees every node and data block nobody else holds.
@@ -89,6 +108,22 @@ class BTree {
   };
   Status ForEachRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, Walk* w,
                     const std::function<bool(uint64_t, const Mapping&)>& fn);
+  // One side of a paired walk: a node by address, read once (node).
+  struct DiffSide {
+    uint64_t loc = 0;
+    int level = -1;  // the level the node must have (-1: a root)
+    BlockRef node;   // null until read
+  };
+  struct DiffWalk {
+    TreeDiffStats* stats;
+    uint64_t limit;  // most nodes a walk of two sound trees can read
+    const DiffFn* fn;
+  };
+  Status DiffLoad(DiffSide* s, DiffWalk* w);
+  Status DiffRec(DiffSide a, DiffSide b, uint64_t lo, uint64_t hi, DiffWalk* w);
+  // Every mapped key of one side's subtree within [lo, hi) as a difference
+  // (the other side holds nothing there).
+  Status DiffOneSide(DiffSide s, bool is_from, uint64_t lo, uint64_t hi, DiffWalk* w);
   Status CountRec(uint64_t loc, int level, uint64_t lo, uint64_t hi, uint64_t* nodes,
                   uint32_t* depth);
   Status DecRec(uint64_t loc, int level);

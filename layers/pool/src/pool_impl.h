@@ -6,9 +6,9 @@
 //
 // Split over the files that own its parts: pool.cc (lifecycle, the
 // transaction scope, the entry operations behind the public API),
-// volume_io.cc (volume read/write/discard and the volume BlockDevice) and
-// check.cc (check, verify, accounting). The state is private; Pool and
-// VolumeDevice call only the public methods below.
+// volume_io.cc (volume read/write/discard and the volume BlockDevice),
+// diff.cc (Diff) and check.cc (check, verify, accounting). The state is
+// private; Pool and VolumeDevice call only the public methods below.
 //
 // Layers below (dm persistent-data's model): the TransactionManager owns
 // the block cache, the space map and the commit sequence; the trees (BTree
@@ -78,6 +78,8 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   Result<EntryInfo> Stat(const std::string& name);
   Result<std::vector<StoredRun>> StoredRuns(const std::string& name, uint64_t offset,
                                             uint64_t length);
+  Status Diff(const std::string& from, const std::string& to,
+              const std::function<Status(const DiffRange&)>& sink, DiffStats* stats);
   Result<PoolInfo> Info();
   Result<CheckReport> Check();
   Result<VerifyReport> Verify(const std::function<void(uint64_t)>& progress);

@@ -159,6 +159,19 @@ struct StoredRun {
   bool zero = false;          // every byte is zero (a copy may leave a hole)
 };
 
+enum class DiffKind { kWritten, kDiscarded };
+struct DiffRange {
+  uint64_t offset = 0;   // bytes, a multiple of block_size()
+  uint64_t length = 0;   // bytes, a multiple of block_size()
+  DiffKind kind = DiffKind::kWritten;
+};
+struct DiffStats {
+  bool by_address = true;     // false: unrelated lineages, mappings compared block by block
+  uint64_t written_bytes = 0;
+  uint64_t discarded_bytes = 0;
+  uint64_t nodes_visited = 0; // metadata nodes read (O(changed) evidence)
+};
+
 class Pool {
  public:
   static Result<std::unique_ptr<Pool>> Create(const std::string& path,
@@ -230,6 +243,21 @@ class Pool {
   // offset and length: multiples of block_size().
   Result<std::vector<StoredRun>> StoredRuns(const std::string& name, uint64_t offset,
                                             uint64_t length);
+  // The ranges where `to` differs from `from` (entries of this pool; `from`
+  // empty = an empty volume, so every mapped range of `to` is kWritten).
+  // kWritten: `to` maps a block there that is not `from`'s block at that
+  // offset (its data must be shipped); kDiscarded: `from` maps a block there
+  // and `to` maps none (now a hole). Ascending offsets, adjacent ranges of one
+  // kind merged, nothing past to's size; a size change is not a range (the
+  // caller compares sizes). Shared subtrees (same node address) are skipped
+  // without being read. NotFound naming a missing entry.
+  // by_address is false when both entries map something and share no node
+  // and no data block: unrelated lineages (the answer is still exact; the
+  // walk compared every mapping). The sink runs under the pool's lock: it
+  // must not call back into the Pool (collect, then read). A sink error
+  // stops the walk and is returned.
+  Status Diff(const std::string& from, const std::string& to,
+              const std::function<Status(const DiffRange&)>& sink, DiffStats* stats = nullptr);
   // The backing store's local file (Store::local_path), or "".
   std::string StorePath() const;
   Status Grow(uint64_t new_max_bytes);
