@@ -1,7 +1,6 @@
 #include "stack/send.h"
 
 #include <algorithm>
-#include <map>
 #include <optional>
 #include <vector>
 
@@ -29,53 +28,17 @@ struct Change {
   ChangeKind kind;
 };
 
-// Each block's place in the backing store (absent: unmapped).
-Result<std::map<uint64_t, uint64_t>> BlockMap(pool::Pool& pool, const std::string& name,
-                                              uint64_t size) {
-  std::map<uint64_t, uint64_t> m;
-  if (size == 0) return m;
-  const uint64_t bs = pool.block_size();
-  ASSIGN_OR_RETURN(auto runs, pool.StoredRuns(name, 0, size));
-  for (auto& r : runs)
-    for (uint64_t o = 0; o < r.length; o += bs) m.emplace(r.offset + o, r.store_offset + o);
-  return m;
-}
-
-// Where `to` differs from `from` (by block address: a block shared by both
-// is unchanged), ascending, adjacent ranges of one kind merged, nothing past
-// to's size. `from` empty: every mapped range of `to`.
+// Where `to` differs from `from` (Pool::Diff: shared subtrees skipped by
+// address), ascending. `from` empty: every mapped range of `to`. Collected
+// first: Diff's sink runs under the pool's lock and may not read.
 Result<std::vector<Change>> Changes(pool::Pool& pool, const std::string& from,
                                     const std::string& to) {
-  ASSIGN_OR_RETURN(auto te, pool.Stat(to));
-  const uint64_t bs = pool.block_size();
-  std::map<uint64_t, uint64_t> fm;
-  if (!from.empty()) {
-    ASSIGN_OR_RETURN(auto fe, pool.Stat(from));
-    ASSIGN_OR_RETURN(fm, BlockMap(pool, from, std::min(fe.size_bytes, te.size_bytes)));
-  }
-  ASSIGN_OR_RETURN(auto tm, BlockMap(pool, to, te.size_bytes));
   std::vector<Change> out;
-  auto add = [&](uint64_t off, ChangeKind k) {
-    if (!out.empty() && out.back().kind == k && out.back().offset + out.back().length == off)
-      out.back().length += bs;
-    else
-      out.push_back({off, bs, k});
-  };
-  auto fi = fm.begin();
-  auto ti = tm.begin();
-  while (fi != fm.end() || ti != tm.end()) {
-    if (ti == tm.end() || (fi != fm.end() && fi->first < ti->first)) {
-      add(fi->first, ChangeKind::kHole);
-      ++fi;
-    } else if (fi == fm.end() || ti->first < fi->first) {
-      add(ti->first, ChangeKind::kWritten);
-      ++ti;
-    } else {
-      if (fi->second != ti->second) add(ti->first, ChangeKind::kWritten);
-      ++fi;
-      ++ti;
-    }
-  }
+  RETURN_IF_ERROR(pool.Diff(from, to, [&](const pool::DiffRange& r) {
+    out.push_back({r.offset, r.length,
+                   r.kind == pool::DiffKind::kWritten ? ChangeKind::kWritten : ChangeKind::kHole});
+    return Status::Ok();
+  }));
   return out;
 }
 
