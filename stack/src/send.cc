@@ -4,6 +4,7 @@
 #include <optional>
 #include <vector>
 
+#include "stack/address.h"
 #include "stack/publish.h"
 
 namespace stack::compose {
@@ -165,8 +166,7 @@ Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
 
   if (!h.incremental()) {
     const std::string volume = options.volume.empty() ? h.volume : options.volume;
-    if (volume.find('@') != std::string::npos || !pool::ValidEntryName(volume))
-      return Status::InvalidArgument("invalid volume name '" + volume + "'");
+    RETURN_IF_ERROR(ValidateName(volume, "volume"));  // the CLI's rules: no hidden names
     if (!pool::ValidEntryName(volume + "@" + h.snapshot) ||
         !pool::ValidEntryName(std::string(kBuildPrefix) + volume + "@" + h.snapshot))
       return Status::InvalidArgument("name '" + volume + "@" + h.snapshot + "' too long");

@@ -281,6 +281,12 @@ class Send(StackTestCase):
                                "raw@a"], capture_output=True)
         self.assertEqual(send.returncode, 0, send.stderr)
         self.assertIn(b"sent raw@a", send.stderr)  # the report is not in the stream
+        # A hidden or invalid target name is refused: receive never makes what
+        # listings hide.
+        for bad in (".build-x", "-x", "a@b"):
+            r = stack("receive", "-p", self.b, bad, input=send.stdout)
+            self.assertEqual(r.rc, EXIT["usage"], r.err)
+        self.assertEqual(self.entries(self.b), [])
         r = stack("--json", "receive", "-p", self.b, "renamed", input=send.stdout)
         self.assertEqual(r.rc, 0, r.err)
         self.assertEqual(json.loads(r.out)["volume"], "renamed")
