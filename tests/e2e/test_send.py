@@ -37,6 +37,25 @@ def records(data):
     return out
 
 
+def wait_reading_stdin(proc, limit=60.0):
+    """True once `proc` sits in read(2) on fd 0 (per /proc/PID/syscall: number
+    0, first argument 0x0); False if it exited. `limit` only bounds a hang."""
+    import time
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            return False
+        try:
+            with open(f"/proc/{proc.pid}/syscall") as f:
+                fields = f.read().split()
+        except OSError:
+            fields = []
+        if len(fields) > 1 and fields[0] == "0" and fields[1] == "0x0":
+            return True
+        time.sleep(0.01)
+    return False
+
+
 class Send(StackTestCase):
     def setUp(self):
         super().setUp()
@@ -274,6 +293,53 @@ class Send(StackTestCase):
         r = self.assertRefused(p, "unsupported", before)
         self.assertIn("version 2", r.err)
         self.assertIn("version 1", r.err)
+
+    def test_killed_receiver_leaves_nothing_and_pool_full_is_nospace(self):
+        self.raw_volume()
+        data = read(self.send(self.a, "raw@a"))
+        stack_bin = os.environ.get("STACK_BIN", "stack")
+        rng = random.Random(151)
+        left_hidden = 0
+        for _ in range(6):
+            # Fed part of the stream through a pipe; once it waits in read(2)
+            # on stdin for the rest (it has applied what it got), SIGKILL.
+            cut = rng.randrange(200, len(data))
+            p = subprocess.Popen([stack_bin, "receive", "-p", self.b], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p.stdin.write(data[:cut])
+            p.stdin.flush()
+            self.assertTrue(wait_reading_stdin(p), "receiver never waited for more input")
+            p.kill()
+            p.wait()
+            p.stdin.close()
+            self.assertEqual(self.entries(self.b), [])
+            # A read-only look removes nothing: the kill left a hidden entry.
+            info = stack("--json", "pool", "info", "-p", self.b, check=0).json()
+            left_hidden += info["entries"] > 0
+            self.assertClean(self.b)
+        self.assertGreater(left_hidden, 0)
+        # The next receive removes whatever a kill left and succeeds.
+        p = self.path("whole.stream")
+        with open(p, "wb") as f:
+            f.write(data)
+        self.assertEqual(self.receive(p).rc, 0)
+        info = stack("--json", "pool", "info", "-p", self.b, check=0).json()
+        self.assertEqual(info["entries"], 2)
+        # A pool too small for the stream: NoSpace, nothing visible.
+        big = self.path("big.img")
+        with open(big, "wb") as f:
+            f.write(os.urandom(24 << 20))
+        stack("import", "-p", self.a, big, "big", check=0)
+        stack("snapshot", "create", "-p", self.a, "big@s", check=0)
+        small = self.path("small.stk")
+        stack("pool", "create", small, "--size", "16M", "--max-size", "16M", check=0)
+        s = self.send(self.a, "big@s")
+        r = stack("receive", "-p", small, "-i", s)
+        self.assertEqual(r.rc, EXIT["nospace"], r.err)
+        self.assertOneLineError(r, "NoSpace")
+        self.assertEqual(self.entries(small), [])
+        self.assertEqual(stack("--json", "pool", "info", "-p", small, check=0).json()["entries"], 0)
+        self.assertClean(small)
 
     def test_stdout_and_stdin(self):
         self.raw_volume()
