@@ -186,7 +186,7 @@ TEST_CASE("send stream: the writer refuses records out of order or outside the e
   CHECK(CodeOf(EncodeStreamHeader(h).status()) == Code::kInvalidArgument);
 }
 
-TEST_CASE("send and receive between in-memory pools; damage leaves nothing") {
+TEST_CASE("send and receive between in-memory pools, damage leaves nothing") {
   auto a = MemPool();
   REQUIRE(a->CreateVolume("vm", 64 * kBs, {}).ok());
   {
