@@ -347,6 +347,13 @@ class Send(StackTestCase):
                                "raw@a"], capture_output=True)
         self.assertEqual(send.returncode, 0, send.stderr)
         self.assertIn(b"sent raw@a", send.stderr)  # the report is not in the stream
+        # Only snapshots are sent (a volume changes under the reader).
+        r = stack("send", "-p", self.a, "raw", "-o", self.path("vol.stream"))
+        self.assertEqual(r.rc, EXIT["usage"], r.err)
+        self.assertFalse(os.path.exists(self.path("vol.stream")))
+        r = stack("send", "-p", self.a, "raw@nope", "-o", self.path("vol.stream"))
+        self.assertEqual(r.rc, EXIT["notfound"], r.err)
+        self.assertEqual([f for f in os.listdir(self.tmp) if "stack-tmp" in f], [])
         # A hidden or invalid target name is refused: receive never makes what
         # listings hide.
         for bad in (".build-x", "-x", "a@b"):
