@@ -37,5 +37,6 @@ void RegisterFsCommands(CLI::App& app, CommandContext& ctx);
 void RegisterImageCommands(CLI::App& app, CommandContext& ctx);
 void RegisterServeCommands(CLI::App& app, CommandContext& ctx);
 void RegisterDiffCommands(CLI::App& app, CommandContext& ctx);
+void RegisterSendCommands(CLI::App& app, CommandContext& ctx);
 
 }  // namespace stack::cli

@@ -64,6 +64,7 @@ int RunCli(int argc, char** argv) {
   RegisterBlockdevCommands(app, ctx);
   RegisterServeCommands(app, ctx);
   RegisterDiffCommands(app, ctx);
+  RegisterSendCommands(app, ctx);
 
   int rc = ParseCommandLine(app, argc, argv);
   if (rc >= 0) return rc;

@@ -236,3 +236,43 @@ TEST_CASE("verify reads by windows and runs and reports every bad block") {
                         [&](const std::string& e) { return e.find(at) != std::string::npos; }));
   }
 }
+
+TEST_CASE("entries made with a given identity keep it across a reopen") {
+  MemPool mp;
+  REQUIRE_OK(mp.Create(256));
+  EntryIdentity vid{"0123abcd-4567-4890-a123-456789abcdef", "", 1234567890123456789};
+  REQUIRE_OK(mp.pool->CreateVolume("v", 1 << 20, {}, vid));
+  EntryIdentity sid{"fedcba98-7654-4321-8fed-cba987654321", "11111111-2222-4333-8444-555555555555",
+                    42};
+  REQUIRE_OK(mp.pool->Snapshot("v", "v@s", {"n", {}}, sid));
+  // Malformed: refused before any change.
+  for (const char* bad : {"0123abcd-4567-4890-a123-456789abcde", "0123abcd_4567-4890-a123-456789abcdef",
+                          "0123abcd-4567-4890-a123-456789abcdeg"}) {
+    CHECK(mp.pool->Snapshot("v", "v@t", {}, {bad, "", 0}).code() == Code::kInvalidArgument);
+    CHECK(mp.pool->CreateVolume("w", 1 << 20, {}, {"", bad, 0}).code() == Code::kInvalidArgument);
+  }
+  CHECK(mp.pool->Snapshot("v", "v@t", {}, {"", "", -1}).code() == Code::kInvalidArgument);
+  REQUIRE_OK(mp.pool->Commit());
+  REQUIRE_OK(mp.Reopen());
+  auto v = mp.pool->Stat("v");
+  REQUIRE_OK(v);
+  CHECK(v->uuid == vid.uuid);
+  CHECK(v->parent_uuid.empty());
+  CHECK(v->created_unix_ns == vid.created_unix_ns);
+  auto s = mp.pool->Stat("v@s");
+  REQUIRE_OK(s);
+  CHECK(s->uuid == sid.uuid);
+  CHECK(s->parent_uuid == sid.parent_uuid);
+  CHECK(s->created_unix_ns == 42);
+  // Without an identity: fresh uuid, the source as parent, now.
+  REQUIRE_OK(mp.pool->Snapshot("v", "v@u", {}, {}));
+  auto u = mp.pool->Stat("v@u");
+  REQUIRE_OK(u);
+  CHECK(u->uuid != sid.uuid);
+  CHECK(u->parent_uuid == vid.uuid);
+  CHECK(u->created_unix_ns > 42);
+  auto names = mp.pool->Names();
+  REQUIRE_OK(names);
+  CHECK(names->size() == 3);
+  RequireClean(*mp.pool);
+}

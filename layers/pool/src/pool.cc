@@ -1,8 +1,10 @@
 // Pool lifecycle, the transaction scope every mutation runs in, and the
 // entry operations behind the public API (pool_impl.h).
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "block/endian.h"
@@ -38,6 +40,48 @@ std::array<uint8_t, 16> NewUuid() {
 
 bool IsZeroUuid(const std::array<uint8_t, 16>& u) {
   return std::all_of(u.begin(), u.end(), [](uint8_t c) { return c == 0; });
+}
+
+// Parses 8-4-4-4-12 hex into `out`.
+bool ParseUuid(const std::string& s, std::array<uint8_t, 16>& out) {
+  if (s.size() != 36) return false;
+  size_t j = 0;
+  for (size_t i = 0; i < 36; ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-') return false;
+      continue;
+    }
+    int v = std::isxdigit(static_cast<unsigned char>(s[i]))
+                ? (std::isdigit(static_cast<unsigned char>(s[i])) ? s[i] - '0'
+                                                                  : (std::tolower(s[i]) - 'a' + 10))
+                : -1;
+    if (v < 0) return false;
+    out[j / 2] = static_cast<uint8_t>(j % 2 ? (out[j / 2] | v) : (v << 4));
+    ++j;
+  }
+  return true;
+}
+
+// The identity fields a new entry takes (fresh values where `id` leaves
+// them empty). InvalidArgument before any change for a malformed one.
+struct NewIdentity {
+  std::array<uint8_t, 16> uuid{};
+  std::optional<std::array<uint8_t, 16>> parent;
+  uint64_t created_ns = 0;
+};
+Result<NewIdentity> ResolveIdentity(const EntryIdentity& id) {
+  NewIdentity r;
+  if (!id.uuid.empty() && !ParseUuid(id.uuid, r.uuid))
+    return Status::InvalidArgument("malformed uuid '" + id.uuid + "'");
+  if (!id.parent_uuid.empty()) {
+    std::array<uint8_t, 16> p{};
+    if (!ParseUuid(id.parent_uuid, p))
+      return Status::InvalidArgument("malformed parent uuid '" + id.parent_uuid + "'");
+    r.parent = p;
+  }
+  if (id.created_unix_ns < 0) return Status::InvalidArgument("creation time before 1970");
+  r.created_ns = static_cast<uint64_t>(id.created_unix_ns);
+  return r;
 }
 
 std::string VolumePart(const std::string& name) { return name.substr(0, name.find('@')); }
@@ -396,10 +440,11 @@ Result<TableEntry*> Pool::Impl::Find(const std::string& name, const char* what) 
 // ---------------------------------------------------------------- entry operations
 
 Status Pool::Impl::CreateVolume(const std::string& name, uint64_t size_bytes,
-                                const EntryMeta& meta) {
+                                const EntryMeta& meta, const EntryIdentity& identity) {
   Txn txn(*this);
   RETURN_IF_ERROR(txn.status());
   RETURN_IF_ERROR(CheckName(name));
+  ASSIGN_OR_RETURN(NewIdentity idn, ResolveIdentity(identity));
   if (name.find('@') != std::string::npos) {
     return Status::InvalidArgument("a volume name cannot contain '@' (that names a snapshot)");
   }
@@ -415,11 +460,12 @@ Status Pool::Impl::CreateVolume(const std::string& name, uint64_t size_bytes,
   e.size_bytes = size_bytes;
   e.note = meta.note;
   e.tags = meta.tags;
+  if (idn.parent) e.parent = *idn.parent;
   RETURN_IF_ERROR(EnsureSpace(table_->AddCost(e), "a new volume"));
   return txn.Commit([&] {
     e.id = next_id_++;
-    e.uuid = NewUuid();
-    e.created_ns = NowNs();
+    e.uuid = identity.uuid.empty() ? NewUuid() : idn.uuid;
+    e.created_ns = idn.created_ns ? idn.created_ns : NowNs();
     return table_->Add(std::move(e)).status();
   });
 }
@@ -446,10 +492,11 @@ void Pool::Impl::ReleaseUser(uint64_t token) {
 }
 
 Status Pool::Impl::Copy(const std::string& source, const std::string& name, bool snapshot,
-                        const EntryMeta& meta) {
+                        const EntryMeta& meta, const EntryIdentity& identity) {
   Txn txn(*this);
   RETURN_IF_ERROR(txn.status());
   RETURN_IF_ERROR(CheckName(name));
+  ASSIGN_OR_RETURN(NewIdentity idn, ResolveIdentity(identity));
   RETURN_IF_ERROR(ValidateMeta(meta));
   ASSIGN_OR_RETURN(TableEntry * src, Find(source));
   bool has_at = name.find('@') != std::string::npos;
@@ -466,7 +513,7 @@ Status Pool::Impl::Copy(const std::string& source, const std::string& name, bool
   e.snapshot = snapshot;
   e.read_only = snapshot;
   e.name = name;
-  e.parent = src->uuid;
+  e.parent = idn.parent ? *idn.parent : src->uuid;
   e.size_bytes = src->size_bytes;
   e.root = src->root;
   e.mapped_blocks = src->mapped_blocks;
@@ -482,8 +529,8 @@ Status Pool::Impl::Copy(const std::string& source, const std::string& name, bool
   }
   return txn.Commit([&] {
     e.id = next_id_++;
-    e.uuid = NewUuid();
-    e.created_ns = NowNs();
+    e.uuid = identity.uuid.empty() ? NewUuid() : idn.uuid;
+    e.created_ns = idn.created_ns ? idn.created_ns : NowNs();
     RETURN_IF_ERROR(tree_->IncRoot(e.root));
     return table_->Add(std::move(e)).status();
   });
@@ -834,7 +881,11 @@ std::string Pool::StorePath() const { return impl_->store_path(); }
 void Pool::RefreshLockNote() { impl_->RefreshLockNote(); }
 
 Status Pool::CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta) {
-  return impl_->CreateVolume(name, size_bytes, meta);
+  return impl_->CreateVolume(name, size_bytes, meta, {});
+}
+Status Pool::CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta,
+                          const EntryIdentity& identity) {
+  return impl_->CreateVolume(name, size_bytes, meta, identity);
 }
 Result<std::unique_ptr<BlockDevice>> Pool::OpenVolume(const std::string& name, bool read_only) {
   return impl_->OpenVolume(name, read_only, "an open device");
@@ -845,10 +896,14 @@ Result<std::unique_ptr<BlockDevice>> Pool::OpenVolume(const std::string& name, b
 }
 Status Pool::Snapshot(const std::string& source, const std::string& snap_name,
                       const EntryMeta& meta) {
-  return impl_->Copy(source, snap_name, true, meta);
+  return impl_->Copy(source, snap_name, true, meta, {});
+}
+Status Pool::Snapshot(const std::string& source, const std::string& snap_name,
+                      const EntryMeta& meta, const EntryIdentity& identity) {
+  return impl_->Copy(source, snap_name, true, meta, identity);
 }
 Status Pool::Clone(const std::string& source, const std::string& new_name, const EntryMeta& meta) {
-  return impl_->Copy(source, new_name, false, meta);
+  return impl_->Copy(source, new_name, false, meta, {});
 }
 Status Pool::Rollback(const std::string& volume, const std::string& snapshot) {
   return impl_->Rollback(volume, snapshot);

@@ -60,11 +60,12 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   void RefreshLockNote();
 
   // The public API (pool.h says what each does).
-  Status CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta);
+  Status CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta,
+                      const EntryIdentity& identity);
   Result<std::unique_ptr<BlockDevice>> OpenVolume(const std::string& name, bool read_only,
                                                   const std::string& user);
   Status Copy(const std::string& source, const std::string& name, bool snapshot,
-              const EntryMeta& meta);
+              const EntryMeta& meta, const EntryIdentity& identity);
   Status Rollback(const std::string& volume, const std::string& snapshot);
   Status Delete(const std::string& name);
   Status Rename(const std::string& old_name, const std::string& new_name);

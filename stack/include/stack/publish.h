@@ -1,4 +1,4 @@
-// Atomic publication of new volumes (build, import, clone).
+// Atomic publication of new volumes (build, import, clone, receive).
 //
 // A new volume is made under a hidden name ".build-<name>", filled, the pool
 // committed, and only then renamed to <name>. A failure deletes the hidden

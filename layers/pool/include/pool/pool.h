@@ -82,6 +82,16 @@ struct EntryMeta {
 
 enum class EntryKind { kVolume, kSnapshot };
 
+// The identity a new entry takes instead of fresh values, so that a
+// receive recreates an entry under its sender's uuids (these are fields
+// every entry record already has). Empty or zero fields: as usual. The
+// pool does not require uuids to be unique; callers that need it check.
+struct EntryIdentity {
+  std::string uuid;             // 8-4-4-4-12 hex; "" = a new random uuid
+  std::string parent_uuid;      // "" = as usual (none for a volume, the source for a copy)
+  int64_t created_unix_ns = 0;  // 0 = now; else > 0
+};
+
 struct EntryInfo {
   std::string name;
   std::string uuid;         // 8-4-4-4-12 hex
@@ -183,6 +193,9 @@ class Pool {
 
   // A new empty thin volume. size_bytes: a multiple of block_size().
   Status CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta);
+  // The same, with the given identity (InvalidArgument for a malformed uuid).
+  Status CreateVolume(const std::string& name, uint64_t size_bytes, const EntryMeta& meta,
+                      const EntryIdentity& identity);
   // The volume or snapshot as a BlockDevice (block_size() = pool block size).
   // A snapshot, a read-only entry or a read-only pool gives a read-only
   // device; asking for a writable one then fails with ReadOnly.
@@ -194,6 +207,9 @@ class Pool {
                                                   const std::string& user_label);
   // snap_name is the full `V@S`; V must be the source's volume part.
   Status Snapshot(const std::string& source, const std::string& snap_name, const EntryMeta& meta);
+  // The same, with the given identity (InvalidArgument for a malformed uuid).
+  Status Snapshot(const std::string& source, const std::string& snap_name, const EntryMeta& meta,
+                  const EntryIdentity& identity);
   // A writable volume sharing source's blocks (source: volume or snapshot).
   Status Clone(const std::string& source, const std::string& new_name, const EntryMeta& meta);
   // volume takes snapshot's content and size. snapshot: `V@S` or just `S`.

@@ -1,0 +1,370 @@
+"""send and receive (issue 15): snapshots shipped between pools as raw
+streams (spec/send-stream.md). Oracles: the sender's own exports (byte
+identity), cryptsetup (the received LUKS2 container opens), e2fsck -fn (the
+received file system is clean), `stack pool check` (nothing half-made left).
+Damage is made by hand: each record kind altered by one byte, truncation at
+many offsets, a newer version, a wrong base, a stream fed twice."""
+import json
+import os
+import random
+import struct
+import subprocess
+
+from images import FAST_KDF, e2fsck_clean, export, make_tree, sha256, write_pass
+from stacktest import EXIT, StackTestCase, main, stack
+
+HEADER_LEN_AT = 12
+REC = 32
+WRITE, HOLE, END = 1, 2, 3
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def records(data):
+    """(type, stream offset, record bytes incl. payload) of every record, then
+    ("digest", offset, 32): a parser of the layout only (no checks)."""
+    pos = struct.unpack_from("<I", data, HEADER_LEN_AT)[0]
+    out = [("header", 0, pos)]
+    while pos < len(data) - 32:
+        typ, _, off, length = struct.unpack_from("<IIQQ", data, pos)
+        size = REC + (length if typ == WRITE else 0)
+        out.append((typ, pos, size))
+        pos += size
+    out.append(("digest", pos, 32))
+    return out
+
+
+def wait_reading_stdin(proc, limit=60.0):
+    """True once `proc` sits in read(2) on fd 0 (per /proc/PID/syscall: number
+    0, first argument 0x0); False if it exited. `limit` only bounds a hang."""
+    import time
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            return False
+        try:
+            with open(f"/proc/{proc.pid}/syscall") as f:
+                fields = f.read().split()
+        except OSError:
+            fields = []
+        if len(fields) > 1 and fields[0] == "0" and fields[1] == "0x0":
+            return True
+        time.sleep(0.01)
+    return False
+
+
+class Send(StackTestCase):
+    def setUp(self):
+        super().setUp()
+        self.a = self.path("a.stk")
+        self.b = self.path("b.stk")
+        self.key = write_pass(self.path("pass.txt"))
+        self.tree = make_tree(self.path("tree"))
+        stack("pool", "create", self.b, "--size", "64M", "--max-size", "4G", check=0)
+
+    # -- helpers ---------------------------------------------------------------
+    def build(self, vol="golden", snap="v1"):
+        stack("build", "-p", self.a, vol, "--from", self.tree, "--size", "64M", "--snapshot",
+              snap, "-k", self.key, *FAST_KDF, check=0)
+
+    def raw_volume(self):
+        """Volume `raw` (plain, 1 MiB of random data) with raw@a, and raw@b
+        whose second half was cut away (a HOLE in the a->b stream)."""
+        img = self.path("raw.img")
+        with open(img, "wb") as f:
+            f.write(os.urandom(1 << 20))
+        stack("pool", "create", self.a, "--size", "64M", "--max-size", "4G", check=0)
+        stack("import", "-p", self.a, img, "raw", check=0)
+        stack("snapshot", "create", "-p", self.a, "raw@a", check=0)
+        stack("volume", "resize", "-p", self.a, "raw", "--size", "512K", "--force", check=0)
+        stack("volume", "resize", "-p", self.a, "raw", "--size", "1M", check=0)
+        stack("snapshot", "create", "-p", self.a, "raw@b", check=0)
+
+    def send(self, pool, snap, frm=None, name=None):
+        out = self.path(name or f"s-{snap.replace('@', '_')}-{frm or 'full'}".replace("@", "_"))
+        if os.path.exists(out):
+            os.unlink(out)
+        args = ["--json", "send", "-p", pool, snap, "-o", out]
+        if frm:
+            args += ["--from", frm]
+        rep = stack(*args, check=0).json()
+        self.assertEqual(rep["stream_bytes"], os.path.getsize(out))
+        return out
+
+    def receive(self, path, *extra, env=None):
+        # No passphrase anywhere: no key file, and the environment scrubbed.
+        e = {k: "" for k in os.environ if k.startswith("STACK_") and "PASS" in k}
+        e.update(env or {})
+        return stack("--json", "receive", "-p", self.b, "-i", path, *extra, env=e)
+
+    def entries(self, pool):
+        return sorted((e["name"], e["uuid"]) for e in
+                      stack("--json", "volume", "list", "-p", pool, "--all", check=0).json())
+
+    def assertClean(self, pool):
+        r = stack("pool", "check", "-p", pool)
+        self.assertEqual(r.rc, 0, r.out + r.err)
+
+    def assertRefused(self, path, code, before, *extra):
+        r = self.receive(path, *extra)
+        self.assertEqual(r.rc, EXIT[code], f"{path}: {r.out}{r.err}")
+        self.assertEqual(self.entries(self.b), before, "a refused receive left something visible")
+        # Not even a hidden entry is left behind.
+        info = stack("--json", "pool", "info", "-p", self.b, check=0).json()
+        self.assertEqual(info["entries"], len(before))
+        self.assertClean(self.b)
+        return r
+
+    def stored_sha(self, pool, entry):
+        out = self.path(f"st-{os.path.basename(pool)}-{entry.replace('@', '_')}.img")
+        export(pool, entry, out, "stored")
+        h = sha256(out)
+        os.unlink(out)
+        return h
+
+    # -- round trips -----------------------------------------------------------
+    def test_full_round_trip_encrypted_without_key(self):
+        self.build()
+        s = self.send(self.a, "golden@v1")
+        rep = self.receive(s)
+        self.assertEqual(rep.rc, 0, rep.err)
+        rep = rep.json()
+        self.assertEqual(rep["snapshot"], "golden@v1")
+        self.assertEqual(rep["stream_bytes"], os.path.getsize(s))
+        a = {e["name"]: e for e in stack("--json", "volume", "list", "-p", self.a, "--all",
+                                         check=0).json()}
+        b = {e["name"]: e for e in stack("--json", "volume", "list", "-p", self.b, "--all",
+                                         check=0).json()}
+        for k in ("uuid", "parent_uuid", "created_unix_ns", "size_bytes", "note", "tags"):
+            self.assertEqual(a["golden@v1"][k], b["golden@v1"][k], k)
+        self.assertEqual(b["golden"]["uuid"], a["golden@v1"]["parent_uuid"])
+        # Byte identity of what is stored (ciphertext), and of the plaintext.
+        self.assertEqual(self.stored_sha(self.a, "golden@v1"), self.stored_sha(self.b, "golden@v1"))
+        stored = self.path("recv-stored.img")
+        export(self.b, "golden@v1", stored, "stored")
+        r = subprocess.run(["cryptsetup", "open", "--test-passphrase", "--key-file", self.key,
+                            stored], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pa, pb = self.path("pa.img"), self.path("pb.img")
+        export(self.a, "golden@v1", pa, "plain", self.key)
+        export(self.b, "golden@v1", pb, "plain", self.key)
+        self.assertEqual(sha256(pa), sha256(pb))
+        rc, log = e2fsck_clean(pb)
+        self.assertEqual(rc, 0, log)
+        self.assertClean(self.b)
+
+    def test_full_then_three_incrementals_in_order_and_out_of_order_refused(self):
+        self.build()
+        for i in (2, 3, 4):
+            f = self.path(f"f{i}.txt")
+            with open(f, "w") as fh:
+                fh.write(f"change {i}\n" * (1000 * i))
+            stack("fs", "put", "-p", self.a, "golden", f, f"/etc/f{i}.txt", "-k", self.key,
+                  check=0)
+            stack("snapshot", "create", "-p", self.a, f"golden@v{i}", check=0)
+        full = self.send(self.a, "golden@v1")
+        inc = {i: self.send(self.a, f"golden@v{i}", f"golden@v{i - 1}") for i in (2, 3, 4)}
+        for i in (2, 3, 4):  # an incremental carries only the change
+            self.assertLess(os.path.getsize(inc[i]), os.path.getsize(full) // 2)
+        self.assertEqual(self.receive(full).rc, 0)
+        before = self.entries(self.b)
+        r = self.assertRefused(inc[3], "notfound", before)  # v3's base v2 is not there yet
+        uuids = {n: u for n, u in self.entries(self.a)}
+        self.assertIn(uuids["golden@v2"], r.err)
+        self.assertIn(uuids["golden@v1"], r.err)  # the receiver's newest snapshot
+        for i in (2, 3, 4):
+            r = self.receive(inc[i])
+            self.assertEqual(r.rc, 0, r.err)
+            self.assertTrue(r.json()["incremental"])
+        before = self.entries(self.b)
+        self.assertRefused(inc[2], "exists", before)  # already applied
+        for i in (1, 2, 3, 4):
+            self.assertEqual(self.stored_sha(self.a, f"golden@v{i}"),
+                             self.stored_sha(self.b, f"golden@v{i}"), f"v{i}")
+        pb = self.path("pb4.img")
+        export(self.b, "golden@v4", pb, "plain", self.key)
+        rc, log = e2fsck_clean(pb)
+        self.assertEqual(rc, 0, log)
+        self.assertClean(self.b)
+
+    def test_diverged_target_refused_unless_force(self):
+        self.raw_volume()
+        self.assertEqual(self.receive(self.send(self.a, "raw@a")).rc, 0)
+        inc = self.send(self.a, "raw@b", "raw@a")
+        # The receiver's volume changes after its base: refused, then --force.
+        stack("volume", "resize", "-p", self.b, "raw", "--size", "2M", check=0)
+        before = self.entries(self.b)
+        r = self.assertRefused(inc, "exists", before)
+        self.assertIn("raw@a", r.err)
+        r = self.receive(inc, "--force")
+        self.assertEqual(r.rc, 0, r.err)
+        self.assertEqual(r.json()["hole_bytes"], 512 << 10)
+        self.assertEqual(self.stored_sha(self.a, "raw@b"), self.stored_sha(self.b, "raw@b"))
+        self.assertEqual(self.stored_sha(self.a, "raw"), self.stored_sha(self.b, "raw"))
+        self.assertClean(self.b)
+
+    # -- bad input -------------------------------------------------------------
+    def test_every_record_kind_altered_by_one_byte(self):
+        self.raw_volume()
+        full = read(self.send(self.a, "raw@a"))
+        inc = read(self.send(self.a, "raw@b", "raw@a"))
+        kinds_seen = set()
+
+        def alter_each(data):
+            before = self.entries(self.b)
+            for kind, at, size in records(data):
+                kinds_seen.add(kind)
+                # First byte, a middle byte (the payload of a WRITE), last byte.
+                for pos in sorted({at, at + size // 2, at + size - 1}):
+                    bad = bytearray(data)
+                    bad[pos] ^= 0x01
+                    p = self.path("bad.stream")
+                    with open(p, "wb") as f:
+                        f.write(bad)
+                    r = self.assertRefused(p, "corruption", before)
+                    self.assertOneLineError(r, "Corruption")
+
+        alter_each(full)  # into an empty pool
+        p = self.path("good.stream")
+        with open(p, "wb") as f:
+            f.write(full)
+        self.assertEqual(self.receive(p).rc, 0)
+        alter_each(inc)  # onto its base
+        self.assertEqual(kinds_seen, {"header", WRITE, HOLE, END, "digest"})
+
+    def test_truncation_at_many_offsets(self):
+        self.raw_volume()
+        data = read(self.send(self.a, "raw@a"))
+        cuts = {0, 1, 15, 16, len(data) - 1, len(data) - 32, len(data) - 33}
+        for _, at, size in records(data):
+            cuts.update({at, at + 1, at + REC - 1, at + size - 1})
+        rng = random.Random(15)
+        cuts.update(rng.randrange(len(data)) for _ in range(20))
+        before = self.entries(self.b)
+        p = self.path("cut.stream")
+        for n in sorted(c for c in cuts if 0 <= c < len(data)):
+            with open(p, "wb") as f:
+                f.write(data[:n])
+            self.assertRefused(p, "corruption", before)
+        # Trailing garbage is damage too.
+        with open(p, "wb") as f:
+            f.write(data + b"\0")
+        self.assertRefused(p, "corruption", before)
+        # The stream whole still applies (nothing stale blocked it).
+        with open(p, "wb") as f:
+            f.write(data)
+        self.assertEqual(self.receive(p).rc, 0)
+
+    def test_fed_twice_newer_version_wrong_base(self):
+        self.raw_volume()
+        s = self.send(self.a, "raw@a")
+        inc = self.send(self.a, "raw@b", "raw@a")
+        # A base the receiver never had: another lineage's snapshot.
+        img = self.path("other.img")
+        with open(img, "wb") as f:
+            f.write(os.urandom(1 << 20))
+        other = self.path("other.stk")
+        stack("pool", "create", other, "--size", "64M", check=0)
+        stack("import", "-p", other, img, "raw", check=0)
+        stack("snapshot", "create", "-p", other, "raw@a", check=0)
+        self.assertEqual(self.receive(self.send(other, "raw@a", name="other.stream")).rc, 0)
+        before = self.entries(self.b)
+        r = self.assertRefused(inc, "notfound", before)
+        theirs = dict(self.entries(self.a))["raw@a"]
+        ours = dict(self.entries(self.b))["raw@a"]
+        self.assertIn(theirs, r.err)
+        self.assertIn(ours, r.err)
+        # Fed twice: the same name, then another name.
+        os.unlink(self.b)
+        stack("pool", "create", self.b, "--size", "64M", "--max-size", "4G", check=0)
+        self.assertEqual(self.receive(s).rc, 0)
+        before = self.entries(self.b)
+        self.assertRefused(s, "exists", before)
+        self.assertRefused(s, "exists", before, "copy")
+        # A newer format version is refused naming both versions.
+        data = bytearray(read(s))
+        struct.pack_into("<I", data, 8, 2)
+        p = self.path("v2.stream")
+        with open(p, "wb") as f:
+            f.write(data)
+        r = self.assertRefused(p, "unsupported", before)
+        self.assertIn("version 2", r.err)
+        self.assertIn("version 1", r.err)
+
+    def test_killed_receiver_leaves_nothing_and_pool_full_is_nospace(self):
+        self.raw_volume()
+        data = read(self.send(self.a, "raw@a"))
+        stack_bin = os.environ.get("STACK_BIN", "stack")
+        rng = random.Random(151)
+        left_hidden = 0
+        for _ in range(6):
+            # Fed part of the stream through a pipe; once it waits in read(2)
+            # on stdin for the rest (it has applied what it got), SIGKILL.
+            cut = rng.randrange(200, len(data))
+            p = subprocess.Popen([stack_bin, "receive", "-p", self.b], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p.stdin.write(data[:cut])
+            p.stdin.flush()
+            self.assertTrue(wait_reading_stdin(p), "receiver never waited for more input")
+            p.kill()
+            p.wait()
+            p.stdin.close()
+            self.assertEqual(self.entries(self.b), [])
+            # A read-only look removes nothing: the kill left a hidden entry.
+            info = stack("--json", "pool", "info", "-p", self.b, check=0).json()
+            left_hidden += info["entries"] > 0
+            self.assertClean(self.b)
+        self.assertGreater(left_hidden, 0)
+        # The next receive removes whatever a kill left and succeeds.
+        p = self.path("whole.stream")
+        with open(p, "wb") as f:
+            f.write(data)
+        self.assertEqual(self.receive(p).rc, 0)
+        info = stack("--json", "pool", "info", "-p", self.b, check=0).json()
+        self.assertEqual(info["entries"], 2)
+        # A pool too small for the stream: NoSpace, nothing visible.
+        big = self.path("big.img")
+        with open(big, "wb") as f:
+            f.write(os.urandom(24 << 20))
+        stack("import", "-p", self.a, big, "big", check=0)
+        stack("snapshot", "create", "-p", self.a, "big@s", check=0)
+        small = self.path("small.stk")
+        stack("pool", "create", small, "--size", "16M", "--max-size", "16M", check=0)
+        s = self.send(self.a, "big@s")
+        r = stack("receive", "-p", small, "-i", s)
+        self.assertEqual(r.rc, EXIT["nospace"], r.err)
+        self.assertOneLineError(r, "NoSpace")
+        self.assertEqual(self.entries(small), [])
+        self.assertEqual(stack("--json", "pool", "info", "-p", small, check=0).json()["entries"], 0)
+        self.assertClean(small)
+
+    def test_stdout_and_stdin(self):
+        self.raw_volume()
+        send = subprocess.run([os.environ.get("STACK_BIN", "stack"), "send", "-p", self.a,
+                               "raw@a"], capture_output=True)
+        self.assertEqual(send.returncode, 0, send.stderr)
+        self.assertIn(b"sent raw@a", send.stderr)  # the report is not in the stream
+        # Only snapshots are sent (a volume changes under the reader).
+        r = stack("send", "-p", self.a, "raw", "-o", self.path("vol.stream"))
+        self.assertEqual(r.rc, EXIT["usage"], r.err)
+        self.assertFalse(os.path.exists(self.path("vol.stream")))
+        r = stack("send", "-p", self.a, "raw@nope", "-o", self.path("vol.stream"))
+        self.assertEqual(r.rc, EXIT["notfound"], r.err)
+        self.assertEqual([f for f in os.listdir(self.tmp) if "stack-tmp" in f], [])
+        # A hidden or invalid target name is refused: receive never makes what
+        # listings hide.
+        for bad in (".build-x", "-x", "a@b"):
+            r = stack("receive", "-p", self.b, bad, input=send.stdout)
+            self.assertEqual(r.rc, EXIT["usage"], r.err)
+        self.assertEqual(self.entries(self.b), [])
+        r = stack("--json", "receive", "-p", self.b, "renamed", input=send.stdout)
+        self.assertEqual(r.rc, 0, r.err)
+        self.assertEqual(json.loads(r.out)["volume"], "renamed")
+        self.assertEqual(self.stored_sha(self.a, "raw@a"), self.stored_sha(self.b, "renamed@a"))
+
+
+if __name__ == "__main__":
+    main()
