@@ -15,7 +15,10 @@ void FreedBlocks::OnBlock(ext2_filsys fs, blk64_t blk, int inuse) {
 }
 
 void FreedBlocks::OnRange(ext2_filsys fs, blk64_t blk, blk_t num, int inuse) {
-  if (inuse < 0) static_cast<FreedBlocks*>(fs->priv_data)->Add(blk, num);
+  // e2fsprogs 1.47.0 passes the range's end and a count of 0 here (the
+  // loop's variables, not the arguments): such calls say nothing, and
+  // fsbridge's own range frees go through FreeBlockRange instead.
+  if (inuse < 0 && num > 0) static_cast<FreedBlocks*>(fs->priv_data)->Add(blk, num);
 }
 
 void FreedBlocks::Add(blk64_t first, blk64_t count) {
@@ -30,6 +33,12 @@ void FreedBlocks::Add(blk64_t first, blk64_t count) {
     it = ranges_.erase(it);
   }
   ranges_.emplace(first, end);
+}
+
+void FreeBlockRange(ext2_filsys fs, blk64_t first, blk64_t count) {
+  ext2fs_block_alloc_stats_range(fs, first, blk_t(count), -1);
+  if (fs->block_alloc_stats_range == &FreedBlocks::OnRange)
+    static_cast<FreedBlocks*>(fs->priv_data)->Add(first, count);
 }
 
 std::vector<BlockRange> FreedBlocks::TakeStillFree(ext2_filsys fs) {

@@ -262,6 +262,12 @@ Status SpaceMap::FoldDeltas() {
 std::vector<uint64_t> SpaceMap::EndCommit() {
   std::vector<uint64_t> released;
   released.swap(released_);
+  // Blocks allocated and freed within this transaction (data written and
+  // then discarded, a failed edit's data) never had a committed count, so
+  // folding saw no change; their bytes are on the store all the same.
+  for (const auto& [b, d] : txn_) {
+    if (d.is_new && d.freed) released.push_back(b);
+  }
   folding_ = false;
   txn_.clear();
   shadowed_sm_.clear();

@@ -68,8 +68,9 @@ class SpaceMap {
   // Folds all deltas into shadowed space-map/index blocks (dirty in cache).
   Status PrepareCommit();
   // The transaction is durable: forget deltas and shadow bookkeeping.
-  // Returns the blocks whose count this transaction took to zero, sorted
-  // (free in the durable state: their bytes may be discarded).
+  // Returns the blocks whose count this transaction took to zero, and those
+  // it allocated and freed again, sorted (free in the durable state: their
+  // bytes may be discarded).
   std::vector<uint64_t> EndCommit();
   // Entries of per-block transaction state (the pool bounds it by committing).
   size_t txn_entries() const { return txn_.size(); }
