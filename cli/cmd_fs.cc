@@ -271,8 +271,17 @@ Status Df(FsArgs& a, const CommandContext& ctx) {
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
   ASSIGN_OR_RETURN(auto s, Session(a, spec));
   ASSIGN_OR_RETURN(auto df, s->fs().Df());
-  if (ctx.json) PrintJson(DfJson(df));
-  else std::cout << DfText(df);
+  // What `fs trim` would give back: free blocks the volume still maps.
+  ASSIGN_OR_RETURN(auto trimmable, s->fs().TrimmableBytes());
+  if (ctx.json) {
+    auto j = DfJson(df);
+    j["trimmable_bytes"] = trimmable ? nlohmann::json(*trimmable) : nlohmann::json(nullptr);
+    PrintJson(j);
+  } else {
+    std::cout << DfText(df);
+    if (trimmable) std::cout << "  trimmable: " << FormatSize(*trimmable) << " (stack fs trim)\n";
+    else std::cout << "  trimmable: none (the device takes no discards: LUKS2 without allow-discards?)\n";
+  }
   return s->Close();
 }
 

@@ -191,6 +191,9 @@ class Trim(StackTestCase):
         stack("import", "-p", pool, img, "v", check=0)
         m0, h0 = self.mapped(pool, "v"), host_allocated(pool)
         self.assertGreaterEqual(m0, 48 * MiB)
+        # fs df says what a trim would give back.
+        df = stack("--json", "fs", "df", "-p", pool, "v", check=0).json()
+        self.assertGreaterEqual(df["trimmable_bytes"], 47 * MiB)
         r = stack("--json", "fs", "trim", "-p", pool, "v", check=0).json()
         self.assertGreaterEqual(r["freed_bytes"], 47 * MiB)
         self.assertGreater(r["trimmed_bytes"], 100 * MiB)  # every free range, as fstrim
@@ -198,6 +201,8 @@ class Trim(StackTestCase):
         self.assertLessEqual(self.mapped(pool, "v"), m0 - r["freed_bytes"])
         self.assertLess(host_allocated(pool), h0 - 46 * MiB)
         self.assert_fsck_clean(pool, "v", False)
+        df = stack("--json", "fs", "df", "-p", pool, "v", check=0).json()
+        self.assertEqual(df["trimmable_bytes"], 0)
         # Nothing left to free: a second trim frees nothing; text output.
         r = stack("fs", "trim", "-p", pool, "v", check=0)
         self.assertIn("the pool freed 0 B", r.out)
@@ -220,6 +225,8 @@ class Trim(StackTestCase):
         m1 = self.mapped(pool, "off")
         stack("fs", "rm", "-p", pool, "off", "-k", self.key, "/big", check=0)
         self.assertGreater(self.mapped(pool, "off"), m1 - MiB)
+        df = stack("--json", "fs", "df", "-p", pool, "off", "-k", self.key, check=0).json()
+        self.assertIsNone(df["trimmable_bytes"])
         r = stack("fs", "trim", "-p", pool, "off", "-k", self.key)
         self.assertEqual(r.rc, EXIT["unsupported"], r.err)
         self.assertOneLineError(r, "Unsupported")

@@ -210,6 +210,27 @@ Result<TrimInfo> Filesystem::Trim() {
   return t;
 }
 
+Result<std::optional<uint64_t>> Filesystem::TrimmableBytes() {
+  if (impl_->closed) return Status::InvalidArgument("df: filesystem is closed");
+  if (!impl_->dev->capabilities().discard_supported) return std::optional<uint64_t>();
+  ext2_filsys fs = impl_->fs;
+  if (!fs->block_map) {
+    errcode_t e = ext2fs_read_block_bitmap(fs);
+    if (e) return impl_->ctx().Err(e, "reading the block bitmap of", impl_->dev->describe());
+  }
+  if (impl_->writable) RETURN_IF_ERROR(impl_->io->WriteBack());
+  uint64_t bytes = 0;
+  const uint64_t bs = fs->blocksize;
+  const uint64_t dbs = impl_->dev->block_size();  // trim frees whole device blocks only
+  for (const BlockRange& r : FreeRanges(fs)) {
+    const uint64_t a = (r.first * bs + dbs - 1) / dbs * dbs, b = (r.first + r.count) * bs / dbs * dbs;
+    if (b <= a) continue;
+    ASSIGN_OR_RETURN(std::vector<Extent> held, impl_->dev->AllocatedExtents(a, b - a));
+    for (const Extent& x : held) bytes += x.length;
+  }
+  return std::optional<uint64_t>(bytes);
+}
+
 Result<DfInfo> Filesystem::Df() {
   if (impl_->closed) return Status::InvalidArgument("df: filesystem is closed");
   ext2_super_block* sb = impl_->fs->super;

@@ -22,6 +22,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <span>
 #include <string>
@@ -108,6 +109,10 @@ class Filesystem {
   // metadata. Unsupported when the device takes no discards (e.g. LUKS2
   // without allow-discards); ReadOnly when opened read-only.
   Result<TrimInfo> Trim();
+  // Bytes of free blocks the device still holds data for (its
+  // AllocatedExtents): what Trim() would give back. nullopt when the device
+  // takes no discards (Trim would be refused). Reads the block bitmap.
+  Result<std::optional<uint64_t>> TrimmableBytes();
 
   // Receives one line per warning (no prefix, no newline), e.g. a hostile
   // directory entry a reader skipped (spec/fsbridge.md "Hostile images").
