@@ -51,6 +51,10 @@ Result<uint64_t> Filesystem::Impl::WriteMetadataAndDiscard(const std::vector<Blo
   if (ranges.empty() || !dev->capabilities().discard_supported) return uint64_t(0);
   errcode_t e = ext2fs_flush2(fs, EXT2_FLAG_FLUSH_NO_SYNC);
   if (e) return Ext2Status(e, "writing metadata of", dev->describe(), io->TakeLastError());
+  // Written: CloseFs must not write it all again unless something changes
+  // after this (a second copy of unchanged metadata after a pool commit
+  // would only be copied on write).
+  fs->flags &= ~EXT2_FLAG_CHANGED;
   RETURN_IF_ERROR(io->WriteBack());
   uint64_t bytes = 0;
   for (const BlockRange& r : ranges) {
