@@ -1,6 +1,6 @@
 // `stack fs ...`: ext4 inside a volume (encrypted or not) or an image file,
 // without mounting: mkfs, populate, ls, stat, cat, get, put, mkdir, rm,
-// chmod, chown, symlink, extract, df.
+// chmod, chown, symlink, extract, df, trim.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +19,7 @@
 #include "stack/fs_session.h"
 #include "stack/output_file.h"
 #include "target_args.h"
+#include "units.h"
 
 namespace stack::cli {
 namespace {
@@ -270,9 +271,44 @@ Status Df(FsArgs& a, const CommandContext& ctx) {
   RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
   ASSIGN_OR_RETURN(auto s, Session(a, spec));
   ASSIGN_OR_RETURN(auto df, s->fs().Df());
-  if (ctx.json) PrintJson(DfJson(df));
-  else std::cout << DfText(df);
+  // What `fs trim` would give back: free blocks the volume still maps.
+  ASSIGN_OR_RETURN(auto trimmable, s->fs().TrimmableBytes());
+  if (ctx.json) {
+    auto j = DfJson(df);
+    j["trimmable_bytes"] = trimmable ? nlohmann::json(*trimmable) : nlohmann::json(nullptr);
+    PrintJson(j);
+  } else {
+    std::cout << DfText(df);
+    if (trimmable) std::cout << "  trimmable: " << FormatSize(*trimmable) << " (stack fs trim)\n";
+    else std::cout << "  trimmable: none (the device takes no discards: LUKS2 without allow-discards?)\n";
+  }
   return s->Close();
+}
+
+// Like fstrim: every free block range is discarded; on a pool volume the
+// bytes the pool stopped mapping are reported too (a range of an encrypted
+// volume frees only whole pool blocks, and blocks a snapshot shares stay).
+Status Trim(FsArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
+  RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
+  ASSIGN_OR_RETURN(auto s, Session(a, spec));
+  ASSIGN_OR_RETURN(auto before, s->MappedBytes());
+  ASSIGN_OR_RETURN(auto t, s->fs().Trim());
+  ASSIGN_OR_RETURN(auto after, s->MappedBytes());
+  RETURN_IF_ERROR(s->Close());
+  std::optional<uint64_t> freed;
+  if (before && after) freed = *before > *after ? *before - *after : 0;
+  if (ctx.json) {
+    nlohmann::json j = {{"trimmed_bytes", t.trimmed_bytes}, {"ranges", t.ranges}};
+    j["freed_bytes"] = freed ? nlohmann::json(*freed) : nlohmann::json(nullptr);
+    j["mapped_bytes"] = after ? nlohmann::json(*after) : nlohmann::json(nullptr);
+    PrintJson(j);
+  } else {
+    std::cout << "trimmed " << FormatSize(t.trimmed_bytes) << " (" << t.ranges << " free ranges)";
+    if (freed) std::cout << ", the pool freed " << FormatSize(*freed);
+    std::cout << "\n";
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -386,6 +422,11 @@ void RegisterFsCommands(CLI::App& app, CommandContext& ctx) {
   auto* df = cmd("df", "Free blocks and inodes\n  example: stack fs df -p pool.stk vm1",
                  "[ENTRY]");
   bind(df, [](FsArgs& x, CommandContext& c) { return Df(x, c); });
+
+  auto* trim = cmd("trim", "Discard every free block (like fstrim), giving it back to the pool\n"
+                           "  example: stack fs trim -p pool.stk vm1 -k pass.txt",
+                   "[VOLUME]");
+  bind(trim, [](FsArgs& x, CommandContext& c) { return Trim(x, c); });
 }
 
 }  // namespace stack::cli

@@ -21,7 +21,7 @@ struct ImageArgs {
   std::vector<std::string> tags;
   std::string label, uuid;
   int64_t timestamp = -1;
-  bool no_encrypt = false, no_owners = false, force = false, sync = false;
+  bool no_encrypt = false, no_discards = false, no_owners = false, force = false, sync = false;
   uint32_t sector_size = 4096;
   uint32_t pool_block_size = 0;
   std::string pool_max = "64G";
@@ -48,6 +48,7 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
   o.tags = a.tags;
   o.encrypt = !a.no_encrypt;
   o.luks.sector_size = a.sector_size;
+  o.luks.allow_discards = !a.no_discards;
   ASSIGN_OR_RETURN(o.luks.kdf, a.kdf.Params());
   ASSIGN_OR_RETURN(o.mkfs, MkfsOptionsFrom(a.label, a.uuid, 0, 0, 0, 0.05, ResolveTimestamp(a.timestamp)));
   o.populate.manifest_path = a.manifest;
@@ -182,6 +183,9 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
   build->add_option("--note", a->note, "Note on the volume and snapshot");
   build->add_option("--tag", a->tags, "Tag (repeatable)");
   build->add_flag("--no-encrypt", a->no_encrypt, "Plain ext4, no LUKS2");
+  build->add_flag("--no-discards", a->no_discards,
+                  "LUKS2 header without allow-discards (cryptsetup's default); space freed\n"
+                  "inside the volume then stays mapped in the pool");
   build->add_option("--sector-size", a->sector_size, "LUKS2 sector size")->capture_default_str();
   build->add_option("--key-file,-k", a->t.key_file, "Passphrase file ('-' = stdin)");
   build->add_option("--pool-block-size", a->pool_block_size, "Block size of a new pool");

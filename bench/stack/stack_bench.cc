@@ -10,10 +10,16 @@
 //   stack.clone_edit       stack clone of the golden snapshot + fs put of one
 //                          small file vs cp --sparse=always of the exported image
 //   stack.export_luks1     stack export --format luks1 vs qemu-img convert -O luks
+//   pool.trim_reclaim      after deleting 1 GiB of files from a 2 GiB encrypted
+//                          image (fs rm -r) and fs trim: bytes the pool still
+//                          maps vs bytes ext4 still uses (goal: ratio <= 1.05);
+//                          notes give the ratio after rm alone and the pool
+//                          file's allocated bytes
 // Both sides use the cheapest key derivation they allow (PBKDF2, minimal
 // iterations/time) so the figures compare data paths, not KDF settings.
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -187,6 +193,74 @@ void ExportSparse(const sb::Options& o) {
   fs::remove_all(dir);
 }
 
+// Runs a command and returns its stdout (aborts if it fails).
+std::string Capture(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) sb::Die("popen " + cmd);
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  if (::pclose(p) != 0) sb::Die("failed: " + cmd);
+  return out;
+}
+
+// The first number after "key": in a JSON text (the bench has no JSON library).
+uint64_t JsonNumber(const std::string& json, const std::string& key) {
+  const auto at = json.find("\"" + key + "\":");
+  if (at == std::string::npos) sb::Die("no " + key + " in: " + json);
+  return std::stoull(json.substr(json.find_first_of("0123456789", at + key.size() + 3)));
+}
+
+void TrimReclaim(const sb::Options& o) {
+  const std::string dir = sb::ScratchDir("stack-trim");
+  const std::string pool = dir + "/p.stk", key = dir + "/pass";
+  std::ofstream(key) << "bench passphrase";
+  // 1 GiB to delete and 512 MiB to keep, in 32 MiB files of random data
+  // (1/16 with --quick), in a 2 GiB volume without a snapshot (one would
+  // keep the deleted files' blocks, as it should).
+  const int file_mib = o.quick ? 2 : 32;
+  std::mt19937_64 rng(3);
+  std::vector<uint64_t> buf((size_t(file_mib) << 20) / 8);
+  for (const auto& [sub, count] : {std::pair<std::string, int>{"del", 32}, {"keep", 16}}) {
+    fs::create_directories(dir + "/tree/" + sub);
+    for (int i = 0; i < count; ++i) {
+      for (auto& w : buf) w = rng();
+      std::ofstream out(dir + "/tree/" + sub + "/f" + std::to_string(i), std::ios::binary);
+      out.write(reinterpret_cast<const char*>(buf.data()), std::streamsize(buf.size() * 8));
+    }
+  }
+  const std::string k = " -k " + key;
+  std::vector<double> mapped, used, after_rm, host;
+  for (int r = 0; r < o.reps; ++r) {
+    fs::remove(pool);
+    sb::Shell(kStack + " build -p " + pool + " g --snapshot '' --from " + dir + "/tree --size " +
+              (o.quick ? "128M" : "2G") + k + kFastKdf + " >/dev/null");
+    sb::Shell(kStack + " fs rm -p " + pool + " g -r /del" + k);
+    const std::string list = " --json volume list -p " + pool;
+    after_rm.push_back(double(JsonNumber(Capture(kStack + list), "mapped_bytes")));
+    sb::Shell(kStack + " fs trim -p " + pool + " g" + k + " >/dev/null");
+    mapped.push_back(double(JsonNumber(Capture(kStack + list), "mapped_bytes")));
+    const std::string df = Capture(kStack + " --json fs df -p " + pool + " g" + k);
+    used.push_back(double((JsonNumber(df, "blocks_total") - JsonNumber(df, "blocks_free")) *
+                          JsonNumber(df, "block_size")));
+    host.push_back(double(sb::AllocatedBytes(pool)));
+  }
+  sb::Metric m;
+  m.name = "pool.trim_reclaim";
+  m.ours = sb::Median(mapped) / double(1 << 20);
+  m.anchor = sb::Median(used) / double(1 << 20);
+  m.unit = "MiB";
+  m.anchor_desc = "bytes ext4 still uses (fs df) after deleting 1 GiB of 1.5 GiB and fs trim";
+  m.better = "lower";
+  m.reps = o.reps;
+  m.notes["goal"] = "ratio <= 1.05";
+  m.notes["after_rm_ratio"] = std::to_string(sb::Median(after_rm) / sb::Median(used));
+  m.notes["pool_file_on_disk_MiB"] = std::to_string(uint64_t(sb::Median(host)) >> 20);
+  sb::Emit(m);
+  fs::remove_all(dir);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -194,5 +268,6 @@ int main(int argc, char** argv) {
                        {{"stack.build_encrypted", BuildEncrypted},
                         {"stack.export_sparse", ExportSparse},
                         {"stack.clone_edit", CloneEdit},
-                        {"stack.export_luks1", ExportLuks1}});
+                        {"stack.export_luks1", ExportLuks1},
+                        {"pool.trim_reclaim", TrimReclaim}});
 }

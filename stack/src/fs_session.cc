@@ -1,5 +1,7 @@
 #include "stack/fs_session.h"
 
+#include "pool/pool.h"
+
 namespace stack::compose {
 
 Result<std::unique_ptr<FsSession>> FsSession::Open(const TargetSpec& spec,
@@ -7,6 +9,7 @@ Result<std::unique_ptr<FsSession>> FsSession::Open(const TargetSpec& spec,
                                                    bool key_given) {
   std::unique_ptr<FsSession> s(new FsSession());
   ASSIGN_OR_RETURN(s->target_, Target::Open(spec));
+  if (!spec.pool_path.empty()) s->entry_ = spec.entry;
   ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, spec.writable, key_given));
   s->kind_ = u.kind;
   s->warnings_ = u.warnings;
@@ -22,6 +25,7 @@ Result<std::unique_ptr<FsSession>> FsSession::Mkfs(const TargetSpec& spec,
                                                    bool key_given) {
   std::unique_ptr<FsSession> s(new FsSession());
   ASSIGN_OR_RETURN(s->target_, Target::Open(spec));
+  if (!spec.pool_path.empty()) s->entry_ = spec.entry;
   ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, true, key_given));
   s->kind_ = u.kind;
   s->warnings_ = u.warnings;
@@ -29,6 +33,12 @@ Result<std::unique_ptr<FsSession>> FsSession::Mkfs(const TargetSpec& spec,
   if (!fs.ok()) return fs.status().WithContext(s->target_->describe());
   s->fs_ = std::move(fs).value();
   return s;
+}
+
+Result<std::optional<uint64_t>> FsSession::MappedBytes() {
+  if (entry_.empty() || !target_ || !target_->pool()) return std::optional<uint64_t>();
+  ASSIGN_OR_RETURN(pool::EntryInfo info, target_->pool()->Stat(entry_));
+  return std::optional<uint64_t>(info.mapped_bytes);
 }
 
 FsSession::~FsSession() {

@@ -617,3 +617,92 @@ TEST_CASE("fresh_device leaves the journal unzeroed, and jbd2 replay stops at th
     CHECK(ImageBlock(img, target) == data);
   }
 }
+
+namespace {
+
+void WriteHostFile(const std::string& path, const std::vector<uint8_t>& data) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(data.data()), std::streamsize(data.size()));
+  REQUIRE(f.good());
+}
+
+uint64_t MemBlocks(BlockDevice& dev) { return static_cast<MemDevice&>(dev).allocated_blocks(); }
+
+}  // namespace
+
+TEST_CASE("blocks an edit frees are discarded at close, blocks reused keep their data",
+          "[fsbridge][discard]") {
+  TempDir t;
+  const auto big = RandomBytes(4 * kMiB, 11), other = RandomBytes(4 * kMiB, 12);
+  WriteHostFile(t.file("big"), big);
+  WriteHostFile(t.file("other"), other);
+  WriteHostFile(t.file("small"), std::vector<uint8_t>(100, 'x'));
+  auto mk = Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 64 * kMiB / 4096), {});
+  REQUIRE_OK(mk);
+  std::unique_ptr<BlockDevice> dev;
+  CloseAndCheck(std::move(*mk), t, "d0", &dev);
+  const uint64_t empty = MemBlocks(*dev);
+  auto edit = [&](const std::string& name, const std::function<void(Filesystem&)>& f) {
+    auto fs = Filesystem::Open(std::move(dev), true);
+    REQUIRE_OK(fs);
+    f(**fs);
+    CloseAndCheck(std::move(*fs), t, name, &dev);
+  };
+  edit("d1", [&](Filesystem& fs) { REQUIRE_OK(fs.PutFile(t.file("big"), "/big")); });
+  CHECK(MemBlocks(*dev) >= empty + 1024);
+
+  SECTION("rm") {
+    edit("d2", [&](Filesystem& fs) { REQUIRE_OK(fs.Remove("/big", false)); });
+    CHECK(MemBlocks(*dev) < empty + 8);
+  }
+  SECTION("overwrite by a smaller file (truncate)") {
+    edit("d2", [&](Filesystem& fs) { REQUIRE_OK(fs.PutFile(t.file("small"), "/big")); });
+    CHECK(MemBlocks(*dev) < empty + 8);
+    edit("d3", [&](Filesystem& fs) { CHECK(ReadAll(fs, "/big") == std::string(100, 'x')); });
+  }
+  SECTION("freed and allocated again in one session: the new data stays") {
+    edit("d2", [&](Filesystem& fs) {
+      REQUIRE_OK(fs.Remove("/big", false));
+      REQUIRE_OK(fs.PutFile(t.file("other"), "/other"));
+      REQUIRE_OK(fs.PutFile(t.file("big"), "/big2"));
+    });
+    edit("d3", [&](Filesystem& fs) {
+      CHECK(ReadAll(fs, "/other") == std::string(other.begin(), other.end()));
+      CHECK(ReadAll(fs, "/big2") == std::string(big.begin(), big.end()));
+    });
+    CHECK(MemBlocks(*dev) >= empty + 2048);
+    CHECK(MemBlocks(*dev) < empty + 2048 + 16);
+  }
+  SECTION("a put that runs out of space frees its partial data") {
+    WriteHostFile(t.file("huge"), RandomBytes(80 * kMiB, 13));
+    edit("d2", [&](Filesystem& fs) {
+      CHECK(CodeOf(fs.PutFile(t.file("huge"), "/huge")) == Code::kNoSpace);
+    });
+    CHECK(MemBlocks(*dev) < empty + 1024 + 16);
+  }
+  SECTION("trim discards every free block, data of free blocks included") {
+    // Free blocks that hold data (written below the file system, as a
+    // killed writer or an older tool would leave them).
+    auto fs0 = Filesystem::Open(std::move(dev), false);
+    REQUIRE_OK(fs0);
+    auto df = (*fs0)->Df();
+    REQUIRE_OK(df);
+    dev = (*fs0)->Release();
+    const uint64_t last = (df->blocks_total - 256) * 4096;
+    REQUIRE_OK(dev->Write(last, std::vector<uint8_t>(128 * 4096, 7)));
+    const uint64_t before = MemBlocks(*dev);
+    edit("d2", [&](Filesystem& fs) {
+      auto tr = fs.Trim();
+      REQUIRE_OK(tr);
+      CHECK(tr->ranges >= 1);
+      CHECK(tr->trimmed_bytes >= (df->blocks_free - 1024) * 4096);
+      CHECK(ReadAll(fs, "/big") == std::string(big.begin(), big.end()));
+    });
+    CHECK(MemBlocks(*dev) + 128 <= before);
+  }
+  SECTION("trim refuses a read-only filesystem") {
+    auto fs = Filesystem::Open(std::move(dev), false);
+    REQUIRE_OK(fs);
+    CHECK(CodeOf((*fs)->Trim()) == Code::kReadOnly);
+  }
+}

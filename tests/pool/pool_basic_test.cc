@@ -426,6 +426,89 @@ TEST_CASE("a pool over a device has no local store path") {
   REQUIRE(mp.pool->StorePath().empty());
 }
 
+TEST_CASE("what a writer killed before its commit wrote is punched at the next open") {
+  TempDir dir;
+  std::string path = dir.file("pool.img");
+  auto on_disk = [&] {
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    return uint64_t(st.st_blocks) * 512;
+  };
+  {
+    PoolCreateOptions o;
+    o.size_bytes = 64 << 20;
+    auto p = Pool::Create(path, o);
+    REQUIRE_OK(p);
+    REQUIRE_OK((*p)->CreateVolume("v", 32 << 20, {}));
+  }
+  const uint64_t empty = on_disk();
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // The killed writer: data reaches the file, no commit, no destructors.
+    auto p = Pool::Open(path, {});
+    if (!p.ok()) ::_exit(2);
+    auto v = (*p)->OpenVolume("v", false);
+    if (!v.ok()) ::_exit(3);
+    auto data = RandomBytes(16 << 20, 9);
+    ::_exit((*v)->Write(0, data).ok() ? 0 : 4);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  REQUIRE(on_disk() >= empty + (15u << 20));
+  // A reader changes nothing; the next writer punches the free runs.
+  {
+    PoolOpenOptions ro;
+    ro.read_only = true;
+    auto p = Pool::Open(path, ro);
+    REQUIRE_OK(p);
+    CHECK(on_disk() >= empty + (15u << 20));
+  }
+  auto p = Pool::Open(path, {});
+  REQUIRE_OK(p);
+  CHECK(on_disk() < empty + (1u << 20));
+  auto st = (*p)->Stat("v");
+  REQUIRE_OK(st);
+  CHECK(st->mapped_bytes == 0);
+  RequireClean(**p);
+  // Space is allocatable and used again.
+  WriteAt(**p, "v", 0, RandomBytes(1 << 20, 10));
+  RequireClean(**p);
+}
+
+TEST_CASE("data written and discarded in one transaction leaves the file at the commit") {
+  // A failed edit's data or a file written and removed before a flush: the
+  // blocks never had a committed count, yet their bytes are on the store.
+  TempDir dir;
+  std::string path = dir.file("pool.img");
+  auto on_disk = [&] {
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    return uint64_t(st.st_blocks) * 512;
+  };
+  PoolCreateOptions o;
+  o.size_bytes = 64 << 20;
+  auto p = Pool::Create(path, o);
+  REQUIRE_OK(p);
+  REQUIRE_OK((*p)->CreateVolume("v", 32 << 20, {}));
+  const uint64_t empty = on_disk();
+  auto v = (*p)->OpenVolume("v", false);
+  REQUIRE_OK(v);
+  auto data = RandomBytes(8 << 20, 5);
+  REQUIRE_OK((*v)->Write(0, data));
+  REQUIRE(on_disk() >= empty + (8u << 20));
+  REQUIRE_OK((*v)->Discard(0, 8 << 20));
+  REQUIRE_OK((*v)->Flush());
+  CHECK(on_disk() < empty + (1u << 20));
+  v->reset();
+  RequireClean(**p);
+  auto st = (*p)->Stat("v");
+  REQUIRE_OK(st);
+  CHECK(st->mapped_bytes == 0);
+}
+
 TEST_CASE("freed space goes back to the file system, shared blocks stay") {
   TempDir dir;
   std::string path = dir.file("pool.img");

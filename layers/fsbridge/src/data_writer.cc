@@ -5,6 +5,7 @@
 
 #include "block/endian.h"
 #include "block/zero.h"
+#include "freed_blocks.h"
 
 namespace stack::fsbridge {
 
@@ -32,7 +33,7 @@ DataWriter::~DataWriter() {
 }
 
 void DataWriter::FreeAll() {
-  for (const Ext& e : exts_) ext2fs_block_alloc_stats_range(c_.fs, e.pblk, e.len, -1);
+  for (const Ext& e : exts_) FreeBlockRange(c_.fs, e.pblk, e.len);
   exts_.clear();
   nblocks_ = 0;
 }

@@ -47,10 +47,34 @@ Result<uint32_t> Filesystem::Impl::Lookup(const std::string& path) const {
   return uint32_t(ino);
 }
 
+Result<uint64_t> Filesystem::Impl::WriteMetadataAndDiscard(const std::vector<BlockRange>& ranges) {
+  if (ranges.empty() || !dev->capabilities().discard_supported) return uint64_t(0);
+  errcode_t e = ext2fs_flush2(fs, EXT2_FLAG_FLUSH_NO_SYNC);
+  if (e) return Ext2Status(e, "writing metadata of", dev->describe(), io->TakeLastError());
+  // Written: CloseFs must not write it all again unless something changes
+  // after this (a second copy of unchanged metadata after a pool commit
+  // would only be copied on write).
+  fs->flags &= ~EXT2_FLAG_CHANGED;
+  RETURN_IF_ERROR(io->WriteBack());
+  uint64_t bytes = 0;
+  for (const BlockRange& r : ranges) {
+    e = io_channel_discard(fs->io, r.first, r.count);
+    if (e == EXT2_ET_UNIMPLEMENTED) return bytes;
+    if (e) return Ext2Status(e, "discarding free blocks of", dev->describe(), io->TakeLastError());
+    bytes += r.count * uint64_t(fs->blocksize);
+  }
+  return bytes;
+}
+
+Status Filesystem::Impl::DiscardFreed() {
+  if (closed || !writable || !fs || freed.empty()) return Status::Ok();
+  return WriteMetadataAndDiscard(freed.TakeStillFree(fs)).status();
+}
+
 Status Filesystem::Impl::CloseFs() {
   if (closed) return Status::Ok();
+  Status st = DiscardFreed();
   closed = true;
-  Status st;
   if (fs) {
     // Write the superblock and descriptors back only when something changed
     // (libext2fs sets EXT2_FLAG_CHANGED on every inode, bitmap and super
@@ -59,7 +83,7 @@ Status Filesystem::Impl::CloseFs() {
     if (writable && (fs->flags & EXT2_FLAG_CHANGED)) ext2fs_mark_super_dirty(fs);
     errcode_t e = writable ? ext2fs_close2(fs, 0) : (ext2fs_free(fs), 0);
     if (e) {
-      st = Ext2Status(e, "closing", dev->describe(), io->TakeLastError());
+      if (st.ok()) st = Ext2Status(e, "closing", dev->describe(), io->TakeLastError());
       ext2fs_free(fs);
     }
     fs = nullptr;
@@ -92,6 +116,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Mkfs(std::unique_ptr<BlockDevice
     impl->closed = true;
     return s;
   }
+  impl->freed.Attach(impl->fs);
   return std::unique_ptr<Filesystem>(new Filesystem(std::move(impl)));
 }
 
@@ -128,6 +153,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(std::unique_ptr<BlockDevice
       impl->closed = true;
       return s;
     }
+    impl->freed.Attach(fs);
   }
   // Every path starts at the root: a root that is not a directory is
   // damage every command would trip over differently (or, read as a file,
@@ -160,6 +186,7 @@ Filesystem::Filesystem(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
 Status Filesystem::Flush() {
   if (impl_->closed) return Status::InvalidArgument("flush: filesystem is closed");
   if (!impl_->writable) return Status::Ok();
+  RETURN_IF_ERROR(impl_->DiscardFreed());
   errcode_t e = ext2fs_flush(impl_->fs);
   if (e) return Ext2Status(e, "flushing", impl_->dev->describe(), impl_->io->TakeLastError());
   RETURN_IF_ERROR(impl_->io->WriteBack());
@@ -171,6 +198,41 @@ Status Filesystem::Close() { return impl_->CloseFs(); }
 std::unique_ptr<BlockDevice> Filesystem::Release() {
   (void)impl_->CloseFs();
   return std::move(impl_->dev);
+}
+
+Result<TrimInfo> Filesystem::Trim() {
+  if (impl_->closed) return Status::InvalidArgument("trim: filesystem is closed");
+  if (!impl_->writable) return Status::ReadOnly("trim: filesystem opened read-only");
+  if (!impl_->dev->capabilities().discard_supported)
+    return Status::Unsupported("trim: " + impl_->dev->describe() +
+                               " takes no discards (a LUKS2 header without allow-discards?)");
+  (void)impl_->freed.TakeStillFree(impl_->fs);  // all of them are in FreeRanges
+  const std::vector<BlockRange> ranges = FreeRanges(impl_->fs);
+  TrimInfo t;
+  ASSIGN_OR_RETURN(t.trimmed_bytes, impl_->WriteMetadataAndDiscard(ranges));
+  if (t.trimmed_bytes) t.ranges = ranges.size();
+  return t;
+}
+
+Result<std::optional<uint64_t>> Filesystem::TrimmableBytes() {
+  if (impl_->closed) return Status::InvalidArgument("df: filesystem is closed");
+  if (!impl_->dev->capabilities().discard_supported) return std::optional<uint64_t>();
+  ext2_filsys fs = impl_->fs;
+  if (!fs->block_map) {
+    errcode_t e = ext2fs_read_block_bitmap(fs);
+    if (e) return impl_->ctx().Err(e, "reading the block bitmap of", impl_->dev->describe());
+  }
+  if (impl_->writable) RETURN_IF_ERROR(impl_->io->WriteBack());
+  uint64_t bytes = 0;
+  const uint64_t bs = fs->blocksize;
+  const uint64_t dbs = impl_->dev->block_size();  // trim frees whole device blocks only
+  for (const BlockRange& r : FreeRanges(fs)) {
+    const uint64_t a = (r.first * bs + dbs - 1) / dbs * dbs, b = (r.first + r.count) * bs / dbs * dbs;
+    if (b <= a) continue;
+    ASSIGN_OR_RETURN(std::vector<Extent> held, impl_->dev->AllocatedExtents(a, b - a));
+    for (const Extent& x : held) bytes += x.length;
+  }
+  return std::optional<uint64_t>(bytes);
 }
 
 Result<DfInfo> Filesystem::Df() {

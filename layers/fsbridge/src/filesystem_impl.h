@@ -11,6 +11,7 @@
 
 #include "block_io_manager.h"
 #include "dir_reader.h"
+#include "freed_blocks.h"
 #include "fsbridge/filesystem.h"
 #include "inode_util.h"
 #include "tree_builder.h"
@@ -27,6 +28,8 @@ struct Filesystem::Impl {
   std::optional<int64_t> timestamp;  // from Mkfs (reproducible mode)
   // Where readers report what they skip (SetWarningSink); default stderr.
   WarnFn warn;
+  // Blocks freed since the last discard (attached when writable).
+  FreedBlocks freed;
 
   FsContext ctx() const { return FsContext{fs, io.get()}; }
   // The time stamped on new inodes: opts, else Mkfs's, else the clock.
@@ -34,8 +37,17 @@ struct Filesystem::Impl {
   Status CheckWritable(const std::string& what) const;
   // Resolves a path to an inode without following a final symlink.
   Result<uint32_t> Lookup(const std::string& path) const;
-  // Frees libext2fs state; flushes when writable.
+  // Frees libext2fs state; flushes when writable (discarding freed blocks
+  // first, DiscardFreed).
   Status CloseFs();
+  // Writes the metadata (no device flush), then discards `ranges` through
+  // the io channel: a range is discarded only once the bitmaps that free it
+  // are on the device, so no committed state of a thin device below ever
+  // names a discarded block as in use. Returns the bytes passed down (0
+  // when the device takes no discards).
+  Result<uint64_t> WriteMetadataAndDiscard(const std::vector<BlockRange>& ranges);
+  // WriteMetadataAndDiscard of the freed blocks still free.
+  Status DiscardFreed();
 };
 
 // Formats impl->dev (io bound, fs null) and leaves impl->fs open.

@@ -247,6 +247,19 @@ Status Pool::Impl::Load() {
   return Status::Ok();
 }
 
+void Pool::Impl::ReclaimUncommitted() {
+  const std::optional<uint64_t> host = store_->allocated_bytes();
+  const uint64_t used = sm().used_blocks() * bs_;
+  if (!host || *host <= used) return;
+  constexpr uint64_t kMinExcess = 8 << 20, kMinRun = 64 << 10;
+  if (*host - used < std::max<uint64_t>(kMinExcess, used / 32)) return;
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  Status st = sm().ForEachFreeRun(std::max<uint64_t>(1, kMinRun / bs_),
+                                  [&](uint64_t first, uint64_t n) { runs.emplace_back(first, n); });
+  if (!st.ok()) return;
+  for (const auto& [first, n] : runs) (void)store_->Discard(first * bs_, n * bs_);
+}
+
 Status Pool::Impl::Usable() const {
   if (!broken_.ok()) return broken_;
   return Status::Ok();
@@ -361,6 +374,7 @@ Result<std::shared_ptr<Pool::Impl>> Pool::Impl::Open(std::unique_ptr<Store> stor
     p->dirty_ = true;
     RETURN_IF_ERROR(p->CommitLocked());
   }
+  if (!ro) p->ReclaimUncommitted();
   p->open_warnings_ = p->warnings_;
   for (const std::string& w : p->open_warnings_) EmitWarning(w);
   return p;

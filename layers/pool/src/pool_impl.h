@@ -111,6 +111,13 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   // Reads the superblock copies and takes the generation they designate
   // (superblock_copies.h); a writer rewrites disagreeing copies first.
   Status Load();
+  // Punches the pool file's free runs (>= 64 KiB) when it holds much more
+  // than the used blocks: what a writer killed before its commit wrote is
+  // free in the committed state but still on the host. Cheap test (one
+  // fstat) on every writable open; the scan of the space map only when the
+  // excess is at least 8 MiB and 1/32 of the used bytes. A hint: errors
+  // are ignored (pool check reports damage).
+  void ReclaimUncommitted();
   // Writes the changed entries into the entry tree, then lets the
   // transaction manager commit (transaction.h). A failure abandons the
   // running transaction.

@@ -259,9 +259,41 @@ Status SpaceMap::FoldDeltas() {
   }
 }
 
+Status SpaceMap::ForEachFreeRun(uint64_t min_blocks,
+                                const std::function<void(uint64_t, uint64_t)>& fn) {
+  if (changed()) return Status::Internal("free runs asked for inside a transaction");
+  uint64_t run = kFirstFreeBlock;  // start of the current free run
+  auto used = [&](uint64_t b) {
+    if (b > run && b - run >= min_blocks) fn(run, b - run);
+    run = b + 1;
+  };
+  for (uint64_t smi = kFirstFreeBlock / per_sm_; smi * per_sm_ < nr_blocks_; ++smi) {
+    const uint64_t lo = std::max<uint64_t>(smi * per_sm_, kFirstFreeBlock);
+    const uint64_t hi = std::min(nr_blocks_, (smi + 1) * per_sm_);
+    const uint64_t idx = smi / per_idx_;
+    if (idx >= index_locs_.size() || index_locs_[idx] == 0) continue;  // all free
+    ASSIGN_OR_RETURN(BlockRef ib, cache_->Read(index_locs_[idx], BlockType::kSmIndex));
+    const uint64_t sl = GetLE64(ib->payload() + 8 * (smi % per_idx_));
+    if (sl == 0) continue;
+    if (sl >= nr_blocks_) return Status::Corruption("space map index points outside pool");
+    ASSIGN_OR_RETURN(BlockRef sb, cache_->Read(sl, BlockType::kSpaceMap));
+    for (uint64_t b = lo; b < hi; ++b) {
+      if (LoadLE32(sb->payload() + 4 * (b - smi * per_sm_)) != 0) used(b);
+    }
+  }
+  if (nr_blocks_ > run && nr_blocks_ - run >= min_blocks) fn(run, nr_blocks_ - run);
+  return Status::Ok();
+}
+
 std::vector<uint64_t> SpaceMap::EndCommit() {
   std::vector<uint64_t> released;
   released.swap(released_);
+  // Blocks allocated and freed within this transaction (data written and
+  // then discarded, a failed edit's data) never had a committed count, so
+  // folding saw no change; their bytes are on the store all the same.
+  for (const auto& [b, d] : txn_) {
+    if (d.is_new && d.freed) released.push_back(b);
+  }
   folding_ = false;
   txn_.clear();
   shadowed_sm_.clear();

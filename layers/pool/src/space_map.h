@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <unordered_map>
 #include <vector>
@@ -68,9 +69,15 @@ class SpaceMap {
   // Folds all deltas into shadowed space-map/index blocks (dirty in cache).
   Status PrepareCommit();
   // The transaction is durable: forget deltas and shadow bookkeeping.
-  // Returns the blocks whose count this transaction took to zero, sorted
-  // (free in the durable state: their bytes may be discarded).
+  // Returns the blocks whose count this transaction took to zero, and those
+  // it allocated and freed again, sorted (free in the durable state: their
+  // bytes may be discarded).
   std::vector<uint64_t> EndCommit();
+  // Calls fn(first, count) for every run of at least min_blocks blocks
+  // that are free in the committed state, in order (from kFirstFreeBlock).
+  // REQUIRES: no change in the running transaction (!changed()).
+  Status ForEachFreeRun(uint64_t min_blocks,
+                        const std::function<void(uint64_t, uint64_t)>& fn);
   // Entries of per-block transaction state (the pool bounds it by committing).
   size_t txn_entries() const { return txn_.size(); }
   bool changed() const { return !txn_.empty(); }

@@ -34,7 +34,14 @@ struct BuildOptions {
   std::string note;
   std::vector<std::string> tags;
   bool encrypt = true;
-  fde::FormatOptions luks;
+  // allow-discards on by default: in a thin pool the allocation map shows
+  // which blocks are free anyway (spec/security.md D), and without it space
+  // freed inside the volume never returns to the pool.
+  fde::FormatOptions luks = [] {
+    fde::FormatOptions f;
+    f.allow_discards = true;
+    return f;
+  }();
   fsbridge::MkfsOptions mkfs;
   fsbridge::PopulateOptions populate;
   // Shows populate progress (bytes of file data) when enabled; may be null.

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "fsbridge/filesystem.h"
 #include "stack/target.h"
@@ -33,6 +34,9 @@ class FsSession {
   fsbridge::Filesystem& fs() { return *fs_; }
   fde::ContainerKind encryption() const { return kind_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
+  // The bytes the pool entry maps now, changes not yet committed included
+  // (what a discard gave back shows at once); nullopt for an image file.
+  Result<std::optional<uint64_t>> MappedBytes();
   Status Close();
 
  private:
@@ -41,6 +45,7 @@ class FsSession {
   std::unique_ptr<fsbridge::Filesystem> fs_;
   fde::ContainerKind kind_ = fde::ContainerKind::kNone;
   std::vector<std::string> warnings_;
+  std::string entry_;  // pool entry name; empty for an image file
   bool closed_ = false;
 };
 

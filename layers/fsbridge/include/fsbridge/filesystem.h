@@ -11,6 +11,10 @@
 // (e2fsck -fn clean) when it returns, on success and on failure (a full
 // filesystem is NoSpace naming the file, with nothing half-linked).
 // Durability: writes reach the device at Close() (or Flush()).
+// Space: blocks an edit frees (rm, overwrite or truncate by put, a failed
+// put's partial data) are discarded on the device at Flush()/Close(), after
+// the metadata that frees them was written, when the device takes discards
+// (capabilities().discard_supported); Trim() discards every free block.
 //
 // Thread-safety: none; one thread at a time per object. Distinct objects
 // (two images) may be used concurrently.
@@ -18,6 +22,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <span>
 #include <string>
@@ -100,6 +105,14 @@ class Filesystem {
   Status ExtractToTar(const std::string& fs_path, const std::string& out_path_or_dash);
 
   Result<DfInfo> Df();
+  // Discards every free block range (as fstrim does), after writing the
+  // metadata. Unsupported when the device takes no discards (e.g. LUKS2
+  // without allow-discards); ReadOnly when opened read-only.
+  Result<TrimInfo> Trim();
+  // Bytes of free blocks the device still holds data for (its
+  // AllocatedExtents): what Trim() would give back. nullopt when the device
+  // takes no discards (Trim would be refused). Reads the block bitmap.
+  Result<std::optional<uint64_t>> TrimmableBytes();
 
   // Receives one line per warning (no prefix, no newline), e.g. a hostile
   // directory entry a reader skipped (spec/fsbridge.md "Hostile images").

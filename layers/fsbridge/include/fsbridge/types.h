@@ -108,4 +108,10 @@ struct DfInfo {
   std::string uuid;  // canonical text form
 };
 
+// What Filesystem::Trim did.
+struct TrimInfo {
+  uint64_t ranges = 0;       // free block ranges passed down
+  uint64_t trimmed_bytes = 0;  // their total size (as fstrim reports)
+};
+
 }  // namespace stack::fsbridge
