@@ -8,15 +8,14 @@
 
 namespace stack::cli {
 
-int ParseCommandLine(CLI::App& app, int argc, char** argv) {
+int ParseCommandLine(CLI::App& app, int argc, char** argv, bool json) {
   try {
     app.parse(argc, argv);
     return -1;
   } catch (const CLI::Success& e) {  // --help, --version (CallForHelp derives from it)
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "stack: " << CodeName(Code::kInvalidArgument) << ": " << EscapeText(e.what())
-              << " (see --help)\n";
+    ReportError(Status::InvalidArgument(std::string(e.what()) + " (see --help)"), json);
     return ExitStatusFor(Code::kInvalidArgument);
   }
 }

@@ -86,7 +86,7 @@ Status Map(const BlockdevArgs& a, const CommandContext& ctx) {
   return Status::Ok();
 }
 
-Status Discard(const BlockdevArgs& a) {
+Status Discard(const BlockdevArgs& a, CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto dev, OpenDev(a, true));
   ASSIGN_OR_RETURN(uint64_t off, ParseSize(a.offset, "--offset", true));
   uint64_t len = dev->size_bytes() - std::min(off, dev->size_bytes());
@@ -94,6 +94,7 @@ Status Discard(const BlockdevArgs& a) {
     ASSIGN_OR_RETURN(len, ParseSize(a.length, "--length"));
   }
   RETURN_IF_ERROR(dev->Discard(off, len));
+  ctx.done = {{"path", a.path}, {"offset", off}, {"length", len}};
   return dev->Flush();
 }
 
@@ -134,7 +135,7 @@ void RegisterBlockdevCommands(CLI::App& app, CommandContext& ctx) {
   discard->add_option("--length", args->length,
                       std::string("Length (default: to the end): ") + kSizeHelp);
   discard->add_option("--block-size", args->block_size, "Block size in bytes");
-  discard->callback([&ctx, args] { ctx.action = [args] { return Discard(*args); }; });
+  discard->callback([&ctx, args] { ctx.action = [&ctx, args] { return Discard(*args, ctx); }; });
 }
 
 }  // namespace stack::cli

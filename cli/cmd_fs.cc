@@ -33,7 +33,7 @@ struct FsArgs {
   int64_t timestamp = -1;
   // populate / put
   std::string from, dest = "/", manifest;
-  bool no_owners = false;
+  bool no_owners = false, lenient = false;
   // misc
   bool parents = false, recursive = false, long_format = false;
   std::string mode = "0755";
@@ -52,6 +52,7 @@ Result<std::unique_ptr<compose::FsSession>> Session(FsArgs& a, const compose::Ta
 fsbridge::PopulateOptions PopOpts(const FsArgs& a) {
   fsbridge::PopulateOptions o;
   o.manifest_path = a.manifest;
+  o.lenient_manifest = a.lenient;
   o.timestamp = ResolveTimestamp(a.timestamp);
   o.keep_owners = !a.no_owners;
   return o;
@@ -81,6 +82,7 @@ Status Populate(FsArgs& a, const CommandContext& ctx) {
   auto st = compose::PopulateFrom(s->fs(), a.from, a.dest, PopOpts(a), &progress);
   RETURN_IF_ERROR(st.status());
   RETURN_IF_ERROR(s->Close());
+  for (const auto& w : st->warnings) std::cerr << "stack: warning: " << EscapeText(w) << "\n";
   if (ctx.json) PrintJson(StatsJson(*st));
   else std::cout << StatsText(*st) << "\n";
   return Status::Ok();
@@ -105,8 +107,7 @@ Status Ls(FsArgs& a, const CommandContext& ctx) {
       j["name"] = e.name;
       arr.push_back(j);
     }
-    // Names are bytes: invalid UTF-8 becomes U+FFFD rather than an exception.
-    std::cout << arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    PrintJson(arr);  // names are bytes: invalid UTF-8 becomes U+FFFD
   } else {
     // One line per entry, whatever bytes the image holds (fsbridge/names.h).
     for (auto& e : entries) {
@@ -136,6 +137,8 @@ Status Cat(FsArgs& a) {
   ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 1, "PATH"));
   ASSIGN_OR_RETURN(auto s, Session(a, spec));
+  RETURN_IF_ERROR(s->fs().Stat(a.t.pos[0]).status());  // a missing path: a JSON error
+  NoteStdoutUsed();  // the file's bytes are the output, --json or not
   RETURN_IF_ERROR(s->fs().ReadFile(a.t.pos[0], std::cout));
   std::cout.flush();
   if (!std::cout) return Status::IoError("writing to stdout failed");
@@ -153,7 +156,7 @@ Status WriteAll(int fd, std::span<const uint8_t> data, const std::string& what) 
   return Status::Ok();
 }
 
-Status Get(FsArgs& a) {
+Status Get(FsArgs& a, CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "PATH HOST_DEST"));
   ASSIGN_OR_RETURN(auto s, Session(a, spec));
@@ -162,6 +165,7 @@ Status Get(FsArgs& a) {
   if (st.type == fsbridge::FileType::kDirectory) {
     std::filesystem::create_directories(dest);
     RETURN_IF_ERROR(s->fs().ExtractToDirectory(a.t.pos[0], dest));
+    ctx.done = {{"path", a.t.pos[0]}, {"to", dest}};
     return s->Close();
   }
   if (st.type == fsbridge::FileType::kSymlink)
@@ -182,44 +186,49 @@ Status Get(FsArgs& a) {
     return WriteAll(file->fd(), data, file->temp_path());
   }));
   RETURN_IF_ERROR(file->Commit());
+  ctx.done = {{"path", a.t.pos[0]}, {"to", out}, {"bytes", st.size}};
   return s->Close();
 }
 
-Status Put(FsArgs& a) {
+Status Put(FsArgs& a, CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "HOST_SRC PATH"));
   ASSIGN_OR_RETURN(auto s, Session(a, spec));
   RETURN_IF_ERROR(s->fs().PutFile(a.t.pos[0], a.t.pos[1], PopOpts(a)));
+  ctx.done = {{"from", a.t.pos[0]}, {"path", a.t.pos[1]}};
   return s->Close();
 }
 
-Status Mkdir(FsArgs& a) {
+Status Mkdir(FsArgs& a, CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 64, "PATH..."));
   ASSIGN_OR_RETURN(uint32_t mode, ParseMode(a.mode));
   ASSIGN_OR_RETURN(auto s, Session(a, spec));
   for (auto& p : a.t.pos) RETURN_IF_ERROR(s->fs().Mkdir(p, a.parents, mode));
+  ctx.done = {{"made", a.t.pos}};
   return s->Close();
 }
 
-Status Rm(FsArgs& a) {
+Status Rm(FsArgs& a, CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 64, "PATH..."));
   ASSIGN_OR_RETURN(auto s, Session(a, spec));
   for (auto& p : a.t.pos) RETURN_IF_ERROR(s->fs().Remove(p, a.recursive));
+  ctx.done = {{"removed", a.t.pos}};
   return s->Close();
 }
 
-Status Chmod(FsArgs& a) {
+Status Chmod(FsArgs& a, CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 64, "MODE PATH..."));
   ASSIGN_OR_RETURN(uint32_t mode, ParseMode(a.t.pos[0]));
   ASSIGN_OR_RETURN(auto s, Session(a, spec));
   for (size_t i = 1; i < a.t.pos.size(); ++i) RETURN_IF_ERROR(s->fs().Chmod(a.t.pos[i], mode));
+  ctx.done = {{"mode", mode}, {"paths", std::vector<std::string>(a.t.pos.begin() + 1, a.t.pos.end())}};
   return s->Close();
 }
 
-Status Chown(FsArgs& a) {
+Status Chown(FsArgs& a, CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 64, "UID[:GID] PATH..."));
   ASSIGN_OR_RETURN(auto ids, ParseOwner(a.t.pos[0]));
@@ -232,18 +241,22 @@ Status Chown(FsArgs& a) {
     }
     RETURN_IF_ERROR(s->fs().Chown(a.t.pos[i], ids.first, gid));
   }
+  ctx.done = {{"uid", ids.first},
+              {"paths", std::vector<std::string>(a.t.pos.begin() + 1, a.t.pos.end())}};
+  if (ids.second != UINT32_MAX) ctx.done["gid"] = ids.second;
   return s->Close();
 }
 
-Status Symlink(FsArgs& a) {
+Status Symlink(FsArgs& a, CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "TARGET LINK_PATH"));
   ASSIGN_OR_RETURN(auto s, Session(a, spec));
   RETURN_IF_ERROR(s->fs().Symlink(a.t.pos[0], a.t.pos[1]));
+  ctx.done = {{"link", a.t.pos[1]}, {"target", a.t.pos[0]}};
   return s->Close();
 }
 
-Status Extract(FsArgs& a) {
+Status Extract(FsArgs& a, CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(0, 1, "[PATH]"));
   if (a.to_dir.empty() == a.to_tar.empty())
@@ -253,7 +266,10 @@ Status Extract(FsArgs& a) {
   if (!a.to_dir.empty()) {
     std::filesystem::create_directories(a.to_dir);
     RETURN_IF_ERROR(s->fs().ExtractToDirectory(path, a.to_dir));
+    ctx.done = {{"path", path}, {"to", a.to_dir}};
   } else if (a.to_tar == "-") {
+    RETURN_IF_ERROR(s->fs().Stat(path).status());
+    NoteStdoutUsed();  // the tar stream is the output
     RETURN_IF_ERROR(s->fs().ExtractToTar(path, a.to_tar));
   } else {
     // An existing tar file is replaced (as before), but only by a whole one.
@@ -262,6 +278,7 @@ Status Extract(FsArgs& a) {
     ASSIGN_OR_RETURN(auto file, compose::OutputFile::Create(a.to_tar, fo));
     RETURN_IF_ERROR(s->fs().ExtractToTar(path, file->temp_path()));
     RETURN_IF_ERROR(file->Commit());
+    ctx.done = {{"path", path}, {"tar", a.to_tar}};
   }
   return s->Close();
 }
@@ -354,6 +371,8 @@ void RegisterFsCommands(CLI::App& app, CommandContext& ctx) {
   pop->add_option("--dest", a->dest, "Directory inside the filesystem")->capture_default_str();
   pop->add_option("--manifest", a->manifest, "Owner/mode/time overrides (spec/fsbridge.md)");
   pop->add_flag("--no-owners", a->no_owners, "Make every file 0:0 unless the manifest says");
+  pop->add_flag("--lenient", a->lenient,
+                "Manifest lines naming paths not in the source are warnings, not errors");
   ts(pop);
   bind(pop, [](FsArgs& x, CommandContext& c) { return Populate(x, c); });
 
@@ -375,49 +394,49 @@ void RegisterFsCommands(CLI::App& app, CommandContext& ctx) {
   auto* get = cmd("get", "Copy a file or tree out to the host\n"
                          "  example: stack fs get -p pool.stk vm1 /etc ./etc-copy",
                   "[ENTRY] PATH HOST_DEST");
-  bind(get, [](FsArgs& x, CommandContext&) { return Get(x); });
+  bind(get, [](FsArgs& x, CommandContext& c) { return Get(x, c); });
 
   auto* put = cmd("put", "Copy a host file or tree in\n"
                          "  example: stack fs put -p pool.stk vm1 ./motd /etc/motd",
                   "[VOLUME] HOST_SRC PATH");
   ts(put);
-  bind(put, [](FsArgs& x, CommandContext&) { return Put(x); });
+  bind(put, [](FsArgs& x, CommandContext& c) { return Put(x, c); });
 
   auto* mkdir = cmd("mkdir", "Make directories\n  example: stack fs mkdir -p pool.stk vm1 "
                              "--parents /srv/app/data",
                     "[VOLUME] PATH...");
   mkdir->add_flag("--parents", a->parents, "Make parents as needed; no error if present");
   mkdir->add_option("--mode", a->mode, "Permission bits (octal)")->capture_default_str();
-  bind(mkdir, [](FsArgs& x, CommandContext&) { return Mkdir(x); });
+  bind(mkdir, [](FsArgs& x, CommandContext& c) { return Mkdir(x, c); });
 
   auto* rm = cmd("rm", "Remove files or (with -r) trees\n"
                        "  example: stack fs rm -p pool.stk vm1 -r /tmp/cache",
                  "[VOLUME] PATH...");
   rm->add_flag("-r,--recursive", a->recursive, "Remove directories and their content");
-  bind(rm, [](FsArgs& x, CommandContext&) { return Rm(x); });
+  bind(rm, [](FsArgs& x, CommandContext& c) { return Rm(x, c); });
 
   auto* chmod = cmd("chmod", "Change permission bits\n"
                              "  example: stack fs chmod -p pool.stk vm1 0600 /etc/shadow",
                     "[VOLUME] MODE PATH...");
-  bind(chmod, [](FsArgs& x, CommandContext&) { return Chmod(x); });
+  bind(chmod, [](FsArgs& x, CommandContext& c) { return Chmod(x, c); });
 
   auto* chown = cmd("chown", "Change owner (numeric)\n"
                              "  example: stack fs chown -p pool.stk vm1 1000:1000 /home/u",
                     "[VOLUME] UID[:GID] PATH...");
-  bind(chown, [](FsArgs& x, CommandContext&) { return Chown(x); });
+  bind(chown, [](FsArgs& x, CommandContext& c) { return Chown(x, c); });
 
   auto* sym = cmd("symlink", "Make a symbolic link\n"
                              "  example: stack fs symlink -p pool.stk vm1 /usr/bin/python3 "
                              "/usr/local/bin/py",
                   "[VOLUME] TARGET LINK_PATH");
-  bind(sym, [](FsArgs& x, CommandContext&) { return Symlink(x); });
+  bind(sym, [](FsArgs& x, CommandContext& c) { return Symlink(x, c); });
 
   auto* ex = cmd("extract", "Extract a tree to a host directory or a tar stream\n"
                             "  example: stack fs extract -p pool.stk golden@v1 --tar - > root.tar",
                  "[ENTRY] [PATH]");
   ex->add_option("--to", a->to_dir, "Host directory to extract into");
   ex->add_option("--tar", a->to_tar, "Tar file to write (- = stdout)");
-  bind(ex, [](FsArgs& x, CommandContext&) { return Extract(x); });
+  bind(ex, [](FsArgs& x, CommandContext& c) { return Extract(x, c); });
 
   auto* df = cmd("df", "Free blocks and inodes\n  example: stack fs df -p pool.stk vm1",
                  "[ENTRY]");

@@ -21,13 +21,29 @@ struct ImageArgs {
   std::vector<std::string> tags;
   std::string label, uuid;
   int64_t timestamp = -1;
-  bool no_encrypt = false, no_discards = false, no_owners = false, force = false, sync = false;
+  bool no_encrypt = false, no_discards = false, no_owners = false, force = false, sync = false,
+       lenient = false;
   uint32_t sector_size = 4096;
   uint32_t pool_block_size = 0;
   std::string pool_max = "64G";
   std::string format = "stored";
   std::string method = "auto";
 };
+
+// A missing pool is created by build and import alike (compose::OpenOrCreatePool).
+Result<compose::NewPoolOptions> NewPool(const ImageArgs& a) {
+  compose::NewPoolOptions n;
+  n.block_size = a.pool_block_size;
+  ASSIGN_OR_RETURN(n.max_bytes, ParseSize(a.pool_max, "--pool-max-size"));
+  return n;
+}
+
+void AddNewPoolOptions(CLI::App* c, ImageArgs& a) {
+  c->add_option("--pool-block-size", a.pool_block_size, "Block size of a new pool");
+  c->add_option("--pool-max-size", a.pool_max,
+                std::string("Maximum size of a new pool, whole blocks: ") + kSizeHelp)
+      ->capture_default_str();
+}
 
 Status Build(ImageArgs& a, const CommandContext& ctx) {
   if (a.t.pool.empty()) return Status::InvalidArgument("--pool FILE (or STACK_POOL) is required");
@@ -39,9 +55,7 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
   if (!a.snapshot.empty()) RETURN_IF_ERROR(compose::ValidateName(a.snapshot, "snapshot"));
   if (a.size.empty()) return Status::InvalidArgument("--size is required");
   ASSIGN_OR_RETURN(o.size_bytes, ParseSize(a.size, "--size"));
-  o.pool_block_size = a.pool_block_size;
-  ASSIGN_OR_RETURN(uint64_t pool_max, ParseSize(a.pool_max, "--pool-max-size"));
-  o.pool_max_bytes = pool_max;
+  ASSIGN_OR_RETURN(o.new_pool, NewPool(a));
   o.snapshot = a.snapshot;
   o.source = a.from;
   o.note = a.note;
@@ -52,6 +66,7 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(o.luks.kdf, a.kdf.Params());
   ASSIGN_OR_RETURN(o.mkfs, MkfsOptionsFrom(a.label, a.uuid, 0, 0, 0, 0.05, ResolveTimestamp(a.timestamp)));
   o.populate.manifest_path = a.manifest;
+  o.populate.lenient_manifest = a.lenient;
   o.populate.timestamp = ResolveTimestamp(a.timestamp);
   o.populate.keep_owners = !a.no_owners;
   std::optional<fde::Secret> pass;
@@ -65,6 +80,7 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
   compose::Progress progress("build", 0);
   o.progress = &progress;
   ASSIGN_OR_RETURN(auto rep, compose::BuildImage(o, pass ? &*pass : nullptr));
+  for (const auto& w : rep.stats.warnings) std::cerr << "stack: warning: " << EscapeText(w) << "\n";
   if (ctx.json) {
     PrintJson({{"volume", rep.volume},
                {"snapshot", rep.snapshot},
@@ -96,8 +112,14 @@ Status Export(ImageArgs& a, const CommandContext& ctx) {
   o.luks1_kdf.type = fde::KdfType::kPbkdf2;
   compose::Progress progress("export", 0);
   o.progress = &progress;
+  // Exported to stdout: the image is the output; the report goes to stderr.
+  const bool to_stdout = o.out_path == "-";
   ASSIGN_OR_RETURN(auto rep, compose::ExportImage(o));
-  if (ctx.json) {
+  if (to_stdout) NoteStdoutUsed();
+  std::ostream& out = to_stdout ? std::cerr : std::cout;
+  if (ctx.json && to_stdout) {
+    // stdout holds the image: no document after it.
+  } else if (ctx.json) {
     PrintJson({{"output", o.out_path},
                {"format", rep.format},
                {"source_encryption", rep.source_encryption},
@@ -108,14 +130,15 @@ Status Export(ImageArgs& a, const CommandContext& ctx) {
                {"file_allocated_bytes", rep.file_allocated},
                {"source_allocated_bytes", rep.copy.allocated_bytes},
                {"written_bytes", rep.copy.written_bytes},
+               {"shared_bytes", rep.copy.shared_bytes},
                {"zero_bytes_skipped", rep.copy.zero_bytes}});
   } else {
-    std::cout << "exported " << EscapeText(o.source.entry + o.source.image_path) << " -> "
+    out << "exported " << EscapeText(o.source.entry + o.source.image_path) << " -> "
               << EscapeText(o.out_path)
               << " (" << rep.format << ", " << FormatSize(rep.file_size) << ", "
               << FormatSize(rep.file_allocated) << " on disk, method " << rep.copy.method
               << ")\n";
-    if (!rep.copy.method_note.empty()) std::cout << "  (" << rep.copy.method_note << ")\n";
+    if (!rep.copy.method_note.empty()) out << "  (" << rep.copy.method_note << ")\n";
   }
   return Status::Ok();
 }
@@ -131,12 +154,16 @@ Status Import(ImageArgs& a, const CommandContext& ctx) {
   o.note = a.note;
   o.tags = a.tags;
   o.force = a.force;
+  ASSIGN_OR_RETURN(o.new_pool, NewPool(a));
   compose::Progress progress("import", 0);
   o.progress = &progress;
   ASSIGN_OR_RETURN(auto rep, compose::ImportImage(o));
   for (const auto& w : rep.warnings) std::cerr << "stack: warning: " << w << "\n";
+  if (rep.created_pool && !ctx.json)
+    std::cout << "created pool " << EscapeText(o.pool_path) << "\n";
   if (ctx.json) {
     PrintJson({{"volume", rep.volume},
+               {"created_pool", rep.created_pool},
                {"detected", rep.detected},
                {"size_bytes", rep.size_bytes},
                {"method", rep.copy.method},
@@ -177,6 +204,8 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
       ->capture_default_str();
   build->add_option("--manifest", a->manifest, "Owner/mode/time overrides (spec/fsbridge.md)");
   build->add_flag("--no-owners", a->no_owners, "Files owned by 0:0 unless the manifest says");
+  build->add_flag("--lenient", a->lenient,
+                  "Manifest lines naming paths not in the source are warnings, not errors");
   build->add_option("--label", a->label, "Filesystem label");
   build->add_option("--uuid", a->uuid, "Filesystem UUID (reproducible builds)");
   build->add_option("--timestamp", a->timestamp, "Fixed time (default $SOURCE_DATE_EPOCH)");
@@ -188,15 +217,13 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
                   "inside the volume then stays mapped in the pool");
   build->add_option("--sector-size", a->sector_size, "LUKS2 sector size")->capture_default_str();
   build->add_option("--key-file,-k", a->t.key_file, "Passphrase file ('-' = stdin)");
-  build->add_option("--pool-block-size", a->pool_block_size, "Block size of a new pool");
-  build->add_option("--pool-max-size", a->pool_max,
-                    std::string("Maximum size of a new pool, whole blocks: ") + kSizeHelp)
-      ->capture_default_str();
+  AddNewPoolOptions(build, *a);
   a->kdf.AddTo(build);
   bind(build, [](ImageArgs& x, CommandContext& c) { return Build(x, c); });
 
   auto* ex = app.add_subcommand(
-      "export", "Write a volume or snapshot to a standalone sparse raw image:\n"
+      "export", "Write a volume or snapshot to a standalone sparse raw image (or, with\n"
+                "OUTPUT_FILE - , a pipe or /dev/null, stream every byte; not luks1):\n"
                 "  --format stored  the LUKS2 container as stored (cryptsetup opens it)\n"
                 "  --format luks1   re-encrypted as LUKS1 for QEMU (qemu-img reads it)\n"
                 "  --format plain   the decrypted ext4 image\n"
@@ -222,11 +249,13 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
 
   auto* im = app.add_subcommand(
       "import", "Import a raw image (plain, LUKS1 or LUKS2: detected) as a new volume;\n"
-                "holes and zero blocks stay unallocated.\n"
+                "holes and zero blocks stay unallocated. The pool is created if missing\n"
+                "(as by build).\n"
                 "  example: stack import -p images.stk disk.img vm7");
   AddPoolOption(im, a->t.pool, "Pool file");
   im->add_option("args", a->t.pos, "IMAGE_FILE VOLUME");
   im->add_option("--note", a->note, "Note");
+  AddNewPoolOptions(im, *a);
   im->add_option("--tag", a->tags, "Tag (repeatable)");
   im->add_flag("--force", a->force,
                "Import a LUKS image even if its header cannot be opened by this build "

@@ -131,16 +131,19 @@ Status ChangeKey(LuksArgs& a, const CommandContext& ctx) {
   return Status::Ok();
 }
 
-Status Backup(LuksArgs& a) {
+Status Backup(LuksArgs& a, CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto raw, Raw(a, false));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 1, "FILE (the backup to write)"));
-  return fde::BackupHeader(*raw.second, a.t.pos[0]);
+  RETURN_IF_ERROR(fde::BackupHeader(*raw.second, a.t.pos[0]));
+  ctx.done = {{"target", raw.first->describe()}, {"backup", a.t.pos[0]}};
+  return Status::Ok();
 }
 
-Status Restore(LuksArgs& a) {
+Status Restore(LuksArgs& a, CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto raw, Raw(a, true));
   RETURN_IF_ERROR(a.t.NeedArgs(1, 1, "FILE (the backup to restore)"));
   RETURN_IF_ERROR(fde::RestoreHeader(*raw.second, a.t.pos[0]));
+  ctx.done = {{"target", raw.first->describe()}, {"restored_from", a.t.pos[0]}};
   return Finish(raw.first, raw.second);
 }
 
@@ -211,13 +214,13 @@ void RegisterLuksCommands(CLI::App& app, CommandContext& ctx) {
       "backup", "Save the header and keyslots to a file\n"
                 "  example: stack luks backup -p pool.stk vm1 vm1.hdr");
   a->t.AddTo(backup, "[ENTRY] FILE");
-  bind(backup, [](LuksArgs& x, CommandContext&) { return Backup(x); });
+  bind(backup, [](LuksArgs& x, CommandContext& c) { return Backup(x, c); });
 
   auto* restore = luks->add_subcommand(
       "restore", "Restore the header and keyslots from a backup file\n"
                  "  example: stack luks restore -p pool.stk vm1 vm1.hdr");
   a->t.AddTo(restore, "[VOLUME] FILE");
-  bind(restore, [](LuksArgs& x, CommandContext&) { return Restore(x); });
+  bind(restore, [](LuksArgs& x, CommandContext& c) { return Restore(x, c); });
 }
 
 }  // namespace stack::cli

@@ -105,6 +105,7 @@ Status Check(const PoolArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto p, OpenPool(a, false));
   ASSIGN_OR_RETURN(auto rep, p->Check());
   if (ctx.json) {
+    NoteStdoutUsed();
     std::cout << rep.ToJson() << "\n";
   } else {
     for (auto& w : rep.warnings) std::cout << "warning: " << w << "\n";
@@ -130,6 +131,7 @@ Status Verify(const PoolArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto rep, p->Verify([&progress](uint64_t n) { progress.Advance(n); }));
   progress.Finish();
   if (ctx.json) {
+    NoteStdoutUsed();
     std::cout << rep.ToJson() << "\n";
   } else {
     for (auto& e : rep.errors) std::cout << "bad: " << e << "\n";
@@ -214,7 +216,9 @@ void RegisterPoolCommands(CLI::App& app, CommandContext& ctx) {
   bind(info, [](PoolArgs& x, CommandContext& c) { return Info(x, c); });
 
   auto* check = pool->add_subcommand(
-      "check", "Full consistency check (refcounts, trees, checksums); exit 7 if not clean\n"
+      "check", "Metadata consistency check: superblocks, trees, metadata checksums, reference\n"
+               "counts (leaked blocks summarised); exit 7 if not clean. It reads no data\n"
+               "blocks: `stack pool verify` checks their checksums.\n"
                "  example: stack pool check images.stk");
   common(check);
   accept_lost(check);

@@ -77,15 +77,30 @@ Status VolCreate(VolArgs& a, const CommandContext& ctx) {
 }
 
 Status VolList(VolArgs& a, const CommandContext& ctx, bool snapshots_only) {
-  RETURN_IF_ERROR(Need(a, 0, 1, snapshots_only ? "[VOLUME]" : "no arguments"));
+  RETURN_IF_ERROR(Need(a, 0, 1, snapshots_only ? "[VOLUME]" : "[NAME]"));
   ASSIGN_OR_RETURN(auto p, OpenPool(a, false));
+  // A named volume must exist: an empty table would say "no snapshots"
+  // about a volume that is not there.
+  const std::string named = a.pos.empty() ? "" : a.pos[0];
+  if (!named.empty()) {
+    auto e = p->Stat(named);
+    if (!e.ok() && e.status().code() != Code::kNotFound) return e.status();
+    if (!e.ok() || compose::IsHiddenBuild(named) ||
+        (snapshots_only && e->kind == pool::EntryKind::kSnapshot))
+      return Status::NotFound((snapshots_only ? "no volume " : "no entry ") + named +
+                              " in the pool");
+  }
   ASSIGN_OR_RETURN(auto entries, p->List());
   std::erase_if(entries, [&](const pool::EntryInfo& e) {
     if (compose::IsHiddenBuild(e.name)) return true;
     bool snap = e.kind == pool::EntryKind::kSnapshot;
     if (snapshots_only && !snap) return true;
     if (!snapshots_only && snap && !a.all) return true;
-    if (snapshots_only && !a.pos.empty() && e.name.rfind(a.pos[0] + "@", 0) != 0) return true;
+    if (snapshots_only && !named.empty() && e.name.rfind(named + "@", 0) != 0) return true;
+    // volume list NAME: that entry (with --all, and its snapshots).
+    if (!snapshots_only && !named.empty() && e.name != named &&
+        !(a.all && e.name.rfind(named + "@", 0) == 0))
+      return true;
     if (!a.tag_filter.empty() &&
         std::find(e.tags.begin(), e.tags.end(), a.tag_filter) == e.tags.end())
       return true;
@@ -270,7 +285,7 @@ void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx) {
   bind(create, [](VolArgs& x, CommandContext& c) { return VolCreate(x, c); });
   auto* list = vol->add_subcommand("list", "List volumes (--all: and snapshots) with space use\n"
                                            "  example: stack --json volume list -p p.stk");
-  common(list, "");
+  common(list, "[NAME]: only this entry (with --all, and its snapshots); NotFound if absent");
   list->add_flag("--all", a->all, "Include snapshots");
   list->add_option("--tag", a->tag_filter, "Only entries with this tag");
   list->add_option("--grep", a->grep, "Only entries whose name or note contains TEXT");

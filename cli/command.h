@@ -7,13 +7,17 @@
 // Conventions every command follows:
 //   - nouns then verbs: `stack pool create`, `stack volume list`;
 //   - `--json` (global) switches listings and reports to one JSON document on
-//     stdout; without it output is a human table or summary;
+//     stdout; without it output is a human table or summary. A command that
+//     prints nothing else fills CommandContext::done, and RunCli prints
+//     {"command": "fs put", "ok": true, ...done}; an error is
+//     {"error": {"code", "message"}} (cli/output.h ReportError);
 //   - errors: "stack: <Code>: <message>" on stderr, exit status from the table;
 //   - secrets never come from argv (key files, stdin or a TTY prompt only).
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "block/status.h"
@@ -27,6 +31,9 @@ struct CommandContext {
   // RunCli forwards the command to the process holding it, if any
   // (stack/control.h).
   std::string pool;
+  // What a command that prints no document did ({"path": "/etc/motd"}):
+  // RunCli prints it with --json (see the conventions above).
+  nlohmann::json done = nlohmann::json::object();
 };
 
 void RegisterBlockdevCommands(CLI::App& app, CommandContext& ctx);

@@ -169,9 +169,11 @@ nlohmann::json DfJson(const fsbridge::DfInfo& df) {
 }
 
 nlohmann::json StatsJson(const fsbridge::PopulateStats& s) {
-  return {{"files", s.files},         {"directories", s.directories},
-          {"symlinks", s.symlinks},   {"hardlinks", s.hardlinks},
-          {"specials", s.specials},   {"bytes", s.bytes}};
+  nlohmann::json j = {{"files", s.files},         {"directories", s.directories},
+                      {"symlinks", s.symlinks},   {"hardlinks", s.hardlinks},
+                      {"specials", s.specials},   {"bytes", s.bytes}};
+  if (!s.warnings.empty()) j["warnings"] = s.warnings;
+  return j;
 }
 
 std::string StatsText(const fsbridge::PopulateStats& s) {

@@ -5,12 +5,62 @@
 
 namespace stack::cli {
 
+namespace {
+thread_local bool stdout_used = false;
+thread_local nlohmann::json kdf_choices = nlohmann::json::array();
+}  // namespace
+
+void ResetCommandOutput() {
+  stdout_used = false;
+  kdf_choices = nlohmann::json::array();
+}
+void NoteStdoutUsed() { stdout_used = true; }
+bool StdoutUsed() { return stdout_used; }
+
+void ReportKdfChoice(const fde::KdfChoice& c) {
+  nlohmann::json j = {{"type", c.type}, {"benchmark_target_ms", c.target_ms},
+                      {"floor_hit", c.floor_hit}};
+  std::string text = "stack: kdf: " + c.type + " ";
+  if (c.type == "pbkdf2") {
+    j["iterations"] = c.iterations;
+    text += std::to_string(c.iterations) + " iterations";
+  } else {
+    j["time_cost"] = c.time_cost;
+    j["memory_kib"] = c.memory_kib;
+    j["parallelism"] = c.parallelism;
+    j["memory_lowered"] = c.memory_lowered;
+    text += "time cost " + std::to_string(c.time_cost) + ", memory " +
+            std::to_string(c.memory_kib) + " KiB, " + std::to_string(c.parallelism) + " lanes";
+  }
+  kdf_choices.push_back(j);
+  std::cerr << text << " (benchmarked for " << c.target_ms << " ms)\n";
+  if (c.floor_hit || c.memory_lowered)
+    std::cerr << "stack: warning: the KDF benchmark "
+              << (c.floor_hit ? "hit its floor" : "lowered the memory from " +
+                                                      std::to_string(c.asked_memory_kib) + " KiB")
+              << ": this machine is slow or busy, and the keyslot is weaker than on a quiet "
+                 "one; pin the cost for reproducible keyslots ("
+              << (c.type == "pbkdf2" ? "--pbkdf2-iterations N" : "--kdf-memory KIB --kdf-time-cost N")
+              << ")\n";
+}
+
 void PrintJson(const nlohmann::json& doc) {
-  std::cout << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  NoteStdoutUsed();
+  const auto dump = [](const nlohmann::json& d) {
+    std::cout << d.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  };
+  if (doc.is_object() && !kdf_choices.empty()) {
+    nlohmann::json with = doc;
+    with["kdf"] = kdf_choices;
+    dump(with);
+  } else {
+    dump(doc);
+  }
 }
 
 void PrintTable(const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows) {
+  NoteStdoutUsed();
   std::vector<size_t> width(header.size());
   for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
   for (auto& r : rows)
@@ -31,6 +81,13 @@ void PrintTable(const std::vector<std::string>& header,
 
 void PrintError(const Status& st) {
   std::cerr << "stack: " << CodeName(st.code()) << ": " << EscapeText(st.message()) << "\n";
+}
+
+void ReportError(const Status& st, bool json) {
+  PrintError(st);
+  if (json && !StdoutUsed())
+    PrintJson({{"error", {{"code", std::string(CodeName(st.code()))}, {"message", st.message()}}}});
+  std::cout.flush();
 }
 
 }  // namespace stack::cli

@@ -21,23 +21,6 @@ double Seconds() {
       .count();
 }
 
-Result<std::shared_ptr<pool::Pool>> OpenOrCreatePool(const BuildOptions& o, bool* created) {
-  *created = false;
-  if (std::filesystem::exists(o.pool_path)) {
-    return OpenPool(o.pool_path, PoolAccess::kWritable);
-  }
-  pool::PoolCreateOptions c;
-  if (o.pool_block_size) c.block_size = o.pool_block_size;
-  if (o.pool_size_bytes) c.size_bytes = o.pool_size_bytes;
-  if (o.pool_max_bytes) c.max_bytes = std::max(o.pool_max_bytes, c.size_bytes);
-  // Sizes are checked before the pool file exists: a refused build leaves nothing.
-  RETURN_IF_ERROR(RequireWholeBlocks(o.size_bytes, c.block_size, "--size"));
-  if (c.max_bytes) RETURN_IF_ERROR(RequireWholeBlocks(c.max_bytes, c.block_size, "--pool-max-size"));
-  *created = true;
-  ASSIGN_OR_RETURN(auto pool, pool::Pool::Create(o.pool_path, c));
-  return std::shared_ptr<pool::Pool>(std::move(pool));
-}
-
 // Everything between "volume exists" and "filesystem closed".
 Status FillVolume(pool::Pool& pool, const std::string& tmp, const BuildOptions& o,
                   const fde::Secret* passphrase, BuildReport* rep) {
@@ -72,7 +55,8 @@ Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphr
   BuildReport rep;
   rep.volume = o.volume;
   rep.encrypted = o.encrypt;
-  ASSIGN_OR_RETURN(auto pool, OpenOrCreatePool(o, &rep.created_pool));
+  ASSIGN_OR_RETURN(auto pool,
+                   OpenOrCreatePool(o.pool_path, o.new_pool, o.size_bytes, &rep.created_pool));
   // Read-only commands on the pool are answered by this build until it
   // returns (destroyed before `pool`).
   auto server = ServeWhileHolding(pool, o.pool_path);

@@ -1,8 +1,12 @@
 // OpenPool (see stack/open_pool.h).
 #include "stack/open_pool.h"
 
+#include <algorithm>
+#include <filesystem>
+
 #include "stack/control.h"
 #include "stack/publish.h"
+#include "stack/sizes.h"
 
 namespace stack::compose {
 
@@ -19,6 +23,25 @@ Result<std::shared_ptr<pool::Pool>> OpenPool(const std::string& path, PoolAccess
     ASSIGN_OR_RETURN(removed, CleanupStaleBuilds(*pool));
   }
   if (removed_stale) *removed_stale = removed;
+  return std::shared_ptr<pool::Pool>(std::move(pool));
+}
+
+Result<std::shared_ptr<pool::Pool>> OpenOrCreatePool(const std::string& path,
+                                                     const NewPoolOptions& options,
+                                                     uint64_t volume_bytes, bool* created) {
+  *created = false;
+  if (path.empty()) return Status::InvalidArgument("name the pool: --pool FILE (or set STACK_POOL)");
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) || ec) return OpenPool(path, PoolAccess::kWritable);
+  pool::PoolCreateOptions c;
+  if (options.block_size) c.block_size = options.block_size;
+  if (options.size_bytes) c.size_bytes = options.size_bytes;
+  if (options.max_bytes) c.max_bytes = std::max(options.max_bytes, c.size_bytes);
+  // Sizes are checked before the pool file exists: a refused command leaves nothing.
+  if (volume_bytes) RETURN_IF_ERROR(RequireWholeBlocks(volume_bytes, c.block_size, "--size"));
+  if (c.max_bytes) RETURN_IF_ERROR(RequireWholeBlocks(c.max_bytes, c.block_size, "--pool-max-size"));
+  ASSIGN_OR_RETURN(auto pool, pool::Pool::Create(path, c));
+  *created = true;
   return std::shared_ptr<pool::Pool>(std::move(pool));
 }
 

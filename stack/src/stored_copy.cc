@@ -72,7 +72,8 @@ Result<CopyReport> CopyStoredRuns(pool::Pool& pool, const std::string& entry, ui
                                      " (not offered here; --method auto uses what is)");
         }
         RETURN_IF_ERROR(st);
-        rep.written_bytes += r.length;
+        // A reflink shares the pool's extent: no data is written.
+        (use == CopyMethod::kReflink ? rep.shared_bytes : rep.written_bytes) += r.length;
       } else {
         // auto: reflink, or nothing. Where extents cannot be shared, an
         // in-kernel copy saves nothing (every block is read here for its
@@ -86,7 +87,7 @@ Result<CopyReport> CopyStoredRuns(pool::Pool& pool, const std::string& entry, ui
         }
         RETURN_IF_ERROR(st);
         decided = true;
-        rep.written_bytes += r.length;
+        rep.shared_bytes += r.length;
       }
       if (progress) progress->Advance(r.length);
     }

@@ -3,9 +3,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <optional>
+#include <span>
 
 #include "block/file_device.h"
+#include "block/unique_fd.h"
 #include "block/write_behind_device.h"
 #include "pool/pool.h"
 #include "stack/output_file.h"
@@ -132,6 +138,92 @@ Status ExportInto(const ExportOptions& o, Target& target, OutputFile& out_file, 
   return Status::Ok();
 }
 
+// A stream target: "-" (stdout), or an existing pipe, socket or character
+// device (/dev/null): nothing to rename over and nothing to seek in, so the
+// export writes every byte in order (no holes).
+Result<std::optional<UniqueFd>> OpenStream(const std::string& path) {
+  if (path == "-") {
+    const int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return Status::FromErrno("stdout", errno);
+    return std::optional<UniqueFd>(UniqueFd(fd));
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 ||
+      !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISSOCK(st.st_mode)))
+    return std::optional<UniqueFd>();
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return Status::FromErrno("open " + path, errno);
+  return std::optional<UniqueFd>(UniqueFd(fd));
+}
+
+// Every byte of src, in order, to fd.
+Status StreamOut(BlockDevice& src, int fd, const std::string& what, Progress* progress,
+                 CopyReport* rep) {
+  constexpr uint64_t kChunk = 1 << 20;
+  std::vector<uint8_t> buf(kChunk);
+  const uint64_t size = src.size_bytes();
+  if (progress) progress->SetTotal(size);
+  // Only the extents the source holds are read; the rest is zeros, as in a
+  // sparse export (a decrypted block the volume never wrote is noise).
+  ASSIGN_OR_RETURN(std::vector<Extent> extents, src.AllocatedExtents(0, size));
+  size_t next = 0;
+  for (uint64_t off = 0; off < size;) {
+    while (next < extents.size() && extents[next].offset + extents[next].length <= off) ++next;
+    const bool data = next < extents.size() && extents[next].offset <= off;
+    const uint64_t run_end = data ? extents[next].offset + extents[next].length
+                             : next < extents.size() ? extents[next].offset
+                                                     : size;
+    const size_t n = static_cast<size_t>(std::min({kChunk, size - off, run_end - off}));
+    if (data) {
+      RETURN_IF_ERROR(src.Read(off, std::span<uint8_t>(buf.data(), n)));
+      rep->allocated_bytes += n;
+    } else {
+      std::fill_n(buf.begin(), n, uint8_t{0});
+    }
+    for (size_t done = 0; done < n;) {
+      const ssize_t w = ::write(fd, buf.data() + done, n - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return Status::FromErrno("write " + what, errno);
+      done += static_cast<size_t>(w);
+    }
+    off += n;
+    if (progress) progress->Advance(n);
+  }
+  if (progress) progress->Finish();
+  rep->method = "stream";
+  rep->size_bytes = size;
+  rep->written_bytes = size;
+  return Status::Ok();
+}
+
+// An export to a stream (see OpenStream): stored and plain only.
+Result<ExportReport> ExportToStream(const ExportOptions& o, int fd) {
+  if (o.format == ExportFormat::kLuks1)
+    return Status::Unsupported("--format luks1 writes its header after the data: it needs a "
+                               "file, not the stream " + o.out_path);
+  if (o.method != CopyMethod::kAuto && o.method != CopyMethod::kReadWrite)
+    return Status::InvalidArgument(std::string("--method ") + CopyMethodName(o.method) +
+                                   " needs a file: " + o.out_path + " is a stream");
+  TargetSpec spec = o.source;
+  spec.writable = false;
+  ASSIGN_OR_RETURN(auto target, Target::Open(spec));
+  ExportReport rep;
+  rep.format = o.format == ExportFormat::kStored ? "stored" : "plain";
+  std::unique_ptr<BlockDevice> raw = target->TakeDevice();
+  if (o.format == ExportFormat::kStored) {
+    ASSIGN_OR_RETURN(fde::ContainerKind kind, fde::Probe(*raw));
+    rep.source_encryption = KindText(kind);
+    RETURN_IF_ERROR(StreamOut(*raw, fd, o.out_path, o.progress, &rep.copy));
+  } else {
+    ASSIGN_OR_RETURN(Unlocked u, Unlock(std::move(raw), o.passphrase, false));
+    rep.source_encryption = KindText(u.kind);
+    RETURN_IF_ERROR(StreamOut(*u.device, fd, o.out_path, o.progress, &rep.copy));
+  }
+  rep.copy.method_note = "the output is a stream: every byte written, no holes";
+  rep.file_size = rep.copy.size_bytes;
+  return rep;
+}
+
 }  // namespace
 
 Result<ExportFormat> ParseExportFormat(const std::string& text) {
@@ -143,6 +235,8 @@ Result<ExportFormat> ParseExportFormat(const std::string& text) {
 }
 
 Result<ExportReport> ExportImage(const ExportOptions& o) {
+  ASSIGN_OR_RETURN(std::optional<UniqueFd> stream, OpenStream(o.out_path));
+  if (stream) return ExportToStream(o, stream->get());
   TargetSpec spec = o.source;
   spec.writable = false;
   OutputFileOptions fo;
@@ -183,7 +277,7 @@ Result<ImportReport> ImportImage(const ImportOptions& o) {
       rep.warnings.push_back(why + " (imported as is: --force)");
     }
   }
-  ASSIGN_OR_RETURN(auto pool, OpenPool(o.pool_path, PoolAccess::kWritable));
+  ASSIGN_OR_RETURN(auto pool, OpenOrCreatePool(o.pool_path, o.new_pool, 0, &rep.created_pool));
   auto server = ServeWhileHolding(pool, o.pool_path);  // until the import returns
   const uint64_t unit = pool->block_size();
   rep.size_bytes = (in->size_bytes() + unit - 1) / unit * unit;

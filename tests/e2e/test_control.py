@@ -121,6 +121,12 @@ class Control(StackTestCase):
             "unknown path": ["fs", "cat", "-p", p, "base@v1", "/nope", "-k", k],
             "diff": ["--json", "diff", "-p", p, "base@v1", "base"],
             "diff unknown entry": ["diff", "-p", p, "base@v1", "nosuch"],
+            # --json errors and "what I did" objects (issue 16) come from RunCli,
+            # so the holder prints them as a direct run does.
+            "json error": ["--json", "fs", "cat", "-p", p, "base@v1", "/nope", "-k", k],
+            "json missing list": ["--json", "snapshot", "list", "-p", p, "missing"],
+            "json luks backup": ["--json", "luks", "backup", "-p", p, "base@v1",
+                                 "/dev/null/not-a-dir"],
         }
 
     def test_forwarded_answers_equal_direct_runs(self):

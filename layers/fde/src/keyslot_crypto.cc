@@ -9,8 +9,24 @@
 #include "crypto.h"
 #include "fde/xts_cipher.h"
 
+namespace stack::fde {
+namespace {
+std::function<void(const KdfChoice&)>& ChoiceSink() {
+  static std::function<void(const KdfChoice&)> sink;
+  return sink;
+}
+}  // namespace
+
+void SetKdfChoiceSink(std::function<void(const KdfChoice&)> sink) { ChoiceSink() = std::move(sink); }
+
+}  // namespace stack::fde
+
 namespace stack::fde::internal {
 namespace {
+
+void Report(const KdfChoice& c) {
+  if (ChoiceSink()) ChoiceSink()(c);
+}
 
 double Millis(const std::function<Status()>& f, Status* st) {
   auto t0 = std::chrono::steady_clock::now();
@@ -39,6 +55,8 @@ Result<Kdf> ResolveKdf(const KdfParams& p) {
       RETURN_IF_ERROR(st);
       double iters = trial * double(p.time_ms) / std::max(ms, 0.01);
       k.iterations = uint32_t(std::clamp(iters, 1000.0, double(kMaxPbkdf2Iterations)));
+      Report({.type = k.type, .target_ms = p.time_ms, .iterations = k.iterations,
+              .floor_hit = iters < 1000.0});
     }
     if (k.iterations < 1 || k.iterations > kMaxPbkdf2Iterations) {
       return Status::InvalidArgument("pbkdf2 iterations out of range");
@@ -60,6 +78,8 @@ Result<Kdf> ResolveKdf(const KdfParams& p) {
         [&] { return Argon2(k.type, probe_pw, k.salt, 1, k.memory_kib, k.cpus, probe_out); }, &st);
     RETURN_IF_ERROR(st);
     ms = std::max(ms, 0.01);
+    KdfChoice c{.type = k.type, .target_ms = p.time_ms, .asked_memory_kib = k.memory_kib,
+                .parallelism = k.cpus};
     if (4 * ms > p.time_ms) {
       // Even the minimum of 4 passes is too slow here: lower the memory (as
       // cryptsetup does), but not below 64 MiB or the requested memory.
@@ -67,9 +87,14 @@ Result<Kdf> ResolveKdf(const KdfParams& p) {
       const uint32_t floor_kib = std::min<uint32_t>(k.memory_kib, 64 * 1024);
       k.memory_kib = std::max(floor_kib, uint32_t(scaled) / 1024 * 1024);
       k.time = 4;
+      c.memory_lowered = k.memory_kib < c.asked_memory_kib;
+      c.floor_hit = scaled < floor_kib;
     } else {
       k.time = uint32_t(std::clamp(double(p.time_ms) / ms, 4.0, 1000.0));
     }
+    c.time_cost = k.time;
+    c.memory_kib = k.memory_kib;
+    Report(c);
   }
   if (k.time == 0 || k.time > kMaxArgon2Time) return Status::InvalidArgument("argon2 time out of range");
   return k;

@@ -110,6 +110,7 @@ class Luks1Container final : public Container {
         dropped.push_back(i);
       }
     }
+    h.uuid = RandomUuid();  // another container now (see the LUKS2 case)
     RETURN_IF_ERROR(Commit(std::move(h)));
     for (int i : dropped) RETURN_IF_ERROR(Wipe(i));
     return Status::Ok();

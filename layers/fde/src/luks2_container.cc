@@ -213,6 +213,9 @@ class Luks2Container final : public Container {
                      SealLuks2Keyslot(device(), id, offset, key.volume_key, new_pass, kdf, 1));
     h.md.doc["keyslots"][std::to_string(id)] = KeyslotToJson(k);
     AddIdToDigest(&h, digest, id);
+    // A header with other keyslots is another container: two headers with
+    // different keyslots must not claim one UUID (udev, crypttab, blkid).
+    h.bin.uuid = RandomUuid();
     RETURN_IF_ERROR(Commit(std::move(h)));
     return WipeAreas(device(), old_areas);
   }

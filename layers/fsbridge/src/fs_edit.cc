@@ -39,7 +39,11 @@ Status Filesystem::PutFile(const std::string& host_path, const std::string& fs_p
   HostImporter imp(&tb, &manifest, opts, now, &stats);
   Status s = [&]() -> Status {
     ASSIGN_OR_RETURN(TreeBuilder::Dir * d, tb.OpenDir(parent, false, DefaultDirAttrs(now)));
-    return imp.CopyEntry(d, leaf, host_path, "");
+    // Over a hard-linked file: into its inode, so every name sees the new
+    // content (as cp does); otherwise the name gets a new inode.
+    ASSIGN_OR_RETURN(bool in_place, imp.RewriteLinked(d, leaf, host_path));
+    if (!in_place) RETURN_IF_ERROR(imp.CopyEntry(d, leaf, host_path, ""));
+    return manifest.CheckAllUsed(opts.lenient_manifest, nullptr);
   }();
   Status f = tb.Finalize();
   RETURN_IF_ERROR(s);

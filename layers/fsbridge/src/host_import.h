@@ -36,6 +36,12 @@ class HostImporter {
   Status CopyContents(TreeBuilder::Dir* d, const std::string& host_dir, const std::string& rel,
                       const struct stat& st);
   Attrs AttrsOf(const struct stat& st, const std::string& rel) const;
+  // PutFile over an existing file: a regular host file over a regular file
+  // with hard links is written into that inode (TreeBuilder::
+  // RewriteLinkedFile); false when that does not apply (copy with
+  // CopyEntry, which replaces the name).
+  Result<bool> RewriteLinked(TreeBuilder::Dir* parent, const std::string& name,
+                             const std::string& host_path);
 
  private:
   Result<std::vector<Xattr>> Xattrs(const std::string& host_path) const;

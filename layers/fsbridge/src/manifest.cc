@@ -1,5 +1,6 @@
 #include "manifest.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -74,6 +75,7 @@ std::string NormalizeRel(const std::string& p) {
 Result<Manifest> Manifest::Load(const std::string& path) {
   Manifest m;
   if (path.empty()) return m;
+  m.path_ = path;
   std::ifstream in(path);
   if (!in) return Status::NotFound("manifest " + path + ": cannot open");
   std::string line;
@@ -121,6 +123,7 @@ Result<Manifest> Manifest::Load(const std::string& path) {
       if (name.find("/../") != std::string::npos || name == ".." || name.rfind("../", 0) == 0)
         return Status::InvalidArgument(where + ": '..' in path");
       m.entries_[NormalizeRel(name)] = e;
+      m.lines_[NormalizeRel(name)] = lineno;
     }
   }
   return m;
@@ -128,13 +131,36 @@ Result<Manifest> Manifest::Load(const std::string& path) {
 
 const ManifestEntry* Manifest::Find(const std::string& rel) const {
   auto it = entries_.find(rel);
-  return it == entries_.end() ? nullptr : &it->second;
+  if (it == entries_.end()) return nullptr;
+  used_.insert(rel);
+  return &it->second;
 }
 
 void Manifest::Apply(const std::string& rel, Attrs* a) const {
   if (all_) Merge(*all_, a);
   auto it = entries_.find(rel);
-  if (it != entries_.end()) Merge(it->second, a);
+  if (it != entries_.end()) {
+    used_.insert(rel);
+    Merge(it->second, a);
+  }
+}
+
+Status Manifest::CheckAllUsed(bool lenient, std::vector<std::string>* warnings) const {
+  std::vector<std::pair<int, std::string>> unused;
+  for (const auto& [rel, line] : lines_)
+    if (!rel.empty() && !used_.count(rel)) unused.emplace_back(line, rel);
+  std::sort(unused.begin(), unused.end());
+  for (const auto& [line, rel] : unused) {
+    const std::string what = "manifest " + path_ + ":" + std::to_string(line) + ": " + rel +
+                             " is not in the source";
+    if (!lenient)
+      return Status::InvalidArgument(what + (unused.size() > 1 ? " (and " +
+                                                 std::to_string(unused.size() - 1) + " more line(s))"
+                                                           : "") +
+                                     "; --lenient makes this a warning");
+    if (warnings) warnings->push_back(what);
+  }
+  return Status::Ok();
 }
 
 }  // namespace stack::fsbridge

@@ -8,12 +8,15 @@
 // "*" applies to every entry before its own line); octal escapes \NNN and
 // "\\" as in mtree. '#' starts a comment line. Unknown keys are errors.
 //
-// Thread-safety: immutable after Load.
+// Thread-safety: one populate at a time (Apply and Find note the paths
+// they met, for CheckAllUsed).
 #pragma once
 
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "block/status.h"
 #include "inode_util.h"
@@ -38,10 +41,18 @@ class Manifest {
   // Applies one entry's fields to a (mode keeps the type bits).
   static void Merge(const ManifestEntry& e, Attrs* a);
   size_t size() const { return entries_.size(); }
+  // After a populate: every line naming a path that Apply or Find never
+  // met (a typo, a path missing from the source) is an InvalidArgument
+  // naming the file and line, or with `lenient` a warning appended to
+  // `warnings`. "." and "*" always count as met.
+  Status CheckAllUsed(bool lenient, std::vector<std::string>* warnings) const;
 
  private:
   std::optional<ManifestEntry> all_;
   std::unordered_map<std::string, ManifestEntry> entries_;
+  std::unordered_map<std::string, int> lines_;  // entry -> its (last) line number
+  std::string path_;
+  mutable std::unordered_set<std::string> used_;
 };
 
 // Normalises a relative path: strips "./", leading and doubled slashes;

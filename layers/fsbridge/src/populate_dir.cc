@@ -185,6 +185,27 @@ Status HostImporter::CopyEntry(TreeBuilder::Dir* parent, const std::string& name
   return Status::Unsupported(host_path + ": unsupported file type");
 }
 
+Result<bool> HostImporter::RewriteLinked(TreeBuilder::Dir* parent, const std::string& name,
+                                         const std::string& host_path) {
+  struct stat st;
+  if (::lstat(host_path.c_str(), &st) != 0) return Errno("reading", host_path, errno);
+  if (!S_ISREG(st.st_mode)) return false;
+  const uint64_t size = uint64_t(st.st_size);
+  const Attrs a = AttrsOf(st, "");
+  ASSIGN_OR_RETURN(bool done, tb_->RewriteLinkedFile(parent, name, size, a.mtime,
+                                                     [&](DataWriter& dw) {
+                                                       const bool dense =
+                                                           uint64_t(st.st_blocks) * 512 >= size;
+                                                       return CopyFileData(host_path, size, dense,
+                                                                           dw, buf_);
+                                                     }));
+  if (done) {
+    stats_->files++;
+    stats_->bytes += size;
+  }
+  return done;
+}
+
 Result<PopulateStats> Filesystem::PopulateFromDirectory(const std::string& src,
                                                         const std::string& dest_dir,
                                                         const PopulateOptions& opts) {
@@ -201,7 +222,8 @@ Result<PopulateStats> Filesystem::PopulateFromDirectory(const std::string& src,
   HostImporter imp(&tb, &manifest, opts, now, &stats);
   Status s = [&]() -> Status {
     ASSIGN_OR_RETURN(TreeBuilder::Dir * d, tb.OpenDir(comps, true, DefaultDirAttrs(now)));
-    return imp.CopyContents(d, src, "", st);
+    RETURN_IF_ERROR(imp.CopyContents(d, src, "", st));
+    return manifest.CheckAllUsed(opts.lenient_manifest, &stats.warnings);
   }();
   Status f = tb.Finalize();
   RETURN_IF_ERROR(s);

@@ -210,7 +210,8 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
     }
     // The stream's end: trailers and final checksums are verified only
     // once everything after the end-of-archive blocks was read.
-    return input->Drain();
+    RETURN_IF_ERROR(input->Drain());
+    return manifest.CheckAllUsed(opts.lenient_manifest, &stats.warnings);
   }();
   Status f = tb.Finalize();
   RETURN_IF_ERROR(s);

@@ -299,6 +299,40 @@ Result<uint32_t> TreeBuilder::AddFile(Dir* parent, const std::string& name, cons
   return ino;
 }
 
+Result<bool> TreeBuilder::RewriteLinkedFile(Dir* parent, const std::string& name, uint64_t size,
+                                            const Timespec& mtime, const Fill& fill) {
+  const DirEntry* e = Find(parent, name);
+  if (!e || e->ftype != EXT2_FT_REG_FILE) return false;
+  const uint32_t ino = e->ino;
+  const std::string path = PathOf(parent, name);
+  InodeBuf buf(c_.fs);
+  RETURN_IF_ERROR(ReadInode(c_, ino, &buf, path));
+  if (!S_ISREG(buf.large()->i_mode) || buf.large()->i_links_count < 2) return false;
+  if (ext2fs_inode_has_valid_blocks2(c_.fs, buf.small())) {
+    errcode_t err = ext2fs_punch(c_.fs, ino, buf.small(), nullptr, 0, ~0ULL);
+    if (err) return c_.Err(err, "freeing blocks of", path);
+    RETURN_IF_ERROR(ReadInode(c_, ino, &buf, path));  // punch rewrote it
+  }
+  ext2_inode_large* i = buf.large();
+  SetInodeSize(i, 0);
+  RETURN_IF_ERROR(WriteInode(c_, ino, &buf, path));  // empty until the data is in
+  Attrs a;
+  a.mode = i->i_mode;
+  a.uid = InodeUid(i);
+  a.gid = InodeGid(i);
+  const bool ext = buf.size() > EXT2_GOOD_OLD_INODE_SIZE && i->i_extra_isize >= 24;
+  a.atime = GetTime(i->i_atime, i->i_atime_extra, ext);
+  a.crtime = ext ? GetTime(i->i_crtime, i->i_crtime_extra, true) : now_;
+  a.mtime = mtime;
+  a.ctime = now_;
+  ApplyAttrs(c_.fs, i, a);
+  SetInodeSize(i, size);
+  DataWriter dw(c_, goal_, path, reserve_, true, &file_scratch_);
+  RETURN_IF_ERROR(fill(dw));
+  RETURN_IF_ERROR(dw.Finish(ino, &buf));
+  return true;
+}
+
 Result<uint32_t> TreeBuilder::AddSymlink(Dir* parent, const std::string& name,
                                          const std::string& target, const Attrs& a,
                                          const std::vector<Xattr>& xattrs) {

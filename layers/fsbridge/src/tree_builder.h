@@ -70,6 +70,13 @@ class TreeBuilder {
   // the inode.
   Status AddHardLink(Dir* parent, const std::string& name, uint32_t ino,
                      const ManifestEntry* override = nullptr);
+  // If `name` is a regular file with other names (hard links), writes
+  // `size` bytes from `fill` into that inode in place, as cp does, so every
+  // name sees them: its old blocks are freed, size, mtime and ctime set;
+  // owner, mode, links and xattrs kept. Returns false (nothing done) when
+  // `name` is absent, not a regular file, or its only name.
+  Result<bool> RewriteLinkedFile(Dir* parent, const std::string& name, uint64_t size,
+                                 const Timespec& mtime, const Fill& fill);
   // Removes a name; a directory needs recursive unless empty.
   Status RemoveName(Dir* parent, const std::string& name, bool recursive);
   // Replaces a directory's attributes (and adds xattrs) at Finalize.

@@ -118,8 +118,24 @@ class Checker {
     ++r_.metadata_blocks;
   }
 
+  // The first kShown blocks of a kind, then "... and M more".
+  struct Summary {
+    static constexpr uint64_t kShown = 10;
+    uint64_t count = 0;
+    std::string shown;
+    void Add(const std::string& what) {
+      if (count++ < kShown) shown += (shown.empty() ? "" : ", ") + what;
+    }
+    std::string Line(const std::string& kind) const {
+      std::string line = std::to_string(count) + " " + kind + ": " + shown;
+      if (count > kShown) line += ", ... and " + std::to_string(count - kShown) + " more";
+      return line;
+    }
+  };
+
   void Compare() {
     uint64_t nr = tm_.sm().nr_blocks(), used = 0;
+    Summary leaked, missing;
     for (uint64_t b = 0; b < nr; ++b) {
       auto c = tm_.sm().Get(b);
       if (!c.ok()) {
@@ -132,11 +148,20 @@ class Checker {
       if (*c != 0) ++used;
       if (*c != want) {
         ++r_.refcount_errors;
-        if (*c > want) ++r_.leaked_blocks;
-        Error("physical block " + std::to_string(b) + ": reference count " + std::to_string(*c) +
-              " but " + std::to_string(want) + " references" + (*c > want ? " (leak)" : ""));
+        const std::string what = std::to_string(b) + " (count " + std::to_string(*c) + ", " +
+                                 std::to_string(want) + " references)";
+        if (*c > want) {
+          ++r_.leaked_blocks;
+          leaked.Add(what);
+        } else {
+          missing.Add(what);
+        }
       }
     }
+    // One line per kind, not per block: a damaged tree can leak millions.
+    if (leaked.count) Error(leaked.Line("leaked physical block(s) (counted but unreferenced)"));
+    if (missing.count)
+      Error(missing.Line("physical block(s) with more references than their count"));
     if (used != tm_.sm().used_blocks()) {
       Error("space map: " + std::to_string(used) + " blocks in use but the pool counts " +
             std::to_string(tm_.sm().used_blocks()));

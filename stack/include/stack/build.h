@@ -17,16 +17,14 @@
 
 #include "fde/luks.h"
 #include "fsbridge/types.h"
+#include "stack/open_pool.h"
 #include "stack/progress.h"
 
 namespace stack::compose {
 
 struct BuildOptions {
   std::string pool_path;
-  // Used only when the pool does not exist yet.
-  uint32_t pool_block_size = 0;    // 0 = pool default
-  uint64_t pool_size_bytes = 0;    // initial size; 0 = pool default
-  uint64_t pool_max_bytes = 0;     // grows on demand up to this; 0 = pool default
+  NewPoolOptions new_pool;         // used only when the pool does not exist yet
   std::string volume;
   uint64_t size_bytes = 0;         // volume size (thin)
   std::string snapshot = "golden"; // snapshot name; empty = none

@@ -30,4 +30,20 @@ Result<std::shared_ptr<pool::Pool>> OpenPool(const std::string& path, PoolAccess
                                              pool::PoolOpenOptions options = {},
                                              int* removed_stale = nullptr);
 
+// How a command that creates its pool on demand (build, import) makes it.
+struct NewPoolOptions {
+  uint32_t block_size = 0;  // 0 = pool default
+  uint64_t size_bytes = 0;  // initial size; 0 = pool default
+  uint64_t max_bytes = 0;   // grows on demand up to this; 0 = pool default
+};
+
+// The one rule for commands that write a new volume into a pool: `path`
+// is opened writable (OpenPool) when a file is there, else created with
+// `options`. `volume_bytes` (0: none) is checked to be whole blocks of the
+// new pool before the file is made, so a refused command leaves nothing.
+// `*created` says which happened.
+Result<std::shared_ptr<pool::Pool>> OpenOrCreatePool(const std::string& path,
+                                                     const NewPoolOptions& options,
+                                                     uint64_t volume_bytes, bool* created);
+
 }  // namespace stack::compose

@@ -37,7 +37,8 @@ struct CopyReport {
   std::string method_note;      // why a better method was not used (auto), or ""
   uint64_t size_bytes = 0;      // logical size copied
   uint64_t allocated_bytes = 0; // bytes the source reported as data
-  uint64_t written_bytes = 0;   // bytes written to dst
+  uint64_t written_bytes = 0;   // bytes written to dst (data copied, by us or the kernel)
+  uint64_t shared_bytes = 0;    // bytes reflinked: dst shares the source's extents, nothing written
   uint64_t zero_bytes = 0;      // data-extent bytes found all-zero (kept as holes)
 };
 

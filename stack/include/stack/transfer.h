@@ -21,6 +21,11 @@
 // failure or a kill never leaves a partial image under its final name and
 // never loses an existing file replaced with overwrite.
 //
+// A stream as out_path ("-" for stdout, or an existing pipe, socket or
+// character device such as /dev/null) gets every byte in order instead:
+// no holes, no temporary file, method "stream"; kStored and kPlain only
+// (kLuks1 writes its header last: Unsupported).
+//
 // Import (a raw image file -> a new volume): the file's kind is detected
 // (plain, LUKS1, LUKS2) and its bytes are copied as they are; holes and
 // all-zero blocks stay unallocated in the pool. Atomic like build: the
@@ -34,6 +39,7 @@
 
 #include "fde/luks.h"
 #include "stack/file_offload.h"
+#include "stack/open_pool.h"
 #include "stack/sparse_copy.h"
 #include "stack/target.h"
 #include "stack/unlock.h"
@@ -75,6 +81,7 @@ struct ImportOptions {
   std::string volume;
   std::string note;
   std::vector<std::string> tags;
+  NewPoolOptions new_pool;  // a missing pool is created, as by build
   Progress* progress = nullptr;
   // A LUKS header this build cannot open (fde::CheckOpenable fails: cipher,
   // KDF..., or a damaged header) is refused unless force; with force the
@@ -85,6 +92,7 @@ struct ImportOptions {
 struct ImportReport {
   std::string volume;
   std::string detected;  // "plain", "LUKS1", "LUKS2"
+  bool created_pool = false;
   uint64_t size_bytes = 0;
   CopyReport copy;
   std::vector<std::string> warnings;

@@ -36,7 +36,8 @@
 //   ChangeKey    replaces the keyslot `old_pass` opens by one for new_pass
 //                (same keyslot number, new area, old area wiped).
 //   ReplaceKeyslots  all keyslots go; one new keyslot 0 holds the same volume
-//                key under new_pass (a clone getting its own passphrase).
+//                key under new_pass (a clone getting its own passphrase),
+//                and the header gets a new random UUID.
 //   Dump         header summary (no secrets) like `cryptsetup luksDump`.
 //   BackupHeader / RestoreHeader: the header and keyslot area to/from a
 //                file; restore validates the file first and refuses a file
@@ -51,6 +52,7 @@
 // Thread-safety: none; one caller per device.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,6 +82,32 @@ struct KdfParams {
   // Cheap parameters for tests (argon2id t=4, 64 KiB, 2 lanes; pbkdf2 1000).
   static KdfParams Fast(KdfType type = KdfType::kArgon2id);
 };
+
+// The KDF parameters a new keyslot got, reported when they were
+// benchmarked: a slow or busy machine (a CI runner) benchmarks to weaker
+// keyslots than a quiet laptop, and the user should see it and can pin
+// them (time_ms == 0 with time_cost / iterations).
+struct KdfChoice {
+  std::string type;           // "argon2id", "argon2i" or "pbkdf2"
+  uint32_t target_ms = 0;     // what the benchmark aimed at
+  uint32_t time_cost = 0;     // argon2 passes
+  uint32_t memory_kib = 0;    // argon2 memory chosen
+  uint32_t asked_memory_kib = 0;  // argon2 memory asked for
+  uint32_t parallelism = 0;   // argon2 lanes
+  uint32_t iterations = 0;    // pbkdf2
+  // The benchmark wanted less than the minimum (pbkdf2 1000 iterations;
+  // argon2 4 passes at 64 MiB): the keyslot is as weak as this build makes
+  // them, and slower to open than target_ms here.
+  bool floor_hit = false;
+  // argon2 memory was lowered below what was asked (4 passes took longer
+  // than target_ms).
+  bool memory_lowered = false;
+};
+
+// Where each benchmarked KdfChoice goes, from the thread that made the
+// keyslot (the CLI prints it). Set it once, before keyslots are made;
+// unset by default.
+void SetKdfChoiceSink(std::function<void(const KdfChoice&)> sink);
 
 struct FormatOptions {
   int version = 2;             // 1 or 2

@@ -74,7 +74,9 @@ class Filesystem {
   Status ReadFile(const std::string& path, std::ostream& out);
 
   // Copies a host file (or, if a directory, the tree) to fs_path,
-  // replacing a non-directory already there. Parents must exist.
+  // replacing a non-directory already there. Parents must exist. A regular
+  // file over a regular file with hard links is written into that inode
+  // (as cp does: every name sees the new content; owner and mode kept).
   Status PutFile(const std::string& host_path, const std::string& fs_path,
                  const PopulateOptions& opts = {});
   // Creates a directory (owner 0:0; parents made 0755). AlreadyExists if

@@ -44,6 +44,10 @@ struct PopulateOptions {
   // A manifest (spec/fsbridge.md "Manifest") overriding owner, mode and
   // times per path. Empty: none.
   std::string manifest_path;
+  // A manifest line naming a path the source does not hold fails the
+  // populate (InvalidArgument naming the line); with lenient_manifest it
+  // becomes a warning in PopulateStats::warnings.
+  bool lenient_manifest = false;
   // Reproducible mode: atime, ctime and crtime of every inode written are
   // this value; mtimes come from the source (or the manifest).
   std::optional<int64_t> timestamp;
@@ -64,6 +68,7 @@ struct PopulateStats {
   uint64_t hardlinks = 0;    // extra names for an inode already written
   uint64_t specials = 0;     // devices, fifos, sockets
   uint64_t bytes = 0;        // regular-file bytes (logical size)
+  std::vector<std::string> warnings;  // e.g. unused manifest lines (lenient_manifest)
 };
 
 struct Timespec {
