@@ -47,6 +47,7 @@ Status Send(SendArgs& a, const CommandContext& ctx) {
   std::unique_ptr<compose::OutputFile> file;
   int fd = STDOUT_FILENO;
   std::string what = "standard output";
+  if (a.output.empty()) NoteStdoutUsed();  // the stream is the output, --json or not
   if (!a.output.empty()) {
     compose::OutputFileOptions fo;
     fo.overwrite = a.force;

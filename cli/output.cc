@@ -17,6 +17,36 @@ void ResetCommandOutput() {
 void NoteStdoutUsed() { stdout_used = true; }
 bool StdoutUsed() { return stdout_used; }
 
+namespace {
+// Forwards to std::cout's own buffer and notes that the writing thread's
+// command printed something: "did this command print anything" is then
+// known for every printer, not only those that remember to say so.
+class NotingBuf : public std::streambuf {
+ public:
+  explicit NotingBuf(std::streambuf* inner) : inner_(inner) {}
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (traits_type::eq_int_type(c, traits_type::eof())) return traits_type::not_eof(c);
+    stdout_used = true;
+    return inner_->sputc(traits_type::to_char_type(c));
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    if (n > 0) stdout_used = true;
+    return inner_->sputn(s, n);
+  }
+  int sync() override { return inner_->pubsync(); }
+
+ private:
+  std::streambuf* inner_;
+};
+}  // namespace
+
+void TrackStdout() {
+  static NotingBuf buf(std::cout.rdbuf());
+  std::cout.rdbuf(&buf);
+}
+
 void ReportKdfChoice(const fde::KdfChoice& c) {
   nlohmann::json j = {{"type", c.type}, {"benchmark_target_ms", c.target_ms},
                       {"floor_hit", c.floor_hit}};

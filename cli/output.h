@@ -44,6 +44,9 @@ void ReportError(const Status& st, bool json);
 void ResetCommandOutput();  // also forgets the KDF choices below
 void NoteStdoutUsed();      // for commands that write raw data on stdout
 bool StdoutUsed();
+// Once per process, before any command: std::cout notes every write in
+// StdoutUsed (so a command printing with std::cout needs no NoteStdoutUsed).
+void TrackStdout();
 
 // A benchmarked keyslot KDF of the running command (fde::KdfChoice):
 // printed on stderr at once, with a warning when the benchmark hit its

@@ -46,6 +46,7 @@ bool WantsJson(int argc, char** argv) {
 void InstallCli() {
   static std::once_flag once;
   std::call_once(once, [] {
+    TrackStdout();
     // Whatever command opens a pool, damaged or torn superblock copies are
     // reported on stderr.
     pool::SetPoolWarningSink(
