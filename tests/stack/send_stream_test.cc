@@ -57,7 +57,7 @@ ByteSource FromBytes(const std::vector<uint8_t>& b, size_t chunk = 7) {
   auto pos = std::make_shared<size_t>(0);
   return [&b, pos, chunk](std::span<uint8_t> out) -> Result<size_t> {
     size_t n = std::min({out.size(), b.size() - *pos, chunk});
-    std::memcpy(out.data(), b.data() + *pos, n);
+    if (n > 0) std::memcpy(out.data(), b.data() + *pos, n);  // an empty span may be null
     *pos += n;
     return n;
   };
