@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "block/endian.h"
+#include "block/text.h"
 #include "pool/pool.h"
 #include "sha256.h"
 
@@ -63,14 +64,7 @@ size_t HeaderBytes(const StreamHeader& h) {
 
 std::string FormatUuidText(const Uuid& u) {
   if (IsZero(u)) return "";
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
-    s += hex[u[i] >> 4];
-    s += hex[u[i] & 15];
-  }
-  return s;
+  return FormatUuid(u);
 }
 
 Result<Uuid> ParseUuidText(const std::string& s) {

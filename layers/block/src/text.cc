@@ -54,4 +54,15 @@ std::string EscapeText(std::string_view text) {
   return out;
 }
 
+std::string FormatUuid(const std::array<uint8_t, 16>& u) {
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
+    s += hex[u[i] >> 4];
+    s += hex[u[i] & 15];
+  }
+  return s;
+}
+
 }  // namespace stack

@@ -131,16 +131,6 @@ bool ValidEntryName(const std::string& name) {
   return true;
 }
 
-std::string FormatUuid(const std::array<uint8_t, 16>& u) {
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
-    s += hex[u[i] >> 4];
-    s += hex[u[i] & 15];
-  }
-  return s;
-}
 
 // ---------------------------------------------------------------- transaction scope
 

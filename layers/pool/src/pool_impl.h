@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "block/text.h"
 #include "btree.h"
 #include "entry_table.h"
 #include "pool/pool.h"
@@ -193,7 +194,6 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   std::map<uint64_t, uint64_t> closed_sizes_;
 };
 
-std::string FormatUuid(const std::array<uint8_t, 16>& u);
 // The device behind Pool::OpenVolume (volume_io.cc). `token`: its entry in
 // the pool's users, released when the device is destroyed.
 std::unique_ptr<BlockDevice> MakeVolumeDevice(std::shared_ptr<Pool::Impl> impl, uint64_t id,

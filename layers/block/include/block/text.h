@@ -13,11 +13,16 @@
 // Pure functions; thread-safe.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace stack {
 
 std::string EscapeText(std::string_view text);
+
+// A 16-byte uuid as text: 8-4-4-4-12 lowercase hex.
+std::string FormatUuid(const std::array<uint8_t, 16>& u);
 
 }  // namespace stack
