@@ -14,9 +14,11 @@ namespace {
 
 using compose::PoolAccess;
 
-// How Delete/Rollback/Rename of a served entry name its user (Busy).
+// How Delete/Rollback/Rename of a served entry name its user (Busy). No
+// pid: devices opened before nbdkit forks and after would disagree; the
+// pool's holder note names the serving process.
 std::string UserLabel(const std::string& export_name) {
-  return "NBD export '" + export_name + "' (stack serve, pid " + std::to_string(::getpid()) + ")";
+  return "NBD export '" + export_name + "' (stack serve)";
 }
 
 // The first device of a plain-view export, and a factory for more: each
