@@ -160,7 +160,11 @@ class Pool::Impl::Txn {
     done_ = true;
     if (!st.ok()) return p_.Abort(std::move(st));
     p_.dirty_ = true;
-    return p_.CommitLocked();
+    Status committed = p_.CommitLocked();
+    // An entry operation (delete, rollback, ...) gives its space back at
+    // once; only the data path's commits defer it (transaction.h, step 4).
+    if (committed.ok()) p_.tm_->ReleaseDeferred();
+    return committed;
   }
   // Abandons the running transaction (a failure past the point where it
   // may have changed state) and returns `cause`.
@@ -297,7 +301,8 @@ void Pool::Impl::Close() {
   if (!store_) return;
   if (!read_only_ && broken_.ok()) {
     Status st = CommitLocked();  // best effort, like an unmount
-    (void)st;
+    // What the last commit freed goes back to the store now, not a commit later.
+    if (st.ok() && !tm_->changed()) tm_->ReleaseDeferred();
   }
   // Devices still open keep reporting their size, so their calls reach
   // the pool and fail with the reason below rather than as out of range.

@@ -261,15 +261,27 @@ Status SpaceMap::FoldDeltas() {
 
 Status SpaceMap::ForEachFreeRun(uint64_t min_blocks,
                                 const std::function<void(uint64_t, uint64_t)>& fn) {
+  return FreeRuns(kFirstFreeBlock, nr_blocks_, min_blocks, fn);
+}
+
+Status SpaceMap::ForEachFreeRunIn(uint64_t first, uint64_t count,
+                                  const std::function<void(uint64_t, uint64_t)>& fn) {
+  const uint64_t lo = std::max<uint64_t>(first, kFirstFreeBlock);
+  const uint64_t hi = first + std::min(count, nr_blocks_ > first ? nr_blocks_ - first : 0);
+  return lo < hi ? FreeRuns(lo, hi, 1, fn) : Status::Ok();
+}
+
+Status SpaceMap::FreeRuns(uint64_t lo, uint64_t hi, uint64_t min_blocks,
+                          const std::function<void(uint64_t, uint64_t)>& fn) {
   if (changed()) return Status::Internal("free runs asked for inside a transaction");
-  uint64_t run = kFirstFreeBlock;  // start of the current free run
+  uint64_t run = lo;  // start of the current free run
   auto used = [&](uint64_t b) {
     if (b > run && b - run >= min_blocks) fn(run, b - run);
     run = b + 1;
   };
-  for (uint64_t smi = kFirstFreeBlock / per_sm_; smi * per_sm_ < nr_blocks_; ++smi) {
-    const uint64_t lo = std::max<uint64_t>(smi * per_sm_, kFirstFreeBlock);
-    const uint64_t hi = std::min(nr_blocks_, (smi + 1) * per_sm_);
+  for (uint64_t smi = lo / per_sm_; smi * per_sm_ < hi; ++smi) {
+    const uint64_t from = std::max(smi * per_sm_, lo);
+    const uint64_t to = std::min(hi, (smi + 1) * per_sm_);
     const uint64_t idx = smi / per_idx_;
     if (idx >= index_locs_.size() || index_locs_[idx] == 0) continue;  // all free
     ASSIGN_OR_RETURN(BlockRef ib, cache_->Read(index_locs_[idx], BlockType::kSmIndex));
@@ -277,11 +289,11 @@ Status SpaceMap::ForEachFreeRun(uint64_t min_blocks,
     if (sl == 0) continue;
     if (sl >= nr_blocks_) return Status::Corruption("space map index points outside pool");
     ASSIGN_OR_RETURN(BlockRef sb, cache_->Read(sl, BlockType::kSpaceMap));
-    for (uint64_t b = lo; b < hi; ++b) {
+    for (uint64_t b = from; b < to; ++b) {
       if (LoadLE32(sb->payload() + 4 * (b - smi * per_sm_)) != 0) used(b);
     }
   }
-  if (nr_blocks_ > run && nr_blocks_ - run >= min_blocks) fn(run, nr_blocks_ - run);
+  if (hi > run && hi - run >= min_blocks) fn(run, hi - run);
   return Status::Ok();
 }
 

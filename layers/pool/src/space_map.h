@@ -78,6 +78,16 @@ class SpaceMap {
   // REQUIRES: no change in the running transaction (!changed()).
   Status ForEachFreeRun(uint64_t min_blocks,
                         const std::function<void(uint64_t, uint64_t)>& fn);
+  // Calls fn(first, count) for the runs of blocks within [first, first +
+  // count) that are free in the committed state.
+  // REQUIRES: no change in the running transaction (!changed()).
+  Status ForEachFreeRunIn(uint64_t first, uint64_t count,
+                          const std::function<void(uint64_t, uint64_t)>& fn);
+  // The next allocations search from block b on (next fit), e.g. the
+  // blocks the last commit freed, so a rewrite reuses them.
+  void PreferFrom(uint64_t b) {
+    if (b >= kFirstFreeBlock && b < nr_blocks_) cursor_ = b;
+  }
   // Entries of per-block transaction state (the pool bounds it by committing).
   size_t txn_entries() const { return txn_.size(); }
   bool changed() const { return !txn_.empty(); }
@@ -94,6 +104,9 @@ class SpaceMap {
   Result<BlockRef> ShadowIndex(uint64_t idx);
   Result<uint64_t> AllocOne();
   Status FoldDeltas();
+  // ForEachFreeRun over [lo, hi): runs of at least min_blocks.
+  Status FreeRuns(uint64_t lo, uint64_t hi, uint64_t min_blocks,
+                  const std::function<void(uint64_t, uint64_t)>& fn);
   int64_t PendingDelta(uint64_t b) const;
 
   BlockCache* cache_;

@@ -5,6 +5,28 @@
 #include "superblock_copies.h"
 
 namespace stack::pool {
+namespace {
+
+// Only runs of at least this size are given back: a deleted volume or a
+// discarded range returns its space to the file system, while the few
+// metadata blocks every commit frees are left for reuse (punching them
+// would only fragment the backing file).
+constexpr uint64_t kReleaseMinBytes = 64 << 10;
+
+// The runs of `blocks` (sorted) of at least kReleaseMinBytes.
+std::vector<std::pair<uint64_t, uint64_t>> LongRuns(const std::vector<uint64_t>& blocks,
+                                                     uint32_t bs) {
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  for (size_t i = 0; i < blocks.size();) {
+    size_t j = i + 1;
+    while (j < blocks.size() && blocks[j] == blocks[j - 1] + 1) ++j;
+    if ((j - i) * bs >= kReleaseMinBytes) runs.emplace_back(blocks[i], j - i);
+    i = j;
+  }
+  return runs;
+}
+
+}  // namespace
 
 TransactionManager::TransactionManager(Store* store, uint32_t block_size, size_t cache_blocks)
     : store_(store),
@@ -58,29 +80,30 @@ Status TransactionManager::Commit(Superblock* next) {
     RETURN_IF_ERROR(store_->Write(block * bs_, EncodeSuperblock(*next, block)));
     RETURN_IF_ERROR(store_->Flush());
   }
-  // 4. Durable: the next transaction begins.
+  // 4. Durable: the next transaction begins. What the previous commit
+  // freed and nobody took since goes back to the store now; what this one
+  // freed waits a commit, and the allocator tries it first.
   std::vector<uint64_t> released = sm_->EndCommit();
   cache_->set_generation(next->generation + 1);
-  ReleaseSpace(released);
+  ReleaseDeferred();
+  deferred_ = LongRuns(released, bs_);
+  if (!deferred_.empty()) sm_->PreferFrom(deferred_.front().first);
   return Status::Ok();
 }
 
-void TransactionManager::ReleaseSpace(const std::vector<uint64_t>& blocks) {
-  // Only runs of at least kReleaseMinBytes: a deleted volume or a discarded
-  // range gives its space back to the file system, while the few metadata
-  // blocks every commit frees are left for reuse (punching them would only
-  // fragment the backing file).
-  constexpr uint64_t kReleaseMinBytes = 64 << 10;
-  for (size_t i = 0; i < blocks.size();) {
-    size_t j = i + 1;
-    while (j < blocks.size() && blocks[j] == blocks[j - 1] + 1) ++j;
-    const uint64_t len = (j - i) * bs_;
-    if (len >= kReleaseMinBytes) {
+void TransactionManager::ReleaseDeferred() {
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  runs.swap(deferred_);
+  for (const auto& [first, count] : runs) {
+    // Only the parts still free: the running transaction may have taken
+    // some of the run again (it has not changed anything yet, so the
+    // committed counts are the current ones).
+    Status st = sm_->ForEachFreeRunIn(first, count, [&](uint64_t b, uint64_t n) {
       // A hint: the blocks are free in the durable state whatever happens.
-      Status st = store_->Discard(blocks[i] * bs_, len);
-      (void)st;
-    }
-    i = j;
+      Status d = store_->Discard(b * bs_, n * bs_);
+      (void)d;
+    });
+    (void)st;
   }
 }
 

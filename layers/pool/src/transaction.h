@@ -20,8 +20,12 @@
 //   2. write every dirty metadata block; flush;
 //   3. write the superblock (generation + 1) into slot (generation + 1) % 2:
 //      primary copy, flush, mirror copy, flush;
-//   4. the transaction's freed blocks become allocatable; long runs of them
-//      are discarded from the store (the pool file gives the space back).
+//   4. the transaction's freed blocks become allocatable, and the allocator
+//      takes them first; long runs of them are discarded from the store (the
+//      pool file gives the space back) one commit later, when still free,
+//      or on ReleaseDeferred() (the pool's close). A rewrite stream reuses
+//      what the last commit freed, so the store neither punches nor
+//      reallocates the same bytes over and over.
 // Nothing the previous superblock references is written before step 3
 // completes, so a crash at any point leaves one of the two slots valid in
 // both copies, and at most one copy torn (superblock_copies.h).
@@ -30,6 +34,7 @@
 #pragma once
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "block_cache.h"
@@ -73,16 +78,20 @@ class TransactionManager {
   // OK the next transaction has begun. On an error the running transaction
   // is in an unknown state: the caller must abandon it (reload).
   Status Commit(Superblock* next);
+  // Discards (punches out of a file store) the deferred runs (step 4) that
+  // are still free. REQUIRES: no change in the running transaction (right
+  // after a commit). A hint: store errors are ignored.
+  void ReleaseDeferred();
 
  private:
-  // Discards (punches out of a file store) long runs of blocks a durable
-  // commit freed.
-  void ReleaseSpace(const std::vector<uint64_t>& blocks);
 
   Store* store_;
   uint32_t bs_;
   std::unique_ptr<BlockCache> cache_;
   std::unique_ptr<SpaceMap> sm_;
+  // Runs {first block, count} the last commit freed, waiting for their
+  // discard (only runs of at least 64 KiB).
+  std::vector<std::pair<uint64_t, uint64_t>> deferred_;
 };
 
 }  // namespace stack::pool

@@ -117,10 +117,12 @@ struct PoolInfo {
   uint64_t reserved_bytes = 0;  // kept back for commits
   uint64_t generation = 0;      // last committed transaction
   // What the backing file occupies on its host (0 with host_known false:
-  // not a file). Freed runs of 64 KiB and more are punched out at the
-  // commit that frees them; host_unused_bytes is what is allocated on the
-  // host beyond the pool's used blocks (free blocks not punched: short
-  // runs kept for reuse), an upper bound of what could still be given back.
+  // not a file). Freed runs of 64 KiB and more are punched out by the
+  // entry operation that frees them, else one data-path commit later or at
+  // the close (a rewrite reuses them first); host_unused_bytes is what is
+  // allocated on the host beyond the pool's used blocks (free blocks not
+  // punched: short runs and the last commit's, kept for reuse), an upper
+  // bound of what could still be given back.
   bool host_known = false;
   uint64_t host_allocated_bytes = 0;
   uint64_t host_unused_bytes = 0;
