@@ -100,8 +100,14 @@ Result<std::unique_ptr<Server>> Server::Open(ServerConfig config) {
   s->view_ = config.view;
   s->writable_ = writable;
   s->pool_path_ = config.pool_path;
-  ASSIGN_OR_RETURN(s->pool_, compose::OpenPool(config.pool_path, writable ? PoolAccess::kWritable
-                                                                         : PoolAccess::kReadOnly));
+  // Clients decide when data must be durable (flush, FUA); the kernel's
+  // writeback batches the rest (PoolOpenOptions::write_behind).
+  pool::PoolOpenOptions open_options;
+  open_options.write_behind = false;
+  ASSIGN_OR_RETURN(s->pool_,
+                   compose::OpenPool(config.pool_path,
+                                     writable ? PoolAccess::kWritable : PoolAccess::kReadOnly,
+                                     open_options));
   for (const std::string& n : config.exports) {
     // Stat again: the entry may have changed between the two opens.
     ASSIGN_OR_RETURN(pool::EntryInfo e, s->pool_->Stat(n));

@@ -875,7 +875,7 @@ Result<std::unique_ptr<Pool>> Pool::Create(std::unique_ptr<Store> store,
 }
 
 Result<std::unique_ptr<Pool>> Pool::Open(const std::string& path, const PoolOpenOptions& o) {
-  ASSIGN_OR_RETURN(auto store, OpenFileStore(path, o.read_only));
+  ASSIGN_OR_RETURN(auto store, OpenFileStore(path, o.read_only, o.write_behind));
   return Open(std::move(store), o);
 }
 

@@ -227,7 +227,8 @@ constexpr uint64_t kWriteBehindBytes = 256 << 10;
 
 }  // namespace
 
-Result<std::unique_ptr<Store>> OpenFileStore(const std::string& path, bool read_only) {
+Result<std::unique_ptr<Store>> OpenFileStore(const std::string& path, bool read_only,
+                                             bool write_behind) {
   // A pool file is whole 4 KiB blocks; anything else was truncated (or is
   // not a pool): Corruption saying so, not the device's size complaint.
   struct stat st {};
@@ -253,7 +254,7 @@ Result<std::unique_ptr<Store>> OpenFileStore(const std::string& path, bool read_
   FileDeviceOptions o;
   o.block_size = kStoreAlign;
   o.read_only = read_only;
-  o.write_behind_bytes = kWriteBehindBytes;
+  o.write_behind_bytes = write_behind ? kWriteBehindBytes : 0;
   ASSIGN_OR_RETURN(auto dev, FileDevice::Open(path, o));
   return std::unique_ptr<Store>(std::make_unique<FileStore>(std::move(dev), path));
 }

@@ -61,8 +61,10 @@ class Store : public BlockDevice {
   uint32_t io_alignment() const { return block_size(); }
 };
 
-// Opens an existing pool file. NotFound if absent.
-Result<std::unique_ptr<Store>> OpenFileStore(const std::string& path, bool read_only);
+// Opens an existing pool file. NotFound if absent. write_behind: see
+// PoolOpenOptions.
+Result<std::unique_ptr<Store>> OpenFileStore(const std::string& path, bool read_only,
+                                             bool write_behind = true);
 // Creates a new sparse pool file of size_bytes (multiple of 4096) under a
 // hidden temporary name in path's directory; nothing appears at `path`
 // until Publish(), which renames it there without replacing anything
