@@ -103,14 +103,22 @@ Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> ou
     }
     return Status::Ok();
   }
-  std::memset(out.data(), 0, out.size());
   ASSIGN_OR_RETURN(std::vector<LogicalMapping> maps, Mappings(*e, first, first + n));
+  // Unmapped blocks read as zeros; only they are cleared (a full range is
+  // read straight into `out`).
+  uint64_t filled = first;  // blocks below this are read or cleared
+  auto clear_to = [&](uint64_t block) {
+    if (block > filled) std::memset(out.data() + (filled - first) * bs_, 0, (block - filled) * bs_);
+  };
   for (size_t i = 0; i < maps.size();) {
     const size_t j = RunEnd(maps, i, 256);
+    clear_to(maps[i].first);
     RETURN_IF_ERROR(ReadRun(*e, std::span(maps).subspan(i, j - i),
                             out.subspan((maps[i].first - first) * bs_, (j - i) * bs_)));
+    filled = maps[j - 1].first + 1;
     i = j;
   }
+  clear_to(first + n);
   return Status::Ok();
 }
 
