@@ -297,7 +297,7 @@ Status Pool::Impl::CommitLocked() {
 }
 
 void Pool::Impl::Close() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (!store_) return;
   if (!read_only_ && broken_.ok()) {
     Status st = CommitLocked();  // best effort, like an unmount
@@ -312,6 +312,9 @@ void Pool::Impl::Close() {
   }
   broken_ = Status::IoError("pool " + store_->describe() +
                             " is closed (its Pool was destroyed while this device was open)");
+  // Reads that left the lock finish with the store still there (new ones
+  // now fail: the pool is closed).
+  io_idle_.wait(lock, [&] { return io_in_flight_ == 0; });
   table_.reset();
   tree_.reset();
   tm_.reset();

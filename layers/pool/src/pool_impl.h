@@ -19,6 +19,7 @@
 // Thread-safety: every public method takes the pool mutex itself.
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -90,6 +91,10 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   // blocks; each checks [first, first + count) against the entry's size
   // under the lock that performs the I/O (OutOfRange), so a Resize on
   // another thread cannot let a write land past the end.
+  // A read looks its mappings up under the lock and reads and checks the
+  // data outside it, so reads run in parallel; a checksum that does not
+  // match there (a concurrent rewrite may have moved the block) is read
+  // again under the lock, and only a mismatch there is Corruption.
   Status ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> out);
   Status WriteBlocks(uint64_t id, uint64_t first, std::span<const uint8_t> data);
   Status DiscardBlocks(uint64_t id, uint64_t first, uint64_t count);
@@ -158,7 +163,15 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   Status RemoveMappings(uint64_t id, uint64_t first, uint64_t end);
   Result<std::vector<StoredRun>> Runs(const TableEntry& e, uint64_t first, uint64_t count);
   Result<std::vector<LogicalMapping>> Mappings(const TableEntry& e, uint64_t first, uint64_t end);
-  Status ReadRun(const TableEntry& e, std::span<const LogicalMapping> run, std::span<uint8_t> dst);
+  // Reads the mapped blocks of [first, first + out.size() / bs_) (maps:
+  // their mappings, in key order) into out, zeros elsewhere, checking each
+  // block's checksum. Needs no lock (the store's reads are thread-safe);
+  // the caller keeps the store alive (io_in_flight_).
+  Status ReadMapped(const std::string& label, std::span<const LogicalMapping> maps,
+                    uint64_t first, std::span<uint8_t> out);
+  Status ReadRun(const std::string& label, std::span<const LogicalMapping> run,
+                 std::span<uint8_t> dst);
+  Status ReadBlocksLocked(uint64_t id, uint64_t first, std::span<uint8_t> out);
 
   // Check and accounting (check.cc).
   // visits: nodes read so far in this walk (bounded by the pool's size).
@@ -170,6 +183,9 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   const SpaceMap& sm() const { return tm_->sm(); }
 
   mutable std::mutex mu_;
+  // Reads running outside mu_; Close waits for none before the store goes.
+  uint64_t io_in_flight_ = 0;
+  std::condition_variable io_idle_;
   std::unique_ptr<Store> store_;
   uint32_t bs_ = 0;
   bool read_only_ = false;

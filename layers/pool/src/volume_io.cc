@@ -14,7 +14,7 @@ std::string EntryLabel(const TableEntry& e) {
 
 // End (exclusive) of the run starting at maps[i]: logically and physically
 // consecutive, at most `cap` blocks.
-size_t RunEnd(const std::vector<LogicalMapping>& maps, size_t i, size_t cap) {
+size_t RunEnd(std::span<const LogicalMapping> maps, size_t i, size_t cap) {
   size_t j = i + 1;
   while (j < maps.size() && j - i < cap && maps[j].first == maps[j - 1].first + 1 &&
          maps[j].second.phys == maps[j - 1].second.phys + 1) {
@@ -39,24 +39,37 @@ Result<std::vector<LogicalMapping>> Pool::Impl::Mappings(const TableEntry& e,
 
 // Reads one physically contiguous run into dst (run.size() blocks) and
 // checks every block's checksum.
-Status Pool::Impl::ReadRun(const TableEntry& e, std::span<const LogicalMapping> run,
+Status Pool::Impl::ReadRun(const std::string& label, std::span<const LogicalMapping> run,
                            std::span<uint8_t> dst) {
   const uint64_t phys0 = run.front().second.phys;
-  if (phys0 < kFirstFreeBlock || run.back().second.phys >= sm().nr_blocks()) {
-    return Status::Corruption(EntryLabel(e) + " logical block " +
-                              std::to_string(run.front().first) +
-                              " maps outside the pool (physical block " + std::to_string(phys0) +
-                              ")");
-  }
   RETURN_IF_ERROR(store_->Read(phys0 * bs_, dst));
   for (size_t k = 0; k < run.size(); ++k) {
     if (DataChecksum(dst.subspan(k * bs_, bs_), run[k].second.phys) != run[k].second.csum) {
-      return Status::Corruption(EntryLabel(e) + " logical block " +
-                                std::to_string(run[k].first) + " (physical block " +
-                                std::to_string(run[k].second.phys) +
+      return Status::Corruption(label + " logical block " + std::to_string(run[k].first) +
+                                " (physical block " + std::to_string(run[k].second.phys) +
                                 "): data checksum mismatch");
     }
   }
+  return Status::Ok();
+}
+
+Status Pool::Impl::ReadMapped(const std::string& label, std::span<const LogicalMapping> maps,
+                              uint64_t first, std::span<uint8_t> out) {
+  // Unmapped blocks read as zeros; only they are cleared (a full range is
+  // read straight into `out`).
+  uint64_t filled = first;  // blocks below this are read or cleared
+  auto clear_to = [&](uint64_t block) {
+    if (block > filled) std::memset(out.data() + (filled - first) * bs_, 0, (block - filled) * bs_);
+  };
+  for (size_t i = 0; i < maps.size();) {
+    const size_t j = RunEnd(maps, i, 256);
+    clear_to(maps[i].first);
+    RETURN_IF_ERROR(ReadRun(label, maps.subspan(i, j - i),
+                            out.subspan((maps[i].first - first) * bs_, (j - i) * bs_)));
+    filled = maps[j - 1].first + 1;
+    i = j;
+  }
+  clear_to(first + out.size() / bs_);
   return Status::Ok();
 }
 
@@ -73,53 +86,62 @@ Status Pool::Impl::InBounds(const TableEntry& e, uint64_t first, uint64_t count,
   return Status::Ok();
 }
 
+namespace {
+// The mappings of a read, checked to lie inside the pool.
+Status CheckInPool(const std::string& label, std::span<const LogicalMapping> maps,
+                   uint64_t nr_blocks) {
+  for (const LogicalMapping& m : maps) {
+    if (m.second.phys < kFirstFreeBlock || m.second.phys >= nr_blocks) {
+      return Status::Corruption(label + " logical block " + std::to_string(m.first) +
+                                " maps outside the pool (physical block " +
+                                std::to_string(m.second.phys) + ")");
+    }
+  }
+  return Status::Ok();
+}
+}  // namespace
+
 Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> out) {
+  std::vector<LogicalMapping> maps;
+  std::string label;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    RETURN_IF_ERROR(Usable());
+    ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
+    if (!e) return Status::NotFound("volume was deleted");
+    const uint64_t n = out.size() / bs_;
+    RETURN_IF_ERROR(InBounds(*e, first, n, "read"));
+    label = EntryLabel(*e);
+    if (n == 1) {
+      // One block (the common random-read case): a plain lookup, without
+      // the range walk's callback.
+      auto found = tree_->Lookup(e->root, first);
+      if (!found.ok()) return found.status().WithContext(label);
+      if (found->has_value()) maps.emplace_back(first, **found);
+    } else {
+      ASSIGN_OR_RETURN(maps, Mappings(*e, first, first + n));
+    }
+    RETURN_IF_ERROR(CheckInPool(label, maps, sm().nr_blocks()));
+    ++io_in_flight_;
+  }
+  Status st = ReadMapped(label, maps, first, out);
   std::lock_guard<std::mutex> lock(mu_);
+  if (--io_in_flight_ == 0) io_idle_.notify_all();
+  // Outside the lock a concurrent rewrite may have moved a block (and its
+  // old place been reused): only a mismatch under the lock is damage.
+  if (st.code() == Code::kCorruption) return ReadBlocksLocked(id, first, out);
+  return st;
+}
+
+Status Pool::Impl::ReadBlocksLocked(uint64_t id, uint64_t first, std::span<uint8_t> out) {
   RETURN_IF_ERROR(Usable());
   ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
-  uint64_t n = out.size() / bs_;
+  const uint64_t n = out.size() / bs_;
   RETURN_IF_ERROR(InBounds(*e, first, n, "read"));
-  if (n == 1) {
-    // One block (the common random-read case): a plain lookup, without the
-    // range walk's callback and vector.
-    auto found = tree_->Lookup(e->root, first);
-    if (!found.ok()) return found.status().WithContext(EntryLabel(*e));
-    if (!found->has_value()) {
-      std::memset(out.data(), 0, out.size());
-      return Status::Ok();
-    }
-    const Mapping m = **found;
-    if (m.phys < kFirstFreeBlock || m.phys >= sm().nr_blocks()) {
-      return Status::Corruption(EntryLabel(*e) + " logical block " + std::to_string(first) +
-                                " maps outside the pool (physical block " +
-                                std::to_string(m.phys) + ")");
-    }
-    RETURN_IF_ERROR(store_->Read(m.phys * bs_, out));
-    if (DataChecksum(out, m.phys) != m.csum) {
-      return Status::Corruption(EntryLabel(*e) + " logical block " + std::to_string(first) +
-                                " (physical block " + std::to_string(m.phys) +
-                                "): data checksum mismatch");
-    }
-    return Status::Ok();
-  }
   ASSIGN_OR_RETURN(std::vector<LogicalMapping> maps, Mappings(*e, first, first + n));
-  // Unmapped blocks read as zeros; only they are cleared (a full range is
-  // read straight into `out`).
-  uint64_t filled = first;  // blocks below this are read or cleared
-  auto clear_to = [&](uint64_t block) {
-    if (block > filled) std::memset(out.data() + (filled - first) * bs_, 0, (block - filled) * bs_);
-  };
-  for (size_t i = 0; i < maps.size();) {
-    const size_t j = RunEnd(maps, i, 256);
-    clear_to(maps[i].first);
-    RETURN_IF_ERROR(ReadRun(*e, std::span(maps).subspan(i, j - i),
-                            out.subspan((maps[i].first - first) * bs_, (j - i) * bs_)));
-    filled = maps[j - 1].first + 1;
-    i = j;
-  }
-  clear_to(first + n);
-  return Status::Ok();
+  RETURN_IF_ERROR(CheckInPool(EntryLabel(*e), maps, sm().nr_blocks()));
+  return ReadMapped(EntryLabel(*e), maps, first, out);
 }
 
 Result<std::vector<StoredRun>> Pool::Impl::Runs(const TableEntry& e, uint64_t first,
@@ -130,7 +152,8 @@ Result<std::vector<StoredRun>> Pool::Impl::Runs(const TableEntry& e, uint64_t fi
   for (size_t i = 0; i < maps.size();) {
     const size_t j = RunEnd(maps, i, 256);
     buf.resize((j - i) * bs_);
-    RETURN_IF_ERROR(ReadRun(e, std::span(maps).subspan(i, j - i), buf));
+    RETURN_IF_ERROR(CheckInPool(EntryLabel(e), std::span(maps).subspan(i, j - i), sm().nr_blocks()));
+    RETURN_IF_ERROR(ReadRun(EntryLabel(e), std::span(maps).subspan(i, j - i), buf));
     for (size_t k = i; k < j; ++k) {
       const bool zero = IsAllZero(std::span(buf).subspan((k - i) * bs_, bs_));
       StoredRun* last = runs.empty() ? nullptr : &runs.back();

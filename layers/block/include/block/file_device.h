@@ -10,9 +10,11 @@
 // files with InvalidArgument rather than hiding a tail.
 //
 // Thread-safety: Read/Write/AllocatedExtents may run concurrently from
-// several threads (positional I/O, no shared cursor); Resize may not.
+// several threads (positional I/O, no shared cursor), and with one Resize
+// that grows the file (I/O below the old size); a shrinking Resize may not.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -51,7 +53,7 @@ class FileDevice : public BlockDevice {
   ~FileDevice() override;
 
   uint32_t block_size() const override { return block_size_; }
-  uint64_t block_count() const override { return block_count_; }
+  uint64_t block_count() const override { return block_count_.load(std::memory_order_relaxed); }
   DeviceCapabilities capabilities() const override;
   std::string describe() const override { return "file " + path_; }
 
@@ -76,7 +78,9 @@ class FileDevice : public BlockDevice {
   std::string path_;
   int fd_;
   uint32_t block_size_;
-  uint64_t block_count_;
+  // Atomic: reads and writes of lower offsets may run while a Resize grows
+  // the file (a pool's reads run outside its lock).
+  std::atomic<uint64_t> block_count_;
   bool read_only_;
   bool direct_;
   uint64_t write_behind_;

@@ -31,10 +31,13 @@
 // read-only); another opener gets Busy naming the holder.
 //
 // Thread-safety: every method (and every volume device) may be called
-// from any thread; calls are serialised by one mutex. A volume device
-// checks its bounds again under the mutex that performs the I/O, so a
-// Resize on another thread cannot let a write land past the new end
-// (OutOfRange instead).
+// from any thread; calls are serialised by one mutex, except that a read
+// reads and checks its data outside it (its mappings are looked up under
+// it), so reads run in parallel; a block a concurrent rewrite moved fails
+// its checksum there and is read again under the mutex, and only that
+// second mismatch is Corruption. A volume device checks its bounds again
+// under the mutex that performs the I/O, so a Resize on another thread
+// cannot let a write land past the new end (OutOfRange instead).
 //
 // Volume devices share the pool's state: a device may outlive its Pool
 // (destroying the Pool commits and closes the store; every later call on
