@@ -472,6 +472,42 @@ class Send(StackTestCase):
         self.assertEqual(stack("--json", "pool", "info", "-p", small, check=0).json()["entries"], 0)
         self.assertClean(small)
 
+    def test_progress_on_a_terminal(self):
+        """send, receive and import --into draw rate and ETA on a TTY stderr
+        (a pty here), and nothing when stderr is not a terminal."""
+        import pty
+        img = self.striped_volume()
+        stack_bin = os.environ.get("STACK_BIN", "stack")
+
+        def on_tty(*args):
+            master, slave = pty.openpty()
+            p = subprocess.Popen([stack_bin, *args], stdout=subprocess.DEVNULL, stderr=slave)
+            os.close(slave)
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            os.close(master)
+            self.assertEqual(p.wait(), 0, out)
+            return out.decode(errors="replace")
+
+        s = self.path("p.stream")
+        out = on_tty("send", "-p", self.a, "st@a", "-o", s)
+        self.assertRegex(out, r"send: +100\.0% .*/s ETA \d\d:\d\d")
+        out = on_tty("receive", "-p", self.b, "-i", s)
+        self.assertRegex(out, r"receive: +\d+\.\d% .*/s ETA")
+        with open(img, "r+b") as f:
+            f.write(os.urandom(4096))
+        out = on_tty("import", "-p", self.a, img, "--into", "st")
+        self.assertRegex(out, r"import: +\d+\.\d% .*/s ETA")
+        r = stack("send", "-p", self.a, "st@a", "-o", self.path("q.stream"))
+        self.assertNotIn("ETA", r.err)
+
     def test_stdout_and_stdin(self):
         self.raw_volume()
         send = subprocess.run([os.environ.get("STACK_BIN", "stack"), "send", "-p", self.a,
