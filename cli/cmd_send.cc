@@ -121,7 +121,9 @@ Status Receive(SendArgs& a, const CommandContext& ctx) {
   o.force = a.force;
   o.input_idle = [fd] {
     pollfd pf{fd, POLLIN, 0};
-    return ::poll(&pf, 1, 0) == 0;  // nothing to read now: the next read waits
+    // Nothing arrives within 50 ms: the next read waits (a sender that is
+    // merely slower than us would otherwise cost a commit per record).
+    return ::poll(&pf, 1, 50) == 0;
   };
   const std::string what = a.input.empty() ? "standard input" : a.input;
   ASSIGN_OR_RETURN(auto rep, compose::Receive(*p, [&](std::span<uint8_t> out) -> Result<size_t> {
