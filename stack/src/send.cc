@@ -281,7 +281,9 @@ Status CompleteInterrupted(pool::Pool& pool) {
     ASSIGN_OR_RETURN(auto hs, pool.Stat(n));
     ASSIGN_OR_RETURN(auto hv, pool.Stat(hidden));
     auto point = ParseResumeToken(hv.note);
-    const bool full = point.ok() && IsZero(point->base_uuid);
+    // A full publication clears the token before the rename; an incremental
+    // one never does.
+    const bool full = (point.ok() && IsZero(point->base_uuid)) || hv.note.empty();
     Status done = Status::Unsupported("");
     if (full && !HasName(names, volume)) {
       done = pool.Rename(hidden, volume);  // its snapshot follows
@@ -448,7 +450,9 @@ Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
       // The volume takes the sender's volume uuid unless that is taken here.
       pool::EntryIdentity vol_id;
       const std::string parent = FormatUuidText(h.parent_uuid);
-      if (!parent.empty() && !ByUuid(all, parent)) vol_id.uuid = parent;
+      // (A partial just dropped above is not in the way.)
+      auto taken = ByUuid(all, parent);
+      if (!parent.empty() && (!taken || IsHiddenEntry(taken->name))) vol_id.uuid = parent;
       RETURN_IF_ERROR(pool.CreateVolume(hidden, h.size_bytes, token_meta, vol_id));
     } else {
       RETURN_IF_ERROR(pool.Clone(base_name, hidden, token_meta));
@@ -500,7 +504,10 @@ Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
   const std::string hidden_snap = hidden + "@" + h.snapshot;
   st = [&]() -> Status {
     RETURN_IF_ERROR(pool.Snapshot(hidden, hidden_snap, snap_meta, snap_id));
-    if (!h.incremental()) return pool.Rename(hidden, volume);  // commits; V@S follows
+    if (!h.incremental()) {
+      RETURN_IF_ERROR(pool.SetMeta(hidden, {}));  // the token is not the volume's note
+      return pool.Rename(hidden, volume);         // commits; V@S follows
+    }
     if (!options.force) {
       ASSIGN_OR_RETURN(bool diverged, Diverged(pool, base_name, volume));
       if (diverged)

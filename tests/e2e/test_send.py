@@ -341,6 +341,15 @@ class Send(StackTestCase):
             self.assertEqual(self.stored_sha(self.a, snap), self.stored_sha(self.b, snap), snap)
             self.assertClean(self.b)
         self.assertEqual(self.stored_sha(self.a, "st"), self.stored_sha(self.b, "st"))
+        # The published entries carry the sender's identity, and no token as a note.
+        a = {e["name"]: e for e in stack("--json", "volume", "list", "-p", self.a, "--all",
+                                         check=0).json()}
+        b = {e["name"]: e for e in stack("--json", "volume", "list", "-p", self.b, "--all",
+                                         check=0).json()}
+        self.assertEqual(b["st"]["note"], "")
+        self.assertEqual(b["st"]["uuid"], a["st@a"]["parent_uuid"])
+        for snap in ("st@a", "st@b"):
+            self.assertEqual(b[snap]["uuid"], a[snap]["uuid"])
 
     def test_wrong_resume_stream_or_token_refused(self):
         self.striped_volume()

@@ -351,3 +351,27 @@ TEST_CASE("an incremental publication cut short by a kill is completed or resume
     CHECK(check->ok);
   }
 }
+
+TEST_CASE("a full publication cut short before its rename is completed") {
+  auto a = MemPool();
+  REQUIRE(a->CreateVolume("vm", 16 * kBs, {}).ok());
+  REQUIRE(a->Snapshot("vm", "vm@s1", {"one", {}}).ok());
+  const auto full = SendBytes(*a, "vm@s1", "");
+  auto s1 = a->Stat("vm@s1");
+  REQUIRE(s1.ok());
+  auto b = MemPool();
+  // The hidden volume, its token already cleared, and its snapshot with the
+  // sender's identity: what a kill just before the rename leaves.
+  REQUIRE(b->CreateVolume(".recv-vm", 16 * kBs, {}).ok());
+  REQUIRE(b->Snapshot(".recv-vm", ".recv-vm@s1", {"one", {}},
+                      {s1->uuid, s1->parent_uuid, s1->created_unix_ns})
+              .ok());
+  CHECK(CodeOf(Receive(*b, FromBytes(full), {}).status()) == Code::kAlreadyExists);
+  auto got = b->Stat("vm@s1");
+  REQUIRE(got.ok());
+  CHECK(got->uuid == s1->uuid);
+  CHECK(b->Stat("vm")->note.empty());
+  auto names = b->Names();
+  REQUIRE(names.ok());
+  for (auto& n : *names) CHECK(n.rfind(".recv-", 0) != 0);
+}
