@@ -297,7 +297,9 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
                 "With --into VOLUME, bring a changed export back into the volume it came\n"
                 "from: only blocks whose content differs are written (a plain image is\n"
                 "encrypted with the volume's key first), the rest stays shared with its\n"
-                "snapshots and clones, holes become discards; all or nothing.\n"
+                "snapshots and clones; all or nothing. Holes in a stored image become\n"
+                "discards; in a plain image of an encrypted volume, encrypted zeros (a\n"
+                "discard there would read back as noise, not zeros).\n"
                 "  example: stack import -p images.stk disk.img vm7\n"
                 "  example: stack import -p images.stk vm7.img --into vm7 --format plain "
                 "-k p.txt --snapshot after");

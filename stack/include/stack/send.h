@@ -12,7 +12,7 @@
 // whose input ended early (truncation, a read error) or that was killed is
 // kept as a partial receive, its note holding a resume token (where it
 // stopped, bound to the snapshot, its base and a digest of what was
-// applied). The token is recorded when the input would block, every
+// applied). The token is recorded when the input is idle (input_idle), every
 // kCheckpointBytes, and when the input ends early. `Send` with the token
 // writes a resume stream of only the rest; `Receive` of it continues the
 // partial and publishes after its digest. A damaged stream, NoSpace or any
