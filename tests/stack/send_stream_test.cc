@@ -251,7 +251,7 @@ TEST_CASE("resume tokens round-trip and refuse any altered character") {
   CHECK(CodeOf(ParseResumeToken(t.substr(0, t.size() - 2)).status()) == Code::kInvalidArgument);
 }
 
-TEST_CASE("a resume stream's header round-trips; an old reader's flag check refuses others") {
+TEST_CASE("a resume stream header round-trips and unknown flags stay refused") {
   StreamHeader h = SmallHeader();
   h.flags = kSendFlagResume;
   h.resume.offset = 4 * kBs;
