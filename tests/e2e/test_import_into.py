@@ -80,7 +80,8 @@ class ImportInto(StackTestCase):
                     expect[i * FS_BLOCK:(i + 1) * FS_BLOCK] = data
         hole = list(range(700, 716))
         self.assertEqual(blocks[716] - blocks[700], 16, "test wants /big contiguous there")
-        os.system(f"fallocate -p -o {blocks[700] * FS_BLOCK} -l {16 * FS_BLOCK} {img}")
+        subprocess.run(["fallocate", "-p", "-o", str(blocks[700] * FS_BLOCK), "-l",
+                        str(16 * FS_BLOCK), img], check=True)
         for i in hole:
             expect[i * FS_BLOCK:(i + 1) * FS_BLOCK] = bytes(FS_BLOCK)
         changed = (1 + 4 + 10 + 16) * FS_BLOCK
@@ -126,7 +127,8 @@ class ImportInto(StackTestCase):
         with open(img, "r+b") as f:
             f.seek(64 << 10)
             f.write(os.urandom(8192))
-        os.system(f"fallocate -p -o {512 << 10} -l {128 << 10} {img}")
+        subprocess.run(["fallocate", "-p", "-o", str(512 << 10), "-l", str(128 << 10), img],
+                       check=True)
         r = stack("--json", "import", "-p", self.pool, img, "--into", "raw")
         self.assertEqual(r.rc, 0, r.err)
         rep = r.json()
