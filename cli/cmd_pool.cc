@@ -8,6 +8,7 @@
 #include "pool_format.h"
 #include "target_args.h"
 #include "stack/publish.h"
+#include "stack/send.h"
 #include "stack/progress.h"
 #include "stack/open_pool.h"
 #include "stack/sizes.h"
@@ -71,7 +72,8 @@ Status Info(const PoolArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto p, OpenPool(a, false));
   ASSIGN_OR_RETURN(auto info, p->Info());
   ASSIGN_OR_RETURN(auto entries, p->List());
-  std::erase_if(entries, [](const pool::EntryInfo& e) { return compose::IsHiddenBuild(e.name); });
+  std::erase_if(entries, [](const pool::EntryInfo& e) { return compose::IsHiddenEntry(e.name); });
+  ASSIGN_OR_RETURN(auto partials, compose::ListPartialReceives(*p));
   if (ctx.json) {
     auto j = PoolInfoJson(info);
     j["path"] = a.path();
@@ -82,6 +84,9 @@ Status Info(const PoolArgs& a, const CommandContext& ctx) {
     nlohmann::json arr = nlohmann::json::array();
     for (auto& e : entries) arr.push_back(EntryJson(e));
     j["volumes"] = arr;
+    nlohmann::json parts = nlohmann::json::array();
+    for (auto& r : partials) parts.push_back(PartialReceiveJson(r));
+    j["partial_receives"] = parts;
     PrintJson(j);
     return Status::Ok();
   }
@@ -98,6 +103,7 @@ Status Info(const PoolArgs& a, const CommandContext& ctx) {
   }
   std::cout << "\n";
   PrintEntries(entries, false);
+  PrintPartialReceives(partials);
   return Status::Ok();
 }
 

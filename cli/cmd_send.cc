@@ -1,6 +1,8 @@
 // `stack send` and `stack receive`: ship a snapshot between pools as a send
 // stream (spec/send-stream.md), raw (no passphrase), full or incremental.
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,8 +24,8 @@ namespace {
 struct SendArgs {
   std::string pool;
   std::vector<std::string> pos;
-  std::string from, output, input;
-  bool force = false, sync = false;
+  std::string from, output, input, resume;
+  bool force = false, sync = false, abort = false;
 };
 
 Status WriteFd(int fd, std::span<const uint8_t> data, const std::string& what) {
@@ -39,7 +41,8 @@ Status WriteFd(int fd, std::span<const uint8_t> data, const std::string& what) {
 }
 
 Status Send(SendArgs& a, const CommandContext& ctx) {
-  if (a.pos.size() != 1) return Status::InvalidArgument("expected VOLUME@SNAPSHOT");
+  if (a.pos.size() > 1 || (a.pos.empty() && a.resume.empty()))
+    return Status::InvalidArgument("expected VOLUME@SNAPSHOT (or --resume TOKEN)");
   if (a.output.empty() && ::isatty(STDOUT_FILENO))
     return Status::InvalidArgument(
         "refusing to write a binary stream to a terminal: give -o FILE or a pipe");
@@ -57,32 +60,45 @@ Status Send(SendArgs& a, const CommandContext& ctx) {
     what = file->temp_path();
   }
   compose::Progress progress("send", 0);
-  ASSIGN_OR_RETURN(auto rep, compose::Send(*p, a.pos[0], a.from,
+  ASSIGN_OR_RETURN(auto rep, compose::Send(*p, a.pos.empty() ? "" : a.pos[0], a.from,
                                            [&](std::span<const uint8_t> b) {
                                              progress.Advance(b.size());
                                              return WriteFd(fd, b, what);
-                                           }));
+                                           },
+                                           a.resume, &progress));
   progress.Finish();
   if (file) RETURN_IF_ERROR(file->Commit());
   // With the stream on stdout the report goes to stderr.
   std::ostream& os = a.output.empty() ? std::cerr : std::cout;
   if (ctx.json) {
     nlohmann::json j = {{"snapshot", rep.snapshot},   {"uuid", rep.uuid},
-                        {"incremental", !rep.base.empty()},
+                        {"incremental", !rep.base.empty()}, {"resumed", !a.resume.empty()},
                         {"base", rep.base},           {"base_uuid", rep.base_uuid},
                         {"size_bytes", rep.size_bytes}, {"stream_bytes", rep.stream_bytes},
                         {"written_bytes", rep.written_bytes}, {"hole_bytes", rep.hole_bytes},
                         {"records", rep.records},     {"output", a.output}};
     os << j.dump(2) << "\n";
   } else {
-    os << "sent " << rep.snapshot << (rep.base.empty() ? "" : " since " + rep.base) << ": "
+    os << (a.resume.empty() ? "sent " : "sent the rest of ") << rep.snapshot
+       << (rep.base.empty() ? "" : " since " + rep.base) << ": "
        << FormatSize(rep.stream_bytes) << " stream, " << FormatSize(rep.written_bytes)
        << " written, " << FormatSize(rep.hole_bytes) << " holes\n";
   }
   return Status::Ok();
 }
 
+Status Abort(SendArgs& a, const CommandContext& ctx) {
+  if (a.pos.size() != 1) return Status::InvalidArgument("--abort takes the VOLUME being received");
+  if (!a.input.empty() || a.force) return Status::InvalidArgument("--abort reads no stream");
+  ASSIGN_OR_RETURN(auto p, compose::OpenPool(a.pool, compose::PoolAccess::kWritable));
+  RETURN_IF_ERROR(compose::AbortReceive(*p, a.pos[0]));
+  if (ctx.json) PrintJson({{"volume", a.pos[0]}, {"aborted", true}});
+  else std::cout << "dropped the partial receive into " << a.pos[0] << "\n";
+  return Status::Ok();
+}
+
 Status Receive(SendArgs& a, const CommandContext& ctx) {
+  if (a.abort) return Abort(a, ctx);
   if (a.pos.size() > 1) return Status::InvalidArgument("expected [VOLUME]");
   int fd = STDIN_FILENO;
   UniqueFd in;
@@ -96,10 +112,19 @@ Status Receive(SendArgs& a, const CommandContext& ctx) {
   int removed = 0;
   ASSIGN_OR_RETURN(auto p, compose::OpenPool(a.pool, compose::PoolAccess::kWritable, {}, &removed));
   if (removed) std::cerr << "stack: removed " << removed << " unfinished build(s)\n";
-  compose::Progress progress("receive", 0);
+  // The stream's size when the input is a file: rate, percentage and ETA.
+  struct stat sb {};
+  const bool sized = ::fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+  compose::Progress progress("receive", sized ? static_cast<uint64_t>(sb.st_size) : 0);
   compose::ReceiveOptions o;
   o.volume = a.pos.empty() ? "" : a.pos[0];
   o.force = a.force;
+  o.input_idle = [fd] {
+    pollfd pf{fd, POLLIN, 0};
+    // Nothing arrives within 50 ms: the next read waits (a sender that is
+    // merely slower than us would otherwise cost a commit per record).
+    return ::poll(&pf, 1, 50) == 0;
+  };
   const std::string what = a.input.empty() ? "standard input" : a.input;
   ASSIGN_OR_RETURN(auto rep, compose::Receive(*p, [&](std::span<uint8_t> out) -> Result<size_t> {
     for (;;) {
@@ -115,11 +140,13 @@ Status Receive(SendArgs& a, const CommandContext& ctx) {
   progress.Finish();
   if (ctx.json) {
     PrintJson({{"volume", rep.volume}, {"snapshot", rep.snapshot}, {"uuid", rep.uuid},
-               {"incremental", rep.incremental}, {"base_uuid", rep.base_uuid},
+               {"incremental", rep.incremental}, {"resumed", rep.resumed},
+               {"base_uuid", rep.base_uuid},
                {"size_bytes", rep.size_bytes}, {"stream_bytes", rep.stream_bytes},
                {"written_bytes", rep.written_bytes}, {"hole_bytes", rep.hole_bytes}});
   } else {
-    std::cout << "received " << rep.snapshot << " (" << rep.uuid << "): "
+    std::cout << (rep.resumed ? "received the rest of " : "received ") << rep.snapshot << " ("
+              << rep.uuid << "): "
               << FormatSize(rep.stream_bytes) << " stream, " << FormatSize(rep.written_bytes)
               << " written, " << FormatSize(rep.hole_bytes) << " holes\n";
   }
@@ -142,9 +169,13 @@ void RegisterSendCommands(CLI::App& app, CommandContext& ctx) {
       "(ciphertext for encrypted volumes; no passphrase), full or, with --from, only\n"
       "what changed since a base snapshot. The report goes to stderr when the stream\n"
       "goes to stdout.\n"
-      "  stack send -p pool.stk vm@v2 --from vm@v1 -o vm-v2.stream");
+      "  stack send -p pool.stk vm@v2 --from vm@v1 -o vm-v2.stream\n"
+      "With --resume TOKEN (printed by an interrupted receive, and shown by\n"
+      "`pool info` and `snapshot list` of the receiving pool): only the rest.\n"
+      "  stack send -p pool.stk --resume 1-0a3f... | stack receive -p backup.stk");
   AddPoolOption(send, a->pool, "Pool file");
-  send->add_option("snapshot", a->pos, "VOLUME@SNAPSHOT")->required();
+  send->add_option("snapshot", a->pos, "VOLUME@SNAPSHOT (found from the token with --resume)");
+  send->add_option("--resume", a->resume, "Resume token of a partial receive: send only the rest");
   send->add_option("--from", a->from, "Base snapshot VOLUME@BASE: an incremental stream");
   send->add_option("-o,--output", a->output, "Write the stream to FILE (default: stdout)");
   send->add_flag("--force", a->force, "Overwrite an existing output FILE");
@@ -156,12 +187,15 @@ void RegisterSendCommands(CLI::App& app, CommandContext& ctx) {
       "Apply a send stream: a full stream creates VOLUME and its snapshot with the\n"
       "sender's uuids; an incremental applies onto the snapshot that is its base.\n"
       "Nothing is visible until the whole stream checked. Needs no passphrase.\n"
+      "An interrupted receive is kept as a partial receive with a resume token\n"
+      "(send --resume TOKEN sends the rest); --abort VOLUME drops it.\n"
       "  stack receive -p backup.stk -i vm-v2.stream");
   AddPoolOption(recv, a->pool, "Pool file");
   recv->add_option("volume", a->pos, "Volume to create (default: the sender's name)");
   recv->add_option("-i,--input", a->input, "Read the stream from FILE (default: stdin)");
   recv->add_flag("--force", a->force,
                  "Incremental onto a volume changed since its base: roll the changes back");
+  recv->add_flag("--abort", a->abort, "Drop the partial receive into VOLUME");
   bind(recv, Receive);
 }
 

@@ -14,6 +14,7 @@
 #include "stack/control.h"
 #include "stack/open_pool.h"
 #include "stack/publish.h"
+#include "stack/send.h"
 #include "stack/resize.h"
 #include "stack/sizes.h"
 #include "stack/secrets.h"
@@ -85,14 +86,14 @@ Status VolList(VolArgs& a, const CommandContext& ctx, bool snapshots_only) {
   if (!named.empty()) {
     auto e = p->Stat(named);
     if (!e.ok() && e.status().code() != Code::kNotFound) return e.status();
-    if (!e.ok() || compose::IsHiddenBuild(named) ||
+    if (!e.ok() || compose::IsHiddenEntry(named) ||
         (snapshots_only && e->kind == pool::EntryKind::kSnapshot))
       return Status::NotFound((snapshots_only ? "no volume " : "no entry ") + named +
                               " in the pool");
   }
   ASSIGN_OR_RETURN(auto entries, p->List());
   std::erase_if(entries, [&](const pool::EntryInfo& e) {
-    if (compose::IsHiddenBuild(e.name)) return true;
+    if (compose::IsHiddenEntry(e.name)) return true;
     bool snap = e.kind == pool::EntryKind::kSnapshot;
     if (snapshots_only && !snap) return true;
     if (!snapshots_only && snap && !a.all) return true;
@@ -110,6 +111,13 @@ Status VolList(VolArgs& a, const CommandContext& ctx, bool snapshots_only) {
     return false;
   });
   PrintEntries(entries, ctx.json);
+  if (snapshots_only && !ctx.json) {  // snapshots still arriving
+    ASSIGN_OR_RETURN(auto partials, compose::ListPartialReceives(*p));
+    std::erase_if(partials, [&](const compose::PartialReceive& r) {
+      return !named.empty() && r.volume != named;
+    });
+    PrintPartialReceives(partials);
+  }
   return Status::Ok();
 }
 

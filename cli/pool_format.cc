@@ -67,4 +67,27 @@ void PrintEntries(const std::vector<pool::EntryInfo>& entries, bool json) {
              rows);
 }
 
+nlohmann::json PartialReceiveJson(const compose::PartialReceive& r) {
+  return {{"volume", r.volume},
+          {"snapshot_uuid", compose::FormatUuidText(r.point.uuid)},
+          {"base_uuid", compose::FormatUuidText(r.point.base_uuid)},
+          {"size_bytes", r.size_bytes},
+          {"received_to", r.point.offset},
+          {"records", r.point.records},
+          {"written_bytes", r.point.written_bytes},
+          {"resume_token", r.token}};
+}
+
+void PrintPartialReceives(const std::vector<compose::PartialReceive>& partials) {
+  for (auto& r : partials) {
+    std::cout << "partial receive into " << r.volume << " (snapshot uuid "
+              << compose::FormatUuidText(r.point.uuid) << "): received to "
+              << FormatSize(r.point.offset) << " of " << FormatSize(r.size_bytes) << "\n";
+    if (r.token.empty())
+      std::cout << "  no resume token (stack receive --abort " << r.volume << " drops it)\n";
+    else
+      std::cout << "  resume: stack send --resume " << r.token << "\n";
+  }
+}
+
 }  // namespace stack::cli

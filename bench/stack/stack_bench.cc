@@ -15,13 +15,27 @@
 //                          maps vs bytes ext4 still uses (goal: ratio <= 1.05);
 //                          notes give the ratio after rm alone and the pool
 //                          file's allocated bytes
+//   send.incremental       incremental stack send of 64 MiB changed (64 x 1 MiB)
+//                          in a volume holding 4 GiB, to a file, vs cat of a
+//                          64 MiB file to a file (goal: ratio <= 2); notes give
+//                          stream bytes / changed bytes (goal <= 1.02)
+//   send.full              stack send | stack receive of a 1 GiB image into a
+//                          second pool vs cp --sparse=always of its stored
+//                          export (goal: ratio <= 1.5)
+//   import.delta           stack import --into (plain, encrypted volume) of a
+//                          4 GiB plain export holding 1 GiB in which 16 MiB
+//                          changed vs cp --sparse=always of that file (goal:
+//                          ratio <= 1.5); notes give pool bytes added / changed
+//                          bytes (goal <= 1.1)
 // Both sides use the cheapest key derivation they allow (PBKDF2, minimal
 // iterations/time) so the figures compare data paths, not KDF settings.
 #include <unistd.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -261,6 +275,145 @@ void TrimReclaim(const sb::Options& o) {
   fs::remove_all(dir);
 }
 
+// A file of `bytes` pseudo-random bytes (seeded), written in 64 MiB pieces.
+void RandomFile(const std::string& path, uint64_t bytes, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint64_t> buf(std::min<uint64_t>(bytes, 64ull << 20) / 8);
+  std::ofstream out(path, std::ios::binary);
+  for (uint64_t done = 0; done < bytes; done += buf.size() * 8) {
+    for (auto& w : buf) w = rng();
+    out.write(reinterpret_cast<const char*>(buf.data()), std::streamsize(buf.size() * 8));
+  }
+}
+
+// Overwrites `pieces` 1 MiB pieces of `path` (size `bytes`), evenly spread,
+// with new random data; appends each piece to `changes` if given.
+void ChangePieces(const std::string& path, uint64_t bytes, int pieces, uint64_t seed,
+                  const std::string& changes = "") {
+  std::mt19937_64 rng(seed);
+  std::vector<uint64_t> buf((1u << 20) / 8);
+  std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+  std::ofstream c;
+  if (!changes.empty()) c.open(changes, std::ios::binary);
+  const uint64_t stride = bytes / uint64_t(pieces) / (1u << 20) * (1u << 20);
+  for (int i = 0; i < pieces; ++i) {
+    for (auto& w : buf) w = rng();
+    f.seekp(std::streamoff(uint64_t(i) * stride + (stride / 2) / (1u << 20) * (1u << 20)));
+    f.write(reinterpret_cast<const char*>(buf.data()), std::streamsize(1u << 20));
+    if (c.is_open()) c.write(reinterpret_cast<const char*>(buf.data()), std::streamsize(1u << 20));
+  }
+  if (!f) sb::Die("could not change " + path);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void SendIncremental(const sb::Options& o) {
+  const std::string dir = sb::ScratchDir("stack-send-inc");
+  const std::string raw = dir + "/raw.img", pool = dir + "/p.stk";
+  const uint64_t bytes = o.quick ? (256ull << 20) : (4ull << 30);
+  const int pieces = o.quick ? 4 : 64;
+  const uint64_t changed = uint64_t(pieces) << 20;
+  RandomFile(raw, bytes, 11);
+  sb::Shell(kStack + " pool create " + pool + " --size 64M --max-size " + std::to_string(3 * bytes) +
+            " >/dev/null && " + kStack + " import -p " + pool + " " + raw + " v >/dev/null && " +
+            kStack + " snapshot create -p " + pool + " v@a >/dev/null");
+  ChangePieces(raw, bytes, pieces, 12, dir + "/changes.bin");
+  sb::Shell(kStack + " import -p " + pool + " " + raw + " --into v >/dev/null && " + kStack +
+            " snapshot create -p " + pool + " v@b >/dev/null");
+  fs::remove(raw);
+  std::vector<double> ours, anchor;
+  for (int r = 0; r < o.reps; ++r) {
+    ::sync();
+    ours.push_back(sb::TimeShell(kStack + " --json send -p " + pool + " v@b --from v@a -o " +
+                                 dir + "/s.stream --force >" + dir + "/rep.json"));
+    ::sync();
+    anchor.push_back(sb::TimeShell("cat " + dir + "/changes.bin >" + dir + "/c.out"));
+  }
+  sb::Metric m = sb::MedianSecondsMetric(
+      "send.incremental", ours, anchor,
+      "cat of a file holding the changed bytes to a file");
+  const uint64_t stream = JsonNumber(ReadFile(dir + "/rep.json"), "stream_bytes");
+  m.notes["goal"] = "ratio <= 2; stream_over_changed <= 1.02";
+  m.notes["volume_MiB"] = std::to_string(bytes >> 20);
+  m.notes["changed_MiB"] = std::to_string(changed >> 20);
+  m.notes["stream_over_changed"] = std::to_string(double(stream) / double(changed));
+  sb::Emit(m);
+  fs::remove_all(dir);
+}
+
+void SendFull(const sb::Options& o) {
+  const std::string dir = sb::ScratchDir("stack-send-full");
+  const std::string raw = dir + "/raw.img", a = dir + "/a.stk", b = dir + "/b.stk";
+  const uint64_t bytes = o.quick ? (64ull << 20) : (1ull << 30);
+  RandomFile(raw, bytes, 21);
+  const std::string max = " --size 64M --max-size " + std::to_string(2 * bytes) + " >/dev/null";
+  sb::Shell(kStack + " pool create " + a + max + " && " + kStack + " import -p " + a + " " + raw +
+            " v >/dev/null && " + kStack + " snapshot create -p " + a + " v@s >/dev/null && " +
+            kStack + " export -p " + a + " v@s " + dir + "/exp.img >/dev/null");
+  fs::remove(raw);
+  std::vector<double> ours, anchor;
+  for (int r = 0; r < o.reps; ++r) {
+    fs::remove(b);
+    fs::remove(dir + "/c.img");
+    sb::Shell(kStack + " pool create " + b + max);
+    ::sync();
+    ours.push_back(sb::TimeShell(kStack + " send -p " + a + " v@s 2>/dev/null | " + kStack +
+                                 " receive -p " + b + " >/dev/null"));
+    ::sync();
+    anchor.push_back(sb::TimeShell("cp --sparse=always " + dir + "/exp.img " + dir + "/c.img"));
+  }
+  sb::Metric m = sb::MedianSecondsMetric(
+      "send.full", ours, anchor, "cp --sparse=always of the snapshot's stored export");
+  m.notes["goal"] = "ratio <= 1.5";
+  m.notes["image_MiB"] = std::to_string(bytes >> 20);
+  sb::Emit(m);
+  fs::remove_all(dir);
+}
+
+void ImportDelta(const sb::Options& o) {
+  const std::string dir = sb::ScratchDir("stack-import-delta");
+  const std::string pool = dir + "/p.stk", key = dir + "/pass", img = dir + "/plain.img";
+  std::ofstream(key) << "bench passphrase";
+  // 1 GiB of files (32 MiB each) in a 4 GiB encrypted volume; 1/16 with --quick.
+  const int files = 32, file_mib = o.quick ? 2 : 32;
+  const int pieces = o.quick ? 2 : 16;
+  const uint64_t changed = uint64_t(pieces) << 20;
+  fs::create_directories(dir + "/tree");
+  for (int i = 0; i < files; ++i)
+    RandomFile(dir + "/tree/f" + std::to_string(i), uint64_t(file_mib) << 20, 100 + i);
+  const std::string k = " -k " + key;
+  sb::Shell(kStack + " build -p " + pool + " v --snapshot golden --from " + dir + "/tree --size " +
+            (o.quick ? "256M" : "4G") + k + kFastKdf + " >/dev/null && " + kStack +
+            " export -p " + pool + " v " + img + " --format plain" + k + " >/dev/null");
+  fs::remove_all(dir + "/tree");
+  const uint64_t bytes = fs::file_size(img);
+  ChangePieces(img, bytes, pieces, 31);
+  std::vector<double> ours, anchor, added;
+  for (int r = 0; r < o.reps; ++r) {
+    fs::remove(dir + "/c.img");
+    sb::Shell(kStack + " snapshot rollback -p " + pool + " v@golden >/dev/null");
+    ::sync();
+    ours.push_back(sb::TimeShell(kStack + " --json import -p " + pool + " " + img +
+                                 " --into v --format plain" + k + " >" + dir + "/rep.json"));
+    ::sync();
+    anchor.push_back(sb::TimeShell("cp --sparse=always " + img + " " + dir + "/c.img"));
+    const std::string rep = ReadFile(dir + "/rep.json");
+    added.push_back(double(JsonNumber(rep, "pool_used_after") -
+                           JsonNumber(rep, "pool_used_before")));
+  }
+  sb::Metric m = sb::MedianSecondsMetric(
+      "import.delta", ours, anchor, "cp --sparse=always of the changed plain export");
+  m.notes["goal"] = "ratio <= 1.5; pool_added_over_changed <= 1.1";
+  m.notes["file_MiB"] = std::to_string(bytes >> 20);
+  m.notes["changed_MiB"] = std::to_string(changed >> 20);
+  m.notes["pool_added_over_changed"] = std::to_string(sb::Median(added) / double(changed));
+  sb::Emit(m);
+  fs::remove_all(dir);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -269,5 +422,8 @@ int main(int argc, char** argv) {
                         {"stack.export_sparse", ExportSparse},
                         {"stack.clone_edit", CloneEdit},
                         {"stack.export_luks1", ExportLuks1},
-                        {"pool.trim_reclaim", TrimReclaim}});
+                        {"pool.trim_reclaim", TrimReclaim},
+                        {"send.incremental", SendIncremental},
+                        {"send.full", SendFull},
+                        {"import.delta", ImportDelta}});
 }

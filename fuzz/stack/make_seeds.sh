@@ -22,3 +22,11 @@ printf 'seed' | dd of="$T/img" bs=4096 seek=8 conv=notrunc 2>/dev/null
 "$STACK" snapshot create -p "$T/p.stk" vm@b >/dev/null
 "$STACK" send -p "$T/p.stk" vm@a -o "$OUT/full.stream" --force 2>/dev/null
 "$STACK" send -p "$T/p.stk" vm@b --from vm@a -o "$OUT/incremental.stream" --force 2>/dev/null
+# Resume: the first WRITE record (blocks 0-1) arrives, the stream is cut.
+HLEN=$(od -An -tu4 -j12 -N4 "$OUT/full.stream" | tr -d ' ')
+head -c $((HLEN + 32 + 8192 + 10)) "$OUT/full.stream" >"$T/cut.stream"
+"$STACK" pool create "$T/q.stk" --size 8M >/dev/null
+"$STACK" receive -p "$T/q.stk" -i "$T/cut.stream" 2>/dev/null && exit 1
+TOKEN=$("$STACK" --json pool info -p "$T/q.stk" |
+        sed -n 's/.*"resume_token": "\([0-9a-f-]*\)".*/\1/p')
+"$STACK" send -p "$T/p.stk" --resume "$TOKEN" -o "$OUT/resume.stream" --force 2>/dev/null

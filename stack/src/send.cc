@@ -4,6 +4,8 @@
 #include <optional>
 #include <vector>
 
+#include "block/endian.h"
+#include "sha256.h"
 #include "stack/address.h"
 #include "stack/publish.h"
 
@@ -45,8 +47,41 @@ Result<std::vector<Change>> Changes(pool::Pool& pool, const std::string& from,
 
 }  // namespace
 
-Result<SendReport> Send(pool::Pool& pool, const std::string& snapshot, const std::string& from,
-                        const ByteSink& out) {
+std::optional<pool::EntryInfo> ByUuid(const std::vector<pool::EntryInfo>& all,
+                                      const std::string& uuid) {
+  for (auto& e : all)
+    if (e.uuid == uuid) return e;
+  return std::nullopt;
+}
+
+Result<SendReport> Send(pool::Pool& pool, const std::string& snapshot_arg,
+                        const std::string& from_arg, const ByteSink& out,
+                        const std::string& resume_token, Progress* progress) {
+  std::string snapshot = snapshot_arg, from = from_arg;
+  std::optional<ResumePoint> resume;
+  if (!resume_token.empty()) {
+    ASSIGN_OR_RETURN(resume, ParseResumeToken(resume_token));
+    ASSIGN_OR_RETURN(auto all, pool.List());
+    auto find = [&](const Uuid& u, const std::string& named, const char* what) -> Result<std::string> {
+      const std::string text = FormatUuidText(u);
+      auto e = ByUuid(all, text);
+      if (!e || e->kind != pool::EntryKind::kSnapshot || IsHiddenEntry(e->name))
+        return Status::NotFound(std::string("the resume token's ") + what + " uuid " + text +
+                                " is not a snapshot in this pool");
+      if (!named.empty() && named != e->name)
+        return Status::InvalidArgument("the resume token is for " + std::string(what) + " " +
+                                       e->name + " (uuid " + text + "), not " + named);
+      return e->name;
+    };
+    ASSIGN_OR_RETURN(snapshot, find(resume->uuid, snapshot, "snapshot"));
+    if (IsZero(resume->base_uuid)) {
+      if (!from.empty())
+        return Status::InvalidArgument("the resume token is for a full stream, not one --from " +
+                                       from);
+    } else {
+      ASSIGN_OR_RETURN(from, find(resume->base_uuid, from, "base"));
+    }
+  }
   ASSIGN_OR_RETURN(auto snap, StatSnapshot(pool, snapshot));
   StreamHeader h;
   SendReport rep;
@@ -68,13 +103,40 @@ Result<SendReport> Send(pool::Pool& pool, const std::string& snapshot, const std
   h.snapshot = SnapOf(snapshot);
   h.note = snap.note;
   h.tags = snap.tags;
+  uint64_t skip_below = 0;
+  if (resume) {
+    if (resume->offset > h.size_bytes || resume->offset % h.block_size)
+      return Status::InvalidArgument("the resume token's offset is not inside " + snapshot);
+    h.flags |= kSendFlagResume;
+    h.resume = *resume;
+    skip_below = resume->offset;
+  }
 
   ASSIGN_OR_RETURN(auto changes, Changes(pool, from, snapshot));
+  if (progress) {  // the stream's size, exactly: header, records, payload, END, digest
+    ASSIGN_OR_RETURN(auto head, EncodeStreamHeader(h));
+    uint64_t total = head.size() + kSendRecordBytes + kSendDigestBytes;
+    for (auto& c : changes) {
+      if (c.offset + c.length <= skip_below) continue;
+      const uint64_t len = c.length - (c.offset < skip_below ? skip_below - c.offset : 0);
+      total += c.kind == ChangeKind::kHole
+                   ? kSendRecordBytes
+                   : len + (len + kSendMaxWriteBytes - 1) / kSendMaxWriteBytes * kSendRecordBytes;
+    }
+    progress->SetTotal(total);
+  }
   ASSIGN_OR_RETURN(auto dev, pool.OpenVolume(snapshot, true, "send"));
   StreamWriter w(out);
   RETURN_IF_ERROR(w.WriteHeader(h));
   std::vector<uint8_t> buf;
   for (auto& c : changes) {
+    // A resume stream: only what starts at or after the token's offset (the
+    // receiver stopped at a record boundary of the same stream).
+    if (c.offset + c.length <= skip_below) continue;
+    if (c.offset < skip_below) {
+      c.length -= skip_below - c.offset;
+      c.offset = skip_below;
+    }
     if (c.kind == ChangeKind::kHole) {
       RETURN_IF_ERROR(w.Hole(c.offset, c.length));
       continue;
@@ -100,31 +162,74 @@ Result<SendReport> Send(pool::Pool& pool, const std::string& snapshot, const std
 
 namespace {
 
-// Applies every record to `name` (a hidden volume of the stream's size) and
-// returns once the END record and the digest checked.
-Status ApplyRecords(pool::Pool& pool, StreamReader& r, const std::string& name) {
-  ASSIGN_OR_RETURN(auto dev, pool.OpenVolume(name, false, "receive"));
-  for (;;) {
-    ASSIGN_OR_RETURN(auto rec, r.Next());
-    switch (rec.type) {
-      case SendRecordType::kWrite:
-        RETURN_IF_ERROR(dev->Write(rec.offset, rec.data));
-        break;
-      case SendRecordType::kHole:
-        RETURN_IF_ERROR(dev->WriteZeroes(rec.offset, rec.length));
-        break;
-      case SendRecordType::kEnd:
-        return dev->Flush();
-    }
-  }
+// The chain digest's start: binds the identity of what is received.
+Digest ChainSeed(const StreamHeader& h) {
+  Sha256 s;
+  static const char kTag[] = "stack receive chain v1";
+  s.Update(std::span(reinterpret_cast<const uint8_t*>(kTag), sizeof kTag - 1));
+  s.Update(h.uuid);
+  s.Update(h.base_uuid);
+  uint8_t size[8];
+  PutLE64(size, h.size_bytes);
+  s.Update(size);
+  return s.Final();
 }
 
-std::optional<pool::EntryInfo> ByUuid(const std::vector<pool::EntryInfo>& all,
-                                      const std::string& uuid) {
-  for (auto& e : all)
-    if (e.uuid == uuid) return e;
-  return std::nullopt;
-}
+// Applies records to the hidden entry and records resume points in its note.
+class Applier {
+ public:
+  Applier(pool::Pool& pool, std::string hidden, const ResumePoint& start)
+      : pool_(pool), hidden_(std::move(hidden)), point_(start) {
+    chain_.Update(start.digest);
+  }
+
+  Status Open() {
+    ASSIGN_OR_RETURN(dev_, pool_.OpenVolume(hidden_, false, "receive"));
+    return Status::Ok();
+  }
+
+  Status Apply(const StreamRecord& rec) {
+    if (rec.type == SendRecordType::kWrite) RETURN_IF_ERROR(dev_->Write(rec.offset, rec.data));
+    else RETURN_IF_ERROR(dev_->WriteZeroes(rec.offset, rec.length));
+    uint8_t head[20];
+    PutLE32(head, static_cast<uint32_t>(rec.type));
+    PutLE64(head + 4, rec.offset);
+    PutLE64(head + 12, rec.length);
+    chain_.Update(head);
+    chain_.Update(rec.data);
+    point_.offset = rec.offset + rec.length;
+    ++point_.records;
+    if (rec.type == SendRecordType::kWrite) point_.written_bytes += rec.length;
+    dirty_ = true;
+    since_ += rec.length;
+    if (since_ >= kCheckpointBytes) return Checkpoint();
+    return Status::Ok();
+  }
+
+  // Makes what was applied durable and records where to resume.
+  Status Checkpoint() {
+    if (!dirty_) return Status::Ok();
+    RETURN_IF_ERROR(dev_->Flush());
+    point_.digest = chain_.Peek();
+    RETURN_IF_ERROR(pool_.SetMeta(hidden_, {FormatResumeToken(point_), {}}));  // commits
+    dirty_ = false;
+    since_ = 0;
+    return Status::Ok();
+  }
+
+  Status Flush() { return dev_->Flush(); }
+  void Close() { dev_.reset(); }
+  std::string token() const { return FormatResumeToken(point_); }
+
+ private:
+  pool::Pool& pool_;
+  const std::string hidden_;
+  ResumePoint point_;
+  Sha256 chain_;
+  std::unique_ptr<BlockDevice> dev_;
+  bool dirty_ = false;
+  uint64_t since_ = 0;
+};
 
 // The newest snapshot of `volume` ("" if none), for messages.
 std::string NewestSnapshot(const std::vector<pool::EntryInfo>& all, const std::string& volume) {
@@ -136,63 +241,161 @@ std::string NewestSnapshot(const std::vector<pool::EntryInfo>& all, const std::s
   return best ? best->name + " (uuid " + best->uuid + ")" : "";
 }
 
-void DropHidden(pool::Pool& pool, const std::string& hidden, const std::string& snap) {
-  (void)pool.Delete(hidden + "@" + snap);  // best effort: a leftover goes at the next open
-  (void)pool.Delete(hidden);
-  (void)pool.Commit();
+bool HasName(const std::vector<std::string>& names, const std::string& n) {
+  return std::find(names.begin(), names.end(), n) != names.end();
+}
+
+// Deletes `hidden` and its snapshots (best effort when `best_effort`).
+Status DropHidden(pool::Pool& pool, const std::string& hidden, bool best_effort = true) {
+  auto names = pool.Names();
+  if (names.ok())
+    for (auto& n : *names)
+      if (n.rfind(hidden + "@", 0) == 0) {
+        Status st = pool.Delete(n);
+        if (!st.ok() && !best_effort) return st;
+      }
+  Status st = pool.Delete(hidden);
+  if (!st.ok() && !best_effort) return st;
+  st = pool.Commit();
+  return best_effort ? Status::Ok() : st;
+}
+
+// Differs volume from snapshot (content or size)?
+Result<bool> Diverged(pool::Pool& pool, const std::string& snap, const std::string& volume) {
+  ASSIGN_OR_RETURN(auto s, pool.Stat(snap));
+  ASSIGN_OR_RETURN(auto v, pool.Stat(volume));
+  ASSIGN_OR_RETURN(auto changed, Changes(pool, snap, volume));
+  return !changed.empty() || s.size_bytes != v.size_bytes;
+}
+
+// A kill after END checked but before the publication's last commit leaves
+// `.recv-V@S` (with the sender's identity). Completes what can be completed;
+// otherwise drops `.recv-V@S` and leaves the partial to be resumed.
+Status CompleteInterrupted(pool::Pool& pool) {
+  ASSIGN_OR_RETURN(auto names, pool.Names());
+  for (auto& n : names) {
+    if (n.rfind(kReceivePrefix, 0) != 0 || n.find('@') == std::string::npos) continue;
+    const std::string hidden = VolumeOf(n);
+    const std::string volume = hidden.substr(std::string(kReceivePrefix).size());
+    const std::string snap = volume + "@" + SnapOf(n);
+    ASSIGN_OR_RETURN(auto hs, pool.Stat(n));
+    ASSIGN_OR_RETURN(auto hv, pool.Stat(hidden));
+    auto point = ParseResumeToken(hv.note);
+    // A full publication clears the token before the rename; an incremental
+    // one never does.
+    const bool full = (point.ok() && IsZero(point->base_uuid)) || hv.note.empty();
+    Status done = Status::Unsupported("");
+    if (full && !HasName(names, volume)) {
+      done = pool.Rename(hidden, volume);  // its snapshot follows
+    } else if (point.ok() && !full && HasName(names, volume) && !HasName(names, snap)) {
+      ASSIGN_OR_RETURN(bool diverged, Diverged(pool, n, volume));
+      if (!diverged) {  // the rollback committed; only V@S is missing
+        done = pool.Snapshot(volume, snap, {hs.note, hs.tags},
+                             {hs.uuid, hs.parent_uuid, hs.created_unix_ns});
+        if (done.ok()) RETURN_IF_ERROR(DropHidden(pool, hidden, false));
+      }
+    }
+    if (!done.ok()) {
+      RETURN_IF_ERROR(pool.Delete(n));
+      RETURN_IF_ERROR(pool.Commit());
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace
 
+Result<std::vector<PartialReceive>> ListPartialReceives(pool::Pool& pool) {
+  ASSIGN_OR_RETURN(auto names, pool.Names());
+  std::vector<PartialReceive> out;
+  for (auto& n : names) {
+    if (n.rfind(kReceivePrefix, 0) != 0 || n.find('@') != std::string::npos) continue;
+    ASSIGN_OR_RETURN(auto e, pool.Stat(n));
+    PartialReceive p;
+    p.hidden = n;
+    p.volume = n.substr(std::string(kReceivePrefix).size());
+    p.size_bytes = e.size_bytes;
+    if (auto pt = ParseResumeToken(e.note); pt.ok()) {
+      p.point = *pt;
+      p.token = e.note;
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Status AbortReceive(pool::Pool& pool, const std::string& volume) {
+  const std::string hidden = std::string(kReceivePrefix) + volume;
+  ASSIGN_OR_RETURN(auto names, pool.Names());
+  if (!HasName(names, hidden))
+    return Status::NotFound("no partial receive into '" + volume + "' in the pool");
+  return DropHidden(pool, hidden, false);
+}
+
 Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
                               const ReceiveOptions& options) {
-  StreamReader r(in);
+  // Before a read that would wait, record where to resume: a kill while
+  // waiting then loses nothing that arrived.
+  Applier* applier = nullptr;
+  bool input_ended = false;
+  ByteSource source = [&](std::span<uint8_t> out) -> Result<size_t> {
+    if (applier && options.input_idle && options.input_idle())
+      RETURN_IF_ERROR(applier->Checkpoint());
+    auto n = in(out);
+    if (!n.ok() || *n == 0) input_ended = true;
+    return n;
+  };
+  StreamReader r(source);
   ASSIGN_OR_RETURN(auto h, r.ReadHeader());
   if (h.block_size != pool.block_size())
     return Status::Unsupported("stream block size " + std::to_string(h.block_size) +
                                " differs from the pool's " + std::to_string(pool.block_size()));
+  RETURN_IF_ERROR(CompleteInterrupted(pool));
   ASSIGN_OR_RETURN(auto all, pool.List());
   const std::string uuid = FormatUuidText(h.uuid);
   if (auto dup = ByUuid(all, uuid))
     return Status::AlreadyExists("snapshot uuid " + uuid + " is already in the pool as " +
                                  dup->name);
+  ASSIGN_OR_RETURN(auto partials, ListPartialReceives(pool));
   ReceiveReport rep;
   rep.uuid = uuid;
   rep.incremental = h.incremental();
+  rep.resumed = h.resumed();
   rep.base_uuid = FormatUuidText(h.base_uuid);
   rep.size_bytes = h.size_bytes;
   pool::EntryMeta snap_meta{h.note, h.tags};
   pool::EntryIdentity snap_id{uuid, FormatUuidText(h.parent_uuid), h.created_unix_ns};
 
+  // The partial a resume stream continues: its token must match exactly.
+  const PartialReceive* partial = nullptr;
+  if (h.resumed()) {
+    for (auto& p : partials)
+      if (!p.token.empty() && p.point.uuid == h.uuid) partial = &p;
+    if (!partial)
+      return Status::NotFound("no partial receive of snapshot uuid " + uuid +
+                              " in this pool to resume (a whole stream starts it again)");
+    if (!(partial->point == h.resume) || partial->size_bytes != h.size_bytes)
+      return Status::NotFound(
+          "the resume stream continues snapshot uuid " + uuid + " from offset " +
+          std::to_string(h.resume.offset) + " (" + std::to_string(h.resume.records) +
+          " records), but the partial receive into '" + partial->volume + "' stopped at offset " +
+          std::to_string(partial->point.offset) + " (" + std::to_string(partial->point.records) +
+          " records): resume it with token " + partial->token);
+    if (!options.volume.empty() && options.volume != partial->volume)
+      return Status::InvalidArgument("the partial receive of snapshot uuid " + uuid + " is into '" +
+                                     partial->volume + "', not '" + options.volume + "'");
+  }
+
+  // The target volume (and, incremental, the base it continues).
+  std::string volume, base_name;
   if (!h.incremental()) {
-    const std::string volume = options.volume.empty() ? h.volume : options.volume;
+    volume = partial ? partial->volume : options.volume.empty() ? h.volume : options.volume;
     RETURN_IF_ERROR(ValidateName(volume, "volume"));  // the CLI's rules: no hidden names
-    if (!pool::ValidEntryName(volume + "@" + h.snapshot) ||
-        !pool::ValidEntryName(std::string(kBuildPrefix) + volume + "@" + h.snapshot))
-      return Status::InvalidArgument("name '" + volume + "@" + h.snapshot + "' too long");
-    // The volume takes the sender's volume uuid unless that is taken here.
-    pool::EntryIdentity vol_id;
-    const std::string parent = FormatUuidText(h.parent_uuid);
-    if (!parent.empty() && !ByUuid(all, parent)) vol_id.uuid = parent;
-    std::string hidden;
-    Status st = PublishEntry(
-        pool, volume,
-        [&](const std::string& hid) {
-          hidden = hid;
-          return pool.CreateVolume(hid, h.size_bytes, {}, vol_id);
-        },
-        [&](const std::string& hid) -> Status {
-          RETURN_IF_ERROR(ApplyRecords(pool, r, hid));
-          return pool.Snapshot(hid, hid + "@" + h.snapshot, snap_meta, snap_id);
-        });
-    if (!st.ok()) {
-      if (!hidden.empty()) DropHidden(pool, hidden, h.snapshot);
-      return st;
-    }
-    rep.volume = volume;
+    ASSIGN_OR_RETURN(auto names, pool.Names());
+    if (HasName(names, volume)) return Status::AlreadyExists("volume " + volume + " already exists");
   } else {
     auto base = ByUuid(all, rep.base_uuid);
-    if (!base || base->kind != pool::EntryKind::kSnapshot) {
+    if (!base || base->kind != pool::EntryKind::kSnapshot || IsHiddenEntry(base->name)) {
       std::string target = options.volume.empty() ? h.volume : options.volume;
       std::string newest = NewestSnapshot(all, target);
       return Status::NotFound("the stream's base snapshot uuid " + rep.base_uuid +
@@ -203,42 +406,122 @@ Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
                                                     newest + ")") +
                               "; the stream holds snapshot uuid " + uuid);
     }
-    const std::string volume = VolumeOf(base->name);
+    base_name = base->name;
+    volume = VolumeOf(base->name);
     if (!options.volume.empty() && options.volume != volume)
       return Status::InvalidArgument("the stream's base (uuid " + rep.base_uuid + ") is " +
                                      base->name + ", not a snapshot of '" + options.volume + "'");
-    ASSIGN_OR_RETURN(auto vol, pool.Stat(volume));
     if (!options.force) {
-      ASSIGN_OR_RETURN(auto changed, Changes(pool, base->name, volume));
-      if (!changed.empty() || vol.size_bytes != base->size_bytes)
+      ASSIGN_OR_RETURN(bool diverged, Diverged(pool, base_name, volume));
+      if (diverged)
         return Status::AlreadyExists("volume '" + volume + "' has changed since its snapshot " +
                                      base->name + " (uuid " + base->uuid +
                                      "), the stream's base; --force rolls those changes back");
     }
-    const std::string hidden = std::string(kBuildPrefix) + volume;
-    if (!pool::ValidEntryName(hidden + "@" + h.snapshot) ||
-        !pool::ValidEntryName(volume + "@" + h.snapshot))
-      return Status::InvalidArgument("name '" + volume + "@" + h.snapshot + "' too long");
     ASSIGN_OR_RETURN(auto names, pool.Names());
-    if (std::find(names.begin(), names.end(), volume + "@" + h.snapshot) != names.end())
+    if (HasName(names, volume + "@" + h.snapshot))
       return Status::AlreadyExists("snapshot " + volume + "@" + h.snapshot + " already exists");
-    // Build the new state in a hidden clone of the base; V changes only
-    // after the digest checked.
-    RETURN_IF_ERROR(pool.Clone(base->name, hidden, {}));
-    Status st = [&]() -> Status {
-      if (h.size_bytes != base->size_bytes) RETURN_IF_ERROR(pool.Resize(hidden, h.size_bytes));
-      RETURN_IF_ERROR(ApplyRecords(pool, r, hidden));
-      RETURN_IF_ERROR(pool.Snapshot(hidden, hidden + "@" + h.snapshot, {}));
-      // Publication: V takes the received content, then the snapshot with
-      // the sender's identity is taken of V (spec/send-stream.md says
-      // what a kill between the two leaves).
-      RETURN_IF_ERROR(pool.Rollback(volume, hidden + "@" + h.snapshot));
-      return pool.Snapshot(volume, volume + "@" + h.snapshot, snap_meta, snap_id);
-    }();
-    DropHidden(pool, hidden, h.snapshot);
-    if (!st.ok()) return st;
-    rep.volume = volume;
   }
+  const std::string hidden = std::string(kReceivePrefix) + volume;
+  if (!pool::ValidEntryName(hidden + "@" + h.snapshot) ||
+      !pool::ValidEntryName(volume + "@" + h.snapshot))
+    return Status::InvalidArgument("name '" + volume + "@" + h.snapshot + "' too long");
+
+  ResumePoint start;
+  if (partial) {
+    start = partial->point;
+  } else {
+    // A partial into the same volume: of this snapshot, a whole stream
+    // starts it again; of another, it is in the way.
+    for (auto& p : partials) {
+      if (p.volume != volume) continue;
+      if (!p.token.empty() && p.point.uuid != h.uuid)
+        return Status::AlreadyExists(
+            "a partial receive of snapshot uuid " + FormatUuidText(p.point.uuid) + " into '" +
+            volume + "' is in the pool: finish it (stack send --resume " + p.token +
+            ") or drop it (stack receive --abort " + volume + ")");
+      RETURN_IF_ERROR(DropHidden(pool, p.hidden, false));
+    }
+    start.uuid = h.uuid;
+    start.base_uuid = h.base_uuid;
+    start.digest = ChainSeed(h);
+    const pool::EntryMeta token_meta{FormatResumeToken(start), {}};
+    if (!h.incremental()) {
+      // The volume takes the sender's volume uuid unless that is taken here.
+      pool::EntryIdentity vol_id;
+      const std::string parent = FormatUuidText(h.parent_uuid);
+      // (A partial just dropped above is not in the way.)
+      auto taken = ByUuid(all, parent);
+      if (!parent.empty() && (!taken || IsHiddenEntry(taken->name))) vol_id.uuid = parent;
+      RETURN_IF_ERROR(pool.CreateVolume(hidden, h.size_bytes, token_meta, vol_id));
+    } else {
+      RETURN_IF_ERROR(pool.Clone(base_name, hidden, token_meta));
+      ASSIGN_OR_RETURN(auto b, pool.Stat(base_name));
+      if (h.size_bytes != b.size_bytes) {
+        if (Status st = pool.Resize(hidden, h.size_bytes); !st.ok()) {
+          (void)DropHidden(pool, hidden);
+          return st;
+        }
+      }
+    }
+  }
+
+  Applier ap(pool, hidden, start);
+  Status st = ap.Open();
+  if (st.ok()) {
+    applier = &ap;
+    for (;;) {
+      auto rec = r.Next();
+      if (!rec.ok()) {
+        st = rec.status();
+        break;
+      }
+      if (rec->type == SendRecordType::kEnd) break;
+      st = ap.Apply(*rec);
+      if (!st.ok()) break;
+    }
+    applier = nullptr;
+  }
+  if (st.ok()) st = ap.Flush();
+  if (!st.ok()) {
+    // Input that ended early (or failed) is an interruption: keep what
+    // arrived for a resume. Anything else (damage, no space): drop it.
+    if (input_ended && ap.Checkpoint().ok()) {
+      ap.Close();
+      return Status(st.code(), st.message() + "; the partial receive into '" + volume +
+                                   "' is kept: resume token " + ap.token() +
+                                   " (stack send --resume TOKEN; stack receive --abort " +
+                                   volume + " drops it)");
+    }
+    ap.Close();
+    (void)DropHidden(pool, hidden);
+    return st;
+  }
+  ap.Close();
+
+  // Publication. The hidden snapshot carries the sender's identity, so a
+  // kill before the last commit can be completed (CompleteInterrupted).
+  const std::string hidden_snap = hidden + "@" + h.snapshot;
+  st = [&]() -> Status {
+    RETURN_IF_ERROR(pool.Snapshot(hidden, hidden_snap, snap_meta, snap_id));
+    if (!h.incremental()) {
+      RETURN_IF_ERROR(pool.SetMeta(hidden, {}));  // the token is not the volume's note
+      return pool.Rename(hidden, volume);         // commits; V@S follows
+    }
+    if (!options.force) {
+      ASSIGN_OR_RETURN(bool diverged, Diverged(pool, base_name, volume));
+      if (diverged)
+        return Status::AlreadyExists("volume '" + volume + "' changed during the receive");
+    }
+    RETURN_IF_ERROR(pool.Rollback(volume, hidden_snap));
+    RETURN_IF_ERROR(pool.Snapshot(volume, volume + "@" + h.snapshot, snap_meta, snap_id));
+    return DropHidden(pool, hidden, false);
+  }();
+  if (!st.ok()) {
+    (void)DropHidden(pool, hidden);
+    return st;
+  }
+  rep.volume = volume;
   rep.snapshot = rep.volume + "@" + h.snapshot;
   rep.stream_bytes = r.stream_bytes();
   rep.written_bytes = r.written_bytes();

@@ -33,7 +33,10 @@ bool PowerOfTwo(uint32_t v) { return v && (v & (v - 1)) == 0; }
 
 // The rules a header must meet, writer and reader alike ("" if it does).
 std::string HeaderProblem(const StreamHeader& h) {
-  if (h.flags & ~kSendFlagIncremental) return "unknown flags";
+  if (h.flags & ~(kSendFlagIncremental | kSendFlagResume)) return "unknown flags";
+  if (h.resumed() && (h.resume.offset % std::max<uint32_t>(h.block_size, 1) ||
+                      h.resume.offset > h.size_bytes))
+    return "resume offset is not a block boundary inside the entry";
   if (((h.flags & kSendFlagIncremental) != 0) != h.incremental())
     return "incremental flag and base uuid disagree";
   if (!PowerOfTwo(h.block_size) || h.block_size < 4096 || h.block_size > (1u << 20))
@@ -54,8 +57,13 @@ std::string HeaderProblem(const StreamHeader& h) {
   return "";
 }
 
+// Where the names start: after the resume block, if any.
+size_t NamesAt(const StreamHeader& h) {
+  return kSendFixedHeaderBytes + (h.resumed() ? kSendResumeBytes : 0);
+}
+
 size_t HeaderBytes(const StreamHeader& h) {
-  size_t n = kSendFixedHeaderBytes + h.volume.size() + h.snapshot.size() + h.note.size();
+  size_t n = NamesAt(h) + h.volume.size() + h.snapshot.size() + h.note.size();
   for (auto& t : h.tags) n += 2 + t.size();
   return (n + 7) / 8 * 8 + 8;  // padding to 8, then the checksum
 }
@@ -91,6 +99,59 @@ Result<Uuid> ParseUuidText(const std::string& s) {
   return u;
 }
 
+namespace {
+constexpr uint8_t kTokenVersion = 1;
+constexpr size_t kTokenBytes = 1 + 16 + 16 + 24 + 32;  // then the XXH3-64 check
+constexpr uint64_t kTokenSeed = 0x544f4b4e;  // "TOKN"
+}  // namespace
+
+std::string FormatResumeToken(const ResumePoint& p) {
+  std::vector<uint8_t> b(kTokenBytes + 8);
+  b[0] = kTokenVersion;
+  std::memcpy(&b[1], p.uuid.data(), 16);
+  std::memcpy(&b[17], p.base_uuid.data(), 16);
+  PutLE64(&b[33], p.offset);
+  PutLE64(&b[41], p.records);
+  PutLE64(&b[49], p.written_bytes);
+  std::memcpy(&b[57], p.digest.data(), 32);
+  PutLE64(&b[kTokenBytes], XXH3_64bits_withSeed(b.data(), kTokenBytes, kTokenSeed));
+  static const char* hex = "0123456789abcdef";
+  std::string out = "1-";
+  for (uint8_t c : b) {
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out;
+}
+
+Result<ResumePoint> ParseResumeToken(const std::string& token) {
+  auto bad = [] { return Status::InvalidArgument("malformed resume token (mistyped or cut short?)"); };
+  if (token.size() != 2 + 2 * (kTokenBytes + 8) || token.rfind("1-", 0) != 0) return bad();
+  std::vector<uint8_t> b(kTokenBytes + 8);
+  for (size_t i = 0; i < b.size(); ++i) {
+    auto nib = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      return -1;
+    };
+    int hi = nib(token[2 + 2 * i]), lo = nib(token[3 + 2 * i]);
+    if (hi < 0 || lo < 0) return bad();
+    b[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  if (b[0] != kTokenVersion ||
+      GetLE64(&b[kTokenBytes]) != XXH3_64bits_withSeed(b.data(), kTokenBytes, kTokenSeed))
+    return bad();
+  ResumePoint p;
+  std::memcpy(p.uuid.data(), &b[1], 16);
+  std::memcpy(p.base_uuid.data(), &b[17], 16);
+  p.offset = GetLE64(&b[33]);
+  p.records = GetLE64(&b[41]);
+  p.written_bytes = GetLE64(&b[49]);
+  std::memcpy(p.digest.data(), &b[57], 32);
+  if (IsZero(p.uuid)) return bad();
+  return p;
+}
+
 Result<std::vector<uint8_t>> EncodeStreamHeader(const StreamHeader& h) {
   std::string bad = HeaderProblem(h);
   if (!bad.empty()) return Status::InvalidArgument("send stream header: " + bad);
@@ -109,7 +170,13 @@ Result<std::vector<uint8_t>> EncodeStreamHeader(const StreamHeader& h) {
   PutLE16(&b[90], static_cast<uint16_t>(h.snapshot.size()));
   PutLE16(&b[92], static_cast<uint16_t>(h.note.size()));
   PutLE16(&b[94], static_cast<uint16_t>(h.tags.size()));
-  size_t p = kSendFixedHeaderBytes;
+  if (h.resumed()) {
+    PutLE64(&b[96], h.resume.offset);
+    PutLE64(&b[104], h.resume.records);
+    PutLE64(&b[112], h.resume.written_bytes);
+    std::memcpy(&b[128], h.resume.digest.data(), 32);
+  }
+  size_t p = NamesAt(h);
   auto put = [&](const std::string& s) {
     std::memcpy(&b[p], s.data(), s.size());
     p += s.size();
@@ -146,7 +213,10 @@ Status StreamWriter::WriteHeader(const StreamHeader& h) {
   if (started_) return Status::Internal("send stream: header written twice");
   ASSIGN_OR_RETURN(auto b, EncodeStreamHeader(h));
   header_ = h;
+  header_.resume.uuid = h.uuid;
+  header_.resume.base_uuid = h.base_uuid;
   started_ = true;
+  if (h.resumed()) next_ = h.resume.offset;
   return Emit(b);
 }
 
@@ -255,7 +325,7 @@ Result<StreamHeader> StreamReader::ReadHeader() {
     return Bad("header checksum mismatch");
   StreamHeader h;
   h.flags = GetLE32(&b[16]);
-  if (h.flags & ~kSendFlagIncremental)
+  if (h.flags & ~(kSendFlagIncremental | kSendFlagResume))
     return Status::Unsupported("send stream uses flags " + std::to_string(h.flags) +
                                " this stack does not know (version " +
                                std::to_string(kSendVersion) + ")");
@@ -267,8 +337,18 @@ Result<StreamHeader> StreamReader::ReadHeader() {
   h.created_unix_ns = static_cast<int64_t>(GetLE64(&b[80]));
   const size_t nv = GetLE16(&b[88]), ns = GetLE16(&b[90]), nn = GetLE16(&b[92]),
                nt = GetLE16(&b[94]);
-  size_t p = kSendFixedHeaderBytes;
+  size_t p = NamesAt(h);
   const size_t body_end = len - 8;
+  if (h.resumed()) {
+    if (len < NamesAt(h) + 8) return Bad("header too short for its resume block");
+    h.resume.uuid = h.uuid;
+    h.resume.base_uuid = h.base_uuid;
+    h.resume.offset = GetLE64(&b[96]);
+    h.resume.records = GetLE64(&b[104]);
+    h.resume.written_bytes = GetLE64(&b[112]);
+    if (GetLE64(&b[120]) != 0) return Bad("resume block reserved field not zero");
+    std::memcpy(h.resume.digest.data(), &b[128], 32);
+  }
   auto take = [&](size_t n, std::string& out) {
     if (n > body_end - p) return false;
     out.assign(reinterpret_cast<const char*>(&b[p]), n);
@@ -294,6 +374,7 @@ Result<StreamHeader> StreamReader::ReadHeader() {
   if (!bad.empty()) return Bad("header: " + bad);
   hash_->sha.Update(b);
   header_ = h;
+  if (h.resumed()) next_ = h.resume.offset;
   return h;
 }
 

@@ -24,4 +24,12 @@ std::array<uint8_t, 32> Sha256::Final() {
   return out;
 }
 
+std::array<uint8_t, 32> Sha256::Peek() const {
+  Sha256 copy;
+  if (EVP_MD_CTX_copy_ex(static_cast<EVP_MD_CTX*>(copy.ctx_),
+                         static_cast<const EVP_MD_CTX*>(ctx_)) != 1)
+    std::abort();
+  return copy.Final();
+}
+
 }  // namespace stack::compose

@@ -20,6 +20,8 @@ class Sha256 {
   void Update(std::span<const uint8_t> data);
   // The digest of everything given so far; the object may not be updated after.
   std::array<uint8_t, 32> Final();
+  // The digest of everything given so far, leaving the object to go on.
+  std::array<uint8_t, 32> Peek() const;
 
  private:
   void* ctx_;  // EVP_MD_CTX

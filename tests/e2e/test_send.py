@@ -238,6 +238,7 @@ class Send(StackTestCase):
     def test_truncation_at_many_offsets(self):
         self.raw_volume()
         data = read(self.send(self.a, "raw@a"))
+        header_len = struct.unpack_from("<I", data, HEADER_LEN_AT)[0]
         cuts = {0, 1, 15, 16, len(data) - 1, len(data) - 32, len(data) - 33}
         for _, at, size in records(data):
             cuts.update({at, at + 1, at + REC - 1, at + size - 1})
@@ -248,8 +249,17 @@ class Send(StackTestCase):
         for n in sorted(c for c in cuts if 0 <= c < len(data)):
             with open(p, "wb") as f:
                 f.write(data[:n])
-            self.assertRefused(p, "corruption", before)
-        # Trailing garbage is damage too.
+            r = self.receive(p)
+            self.assertEqual(r.rc, EXIT["corruption"], r.err)
+            self.assertEqual(self.entries(self.b), before, "a truncated receive showed something")
+            # Cut after the header: kept as a partial receive (its token on the
+            # error); cut inside it: nothing.
+            parts = self.partials(self.b)
+            self.assertEqual(len(parts), 1 if n >= header_len else 0, n)
+            if parts:
+                self.assertIn(parts[0]["resume_token"], r.err)
+            self.assertClean(self.b)
+        # Trailing garbage is damage, not an interruption: nothing is kept.
         with open(p, "wb") as f:
             f.write(data + b"\0")
         self.assertRefused(p, "corruption", before)
@@ -257,6 +267,134 @@ class Send(StackTestCase):
         with open(p, "wb") as f:
             f.write(data)
         self.assertEqual(self.receive(p).rc, 0)
+
+    def partials(self, pool):
+        return stack("--json", "pool", "info", "-p", pool, check=0).json()["partial_receives"]
+
+    def feed_and_kill(self, data, cut):
+        """Feeds data[:cut] to a receiver through a pipe and SIGKILLs it once it
+        waits in read(2) for more: what it applied must survive as a partial."""
+        stack_bin = os.environ.get("STACK_BIN", "stack")
+        p = subprocess.Popen([stack_bin, "receive", "-p", self.b], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p.stdin.write(data[:cut])
+        p.stdin.flush()
+        self.assertTrue(wait_reading_stdin(p), "receiver never waited for more input")
+        p.kill()
+        p.wait()
+        p.stdin.close()
+
+    def resume_stream(self, token, name="rest.stream"):
+        out = self.path(name)
+        if os.path.exists(out):
+            os.unlink(out)
+        rep = stack("--json", "send", "-p", self.a, "--resume", token, "-o", out, check=0).json()
+        self.assertTrue(rep["resumed"])
+        return out
+
+    def striped_volume(self):
+        """Volume `st` with st@a: many records (64 KiB of data every 128 KiB
+        over 8 MiB). Returns the image file it was imported from."""
+        img = self.path("striped.img")
+        with open(img, "wb") as f:
+            for _ in range(64):
+                f.write(os.urandom(64 << 10))
+                f.write(bytes(64 << 10))
+        stack("pool", "create", self.a, "--size", "64M", "--max-size", "4G", check=0)
+        stack("import", "-p", self.a, img, "st", check=0)
+        stack("snapshot", "create", "-p", self.a, "st@a", check=0)
+        return img
+
+    def test_resume_after_kills_at_several_points(self):
+        img = self.striped_volume()
+        with open(img, "r+b") as f:  # and an incremental with WRITEs and a HOLE
+            for at in range(1 << 20, 3 << 20, 128 << 10):
+                f.seek(at)
+                f.write(os.urandom(64 << 10))
+        stack("import", "-p", self.a, img, "--into", "st", check=0)
+        stack("volume", "resize", "-p", self.a, "st", "--size", "7M", "--force", check=0)
+        stack("volume", "resize", "-p", self.a, "st", "--size", "8M", check=0)
+        stack("snapshot", "create", "-p", self.a, "st@b", check=0)
+        for snap, frm in (("st@a", None), ("st@b", "st@a")):
+            data = read(self.send(self.a, snap, frm))
+            rng = random.Random(snap)
+            got = 0  # the partial must only ever move forward
+            stream = data
+            for _ in range(3):
+                cut = rng.randrange(len(stream) // 4, len(stream) * 3 // 4)
+                self.feed_and_kill(stream, cut)
+                self.assertNotIn(snap, dict(self.entries(self.b)))
+                parts = self.partials(self.b)
+                self.assertEqual(len(parts), 1)
+                self.assertGreaterEqual(parts[0]["received_to"], got)
+                got = parts[0]["received_to"]
+                self.assertClean(self.b)
+                stream = read(self.resume_stream(parts[0]["resume_token"]))
+                self.assertLess(len(stream), len(data))
+            p = self.path("last.stream")
+            with open(p, "wb") as f:
+                f.write(stream)
+            r = self.receive(p)
+            self.assertEqual(r.rc, 0, r.err)
+            self.assertTrue(r.json()["resumed"])
+            self.assertEqual(self.partials(self.b), [])
+            self.assertEqual(self.stored_sha(self.a, snap), self.stored_sha(self.b, snap), snap)
+            self.assertClean(self.b)
+        self.assertEqual(self.stored_sha(self.a, "st"), self.stored_sha(self.b, "st"))
+        # The published entries carry the sender's identity, and no token as a note.
+        a = {e["name"]: e for e in stack("--json", "volume", "list", "-p", self.a, "--all",
+                                         check=0).json()}
+        b = {e["name"]: e for e in stack("--json", "volume", "list", "-p", self.b, "--all",
+                                         check=0).json()}
+        self.assertEqual(b["st"]["note"], "")
+        self.assertEqual(b["st"]["uuid"], a["st@a"]["parent_uuid"])
+        for snap in ("st@a", "st@b"):
+            self.assertEqual(b[snap]["uuid"], a[snap]["uuid"])
+
+    def test_wrong_resume_stream_or_token_refused(self):
+        self.striped_volume()
+        data = read(self.send(self.a, "st@a"))
+        p = self.path("cut.stream")
+        with open(p, "wb") as f:
+            f.write(data[:len(data) // 3])
+        self.assertEqual(self.receive(p).rc, EXIT["corruption"])
+        first = self.partials(self.b)[0]["resume_token"]
+        old = self.resume_stream(first, "old-rest.stream")
+        # The partial moves on: the first token's stream no longer fits.
+        self.feed_and_kill(read(old), len(read(old)) // 2)
+        second = self.partials(self.b)[0]["resume_token"]
+        self.assertNotEqual(first, second)
+        before = self.entries(self.b)
+        r = self.receive(old)
+        self.assertEqual(r.rc, EXIT["notfound"], r.err)
+        self.assertIn(second, r.err)  # names the token that fits
+        self.assertEqual(self.partials(self.b)[0]["resume_token"], second)
+        # A resume stream for a snapshot with no partial here.
+        other = self.path("other.stk")
+        stack("pool", "create", other, "--size", "64M", check=0)
+        r = stack("receive", "-p", other, "-i", old)
+        self.assertEqual(r.rc, EXIT["notfound"], r.err)
+        # Tokens altered or cut short are refused by the sender.
+        bad = second[:-1] + ("0" if second[-1] != "0" else "1")
+        for tok in (bad, second[:40], "x"):
+            r = stack("send", "-p", self.a, "--resume", tok, "-o", self.path("never.stream"))
+            self.assertEqual(r.rc, EXIT["usage"], r.err)
+        # A token of another pool's snapshot: not there.
+        r = stack("send", "-p", other, "--resume", second, "-o", self.path("never.stream"))
+        self.assertEqual(r.rc, EXIT["notfound"], r.err)
+        # A named snapshot must be the token's.
+        stack("snapshot", "create", "-p", self.a, "st@z", check=0)
+        r = stack("send", "-p", self.a, "st@z", "--resume", second, "-o", self.path("n.stream"))
+        self.assertEqual(r.rc, EXIT["usage"], r.err)
+        self.assertEqual(self.entries(self.b), before)
+        # --abort drops it; then nothing is left.
+        r = stack("receive", "-p", self.b, "--abort", "st")
+        self.assertEqual(r.rc, 0, r.err)
+        self.assertEqual(self.partials(self.b), [])
+        self.assertEqual(stack("--json", "pool", "info", "-p", self.b, check=0).json()["entries"], 0)
+        r = stack("receive", "-p", self.b, "--abort", "st")
+        self.assertEqual(r.rc, EXIT["notfound"], r.err)
+        self.assertClean(self.b)
 
     def test_fed_twice_newer_version_wrong_base(self):
         self.raw_volume()
@@ -313,12 +451,14 @@ class Send(StackTestCase):
             p.wait()
             p.stdin.close()
             self.assertEqual(self.entries(self.b), [])
-            # A read-only look removes nothing: the kill left a hidden entry.
+            # The kill left a partial receive, with its resume token.
             info = stack("--json", "pool", "info", "-p", self.b, check=0).json()
             left_hidden += info["entries"] > 0
+            self.assertEqual(len(info["partial_receives"]), 1)
+            self.assertTrue(info["partial_receives"][0]["resume_token"])
             self.assertClean(self.b)
         self.assertGreater(left_hidden, 0)
-        # The next receive removes whatever a kill left and succeeds.
+        # A whole stream of the same snapshot starts it again and succeeds.
         p = self.path("whole.stream")
         with open(p, "wb") as f:
             f.write(data)
@@ -340,6 +480,42 @@ class Send(StackTestCase):
         self.assertEqual(self.entries(small), [])
         self.assertEqual(stack("--json", "pool", "info", "-p", small, check=0).json()["entries"], 0)
         self.assertClean(small)
+
+    def test_progress_on_a_terminal(self):
+        """send, receive and import --into draw rate and ETA on a TTY stderr
+        (a pty here), and nothing when stderr is not a terminal."""
+        import pty
+        img = self.striped_volume()
+        stack_bin = os.environ.get("STACK_BIN", "stack")
+
+        def on_tty(*args):
+            master, slave = pty.openpty()
+            p = subprocess.Popen([stack_bin, *args], stdout=subprocess.DEVNULL, stderr=slave)
+            os.close(slave)
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            os.close(master)
+            self.assertEqual(p.wait(), 0, out)
+            return out.decode(errors="replace")
+
+        s = self.path("p.stream")
+        out = on_tty("send", "-p", self.a, "st@a", "-o", s)
+        self.assertRegex(out, r"send: +100\.0% .*/s ETA \d\d:\d\d")
+        out = on_tty("receive", "-p", self.b, "-i", s)
+        self.assertRegex(out, r"receive: +\d+\.\d% .*/s ETA")
+        with open(img, "r+b") as f:
+            f.write(os.urandom(4096))
+        out = on_tty("import", "-p", self.a, img, "--into", "st")
+        self.assertRegex(out, r"import: +\d+\.\d% .*/s ETA")
+        r = stack("send", "-p", self.a, "st@a", "-o", self.path("q.stream"))
+        self.assertNotIn("ETA", r.err)
 
     def test_stdout_and_stdin(self):
         self.raw_volume()

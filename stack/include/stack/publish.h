@@ -18,9 +18,16 @@
 namespace stack::compose {
 
 inline constexpr const char* kBuildPrefix = ".build-";
+// Partial receives (stack/send.h): hidden too, but kept across opens for a
+// resume, so CleanupStaleBuilds leaves them.
+inline constexpr const char* kReceivePrefix = ".recv-";
 
 // True for the hidden names of unfinished builds and imports.
 inline bool IsHiddenBuild(const std::string& name) { return name.rfind(kBuildPrefix, 0) == 0; }
+// True for every name listings hide: unfinished builds and partial receives.
+inline bool IsHiddenEntry(const std::string& name) {
+  return IsHiddenBuild(name) || name.rfind(kReceivePrefix, 0) == 0;
+}
 
 // Deletes hidden volumes left by killed builds. Returns how many.
 Result<int> CleanupStaleBuilds(pool::Pool& pool);

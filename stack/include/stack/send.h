@@ -4,20 +4,31 @@
 // Sends are raw: the blocks as the pool stores them (ciphertext for an
 // encrypted volume), so neither side ever needs a passphrase.
 //
-// Receive writes into a hidden entry (stack/publish.h) and makes anything
-// visible only after the stream's final digest checked: a damaged,
-// truncated or interrupted stream leaves no visible change, and the hidden
-// entry is removed (or, after a kill, by the next writable open).
-// Resumable receives are not implemented.
+// Receive writes into a hidden entry `.recv-V` (stack/publish.h) and makes
+// anything visible only after the stream's final digest checked: a damaged,
+// truncated or interrupted stream leaves no visible change.
+//
+// Resuming (spec/send-stream.md "Resuming"): the hidden entry of a receive
+// whose input ended early (truncation, a read error) or that was killed is
+// kept as a partial receive, its note holding a resume token (where it
+// stopped, bound to the snapshot, its base and a digest of what was
+// applied). The token is recorded when the input is idle (input_idle), every
+// kCheckpointBytes, and when the input ends early. `Send` with the token
+// writes a resume stream of only the rest; `Receive` of it continues the
+// partial and publishes after its digest. A damaged stream, NoSpace or any
+// other failure drops the partial.
 //
 // Thread-safety: as the Pool; one send or receive per call.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "block/status.h"
 #include "pool/pool.h"
+#include "stack/progress.h"
 #include "stack/send_stream.h"
 
 namespace stack::compose {
@@ -36,20 +47,33 @@ struct SendReport {
 // Streams `snapshot` (V@S) into `out`; with `from` (a snapshot V@B of the
 // same pool), only what changed since it. InvalidArgument if either is not
 // a snapshot; NotFound naming a missing one.
+// `progress`, if given, gets the stream's size as its total up front.
+// With `resume_token` (from a partial receive): a resume stream of the
+// rest; the snapshot and base are found by the token's uuids (`snapshot`
+// and `from` may be empty, else must be those: InvalidArgument).
 Result<SendReport> Send(pool::Pool& pool, const std::string& snapshot, const std::string& from,
-                        const ByteSink& out);
+                        const ByteSink& out, const std::string& resume_token = "",
+                        Progress* progress = nullptr);
 
 struct ReceiveOptions {
   std::string volume;  // "" = the stream's volume name
   // Incremental onto a volume changed since its base: roll those changes
   // back (as zfs receive -F) instead of refusing.
   bool force = false;
+  // True when the next read of the input would wait (a pipe with nothing
+  // buffered): the resume token is recorded first, so a kill while waiting
+  // loses nothing received. Null: never.
+  std::function<bool()> input_idle;
 };
+
+// Bytes of records applied between two recorded resume points at most.
+inline constexpr uint64_t kCheckpointBytes = 256ull << 20;
 
 struct ReceiveReport {
   std::string volume, snapshot;  // what was published (V, V@S)
   std::string uuid, base_uuid;
   bool incremental = false;
+  bool resumed = false;  // a resume stream continued a partial receive
   uint64_t size_bytes = 0;
   uint64_t stream_bytes = 0, written_bytes = 0, hole_bytes = 0;
 };
@@ -61,7 +85,27 @@ struct ReceiveReport {
 // volume has not changed since (AlreadyExists unless options.force).
 // Corruption for a damaged or truncated stream, Unsupported for a newer
 // format or another block size.
+// A resume stream continues the partial receive of its snapshot uuid whose
+// token matches the stream's resume block exactly (NotFound naming both
+// otherwise). A new stream into a volume with a partial receive of the same
+// snapshot starts it again; of another snapshot: AlreadyExists. A partial
+// whose publication a kill cut short is completed first, when it can be.
+// Interrupted input: the error's message ends with the resume token.
 Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
                               const ReceiveOptions& options);
+
+struct PartialReceive {
+  std::string volume;  // the volume it will publish
+  std::string hidden;  // its hidden entry (.recv-VOLUME)
+  std::string token;   // "" if its note holds no valid token
+  ResumePoint point;
+  uint64_t size_bytes = 0;
+};
+
+// Every partial receive in the pool (for listings).
+Result<std::vector<PartialReceive>> ListPartialReceives(pool::Pool& pool);
+
+// Drops the partial receive into `volume`. NotFound if there is none.
+Status AbortReceive(pool::Pool& pool, const std::string& volume);
 
 }  // namespace stack::compose

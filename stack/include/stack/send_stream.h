@@ -32,6 +32,8 @@ namespace stack::compose {
 inline constexpr std::array<uint8_t, 8> kSendMagic = {'S', 'T', 'K', 'S', 'E', 'N', 'D', '\n'};
 inline constexpr uint32_t kSendVersion = 1;
 inline constexpr uint32_t kSendFlagIncremental = 1u;       // base uuid is set
+inline constexpr uint32_t kSendFlagResume = 2u;            // the rest of an interrupted stream
+inline constexpr uint32_t kSendResumeBytes = 64;           // resume block after the fixed header
 inline constexpr uint32_t kSendFixedHeaderBytes = 96;      // before names, note, tags
 inline constexpr uint32_t kSendMaxHeaderBytes = 64u << 10; // bound on the header length field
 inline constexpr uint32_t kSendRecordBytes = 32;           // record header
@@ -51,6 +53,25 @@ inline bool IsZero(const Uuid& u) {
   return true;
 }
 
+using Digest = std::array<uint8_t, 32>;
+
+// Where an interrupted receive stopped: the content of a resume token and of
+// a resume stream's header (spec/send-stream.md "Resuming").
+struct ResumePoint {
+  Uuid uuid{};                // the snapshot being received
+  Uuid base_uuid{};           // its base (zero: a full stream)
+  uint64_t offset = 0;        // every record before this entry offset is applied
+  uint64_t records = 0;       // WRITE and HOLE records applied, over all sessions
+  uint64_t written_bytes = 0; // their WRITE bytes
+  Digest digest{};            // chain digest of what was applied (see the spec)
+  bool operator==(const ResumePoint&) const = default;
+};
+
+// The token text ("1-" and hex, with an XXH3-64 check) and back: a token
+// mistyped or cut short is InvalidArgument, never a wrong position.
+std::string FormatResumeToken(const ResumePoint& p);
+Result<ResumePoint> ParseResumeToken(const std::string& token);
+
 struct StreamHeader {
   uint32_t flags = 0;             // kSendFlagIncremental iff base_uuid is set
   uint32_t block_size = 0;        // sender's pool block size; every offset/length a multiple
@@ -63,7 +84,11 @@ struct StreamHeader {
   std::string snapshot;           // snapshot name (the part after '@')
   std::string note;               // the snapshot's note (<= 4096 bytes)
   std::vector<std::string> tags;  // its tags (<= 64, each <= 255 bytes)
+  // kSendFlagResume: the stream carries only the records from resume.offset
+  // on (resume.uuid and base_uuid repeat the header's).
+  ResumePoint resume;
   bool incremental() const { return !IsZero(base_uuid); }
+  bool resumed() const { return (flags & kSendFlagResume) != 0; }
 };
 
 // Encodes `h` (validated as the reader would; InvalidArgument otherwise).

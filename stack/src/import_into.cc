@@ -1,0 +1,257 @@
+#include "stack/import_into.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "block/file_device.h"
+#include "fde/crypt_device.h"
+#include "fde/luks.h"
+#include "pool/pool.h"
+#include "stack/control.h"
+#include "stack/open_pool.h"
+#include "stack/publish.h"
+
+namespace stack::compose {
+namespace {
+
+constexpr uint64_t kBatchBytes = 1u << 20;
+constexpr const char* kIntoSnapshot = "into";  // the hidden clone's snapshot: .build-V@into
+
+std::string KindText(fde::ContainerKind k) {
+  switch (k) {
+    case fde::ContainerKind::kLuks1: return "LUKS1";
+    case fde::ContainerKind::kLuks2: return "LUKS2";
+    default: return "none";
+  }
+}
+
+bool AllZero(std::span<const uint8_t> b) {
+  if (b.empty()) return true;
+  return b[0] == 0 && std::memcmp(b.data(), b.data() + 1, b.size() - 1) == 0;
+}
+
+// Marks, per block of `bs` bytes from `base`, whether an extent touches it.
+void Mark(const std::vector<Extent>& ext, uint64_t base, uint64_t bs, std::vector<uint8_t>& out) {
+  for (const Extent& x : ext)
+    for (uint64_t b = (x.offset - base) / bs; b < (x.end() - base + bs - 1) / bs; ++b) out[b] = 1;
+}
+
+// The comparison and the writes, in the hidden clone. `raw` is the clone as
+// stored; `view` is what the file holds (raw itself, or the crypt device
+// over it whose data segment starts at raw offset `data_offset`).
+class Merger {
+ public:
+  Merger(BlockDevice& file, BlockDevice& raw, BlockDevice& view, uint64_t data_offset,
+         bool plain, Progress* progress, ImportIntoReport& rep)
+      : file_(file), raw_(raw), view_(view), d_(data_offset), plain_(plain),
+        progress_(progress), rep_(rep) {}
+
+  Status Run() {
+    const uint64_t bs = raw_.block_size();
+    const uint64_t size = view_.size_bytes();
+    const uint64_t batch = std::max<uint64_t>(bs, kBatchBytes / bs * bs);
+    for (uint64_t r0 = d_ / bs * bs; r0 < d_ + size; r0 += batch) {
+      const uint64_t r1 = std::min<uint64_t>(r0 + batch, (d_ + size + bs - 1) / bs * bs);
+      RETURN_IF_ERROR(Batch(r0, r1));
+      if (progress_) progress_->Advance(std::min(r1, d_ + size) - std::max(r0, d_));
+    }
+    return raw_.Flush();
+  }
+
+ private:
+  enum class Action { kNone, kWrite, kUnmap };
+
+  // Raw blocks [r0, r1): the view part of each is [max(r, d), min(r + bs, d + size)) - d.
+  Status Batch(uint64_t r0, uint64_t r1) {
+    const uint64_t bs = raw_.block_size();
+    const uint64_t size = view_.size_bytes();
+    const uint64_t v0 = std::max(r0, d_) - d_, v1 = std::min(r1, d_ + size) - d_;
+    ASSIGN_OR_RETURN(auto mapped, raw_.AllocatedExtents(r0, r1 - r0));
+    ASSIGN_OR_RETURN(auto data, file_.AllocatedExtents(v0, v1 - v0));
+    if (mapped.empty() && data.empty()) return Status::Ok();  // zeros both sides
+    fbuf_.assign(v1 - v0, 0);
+    cbuf_.assign(v1 - v0, 0);
+    for (const Extent& x : data)
+      RETURN_IF_ERROR(file_.Read(x.offset, std::span(fbuf_).subspan(x.offset - v0, x.length)));
+    for (const Extent& x : mapped) {
+      // The view part of a mapped raw extent (a plain view starts at d).
+      const uint64_t a = std::max(x.offset, d_), e = std::min(x.end(), d_ + size);
+      if (e <= a) continue;
+      RETURN_IF_ERROR(
+          view_.Read(a - d_, std::span(cbuf_).subspan(a - d_ - v0, e - a)));
+    }
+    // Per raw block: mapped in the pool, holding file data.
+    const uint64_t n = (r1 - r0) / bs;
+    is_mapped_.assign(n, 0);
+    has_data_.assign(n, 0);
+    Mark(mapped, r0, bs, is_mapped_);
+    for (Extent& x : data) x.offset += d_;  // raw coordinates
+    Mark(data, r0, bs, has_data_);
+    // Decide per raw block, then apply runs of one action.
+    Action run = Action::kNone;
+    uint64_t run_a = 0, run_e = 0;  // view range of the run
+    for (uint64_t r = r0; r < r1; r += bs) {
+      const uint64_t a = std::max(r, d_) - d_, e = std::min(r + bs, d_ + size) - d_;
+      Action act = Action::kNone;
+      if (e > a) {
+        const bool is_mapped = is_mapped_[(r - r0) / bs];
+        const bool hole = !has_data_[(r - r0) / bs];
+        auto f = std::span<const uint8_t>(fbuf_).subspan(a - v0, e - a);
+        auto c = std::span<const uint8_t>(cbuf_).subspan(a - v0, e - a);
+        if (!plain_) {
+          // Stored bytes: an unmapped block reads as zeros, exactly.
+          if ((is_mapped || !hole) && std::memcmp(f.data(), c.data(), f.size()) != 0)
+            act = AllZero(f) ? Action::kUnmap : Action::kWrite;
+        } else if (is_mapped) {
+          if (std::memcmp(f.data(), c.data(), f.size()) != 0) act = Action::kWrite;
+        } else if (!hole) {
+          // Unmapped under LUKS decrypts to noise, not zeros: file data
+          // there (zeros included) is new and is written encrypted. A hole
+          // over it is what the export left: unchanged.
+          act = Action::kWrite;
+        }
+      }
+      if (act != run || (act != Action::kNone && a != run_e)) {
+        RETURN_IF_ERROR(Apply(run, run_a, run_e, v0));
+        run = act;
+        run_a = a;
+      }
+      run_e = e;
+    }
+    return Apply(run, run_a, run_e, v0);
+  }
+
+  Status Apply(Action act, uint64_t a, uint64_t e, uint64_t v0) {
+    if (act == Action::kNone || e <= a) return Status::Ok();
+    rep_.changed_bytes += e - a;
+    if (act == Action::kUnmap) {
+      rep_.discarded_bytes += e - a;
+      // Stored view: whole raw blocks, which the pool unmaps.
+      return raw_.WriteZeroes(a + d_, e - a);
+    }
+    rep_.written_bytes += e - a;
+    return view_.Write(a, std::span<const uint8_t>(fbuf_).subspan(a - v0, e - a));
+  }
+
+  BlockDevice& file_;
+  BlockDevice& raw_;
+  BlockDevice& view_;
+  const uint64_t d_;
+  const bool plain_;
+  Progress* progress_;
+  ImportIntoReport& rep_;
+  std::vector<uint8_t> fbuf_, cbuf_, is_mapped_, has_data_;
+};
+
+}  // namespace
+
+Result<ImportIntoFormat> ParseImportIntoFormat(const std::string& text) {
+  if (text == "auto") return ImportIntoFormat::kAuto;
+  if (text == "stored") return ImportIntoFormat::kStored;
+  if (text == "plain" || text == "decrypted") return ImportIntoFormat::kPlain;
+  return Status::InvalidArgument("--format must be auto, stored or plain, not '" + text + "'");
+}
+
+Result<ImportIntoReport> ImportInto(const ImportIntoOptions& o) {
+  ImportIntoReport rep;
+  rep.volume = o.volume;
+  FileDeviceOptions fo;
+  fo.block_size = 512;
+  fo.read_only = true;
+  ASSIGN_OR_RETURN(auto in, FileDevice::Open(o.in_path, fo));
+  ASSIGN_OR_RETURN(fde::ContainerKind file_kind, fde::Probe(*in));
+
+  ASSIGN_OR_RETURN(auto pool, OpenPool(o.pool_path, PoolAccess::kWritable));
+  auto server = ServeWhileHolding(pool, o.pool_path);  // until the import returns
+  ASSIGN_OR_RETURN(auto vol, pool->Stat(o.volume));
+  if (vol.kind != pool::EntryKind::kVolume)
+    return Status::InvalidArgument("'" + o.volume +
+                                   "' is a snapshot: import --into takes a volume");
+  if (vol.read_only) return Status::ReadOnly("volume '" + o.volume + "' is read-only");
+  const std::string hidden = std::string(kBuildPrefix) + o.volume;
+  const std::string hidden_snap = hidden + "@" + kIntoSnapshot;
+  if (!pool::ValidEntryName(hidden_snap))
+    return Status::InvalidArgument("volume name '" + o.volume + "' too long for import --into");
+  if (!o.snapshot.empty()) {
+    rep.snapshot = o.volume + "@" + o.snapshot;
+    if (!pool::ValidEntryName(rep.snapshot))
+      return Status::InvalidArgument("invalid snapshot name '" + rep.snapshot + "'");
+    ASSIGN_OR_RETURN(auto names, pool->Names());
+    if (std::find(names.begin(), names.end(), rep.snapshot) != names.end())
+      return Status::AlreadyExists("snapshot " + rep.snapshot + " already exists");
+  }
+  ASSIGN_OR_RETURN(auto before, pool->Info());
+  rep.pool_used_before = before.used_bytes;
+
+  // The volume's kind decides the format before anything is made.
+  fde::ContainerKind vol_kind;
+  {
+    ASSIGN_OR_RETURN(auto probe_dev, pool->OpenVolume(o.volume, true, "import --into"));
+    ASSIGN_OR_RETURN(vol_kind, fde::Probe(*probe_dev));
+  }
+  rep.encryption = KindText(vol_kind);
+  ImportIntoFormat format = o.format;
+  if (format == ImportIntoFormat::kAuto)
+    format = file_kind != fde::ContainerKind::kNone || vol_kind == fde::ContainerKind::kNone
+                 ? ImportIntoFormat::kStored
+                 : ImportIntoFormat::kPlain;
+  if (format == ImportIntoFormat::kPlain && vol_kind == fde::ContainerKind::kNone)
+    format = ImportIntoFormat::kStored;  // an unencrypted volume: the same bytes
+  const bool plain = format == ImportIntoFormat::kPlain;
+  rep.format = plain ? "plain" : "stored";
+  if (plain && file_kind != fde::ContainerKind::kNone)
+    return Status::InvalidArgument(o.in_path + " holds a " + KindText(file_kind) +
+                                   " header: it is a stored image (--format stored), not a "
+                                   "plain one");
+  if (!plain && vol_kind != fde::ContainerKind::kNone && file_kind == fde::ContainerKind::kNone)
+    return Status::InvalidArgument(o.in_path + " holds no LUKS header but volume '" + o.volume +
+                                   "' is " + KindText(vol_kind) +
+                                   ": a decrypted image is imported with --format plain -k PASS");
+
+  RETURN_IF_ERROR(pool->Clone(o.volume, hidden, {}));
+  auto drop = [&] {  // best effort: a leftover goes at the next writable open
+    (void)pool->Delete(hidden_snap);
+    (void)pool->Delete(hidden);
+    (void)pool->Commit();
+  };
+  Status st = [&]() -> Status {
+    ASSIGN_OR_RETURN(auto raw, pool->OpenVolume(hidden, false, "import --into"));
+    std::unique_ptr<BlockDevice> view;
+    uint64_t data_offset = 0;
+    if (plain) {
+      ASSIGN_OR_RETURN(auto lower, pool->OpenVolume(hidden, false, "import --into"));
+      ASSIGN_OR_RETURN(auto u, Unlock(std::move(lower), o.passphrase, true, true));
+      auto* crypt = dynamic_cast<fde::CryptDevice*>(u.device.get());
+      if (!crypt) return Status::Internal("unlocked volume is not a crypt device");
+      data_offset = crypt->data_offset();
+      view = std::move(u.device);
+    }
+    BlockDevice& v = view ? *view : *raw;
+    rep.file_bytes = in->size_bytes();
+    if (in->size_bytes() != v.size_bytes())
+      return Status::InvalidArgument(
+          o.in_path + " is " + std::to_string(in->size_bytes()) + " bytes but the " +
+          rep.format + " image of volume '" + o.volume + "' is " +
+          std::to_string(v.size_bytes()) + " bytes (import --into keeps the volume's size)");
+    if (o.progress) o.progress->SetTotal(v.size_bytes());
+    Merger m(*in, *raw, v, data_offset, plain, o.progress, rep);
+    RETURN_IF_ERROR(m.Run());
+    if (o.progress) o.progress->Finish();
+    view.reset();
+    raw.reset();
+    if (rep.changed_bytes == 0) return Status::Ok();  // nothing to publish
+    RETURN_IF_ERROR(pool->Snapshot(hidden, hidden_snap, {}));
+    // Publication: one commit makes V the imported content.
+    return pool->Rollback(o.volume, hidden_snap);
+  }();
+  drop();
+  if (!st.ok()) return st;
+  if (!o.snapshot.empty())
+    RETURN_IF_ERROR(pool->Snapshot(o.volume, rep.snapshot, {}));
+  ASSIGN_OR_RETURN(auto after, pool->Info());
+  rep.pool_used_after = after.used_bytes;
+  return rep;
+}
+
+}  // namespace stack::compose
