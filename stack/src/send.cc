@@ -119,11 +119,13 @@ Status ApplyRecords(pool::Pool& pool, StreamReader& r, const std::string& name) 
   }
 }
 
-std::optional<pool::EntryInfo> ByUuid(const std::vector<pool::EntryInfo>& all,
-                                      const std::string& uuid) {
-  for (auto& e : all)
-    if (e.uuid == uuid) return e;
-  return std::nullopt;
+// The entry with this uuid, if any: one lookup in the pool's uuid index,
+// whatever the number of entries.
+Result<std::optional<pool::EntryInfo>> ByUuid(pool::Pool& pool, const std::string& uuid) {
+  if (uuid.empty()) return std::optional<pool::EntryInfo>();
+  ASSIGN_OR_RETURN(auto found, pool.FindByUuid(uuid));
+  if (found.empty()) return std::optional<pool::EntryInfo>();
+  return std::optional<pool::EntryInfo>(std::move(found.front()));
 }
 
 // The newest snapshot of `volume` ("" if none), for messages.
@@ -151,9 +153,9 @@ Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
   if (h.block_size != pool.block_size())
     return Status::Unsupported("stream block size " + std::to_string(h.block_size) +
                                " differs from the pool's " + std::to_string(pool.block_size()));
-  ASSIGN_OR_RETURN(auto all, pool.List());
   const std::string uuid = FormatUuidText(h.uuid);
-  if (auto dup = ByUuid(all, uuid))
+  ASSIGN_OR_RETURN(auto dup, ByUuid(pool, uuid));
+  if (dup)
     return Status::AlreadyExists("snapshot uuid " + uuid + " is already in the pool as " +
                                  dup->name);
   ReceiveReport rep;
@@ -173,7 +175,8 @@ Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
     // The volume takes the sender's volume uuid unless that is taken here.
     pool::EntryIdentity vol_id;
     const std::string parent = FormatUuidText(h.parent_uuid);
-    if (!parent.empty() && !ByUuid(all, parent)) vol_id.uuid = parent;
+    ASSIGN_OR_RETURN(auto parent_holder, ByUuid(pool, parent));
+    if (!parent.empty() && !parent_holder) vol_id.uuid = parent;
     std::string hidden;
     Status st = PublishEntry(
         pool, volume,
@@ -191,9 +194,10 @@ Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
     }
     rep.volume = volume;
   } else {
-    auto base = ByUuid(all, rep.base_uuid);
+    ASSIGN_OR_RETURN(auto base, ByUuid(pool, rep.base_uuid));
     if (!base || base->kind != pool::EntryKind::kSnapshot) {
       std::string target = options.volume.empty() ? h.volume : options.volume;
+      ASSIGN_OR_RETURN(auto all, pool.List());  // only for the message
       std::string newest = NewestSnapshot(all, target);
       return Status::NotFound("the stream's base snapshot uuid " + rep.base_uuid +
                               " is not in this pool" +
@@ -219,9 +223,10 @@ Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
     if (!pool::ValidEntryName(hidden + "@" + h.snapshot) ||
         !pool::ValidEntryName(volume + "@" + h.snapshot))
       return Status::InvalidArgument("name '" + volume + "@" + h.snapshot + "' too long");
-    ASSIGN_OR_RETURN(auto names, pool.Names());
-    if (std::find(names.begin(), names.end(), volume + "@" + h.snapshot) != names.end())
+    auto taken = pool.Stat(volume + "@" + h.snapshot);  // one name lookup
+    if (taken.ok())
       return Status::AlreadyExists("snapshot " + volume + "@" + h.snapshot + " already exists");
+    if (taken.status().code() != Code::kNotFound) return taken.status();
     // Build the new state in a hidden clone of the base; V changes only
     // after the digest checked.
     RETURN_IF_ERROR(pool.Clone(base->name, hidden, {}));

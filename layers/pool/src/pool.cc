@@ -232,7 +232,8 @@ Status Pool::Impl::Load() {
   tm_->Begin(sb_);
   max_blocks_ = sb_.max_blocks;
   next_id_ = sb_.next_entry_id;
-  table_->Reset(sb_.entry_root, sb_.name_root, sb_.entry_count);
+  table_->Reset(sb_.entry_root, sb_.name_root, sb_.entry_count, sb_.hidden_count,
+                sb_.version >= 4);
   dirty_ = false;
   return Status::Ok();
 }
@@ -283,7 +284,12 @@ Status Pool::Impl::CommitLocked() {
     next.entry_root = table_->entry_root();
     next.name_root = table_->name_root();
     next.entry_count = table_->count();
-    st = tm_->Commit(&next);
+    next.hidden_count = table_->hidden_count();
+    next.version = kFormatVersion;
+    // A format-3 state lacks the uuid index and the hidden count: it must
+    // not be committed as format 4 (a writer's open upgrades it first).
+    st = table_->indexed() ? tm_->Commit(&next)
+                           : Status::Internal("commit of a format 3 pool before its upgrade");
   }
   if (!st.ok()) return Abort(st.WithContext("commit"));
   sb_ = std::move(next);
@@ -358,6 +364,8 @@ Result<std::shared_ptr<Pool::Impl>> Pool::Impl::Open(std::unique_ptr<Store> stor
   p->cache_bytes_ = o.cache_bytes;
   p->accept_lost_generation_ = o.accept_lost_generation;
   RETURN_IF_ERROR(p->Load());
+  // Format 3 -> 4 before anything else commits (the upgrade commits).
+  if (!ro && !p->table_->indexed()) RETURN_IF_ERROR(p->Upgrade());
   if (p->lost_generation_ != 0 && !ro) {
     // The loss was accepted: commit at once, so both slots are whole again
     // and the next open needs no flag.
@@ -368,6 +376,16 @@ Result<std::shared_ptr<Pool::Impl>> Pool::Impl::Open(std::unique_ptr<Store> stor
   p->open_warnings_ = p->warnings_;
   for (const std::string& w : p->open_warnings_) EmitWarning(w);
   return p;
+}
+
+Status Pool::Impl::Upgrade() {
+  ASSIGN_OR_RETURN(uint64_t cost, table_->UpgradeCost());
+  Status st = EnsureSpace(cost, "the upgrade to format 4 (uuid index)");
+  if (!st.ok()) return st;
+  st = table_->Upgrade();
+  if (!st.ok()) return Abort(st.WithContext("upgrading the pool to format 4"));
+  dirty_ = true;
+  return CommitLocked();
 }
 
 std::string Pool::Impl::store_path() const {
@@ -709,7 +727,7 @@ Status Pool::Impl::Commit() {
 
 // ---------------------------------------------------------------- queries
 
-Result<EntryInfo> Pool::Impl::InfoOf(const TableEntry& e) {
+Result<EntryInfo> Pool::Impl::InfoOf(const TableEntry& e, bool accounting) {
   EntryInfo i;
   i.name = e.name;
   i.uuid = FormatUuid(e.uuid);
@@ -721,6 +739,7 @@ Result<EntryInfo> Pool::Impl::InfoOf(const TableEntry& e) {
   i.tags = e.tags;
   i.read_only = e.read_only || e.snapshot;
   i.mapped_bytes = e.mapped_blocks * bs_;
+  if (!accounting) return i;
   ASSIGN_OR_RETURN(uint64_t excl, ExclusiveBlocks(e.root));
   i.exclusive_bytes = excl * bs_;
   i.shared_bytes = i.mapped_bytes - std::min(i.mapped_bytes, i.exclusive_bytes);
@@ -752,6 +771,31 @@ Result<std::vector<std::string>> Pool::Impl::Names() {
     return Status::Ok();
   });
   if (!st.ok()) return st;
+  return out;
+}
+
+Result<std::vector<std::string>> Pool::Impl::HiddenNames() {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Usable());
+  // Flushing only when there is something to find keeps the common case
+  // free of reads (HiddenNames walks, and the walk wants the tree current).
+  if (table_->indexed() && table_->hidden_count() == 0) return std::vector<std::string>{};
+  RETURN_IF_ERROR(FlushEntries());
+  return table_->HiddenNames();
+}
+
+Result<std::vector<EntryInfo>> Pool::Impl::FindByUuid(const std::string& uuid) {
+  std::array<uint8_t, 16> u{};
+  if (!ParseUuid(uuid, u)) return Status::InvalidArgument("malformed uuid '" + uuid + "'");
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Usable());
+  if (!table_->indexed()) RETURN_IF_ERROR(FlushEntries());
+  ASSIGN_OR_RETURN(std::vector<TableEntry*> found, table_->FindUuid(u));
+  std::vector<EntryInfo> out;
+  for (TableEntry* e : found) {
+    ASSIGN_OR_RETURN(EntryInfo i, InfoOf(*e, false));
+    out.push_back(std::move(i));
+  }
   return out;
 }
 
@@ -927,6 +971,10 @@ Status Pool::SetMeta(const std::string& name, const EntryMeta& meta) {
 }
 Result<std::vector<EntryInfo>> Pool::List() { return impl_->List(); }
 Result<std::vector<std::string>> Pool::Names() { return impl_->Names(); }
+Result<std::vector<std::string>> Pool::HiddenNames() { return impl_->HiddenNames(); }
+Result<std::vector<EntryInfo>> Pool::FindByUuid(const std::string& uuid) {
+  return impl_->FindByUuid(uuid);
+}
 Result<EntryInfo> Pool::Stat(const std::string& name) { return impl_->Stat(name); }
 Result<PoolInfo> Pool::Info() { return impl_->Info(); }
 Result<CheckReport> Pool::Check() { return impl_->Check(); }
