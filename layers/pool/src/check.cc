@@ -142,18 +142,37 @@ class Checker {
     ++r_.metadata_blocks;
   }
 
-  // The first kShown blocks of a kind, then "... and M more".
+  // Blocks of one kind of finding, summarised: the count, the first
+  // kShown ranges of consecutive blocks and the first block's detail. A
+  // damaged tree can leak millions of blocks: the report stays one line.
   struct Summary {
-    static constexpr uint64_t kShown = 10;
-    uint64_t count = 0;
-    std::string shown;
-    void Add(const std::string& what) {
-      if (count++ < kShown) shown += (shown.empty() ? "" : ", ") + what;
+    static constexpr size_t kShown = 10;
+    uint64_t count = 0, ranges = 0;
+    std::vector<std::pair<uint64_t, uint64_t>> shown;  // first kShown ranges
+    uint64_t last = 0;
+    std::string detail;  // the first block's finding
+    // REQUIRES: b above every block added before.
+    void Add(uint64_t b, uint64_t count_on_disk, uint64_t refs) {
+      if (count++ == 0) {
+        detail = "block " + std::to_string(b) + " (count " + std::to_string(count_on_disk) +
+                 ", " + std::to_string(refs) + " references)";
+      }
+      if (count > 1 && b == last + 1) {
+        if (ranges <= kShown) shown.back().second = b;
+      } else {
+        if (++ranges <= kShown) shown.emplace_back(b, b);
+      }
+      last = b;
     }
     std::string Line(const std::string& kind) const {
-      std::string line = std::to_string(count) + " " + kind + ": " + shown;
-      if (count > kShown) line += ", ... and " + std::to_string(count - kShown) + " more";
-      return line;
+      std::string line = std::to_string(count) + " " + kind + " in " + std::to_string(ranges) +
+                         (ranges == 1 ? " range: " : " ranges: ");
+      for (size_t i = 0; i < shown.size(); ++i) {
+        line += (i ? ", " : "") + std::to_string(shown[i].first);
+        if (shown[i].second != shown[i].first) line += "-" + std::to_string(shown[i].second);
+      }
+      if (ranges > kShown) line += ", ... and " + std::to_string(ranges - kShown) + " more ranges";
+      return line + "; first: " + detail;
     }
   };
 
@@ -170,13 +189,11 @@ class Checker {
       if (*c != 0) ++used;
       if (*c != want) {
         ++r_.refcount_errors;
-        const std::string what = std::to_string(b) + " (count " + std::to_string(*c) + ", " +
-                                 std::to_string(want) + " references)";
         if (*c > want) {
           ++r_.leaked_blocks;
-          leaked.Add(what);
+          leaked.Add(b, *c, want);
         } else {
-          missing.Add(what);
+          missing.Add(b, *c, want);
         }
       }
     }
