@@ -65,7 +65,8 @@ class EntryTable {
   // slot order. Indexed: one bucket of the uuid index; else a walk.
   Result<std::vector<TableEntry*>> FindUuid(const std::array<uint8_t, 16>& uuid);
   // Names of the hidden entries: nothing read when the count is 0; else a
-  // walk of the entry tree that stops once it has found them all.
+  // walk of the entry tree that stops once it has found them all (a walk
+  // that reaches the end corrects a count found too high).
   Result<std::vector<std::string>> HiddenNames();
   // Format 3 -> 4: adds every entry's uuid slot and counts the hidden
   // entries (one walk). REQUIRES: !indexed(); UpgradeCost() blocks free.

@@ -781,7 +781,10 @@ Result<std::vector<std::string>> Pool::Impl::HiddenNames() {
   // free of reads (HiddenNames walks, and the walk wants the tree current).
   if (table_->indexed() && table_->hidden_count() == 0) return std::vector<std::string>{};
   RETURN_IF_ERROR(FlushEntries());
-  return table_->HiddenNames();
+  const uint64_t counted = table_->hidden_count();
+  ASSIGN_OR_RETURN(std::vector<std::string> names, table_->HiddenNames());
+  if (table_->hidden_count() != counted && !read_only_) dirty_ = true;  // a writer commits the fix
+  return names;
 }
 
 Result<std::vector<EntryInfo>> Pool::Impl::FindByUuid(const std::string& uuid) {
