@@ -242,10 +242,15 @@ void Pool::Impl::ReclaimUncommitted() {
   const std::optional<uint64_t> host = store_->allocated_bytes();
   const uint64_t used = sm().used_blocks() * bs_;
   if (!host || *host <= used) return;
-  constexpr uint64_t kMinExcess = 8 << 20, kMinRun = 64 << 10;
+  constexpr uint64_t kMinExcess = 8 << 20;
   if (*host - used < std::max<uint64_t>(kMinExcess, used / 32)) return;
+  // Every free run, however short: what is left allocated after this is
+  // the used blocks, so the next open's fstat finds no excess and skips
+  // the scan. (Punching only long runs left the short ones that thousands
+  // of commits free, and every open scanned the space map and punched the
+  // same runs again.)
   std::vector<std::pair<uint64_t, uint64_t>> runs;
-  Status st = sm().ForEachFreeRun(std::max<uint64_t>(1, kMinRun / bs_),
+  Status st = sm().ForEachFreeRun(1,
                                   [&](uint64_t first, uint64_t n) { runs.emplace_back(first, n); });
   if (!st.ok()) return;
   for (const auto& [first, n] : runs) (void)store_->Discard(first * bs_, n * bs_);

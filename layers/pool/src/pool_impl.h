@@ -114,7 +114,7 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   // Reads the superblock copies and takes the generation they designate
   // (superblock_copies.h); a writer rewrites disagreeing copies first.
   Status Load();
-  // Punches the pool file's free runs (>= 64 KiB) when it holds much more
+  // Punches the pool file's free blocks when it holds much more
   // than the used blocks: what a writer killed before its commit wrote is
   // free in the committed state but still on the host. Cheap test (one
   // fstat) on every writable open; the scan of the space map only when the
