@@ -9,7 +9,6 @@
 namespace stack::pool {
 namespace {
 
-constexpr uint64_t kSlots = EntryTable::kSlots;
 
 uint64_t PieceKey(uint64_t id, uint64_t piece) { return (id << EntryTable::kPieceBits) | piece; }
 
