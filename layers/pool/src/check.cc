@@ -302,6 +302,7 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
   }
   // entry id -> its name slot / its uuid slot (keys with the top bit set)
   std::unordered_map<uint64_t, uint64_t> slot_of, uuid_slot_of;
+  std::unordered_set<uint64_t> family_keys;  // family index keys (top bits 11)
   const bool indexed = table_->indexed();
   if (table_->name_root()) {
     c.Node(table_->name_root(), 0, UINT64_MAX, -1, "name index", kNameTree);
@@ -309,8 +310,16 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
                                            [&](uint64_t k, const Mapping& m) {
       if (m.csum != 0) c.Error("name index: slot " + std::to_string(k) + ": reserved bytes set");
       const bool uuid_slot = (k & EntryTable::kUuidKeyBit) != 0;
+      const bool family_key =
+          (k & EntryTable::kFamilyKeyBits) == EntryTable::kFamilyKeyBits;
       if (uuid_slot && !indexed) {
-        c.Error("name index: uuid slot " + std::to_string(k) + " in a format 3 pool");
+        c.Error("name index: uuid or family key " + std::to_string(k) + " in a format 3 pool");
+      } else if (family_key) {
+        if ((k & (EntryTable::kMaxId - 1)) != m.phys) {
+          c.Error("family index: key " + std::to_string(k) + " names entry id " +
+                  std::to_string(m.phys) + ", not the id it holds");
+        }
+        family_keys.insert(k);
       } else if (!(uuid_slot ? uuid_slot_of : slot_of).emplace(m.phys, k).second) {
         c.Error((uuid_slot ? "uuid index: entry id " : "name index: entry id ") +
                 std::to_string(m.phys) + " has two slots");
@@ -362,6 +371,8 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
         uuid_slot_of.erase(us);
       }
     }
+    if (indexed && family_keys.erase(EntryTable::FamilyKey(EntryTable::VolumeOf(e.name), id)) == 0)
+      c.Error(who + ": missing from the family index");
     hidden += EntryTable::IsHidden(e.name);
     if (!ValidEntryName(e.name)) c.Error(who + ": invalid name");
     if (e.snapshot && e.name.find('@') == std::string::npos) c.Error(who + ": snapshot without '@'");
@@ -390,6 +401,11 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
   for (const auto& [id, key] : slot_of) {
     c.Error("name index: slot " + std::to_string(key) + " names entry id " + std::to_string(id) +
             ", which does not exist");
+  }
+  for (uint64_t key : family_keys) {
+    c.Error("family index: key " + std::to_string(key) + " (entry id " +
+            std::to_string(key & (EntryTable::kMaxId - 1)) +
+            ") matches no entry of that volume");
   }
   for (const auto& [id, key] : uuid_slot_of) {
     c.Error("uuid index: slot " + std::to_string(key) + " names entry id " + std::to_string(id) +

@@ -60,6 +60,12 @@ uint64_t EntryTable::UuidBucket(const std::array<uint8_t, 16>& uuid) {
   return kUuidKeyBit | ((h >> 2) & ~(kSlots - 1));
 }
 
+uint64_t EntryTable::FamilyKey(const std::string& volume, uint64_t id) {
+  const uint64_t h = Checksum(
+      std::span(reinterpret_cast<const uint8_t*>(volume.data()), volume.size()), 0x66616d69);
+  return kFamilyKeyBits | ((h >> 50) << 48) | id;  // id < 2^48
+}
+
 Result<std::vector<uint8_t>> EntryTable::ReadRecord(uint64_t id) {
   std::vector<uint8_t> rec;
   uint64_t next = 0;
@@ -146,6 +152,32 @@ Result<std::vector<TableEntry*>> EntryTable::FindUuid(const std::array<uint8_t, 
   return out;
 }
 
+Result<std::vector<uint64_t>> EntryTable::Family(const std::string& volume) {
+  std::vector<uint64_t> ids;
+  if (!indexed_) {
+    RETURN_IF_ERROR(ForEach([&](const TableEntry& e) {
+      if (VolumeOf(e.name) == volume) ids.push_back(e.id);
+      return Status::Ok();
+    }));
+    return ids;
+  }
+  const uint64_t lo = FamilyKey(volume, 0), hi = lo + kMaxId;
+  std::vector<uint64_t> candidates;
+  RETURN_IF_ERROR(names_.ForEach(name_root_, lo, hi, [&](uint64_t, const Mapping& m) {
+    candidates.push_back(m.phys);
+    return true;
+  }));
+  for (uint64_t id : candidates) {
+    ASSIGN_OR_RETURN(TableEntry * e, Get(id));
+    if (!e) {
+      return Status::Corruption("family index: a key names entry id " + std::to_string(id) +
+                                ", which does not exist");
+    }
+    if (VolumeOf(e->name) == volume) ids.push_back(id);
+  }
+  return ids;
+}
+
 Result<std::vector<std::string>> EntryTable::HiddenNames() {
   std::vector<std::string> out;
   if (indexed_ && hidden_ == 0) return out;
@@ -167,22 +199,27 @@ Result<std::vector<std::string>> EntryTable::HiddenNames() {
 }
 
 Result<uint64_t> EntryTable::UpgradeCost() {
-  // Every uuid slot is a new key: at most every name index node is
-  // shadowed once, plus the leaves and splits count_ new keys need.
-  ASSIGN_OR_RETURN(uint64_t whole, names_.CostBound(name_root_, 0, UINT64_MAX, count_));
-  return whole + TreeWriteCost(count_, Height(names_, name_root_), names_);
+  // Two new keys per entry (uuid and family): at most every name index
+  // node is shadowed once, plus the leaves and splits the new keys need.
+  ASSIGN_OR_RETURN(uint64_t whole, names_.CostBound(name_root_, 0, UINT64_MAX, 2 * count_));
+  return whole + TreeWriteCost(2 * count_, Height(names_, name_root_), names_);
 }
 
 Status EntryTable::Upgrade() {
-  std::vector<std::pair<uint64_t, std::array<uint8_t, 16>>> all;
+  struct Item {
+    uint64_t id;
+    std::array<uint8_t, 16> uuid;
+    std::string name;
+  };
+  std::vector<Item> all;
   uint64_t hidden = 0;
   RETURN_IF_ERROR(ForEach([&](const TableEntry& e) {
-    all.emplace_back(e.id, e.uuid);
+    all.push_back({e.id, e.uuid, e.name});
     hidden += IsHidden(e.name);
     return Status::Ok();
   }));
   if (hidden > kMaxHidden) return Status::NoSpace("more hidden entries than format 4 counts");
-  // Remove stray uuid slots (none in a sound format-3 pool) before adding.
+  // Remove stray uuid and family keys (none in a sound format-3 pool).
   std::vector<uint64_t> stray;
   RETURN_IF_ERROR(names_.ForEach(name_root_, kUuidKeyBit, UINT64_MAX,
                                  [&](uint64_t k, const Mapping&) {
@@ -193,7 +230,10 @@ Status EntryTable::Upgrade() {
     bool removed = false;
     RETURN_IF_ERROR(names_.Remove(&name_root_, k, &removed));
   }
-  for (const auto& [id, uuid] : all) RETURN_IF_ERROR(AddUuid(uuid, id));
+  for (const Item& i : all) {
+    RETURN_IF_ERROR(AddUuid(i.uuid, i.id));
+    RETURN_IF_ERROR(AddFamily(i.name, i.id));
+  }
   hidden_ = hidden;
   indexed_ = true;
   return Status::Ok();
@@ -228,6 +268,19 @@ Status EntryTable::AddName(const std::string& name, uint64_t id) {
 Status EntryTable::RemoveName(const std::string& name, uint64_t id) {
   return RemoveSlot(NameBucket(name), id, "'" + name + "'");
 }
+Status EntryTable::AddFamily(const std::string& name, uint64_t id) {
+  bool added = false;
+  return names_.Insert(&name_root_, FamilyKey(VolumeOf(name), id), Mapping{id, 0}, &added);
+}
+Status EntryTable::RemoveFamily(const std::string& name, uint64_t id) {
+  bool removed = false;
+  RETURN_IF_ERROR(names_.Remove(&name_root_, FamilyKey(VolumeOf(name), id), &removed));
+  if (!removed) {
+    return Status::Corruption("family index: no key for '" + name + "' (entry id " +
+                              std::to_string(id) + ")");
+  }
+  return Status::Ok();
+}
 Status EntryTable::AddUuid(const std::array<uint8_t, 16>& uuid, uint64_t id) {
   return AddSlot(UuidBucket(uuid), id, "uuid " + FormatUuid(uuid));
 }
@@ -242,7 +295,10 @@ Result<TableEntry*> EntryTable::Add(TableEntry e) {
     return Status::NoSpace("pool holds " + std::to_string(hidden_) + " hidden entries, the most it counts");
   }
   RETURN_IF_ERROR(AddName(e.name, id));
-  if (indexed_) RETURN_IF_ERROR(AddUuid(e.uuid, id));
+  if (indexed_) {
+    RETURN_IF_ERROR(AddUuid(e.uuid, id));
+    RETURN_IF_ERROR(AddFamily(e.name, id));
+  }
   hidden_ += hidden;
   Loaded& l = loaded_[id];
   l.e = std::move(e);
@@ -256,7 +312,10 @@ Status EntryTable::Remove(uint64_t id) {
   ASSIGN_OR_RETURN(TableEntry * e, Get(id));
   if (!e) return Status::Internal("entry table: removing a missing entry");
   RETURN_IF_ERROR(RemoveName(e->name, id));
-  if (indexed_) RETURN_IF_ERROR(RemoveUuid(e->uuid, id));
+  if (indexed_) {
+    RETURN_IF_ERROR(RemoveUuid(e->uuid, id));
+    RETURN_IF_ERROR(RemoveFamily(e->name, id));
+  }
   hidden_ -= IsHidden(e->name) && hidden_ > 0;
   const uint64_t pieces = loaded_[id].stored.size() / kPieceBytes;
   for (uint64_t i = 0; i < pieces; ++i) {
@@ -276,6 +335,10 @@ Status EntryTable::Rename(TableEntry* e, const std::string& new_name) {
   }
   RETURN_IF_ERROR(RemoveName(e->name, e->id));
   RETURN_IF_ERROR(AddName(new_name, e->id));
+  if (indexed_ && VolumeOf(e->name) != VolumeOf(new_name)) {
+    RETURN_IF_ERROR(RemoveFamily(e->name, e->id));
+    RETURN_IF_ERROR(AddFamily(new_name, e->id));
+  }
   if (was != is) hidden_ = is ? hidden_ + 1 : hidden_ - (hidden_ > 0);
   e->name = new_name;
   MarkDirty(e);
@@ -392,16 +455,16 @@ uint64_t EntryTable::WriteCost(uint64_t record_bytes) {
 }
 
 uint64_t EntryTable::AddCost(const TableEntry& e) {
-  // Its name slot and its uuid slot.
-  return WriteCost(RecordBytes(e)) + 2 * TreeWriteCost(1, Height(names_, name_root_), names_);
+  // Its name slot, its uuid slot and its family key.
+  return WriteCost(RecordBytes(e)) + 3 * TreeWriteCost(1, Height(names_, name_root_), names_);
 }
 
 uint64_t EntryTable::Allowance() {
   // Removing one record (its pieces in at most two leaves under one
   // shadowed path) and its name.
-  // name, and uuid slot.
+  // name, uuid slot and family key.
   return (uint64_t(Height(entries_, entry_root_)) + 2) +
-         2 * (uint64_t(Height(names_, name_root_)) + 1);
+         3 * (uint64_t(Height(names_, name_root_)) + 1);
 }
 
 uint64_t EntryTable::ReserveBlocks() {
@@ -416,7 +479,16 @@ uint64_t EntryTable::ReserveBlocks() {
 Result<uint64_t> EntryTable::RemoveCost(uint64_t id) {
   ASSIGN_OR_RETURN(uint64_t nodes,
                    entries_.RangeNodes(entry_root_, PieceKey(id, 0), PieceKey(id + 1, 0)));
-  return nodes + 2 * (uint64_t(Height(names_, name_root_)) + 1);
+  return nodes + 3 * (uint64_t(Height(names_, name_root_)) + 1);
+}
+
+uint64_t EntryTable::RenameCost(const TableEntry& e, const std::string& new_name) {
+  TableEntry renamed = e;
+  renamed.name = new_name;
+  // Each of the four name-index changes shadows a path and may split a
+  // node at every level.
+  return WriteCost(std::max(RecordBytes(e), RecordBytes(renamed))) +
+         4 * (2 * uint64_t(Height(names_, name_root_)) + 2);
 }
 
 Result<uint64_t> EntryTable::ChangeCost(uint64_t lo_id, uint64_t hi_id, uint64_t n) {
@@ -425,8 +497,9 @@ Result<uint64_t> EntryTable::ChangeCost(uint64_t lo_id, uint64_t hi_id, uint64_t
   ASSIGN_OR_RETURN(uint64_t rec, entries_.CostBound(entry_root_, PieceKey(lo_id, 0),
                                                     PieceKey(hi_id + 1, 0),
                                                     n * CeilDiv(kMaxNameLen, kPieceBytes)));
-  ASSIGN_OR_RETURN(uint64_t whole, names_.CostBound(name_root_, 0, UINT64_MAX, 2 * n));
-  return rec + std::min<uint64_t>(whole, n * 4 * (uint64_t(Height(names_, name_root_)) + 2));
+  // Name slots and family keys: removed and added again.
+  ASSIGN_OR_RETURN(uint64_t whole, names_.CostBound(name_root_, 0, UINT64_MAX, 4 * n));
+  return rec + std::min<uint64_t>(whole, n * 8 * (uint64_t(Height(names_, name_root_)) + 2));
 }
 
 }  // namespace stack::pool

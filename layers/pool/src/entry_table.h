@@ -3,8 +3,10 @@
 // metadata block (spec/pool-format.md, "Entry tree" and "Name index"):
 //   entry tree  key (id << 16) | piece   value: 16 bytes of the entry's record
 //   name index  key bucket(name) | slot  value: {entry id, 0}   (top bit 0)
-//               key bucket(uuid) | slot  value: {entry id, 0}   (top bit 1:
+//               key ubucket(uuid) | slot value: {entry id, 0}   (top bits 10:
 //               the uuid index, format 4)
+//               key family(V) | id       value: {entry id, 0}   (top bits 11:
+//               the family index of volume V and its snapshots V@*, format 4)
 // and the superblock keeps the number of hidden entries (names starting
 // with '.'), so finding an entry by name or uuid, and learning that there
 // is no hidden entry, cost a lookup whatever the number of entries; a
@@ -64,6 +66,11 @@ class EntryTable {
   // The entries with this uuid (uuids are not required to be unique), in
   // slot order. Indexed: one bucket of the uuid index; else a walk.
   Result<std::vector<TableEntry*>> FindUuid(const std::array<uint8_t, 16>& uuid);
+  // Ids of the entries of volume `volume`'s family: itself and every
+  // `volume@S`, in id order. Indexed: one range of the family index (its
+  // entries, plus the rare ones whose volume part shares the 14-bit hash);
+  // else a walk.
+  Result<std::vector<uint64_t>> Family(const std::string& volume);
   // Names of the hidden entries: nothing read when the count is 0; else a
   // walk of the entry tree that stops once it has found them all (a walk
   // that reaches the end corrects a count found too high).
@@ -106,6 +113,9 @@ class EntryTable {
   uint64_t AddCost(const TableEntry& e);
   // Blocks removing entry `id` (record and name) may allocate.
   Result<uint64_t> RemoveCost(uint64_t id);
+  // Blocks renaming e to new_name may allocate: its record rewritten, its
+  // name slot and family key moved (reads only the two roots).
+  uint64_t RenameCost(const TableEntry& e, const std::string& new_name);
   // Blocks that rewriting and renaming the `n` records with ids in
   // [lo_id, hi_id] may allocate (reads the nodes involved).
   Result<uint64_t> ChangeCost(uint64_t lo_id, uint64_t hi_id, uint64_t n);
@@ -117,6 +127,12 @@ class EntryTable {
   // The uuid index bucket of `uuid`: the key of slot 0 (top bit set).
   static uint64_t UuidBucket(const std::array<uint8_t, 16>& uuid);
   static constexpr uint64_t kUuidKeyBit = uint64_t(1) << 63;
+  static constexpr uint64_t kFamilyKeyBits = uint64_t(3) << 62;
+  // The family index key of entry `id` whose volume part is `volume`:
+  // kFamilyKeyBits | 14 bits of the volume part's hash << 48 | id.
+  static uint64_t FamilyKey(const std::string& volume, uint64_t id);
+  // The volume part of an entry name: `V` of `V@S`, or the name.
+  static std::string VolumeOf(const std::string& name) { return name.substr(0, name.find('@')); }
   static constexpr uint64_t kSlots = 256;
   static constexpr uint64_t kPieceBits = 16;
   static constexpr uint64_t kPieceBytes = 16;
@@ -137,6 +153,8 @@ class EntryTable {
   Status AddName(const std::string& name, uint64_t id);
   Status RemoveName(const std::string& name, uint64_t id);
   Status AddUuid(const std::array<uint8_t, 16>& uuid, uint64_t id);
+  Status AddFamily(const std::string& name, uint64_t id);
+  Status RemoveFamily(const std::string& name, uint64_t id);
   Status RemoveUuid(const std::array<uint8_t, 16>& uuid, uint64_t id);
   // Levels of tree t under root (0: empty).
   uint32_t Height(const BTree& t, uint64_t root);

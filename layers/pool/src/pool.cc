@@ -619,22 +619,24 @@ Status Pool::Impl::Rename(const std::string& old_name, const std::string& new_na
     renames.push_back({e->id, new_name});
   } else {
     if (new_snap) return Status::InvalidArgument("a volume name cannot contain '@'");
-    // The volume and each of its snapshots (a walk of the entry tree); an
-    // open device on any of them keeps the whole family's names.
+    // The volume and each of its snapshots (one range of the family
+    // index); an open device on any of them keeps the whole family's names.
     Status busy;
-    Status walk = table_->ForEach([&](const TableEntry& x) {
-      if (x.name == old_name) {
-        renames.push_back({x.id, new_name});
-      } else if (x.name.size() > old_name.size() &&
-                 x.name.compare(0, old_name.size(), old_name) == 0 &&
-                 x.name[old_name.size()] == '@') {
-        renames.push_back({x.id, new_name + x.name.substr(old_name.size())});
-      } else {
-        return Status::Ok();
+    auto family = table_->Family(old_name);
+    if (!family.ok()) return txn.Fail(family.status());
+    Status walk;
+    for (uint64_t id : *family) {
+      auto x = table_->Get(id);
+      if (!x.ok() || !*x) {
+        walk = x.ok() ? Status::Corruption("family index: entry id " + std::to_string(id) +
+                                           " vanished")
+                      : x.status();
+        break;
       }
-      if (busy.ok()) busy = NotInUse(x, "rename");
-      return Status::Ok();
-    });
+      const TableEntry& member = **x;
+      renames.push_back({member.id, new_name + member.name.substr(old_name.size())});
+      if (busy.ok()) busy = NotInUse(member, "rename");
+    }
     if (!walk.ok()) return txn.Fail(walk);
     RETURN_IF_ERROR(busy);
   }
@@ -645,7 +647,19 @@ Status Pool::Impl::Rename(const std::string& old_name, const std::string& new_na
     lo = std::min(lo, id);
     hi = std::max(hi, id);
   }
-  ASSIGN_OR_RETURN(uint64_t cost, table_->ChangeCost(lo, hi, renames.size()));
+  // A family of a few entries: a bound per record, reading nothing more
+  // (the range bound reads every node between the family's first and last
+  // id, which may be the whole table). Many: the range bound is tighter.
+  uint64_t cost = 0;
+  if (renames.size() <= 64) {
+    for (auto& [id, n] : renames) {
+      ASSIGN_OR_RETURN(TableEntry * x, table_->Get(id));
+      if (!x) return txn.Fail(Status::Corruption("entry id " + std::to_string(id) + " vanished"));
+      cost += table_->RenameCost(*x, n);
+    }
+  } else {
+    ASSIGN_OR_RETURN(cost, table_->ChangeCost(lo, hi, renames.size()));
+  }
   RETURN_IF_ERROR(EnsureSpace(cost, "the rename"));
   return txn.Commit([&] {
     for (auto& [id, n] : renames) {
