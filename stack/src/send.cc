@@ -47,11 +47,21 @@ Result<std::vector<Change>> Changes(pool::Pool& pool, const std::string& from,
 
 }  // namespace
 
-std::optional<pool::EntryInfo> ByUuid(const std::vector<pool::EntryInfo>& all,
-                                      const std::string& uuid) {
-  for (auto& e : all)
-    if (e.uuid == uuid) return e;
-  return std::nullopt;
+// The entry with this uuid, if any: one lookup in the pool's uuid index,
+// whatever the number of entries.
+Result<std::optional<pool::EntryInfo>> ByUuid(pool::Pool& pool, const std::string& uuid) {
+  if (uuid.empty()) return std::optional<pool::EntryInfo>();
+  ASSIGN_OR_RETURN(auto found, pool.FindByUuid(uuid));
+  if (found.empty()) return std::optional<pool::EntryInfo>();
+  return std::optional<pool::EntryInfo>(std::move(found.front()));
+}
+
+// Whether an entry named `name` exists: one name lookup.
+Result<bool> Exists(pool::Pool& pool, const std::string& name) {
+  auto e = pool.Stat(name);
+  if (e.ok()) return true;
+  if (e.status().code() == Code::kNotFound) return false;
+  return e.status();
 }
 
 Result<SendReport> Send(pool::Pool& pool, const std::string& snapshot_arg,
@@ -61,10 +71,9 @@ Result<SendReport> Send(pool::Pool& pool, const std::string& snapshot_arg,
   std::optional<ResumePoint> resume;
   if (!resume_token.empty()) {
     ASSIGN_OR_RETURN(resume, ParseResumeToken(resume_token));
-    ASSIGN_OR_RETURN(auto all, pool.List());
     auto find = [&](const Uuid& u, const std::string& named, const char* what) -> Result<std::string> {
       const std::string text = FormatUuidText(u);
-      auto e = ByUuid(all, text);
+      ASSIGN_OR_RETURN(auto e, ByUuid(pool, text));
       if (!e || e->kind != pool::EntryKind::kSnapshot || IsHiddenEntry(e->name))
         return Status::NotFound(std::string("the resume token's ") + what + " uuid " + text +
                                 " is not a snapshot in this pool");
@@ -231,6 +240,7 @@ class Applier {
   uint64_t since_ = 0;
 };
 
+
 // The newest snapshot of `volume` ("" if none), for messages.
 std::string NewestSnapshot(const std::vector<pool::EntryInfo>& all, const std::string& volume) {
   const pool::EntryInfo* best = nullptr;
@@ -241,13 +251,9 @@ std::string NewestSnapshot(const std::vector<pool::EntryInfo>& all, const std::s
   return best ? best->name + " (uuid " + best->uuid + ")" : "";
 }
 
-bool HasName(const std::vector<std::string>& names, const std::string& n) {
-  return std::find(names.begin(), names.end(), n) != names.end();
-}
-
 // Deletes `hidden` and its snapshots (best effort when `best_effort`).
 Status DropHidden(pool::Pool& pool, const std::string& hidden, bool best_effort = true) {
-  auto names = pool.Names();
+  auto names = pool.HiddenNames();  // its snapshots are hidden too
   if (names.ok())
     for (auto& n : *names)
       if (n.rfind(hidden + "@", 0) == 0) {
@@ -272,7 +278,7 @@ Result<bool> Diverged(pool::Pool& pool, const std::string& snap, const std::stri
 // `.recv-V@S` (with the sender's identity). Completes what can be completed;
 // otherwise drops `.recv-V@S` and leaves the partial to be resumed.
 Status CompleteInterrupted(pool::Pool& pool) {
-  ASSIGN_OR_RETURN(auto names, pool.Names());
+  ASSIGN_OR_RETURN(auto names, pool.HiddenNames());  // nothing read when there is none
   for (auto& n : names) {
     if (n.rfind(kReceivePrefix, 0) != 0 || n.find('@') == std::string::npos) continue;
     const std::string hidden = VolumeOf(n);
@@ -285,9 +291,11 @@ Status CompleteInterrupted(pool::Pool& pool) {
     // one never does.
     const bool full = (point.ok() && IsZero(point->base_uuid)) || hv.note.empty();
     Status done = Status::Unsupported("");
-    if (full && !HasName(names, volume)) {
+    ASSIGN_OR_RETURN(bool has_volume, Exists(pool, volume));
+    ASSIGN_OR_RETURN(bool has_snap, Exists(pool, snap));
+    if (full && !has_volume) {
       done = pool.Rename(hidden, volume);  // its snapshot follows
-    } else if (point.ok() && !full && HasName(names, volume) && !HasName(names, snap)) {
+    } else if (point.ok() && !full && has_volume && !has_snap) {
       ASSIGN_OR_RETURN(bool diverged, Diverged(pool, n, volume));
       if (!diverged) {  // the rollback committed; only V@S is missing
         done = pool.Snapshot(volume, snap, {hs.note, hs.tags},
@@ -306,7 +314,7 @@ Status CompleteInterrupted(pool::Pool& pool) {
 }  // namespace
 
 Result<std::vector<PartialReceive>> ListPartialReceives(pool::Pool& pool) {
-  ASSIGN_OR_RETURN(auto names, pool.Names());
+  ASSIGN_OR_RETURN(auto names, pool.HiddenNames());
   std::vector<PartialReceive> out;
   for (auto& n : names) {
     if (n.rfind(kReceivePrefix, 0) != 0 || n.find('@') != std::string::npos) continue;
@@ -326,8 +334,8 @@ Result<std::vector<PartialReceive>> ListPartialReceives(pool::Pool& pool) {
 
 Status AbortReceive(pool::Pool& pool, const std::string& volume) {
   const std::string hidden = std::string(kReceivePrefix) + volume;
-  ASSIGN_OR_RETURN(auto names, pool.Names());
-  if (!HasName(names, hidden))
+  ASSIGN_OR_RETURN(bool partial, Exists(pool, hidden));
+  if (!partial)
     return Status::NotFound("no partial receive into '" + volume + "' in the pool");
   return DropHidden(pool, hidden, false);
 }
@@ -351,9 +359,9 @@ Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
     return Status::Unsupported("stream block size " + std::to_string(h.block_size) +
                                " differs from the pool's " + std::to_string(pool.block_size()));
   RETURN_IF_ERROR(CompleteInterrupted(pool));
-  ASSIGN_OR_RETURN(auto all, pool.List());
   const std::string uuid = FormatUuidText(h.uuid);
-  if (auto dup = ByUuid(all, uuid))
+  ASSIGN_OR_RETURN(auto dup, ByUuid(pool, uuid));
+  if (dup)
     return Status::AlreadyExists("snapshot uuid " + uuid + " is already in the pool as " +
                                  dup->name);
   ASSIGN_OR_RETURN(auto partials, ListPartialReceives(pool));
@@ -391,12 +399,14 @@ Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
   if (!h.incremental()) {
     volume = partial ? partial->volume : options.volume.empty() ? h.volume : options.volume;
     RETURN_IF_ERROR(ValidateName(volume, "volume"));  // the CLI's rules: no hidden names
-    ASSIGN_OR_RETURN(auto names, pool.Names());
-    if (HasName(names, volume)) return Status::AlreadyExists("volume " + volume + " already exists");
+    auto taken = pool.Stat(volume);  // one name lookup
+    if (taken.ok()) return Status::AlreadyExists("volume " + volume + " already exists");
+    if (taken.status().code() != Code::kNotFound) return taken.status();
   } else {
-    auto base = ByUuid(all, rep.base_uuid);
+    ASSIGN_OR_RETURN(auto base, ByUuid(pool, rep.base_uuid));
     if (!base || base->kind != pool::EntryKind::kSnapshot || IsHiddenEntry(base->name)) {
       std::string target = options.volume.empty() ? h.volume : options.volume;
+      ASSIGN_OR_RETURN(auto all, pool.List());  // only for the message
       std::string newest = NewestSnapshot(all, target);
       return Status::NotFound("the stream's base snapshot uuid " + rep.base_uuid +
                               " is not in this pool" +
@@ -418,9 +428,10 @@ Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
                                      base->name + " (uuid " + base->uuid +
                                      "), the stream's base; --force rolls those changes back");
     }
-    ASSIGN_OR_RETURN(auto names, pool.Names());
-    if (HasName(names, volume + "@" + h.snapshot))
+    auto taken = pool.Stat(volume + "@" + h.snapshot);  // one name lookup
+    if (taken.ok())
       return Status::AlreadyExists("snapshot " + volume + "@" + h.snapshot + " already exists");
+    if (taken.status().code() != Code::kNotFound) return taken.status();
   }
   const std::string hidden = std::string(kReceivePrefix) + volume;
   if (!pool::ValidEntryName(hidden + "@" + h.snapshot) ||
@@ -451,7 +462,7 @@ Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
       pool::EntryIdentity vol_id;
       const std::string parent = FormatUuidText(h.parent_uuid);
       // (A partial just dropped above is not in the way.)
-      auto taken = ByUuid(all, parent);
+      ASSIGN_OR_RETURN(auto taken, ByUuid(pool, parent));
       if (!parent.empty() && (!taken || IsHiddenEntry(taken->name))) vol_id.uuid = parent;
       RETURN_IF_ERROR(pool.CreateVolume(hidden, h.size_bytes, token_meta, vol_id));
     } else {

@@ -13,7 +13,9 @@
 namespace stack::pool::testing {
 
 struct CrashOp {
-  enum Kind { kWrite, kDiscard, kSnapshot, kClone, kDelete, kRollback, kResize, kFlush, kCreate };
+  enum Kind {
+    kWrite, kDiscard, kSnapshot, kClone, kDelete, kRollback, kResize, kFlush, kCreate, kRename
+  };
   Kind kind = kWrite;
   std::string a, b;
   uint64_t off = 0, len = 0, seed = 0;

@@ -10,24 +10,11 @@ namespace stack::pool {
 namespace node {
 
 namespace {
-constexpr uint32_t kLeafEntry = 24;
-constexpr uint32_t kIntEntry = 16;
-uint32_t EntrySize(const CachedBlock& b) { return Level(b) == 0 ? kLeafEntry : kIntEntry; }
 uint8_t* At(CachedBlock& b, uint32_t i) { return b.data.data() + kEntries + i * EntrySize(b); }
-const uint8_t* At(const CachedBlock& b, uint32_t i) {
-  return b.data.data() + kEntries + i * EntrySize(b);
-}
 }  // namespace
 
-uint32_t Count(const CachedBlock& b) { return LoadLE32(b.data.data() + kHeaderSize); }
-uint32_t Level(const CachedBlock& b) { return LoadLE32(b.data.data() + kHeaderSize + 4); }
 void SetCount(CachedBlock& b, uint32_t n) { PutLE32(b.data.data() + kHeaderSize, n); }
 void SetLevel(CachedBlock& b, uint32_t level) { PutLE32(b.data.data() + kHeaderSize + 4, level); }
-uint64_t Key(const CachedBlock& b, uint32_t i) { return LoadLE64(At(b, i)); }
-Mapping Value(const CachedBlock& b, uint32_t i) {
-  return Mapping{LoadLE64(At(b, i) + 8), LoadLE64(At(b, i) + 16)};
-}
-uint64_t Child(const CachedBlock& b, uint32_t i) { return LoadLE64(At(b, i) + 8); }
 
 void SetLeafEntry(CachedBlock& b, uint32_t i, uint64_t key, const Mapping& v) {
   uint8_t* p = At(b, i);
@@ -61,21 +48,27 @@ void MoveTail(CachedBlock& src, uint32_t from, CachedBlock& dst) {
   SetCount(dst, n - from);
   SetCount(src, from);
 }
+// The searches below are the hot path of every read (a binary search per
+// level): the entry stride and base are taken once, not per probe.
 // First index whose key is >= key.
 uint32_t LowerBound(const CachedBlock& b, uint64_t key) {
+  const uint8_t* base = b.data.data() + kEntries;
+  const uint32_t es = EntrySize(b);
   uint32_t lo = 0, hi = Count(b);
   while (lo < hi) {
     uint32_t mid = (lo + hi) / 2;
-    if (Key(b, mid) < key) lo = mid + 1; else hi = mid;
+    if (LoadLE64(base + size_t(mid) * es) < key) lo = mid + 1; else hi = mid;
   }
   return lo;
 }
 // Child slot for key in an internal node: last i with key[i] <= key, or 0.
 uint32_t ChildSlot(const CachedBlock& b, uint64_t key) {
+  const uint8_t* base = b.data.data() + kEntries;
+  const uint32_t es = EntrySize(b);
   uint32_t lo = 0, hi = Count(b);
   while (lo < hi) {
     uint32_t mid = (lo + hi) / 2;
-    if (Key(b, mid) <= key) lo = mid + 1; else hi = mid;
+    if (LoadLE64(base + size_t(mid) * es) <= key) lo = mid + 1; else hi = mid;
   }
   return lo == 0 ? 0 : lo - 1;
 }

@@ -141,15 +141,24 @@ namespace node {
 constexpr uint32_t kEntries = kHeaderSize + 16;
 inline uint32_t LeafCapacity(uint32_t bs) { return (bs - kEntries) / 24; }
 inline uint32_t InternalCapacity(uint32_t bs) { return (bs - kEntries) / 16; }
-uint32_t Count(const CachedBlock& b);
-uint32_t Level(const CachedBlock& b);
+// The readers are inline: every volume read runs them once per level.
+inline uint32_t Count(const CachedBlock& b) { return LoadLE32(b.data.data() + kHeaderSize); }
+inline uint32_t Level(const CachedBlock& b) { return LoadLE32(b.data.data() + kHeaderSize + 4); }
+// Bytes per entry: 24 in a leaf (key, 16-byte value), 16 in an internal node.
+inline uint32_t EntrySize(const CachedBlock& b) { return Level(b) == 0 ? 24 : 16; }
+inline const uint8_t* EntryAt(const CachedBlock& b, uint32_t i) {
+  return b.data.data() + kEntries + size_t(i) * EntrySize(b);
+}
 void SetCount(CachedBlock& b, uint32_t n);
 void SetLevel(CachedBlock& b, uint32_t level);
-uint64_t Key(const CachedBlock& b, uint32_t i);
+inline uint64_t Key(const CachedBlock& b, uint32_t i) { return LoadLE64(EntryAt(b, i)); }
 // Leaf values.
-Mapping Value(const CachedBlock& b, uint32_t i);
+inline Mapping Value(const CachedBlock& b, uint32_t i) {
+  const uint8_t* p = EntryAt(b, i);
+  return Mapping{LoadLE64(p + 8), LoadLE64(p + 16)};
+}
 // Internal children.
-uint64_t Child(const CachedBlock& b, uint32_t i);
+inline uint64_t Child(const CachedBlock& b, uint32_t i) { return LoadLE64(EntryAt(b, i) + 8); }
 // Structural check of one node's header fields against its block size.
 Status Validate(const CachedBlock& b, uint32_t block_size);
 }  // namespace node

@@ -3,6 +3,7 @@
 #include <sstream>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "block/endian.h"
 #include "pool_impl.h"
@@ -40,13 +41,36 @@ std::string JsonList(const std::vector<std::string>& v) {
 // Walks every tree once, counting references and checking structure.
 class Checker {
  public:
-  Checker(TransactionManager& tm, uint32_t bs, CheckReport& r) : tm_(tm), bs_(bs), r_(r) {}
+  // Memory: one byte and one bit per physical block (reference counts
+  // saturating into a map that only blocks shared 255 times and more
+  // reach, and the data blocks seen), plus one map entry per metadata node
+  // (leaf counts of shared nodes): never a map entry per data block, so a
+  // pool holding terabytes is checked in a few bytes per block.
+  Checker(TransactionManager& tm, uint32_t bs, CheckReport& r)
+      : tm_(tm), bs_(bs), r_(r), counts_(tm.sm().nr_blocks(), 0),
+        data_(tm.sm().nr_blocks(), false) {}
 
   void Error(const std::string& e) {
     r_.ok = false;
     if (r_.errors.size() < 1000) r_.errors.push_back(e);
   }
-  void Ref(uint64_t b) { ++expected_[b]; }
+  // One reference to block b (outside the pool: reported by the caller).
+  void Ref(uint64_t b) {
+    if (b >= counts_.size()) return;
+    if (counts_[b] == UINT8_MAX) {
+      ++overflow_[b];
+    } else {
+      ++counts_[b];
+    }
+  }
+  uint64_t Refs(uint64_t b) const {
+    uint64_t n = counts_[b];
+    if (n == UINT8_MAX) {
+      auto it = overflow_.find(b);
+      if (it != overflow_.end()) n += it->second;
+    }
+    return n;
+  }
 
   // Returns the number of leaf entries under loc (memoised for shared nodes).
   uint64_t Node(uint64_t loc, uint64_t lo, uint64_t hi, int expect_level, const std::string& who,
@@ -97,8 +121,8 @@ class Checker {
           Error(who + ": logical block " + std::to_string(k) + " maps outside the pool (" +
                 std::to_string(phys) + ")");
         } else {
-          if (!data_.count(phys)) {
-            data_.insert(phys);
+          if (!data_[phys]) {
+            data_[phys] = true;
             ++r_.data_blocks;
           }
           Ref(phys);
@@ -118,18 +142,37 @@ class Checker {
     ++r_.metadata_blocks;
   }
 
-  // The first kShown blocks of a kind, then "... and M more".
+  // Blocks of one kind of finding, summarised: the count, the first
+  // kShown ranges of consecutive blocks and the first block's detail. A
+  // damaged tree can leak millions of blocks: the report stays one line.
   struct Summary {
-    static constexpr uint64_t kShown = 10;
-    uint64_t count = 0;
-    std::string shown;
-    void Add(const std::string& what) {
-      if (count++ < kShown) shown += (shown.empty() ? "" : ", ") + what;
+    static constexpr size_t kShown = 10;
+    uint64_t count = 0, ranges = 0;
+    std::vector<std::pair<uint64_t, uint64_t>> shown;  // first kShown ranges
+    uint64_t last = 0;
+    std::string detail;  // the first block's finding
+    // REQUIRES: b above every block added before.
+    void Add(uint64_t b, uint64_t count_on_disk, uint64_t refs) {
+      if (count++ == 0) {
+        detail = "block " + std::to_string(b) + " (count " + std::to_string(count_on_disk) +
+                 ", " + std::to_string(refs) + " references)";
+      }
+      if (count > 1 && b == last + 1) {
+        if (ranges <= kShown) shown.back().second = b;
+      } else {
+        if (++ranges <= kShown) shown.emplace_back(b, b);
+      }
+      last = b;
     }
     std::string Line(const std::string& kind) const {
-      std::string line = std::to_string(count) + " " + kind + ": " + shown;
-      if (count > kShown) line += ", ... and " + std::to_string(count - kShown) + " more";
-      return line;
+      std::string line = std::to_string(count) + " " + kind + " in " + std::to_string(ranges) +
+                         (ranges == 1 ? " range: " : " ranges: ");
+      for (size_t i = 0; i < shown.size(); ++i) {
+        line += (i ? ", " : "") + std::to_string(shown[i].first);
+        if (shown[i].second != shown[i].first) line += "-" + std::to_string(shown[i].second);
+      }
+      if (ranges > kShown) line += ", ... and " + std::to_string(ranges - kShown) + " more ranges";
+      return line + "; first: " + detail;
     }
   };
 
@@ -142,19 +185,15 @@ class Checker {
         Error("space map: " + c.status().message());
         return;
       }
-      uint64_t want = 0;
-      auto it = expected_.find(b);
-      if (it != expected_.end()) want = it->second;
+      const uint64_t want = Refs(b);
       if (*c != 0) ++used;
       if (*c != want) {
         ++r_.refcount_errors;
-        const std::string what = std::to_string(b) + " (count " + std::to_string(*c) + ", " +
-                                 std::to_string(want) + " references)";
         if (*c > want) {
           ++r_.leaked_blocks;
-          leaked.Add(what);
+          leaked.Add(b, *c, want);
         } else {
-          missing.Add(what);
+          missing.Add(b, *c, want);
         }
       }
     }
@@ -168,14 +207,15 @@ class Checker {
     }
   }
 
-  std::unordered_map<uint64_t, uint64_t> expected_;
-  std::unordered_map<uint64_t, uint64_t> entries_under_;
-  std::unordered_set<uint64_t> data_;
+  std::unordered_map<uint64_t, uint64_t> entries_under_;  // per metadata node
 
  private:
   TransactionManager& tm_;
   const uint32_t bs_;
   CheckReport& r_;
+  std::vector<uint8_t> counts_;                     // references per block, saturating
+  std::unordered_map<uint64_t, uint64_t> overflow_;  // references past 255
+  std::vector<bool> data_;                          // data blocks seen
 };
 
 }  // namespace
@@ -184,9 +224,9 @@ Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root, int level, uint64_t*
   if (root == 0) return uint64_t(0);
   uint64_t own = 0;
   if (visits == nullptr) visits = &own;
-  // Each node once per tree_: more visits than blocks means repeated pointers.
+  // Each node once per tree: more visits than blocks means repeated pointers.
   if ((*visits)++ > sm().nr_blocks()) {
-    return Status::Corruption("damaged tree_ near physical block " + std::to_string(root) +
+    return Status::Corruption("damaged tree near physical block " + std::to_string(root) +
                               ": a node is reached more than once under one root");
   }
   ASSIGN_OR_RETURN(uint32_t c, sm().Get(root));
@@ -214,7 +254,7 @@ Result<uint64_t> Pool::Impl::ExclusiveBlocks(uint64_t root, int level, uint64_t*
 }
 
 Result<CheckReport> Pool::Impl::CheckLocked() {
-  // The check reads the entry tree_: changed entries go into it first.
+  // The check reads the entry tree: changed entries go into it first.
   RETURN_IF_ERROR(FlushEntries());
   CheckReport r;
   Checker c(*tm_, bs_, r);
@@ -256,35 +296,51 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
       if (!smb.ok()) c.Error(smb.status().message());
     }
   }
-  // The entry tree_ and the name index: nodes counted once each.
+  // The entry tree and the name index: nodes counted once each.
   if (table_->entry_root()) {
-    c.Node(table_->entry_root(), 0, UINT64_MAX, -1, "entry tree_", kEntryTree);
+    c.Node(table_->entry_root(), 0, UINT64_MAX, -1, "entry tree", kEntryTree);
   }
-  std::unordered_map<uint64_t, uint64_t> slot_of;  // entry id -> name index key
+  // entry id -> its name slot / its uuid slot (keys with the top bit set)
+  std::unordered_map<uint64_t, uint64_t> slot_of, uuid_slot_of;
+  std::unordered_set<uint64_t> family_keys;  // family index keys (top bits 11)
+  const bool indexed = table_->indexed();
   if (table_->name_root()) {
     c.Node(table_->name_root(), 0, UINT64_MAX, -1, "name index", kNameTree);
     Status st = table_->name_tree().ForEach(table_->name_root(), 0, UINT64_MAX,
                                            [&](uint64_t k, const Mapping& m) {
       if (m.csum != 0) c.Error("name index: slot " + std::to_string(k) + ": reserved bytes set");
-      if (!slot_of.emplace(m.phys, k).second) {
-        c.Error("name index: entry id " + std::to_string(m.phys) + " has two slots");
+      const bool uuid_slot = (k & EntryTable::kUuidKeyBit) != 0;
+      const bool family_key =
+          (k & EntryTable::kFamilyKeyBits) == EntryTable::kFamilyKeyBits;
+      if (uuid_slot && !indexed) {
+        c.Error("name index: uuid or family key " + std::to_string(k) + " in a format 3 pool");
+      } else if (family_key) {
+        if ((k & (EntryTable::kMaxId - 1)) != m.phys) {
+          c.Error("family index: key " + std::to_string(k) + " names entry id " +
+                  std::to_string(m.phys) + ", not the id it holds");
+        }
+        family_keys.insert(k);
+      } else if (!(uuid_slot ? uuid_slot_of : slot_of).emplace(m.phys, k).second) {
+        c.Error((uuid_slot ? "uuid index: entry id " : "name index: entry id ") +
+                std::to_string(m.phys) + " has two slots");
       }
       return true;
     });
     if (!st.ok()) c.Error("name index: " + st.message());
   }
-  // Entries, and the volume tree_ of each.
+  uint64_t hidden = 0;
+  // Entries, and the volume tree of each.
   std::unordered_set<std::string> names;
   Status walk = table_->ForEachRecord([&](uint64_t id, std::span<const uint8_t> rec) {
     ++r.entries;
     if (rec.empty()) {
-      c.Error("entry tree_: record of entry id " + std::to_string(id) + " has missing pieces");
-      return;
+      c.Error("entry tree: record of entry id " + std::to_string(id) + " has missing pieces");
+      return true;
     }
     auto decoded = DecodeRecord(rec, sm().nr_blocks());
     if (!decoded.ok()) {
-      c.Error("entry tree_: entry id " + std::to_string(id) + ": " + decoded.status().message());
-      return;
+      c.Error("entry tree: entry id " + std::to_string(id) + ": " + decoded.status().message());
+      return true;
     }
     const TableEntry& e = *decoded;
     std::string who = (e.snapshot ? "snapshot '" : "volume '") + e.name + "'";
@@ -302,17 +358,33 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
       }
       slot_of.erase(slot);
     }
+    if (indexed) {
+      auto us = uuid_slot_of.find(id);
+      const uint64_t ub = EntryTable::UuidBucket(e.uuid);
+      if (us == uuid_slot_of.end()) {
+        c.Error(who + ": missing from the uuid index");
+      } else {
+        if (us->second < ub || us->second >= ub + EntryTable::kSlots) {
+          c.Error(who + ": uuid index slot " + std::to_string(us->second) +
+                  " is outside the uuid's bucket");
+        }
+        uuid_slot_of.erase(us);
+      }
+    }
+    if (indexed && family_keys.erase(EntryTable::FamilyKey(EntryTable::VolumeOf(e.name), id)) == 0)
+      c.Error(who + ": missing from the family index");
+    hidden += EntryTable::IsHidden(e.name);
     if (!ValidEntryName(e.name)) c.Error(who + ": invalid name");
     if (e.snapshot && e.name.find('@') == std::string::npos) c.Error(who + ": snapshot without '@'");
     if (e.size_bytes % bs_) c.Error(who + ": size not a multiple of the block size");
     if (e.root == 0) {
-      if (e.mapped_blocks != 0) c.Error(who + ": empty tree_ but mapped count " +
+      if (e.mapped_blocks != 0) c.Error(who + ": empty tree but mapped count " +
                                         std::to_string(e.mapped_blocks));
-      return;
+      return true;
     }
     uint64_t n = c.Node(e.root, 0, UINT64_MAX, -1, who);
     if (n != e.mapped_blocks) {
-      c.Error(who + ": tree_ maps " + std::to_string(n) + " blocks but the entry says " +
+      c.Error(who + ": tree maps " + std::to_string(n) + " blocks but the entry says " +
               std::to_string(e.mapped_blocks));
     }
     // Nothing may be mapped beyond the end of the volume.
@@ -323,14 +395,30 @@ Result<CheckReport> Pool::Impl::CheckLocked() {
     });
     if (!st.ok()) c.Error(who + ": " + st.message());
     if (beyond) c.Error(who + ": " + std::to_string(beyond) + " blocks mapped beyond its size");
+    return true;
   });
-  if (!walk.ok()) c.Error("entry tree_: " + walk.message());
+  if (!walk.ok()) c.Error("entry tree: " + walk.message());
   for (const auto& [id, key] : slot_of) {
     c.Error("name index: slot " + std::to_string(key) + " names entry id " + std::to_string(id) +
             ", which does not exist");
   }
+  for (uint64_t key : family_keys) {
+    c.Error("family index: key " + std::to_string(key) + " (entry id " +
+            std::to_string(key & (EntryTable::kMaxId - 1)) +
+            ") matches no entry of that volume");
+  }
+  for (const auto& [id, key] : uuid_slot_of) {
+    c.Error("uuid index: slot " + std::to_string(key) + " names entry id " + std::to_string(id) +
+            ", which does not exist");
+  }
+  // A wrong count would let a leftover build survive every open (or make
+  // every open walk the entries): never trusted, reported here.
+  if (indexed && hidden != table_->hidden_count()) {
+    c.Error("superblock counts " + std::to_string(table_->hidden_count()) +
+            " hidden entries, the entry tree holds " + std::to_string(hidden));
+  }
   if (r.entries != table_->count()) {
-    c.Error("superblock counts " + std::to_string(table_->count()) + " entries, the entry tree_ holds " +
+    c.Error("superblock counts " + std::to_string(table_->count()) + " entries, the entry tree holds " +
             std::to_string(r.entries));
   }
   c.Compare();

@@ -28,7 +28,11 @@ namespace stack::pool {
 
 constexpr uint32_t kMetaMagic = 0x444d5053;  // "SPMD"
 constexpr uint32_t kSuperMagic = 0x42535053;  // "SPSB"
-constexpr uint32_t kFormatVersion = 3;
+// Version 4 added the hidden-entry count (superblock offset 108) and the
+// uuid index (name index keys with the top bit set). Version 3 pools are
+// still read; a writer upgrades them at open (Pool::Impl::Upgrade).
+constexpr uint32_t kFormatVersion = 4;
+constexpr uint32_t kOldestFormatVersion = 3;
 constexpr uint32_t kHeaderSize = 32;
 constexpr uint32_t kSuperSize = 4096;  // bytes of a superblock slot that are used
 constexpr uint32_t kMinBlockSize = 4096;

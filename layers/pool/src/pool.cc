@@ -236,7 +236,8 @@ Status Pool::Impl::Load() {
   tm_->Begin(sb_);
   max_blocks_ = sb_.max_blocks;
   next_id_ = sb_.next_entry_id;
-  table_->Reset(sb_.entry_root, sb_.name_root, sb_.entry_count);
+  table_->Reset(sb_.entry_root, sb_.name_root, sb_.entry_count, sb_.hidden_count,
+                sb_.version >= 4);
   dirty_ = false;
   return Status::Ok();
 }
@@ -245,10 +246,15 @@ void Pool::Impl::ReclaimUncommitted() {
   const std::optional<uint64_t> host = store_->allocated_bytes();
   const uint64_t used = sm().used_blocks() * bs_;
   if (!host || *host <= used) return;
-  constexpr uint64_t kMinExcess = 8 << 20, kMinRun = 64 << 10;
+  constexpr uint64_t kMinExcess = 8 << 20;
   if (*host - used < std::max<uint64_t>(kMinExcess, used / 32)) return;
+  // Every free run, however short: what is left allocated after this is
+  // the used blocks, so the next open's fstat finds no excess and skips
+  // the scan. (Punching only long runs left the short ones that thousands
+  // of commits free, and every open scanned the space map and punched the
+  // same runs again.)
   std::vector<std::pair<uint64_t, uint64_t>> runs;
-  Status st = sm().ForEachFreeRun(std::max<uint64_t>(1, kMinRun / bs_),
+  Status st = sm().ForEachFreeRun(1,
                                   [&](uint64_t first, uint64_t n) { runs.emplace_back(first, n); });
   if (!st.ok()) return;
   for (const auto& [first, n] : runs) (void)store_->Discard(first * bs_, n * bs_);
@@ -287,7 +293,12 @@ Status Pool::Impl::CommitLocked() {
     next.entry_root = table_->entry_root();
     next.name_root = table_->name_root();
     next.entry_count = table_->count();
-    st = tm_->Commit(&next);
+    next.hidden_count = table_->hidden_count();
+    next.version = kFormatVersion;
+    // A format-3 state lacks the uuid index and the hidden count: it must
+    // not be committed as format 4 (a writer's open upgrades it first).
+    st = table_->indexed() ? tm_->Commit(&next)
+                           : Status::Internal("commit of a format 3 pool before its upgrade");
   }
   if (!st.ok()) return Abort(st.WithContext("commit"));
   sb_ = std::move(next);
@@ -366,6 +377,8 @@ Result<std::shared_ptr<Pool::Impl>> Pool::Impl::Open(std::unique_ptr<Store> stor
   p->cache_bytes_ = o.cache_bytes;
   p->accept_lost_generation_ = o.accept_lost_generation;
   RETURN_IF_ERROR(p->Load());
+  // Format 3 -> 4 before anything else commits (the upgrade commits).
+  if (!ro && !p->table_->indexed()) RETURN_IF_ERROR(p->Upgrade());
   if (p->lost_generation_ != 0 && !ro) {
     // The loss was accepted: commit at once, so both slots are whole again
     // and the next open needs no flag.
@@ -376,6 +389,16 @@ Result<std::shared_ptr<Pool::Impl>> Pool::Impl::Open(std::unique_ptr<Store> stor
   p->open_warnings_ = p->warnings_;
   for (const std::string& w : p->open_warnings_) EmitWarning(w);
   return p;
+}
+
+Status Pool::Impl::Upgrade() {
+  ASSIGN_OR_RETURN(uint64_t cost, table_->UpgradeCost());
+  Status st = EnsureSpace(cost, "the upgrade to format 4 (uuid index)");
+  if (!st.ok()) return st;
+  st = table_->Upgrade();
+  if (!st.ok()) return Abort(st.WithContext("upgrading the pool to format 4"));
+  dirty_ = true;
+  return CommitLocked();
 }
 
 std::string Pool::Impl::store_path() const {
@@ -604,22 +627,24 @@ Status Pool::Impl::Rename(const std::string& old_name, const std::string& new_na
     renames.push_back({e->id, new_name});
   } else {
     if (new_snap) return Status::InvalidArgument("a volume name cannot contain '@'");
-    // The volume and each of its snapshots (a walk of the entry tree); an
-    // open device on any of them keeps the whole family's names.
+    // The volume and each of its snapshots (one range of the family
+    // index); an open device on any of them keeps the whole family's names.
     Status busy;
-    Status walk = table_->ForEach([&](const TableEntry& x) {
-      if (x.name == old_name) {
-        renames.push_back({x.id, new_name});
-      } else if (x.name.size() > old_name.size() &&
-                 x.name.compare(0, old_name.size(), old_name) == 0 &&
-                 x.name[old_name.size()] == '@') {
-        renames.push_back({x.id, new_name + x.name.substr(old_name.size())});
-      } else {
-        return Status::Ok();
+    auto family = table_->Family(old_name);
+    if (!family.ok()) return txn.Fail(family.status());
+    Status walk;
+    for (uint64_t id : *family) {
+      auto x = table_->Get(id);
+      if (!x.ok() || !*x) {
+        walk = x.ok() ? Status::Corruption("family index: entry id " + std::to_string(id) +
+                                           " vanished")
+                      : x.status();
+        break;
       }
-      if (busy.ok()) busy = NotInUse(x, "rename");
-      return Status::Ok();
-    });
+      const TableEntry& member = **x;
+      renames.push_back({member.id, new_name + member.name.substr(old_name.size())});
+      if (busy.ok()) busy = NotInUse(member, "rename");
+    }
     if (!walk.ok()) return txn.Fail(walk);
     RETURN_IF_ERROR(busy);
   }
@@ -630,7 +655,19 @@ Status Pool::Impl::Rename(const std::string& old_name, const std::string& new_na
     lo = std::min(lo, id);
     hi = std::max(hi, id);
   }
-  ASSIGN_OR_RETURN(uint64_t cost, table_->ChangeCost(lo, hi, renames.size()));
+  // A family of a few entries: a bound per record, reading nothing more
+  // (the range bound reads every node between the family's first and last
+  // id, which may be the whole table). Many: the range bound is tighter.
+  uint64_t cost = 0;
+  if (renames.size() <= 64) {
+    for (auto& [id, n] : renames) {
+      ASSIGN_OR_RETURN(TableEntry * x, table_->Get(id));
+      if (!x) return txn.Fail(Status::Corruption("entry id " + std::to_string(id) + " vanished"));
+      cost += table_->RenameCost(*x, n);
+    }
+  } else {
+    ASSIGN_OR_RETURN(cost, table_->ChangeCost(lo, hi, renames.size()));
+  }
   RETURN_IF_ERROR(EnsureSpace(cost, "the rename"));
   return txn.Commit([&] {
     for (auto& [id, n] : renames) {
@@ -717,7 +754,7 @@ Status Pool::Impl::Commit() {
 
 // ---------------------------------------------------------------- queries
 
-Result<EntryInfo> Pool::Impl::InfoOf(const TableEntry& e) {
+Result<EntryInfo> Pool::Impl::InfoOf(const TableEntry& e, bool accounting) {
   EntryInfo i;
   i.name = e.name;
   i.uuid = FormatUuid(e.uuid);
@@ -729,6 +766,7 @@ Result<EntryInfo> Pool::Impl::InfoOf(const TableEntry& e) {
   i.tags = e.tags;
   i.read_only = e.read_only || e.snapshot;
   i.mapped_bytes = e.mapped_blocks * bs_;
+  if (!accounting) return i;
   ASSIGN_OR_RETURN(uint64_t excl, ExclusiveBlocks(e.root));
   i.exclusive_bytes = excl * bs_;
   i.shared_bytes = i.mapped_bytes - std::min(i.mapped_bytes, i.exclusive_bytes);
@@ -760,6 +798,34 @@ Result<std::vector<std::string>> Pool::Impl::Names() {
     return Status::Ok();
   });
   if (!st.ok()) return st;
+  return out;
+}
+
+Result<std::vector<std::string>> Pool::Impl::HiddenNames() {
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Usable());
+  // Flushing only when there is something to find keeps the common case
+  // free of reads (HiddenNames walks, and the walk wants the tree current).
+  if (table_->indexed() && table_->hidden_count() == 0) return std::vector<std::string>{};
+  RETURN_IF_ERROR(FlushEntries());
+  const uint64_t counted = table_->hidden_count();
+  ASSIGN_OR_RETURN(std::vector<std::string> names, table_->HiddenNames());
+  if (table_->hidden_count() != counted && !read_only_) dirty_ = true;  // a writer commits the fix
+  return names;
+}
+
+Result<std::vector<EntryInfo>> Pool::Impl::FindByUuid(const std::string& uuid) {
+  std::array<uint8_t, 16> u{};
+  if (!ParseUuid(uuid, u)) return Status::InvalidArgument("malformed uuid '" + uuid + "'");
+  std::lock_guard<std::mutex> lock(mu_);
+  RETURN_IF_ERROR(Usable());
+  if (!table_->indexed()) RETURN_IF_ERROR(FlushEntries());
+  ASSIGN_OR_RETURN(std::vector<TableEntry*> found, table_->FindUuid(u));
+  std::vector<EntryInfo> out;
+  for (TableEntry* e : found) {
+    ASSIGN_OR_RETURN(EntryInfo i, InfoOf(*e, false));
+    out.push_back(std::move(i));
+  }
   return out;
 }
 
@@ -935,6 +1001,10 @@ Status Pool::SetMeta(const std::string& name, const EntryMeta& meta) {
 }
 Result<std::vector<EntryInfo>> Pool::List() { return impl_->List(); }
 Result<std::vector<std::string>> Pool::Names() { return impl_->Names(); }
+Result<std::vector<std::string>> Pool::HiddenNames() { return impl_->HiddenNames(); }
+Result<std::vector<EntryInfo>> Pool::FindByUuid(const std::string& uuid) {
+  return impl_->FindByUuid(uuid);
+}
 Result<EntryInfo> Pool::Stat(const std::string& name) { return impl_->Stat(name); }
 Result<PoolInfo> Pool::Info() { return impl_->Info(); }
 Result<CheckReport> Pool::Check() { return impl_->Check(); }

@@ -78,6 +78,8 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   Status Commit();
   Result<std::vector<EntryInfo>> List();
   Result<std::vector<std::string>> Names();
+  Result<std::vector<std::string>> HiddenNames();
+  Result<std::vector<EntryInfo>> FindByUuid(const std::string& uuid);
   Result<EntryInfo> Stat(const std::string& name);
   Result<std::vector<StoredRun>> StoredRuns(const std::string& name, uint64_t offset,
                                             uint64_t length);
@@ -117,7 +119,7 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   // Reads the superblock copies and takes the generation they designate
   // (superblock_copies.h); a writer rewrites disagreeing copies first.
   Status Load();
-  // Punches the pool file's free runs (>= 64 KiB) when it holds much more
+  // Punches the pool file's free blocks when it holds much more
   // than the used blocks: what a writer killed before its commit wrote is
   // free in the committed state but still on the host. Cheap test (one
   // fstat) on every writable open; the scan of the space map only when the
@@ -128,6 +130,9 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   // transaction manager commit (transaction.h). A failure abandons the
   // running transaction.
   Status CommitLocked();
+  // A writer's open of a format-3 pool: builds the uuid index and the
+  // hidden count (one walk of the entries) and commits format 4.
+  Status Upgrade();
   // Abandons the running transaction: reloads the last commit.
   Status Abort(Status cause);
   Status Usable() const;
@@ -152,7 +157,8 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   Status FlushEntries();
   // nullptr if the entry is gone (deleted while a device held it).
   Result<TableEntry*> FindId(uint64_t id) { return table_->Get(id); }
-  Result<EntryInfo> InfoOf(const TableEntry& e);
+  // accounting: also walk the tree for exclusive/shared bytes.
+  Result<EntryInfo> InfoOf(const TableEntry& e, bool accounting = true);
 
   // Volume I/O helpers (volume_io.cc).
   Status InBounds(const TableEntry& e, uint64_t first, uint64_t count, const char* op);

@@ -19,6 +19,7 @@ std::vector<uint8_t> EncodeSuperblock(const Superblock& sb, uint64_t block) {
   PutLE64(p + 88, sb.entry_root);
   PutLE64(p + 96, sb.next_entry_id);
   PutLE32(p + 104, static_cast<uint32_t>(sb.index_locs.size()));
+  PutLE32(p + 108, static_cast<uint32_t>(sb.hidden_count));
   PutLE64(p + 112, sb.name_root);
   PutLE64(p + 120, sb.entry_count);
   for (size_t i = 0; i < sb.index_locs.size(); ++i) {
@@ -40,9 +41,11 @@ Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t block
   Superblock sb;
   sb.generation = GetLE64(p + 24);
   if (sb.generation % 2 != block % 2) return fail("generation does not belong in this slot");
-  if (GetLE32(p + 32) != kFormatVersion) {
-    return fail("unsupported format version " + std::to_string(GetLE32(p + 32)) +
-                " (this build reads version " + std::to_string(kFormatVersion) + ")");
+  sb.version = GetLE32(p + 32);
+  if (sb.version < kOldestFormatVersion || sb.version > kFormatVersion) {
+    return fail("unsupported format version " + std::to_string(sb.version) +
+                " (this build reads versions " + std::to_string(kOldestFormatVersion) + " to " +
+                std::to_string(kFormatVersion) + ")");
   }
   sb.block_size = GetLE32(p + 36);
   if (sb.block_size < kMinBlockSize || sb.block_size > kMaxBlockSize ||
@@ -59,6 +62,8 @@ Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t block
   uint32_t nidx = GetLE32(p + 104);
   sb.name_root = GetLE64(p + 112);
   sb.entry_count = GetLE64(p + 120);
+  // Version 3 reserved these bytes: the pool counts hidden entries itself.
+  if (sb.version >= 4) sb.hidden_count = GetLE32(p + 108);
   if (sb.nr_blocks < kFirstFreeBlock + 1 || sb.nr_blocks > sb.max_blocks) {
     return fail("bad block counts");
   }
@@ -76,6 +81,7 @@ Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t block
     return fail("entry count does not match the entry trees");
   }
   if (sb.entry_count >= sb.next_entry_id) return fail("more entries than ids handed out");
+  if (sb.hidden_count > sb.entry_count) return fail("more hidden entries than entries");
   for (uint32_t i = 0; i < nidx; ++i) {
     uint64_t l = GetLE64(p + kSuperIndexOffset + 8 * i);
     if (l != 0 && (l < kFirstFreeBlock || l >= sb.nr_blocks)) {

@@ -25,6 +25,8 @@
 namespace stack::pool {
 
 struct Superblock {
+  // The version read (3 or 4); Encode always writes kFormatVersion.
+  uint32_t version = kFormatVersion;
   uint64_t generation = 0;
   uint32_t block_size = 0;
   uint64_t nr_blocks = 0;
@@ -35,6 +37,9 @@ struct Superblock {
   uint64_t entry_root = 0;
   uint64_t name_root = 0;
   uint64_t entry_count = 0;
+  // Entries whose name starts with '.' (version 4; 0 when read from version 3,
+  // where the field was reserved: the pool counts them at open).
+  uint64_t hidden_count = 0;
   uint64_t next_entry_id = 1;
   std::vector<uint64_t> index_locs;
 };
@@ -43,6 +48,7 @@ struct Superblock {
 // (SuperCopyBlock(sb.generation % 2, mirror)).
 // REQUIRES: index_locs.size() <= kMaxIndexSlots.
 std::vector<uint8_t> EncodeSuperblock(const Superblock& sb, uint64_t block);
+// REQUIRES: hidden_count <= UINT32_MAX (the pool refuses more).
 // Decodes and checks the copy at physical block `block` (0-3): header,
 // checksum, then every field's bounds. Corruption saying why otherwise.
 Result<Superblock> DecodeSuperblock(std::span<const uint8_t> buf, uint64_t block);

@@ -238,6 +238,16 @@ class Pool {
   Result<std::vector<EntryInfo>> List();
   // Entry names in creation order (a walk of the entry tree, no accounting).
   Result<std::vector<std::string>> Names();
+  // Names of the hidden entries: those whose name starts with '.' (the
+  // layer above makes unfinished builds so). The superblock counts them,
+  // so with none this reads nothing; otherwise it walks the entries until
+  // it has found them all.
+  Result<std::vector<std::string>> HiddenNames();
+  // The entries whose uuid is `uuid` (8-4-4-4-12 hex; InvalidArgument if
+  // malformed), found in the uuid index: O(log entries). Uuids are not
+  // required to be unique, hence a list (usually 0 or 1). No accounting:
+  // exclusive_bytes and shared_bytes are 0 (Stat gives them).
+  Result<std::vector<EntryInfo>> FindByUuid(const std::string& uuid);
   Result<EntryInfo> Stat(const std::string& name);
   Result<PoolInfo> Info();
   // Full consistency check (reference counts, trees, metadata checksums).
