@@ -1,6 +1,7 @@
 #include "stack/fs_session.h"
 
 #include "pool/pool.h"
+#include "stack/bulk_data.h"
 
 namespace stack::compose {
 
@@ -13,6 +14,9 @@ Result<std::unique_ptr<FsSession>> FsSession::Open(const TargetSpec& spec,
   ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, spec.writable, key_given));
   s->kind_ = u.kind;
   s->warnings_ = u.warnings;
+  // A writer edits on the bulk path build uses (stack/bulk_data.h):
+  // encryption and the pool work beside the reading of host files.
+  if (spec.writable) u.device = BulkWriteDevice(std::move(u.device));
   auto fs = fsbridge::Filesystem::Open(std::move(u.device), spec.writable);
   if (!fs.ok()) return fs.status().WithContext(s->target_->describe());
   s->fs_ = std::move(fs).value();
@@ -29,7 +33,7 @@ Result<std::unique_ptr<FsSession>> FsSession::Mkfs(const TargetSpec& spec,
   ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, true, key_given));
   s->kind_ = u.kind;
   s->warnings_ = u.warnings;
-  auto fs = fsbridge::Filesystem::Mkfs(std::move(u.device), opts);
+  auto fs = fsbridge::Filesystem::Mkfs(BulkWriteDevice(std::move(u.device)), opts);
   if (!fs.ok()) return fs.status().WithContext(s->target_->describe());
   s->fs_ = std::move(fs).value();
   return s;
