@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <future>
 #include <optional>
+#include <system_error>
 #include <vector>
 
 namespace stack::fsbridge {
@@ -186,9 +187,13 @@ Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
       const size_t n = next_data(k + 1);
       if (n < pieces->size()) {
         const Piece& np = (*pieces)[n];
-        reading = std::async(std::launch::async,
-                             [&c, np, &path, &next] { return ReadPiece(c, np, path, &next); });
-        reading_at = n;
+        try {
+          reading = std::async(std::launch::async,
+                               [&c, np, &path, &next] { return ReadPiece(c, np, path, &next); });
+          reading_at = n;
+        } catch (const std::system_error&) {
+          // No thread to be had: that piece is read in turn, on this one.
+        }
       }
     }
     RETURN_IF_ERROR(sink(std::span<const uint8_t>(cur.data(), cur.size())));
