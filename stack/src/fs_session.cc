@@ -11,7 +11,8 @@ Result<std::unique_ptr<FsSession>> FsSession::Open(const TargetSpec& spec,
   std::unique_ptr<FsSession> s(new FsSession());
   ASSIGN_OR_RETURN(s->target_, Target::Open(spec));
   if (!spec.pool_path.empty()) s->entry_ = spec.entry;
-  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, spec.writable, key_given));
+  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, spec.writable,
+                                      key_given, BulkCryptThreads(spec.writable)));
   s->kind_ = u.kind;
   s->warnings_ = u.warnings;
   // A writer edits on the bulk path build uses (stack/bulk_data.h):
@@ -30,7 +31,8 @@ Result<std::unique_ptr<FsSession>> FsSession::Mkfs(const TargetSpec& spec,
   std::unique_ptr<FsSession> s(new FsSession());
   ASSIGN_OR_RETURN(s->target_, Target::Open(spec));
   if (!spec.pool_path.empty()) s->entry_ = spec.entry;
-  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, true, key_given));
+  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, true, key_given,
+                                      BulkCryptThreads(true)));
   s->kind_ = u.kind;
   s->warnings_ = u.warnings;
   auto fs = fsbridge::Filesystem::Mkfs(BulkWriteDevice(std::move(u.device)), opts);
