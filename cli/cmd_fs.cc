@@ -145,17 +145,6 @@ Status Cat(FsArgs& a) {
   return s->Close();
 }
 
-// Writes all of data to fd (short writes and EINTR handled).
-Status WriteAll(int fd, std::span<const uint8_t> data, const std::string& what) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno("write " + what, errno);
-    data = data.subspan(static_cast<size_t>(n));
-  }
-  return Status::Ok();
-}
-
 Status Get(FsArgs& a, CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto spec, a.t.Spec(false));
   RETURN_IF_ERROR(a.t.NeedArgs(2, 2, "PATH HOST_DEST"));
@@ -182,9 +171,8 @@ Status Get(FsArgs& a, CommandContext& ctx) {
   fo.mode = st.mode & 07777;
   fo.apply_umask = false;  // the file's own mode, as before
   ASSIGN_OR_RETURN(auto file, compose::OutputFile::Create(out, fo));
-  RETURN_IF_ERROR(s->fs().ReadFile(a.t.pos[0], [&](std::span<const uint8_t> data) {
-    return WriteAll(file->fd(), data, file->temp_path());
-  }));
+  // Holes stay holes (as cp --sparse=auto keeps them).
+  RETURN_IF_ERROR(s->fs().ReadFileTo(a.t.pos[0], file->fd(), file->temp_path()));
   RETURN_IF_ERROR(file->Commit());
   ctx.done = {{"path", a.t.pos[0]}, {"to", out}, {"bytes", st.size}};
   return s->Close();

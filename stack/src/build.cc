@@ -6,10 +6,10 @@
 
 #include "fsbridge/filesystem.h"
 #include "pool/pool.h"
+#include "stack/bulk_data.h"
 #include "stack/populate.h"
 #include "stack/control.h"
 #include "stack/open_pool.h"
-#include "block/write_behind_device.h"
 #include "stack/publish.h"
 #include "stack/sizes.h"
 
@@ -30,8 +30,8 @@ Status FillVolume(pool::Pool& pool, const std::string& tmp, const BuildOptions& 
     dev = std::move(crypt);
   }
   // Encryption and the pool work on a second thread while the populate
-  // reads and packs the next files (Close flushes it).
-  dev = std::make_unique<WriteBehindDevice>(std::move(dev));
+  // reads and packs the next files (Close flushes it): stack/bulk_data.h.
+  dev = BulkWriteDevice(std::move(dev));
   fsbridge::MkfsOptions mkfs = o.mkfs;
   mkfs.fresh_device = true;  // the volume was created by this build
   ASSIGN_OR_RETURN(auto fs, fsbridge::Filesystem::Mkfs(std::move(dev), mkfs));

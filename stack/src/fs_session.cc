@@ -1,6 +1,7 @@
 #include "stack/fs_session.h"
 
 #include "pool/pool.h"
+#include "stack/bulk_data.h"
 
 namespace stack::compose {
 
@@ -10,9 +11,13 @@ Result<std::unique_ptr<FsSession>> FsSession::Open(const TargetSpec& spec,
   std::unique_ptr<FsSession> s(new FsSession());
   ASSIGN_OR_RETURN(s->target_, Target::Open(spec));
   if (!spec.pool_path.empty()) s->entry_ = spec.entry;
-  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, spec.writable, key_given));
+  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, spec.writable,
+                                      key_given, BulkCryptThreads(spec.writable)));
   s->kind_ = u.kind;
   s->warnings_ = u.warnings;
+  // A writer edits on the bulk path build uses (stack/bulk_data.h):
+  // encryption and the pool work beside the reading of host files.
+  if (spec.writable) u.device = BulkWriteDevice(std::move(u.device));
   auto fs = fsbridge::Filesystem::Open(std::move(u.device), spec.writable);
   if (!fs.ok()) return fs.status().WithContext(s->target_->describe());
   s->fs_ = std::move(fs).value();
@@ -26,10 +31,11 @@ Result<std::unique_ptr<FsSession>> FsSession::Mkfs(const TargetSpec& spec,
   std::unique_ptr<FsSession> s(new FsSession());
   ASSIGN_OR_RETURN(s->target_, Target::Open(spec));
   if (!spec.pool_path.empty()) s->entry_ = spec.entry;
-  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, true, key_given));
+  ASSIGN_OR_RETURN(Unlocked u, Unlock(s->target_->TakeDevice(), get_passphrase, true, key_given,
+                                      BulkCryptThreads(true)));
   s->kind_ = u.kind;
   s->warnings_ = u.warnings;
-  auto fs = fsbridge::Filesystem::Mkfs(std::move(u.device), opts);
+  auto fs = fsbridge::Filesystem::Mkfs(BulkWriteDevice(std::move(u.device)), opts);
   if (!fs.ok()) return fs.status().WithContext(s->target_->describe());
   s->fs_ = std::move(fs).value();
   return s;

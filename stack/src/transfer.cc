@@ -12,8 +12,8 @@
 
 #include "block/file_device.h"
 #include "block/unique_fd.h"
-#include "block/write_behind_device.h"
 #include "pool/pool.h"
+#include "stack/bulk_data.h"
 #include "stack/output_file.h"
 #include "stack/control.h"
 #include "stack/open_pool.h"
@@ -50,16 +50,12 @@ uint64_t AllocatedOnDisk(const std::string& path) {
 }
 
 // CopySparse into a new output file, reading (and verifying or decrypting)
-// on this thread while a WriteBehindDevice writes the file on another.
+// on this thread while the file is written on another (stack/bulk_data.h).
 Status CopyToOutput(BlockDevice& src, std::unique_ptr<BlockDevice> out, const CopyOptions& co,
                     ExportReport* rep) {
-  WriteBehindDevice wb(std::move(out));
-  Result<CopyReport> r = CopySparse(src, wb, co);
-  const Status drained = wb.Drain();  // errors of writes still queued
-  RETURN_IF_ERROR(r.status());
-  RETURN_IF_ERROR(drained);
-  rep->copy = std::move(r).value();
-  rep->file_size = wb.size_bytes();
+  const uint64_t size = out->size_bytes();
+  ASSIGN_OR_RETURN(rep->copy, CopySparseBehind(src, std::move(out), co));
+  rep->file_size = size;
   return Status::Ok();
 }
 
@@ -286,7 +282,9 @@ Result<ImportReport> ImportImage(const ImportOptions& o) {
                                   ASSIGN_OR_RETURN(auto vol, pool->OpenVolume(hidden, false));
                                   CopyOptions co;
                                   co.progress = o.progress;
-                                  ASSIGN_OR_RETURN(rep.copy, CopySparse(*in, *vol, co));
+                                  // Reading the file overlaps storing it.
+                                  ASSIGN_OR_RETURN(rep.copy,
+                                                   CopySparseBehind(*in, std::move(vol), co));
                                   return Status::Ok();
                                 }));
   return rep;

@@ -1,13 +1,12 @@
 #include "stack/unlock.h"
 
-#include <thread>
-
 #include "fde/container.h"
+#include "stack/bulk_data.h"
 
 namespace stack::compose {
 
 Result<Unlocked> Unlock(std::unique_ptr<BlockDevice> dev, const SecretGetter& get_passphrase,
-                        bool writable, bool key_given) {
+                        bool writable, bool key_given, unsigned crypt_threads) {
   ASSIGN_OR_RETURN(fde::ContainerKind kind, fde::Probe(*dev));
   Unlocked u;
   u.kind = kind;
@@ -30,7 +29,7 @@ Result<Unlocked> Unlock(std::unique_ptr<BlockDevice> dev, const SecretGetter& ge
   ASSIGN_OR_RETURN(fde::UnlockedKey key, container->Unlock(pass, std::nullopt));
   fde::OpenOptions o;
   o.read_only = !writable;
-  o.crypt_threads = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  o.crypt_threads = crypt_threads ? crypt_threads : BulkCryptThreads(false);
   ASSIGN_OR_RETURN(auto crypt, container->Open(std::move(dev), std::move(key), o));
   u.warnings = crypt->warnings();
   u.device = std::move(crypt);

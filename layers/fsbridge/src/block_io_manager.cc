@@ -407,4 +407,18 @@ Status IoBinding::TakeLastError() {
 
 Status IoBinding::WriteBack() { return ctx_->WriteBackAll(); }
 
+Status IoBinding::WriteBuffer(uint64_t offset, std::vector<uint8_t>* data) {
+  Context& c = *ctx_;
+  const uint64_t len = data->size();
+  if (len == 0) return Status::Ok();
+  if (c.read_only || offset % c.unit || len % c.unit || !c.InRange(offset, len)) {
+    if (c.WriteBytes(offset, len, data->data()) != 0) return TakeLastError();
+    return Status::Ok();
+  }
+  const uint64_t first = offset / c.unit, last = (offset + len) / c.unit - 1;
+  if (c.SeqOverlaps(first, last)) RETURN_IF_ERROR(c.FlushSeq());
+  c.Recycle(c.cache.lower_bound(first), c.cache.upper_bound(last));
+  return c.dev->WriteBuffer(offset, *data);
+}
+
 }  // namespace stack::fsbridge

@@ -51,6 +51,14 @@ class IoBinding {
   // Writes every dirty cached block and the gathered run to the device (no
   // device flush).
   Status WriteBack();
+  // Writes `data` at byte `offset` straight to the device, which may take
+  // the buffer itself and hand back another in *data (BlockDevice::
+  // WriteBuffer; a write-behind device does, so a file's data run is never
+  // copied on the way down). Cached units of the range are dropped (the
+  // write replaces them). Offset and size not whole cache units: written
+  // with a copy, through the cache rules, *data unchanged. The bulk data
+  // path (DataWriter) writes its runs with this.
+  Status WriteBuffer(uint64_t offset, std::vector<uint8_t>* data);
 
   struct Context;
 

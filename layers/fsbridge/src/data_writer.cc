@@ -69,7 +69,15 @@ Status DataWriter::FlushRun(bool final) {
     }
     uint64_t j = i + 1;
     while (j < n && !(skip_zero_ && IsAllZero({buf_.data() + j * bs_, bs_}))) ++j;
-    RETURN_IF_ERROR(Place(lblk0 + i, buf_.data() + i * bs_, j - i));
+    // The whole buffer as one run (a large file's usual case): Place may
+    // hand the buffer itself down and get another back.
+    const bool all = i == 0 && j == n && whole == buf_.size();
+    RETURN_IF_ERROR(Place(lblk0 + i, buf_.data() + i * bs_, j - i, all));
+    if (all) {
+      buf_.clear();  // written (and possibly swapped for a spare)
+      buf_start_ += whole;
+      return Status::Ok();
+    }
     i = j;
   }
   buf_.erase(buf_.begin(), buf_.begin() + long(whole));
@@ -77,7 +85,7 @@ Status DataWriter::FlushRun(bool final) {
   return Status::Ok();
 }
 
-Status DataWriter::Place(uint64_t lblk, const uint8_t* data, uint64_t count) {
+Status DataWriter::Place(uint64_t lblk, const uint8_t* data, uint64_t count, bool whole_buffer) {
   ext2_filsys fs = c_.fs;
   while (count) {
     const uint64_t free_blocks = ext2fs_free_blocks_count(fs->super);
@@ -104,6 +112,14 @@ Status DataWriter::Place(uint64_t lblk, const uint8_t* data, uint64_t count) {
       k += len;
     }
     nblocks_ += got;
+    if (whole_buffer && got == count && data == buf_.data() && c_.io) {
+      // One allocation took all of buf_ (not the rest after a first piece
+      // went elsewhere): no copy on the way down.
+      Status s = c_.io->WriteBuffer(uint64_t(p) * bs_, &buf_);
+      if (!s.ok()) return s.WithContext("writing data of " + path_);
+      *goal_ = p + got;
+      return Status::Ok();
+    }
     e = io_channel_write_blk64(fs->io, p, int(got), data);
     if (e) return c_.Err(e, "writing data of", path_);
     *goal_ = p + got;

@@ -50,7 +50,9 @@ class DataWriter {
     uint32_t len;
   };
   Status FlushRun(bool final);
-  Status Place(uint64_t lblk, const uint8_t* data, uint64_t nblocks);
+  // whole_buffer: data..+nblocks is all of buf_, which may then be handed
+  // to the device (IoBinding::WriteBuffer) and replaced by another buffer.
+  Status Place(uint64_t lblk, const uint8_t* data, uint64_t nblocks, bool whole_buffer);
   void FreeAll();
 
   FsContext c_;

@@ -12,20 +12,14 @@
 #include <set>
 
 #include "archive_util.h"
+#include "data_reader.h"
 #include "filesystem_impl.h"
 #include "fsbridge/names.h"
 #include "host_tree.h"
 
 namespace stack::fsbridge {
 
-Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
-                     const std::function<Status(std::span<const uint8_t>)>& sink);
-
 namespace {
-
-Status Sys(const std::string& what, const std::string& path) {
-  return Status::FromErrno(what + " " + path, errno);
-}
 
 std::string Base(const std::string& p) {
   auto comps = SplitPath(p);
@@ -138,25 +132,8 @@ struct DirExtractor {
         }
         ASSIGN_OR_RETURN(UniqueFd fd, parent.CreateFile(name));
         const std::string hs = parent.Shown(name);
-        uint64_t off = 0;
-        RETURN_IF_ERROR(ReadInodeData(c, i.ino, shown, [&](std::span<const uint8_t> d) -> Status {
-          // Zero 4 KiB runs become holes, so sparse files stay sparse.
-          size_t p = 0;
-          while (p < d.size()) {
-            size_t n = std::min<size_t>(4096, d.size() - p);
-            static const uint8_t zeros[4096] = {};
-            if (n == 4096 && std::memcmp(d.data() + p, zeros, n) == 0) {
-              p += n;
-              continue;
-            }
-            if (::pwrite(fd.get(), d.data() + p, n, off_t(off + p)) != ssize_t(n))
-              return Sys("writing", hs);
-            p += n;
-          }
-          off += d.size();
-          return Status::Ok();
-        }));
-        if (::ftruncate(fd.get(), off_t(i.size)) != 0) return Sys("truncating", hs);
+        // Zero blocks become holes, so sparse files stay sparse.
+        RETURN_IF_ERROR(WriteInodeToFd(c, i.ino, shown, fd.get(), hs));
         return HostDir::SetAttrsFd(fd.get(), hs, AttrsOf(i));
       }
       case FileType::kSymlink:

@@ -30,7 +30,9 @@ struct Unlocked {
 // key_given: the user supplied a key (--key-file) and so means encryption;
 // a device with no LUKS header is then InvalidArgument instead of being used
 // as plain (which would e.g. make an unencrypted file system).
+// crypt_threads: threads that encrypt/decrypt large requests; 0 = up to 4
+// (one per core). The bulk data path chooses its own (stack/bulk_data.h).
 Result<Unlocked> Unlock(std::unique_ptr<BlockDevice> dev, const SecretGetter& get_passphrase,
-                        bool writable, bool key_given = false);
+                        bool writable, bool key_given = false, unsigned crypt_threads = 0);
 
 }  // namespace stack::compose

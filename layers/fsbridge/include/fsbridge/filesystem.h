@@ -72,6 +72,12 @@ class Filesystem {
   Status ReadFile(const std::string& path,
                   const std::function<Status(std::span<const uint8_t>)>& sink);
   Status ReadFile(const std::string& path, std::ostream& out);
+  // Writes a regular file's content into `fd`, an empty regular host file
+  // (named host_name in errors), at the same offsets: all-zero 4 KiB
+  // blocks stay holes, so a sparse file stays sparse; the host file ends
+  // at the file's size. Reading runs in large runs on a second thread,
+  // beside the writing (the bulk data path; see data_reader.h).
+  Status ReadFileTo(const std::string& path, int fd, const std::string& host_name);
 
   // Copies a host file (or, if a directory, the tree) to fs_path,
   // replacing a non-directory already there. Parents must exist. A regular

@@ -1,0 +1,244 @@
+#include "data_reader.h"
+
+#include "block/zero.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <future>
+#include <optional>
+#include <system_error>
+#include <vector>
+
+namespace stack::fsbridge {
+
+namespace {
+
+constexpr uint64_t kRunBytes = 4 << 20;  // as DataWriter's runs
+constexpr size_t kZeroChunk = 1 << 20;
+
+// One piece of a file, in order: `bytes` of zeros (pblk == 0) or of the
+// blocks starting at pblk.
+struct Piece {
+  uint64_t pblk = 0;
+  uint64_t bytes = 0;
+  bool hole() const { return pblk == 0; }
+};
+
+struct ExtentHandle {
+  ext2_extent_handle_t h = nullptr;
+  ~ExtentHandle() {
+    if (h) ext2fs_extent_free(h);
+  }
+};
+
+// The pieces of an extent-mapped file of `size` bytes, each at most
+// kRunBytes; nullopt when the map is not one this reader trusts (then
+// ext2fs_file_read reads the file).
+Result<std::optional<std::vector<Piece>>> PiecesOf(const FsContext& c, uint32_t ino,
+                                                   InodeBuf* inode, uint64_t size,
+                                                   const std::string& path) {
+  using Out = std::optional<std::vector<Piece>>;
+  ext2_filsys fs = c.fs;
+  const ext2_inode_large* i = inode->large();
+  if (!(i->i_flags & EXT4_EXTENTS_FL) || (i->i_flags & EXT4_INLINE_DATA_FL)) return Out();
+  const uint64_t bs = fs->blocksize;
+  const uint64_t nblocks = (size + bs - 1) / bs;
+  const uint64_t fs_blocks = ext2fs_blocks_count(fs->super);
+  ExtentHandle h;
+  errcode_t e = ext2fs_extent_open2(fs, ino, inode->small(), &h.h);
+  if (e) return c.Err(e, "reading extents of", path);
+  std::vector<Piece> out;
+  auto add = [&](uint64_t pblk, uint64_t bytes) {
+    // Merge with the previous piece when it continues it, then cut in runs.
+    if (!out.empty() && out.back().bytes < kRunBytes) {
+      Piece& last = out.back();
+      const bool joins = pblk == 0 ? last.hole() : (!last.hole() && last.pblk + last.bytes / bs == pblk);
+      if (joins) {
+        const uint64_t take = std::min(bytes, kRunBytes - last.bytes);
+        last.bytes += take;
+        bytes -= take;
+        if (pblk) pblk += take / bs;
+      }
+    }
+    while (bytes) {
+      const uint64_t take = std::min(bytes, kRunBytes);
+      out.push_back(Piece{pblk, take});
+      bytes -= take;
+      if (pblk) pblk += take / bs;
+    }
+  };
+  uint64_t next = 0;  // next logical block not yet covered
+  uint64_t leaves = 0;
+  ext2fs_extent x;
+  for (e = ext2fs_extent_get(h.h, EXT2_EXTENT_ROOT, &x); !e;
+       e = ext2fs_extent_get(h.h, EXT2_EXTENT_NEXT, &x)) {
+    if (!(x.e_flags & EXT2_EXTENT_FLAGS_LEAF) || (x.e_flags & EXT2_EXTENT_FLAGS_SECOND_VISIT) ||
+        x.e_len == 0)
+      continue;
+    // More leaves than blocks, out of order, overlapping, or outside the
+    // file system: not a map to follow (a loop would never end).
+    if (++leaves > nblocks + 1 || x.e_lblk < next || x.e_pblk == 0 ||
+        x.e_pblk < fs->super->s_first_data_block ||
+        x.e_pblk >= fs_blocks || x.e_len > fs_blocks - x.e_pblk)
+      return Out();
+    if (x.e_lblk >= nblocks) continue;  // preallocated past the end
+    if (x.e_lblk > next) add(0, (x.e_lblk - next) * bs);
+    const uint64_t len = std::min<uint64_t>(x.e_len, nblocks - x.e_lblk);
+    add((x.e_flags & EXT2_EXTENT_FLAGS_UNINIT) ? 0 : x.e_pblk, len * bs);
+    next = x.e_lblk + len;
+  }
+  if (e != EXT2_ET_EXTENT_NO_NEXT && e != EXT2_ET_EXTENT_NO_DOWN)
+    return c.Err(e, "reading extents of", path);
+  if (next < nblocks) add(0, (nblocks - next) * bs);
+  // The last piece ends at i_size, not at its block's end.
+  const uint64_t over = nblocks * bs - size;
+  if (over) {
+    if (out.back().bytes <= over) return Out();  // cannot happen: the last block is in it
+    out.back().bytes -= over;
+  }
+  return Out(std::move(out));
+}
+
+// libext2fs's own reader, a block at a time (the fallback).
+Status ReadByFile(const FsContext& c, uint32_t ino, const std::string& path, uint64_t size,
+                  const std::function<Status(std::span<const uint8_t>)>& sink) {
+  struct File {
+    ext2_file_t f = nullptr;
+    ~File() {
+      if (f) (void)ext2fs_file_close(f);
+    }
+  } f;
+  errcode_t e = ext2fs_file_open2(c.fs, ino, nullptr, 0, &f.f);
+  if (e) return c.Err(e, "opening", path);
+  std::vector<uint8_t> buf(size_t(std::min<uint64_t>(std::max<uint64_t>(size, 1), 1 << 20)));
+  while (true) {
+    unsigned int got = 0;
+    e = ext2fs_file_read(f.f, buf.data(), unsigned(buf.size()), &got);
+    if (e) return c.Err(e, "reading", path);
+    if (got == 0) break;
+    RETURN_IF_ERROR(sink(std::span<const uint8_t>(buf.data(), got)));
+  }
+  return Status::Ok();
+}
+
+// Reads a data piece into *buf (resized to its bytes).
+Status ReadPiece(const FsContext& c, const Piece& p, const std::string& path,
+                 std::vector<uint8_t>* buf) {
+  const uint64_t bs = c.fs->blocksize;
+  const uint64_t blocks = (p.bytes + bs - 1) / bs;
+  buf->resize(blocks * bs);
+  errcode_t e = io_channel_read_blk64(c.fs->io, p.pblk, int(blocks), buf->data());
+  if (e) return c.Err(e, "reading", path);
+  buf->resize(p.bytes);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
+                     const std::function<Status(std::span<const uint8_t>)>& sink) {
+  InodeBuf inode(c.fs);
+  RETURN_IF_ERROR(ReadInode(c, ino, &inode, path));
+  const uint64_t size = EXT2_I_SIZE(inode.small());
+  // ext4 addresses at most 2^32 blocks of a file: a larger i_size is damage
+  // (or a hostile image asking readers to stream exabytes of zeros).
+  const uint64_t max_size = (uint64_t(1) << 32) * c.fs->blocksize;
+  if (size > max_size)
+    return Status::Corruption(path + ": size " + std::to_string(size) +
+                              " is larger than a file of this file system can be (" +
+                              std::to_string(max_size) + "): run e2fsck");
+  if (size == 0) return Status::Ok();
+  ASSIGN_OR_RETURN(auto pieces, PiecesOf(c, ino, &inode, size, path));
+  if (!pieces) return ReadByFile(c, ino, path, size, sink);
+
+  size_t data_pieces = 0;
+  for (const Piece& p : *pieces) data_pieces += p.hole() ? 0 : 1;
+  const bool ahead = data_pieces > 1;  // one piece: nothing to overlap
+  std::vector<uint8_t> cur, next;
+  std::vector<uint8_t> zeros;
+  // Declared after the buffers it fills: destroyed (waited for) first.
+  std::future<Status> reading;
+  size_t reading_at = 0;
+  auto next_data = [&](size_t from) {
+    while (from < pieces->size() && (*pieces)[from].hole()) ++from;
+    return from;
+  };
+  for (size_t k = 0; k < pieces->size(); ++k) {
+    const Piece& p = (*pieces)[k];
+    if (p.hole()) {
+      if (zeros.empty()) zeros.resize(kZeroChunk);
+      for (uint64_t left = p.bytes; left;) {
+        const size_t n = size_t(std::min<uint64_t>(left, zeros.size()));
+        RETURN_IF_ERROR(sink(std::span<const uint8_t>(zeros.data(), n)));
+        left -= n;
+      }
+      continue;
+    }
+    if (reading.valid() && reading_at == k) {
+      Status st = reading.get();
+      RETURN_IF_ERROR(st);
+      std::swap(cur, next);
+    } else {
+      RETURN_IF_ERROR(ReadPiece(c, p, path, &cur));
+    }
+    if (ahead) {
+      const size_t n = next_data(k + 1);
+      if (n < pieces->size()) {
+        const Piece& np = (*pieces)[n];
+        try {
+          reading = std::async(std::launch::async,
+                               [&c, np, &path, &next] { return ReadPiece(c, np, path, &next); });
+          reading_at = n;
+        } catch (const std::system_error&) {
+          // No thread to be had: that piece is read in turn, on this one.
+        }
+      }
+    }
+    RETURN_IF_ERROR(sink(std::span<const uint8_t>(cur.data(), cur.size())));
+  }
+  return Status::Ok();
+}
+
+Status WriteInodeToFd(const FsContext& c, uint32_t ino, const std::string& path, int fd,
+                      const std::string& host) {
+  constexpr size_t kBlock = 4096;
+  uint64_t off = 0;
+  auto put = [&](const uint8_t* p, size_t n, uint64_t at) -> Status {
+    while (n) {
+      const ssize_t w = ::pwrite(fd, p, n, off_t(at));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return Status::FromErrno("writing " + host, errno);
+      p += w;
+      n -= size_t(w);
+      at += uint64_t(w);
+    }
+    return Status::Ok();
+  };
+  RETURN_IF_ERROR(ReadInodeData(c, ino, path, [&](std::span<const uint8_t> d) -> Status {
+    // Runs of non-zero blocks in one pwrite; zero blocks stay holes.
+    size_t p = 0;
+    while (p < d.size()) {
+      size_t n = std::min(kBlock, d.size() - p);
+      if (n == kBlock && IsAllZero(d.subspan(p, n))) {
+        p += n;
+        continue;
+      }
+      size_t q = p + n;
+      while (q < d.size()) {
+        const size_t m = std::min(kBlock, d.size() - q);
+        if (m == kBlock && IsAllZero(d.subspan(q, m))) break;
+        q += m;
+      }
+      RETURN_IF_ERROR(put(d.data() + p, q - p, off + p));
+      p = q;
+    }
+    off += d.size();
+    return Status::Ok();
+  }));
+  if (::ftruncate(fd, off_t(off)) != 0) return Status::FromErrno("truncating " + host, errno);
+  return Status::Ok();
+}
+
+}  // namespace stack::fsbridge
