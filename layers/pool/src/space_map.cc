@@ -91,6 +91,7 @@ Status SpaceMap::Inc(uint64_t b) {
                                " would overflow");
   }
   txn_[b].delta += 1;
+  if (folding_) touched_.push_back(b);
   return Status::Ok();
 }
 
@@ -102,6 +103,7 @@ Result<uint32_t> SpaceMap::Dec(uint64_t b) {
   }
   Delta& d = txn_[b];
   d.delta -= 1;
+  if (folding_) touched_.push_back(b);
   if (v == 1) {
     --used_;
     d.freed = true;
@@ -147,6 +149,7 @@ Result<uint64_t> SpaceMap::AllocOne() {
         d.is_new = true;
         ++used_;
         cursor_ = b + 1;
+        if (folding_) touched_.push_back(b);
         return b;
       }
     }
@@ -163,6 +166,7 @@ Status SpaceMap::Claim(uint64_t b) {
   d.delta += 1;
   d.is_new = true;
   ++used_;
+  if (folding_) touched_.push_back(b);
   return Status::Ok();
 }
 
@@ -235,16 +239,25 @@ Status SpaceMap::PrepareCommit() {
 }
 
 Status SpaceMap::FoldDeltas() {
-  for (;;) {
-    std::map<uint64_t, std::vector<uint64_t>> groups;
-    for (const auto& [b, d] : txn_) {
-      if (d.delta != 0) groups[b / per_sm_].push_back(b);
-    }
-    if (groups.empty()) return Status::Ok();
-    for (const auto& [smi, blocks] : groups) {
+  // The first pass folds every changed count; shadowing space-map and index
+  // blocks allocates and frees blocks itself, so each later pass folds
+  // what the previous one changed (touched_), until nothing is left.
+  std::vector<std::pair<uint64_t, Delta*>> work;
+  work.reserve(txn_.size());
+  for (auto& [b, d] : txn_) {
+    if (d.delta != 0) work.emplace_back(b, &d);  // node pointers survive rehashing
+  }
+  while (!work.empty()) {
+    std::sort(work.begin(), work.end(),
+              [](const auto& x, const auto& y) { return x.first < y.first; });
+    touched_.clear();
+    for (size_t i = 0; i < work.size();) {
+      const uint64_t smi = work[i].first / per_sm_;
       ASSIGN_OR_RETURN(BlockRef sb, ShadowSm(smi));
-      for (uint64_t b : blocks) {
-        Delta& d = txn_[b];
+      for (; i < work.size() && work[i].first / per_sm_ == smi; ++i) {
+        const uint64_t b = work[i].first;
+        Delta& d = *work[i].second;
+        if (d.delta == 0) continue;  // a duplicate, already folded
         uint8_t* p = sb->payload() + 4 * (b % per_sm_);
         int64_t nv = int64_t(GetLE32(p)) + d.delta;
         if (nv < 0 || nv > int64_t(UINT32_MAX)) {
@@ -256,7 +269,13 @@ Status SpaceMap::FoldDeltas() {
       }
       sb->MarkDirty();
     }
+    work.clear();
+    for (uint64_t b : touched_) {
+      auto it = txn_.find(b);
+      if (it != txn_.end() && it->second.delta != 0) work.emplace_back(b, &it->second);
+    }
   }
+  return Status::Ok();
 }
 
 Status SpaceMap::ForEachFreeRun(uint64_t min_blocks,
@@ -307,6 +326,7 @@ std::vector<uint64_t> SpaceMap::EndCommit() {
     if (d.is_new && d.freed) released.push_back(b);
   }
   folding_ = false;
+  touched_.clear();
   txn_.clear();
   shadowed_sm_.clear();
   shadowed_idx_.clear();

@@ -122,6 +122,7 @@ class SpaceMap {
   std::vector<uint64_t> released_;  // counts folded to zero this transaction
   std::set<uint64_t> shadowed_sm_, shadowed_idx_;
   bool folding_ = false;  // inside PrepareCommit: deltas are being folded
+  std::vector<uint64_t> touched_;  // counts changed while folding (FoldDeltas)
 };
 
 }  // namespace stack::pool
