@@ -435,21 +435,12 @@ class Send(StackTestCase):
     def test_killed_receiver_leaves_nothing_and_pool_full_is_nospace(self):
         self.raw_volume()
         data = read(self.send(self.a, "raw@a"))
-        stack_bin = os.environ.get("STACK_BIN", "stack")
         rng = random.Random(151)
         left_hidden = 0
         for _ in range(6):
             # Fed part of the stream through a pipe; once it waits in read(2)
             # on stdin for the rest (it has applied what it got), SIGKILL.
-            cut = rng.randrange(200, len(data))
-            p = subprocess.Popen([stack_bin, "receive", "-p", self.b], stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            p.stdin.write(data[:cut])
-            p.stdin.flush()
-            self.assertTrue(wait_reading_stdin(p), "receiver never waited for more input")
-            p.kill()
-            p.wait()
-            p.stdin.close()
+            self.feed_and_kill(data, rng.randrange(200, len(data)))
             self.assertEqual(self.entries(self.b), [])
             # The kill left a partial receive, with its resume token.
             info = stack("--json", "pool", "info", "-p", self.b, check=0).json()

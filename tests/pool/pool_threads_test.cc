@@ -4,6 +4,7 @@
 // thread fail cleanly.
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <catch2/catch.hpp>
 #include <thread>
 
@@ -18,6 +19,37 @@ using stack::testing::RandomBytes;
 
 namespace {
 constexpr uint32_t kBs = 4096;
+
+// Runs `io(i)` 20,000 times on a thread while this thread destroys the
+// pool once the first call returned. Every call must succeed or fail with
+// "is closed" (IoError); returns how many succeeded, or fails the test.
+uint64_t IoWhileThePoolCloses(std::unique_ptr<Pool>& pool,
+                              const std::function<Status(uint64_t)>& io) {
+  std::atomic<bool> started{false};
+  std::atomic<uint64_t> ok{0}, closed{0};
+  std::string error;
+  std::thread t([&] {
+    for (uint64_t i = 0; i < 20000; ++i) {
+      Status st = io(i);
+      started = true;
+      if (st.ok()) {
+        ++ok;
+      } else if (st.code() == Code::kIoError &&
+                 st.message().find("is closed") != std::string::npos) {
+        ++closed;
+      } else {
+        error = st.ToString();
+        return;
+      }
+    }
+  });
+  while (!started.load()) std::this_thread::yield();
+  pool.reset();
+  t.join();
+  REQUIRE(error == "");
+  REQUIRE(ok + closed == 20000);
+  return ok;
+}
 }  // namespace
 
 TEST_CASE("a write of the last block racing a shrink and grow stays inside the volume") {
@@ -95,29 +127,7 @@ TEST_CASE("a device writing while another thread destroys the pool fails cleanly
   auto dev = mp.pool->OpenVolume("v", false);
   REQUIRE_OK(dev);
   const auto data = RandomBytes(kBs, 3);
-  std::atomic<bool> started{false};
-  std::atomic<uint64_t> ok{0}, closed{0};
-  std::string writer_error;
-  std::thread writer([&] {
-    for (uint64_t i = 0; i < 20000; ++i) {
-      Status st = (*dev)->Write((i % 64) * kBs, data);
-      started = true;
-      if (st.ok()) {
-        ++ok;
-      } else if (st.code() == Code::kIoError &&
-                 st.message().find("is closed") != std::string::npos) {
-        ++closed;
-      } else {
-        writer_error = st.ToString();
-        return;
-      }
-    }
-  });
-  while (!started.load()) std::this_thread::yield();
-  mp.pool.reset();
-  writer.join();
-  REQUIRE(writer_error == "");
-  REQUIRE(ok + closed == 20000);
+  IoWhileThePoolCloses(mp.pool, [&](uint64_t i) { return (*dev)->Write((i % 64) * kBs, data); });
   REQUIRE(CodeOf((*dev)->Flush()) == Code::kIoError);
   dev->reset();
   // What was written before the close was committed by it.
@@ -229,29 +239,7 @@ TEST_CASE("a device reading while another thread destroys the pool fails cleanly
   }
   auto dev = mp.pool->OpenVolume("v", true);
   REQUIRE_OK(dev);
-  std::atomic<bool> started{false};
-  std::atomic<uint64_t> ok{0}, closed{0};
-  std::string reader_error;
-  std::thread reader([&] {
-    std::vector<uint8_t> buf(16 * kBs);
-    for (uint64_t i = 0; i < 20000; ++i) {
-      Status st = (*dev)->Read((i % 48) * kBs, buf);
-      started = true;
-      if (st.ok()) {
-        ++ok;
-      } else if (st.code() == Code::kIoError &&
-                 st.message().find("is closed") != std::string::npos) {
-        ++closed;
-      } else {
-        reader_error = st.ToString();
-        return;
-      }
-    }
-  });
-  while (!started.load()) std::this_thread::yield();
-  mp.pool.reset();
-  reader.join();
-  REQUIRE(reader_error == "");
-  REQUIRE(ok + closed == 20000);
+  std::vector<uint8_t> buf(16 * kBs);
+  IoWhileThePoolCloses(mp.pool, [&](uint64_t i) { return (*dev)->Read((i % 48) * kBs, buf); });
   dev->reset();
 }
