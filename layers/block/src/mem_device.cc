@@ -1,6 +1,7 @@
 #include "block/mem_device.h"
 
 #include <cstring>
+#include <mutex>
 
 namespace stack {
 
@@ -23,6 +24,7 @@ DeviceCapabilities MemDevice::capabilities() const {
 }
 
 Status MemDevice::Resize(uint64_t new_block_count) {
+  std::unique_lock<std::shared_mutex> lock(storage_->mu);
   auto& blocks = storage_->blocks;
   blocks.erase(blocks.lower_bound(new_block_count), blocks.end());
   storage_->block_count = new_block_count;
@@ -30,6 +32,7 @@ Status MemDevice::Resize(uint64_t new_block_count) {
 }
 
 Status MemDevice::DoRead(uint64_t offset, std::span<uint8_t> out) {
+  std::shared_lock<std::shared_mutex> lock(storage_->mu);
   const uint32_t bs = block_size();
   uint64_t first = offset / bs;
   auto& blocks = storage_->blocks;
@@ -45,6 +48,7 @@ Status MemDevice::DoRead(uint64_t offset, std::span<uint8_t> out) {
 }
 
 Status MemDevice::DoWrite(uint64_t offset, std::span<const uint8_t> data) {
+  std::unique_lock<std::shared_mutex> lock(storage_->mu);
   const uint32_t bs = block_size();
   uint64_t first = offset / bs;
   for (size_t i = 0; i < data.size() / bs; ++i) {
@@ -55,6 +59,7 @@ Status MemDevice::DoWrite(uint64_t offset, std::span<const uint8_t> data) {
 }
 
 Status MemDevice::DoDiscard(uint64_t offset, uint64_t length) {
+  std::unique_lock<std::shared_mutex> lock(storage_->mu);
   const uint32_t bs = block_size();
   auto& blocks = storage_->blocks;
   blocks.erase(blocks.lower_bound(offset / bs), blocks.lower_bound((offset + length) / bs));
@@ -62,6 +67,7 @@ Status MemDevice::DoDiscard(uint64_t offset, uint64_t length) {
 }
 
 Result<std::vector<Extent>> MemDevice::DoAllocatedExtents(uint64_t offset, uint64_t length) {
+  std::shared_lock<std::shared_mutex> lock(storage_->mu);
   const uint32_t bs = block_size();
   std::vector<Extent> out;
   auto& blocks = storage_->blocks;

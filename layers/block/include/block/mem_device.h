@@ -6,11 +6,16 @@
 // new MemDevice to the same storage. persistent is reported true for that
 // reason.
 //
-// Thread-safety: none; one user at a time per storage.
+// Thread-safety: calls on the devices of one storage may come from several
+// threads: reads share the storage's lock, writes, discards and resizes
+// take it alone (a pool reads its store outside its own lock while it
+// writes other blocks, or the same ones, under it).
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
+#include <shared_mutex>
 #include <vector>
 
 #include "block/block_device.h"
@@ -19,9 +24,19 @@ namespace stack {
 
 struct MemStorage {
   uint32_t block_size = 0;
-  uint64_t block_count = 0;
+  std::atomic<uint64_t> block_count = 0;
   std::map<uint64_t, std::vector<uint8_t>> blocks;  // block index -> content
+  mutable std::shared_mutex mu;  // guards blocks (see Thread-safety)
+
+  MemStorage() = default;
   // A deep copy (for crash tests that restart from a saved state).
+  MemStorage(const MemStorage& o) {
+    std::shared_lock<std::shared_mutex> lock(o.mu);
+    block_size = o.block_size;
+    block_count = o.block_count.load();
+    blocks = o.blocks;
+  }
+  MemStorage& operator=(const MemStorage&) = delete;
   std::shared_ptr<MemStorage> Clone() const { return std::make_shared<MemStorage>(*this); }
 };
 
@@ -40,7 +55,10 @@ class MemDevice : public BlockDevice {
   // Grows or shrinks the device; shrinking drops the tail blocks.
   Status Resize(uint64_t new_block_count);
   // Number of blocks currently holding data.
-  uint64_t allocated_blocks() const { return storage_->blocks.size(); }
+  uint64_t allocated_blocks() const {
+    std::shared_lock<std::shared_mutex> lock(storage_->mu);
+    return storage_->blocks.size();
+  }
 
  protected:
   Status DoRead(uint64_t offset, std::span<uint8_t> out) override;

@@ -17,7 +17,12 @@
 //            final one (see CreateFileStore); OK at once for other stores.
 //   allocated_bytes, local_path: what the store occupies on its host.
 //
-// Thread-safety: none; the pool serialises calls.
+// Thread-safety: the pool serialises every call but Read: reads run
+// outside the pool's lock, concurrently with each other and with a Write
+// (of any blocks, the same ones included: the pool's checksums catch what
+// such a read got) or a growing Resize. A store must allow that (a file
+// does; a store over a BlockDevice needs a device that does, as
+// FileDevice and MemDevice do).
 #pragma once
 
 #include <cstdint>
