@@ -325,7 +325,8 @@ void Pool::Impl::Close() {
                             " is closed (its Pool was destroyed while this device was open)");
   // Reads that left the lock finish with the store still there (new ones
   // now fail: the pool is closed).
-  io_idle_.wait(lock, [&] { return io_in_flight_ == 0; });
+  closing_ = true;
+  io_idle_.wait(lock, [&] { return io_in_flight_.load() == 0; });
   table_.reset();
   tree_.reset();
   tm_.reset();

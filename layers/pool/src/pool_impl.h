@@ -19,6 +19,7 @@
 // Thread-safety: every public method takes the pool mutex itself.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -190,7 +191,10 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
 
   mutable std::mutex mu_;
   // Reads running outside mu_; Close waits for none before the store goes.
-  uint64_t io_in_flight_ = 0;
+  // Counted under mu_ going up; going down without it (the last one of a
+  // closing pool takes mu_ to wake Close).
+  std::atomic<uint64_t> io_in_flight_ = 0;
+  std::atomic<bool> closing_ = false;
   std::condition_variable io_idle_;
   std::unique_ptr<Store> store_;
   uint32_t bs_ = 0;

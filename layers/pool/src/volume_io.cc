@@ -102,8 +102,12 @@ Status CheckInPool(const std::string& label, std::span<const LogicalMapping> map
 }  // namespace
 
 Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> out) {
-  std::vector<LogicalMapping> maps;
-  std::string label;
+  // Nothing allocated on the way for a one-block read (the random-read
+  // case): its mapping lives here, and names for messages are only made
+  // when something failed (by the locked read, which says the same).
+  LogicalMapping one;
+  std::vector<LogicalMapping> many;
+  std::span<const LogicalMapping> maps;
   {
     std::lock_guard<std::mutex> lock(mu_);
     RETURN_IF_ERROR(Usable());
@@ -111,25 +115,31 @@ Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> ou
     if (!e) return Status::NotFound("volume was deleted");
     const uint64_t n = out.size() / bs_;
     RETURN_IF_ERROR(InBounds(*e, first, n, "read"));
-    label = EntryLabel(*e);
     if (n == 1) {
-      // One block (the common random-read case): a plain lookup, without
-      // the range walk's callback.
       auto found = tree_->Lookup(e->root, first);
-      if (!found.ok()) return found.status().WithContext(label);
-      if (found->has_value()) maps.emplace_back(first, **found);
+      if (!found.ok()) return found.status().WithContext(EntryLabel(*e));
+      if (found->has_value()) {
+        one = LogicalMapping(first, **found);
+        maps = std::span(&one, 1);
+      }
     } else {
-      ASSIGN_OR_RETURN(maps, Mappings(*e, first, first + n));
+      ASSIGN_OR_RETURN(many, Mappings(*e, first, first + n));
+      maps = many;
     }
-    RETURN_IF_ERROR(CheckInPool(label, maps, sm().nr_blocks()));
-    ++io_in_flight_;
+    if (!CheckInPool("", maps, sm().nr_blocks()).ok()) return ReadBlocksLocked(id, first, out);
+    io_in_flight_.fetch_add(1);
   }
-  Status st = ReadMapped(label, maps, first, out);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (--io_in_flight_ == 0) io_idle_.notify_all();
+  Status st = ReadMapped("", maps, first, out);
+  if (io_in_flight_.fetch_sub(1) == 1 && closing_.load()) {
+    std::lock_guard<std::mutex> lock(mu_);  // Close waits on it: no lost wake-up
+    io_idle_.notify_all();
+  }
   // Outside the lock a concurrent rewrite may have moved a block (and its
   // old place been reused): only a mismatch under the lock is damage.
-  if (st.code() == Code::kCorruption) return ReadBlocksLocked(id, first, out);
+  if (st.code() == Code::kCorruption) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ReadBlocksLocked(id, first, out);
+  }
   return st;
 }
 
