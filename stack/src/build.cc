@@ -63,12 +63,14 @@ Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphr
   RETURN_IF_ERROR(RequireWholeBlocks(o.size_bytes, pool->block_size(), "--size"));
   const pool::EntryMeta meta{o.note, o.tags};
   RETURN_IF_ERROR(PublishVolume(*pool, o.volume, o.size_bytes, meta, [&](const std::string& tmp) {
-    return FillVolume(*pool, tmp, o, passphrase, &rep);
+    RETURN_IF_ERROR(FillVolume(*pool, tmp, o, passphrase, &rep));
+    // The snapshot is taken of the hidden volume, so the rename that
+    // publishes the volume publishes it too, in the same commit: a build
+    // killed at any point leaves both or neither.
+    if (o.snapshot.empty()) return Status::Ok();
+    return pool->Snapshot(tmp, tmp + "@" + o.snapshot, meta);
   }));
-  if (!o.snapshot.empty()) {
-    rep.snapshot = o.volume + "@" + o.snapshot;
-    RETURN_IF_ERROR(pool->Snapshot(o.volume, rep.snapshot, meta));  // commits
-  }
+  if (!o.snapshot.empty()) rep.snapshot = o.volume + "@" + o.snapshot;
   rep.seconds = Seconds() - t0;
   return rep;
 }

@@ -32,7 +32,13 @@ Status PublishEntry(pool::Pool& pool, const std::string& name,
   if (st.ok()) st = pool.Commit();
   if (st.ok()) st = pool.Rename(hidden, name);  // commits
   if (!st.ok()) {
-    (void)pool.Delete(hidden);  // best effort; a leftover goes at the next writable open
+    // Best effort: the hidden volume and any snapshot fill took of it; a
+    // leftover goes at the next writable open (CleanupStaleBuilds).
+    if (auto hidden_names = pool.HiddenNames(); hidden_names.ok()) {
+      for (auto& n : *hidden_names)
+        if (n.rfind(hidden + "@", 0) == 0) (void)pool.Delete(n);
+    }
+    (void)pool.Delete(hidden);
     (void)pool.Commit();
   }
   return st;

@@ -5,6 +5,8 @@
 // this way).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "block/mem_device.h"
 #include "pool/pool.h"
 #include "stack/publish.h"
@@ -56,4 +58,42 @@ TEST_CASE("a published volume is free of its fill's device") {
   // Nothing still holds it: it can be renamed and deleted at once.
   REQUIRE(p->Rename("v", "w").ok());
   REQUIRE(p->Delete("w").ok());
+}
+
+TEST_CASE("a snapshot the fill takes is published with the volume, or removed with it") {
+  auto p = MemPool();
+  auto fill_and_snapshot = [&](const std::string& hidden, Status outcome) {
+    ASSIGN_OR_RETURN(auto dev, p->OpenVolume(hidden, false, "the fill"));
+    std::vector<uint8_t> block(4096, 0x5a);
+    RETURN_IF_ERROR(dev->Write(0, block));
+    dev.reset();
+    RETURN_IF_ERROR(p->Snapshot(hidden, hidden + "@golden", {}));
+    return outcome;
+  };
+  SECTION("the fill fails after its snapshot: neither is left, hidden or not") {
+    Status st = compose::PublishVolume(*p, "v", 16 * 4096, {}, [&](const std::string& hidden) {
+      return fill_and_snapshot(hidden, Status::IoError("source unreadable"));
+    });
+    REQUIRE(CodeOf(st) == Code::kIoError);
+    auto names = p->Names();
+    REQUIRE(names.ok());
+    REQUIRE(names->empty());
+  }
+  SECTION("the fill succeeds: the one rename publishes both") {
+    Status st = compose::PublishVolume(*p, "v", 16 * 4096, {}, [&](const std::string& hidden) {
+      return fill_and_snapshot(hidden, Status::Ok());
+    });
+    REQUIRE(st.ok());
+    auto names = p->Names();
+    REQUIRE(names.ok());
+    std::vector<std::string> sorted = *names;
+    std::sort(sorted.begin(), sorted.end());
+    REQUIRE(sorted == std::vector<std::string>{"v", "v@golden"});
+    auto hidden = p->HiddenNames();
+    REQUIRE(hidden.ok());
+    REQUIRE(hidden->empty());
+  }
+  auto rep = p->Check();
+  REQUIRE(rep.ok());
+  REQUIRE(rep->ok);
 }

@@ -34,9 +34,10 @@ Result<int> CleanupStaleBuilds(pool::Pool& pool);
 
 // Publishes volume `name` atomically: make(hidden_name) creates it under the
 // hidden name, fill(hidden_name) writes it, the pool commits, and only then
-// is it renamed to `name`. AlreadyExists (before any change) if `name` is
-// taken; any error from make, fill or the pool deletes the hidden volume
-// and is returned.
+// is it renamed to `name`. Snapshots fill takes of the hidden volume
+// (`hidden_name@S`) are renamed with it in that one commit. AlreadyExists
+// (before any change) if `name` is taken; any error from make, fill or the
+// pool deletes the hidden volume and its snapshots and is returned.
 Status PublishEntry(pool::Pool& pool, const std::string& name,
                     const std::function<Status(const std::string& hidden_name)>& make,
                     const std::function<Status(const std::string& hidden_name)>& fill);
