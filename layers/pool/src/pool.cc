@@ -188,6 +188,9 @@ void Pool::Impl::InitComponents() {
   tm_ = std::make_unique<TransactionManager>(store_.get(), bs_, cap);
   tree_ = std::make_unique<BTree>(tm_.get(), bs_, kVolumeTree);
   table_ = std::make_unique<EntryTable>(tm_.get(), bs_);
+  // An eighth of the metadata budget: 8 MiB by default, the mappings of
+  // 2 GiB of volume data at 4 KiB blocks.
+  map_cache_ = std::make_unique<MappingCache>(cache_bytes_ / 8);
   // Per-block transaction state costs ~64 bytes; keep it within a quarter
   // of the cache budget, then commit at the next request boundary.
   max_txn_entries_ = std::max<size_t>(cache_bytes_ / 256, 4096);
@@ -195,6 +198,7 @@ void Pool::Impl::InitComponents() {
 
 Status Pool::Impl::Load() {
   if (tm_) tm_->DropCache();
+  if (map_cache_) map_cache_->Clear();
   ASSIGN_OR_RETURN(SuperCopies copies, ReadSuperCopies(*store_, bs_));
   SuperVerdict v = JudgeSuperCopies(copies);
   if (bs_ != 0 && v.open.block_size != bs_) return Status::Corruption("block size changed");
@@ -586,6 +590,7 @@ Status Pool::Impl::Rollback(const std::string& volume, const std::string& snapsh
     RETURN_IF_ERROR(tree_->IncRoot(s->root));
     RETURN_IF_ERROR(tree_->DecRoot(old_root));
     v->root = s->root;
+    map_cache_->EraseEntry(v->id);
     v->size_bytes = s->size_bytes;
     v->mapped_blocks = s->mapped_blocks;
     table_->MarkDirty(v);
@@ -606,6 +611,7 @@ Status Pool::Impl::Delete(const std::string& name) {
   if (cost > allowance) RETURN_IF_ERROR(EnsureSpace(cost - allowance, "the delete"));
   return txn.Commit([&] {
     RETURN_IF_ERROR(tree_->DecRoot(root));
+    map_cache_->EraseEntry(id);
     return table_->Remove(id);
   });
 }

@@ -29,6 +29,7 @@
 
 #include "block/text.h"
 #include "btree.h"
+#include "mapping_cache.h"
 #include "entry_table.h"
 #include "pool/pool.h"
 #include "superblock.h"
@@ -179,6 +180,10 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   Status ReadRun(const std::string& label, std::span<const LogicalMapping> run,
                  std::span<uint8_t> dst);
   Status ReadBlocksLocked(uint64_t id, uint64_t first, std::span<uint8_t> out);
+  // The chunk of map_cache_ holding e's block `key`, filled from the tree
+  // if absent; nullptr when a mapping there is outside the data area (the
+  // caller reads through the tree, which reports it).
+  Result<const MappingCache::Chunk*> MappingChunk(const TableEntry& e, uint64_t key);
 
   // Check and accounting (check.cc).
   // visits: nodes read so far in this walk (bounded by the pool's size).
@@ -203,6 +208,9 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   std::unique_ptr<TransactionManager> tm_;  // cache, space map, commit
   std::unique_ptr<BTree> tree_;        // volume trees
   std::unique_ptr<EntryTable> table_;  // entries: entry tree + name index
+  // Decoded volume-tree leaves for one-block reads; every change to an
+  // entry's mappings erases what it touches (see mapping_cache.h).
+  std::unique_ptr<MappingCache> map_cache_;
   Superblock sb_;                      // the last committed superblock
   uint64_t max_blocks_ = 0;            // current (Grow changes it before commit)
   uint64_t next_id_ = 1;

@@ -116,10 +116,10 @@ Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> ou
     const uint64_t n = out.size() / bs_;
     RETURN_IF_ERROR(InBounds(*e, first, n, "read"));
     if (n == 1) {
-      auto found = tree_->Lookup(e->root, first);
-      if (!found.ok()) return found.status().WithContext(EntryLabel(*e));
-      if (found->has_value()) {
-        one = LogicalMapping(first, **found);
+      ASSIGN_OR_RETURN(const MappingCache::Chunk* c, MappingChunk(*e, first));
+      if (!c) return ReadBlocksLocked(id, first, out);  // a bad mapping: named there
+      if (c->Has(first)) {
+        one = LogicalMapping(first, c->Get(first));
         maps = std::span(&one, 1);
       }
     } else {
@@ -141,6 +141,25 @@ Status Pool::Impl::ReadBlocks(uint64_t id, uint64_t first, std::span<uint8_t> ou
     return ReadBlocksLocked(id, first, out);
   }
   return st;
+}
+
+Result<const MappingCache::Chunk*> Pool::Impl::MappingChunk(const TableEntry& e, uint64_t key) {
+  if (const MappingCache::Chunk* c = map_cache_->Find(e.id, key)) return c;
+  const uint64_t base = key / MappingCache::kChunkBlocks * MappingCache::kChunkBlocks;
+  const uint64_t end = std::min(base + MappingCache::kChunkBlocks, e.size_bytes / bs_);
+  MappingCache::Chunk* c = map_cache_->Insert(e.id, key);
+  bool cacheable = true;
+  Status st = tree_->ForEach(e.root, base, end, [&](uint64_t k, const Mapping& m) {
+    // phys 0 marks a hole in a chunk; a mapping below the first data
+    // block is damage, reported by the tree walk of the locked read.
+    cacheable = m.phys >= kFirstFreeBlock;
+    if (cacheable) c->Set(k, m);
+    return cacheable;
+  });
+  if (!st.ok() || !cacheable) map_cache_->EraseRange(e.id, key, key + 1);
+  if (!st.ok()) return st.WithContext(EntryLabel(e));
+  if (!cacheable) return nullptr;
+  return c;
 }
 
 Status Pool::Impl::ReadBlocksLocked(uint64_t id, uint64_t first, std::span<uint8_t> out) {
@@ -245,6 +264,7 @@ Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint
   }
   // Then the mappings.
   dirty_ = true;
+  map_cache_->EraseRange(id, first, first + n);
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t key = first + i;
     if (kind[i] == kHole) {
@@ -283,6 +303,7 @@ Status Pool::Impl::RemoveMappings(uint64_t id, uint64_t first, uint64_t end) {
     }));
     if (keys.empty()) break;
     dirty_ = true;
+    map_cache_->EraseRange(id, keys.front(), keys.back() + 1);
     for (uint64_t k : keys) {
       bool removed = false;
       RETURN_IF_ERROR(tree_->Remove(&cur->root, k, &removed));
