@@ -21,9 +21,11 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -121,6 +123,29 @@ class Filesystem {
   // AllocatedExtents): what Trim() would give back. nullopt when the device
   // takes no discards (Trim would be refused). Reads the block bitmap.
   Result<std::optional<uint64_t>> TrimmableBytes();
+
+  // Inode-level reading, for comparing two images of one file system
+  // (stack diff --files). Ranges are byte ranges of the device; a block
+  // counts when it overlaps one.
+  //
+  // The inode numbers whose inode lies in an inode table block overlapping
+  // `ranges` (in use or not; the never-initialised tail of a group is left
+  // out), ascending.
+  Result<std::vector<uint32_t>> InodesStoredIn(const std::vector<ByteRange>& ranges);
+  // Every inode number in use, ascending.
+  Result<std::vector<uint32_t>> InodesInUse();
+  // Inode `ino` (1 .. inode count; else OutOfRange) as stored.
+  Result<InodeState> InodeAt(uint32_t ino);
+  // True when a block holding `ino`'s data or its mapping (extent tree,
+  // indirect blocks) overlaps `ranges`.
+  Result<bool> InodeUsesBlocksIn(uint32_t ino, const std::vector<ByteRange>& ranges);
+  // The names in directory `dir_ino` (no "." or ".."), sorted; hostile
+  // entries are skipped as by List.
+  Result<std::vector<std::string>> EntryNames(uint32_t dir_ino);
+  // Every path ("/a/b") of each inode of `inos`, found by one walk of every
+  // directory from the root (hard links give several; an inode no
+  // directory names gets none). Hostile entries are skipped as by List.
+  Result<std::map<uint32_t, std::vector<std::string>>> PathsOf(const std::set<uint32_t>& inos);
 
   // Receives one line per warning (no prefix, no newline), e.g. a hostile
   // directory entry a reader skipped (spec/fsbridge.md "Hostile images").

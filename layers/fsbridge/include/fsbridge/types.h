@@ -97,6 +97,22 @@ struct InodeInfo {
   std::vector<std::pair<std::string, std::string>> xattrs;  // name -> value, sorted
 };
 
+// A byte range of the device under the file system.
+struct ByteRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+// One inode as stored, for comparing two images of one file system
+// (Filesystem::InodeAt).
+struct InodeState {
+  bool in_use = false;        // set in the inode bitmap
+  uint32_t generation = 0;    // i_generation: a reused inode number differs
+  uint32_t flags = 0;         // i_flags
+  std::array<uint8_t, 60> block_map{};  // i_block: extent root, inline data or fast link
+  InodeInfo info;             // when in_use
+};
+
 struct DirEntryInfo {
   std::string name;
   InodeInfo info;
