@@ -89,7 +89,8 @@ int RunCli(int argc, char** argv) {
   }
   // Before anything reads a secret or stdin: the holder runs it instead.
   const bool forwarded = compose::InForwardedCommand();
-  if (!ctx.pool.empty() && !forwarded) {
+  // An RBD store has no holder to forward to: its lock is per image (spec/ceph.md).
+  if (!ctx.pool.empty() && !forwarded && !compose::IsRbdPool(ctx.pool)) {
     auto held = compose::ForwardIfHeld(ctx.pool, std::vector<std::string>(argv, argv + argc));
     if (!held.ok()) {
       ReportError(held.status(), ctx.json);

@@ -4,7 +4,7 @@
 
 namespace stack::compose {
 
-Result<int> CleanupStaleBuilds(pool::Pool& pool) {
+Result<int> CleanupStaleBuilds(VolumeStore& pool) {
   // The pool counts hidden entries: with none (the usual case) this reads
   // nothing, so opening for writing costs the same with 10 or 10^5 entries.
   ASSIGN_OR_RETURN(auto names, pool.HiddenNames());
@@ -19,7 +19,7 @@ Result<int> CleanupStaleBuilds(pool::Pool& pool) {
   return n;
 }
 
-Status PublishEntry(pool::Pool& pool, const std::string& name,
+Status PublishEntry(VolumeStore& pool, const std::string& name,
                     const std::function<Status(const std::string& hidden_name)>& make,
                     const std::function<Status(const std::string& hidden_name)>& fill) {
   // One name lookup, not a listing.
@@ -44,7 +44,7 @@ Status PublishEntry(pool::Pool& pool, const std::string& name,
   return st;
 }
 
-Status PublishVolume(pool::Pool& pool, const std::string& name, uint64_t size_bytes,
+Status PublishVolume(VolumeStore& pool, const std::string& name, uint64_t size_bytes,
                      const pool::EntryMeta& meta,
                      const std::function<Status(const std::string& hidden_name)>& fill) {
   return PublishEntry(
