@@ -12,6 +12,7 @@
 #include "pool/pool.h"
 #include "pool/store.h"
 #include "stack/control.h"
+#include "stack/rbd_volume_store.h"
 
 namespace stack::cli {
 namespace {
@@ -68,6 +69,11 @@ int RunCli(int argc, char** argv) {
       "stack"};
   app.set_version_flag("--version", std::string("stack ") + STACK_VERSION);
   app.add_flag("--json", ctx.json, "Print listings and reports as JSON on stdout");
+  compose::CephOptions ceph;
+  app.add_option("--ceph-conf", ceph.conf_path,
+                 "Ceph cluster config for rbd:CEPHPOOL[/NAMESPACE] pools (default $CEPH_CONF, "
+                 "then Ceph's search path)");
+  app.add_option("--ceph-id", ceph.client_id, "Ceph client id (default admin)");
   app.require_subcommand(1);
   app.fallthrough();
   RegisterImageCommands(app, ctx);
@@ -98,6 +104,7 @@ int RunCli(int argc, char** argv) {
     }
     if (*held) return **held;
   }
+  compose::SetCephOptions(ceph);
   const std::string words = CommandWords(app);
   if (!forwarded) {
     compose::SetHolderDescription(words + " (pid " + std::to_string(::getpid()) + ")");

@@ -6,18 +6,10 @@
 
 #include "stack/control.h"
 #include "stack/publish.h"
+#include "stack/rbd_volume_store.h"
 #include "stack/sizes.h"
 
 namespace stack::compose {
-namespace {
-
-// Until layers/rbd lands: a clear refusal, never a pool file named "rbd:...".
-Result<std::shared_ptr<VolumeStore>> OpenRbdStore(const std::string& path, PoolAccess) {
-  return Status::Unsupported(path + ": RBD stores are not built into this stack");
-}
-
-}  // namespace
-
 bool IsRbdPool(const std::string& path) { return path.rfind("rbd:", 0) == 0; }
 
 Result<std::shared_ptr<VolumeStore>> OpenPool(const std::string& path, PoolAccess access,
