@@ -30,7 +30,7 @@ struct PoolArgs {
   std::string path() const { return file.empty() ? pool : file; }
 };
 
-Result<std::shared_ptr<pool::Pool>> OpenPool(const PoolArgs& a, bool writable) {
+Result<std::shared_ptr<VolumeStore>> OpenPool(const PoolArgs& a, bool writable) {
   if (a.path().empty()) return Status::InvalidArgument("name the pool: FILE or --pool FILE");
   pool::PoolOpenOptions o;
   o.accept_lost_generation = a.accept_lost;
@@ -108,7 +108,8 @@ Status Info(const PoolArgs& a, const CommandContext& ctx) {
 }
 
 Status Check(const PoolArgs& a, const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(auto p, OpenPool(a, false));
+  ASSIGN_OR_RETURN(auto store, OpenPool(a, false));
+  ASSIGN_OR_RETURN(auto p, RequireFilePool(*store, "pool check"));
   ASSIGN_OR_RETURN(auto rep, p->Check());
   if (ctx.json) {
     NoteStdoutUsed();
@@ -128,7 +129,8 @@ Status Check(const PoolArgs& a, const CommandContext& ctx) {
 }
 
 Status Verify(const PoolArgs& a, const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(auto p, OpenPool(a, false));
+  ASSIGN_OR_RETURN(auto store, OpenPool(a, false));
+  ASSIGN_OR_RETURN(auto p, RequireFilePool(*store, "pool verify"));
   compose::Progress progress("verify", 0);
   if (progress.enabled()) {
     ASSIGN_OR_RETURN(auto info, p->Info());
@@ -167,7 +169,8 @@ Status Recover(const PoolArgs& a, const CommandContext& ctx) {
 }
 
 Status Grow(const PoolArgs& a, const CommandContext& ctx) {
-  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  ASSIGN_OR_RETURN(auto store, OpenPool(a, true));
+  ASSIGN_OR_RETURN(auto p, RequireFilePool(*store, "pool grow"));
   ASSIGN_OR_RETURN(uint64_t max, ParseSize(a.max_size, "--max-size"));
   RETURN_IF_ERROR(compose::RequireWholeBlocks(max, p->block_size(), "--max-size"));
   RETURN_IF_ERROR(p->Grow(max));

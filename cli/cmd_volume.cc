@@ -39,7 +39,7 @@ struct VolArgs {
   uint32_t sector_size = 0;
 };
 
-Result<std::shared_ptr<pool::Pool>> OpenPool(const VolArgs& a, bool writable) {
+Result<std::shared_ptr<VolumeStore>> OpenPool(const VolArgs& a, bool writable) {
   int removed = 0;
   ASSIGN_OR_RETURN(auto p, compose::OpenPool(a.pool, writable ? compose::PoolAccess::kWritable
                                                               : compose::PoolAccess::kReadOnly,
@@ -56,7 +56,7 @@ Status Need(const VolArgs& a, size_t min, size_t max, const char* usage) {
 
 pool::EntryMeta Meta(const VolArgs& a) { return pool::EntryMeta{a.note, a.tags}; }
 
-Result<pool::EntryInfo> Show(pool::Pool& p, const std::string& name, const CommandContext& ctx,
+Result<pool::EntryInfo> Show(VolumeStore& p, const std::string& name, const CommandContext& ctx,
                              const std::string& verb) {
   ASSIGN_OR_RETURN(auto e, p.Stat(name));
   if (ctx.json) PrintJson(EntryJson(e));

@@ -12,6 +12,7 @@
 #include "pool/pool.h"
 #include "pool/store.h"
 #include "stack/control.h"
+#include "stack/rbd_volume_store.h"
 
 namespace stack::cli {
 namespace {
@@ -68,6 +69,11 @@ int RunCli(int argc, char** argv) {
       "stack"};
   app.set_version_flag("--version", std::string("stack ") + STACK_VERSION);
   app.add_flag("--json", ctx.json, "Print listings and reports as JSON on stdout");
+  compose::CephOptions ceph;
+  app.add_option("--ceph-conf", ceph.conf_path,
+                 "Ceph cluster config for rbd:CEPHPOOL[/NAMESPACE] pools (default $CEPH_CONF, "
+                 "then Ceph's search path)");
+  app.add_option("--ceph-id", ceph.client_id, "Ceph client id (default admin)");
   app.require_subcommand(1);
   app.fallthrough();
   RegisterImageCommands(app, ctx);
@@ -89,7 +95,8 @@ int RunCli(int argc, char** argv) {
   }
   // Before anything reads a secret or stdin: the holder runs it instead.
   const bool forwarded = compose::InForwardedCommand();
-  if (!ctx.pool.empty() && !forwarded) {
+  // An RBD store has no holder to forward to: its lock is per image (spec/ceph.md).
+  if (!ctx.pool.empty() && !forwarded && !compose::IsRbdPool(ctx.pool)) {
     auto held = compose::ForwardIfHeld(ctx.pool, std::vector<std::string>(argv, argv + argc));
     if (!held.ok()) {
       ReportError(held.status(), ctx.json);
@@ -97,6 +104,7 @@ int RunCli(int argc, char** argv) {
     }
     if (*held) return **held;
   }
+  compose::SetCephOptions(ceph);
   const std::string words = CommandWords(app);
   if (!forwarded) {
     compose::SetHolderDescription(words + " (pid " + std::to_string(::getpid()) + ")");

@@ -24,7 +24,7 @@ std::string UserLabel(const std::string& export_name) {
 // The first device of a plain-view export, and a factory for more: each
 // further device is a CryptDevice with the same geometry and a copy of the
 // volume key over a fresh volume device, so no KDF runs after startup.
-Result<std::unique_ptr<Export>> OpenPlain(pool::Pool& pool, ExportParams params,
+Result<std::unique_ptr<Export>> OpenPlain(VolumeStore& pool, ExportParams params,
                                           const std::optional<fde::Secret>& pass) {
   const std::string name = params.name;
   const bool ro = params.read_only;
@@ -118,7 +118,7 @@ Result<std::unique_ptr<Server>> Server::Open(ServerConfig config) {
     if (config.view == View::kStored) {
       ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> first, s->pool_->OpenVolume(n, p.read_only, UserLabel(n)));
       p.can_trim = first->capabilities().discard_supported;
-      pool::Pool* pool = s->pool_.get();
+      VolumeStore* pool = s->pool_.get();
       const bool ro = p.read_only;
       DeviceFactory more = [pool, n, ro] { return pool->OpenVolume(n, ro, UserLabel(n)); };
       ex = std::make_unique<Export>(std::move(p), std::move(first), std::move(more));
@@ -140,13 +140,15 @@ Server::~Server() {
 
 void Server::StartControl() {
   if (!writable_ || control_) return;
-  pool_->RefreshLockNote();  // after nbdkit's fork: the note names this process
+  std::shared_ptr<pool::Pool> file_pool = pool_->file_pool();
+  if (!file_pool) return;  // only a pool file has a control socket
+  file_pool->RefreshLockNote();  // after nbdkit's fork: the note names this process
   compose::ControlOptions o;
   o.policy = compose::ControlPolicy::kAll;
   o.holder = "stack serve (pid " + std::to_string(::getpid()) + ")";
   for (const auto& e : exports_)
     if (!e->read_only()) o.busy_entries.push_back(e->name());
-  auto c = compose::ControlServer::Start(pool_, pool_path_, std::move(o));
+  auto c = compose::ControlServer::Start(file_pool, pool_path_, std::move(o));
   if (c.ok()) control_ = std::move(*c);
 }
 

@@ -65,7 +65,7 @@ class Server {
 
  private:
   Server() = default;
-  std::shared_ptr<pool::Pool> pool_;  // declared first: outlives the exports' devices
+  std::shared_ptr<VolumeStore> pool_;  // declared first: outlives the exports' devices
   std::string pool_path_;
   std::vector<std::unique_ptr<Export>> exports_;
   std::vector<std::string> names_;

@@ -22,7 +22,7 @@ double Seconds() {
 }
 
 // Everything between "volume exists" and "filesystem closed".
-Status FillVolume(pool::Pool& pool, const std::string& tmp, const BuildOptions& o,
+Status FillVolume(VolumeStore& pool, const std::string& tmp, const BuildOptions& o,
                   const fde::Secret* passphrase, BuildReport* rep) {
   ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> dev, pool.OpenVolume(tmp, false));
   if (o.encrypt) {

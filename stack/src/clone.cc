@@ -7,7 +7,7 @@
 
 namespace stack::compose {
 
-Result<CloneReport> CloneEntry(pool::Pool& pool, const CloneRequest& req) {
+Result<CloneReport> CloneEntry(VolumeStore& pool, const CloneRequest& req) {
   ASSIGN_OR_RETURN(auto src, ParseEntryAddress(req.source));
   ASSIGN_OR_RETURN(auto dst, ParseEntryAddress(req.name));
   if (dst.is_snapshot()) return Status::InvalidArgument("a clone is a volume: no '@' in its name");

@@ -273,6 +273,14 @@ std::unique_ptr<ControlServer> ServeWhileHolding(std::shared_ptr<pool::Pool> poo
   return s.ok() ? std::move(*s) : nullptr;
 }
 
+std::unique_ptr<ControlServer> ServeWhileHolding(const std::shared_ptr<VolumeStore>& store,
+                                                 const std::string& pool_path,
+                                                 std::vector<std::string> busy_entries) {
+  auto pool = store ? store->file_pool() : nullptr;
+  if (!pool) return nullptr;
+  return ServeWhileHolding(std::move(pool), pool_path, std::move(busy_entries));
+}
+
 // Client ---------------------------------------------------------------------
 
 Result<std::optional<int>> ForwardIfHeld(const std::string& pool_path,

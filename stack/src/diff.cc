@@ -5,7 +5,7 @@
 namespace stack::compose {
 
 namespace {
-Result<uint64_t> EntrySize(pool::Pool& pool, const std::string& name) {
+Result<uint64_t> EntrySize(VolumeStore& pool, const std::string& name) {
   // A read-only device's size is the entry's, read from its record (Stat
   // would also walk the tree for space accounting).
   ASSIGN_OR_RETURN(auto dev, pool.OpenVolume(name, /*read_only=*/true, "stack diff"));
@@ -13,7 +13,7 @@ Result<uint64_t> EntrySize(pool::Pool& pool, const std::string& name) {
 }
 }  // namespace
 
-Result<BlockDiffReport> DiffEntries(pool::Pool& pool, const std::string& from,
+Result<BlockDiffReport> DiffEntries(VolumeStore& pool, const std::string& from,
                                     const std::string& to) {
   ASSIGN_OR_RETURN(auto from_addr, ParseEntryAddress(from));
   ASSIGN_OR_RETURN(auto to_addr, ParseEntryAddress(to));

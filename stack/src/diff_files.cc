@@ -21,7 +21,7 @@ struct Side {
   uint64_t data_offset = 0;  // where the file system starts on the stored volume
 };
 
-Result<Side> OpenSide(pool::Pool& pool, const std::string& name, const SecretGetter& get,
+Result<Side> OpenSide(VolumeStore& pool, const std::string& name, const SecretGetter& get,
                       bool key_given, std::vector<std::string>* warnings) {
   ASSIGN_OR_RETURN(auto dev, pool.OpenVolume(name, /*read_only=*/true, "stack diff --files"));
   ASSIGN_OR_RETURN(Unlocked u, Unlock(std::move(dev), get, false, key_given));
@@ -92,7 +92,7 @@ const char* FileChangeKindName(FileChange::Kind k) {
   return "?";
 }
 
-Result<FileDiffReport> DiffFiles(pool::Pool& pool, const std::string& from, const std::string& to,
+Result<FileDiffReport> DiffFiles(VolumeStore& pool, const std::string& from, const std::string& to,
                                  const SecretGetter& get_passphrase, bool key_given,
                                  const FileDiffOptions& options) {
   ASSIGN_OR_RETURN(BlockDiffReport blocks, DiffEntries(pool, from, to));

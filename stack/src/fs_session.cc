@@ -1,6 +1,7 @@
 #include "stack/fs_session.h"
 
 #include "pool/pool.h"
+#include "stack/volume_store.h"
 #include "stack/bulk_data.h"
 
 namespace stack::compose {

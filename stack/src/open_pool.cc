@@ -6,31 +6,44 @@
 
 #include "stack/control.h"
 #include "stack/publish.h"
+#include "stack/rbd_volume_store.h"
 #include "stack/sizes.h"
 
 namespace stack::compose {
+bool IsRbdPool(const std::string& path) { return path.rfind("rbd:", 0) == 0; }
 
-Result<std::shared_ptr<pool::Pool>> OpenPool(const std::string& path, PoolAccess access,
-                                             pool::PoolOpenOptions options, int* removed_stale) {
+Result<std::shared_ptr<VolumeStore>> OpenPool(const std::string& path, PoolAccess access,
+                                              pool::PoolOpenOptions options, int* removed_stale) {
   if (path.empty()) return Status::InvalidArgument("name the pool: --pool FILE (or set STACK_POOL)");
   if (removed_stale) *removed_stale = 0;
-  ASSIGN_OR_RETURN(std::shared_ptr<pool::Pool> held, HeldPoolFor(path, access));
-  if (held) return held;
-  options.read_only = access == PoolAccess::kReadOnly;
-  ASSIGN_OR_RETURN(auto pool, pool::Pool::Open(path, options));
+  std::shared_ptr<VolumeStore> store;
+  if (IsRbdPool(path)) {
+    ASSIGN_OR_RETURN(store, OpenRbdStore(path, access));
+  } else {
+    ASSIGN_OR_RETURN(std::shared_ptr<pool::Pool> held, HeldPoolFor(path, access));
+    if (held) return std::shared_ptr<VolumeStore>(std::make_shared<PoolVolumeStore>(held, path));
+    options.read_only = access == PoolAccess::kReadOnly;
+    ASSIGN_OR_RETURN(auto pool, pool::Pool::Open(path, options));
+    store = std::make_shared<PoolVolumeStore>(std::shared_ptr<pool::Pool>(std::move(pool)), path);
+  }
   int removed = 0;
   if (access == PoolAccess::kWritable) {
-    ASSIGN_OR_RETURN(removed, CleanupStaleBuilds(*pool));
+    ASSIGN_OR_RETURN(removed, CleanupStaleBuilds(*store));
   }
   if (removed_stale) *removed_stale = removed;
-  return std::shared_ptr<pool::Pool>(std::move(pool));
+  return store;
 }
 
-Result<std::shared_ptr<pool::Pool>> OpenOrCreatePool(const std::string& path,
-                                                     const NewPoolOptions& options,
-                                                     uint64_t volume_bytes, bool* created) {
+Result<std::shared_ptr<VolumeStore>> OpenOrCreatePool(const std::string& path,
+                                                      const NewPoolOptions& options,
+                                                      uint64_t volume_bytes, bool* created) {
   *created = false;
   if (path.empty()) return Status::InvalidArgument("name the pool: --pool FILE (or set STACK_POOL)");
+  if (IsRbdPool(path)) {
+    ASSIGN_OR_RETURN(auto store, OpenPool(path, PoolAccess::kWritable));
+    if (volume_bytes) RETURN_IF_ERROR(RequireWholeBlocks(volume_bytes, store->block_size(), "--size"));
+    return store;
+  }
   std::error_code ec;
   if (std::filesystem::exists(path, ec) || ec) return OpenPool(path, PoolAccess::kWritable);
   pool::PoolCreateOptions c;
@@ -42,7 +55,8 @@ Result<std::shared_ptr<pool::Pool>> OpenOrCreatePool(const std::string& path,
   if (c.max_bytes) RETURN_IF_ERROR(RequireWholeBlocks(c.max_bytes, c.block_size, "--pool-max-size"));
   ASSIGN_OR_RETURN(auto pool, pool::Pool::Create(path, c));
   *created = true;
-  return std::shared_ptr<pool::Pool>(std::move(pool));
+  return std::shared_ptr<VolumeStore>(
+      std::make_shared<PoolVolumeStore>(std::shared_ptr<pool::Pool>(std::move(pool)), path));
 }
 
 }  // namespace stack::compose

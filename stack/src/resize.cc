@@ -3,6 +3,7 @@
 #include "fde/luks.h"
 #include "fsbridge/filesystem.h"
 #include "pool/pool.h"
+#include "stack/volume_store.h"
 
 namespace stack::compose {
 namespace {
@@ -28,7 +29,7 @@ Status RaiseForExt4(HeldSize* h, std::unique_ptr<BlockDevice> dev, uint64_t offs
 
 }  // namespace
 
-Result<HeldSize> MeasureHeld(pool::Pool& pool, const std::string& name,
+Result<HeldSize> MeasureHeld(VolumeStore& pool, const std::string& name,
                              const SecretGetter* passphrase) {
   HeldSize held;
   ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> dev, pool.OpenVolume(name, true));
@@ -57,7 +58,7 @@ Result<HeldSize> MeasureHeld(pool::Pool& pool, const std::string& name,
   return held;
 }
 
-Status ResizeVolume(pool::Pool& pool, const std::string& name, uint64_t new_size, bool force,
+Status ResizeVolume(VolumeStore& pool, const std::string& name, uint64_t new_size, bool force,
                     const SecretGetter* passphrase) {
   ASSIGN_OR_RETURN(auto info, pool.Stat(name));
   if (new_size < info.size_bytes && !force) {

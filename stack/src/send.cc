@@ -18,7 +18,7 @@ std::string SnapOf(const std::string& name) {
   return at == std::string::npos ? "" : name.substr(at + 1);
 }
 
-Result<pool::EntryInfo> StatSnapshot(pool::Pool& pool, const std::string& name) {
+Result<pool::EntryInfo> StatSnapshot(VolumeStore& pool, const std::string& name) {
   ASSIGN_OR_RETURN(auto e, pool.Stat(name));
   if (e.kind != pool::EntryKind::kSnapshot)
     return Status::InvalidArgument("'" + name + "' is not a snapshot (send takes VOLUME@SNAPSHOT)");
@@ -34,7 +34,7 @@ struct Change {
 // Where `to` differs from `from` (Pool::Diff: shared subtrees skipped by
 // address), ascending. `from` empty: every mapped range of `to`. Collected
 // first: Diff's sink runs under the pool's lock and may not read.
-Result<std::vector<Change>> Changes(pool::Pool& pool, const std::string& from,
+Result<std::vector<Change>> Changes(VolumeStore& pool, const std::string& from,
                                     const std::string& to) {
   std::vector<Change> out;
   RETURN_IF_ERROR(pool.Diff(from, to, [&](const pool::DiffRange& r) {
@@ -49,7 +49,7 @@ Result<std::vector<Change>> Changes(pool::Pool& pool, const std::string& from,
 
 // The entry with this uuid, if any: one lookup in the pool's uuid index,
 // whatever the number of entries.
-Result<std::optional<pool::EntryInfo>> ByUuid(pool::Pool& pool, const std::string& uuid) {
+Result<std::optional<pool::EntryInfo>> ByUuid(VolumeStore& pool, const std::string& uuid) {
   if (uuid.empty()) return std::optional<pool::EntryInfo>();
   ASSIGN_OR_RETURN(auto found, pool.FindByUuid(uuid));
   if (found.empty()) return std::optional<pool::EntryInfo>();
@@ -57,14 +57,14 @@ Result<std::optional<pool::EntryInfo>> ByUuid(pool::Pool& pool, const std::strin
 }
 
 // Whether an entry named `name` exists: one name lookup.
-Result<bool> Exists(pool::Pool& pool, const std::string& name) {
+Result<bool> Exists(VolumeStore& pool, const std::string& name) {
   auto e = pool.Stat(name);
   if (e.ok()) return true;
   if (e.status().code() == Code::kNotFound) return false;
   return e.status();
 }
 
-Result<SendReport> Send(pool::Pool& pool, const std::string& snapshot_arg,
+Result<SendReport> Send(VolumeStore& pool, const std::string& snapshot_arg,
                         const std::string& from_arg, const ByteSink& out,
                         const std::string& resume_token, Progress* progress) {
   std::string snapshot = snapshot_arg, from = from_arg;
@@ -187,7 +187,7 @@ Digest ChainSeed(const StreamHeader& h) {
 // Applies records to the hidden entry and records resume points in its note.
 class Applier {
  public:
-  Applier(pool::Pool& pool, std::string hidden, const ResumePoint& start)
+  Applier(VolumeStore& pool, std::string hidden, const ResumePoint& start)
       : pool_(pool), hidden_(std::move(hidden)), point_(start) {
     chain_.Update(start.digest);
   }
@@ -231,7 +231,7 @@ class Applier {
   std::string token() const { return FormatResumeToken(point_); }
 
  private:
-  pool::Pool& pool_;
+  VolumeStore& pool_;
   const std::string hidden_;
   ResumePoint point_;
   Sha256 chain_;
@@ -252,7 +252,7 @@ std::string NewestSnapshot(const std::vector<pool::EntryInfo>& all, const std::s
 }
 
 // Deletes `hidden` and its snapshots (best effort when `best_effort`).
-Status DropHidden(pool::Pool& pool, const std::string& hidden, bool best_effort = true) {
+Status DropHidden(VolumeStore& pool, const std::string& hidden, bool best_effort = true) {
   auto names = pool.HiddenNames();  // its snapshots are hidden too
   if (names.ok())
     for (auto& n : *names)
@@ -267,7 +267,7 @@ Status DropHidden(pool::Pool& pool, const std::string& hidden, bool best_effort 
 }
 
 // Differs volume from snapshot (content or size)?
-Result<bool> Diverged(pool::Pool& pool, const std::string& snap, const std::string& volume) {
+Result<bool> Diverged(VolumeStore& pool, const std::string& snap, const std::string& volume) {
   ASSIGN_OR_RETURN(auto s, pool.Stat(snap));
   ASSIGN_OR_RETURN(auto v, pool.Stat(volume));
   ASSIGN_OR_RETURN(auto changed, Changes(pool, snap, volume));
@@ -277,7 +277,7 @@ Result<bool> Diverged(pool::Pool& pool, const std::string& snap, const std::stri
 // A kill after END checked but before the publication's last commit leaves
 // `.recv-V@S` (with the sender's identity). Completes what can be completed;
 // otherwise drops `.recv-V@S` and leaves the partial to be resumed.
-Status CompleteInterrupted(pool::Pool& pool) {
+Status CompleteInterrupted(VolumeStore& pool) {
   ASSIGN_OR_RETURN(auto names, pool.HiddenNames());  // nothing read when there is none
   for (auto& n : names) {
     if (n.rfind(kReceivePrefix, 0) != 0 || n.find('@') == std::string::npos) continue;
@@ -313,7 +313,7 @@ Status CompleteInterrupted(pool::Pool& pool) {
 
 }  // namespace
 
-Result<std::vector<PartialReceive>> ListPartialReceives(pool::Pool& pool) {
+Result<std::vector<PartialReceive>> ListPartialReceives(VolumeStore& pool) {
   ASSIGN_OR_RETURN(auto names, pool.HiddenNames());
   std::vector<PartialReceive> out;
   for (auto& n : names) {
@@ -332,7 +332,7 @@ Result<std::vector<PartialReceive>> ListPartialReceives(pool::Pool& pool) {
   return out;
 }
 
-Status AbortReceive(pool::Pool& pool, const std::string& volume) {
+Status AbortReceive(VolumeStore& pool, const std::string& volume) {
   const std::string hidden = std::string(kReceivePrefix) + volume;
   ASSIGN_OR_RETURN(bool partial, Exists(pool, hidden));
   if (!partial)
@@ -340,7 +340,7 @@ Status AbortReceive(pool::Pool& pool, const std::string& volume) {
   return DropHidden(pool, hidden, false);
 }
 
-Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
+Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
                               const ReceiveOptions& options) {
   // Before a read that would wait, record where to resume: a kill while
   // waiting then loses nothing that arrived.

@@ -5,6 +5,7 @@
 #include "stack/address.h"
 #include "stack/control.h"
 #include "stack/open_pool.h"
+#include "stack/volume_store.h"
 
 namespace stack::compose {
 
@@ -41,8 +42,11 @@ Result<std::unique_ptr<Target>> Target::Open(const TargetSpec& spec) {
   if (spec.cache_bytes) po.cache_bytes = spec.cache_bytes;
   const PoolAccess access = spec.writable ? PoolAccess::kWritable : PoolAccess::kReadOnly;
   // Inside a forwarded command: the holder's pool, unless it is writing this entry.
-  ASSIGN_OR_RETURN(t->pool_, HeldPoolFor(spec.pool_path, access, addr.name()));
-  if (!t->pool_) {
+  ASSIGN_OR_RETURN(std::shared_ptr<pool::Pool> held,
+                   HeldPoolFor(spec.pool_path, access, addr.name()));
+  if (held) {
+    t->pool_ = std::make_shared<PoolVolumeStore>(std::move(held), spec.pool_path);
+  } else {
     ASSIGN_OR_RETURN(t->pool_, OpenPool(spec.pool_path, access, po));
     if (spec.writable) t->server_ = ServeWhileHolding(t->pool_, spec.pool_path, {addr.name()});
   }

@@ -72,13 +72,14 @@ Status ExportInto(const ExportOptions& o, Target& target, OutputFile& out_file, 
     rep->source_encryption = KindText(kind);
     ASSIGN_OR_RETURN(auto out, NewOutput(out_file, raw->size_bytes(), o.sync));
     std::string why_not;
-    if (offload && target.pool() == nullptr) {
+    std::shared_ptr<pool::Pool> file_pool = target.pool() ? target.pool()->file_pool() : nullptr;
+    if (offload && file_pool == nullptr) {
       if (o.method != CopyMethod::kAuto)
         return Status::Unsupported("--method " + std::string(CopyMethodName(o.method)) +
-                                   " needs a pool entry as the source");
-      why_not = "the source is an image file";
+                                   " needs an entry of a pool file as the source");
+      why_not = target.pool() ? "the source is not in a pool file" : "the source is an image file";
     } else if (offload) {
-      auto r = CopyStoredRuns(*target.pool(), o.source.entry, raw->size_bytes(), out->fd(),
+      auto r = CopyStoredRuns(*file_pool, o.source.entry, raw->size_bytes(), out->fd(),
                               o.method, o.sync, o.progress, &why_not);
       if (r.ok()) {
         rep->copy = std::move(r).value();

@@ -102,7 +102,7 @@ TEST_CASE("control: a forwarded command runs in the holder with the client's std
     // The policy is applied where the pool is opened.
     auto ro = compose::OpenPool(path, compose::PoolAccess::kReadOnly);
     auto rw = compose::OpenPool(path, compose::PoolAccess::kWritable);
-    line += ro.ok() && ro->get() == pool.get() ? " ro=held" : " ro=other";
+    line += ro.ok() && (*ro)->file_pool().get() == pool.get() ? " ro=held" : " ro=other";
     line += rw.ok() ? " rw=ok" : " rw=" + rw.status().message();
     std::printf("%s\n", line.c_str());
     return 42;

@@ -9,6 +9,7 @@
 
 #include "block/mem_device.h"
 #include "pool/pool.h"
+#include "stack/volume_store.h"
 #include "stack/publish.h"
 #include "test_util.h"
 
@@ -17,7 +18,7 @@ using stack::testing::CodeOf;
 
 namespace {
 
-std::unique_ptr<pool::Pool> MemPool() {
+std::unique_ptr<VolumeStore> MemPool() {
   auto storage = std::make_shared<MemStorage>();
   storage->block_size = 4096;
   storage->block_count = 2048;
@@ -25,7 +26,7 @@ std::unique_ptr<pool::Pool> MemPool() {
   o.size_bytes = 2048 * 4096;
   auto p = pool::Pool::Create(pool::MakeDeviceStore(std::make_unique<MemDevice>(storage)), o);
   REQUIRE(p.ok());
-  return std::move(p).value();
+  return std::make_unique<PoolVolumeStore>(std::shared_ptr<pool::Pool>(std::move(p).value()));
 }
 
 }  // namespace
@@ -42,7 +43,7 @@ TEST_CASE("a publication whose fill fails with the hidden volume open leaves not
   auto names = p->Names();
   REQUIRE(names.ok());
   REQUIRE(names->empty());
-  auto rep = p->Check();
+  auto rep = p->file_pool()->Check();
   REQUIRE(rep.ok());
   REQUIRE(rep->ok);
 }
@@ -93,7 +94,7 @@ TEST_CASE("a snapshot the fill takes is published with the volume, or removed wi
     REQUIRE(hidden.ok());
     REQUIRE(hidden->empty());
   }
-  auto rep = p->Check();
+  auto rep = p->file_pool()->Check();
   REQUIRE(rep.ok());
   REQUIRE(rep->ok);
 }

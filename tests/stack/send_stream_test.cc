@@ -10,6 +10,7 @@
 #include "block/endian.h"
 #include "block/mem_device.h"
 #include "pool/pool.h"
+#include "stack/volume_store.h"
 #include "stack/send.h"
 #include "stack/send_stream.h"
 #include "test_util.h"
@@ -76,7 +77,7 @@ Status ParseAll(const std::vector<uint8_t>& b, std::vector<StreamRecord>* recs =
   }
 }
 
-std::unique_ptr<pool::Pool> MemPool() {
+std::unique_ptr<VolumeStore> MemPool() {
   auto storage = std::make_shared<MemStorage>();
   storage->block_size = kBs;
   storage->block_count = 2048;
@@ -84,7 +85,7 @@ std::unique_ptr<pool::Pool> MemPool() {
   o.size_bytes = 2048 * kBs;
   auto p = pool::Pool::Create(pool::MakeDeviceStore(std::make_unique<MemDevice>(storage)), o);
   REQUIRE(p.ok());
-  return std::move(p).value();
+  return std::make_unique<PoolVolumeStore>(std::shared_ptr<pool::Pool>(std::move(p).value()));
 }
 
 }  // namespace
@@ -213,7 +214,7 @@ TEST_CASE("send and receive between in-memory pools, damage leaves nothing") {
   auto names = b->Names();
   REQUIRE(names.ok());
   CHECK(names->empty());
-  auto check = b->Check();
+  auto check = b->file_pool()->Check();
   REQUIRE(check.ok());
   CHECK(check->ok);
 
@@ -282,7 +283,7 @@ TEST_CASE("a resume stream header round-trips and unknown flags stay refused") {
 }
 
 namespace {
-std::vector<uint8_t> SendBytes(pool::Pool& p, const std::string& snap, const std::string& from) {
+std::vector<uint8_t> SendBytes(VolumeStore& p, const std::string& snap, const std::string& from) {
   std::vector<uint8_t> s;
   auto rep = Send(p, snap, from, [&](std::span<const uint8_t> b) {
     s.insert(s.end(), b.begin(), b.end());
@@ -346,7 +347,7 @@ TEST_CASE("an incremental publication cut short by a kill is completed or resume
     auto names = b->Names();
     REQUIRE(names.ok());
     for (auto& n : *names) CHECK(n.rfind(".recv-", 0) != 0);
-    auto check = b->Check();
+    auto check = b->file_pool()->Check();
     REQUIRE(check.ok());
     CHECK(check->ok);
   }

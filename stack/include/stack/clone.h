@@ -14,6 +14,7 @@
 #include "block/status.h"
 #include "fde/luks.h"
 #include "pool/pool.h"
+#include "stack/volume_store.h"
 #include "stack/secrets.h"
 
 namespace stack::compose {
@@ -38,6 +39,6 @@ struct CloneReport {
 // Checks everything that can be checked first (names, sizes, that the source
 // is a LUKS container this build can open, before any passphrase is asked
 // for, and that the passphrase opens it), then publishes the clone.
-Result<CloneReport> CloneEntry(pool::Pool& pool, const CloneRequest& req);
+Result<CloneReport> CloneEntry(VolumeStore& pool, const CloneRequest& req);
 
 }  // namespace stack::compose

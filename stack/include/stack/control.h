@@ -94,6 +94,11 @@ class ControlServer {
 std::unique_ptr<ControlServer> ServeWhileHolding(std::shared_ptr<pool::Pool> pool,
                                                  const std::string& pool_path,
                                                  std::vector<std::string> busy_entries = {});
+// The same for a volume store: only a pool file is served (other stores
+// have no control socket: null).
+std::unique_ptr<ControlServer> ServeWhileHolding(const std::shared_ptr<VolumeStore>& store,
+                                                 const std::string& pool_path,
+                                                 std::vector<std::string> busy_entries = {});
 
 // Client: if `pool_path` is held by a process (of our uid) whose control
 // socket answers, runs argv there and returns its exit status; nullopt

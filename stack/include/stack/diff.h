@@ -16,6 +16,7 @@
 
 #include "block/status.h"
 #include "pool/pool.h"
+#include "stack/volume_store.h"
 
 namespace stack::compose {
 
@@ -31,7 +32,7 @@ struct BlockDiffReport {
 // The diff from `from` to `to` (each VOLUME or VOLUME@SNAPSHOT, see
 // address.h). InvalidArgument for a malformed address, NotFound naming a
 // missing entry.
-Result<BlockDiffReport> DiffEntries(pool::Pool& pool, const std::string& from,
+Result<BlockDiffReport> DiffEntries(VolumeStore& pool, const std::string& from,
                                     const std::string& to);
 
 }  // namespace stack::compose

@@ -22,7 +22,7 @@
 
 #include "block/status.h"
 #include "fsbridge/types.h"
-#include "pool/pool.h"
+#include "stack/volume_store.h"
 #include "stack/unlock.h"
 
 namespace stack::compose {
@@ -54,7 +54,7 @@ struct FileDiffReport {
 
 // InvalidArgument for a malformed address or an entry holding no ext4;
 // NotFound naming a missing entry; AuthFailed for a wrong passphrase.
-Result<FileDiffReport> DiffFiles(pool::Pool& pool, const std::string& from, const std::string& to,
+Result<FileDiffReport> DiffFiles(VolumeStore& pool, const std::string& from, const std::string& to,
                                  const SecretGetter& get_passphrase, bool key_given,
                                  const FileDiffOptions& options = {});
 

@@ -1,6 +1,7 @@
-// The one way every command opens a pool file (spec/composition.md
-// "Opening a pool"). New front ends (a server, a second store) open pools
-// here too, so the rules below hold for all of them:
+// The one way every command opens its volume store (spec/composition.md
+// "Opening a pool"): `rbd:CEPHPOOL[/NAMESPACE]` names a Ceph RBD pool
+// (spec/ceph.md), anything else a pool file. New front ends (a server)
+// open stores here too, so the rules below hold for all of them:
 //   - a read-only open never writes;
 //   - a writable open removes the hidden entries that killed builds,
 //     imports and clones left (CleanupStaleBuilds) before returning: only
@@ -10,7 +11,7 @@
 //     holder's policy allowed `access` (Busy otherwise); nothing is opened
 //     or cleaned up (the holder's own hidden entry is not stale).
 //
-// Thread-safety: a free function; the Pool it returns is as Pool says.
+// Thread-safety: a free function; the store it returns is as its class says.
 #pragma once
 
 #include <memory>
@@ -18,17 +19,21 @@
 
 #include "block/status.h"
 #include "pool/pool.h"
+#include "stack/volume_store.h"
 
 namespace stack::compose {
 
 enum class PoolAccess { kReadOnly, kWritable };
 
-// Opens `path`. `options.read_only` is set from `access`; the rest (cache
-// size, accept_lost_generation) is the caller's. When `removed_stale` is
+// True when `path` names an RBD pool (`rbd:...`), not a pool file.
+bool IsRbdPool(const std::string& path);
+
+// Opens `path`. For a pool file `options.read_only` is set from `access`;
+// the rest (cache size, accept_lost_generation) is the caller's. When `removed_stale` is
 // given it receives how many stale hidden entries a writable open removed.
-Result<std::shared_ptr<pool::Pool>> OpenPool(const std::string& path, PoolAccess access,
-                                             pool::PoolOpenOptions options = {},
-                                             int* removed_stale = nullptr);
+Result<std::shared_ptr<VolumeStore>> OpenPool(const std::string& path, PoolAccess access,
+                                              pool::PoolOpenOptions options = {},
+                                              int* removed_stale = nullptr);
 
 // How a command that creates its pool on demand (build, import) makes it.
 struct NewPoolOptions {
@@ -38,12 +43,12 @@ struct NewPoolOptions {
 };
 
 // The one rule for commands that write a new volume into a pool: `path`
-// is opened writable (OpenPool) when a file is there, else created with
-// `options`. `volume_bytes` (0: none) is checked to be whole blocks of the
+// is opened writable (OpenPool) when a file is there (or it names an RBD
+// pool, which is never created here), else created with `options`. `volume_bytes` (0: none) is checked to be whole blocks of the
 // new pool before the file is made, so a refused command leaves nothing.
 // `*created` says which happened.
-Result<std::shared_ptr<pool::Pool>> OpenOrCreatePool(const std::string& path,
-                                                     const NewPoolOptions& options,
-                                                     uint64_t volume_bytes, bool* created);
+Result<std::shared_ptr<VolumeStore>> OpenOrCreatePool(const std::string& path,
+                                                      const NewPoolOptions& options,
+                                                      uint64_t volume_bytes, bool* created);
 
 }  // namespace stack::compose

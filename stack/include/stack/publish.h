@@ -6,7 +6,7 @@
 // hidden volume (CleanupStaleBuilds): only one writer can hold the pool, so
 // such an entry is always stale. Listings never show hidden volumes.
 //
-// Thread-safety: as the Pool.
+// Thread-safety: as the store.
 #pragma once
 
 #include <functional>
@@ -14,6 +14,7 @@
 
 #include "block/status.h"
 #include "pool/pool.h"
+#include "stack/volume_store.h"
 
 namespace stack::compose {
 
@@ -30,7 +31,7 @@ inline bool IsHiddenEntry(const std::string& name) {
 }
 
 // Deletes hidden volumes left by killed builds. Returns how many.
-Result<int> CleanupStaleBuilds(pool::Pool& pool);
+Result<int> CleanupStaleBuilds(VolumeStore& pool);
 
 // Publishes volume `name` atomically: make(hidden_name) creates it under the
 // hidden name, fill(hidden_name) writes it, the pool commits, and only then
@@ -38,12 +39,12 @@ Result<int> CleanupStaleBuilds(pool::Pool& pool);
 // (`hidden_name@S`) are renamed with it in that one commit. AlreadyExists
 // (before any change) if `name` is taken; any error from make, fill or the
 // pool deletes the hidden volume and its snapshots and is returned.
-Status PublishEntry(pool::Pool& pool, const std::string& name,
+Status PublishEntry(VolumeStore& pool, const std::string& name,
                     const std::function<Status(const std::string& hidden_name)>& make,
                     const std::function<Status(const std::string& hidden_name)>& fill);
 
 // PublishEntry of a new empty volume (size_bytes, meta).
-Status PublishVolume(pool::Pool& pool, const std::string& name, uint64_t size_bytes,
+Status PublishVolume(VolumeStore& pool, const std::string& name, uint64_t size_bytes,
                      const pool::EntryMeta& meta,
                      const std::function<Status(const std::string& hidden_name)>& fill);
 

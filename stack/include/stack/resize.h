@@ -22,8 +22,8 @@
 #include "block/status.h"
 #include "stack/unlock.h"
 
-namespace stack::pool {
-class Pool;
+namespace stack {
+class VolumeStore;
 }
 
 namespace stack::compose {
@@ -35,12 +35,12 @@ struct HeldSize {
 
 // What `name` (a volume) holds; bytes 0 for an empty volume. passphrase:
 // null to judge an encrypted volume by its header alone.
-Result<HeldSize> MeasureHeld(pool::Pool& pool, const std::string& name,
+Result<HeldSize> MeasureHeld(VolumeStore& pool, const std::string& name,
                              const SecretGetter* passphrase = nullptr);
 
 // Resizes `name` to new_size (whole pool blocks). Shrinking below
 // MeasureHeld is OutOfRange unless force; nothing changes then.
-Status ResizeVolume(pool::Pool& pool, const std::string& name, uint64_t new_size, bool force,
+Status ResizeVolume(VolumeStore& pool, const std::string& name, uint64_t new_size, bool force,
                     const SecretGetter* passphrase = nullptr);
 
 }  // namespace stack::compose

@@ -28,6 +28,7 @@
 
 #include "block/status.h"
 #include "pool/pool.h"
+#include "stack/volume_store.h"
 #include "stack/progress.h"
 #include "stack/send_stream.h"
 
@@ -51,7 +52,7 @@ struct SendReport {
 // With `resume_token` (from a partial receive): a resume stream of the
 // rest; the snapshot and base are found by the token's uuids (`snapshot`
 // and `from` may be empty, else must be those: InvalidArgument).
-Result<SendReport> Send(pool::Pool& pool, const std::string& snapshot, const std::string& from,
+Result<SendReport> Send(VolumeStore& pool, const std::string& snapshot, const std::string& from,
                         const ByteSink& out, const std::string& resume_token = "",
                         Progress* progress = nullptr);
 
@@ -91,7 +92,7 @@ struct ReceiveReport {
 // snapshot starts it again; of another snapshot: AlreadyExists. A partial
 // whose publication a kill cut short is completed first, when it can be.
 // Interrupted input: the error's message ends with the resume token.
-Result<ReceiveReport> Receive(pool::Pool& pool, const ByteSource& in,
+Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
                               const ReceiveOptions& options);
 
 struct PartialReceive {
@@ -103,9 +104,9 @@ struct PartialReceive {
 };
 
 // Every partial receive in the pool (for listings).
-Result<std::vector<PartialReceive>> ListPartialReceives(pool::Pool& pool);
+Result<std::vector<PartialReceive>> ListPartialReceives(VolumeStore& pool);
 
 // Drops the partial receive into `volume`. NotFound if there is none.
-Status AbortReceive(pool::Pool& pool, const std::string& volume);
+Status AbortReceive(VolumeStore& pool, const std::string& volume);
 
 }  // namespace stack::compose

@@ -21,8 +21,8 @@
 
 #include "block/block_device.h"
 
-namespace stack::pool {
-class Pool;
+namespace stack {
+class VolumeStore;
 }
 
 namespace stack::compose {
@@ -54,11 +54,11 @@ class Target {
   // was destroyed.
   Status Finish();
   const std::string& describe() const { return describe_; }
-  pool::Pool* pool() { return pool_.get(); }
+  VolumeStore* pool() { return pool_.get(); }
 
  private:
   Target() = default;
-  std::shared_ptr<pool::Pool> pool_;  // outlives device_ (declared first)
+  std::shared_ptr<VolumeStore> pool_;  // outlives device_ (declared first)
   std::unique_ptr<ControlServer> server_;  // stopped before the pool closes
   std::unique_ptr<BlockDevice> device_;
   std::string describe_;

@@ -1,0 +1,95 @@
+// Cluster and IoCtx (see rbd/rbd.h).
+#include <rados/librados.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "rbd/rbd.h"
+#include "rbd_status.h"
+
+namespace stack::rbd {
+
+Cluster::~Cluster() {
+  if (cluster_) rados_shutdown(static_cast<rados_t>(cluster_));
+}
+
+Result<std::shared_ptr<Cluster>> Cluster::Connect(const ClusterOptions& options) {
+  std::shared_ptr<Cluster> c(new Cluster());
+  rados_t h = nullptr;
+  const char* id = options.client_id.empty() ? nullptr : options.client_id.c_str();
+  RETURN_IF_ERROR(FromRbd("ceph client " + options.client_id, rados_create(&h, id)));
+  c->cluster_ = h;
+  std::string conf = options.conf_path;
+  if (conf.empty()) {
+    if (const char* env = std::getenv("CEPH_CONF")) conf = env;
+  }
+  const std::string where = conf.empty() ? "the default ceph.conf" : conf;
+  RETURN_IF_ERROR(FromRbd("read " + where, rados_conf_read_file(h, conf.empty() ? nullptr : conf.c_str())));
+  // $CEPH_ARGS and the usual overrides, as the ceph tools read them.
+  (void)rados_conf_parse_env(h, nullptr);
+  // Without these an unreachable cluster blocks forever (librados waits
+  // for a monitor); a timeout turns it into an IoError.
+  const std::string t = std::to_string(options.timeout_seconds);
+  for (const char* key : {"client_mount_timeout", "rados_mon_op_timeout", "rados_osd_op_timeout"}) {
+    RETURN_IF_ERROR(FromRbd(std::string("set ") + key, rados_conf_set(h, key, t.c_str())));
+  }
+  // Quiet: errors come back as return values, not on our stderr.
+  (void)rados_conf_set(h, "log_to_stderr", "false");
+  (void)rados_conf_set(h, "err_to_stderr", "false");
+  int r = rados_connect(h);
+  if (r < 0) {
+    // ETIMEDOUT / ENOENT (no monitor address) / ECONNREFUSED: all mean the
+    // cluster cannot be reached.
+    return Status::IoError("cannot reach the Ceph cluster of " + where + " (within " + t +
+                               " s): " + FromRbd("connect", r).message(),
+                           -r);
+  }
+  return c;
+}
+
+std::string Cluster::client_address() {
+  char* addr = nullptr;
+  // rados_getaddrs: the client's own address (lock owners name it).
+  if (rados_getaddrs(static_cast<rados_t>(cluster_), &addr) < 0 || !addr) return "";
+  std::string s(addr);
+  rados_buffer_free(addr);
+  return s;
+}
+
+Result<std::shared_ptr<IoCtx>> Cluster::OpenIoCtx(const std::string& pool, const std::string& ns) {
+  const std::string describe = "rbd:" + pool + (ns.empty() ? "" : "/" + ns);
+  rados_ioctx_t io = nullptr;
+  int r = rados_ioctx_create(static_cast<rados_t>(cluster_), pool.c_str(), &io);
+  if (r == -ENOENT) return Status::NotFound("Ceph pool '" + pool + "' does not exist");
+  RETURN_IF_ERROR(FromRbd("open Ceph pool " + pool, r));
+  std::shared_ptr<IoCtx> ctx(new IoCtx());
+  ctx->io_ = io;
+  ctx->cluster_ = shared_from_this();
+  ctx->describe_ = describe;
+  if (!ns.empty()) rados_ioctx_set_namespace(io, ns.c_str());
+  // A pool not enabled for rbd would take images that `rbd` tools and
+  // health checks then complain about: refuse it.
+  char apps[256];
+  size_t len = sizeof apps;
+  r = rados_application_list(io, apps, &len);
+  if (r >= 0) {
+    bool rbd = false;
+    for (size_t i = 0; i < len;) {
+      std::string app(apps + i);
+      if (app.empty()) break;
+      if (app == "rbd") rbd = true;
+      i += app.size() + 1;
+    }
+    if (!rbd)
+      return Status::Unsupported("Ceph pool '" + pool +
+                                 "' is not enabled for rbd (ceph osd pool application enable " +
+                                 pool + " rbd)");
+  }
+  return ctx;
+}
+
+IoCtx::~IoCtx() {
+  if (io_) rados_ioctx_destroy(static_cast<rados_ioctx_t>(io_));
+}
+
+}  // namespace stack::rbd

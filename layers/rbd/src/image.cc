@@ -1,0 +1,307 @@
+// Image-level calls and Image (see rbd/rbd.h).
+#include <rados/librados.h>
+#include <rbd/librbd.h>
+
+#include <cerrno>
+#include <ctime>
+
+#include "rbd/rbd.h"
+#include "rbd_status.h"
+
+namespace stack::rbd {
+namespace {
+
+rados_ioctx_t H(IoCtx& io) { return static_cast<rados_ioctx_t>(io.handle()); }
+
+constexpr uint64_t kFeatures = RBD_FEATURE_LAYERING | RBD_FEATURE_EXCLUSIVE_LOCK |
+                               RBD_FEATURE_OBJECT_MAP | RBD_FEATURE_FAST_DIFF |
+                               RBD_FEATURE_DEEP_FLATTEN;
+
+// Image options with our features (and clone format 2: no protect).
+class Options {
+ public:
+  Options() {
+    rbd_image_options_create(&o_);
+    rbd_image_options_set_uint64(o_, RBD_IMAGE_OPTION_FEATURES, kFeatures);
+    rbd_image_options_set_uint64(o_, RBD_IMAGE_OPTION_ORDER, 22);  // 4 MiB objects
+  }
+  ~Options() { rbd_image_options_destroy(o_); }
+  Options(const Options&) = delete;
+  Options& operator=(const Options&) = delete;
+  rbd_image_options_t get() { return o_; }
+
+ private:
+  rbd_image_options_t o_ = nullptr;
+};
+
+std::string Spec(IoCtx& io, const std::string& name) {
+  std::string d = io.describe();  // rbd:pool[/ns]
+  return d + (d.find('/') == std::string::npos ? "/" : "/") + name;
+}
+
+}  // namespace
+
+bool ValidImageName(const std::string& name) {
+  if (name.empty() || name.size() > 255) return false;
+  for (unsigned char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == ':' || c == '+' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Status CreateImage(IoCtx& io, const std::string& name, uint64_t size_bytes) {
+  if (!ValidImageName(name)) return Status::InvalidArgument("'" + name + "' is not a valid RBD image name");
+  Options o;
+  return FromRbd("create image " + Spec(io, name), rbd_create4(H(io), name.c_str(), size_bytes, o.get()));
+}
+
+Status CloneImage(IoCtx& io, const std::string& parent, const std::string& snap,
+                  const std::string& name) {
+  if (!ValidImageName(name)) return Status::InvalidArgument("'" + name + "' is not a valid RBD image name");
+  Options o;
+  rbd_image_options_set_uint64(o.get(), RBD_IMAGE_OPTION_CLONE_FORMAT, 2);
+  return FromRbd("clone " + Spec(io, parent) + "@" + snap + " as " + name,
+                 rbd_clone3(H(io), parent.c_str(), snap.c_str(), H(io), name.c_str(), o.get()));
+}
+
+Status RemoveImage(IoCtx& io, const std::string& name) {
+  return FromRbd("remove image " + Spec(io, name), rbd_remove(H(io), name.c_str()));
+}
+
+Status RenameImage(IoCtx& io, const std::string& from, const std::string& to) {
+  if (!ValidImageName(to)) return Status::InvalidArgument("'" + to + "' is not a valid RBD image name");
+  return FromRbd("rename image " + Spec(io, from) + " to " + to,
+                 rbd_rename(H(io), from.c_str(), to.c_str()));
+}
+
+Result<std::vector<std::string>> ListImages(IoCtx& io) {
+  std::vector<rbd_image_spec_t> specs(64);
+  size_t n = specs.size();
+  int r;
+  while ((r = rbd_list2(H(io), specs.data(), &n)) == -ERANGE) specs.resize(n);
+  RETURN_IF_ERROR(FromRbd("list images of " + io.describe(), r));
+  std::vector<std::string> names;
+  for (size_t i = 0; i < n; ++i) names.emplace_back(specs[i].name);
+  rbd_image_spec_list_cleanup(specs.data(), n);
+  return names;
+}
+
+Result<std::shared_ptr<Image>> Image::Open(std::shared_ptr<IoCtx> io, const std::string& name,
+                                           const std::optional<std::string>& snap,
+                                           bool read_only) {
+  std::shared_ptr<Image> img(new Image());
+  img->io_ = std::move(io);
+  img->name_ = name;
+  img->snap_ = snap;
+  img->read_only_ = read_only || snap.has_value();
+  rbd_image_t h = nullptr;
+  const char* s = snap ? snap->c_str() : nullptr;
+  int r = img->read_only_ ? rbd_open_read_only(H(*img->io_), name.c_str(), &h, s)
+                          : rbd_open(H(*img->io_), name.c_str(), &h, s);
+  if (r == -ENOENT) {
+    return Status::NotFound(snap ? "no snapshot " + name + "@" + *snap + " in " + img->io_->describe()
+                                 : "no image " + name + " in " + img->io_->describe());
+  }
+  RETURN_IF_ERROR(FromRbd("open " + img->describe(), r));
+  img->image_ = h;
+  return img;
+}
+
+Image::~Image() {
+  if (image_) rbd_close(static_cast<rbd_image_t>(image_));
+}
+
+std::string Image::describe() const { return Spec(*io_, name_) + (snap_ ? "@" + *snap_ : ""); }
+
+#define IMG static_cast<rbd_image_t>(image_)
+
+Result<ImageStat> Image::Stat() {
+  rbd_image_info_t info{};
+  RETURN_IF_ERROR(FromRbd("stat " + describe(), rbd_stat(IMG, &info, sizeof info)));
+  return ImageStat{info.size, info.obj_size};
+}
+
+Status Image::Resize(uint64_t size_bytes) {
+  return FromRbd("resize " + describe(), rbd_resize2(IMG, size_bytes, true, nullptr, nullptr));
+}
+
+Result<std::vector<SnapInfo>> Image::Snapshots() {
+  std::vector<rbd_snap_info_t> snaps(16);
+  int r;
+  for (;;) {
+    int max = static_cast<int>(snaps.size());
+    r = rbd_snap_list(IMG, snaps.data(), &max);
+    if (r == -ERANGE) {
+      snaps.resize(static_cast<size_t>(max) + 1);
+      continue;
+    }
+    break;
+  }
+  RETURN_IF_ERROR(FromRbd("list snapshots of " + describe(), r));
+  std::vector<SnapInfo> out;
+  for (int i = 0; i < r; ++i) {
+    SnapInfo s;
+    s.id = snaps[i].id;
+    s.name = snaps[i].name;
+    s.size_bytes = snaps[i].size;
+    timespec ts{};
+    if (rbd_snap_get_timestamp(IMG, s.id, &ts) == 0)
+      s.created_unix_ns = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+    out.push_back(std::move(s));
+  }
+  rbd_snap_list_end(snaps.data());
+  return out;
+}
+
+Status Image::CreateSnapshot(const std::string& snap) {
+  if (!ValidImageName(snap)) return Status::InvalidArgument("'" + snap + "' is not a valid RBD snapshot name");
+  return FromRbd("snapshot " + describe() + "@" + snap,
+                 rbd_snap_create2(IMG, snap.c_str(), RBD_SNAP_CREATE_SKIP_QUIESCE, nullptr, nullptr));
+}
+
+Status Image::RemoveSnapshot(const std::string& snap) {
+  // Clone v2: a snapshot with clones moves to the trash namespace until
+  // its last clone goes, so removing it never breaks a clone.
+  return FromRbd("remove snapshot " + describe() + "@" + snap,
+                 rbd_snap_remove2(IMG, snap.c_str(), 0, nullptr, nullptr));
+}
+
+Status Image::RollbackTo(const std::string& snap) {
+  return FromRbd("roll back " + describe() + " to " + snap, rbd_snap_rollback(IMG, snap.c_str()));
+}
+
+Result<ParentInfo> Image::Parent() {
+  rbd_linked_image_spec_t parent{};
+  rbd_snap_spec_t snap{};
+  int r = rbd_get_parent(IMG, &parent, &snap);
+  if (r == -ENOENT) return ParentInfo{};
+  RETURN_IF_ERROR(FromRbd("parent of " + describe(), r));
+  ParentInfo p{parent.image_name ? parent.image_name : "", snap.name ? snap.name : ""};
+  rbd_linked_image_spec_cleanup(&parent);
+  rbd_snap_spec_cleanup(&snap);
+  return p;
+}
+
+Result<uint64_t> Image::UsedBytes(bool include_parent) {
+  uint64_t used = 0;
+  RETURN_IF_ERROR(DiffIterate("", [&](const DiffExtent& e) {
+    if (e.exists) used += e.length;
+    return Status::Ok();
+  }, include_parent));
+  return used;
+}
+
+Status Image::RenameSnapshot(const std::string& from, const std::string& to) {
+  if (!ValidImageName(to)) return Status::InvalidArgument("'" + to + "' is not a valid RBD snapshot name");
+  return FromRbd("rename snapshot " + describe() + "@" + from + " to " + to,
+                 rbd_snap_rename(IMG, from.c_str(), to.c_str()));
+}
+
+Status Image::Flush() { return FromRbd("flush " + describe(), rbd_flush(IMG)); }
+
+Result<std::optional<std::string>> Image::GetMeta(const std::string& key) {
+  std::string value(256, '\0');
+  size_t len = value.size();
+  int r = rbd_metadata_get(IMG, key.c_str(), value.data(), &len);
+  if (r == -ERANGE) {
+    value.resize(len);
+    r = rbd_metadata_get(IMG, key.c_str(), value.data(), &len);
+  }
+  if (r == -ENOENT) return std::optional<std::string>();
+  RETURN_IF_ERROR(FromRbd("read metadata " + key + " of " + describe(), r));
+  value.resize(len && value[len - 1] == '\0' ? len - 1 : len);
+  return std::optional<std::string>(std::move(value));
+}
+
+Status Image::SetMeta(const std::string& key, const std::string& value) {
+  return FromRbd("set metadata " + key + " of " + describe(),
+                 rbd_metadata_set(IMG, key.c_str(), value.c_str()));
+}
+
+Status Image::RemoveMeta(const std::string& key) {
+  int r = rbd_metadata_remove(IMG, key.c_str());
+  if (r == -ENOENT) return Status::Ok();
+  return FromRbd("remove metadata " + key + " of " + describe(), r);
+}
+
+Result<std::map<std::string, std::string>> Image::ListMeta(const std::string& prefix) {
+  std::map<std::string, std::string> out;
+  std::string keys(4096, '\0'), vals(16384, '\0');
+  size_t klen = keys.size(), vlen = vals.size();
+  int r;
+  while ((r = rbd_metadata_list(IMG, "", 0, keys.data(), &klen, vals.data(), &vlen)) == -ERANGE) {
+    keys.resize(klen);
+    vals.resize(vlen);
+  }
+  RETURN_IF_ERROR(FromRbd("list metadata of " + describe(), r));
+  size_t ki = 0, vi = 0;
+  while (ki < klen && vi < vlen) {
+    std::string k(keys.c_str() + ki);
+    std::string v(vals.c_str() + vi);
+    if (k.empty()) break;
+    ki += k.size() + 1;
+    vi += v.size() + 1;
+    if (k.rfind(prefix, 0) == 0) out.emplace(std::move(k), std::move(v));
+  }
+  return out;
+}
+
+Result<std::string> Image::LockOwner() {
+  rbd_lock_mode_t mode;
+  char* owners[4] = {};
+  size_t n = 4;
+  int r = rbd_lock_get_owners(IMG, &mode, owners, &n);
+  if (r == -ENOENT) return std::string();
+  RETURN_IF_ERROR(FromRbd("lock owners of " + describe(), r));
+  std::string s = n ? owners[0] : "";
+  rbd_lock_get_owners_cleanup(owners, n);
+  return s;
+}
+
+Status Image::AcquireExclusiveLock() {
+  ASSIGN_OR_RETURN(std::string owner, LockOwner());
+  if (!owner.empty()) {
+    return Status::Busy(describe() + " is locked by Ceph client " + owner +
+                        " (another writer holds its exclusive lock)");
+  }
+  int r = rbd_lock_acquire(IMG, RBD_LOCK_MODE_EXCLUSIVE);
+  if (r < 0) {
+    auto now = LockOwner();
+    const std::string who = now.ok() && !now->empty() ? " by Ceph client " + *now : "";
+    if (r == -EROFS || r == -EBUSY || r == -EAGAIN)
+      return Status::Busy(describe() + " is locked" + who + " (another writer holds its exclusive lock)");
+    return FromRbd("lock " + describe(), r);
+  }
+  return Status::Ok();
+}
+
+namespace {
+struct DiffCtx {
+  const std::function<Status(const DiffExtent&)>* sink;
+  Status status;
+};
+int DiffCb(uint64_t off, size_t len, int exists, void* arg) {
+  auto* c = static_cast<DiffCtx*>(arg);
+  c->status = (*c->sink)(DiffExtent{off, len, exists != 0});
+  return c->status.ok() ? 0 : -ECANCELED;
+}
+}  // namespace
+
+Status Image::DiffIterate(const std::string& from_snap,
+                          const std::function<Status(const DiffExtent&)>& sink,
+                          bool include_parent) {
+  ASSIGN_OR_RETURN(ImageStat st, Stat());
+  DiffCtx c{&sink, Status::Ok()};
+  // include_parent: a clone's data inherited from its parent counts as its
+  // own (a diff from nothing must list it); exact extents (not whole objects).
+  int r = rbd_diff_iterate2(IMG, from_snap.empty() ? nullptr : from_snap.c_str(), 0,
+                            st.size_bytes, include_parent ? 1 : 0, 0, &DiffCb, &c);
+  if (!c.status.ok()) return c.status;
+  return FromRbd("diff " + describe() + (from_snap.empty() ? "" : " from " + from_snap), r);
+}
+
+#undef IMG
+
+}  // namespace stack::rbd

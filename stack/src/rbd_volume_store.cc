@@ -1,0 +1,607 @@
+// RbdVolumeStore (see stack/rbd_volume_store.h and spec/ceph.md).
+#include "stack/rbd_volume_store.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <random>
+
+#include "stack/publish.h"
+
+#ifdef STACK_HAVE_RBD
+#include "rbd/rbd.h"
+#endif
+
+namespace stack::compose {
+namespace {
+
+std::mutex g_options_mu;
+CephOptions g_options;
+
+CephOptions Options() {
+  std::lock_guard<std::mutex> l(g_options_mu);
+  return g_options;
+}
+
+}  // namespace
+
+void SetCephOptions(const CephOptions& options) {
+  std::lock_guard<std::mutex> l(g_options_mu);
+  g_options = options;
+}
+
+#ifndef STACK_HAVE_RBD
+
+Result<std::shared_ptr<VolumeStore>> OpenRbdStore(const std::string& path, PoolAccess) {
+  return Status::Unsupported(path + ": this stack was built without librbd (install librbd-dev "
+                                    "librados-dev and rebuild)");
+}
+
+#else
+
+namespace {
+
+constexpr const char* kMeta = "stack.";
+constexpr const char* kSnapMeta = "stack.snap.";
+
+std::string NewUuid() {
+  static std::mutex mu;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard<std::mutex> l(mu);
+  uint64_t a = rng(), b = rng();
+  a = (a & ~0xf000ull) | 0x4000ull;                    // version 4
+  b = (b & ~(3ull << 62)) | (2ull << 62);              // variant 10
+  char s[37];
+  std::snprintf(s, sizeof s, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xffff),
+                static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xffffffffffffull));
+  return s;
+}
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string JoinTags(const std::vector<std::string>& tags) {
+  std::string s;
+  for (auto& t : tags) s += (s.empty() ? "" : "\n") + t;
+  return s;
+}
+
+std::vector<std::string> SplitTags(const std::string& s) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i <= s.size() && !s.empty()) {
+    size_t j = s.find('\n', i);
+    if (j == std::string::npos) j = s.size();
+    out.push_back(s.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+struct Name {
+  std::string volume;
+  std::string snap;  // "" = the volume itself
+  bool is_snapshot() const { return !snap.empty(); }
+};
+
+Result<Name> Parse(const std::string& name) {
+  const size_t at = name.find('@');
+  Name n;
+  if (at == std::string::npos) {
+    n.volume = name;
+  } else {
+    n.volume = name.substr(0, at);
+    n.snap = name.substr(at + 1);
+    if (n.snap.empty() || n.snap.find('@') != std::string::npos)
+      return Status::InvalidArgument("'" + name + "' is not VOLUME or VOLUME@SNAPSHOT");
+  }
+  if (!rbd::ValidImageName(n.volume) || (n.is_snapshot() && !rbd::ValidImageName(n.snap)))
+    return Status::InvalidArgument("'" + name + "' is not a name RBD allows here (1-255 bytes of "
+                                   "[A-Za-z0-9._:+-], one '@')");
+  return n;
+}
+
+// The keys an entry's record is kept under: the image's own, or its
+// snapshot's.
+std::string Key(const Name& n, const std::string& field) {
+  return n.is_snapshot() ? std::string(kSnapMeta) + n.snap + "." + field
+                         : std::string(kMeta) + field;
+}
+
+class RbdVolumeStore final : public VolumeStore {
+ public:
+  RbdVolumeStore(std::shared_ptr<rbd::Cluster> cluster, std::shared_ptr<rbd::IoCtx> io,
+                 bool writable)
+      : cluster_(std::move(cluster)), io_(std::move(io)), writable_(writable) {}
+
+  std::string describe() const override { return io_->describe(); }
+  uint32_t block_size() const override { return 4096; }
+
+  Status CreateVolume(const std::string& name, uint64_t size_bytes,
+                      const pool::EntryMeta& meta) override {
+    return CreateVolume(name, size_bytes, meta, pool::EntryIdentity{});
+  }
+  Status CreateVolume(const std::string& name, uint64_t size_bytes, const pool::EntryMeta& meta,
+                      const pool::EntryIdentity& identity) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(RequireWritable());
+    ASSIGN_OR_RETURN(Name n, Parse(name));
+    if (n.is_snapshot()) return Status::InvalidArgument("a volume name has no '@': " + name);
+    if (size_bytes == 0 || size_bytes % block_size())
+      return Status::InvalidArgument("volume size must be a positive multiple of 4096");
+    RETURN_IF_ERROR(rbd::CreateImage(*io_, name, size_bytes));
+    Status st = WriteRecord(n, identity.uuid.empty() ? NewUuid() : identity.uuid,
+                            identity.parent_uuid,
+                            identity.created_unix_ns ? identity.created_unix_ns : NowNs(), meta);
+    if (!st.ok()) {
+      writers_.erase(name);
+      (void)rbd::RemoveImage(*io_, name);
+    }
+    return st;
+  }
+
+  using VolumeStore::OpenVolume;
+  Result<std::unique_ptr<BlockDevice>> OpenVolume(const std::string& name, bool read_only,
+                                                  const std::string&) override {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(Name n, Parse(name));
+    if (n.is_snapshot()) {
+      if (!read_only)
+        return Status::ReadOnly("snapshot " + name + " is read-only: clone it to change it");
+      ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, n.volume, n.snap, true));
+      return std::unique_ptr<BlockDevice>(std::make_unique<rbd::RbdDevice>(std::move(img), true));
+    }
+    if (read_only) {
+      if (auto it = writers_.find(name); it != writers_.end())
+        return std::unique_ptr<BlockDevice>(std::make_unique<rbd::RbdDevice>(it->second, true));
+      ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, name, std::nullopt, true));
+      return std::unique_ptr<BlockDevice>(std::make_unique<rbd::RbdDevice>(std::move(img), true));
+    }
+    RETURN_IF_ERROR(RequireWritable());
+    ASSIGN_OR_RETURN(auto img, Writer(name));
+    ASSIGN_OR_RETURN(auto ro, img->GetMeta(std::string(kMeta) + "read_only"));
+    ASSIGN_OR_RETURN(auto uuid, img->GetMeta(std::string(kMeta) + "uuid"));
+    if (!uuid)
+      return Status::ReadOnly("image " + name + " of " + describe() +
+                              " was not made by stack: it opens read-only");
+    if (ro && *ro == "1") return Status::ReadOnly("volume " + name + " is read-only");
+    return std::unique_ptr<BlockDevice>(std::make_unique<rbd::RbdDevice>(std::move(img), false));
+  }
+
+  Status Snapshot(const std::string& source, const std::string& snap_name,
+                  const pool::EntryMeta& meta) override {
+    return Snapshot(source, snap_name, meta, pool::EntryIdentity{});
+  }
+  Status Snapshot(const std::string& source, const std::string& snap_name,
+                  const pool::EntryMeta& meta, const pool::EntryIdentity& identity) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(RequireWritable());
+    ASSIGN_OR_RETURN(Name s, Parse(snap_name));
+    if (!s.is_snapshot() || s.volume != source)
+      return Status::InvalidArgument("snapshot name must be " + source + "@SNAPSHOT");
+    ASSIGN_OR_RETURN(auto img, Writer(source));
+    ASSIGN_OR_RETURN(auto src_uuid, img->GetMeta(std::string(kMeta) + "uuid"));
+    RETURN_IF_ERROR(img->CreateSnapshot(s.snap));
+    Status st = WriteRecord(s, identity.uuid.empty() ? NewUuid() : identity.uuid,
+                            identity.parent_uuid.empty() ? src_uuid.value_or("") : identity.parent_uuid,
+                            identity.created_unix_ns ? identity.created_unix_ns : NowNs(), meta);
+    if (!st.ok()) (void)img->RemoveSnapshot(s.snap);
+    return st;
+  }
+
+  Status Clone(const std::string& source, const std::string& new_name,
+               const pool::EntryMeta& meta) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(RequireWritable());
+    ASSIGN_OR_RETURN(Name src, Parse(source));
+    ASSIGN_OR_RETURN(Name dst, Parse(new_name));
+    if (dst.is_snapshot()) return Status::InvalidArgument("a clone is a volume: no '@' in " + new_name);
+    ASSIGN_OR_RETURN(pool::EntryInfo src_info, StatLocked(src, false));
+    std::string snap = src.snap;
+    std::shared_ptr<rbd::Image> tmp_owner;
+    if (!src.is_snapshot()) {
+      // RBD clones snapshots only: a clone of a volume goes through a
+      // snapshot made for it, removed at once (clone v2 keeps it in the
+      // trash until the clone goes).
+      snap = "stack-clone-" + NewUuid();
+      ASSIGN_OR_RETURN(tmp_owner, Writer(src.volume));
+      RETURN_IF_ERROR(tmp_owner->CreateSnapshot(snap));
+    }
+    Status st = rbd::CloneImage(*io_, src.volume, snap, new_name);
+    if (tmp_owner) (void)tmp_owner->RemoveSnapshot(snap);
+    RETURN_IF_ERROR(st);
+    // librbd copies the parent's image metadata into the clone: drop ours
+    // (the source's record and its snapshots') before writing the clone's.
+    st = ClearRecords(new_name);
+    if (st.ok()) st = WriteRecord(dst, NewUuid(), src_info.uuid, NowNs(), meta);
+    if (!st.ok()) {
+      writers_.erase(new_name);
+      (void)rbd::RemoveImage(*io_, new_name);
+    }
+    return st;
+  }
+
+  Status Rollback(const std::string& volume, const std::string& snapshot) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(RequireWritable());
+    std::string snap = snapshot;
+    if (snapshot.find('@') != std::string::npos) {
+      ASSIGN_OR_RETURN(Name s, Parse(snapshot));
+      if (s.volume != volume)
+        return Status::Unsupported("rolling " + volume + " back to another volume's snapshot (" +
+                                   snapshot + ") is not possible on an RBD store");
+      snap = s.snap;
+    }
+    ASSIGN_OR_RETURN(auto img, Writer(volume));
+    if (img.use_count() > 2) return Status::Busy("volume " + volume + " is open (a device is using it)");
+    return img->RollbackTo(snap);
+  }
+
+  Status Delete(const std::string& name) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(RequireWritable());
+    ASSIGN_OR_RETURN(Name n, Parse(name));
+    if (n.is_snapshot()) {
+      ASSIGN_OR_RETURN(auto img, Writer(n.volume));
+      RETURN_IF_ERROR(img->RemoveSnapshot(n.snap));
+      ASSIGN_OR_RETURN(auto keys, img->ListMeta(std::string(kSnapMeta) + n.snap + "."));
+      for (auto& [k, v] : keys) (void)img->RemoveMeta(k);
+      return Status::Ok();
+    }
+    RETURN_IF_ERROR(DropWriter(name));
+    {
+      ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, name, std::nullopt, true));
+      ASSIGN_OR_RETURN(auto snaps, img->Snapshots());
+      if (!snaps.empty()) {
+        if (!IsHiddenBuild(name)) {
+          return Status::Busy("volume " + name + " has " + std::to_string(snaps.size()) +
+                              " snapshot(s) (" + name + "@" + snaps[0].name +
+                              "...): on an RBD store a volume's snapshots are deleted first");
+        }
+        img.reset();
+        // An unfinished build's snapshots go with it. A plain writable
+        // open: librbd breaks the lock of a dead builder itself.
+        ASSIGN_OR_RETURN(auto w, rbd::Image::Open(io_, name, std::nullopt, false));
+        for (auto& s : snaps) RETURN_IF_ERROR(w->RemoveSnapshot(s.name));
+      }
+    }
+    return rbd::RemoveImage(*io_, name);
+  }
+
+  Status Rename(const std::string& old_name, const std::string& new_name) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(RequireWritable());
+    ASSIGN_OR_RETURN(Name from, Parse(old_name));
+    ASSIGN_OR_RETURN(Name to, Parse(new_name));
+    if (from.is_snapshot() != to.is_snapshot() || (from.is_snapshot() && from.volume != to.volume))
+      return Status::InvalidArgument("a snapshot keeps its volume: rename " + old_name + " to " +
+                                     from.volume + "@NEW");
+    if (from.is_snapshot()) {
+      ASSIGN_OR_RETURN(auto img, Writer(from.volume));
+      RETURN_IF_ERROR(img->RenameSnapshot(from.snap, to.snap));
+      ASSIGN_OR_RETURN(auto keys, img->ListMeta(std::string(kSnapMeta) + from.snap + "."));
+      const std::string old_prefix = std::string(kSnapMeta) + from.snap + ".";
+      for (auto& [k, v] : keys) {
+        RETURN_IF_ERROR(img->SetMeta(std::string(kSnapMeta) + to.snap + "." + k.substr(old_prefix.size()), v));
+        (void)img->RemoveMeta(k);
+      }
+      return Status::Ok();
+    }
+    RETURN_IF_ERROR(DropWriter(old_name));
+    return rbd::RenameImage(*io_, old_name, new_name);
+  }
+
+  Status Resize(const std::string& name, uint64_t new_size_bytes) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(RequireWritable());
+    ASSIGN_OR_RETURN(Name n, Parse(name));
+    if (n.is_snapshot()) return Status::InvalidArgument("snapshot " + name + " cannot be resized");
+    if (new_size_bytes == 0 || new_size_bytes % block_size())
+      return Status::InvalidArgument("volume size must be a positive multiple of 4096");
+    ASSIGN_OR_RETURN(auto img, Writer(name));
+    return img->Resize(new_size_bytes);
+  }
+
+  Status SetReadOnly(const std::string& name, bool read_only) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(RequireWritable());
+    ASSIGN_OR_RETURN(Name n, Parse(name));
+    if (n.is_snapshot()) return read_only ? Status::Ok() : Status::ReadOnly("snapshots are read-only");
+    ASSIGN_OR_RETURN(auto img, Writer(name));
+    return img->SetMeta(Key(n, "read_only"), read_only ? "1" : "0");
+  }
+
+  Status SetMeta(const std::string& name, const pool::EntryMeta& meta) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(RequireWritable());
+    ASSIGN_OR_RETURN(Name n, Parse(name));
+    ASSIGN_OR_RETURN(auto img, Writer(n.volume));
+    RETURN_IF_ERROR(img->SetMeta(Key(n, "note"), meta.note));
+    return img->SetMeta(Key(n, "tags"), JoinTags(meta.tags));
+  }
+
+  Result<std::vector<pool::EntryInfo>> List() override {
+    std::lock_guard<std::mutex> l(mu_);
+    return ListLocked(true, "");
+  }
+
+  Result<std::vector<std::string>> Names() override {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(auto all, ListLocked(false, ""));
+    std::vector<std::string> names;
+    for (auto& e : all) names.push_back(e.name);
+    return names;
+  }
+
+  Result<std::vector<std::string>> HiddenNames() override {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(auto images, rbd::ListImages(*io_));
+    std::vector<std::string> snaps, vols;
+    for (auto& image : images) {
+      if (image.empty() || image[0] != '.') continue;
+      auto img = rbd::Image::Open(io_, image, std::nullopt, true);
+      if (!img.ok()) continue;  // removed meanwhile
+      ASSIGN_OR_RETURN(auto ss, (*img)->Snapshots());
+      for (auto& s : ss) snaps.push_back(image + "@" + s.name);
+      vols.push_back(image);
+    }
+    // Snapshots first: deleting in this order never deletes a name twice.
+    snaps.insert(snaps.end(), vols.begin(), vols.end());
+    return snaps;
+  }
+
+  Result<std::vector<pool::EntryInfo>> FindByUuid(const std::string& uuid) override {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(auto all, ListLocked(false, ""));
+    std::vector<pool::EntryInfo> out;
+    for (auto& e : all)
+      if (e.uuid == uuid) out.push_back(std::move(e));
+    return out;
+  }
+
+  Result<pool::EntryInfo> Stat(const std::string& name) override {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(Name n, Parse(name));
+    return StatLocked(n, true);
+  }
+
+  Result<pool::PoolInfo> Info() override {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(auto all, ListLocked(true, ""));
+    pool::PoolInfo i;
+    i.block_size = block_size();
+    i.entries = all.size();
+    for (auto& e : all) {
+      if (e.kind == pool::EntryKind::kVolume) i.size_bytes += e.size_bytes;  // provisioned
+      i.used_bytes += e.exclusive_bytes;
+    }
+    i.max_bytes = i.size_bytes;
+    return i;
+  }
+
+  Status Diff(const std::string& from, const std::string& to,
+              const std::function<Status(const pool::DiffRange&)>& sink,
+              pool::DiffStats* stats) override {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(Name t, Parse(to));
+    std::string from_snap;
+    if (!from.empty()) {
+      ASSIGN_OR_RETURN(Name f, Parse(from));
+      if (f.volume != t.volume || !f.is_snapshot())
+        return Status::Unsupported("a diff of " + from + " and " + to +
+                                   " is not possible on an RBD store (only from a snapshot to "
+                                   "a later state of the same volume)");
+      from_snap = f.snap;
+    }
+    ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, t.volume, t.is_snapshot() ? std::optional(t.snap) : std::nullopt, true));
+    // Collected first (librbd calls back on its own thread), then merged
+    // into block-aligned ranges of one kind.
+    std::vector<pool::DiffRange> ranges;
+    const uint64_t bs = block_size();
+    RETURN_IF_ERROR(img->DiffIterate(from_snap, [&](const rbd::DiffExtent& e) {
+      pool::DiffRange r;
+      r.offset = e.offset / bs * bs;
+      r.length = (e.offset + e.length + bs - 1) / bs * bs - r.offset;
+      r.kind = e.exists ? pool::DiffKind::kWritten : pool::DiffKind::kDiscarded;
+      if (!ranges.empty() && ranges.back().kind == r.kind &&
+          ranges.back().offset + ranges.back().length >= r.offset) {
+        ranges.back().length = std::max(ranges.back().offset + ranges.back().length,
+                                        r.offset + r.length) - ranges.back().offset;
+      } else {
+        ranges.push_back(r);
+      }
+      return Status::Ok();
+    }));
+    pool::DiffStats s;
+    for (auto& r : ranges) {
+      (r.kind == pool::DiffKind::kWritten ? s.written_bytes : s.discarded_bytes) += r.length;
+      RETURN_IF_ERROR(sink(r));
+    }
+    if (stats) *stats = s;
+    return Status::Ok();
+  }
+
+  Status Commit() override {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [name, img] : writers_) RETURN_IF_ERROR(img->Flush());
+    return Status::Ok();
+  }
+
+ private:
+  Status RequireWritable() const {
+    if (!writable_) return Status::ReadOnly(describe() + " is open read-only");
+    return Status::Ok();
+  }
+
+  // The image's writable handle, holding its exclusive lock.
+  Result<std::shared_ptr<rbd::Image>> Writer(const std::string& image) {
+    if (auto it = writers_.find(image); it != writers_.end()) return it->second;
+    ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, image, std::nullopt, false));
+    RETURN_IF_ERROR(img->AcquireExclusiveLock());
+    writers_[image] = img;
+    return img;
+  }
+
+  // Closes the image's writable handle (releasing its lock) before a
+  // rename or remove; Busy while a device still uses it.
+  Status DropWriter(const std::string& image) {
+    auto it = writers_.find(image);
+    if (it == writers_.end()) return Status::Ok();
+    if (it->second.use_count() > 1)
+      return Status::Busy("volume " + image + " is open (a device is using it)");
+    RETURN_IF_ERROR(it->second->Flush());
+    writers_.erase(it);
+    return Status::Ok();
+  }
+
+  Status WriteRecord(const Name& n, const std::string& uuid, const std::string& parent_uuid,
+                     int64_t created_ns, const pool::EntryMeta& meta) {
+    ASSIGN_OR_RETURN(auto img, Writer(n.volume));
+    RETURN_IF_ERROR(img->SetMeta(Key(n, "uuid"), uuid));
+    if (!parent_uuid.empty()) RETURN_IF_ERROR(img->SetMeta(Key(n, "parent_uuid"), parent_uuid));
+    RETURN_IF_ERROR(img->SetMeta(Key(n, "created_ns"), std::to_string(created_ns)));
+    if (!meta.note.empty()) RETURN_IF_ERROR(img->SetMeta(Key(n, "note"), meta.note));
+    if (!meta.tags.empty()) RETURN_IF_ERROR(img->SetMeta(Key(n, "tags"), JoinTags(meta.tags)));
+    return Status::Ok();
+  }
+
+  Status ClearRecords(const std::string& image) {
+    ASSIGN_OR_RETURN(auto img, Writer(image));
+    ASSIGN_OR_RETURN(auto keys, img->ListMeta(kMeta));
+    for (auto& [k, v] : keys) RETURN_IF_ERROR(img->RemoveMeta(k));
+    return Status::Ok();
+  }
+
+  // The image handle to read records from: our writer if we have one.
+  Result<std::shared_ptr<rbd::Image>> Reader(const std::string& image) {
+    if (auto it = writers_.find(image); it != writers_.end()) return it->second;
+    return rbd::Image::Open(io_, image, std::nullopt, true);
+  }
+
+  static pool::EntryInfo Record(const Name& n, const std::map<std::string, std::string>& meta) {
+    pool::EntryInfo e;
+    e.name = n.is_snapshot() ? n.volume + "@" + n.snap : n.volume;
+    e.kind = n.is_snapshot() ? pool::EntryKind::kSnapshot : pool::EntryKind::kVolume;
+    auto get = [&](const std::string& f) -> std::string {
+      auto it = meta.find(Key(n, f));
+      return it == meta.end() ? "" : it->second;
+    };
+    e.uuid = get("uuid");
+    e.parent_uuid = get("parent_uuid");
+    e.note = get("note");
+    e.tags = SplitTags(get("tags"));
+    const std::string created = get("created_ns");
+    if (!created.empty()) e.created_unix_ns = std::stoll(created);
+    e.read_only = n.is_snapshot() || get("read_only") == "1" || e.uuid.empty();
+    if (e.uuid.empty() && e.note.empty()) e.note = "(not made by stack: read-only)";
+    return e;
+  }
+
+  Status Account(pool::EntryInfo* e, rbd::Image& img) {
+    ASSIGN_OR_RETURN(e->mapped_bytes, img.UsedBytes(true));
+    ASSIGN_OR_RETURN(e->exclusive_bytes, img.UsedBytes(false));
+    e->shared_bytes = e->mapped_bytes - std::min(e->mapped_bytes, e->exclusive_bytes);
+    return Status::Ok();
+  }
+
+  Result<pool::EntryInfo> StatLocked(const Name& n, bool accounting) {
+    auto img = Reader(n.volume);
+    if (!img.ok()) {
+      if (img.status().Is(Code::kNotFound))
+        return Status::NotFound("no entry " + (n.is_snapshot() ? n.volume + "@" + n.snap : n.volume) +
+                                " in " + describe());
+      return img.status();
+    }
+    ASSIGN_OR_RETURN(auto meta, (*img)->ListMeta(kMeta));
+    pool::EntryInfo e = Record(n, meta);
+    if (!n.is_snapshot()) {
+      ASSIGN_OR_RETURN(auto st, (*img)->Stat());
+      e.size_bytes = st.size_bytes;
+      if (accounting) RETURN_IF_ERROR(Account(&e, **img));
+      return e;
+    }
+    ASSIGN_OR_RETURN(auto snaps, (*img)->Snapshots());
+    auto it = std::find_if(snaps.begin(), snaps.end(), [&](const rbd::SnapInfo& s) { return s.name == n.snap; });
+    if (it == snaps.end()) return Status::NotFound("no entry " + e.name + " in " + describe());
+    e.size_bytes = it->size_bytes;
+    if (!e.created_unix_ns) e.created_unix_ns = it->created_unix_ns;
+    if (accounting) {
+      ASSIGN_OR_RETURN(auto at, rbd::Image::Open(io_, n.volume, n.snap, true));
+      RETURN_IF_ERROR(Account(&e, *at));
+    }
+    return e;
+  }
+
+  Result<std::vector<pool::EntryInfo>> ListLocked(bool accounting, const std::string&) {
+    ASSIGN_OR_RETURN(auto images, rbd::ListImages(*io_));
+    std::vector<pool::EntryInfo> out;
+    for (auto& image : images) {
+      auto img = Reader(image);
+      if (!img.ok()) {
+        if (img.status().Is(Code::kNotFound)) continue;  // removed meanwhile
+        return img.status();
+      }
+      ASSIGN_OR_RETURN(auto meta, (*img)->ListMeta(kMeta));
+      Name vn{image, ""};
+      pool::EntryInfo v = Record(vn, meta);
+      ASSIGN_OR_RETURN(auto st, (*img)->Stat());
+      v.size_bytes = st.size_bytes;
+      if (accounting) RETURN_IF_ERROR(Account(&v, **img));
+      out.push_back(std::move(v));
+      ASSIGN_OR_RETURN(auto snaps, (*img)->Snapshots());
+      for (auto& s : snaps) {
+        Name sn{image, s.name};
+        pool::EntryInfo e = Record(sn, meta);
+        e.size_bytes = s.size_bytes;
+        if (!e.created_unix_ns) e.created_unix_ns = s.created_unix_ns;
+        if (accounting) {
+          ASSIGN_OR_RETURN(auto at, rbd::Image::Open(io_, image, s.name, true));
+          RETURN_IF_ERROR(Account(&e, *at));
+        }
+        out.push_back(std::move(e));
+      }
+    }
+    // Creation order, as a pool file lists.
+    std::stable_sort(out.begin(), out.end(), [](const pool::EntryInfo& a, const pool::EntryInfo& b) {
+      return a.created_unix_ns < b.created_unix_ns;
+    });
+    return out;
+  }
+
+  std::mutex mu_;
+  std::shared_ptr<rbd::Cluster> cluster_;
+  std::shared_ptr<rbd::IoCtx> io_;
+  bool writable_;
+  std::map<std::string, std::shared_ptr<rbd::Image>> writers_;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<VolumeStore>> OpenRbdStore(const std::string& path, PoolAccess access) {
+  std::string rest = path.substr(4);  // after "rbd:"
+  std::string pool = rest, ns;
+  if (size_t slash = rest.find('/'); slash != std::string::npos) {
+    pool = rest.substr(0, slash);
+    ns = rest.substr(slash + 1);
+  }
+  if (pool.empty() || ns.find('/') != std::string::npos || (rest.find('/') != std::string::npos && ns.empty()))
+    return Status::InvalidArgument("'" + path + "' is not rbd:CEPHPOOL[/NAMESPACE]");
+  const CephOptions o = Options();
+  rbd::ClusterOptions co;
+  co.conf_path = o.conf_path;
+  co.client_id = o.client_id;
+  co.timeout_seconds = o.timeout_seconds;
+  ASSIGN_OR_RETURN(auto cluster, rbd::Cluster::Connect(co));
+  ASSIGN_OR_RETURN(auto io, cluster->OpenIoCtx(pool, ns));
+  return std::shared_ptr<VolumeStore>(
+      std::make_shared<RbdVolumeStore>(cluster, io, access == PoolAccess::kWritable));
+}
+
+#endif  // STACK_HAVE_RBD
+
+}  // namespace stack::compose
