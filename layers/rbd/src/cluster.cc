@@ -14,6 +14,7 @@ Cluster::~Cluster() {
 }
 
 Result<std::shared_ptr<Cluster>> Cluster::Connect(const ClusterOptions& options) {
+  RETURN_IF_ERROR(LoadLibrbd());
   std::shared_ptr<Cluster> c(new Cluster());
   rados_t h = nullptr;
   const char* id = options.client_id.empty() ? nullptr : options.client_id.c_str();

@@ -30,6 +30,11 @@
 
 namespace stack::rbd {
 
+// Loads librbd.so.1 (and librados) on first use: Unsupported naming the
+// library when it cannot be loaded. Cluster::Connect calls it first; every
+// other call of this layer comes after a Connect. Thread-safe.
+Status LoadLibrbd();
+
 struct ClusterOptions {
   std::string conf_path;  // "" = $CEPH_CONF or the default search
   std::string client_id;  // "" = "admin"
