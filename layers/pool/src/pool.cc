@@ -142,7 +142,12 @@ bool ValidEntryName(const std::string& name) {
 // way, abandons the running transaction (reloads the last commit).
 class Pool::Impl::Txn {
  public:
-  explicit Txn(Impl& p) : p_(p), lock_(p.mu_), status_(p.Writable()) {}
+  // A change starts when no write holds unmapped blocks (its commit must
+  // not record them), and none can start one while the scope holds the lock.
+  explicit Txn(Impl& p) : p_(p), lock_(p.mu_) {
+    p_.WaitUnmappedWrites(lock_);
+    status_ = p_.Writable();
+  }
   ~Txn() {
     if (changing_ && !done_) (void)p_.Abort(Status::Internal("transaction left uncommitted"));
   }
@@ -175,7 +180,7 @@ class Pool::Impl::Txn {
 
  private:
   Impl& p_;
-  std::lock_guard<std::mutex> lock_;
+  std::unique_lock<std::mutex> lock_;
   Status status_;
   bool changing_ = false;
   bool done_ = false;
@@ -196,7 +201,20 @@ void Pool::Impl::InitComponents() {
   max_txn_entries_ = std::max<size_t>(cache_bytes_ / 256, 4096);
 }
 
+void Pool::Impl::WaitUnmappedWrites(std::unique_lock<std::mutex>& lock) {
+  if (unmapped_writes_ == 0) return;
+  ++commits_waiting_;
+  unmapped_done_.wait(lock, [&] { return unmapped_writes_ == 0; });
+  --commits_waiting_;
+}
+
+Status Pool::Impl::CommitWhenMapped(std::unique_lock<std::mutex>& lock) {
+  WaitUnmappedWrites(lock);
+  return CommitLocked();
+}
+
 Status Pool::Impl::Load() {
+  ++load_epoch_;
   if (tm_) tm_->DropCache();
   if (map_cache_) map_cache_->Clear();
   ASSIGN_OR_RETURN(SuperCopies copies, ReadSuperCopies(*store_, bs_));
@@ -315,7 +333,7 @@ void Pool::Impl::Close() {
   std::unique_lock<std::mutex> lock(mu_);
   if (!store_) return;
   if (!read_only_ && broken_.ok()) {
-    Status st = CommitLocked();  // best effort, like an unmount
+    Status st = CommitWhenMapped(lock);  // best effort, like an unmount
     // What the last commit freed goes back to the store now, not a commit later.
     if (st.ok() && !tm_->changed()) tm_->ReleaseDeferred();
   }
@@ -432,7 +450,7 @@ Status Pool::Impl::NewId() {
 }
 
 Status Pool::Impl::EnsureSpace(uint64_t need, const char* what) {
-  uint64_t want = need + Reserve();
+  uint64_t want = need + Reserve() + promised_meta_;
   if (sm().available() >= want) return Status::Ok();
   if (sm().nr_blocks() < max_blocks_) {
     uint64_t shortfall = want - sm().available();
@@ -755,8 +773,8 @@ Status Pool::Impl::Grow(uint64_t new_max_bytes) {
 }
 
 Status Pool::Impl::Commit() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return CommitLocked();
+  std::unique_lock<std::mutex> lock(mu_);
+  return CommitWhenMapped(lock);
 }
 
 // ---------------------------------------------------------------- queries

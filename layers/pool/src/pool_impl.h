@@ -180,6 +180,12 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   Status ReadRun(const std::string& label, std::span<const LogicalMapping> run,
                  std::span<uint8_t> dst);
   Status ReadBlocksLocked(uint64_t id, uint64_t first, std::span<uint8_t> out);
+  // Returns once no write holds unmapped fresh blocks (releasing `lock`,
+  // which holds mu_, while waiting). Every commit runs after it.
+  void WaitUnmappedWrites(std::unique_lock<std::mutex>& lock);
+  // A commit for a caller holding mu_ through `lock`: waits for unmapped
+  // writes first.
+  Status CommitWhenMapped(std::unique_lock<std::mutex>& lock);
   // The chunk of map_cache_ holding e's block `key`, filled from the tree
   // if absent; nullptr when a mapping there is outside the data area (the
   // caller reads through the tree, which reports it).
@@ -201,6 +207,21 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   std::atomic<uint64_t> io_in_flight_ = 0;
   std::atomic<bool> closing_ = false;
   std::condition_variable io_idle_;
+  // Writes whose fresh blocks are allocated but not yet mapped (their data
+  // being written with mu_ released, volume_io.cc): no commit may run
+  // meanwhile, or it would record those blocks allocated and unreferenced.
+  // Under mu_.
+  uint64_t unmapped_writes_ = 0;
+  std::condition_variable unmapped_done_;
+  // Callers waiting in WaitUnmappedWrites: while any waits, writes stay
+  // under the lock, so a stream of writes cannot starve a commit.
+  uint64_t commits_waiting_ = 0;
+  // Bumped by every Load: a write that left the lock finds its
+  // transaction abandoned (and its fresh blocks gone with it) by a change.
+  uint64_t load_epoch_ = 0;
+  // Blocks promised to the mapping inserts of unmapped writes (their tree
+  // may need new nodes then): EnsureSpace keeps them free for them.
+  uint64_t promised_meta_ = 0;
   std::unique_ptr<Store> store_;
   uint32_t bs_ = 0;
   bool read_only_ = false;

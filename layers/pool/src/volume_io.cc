@@ -198,10 +198,17 @@ Result<std::vector<StoredRun>> Pool::Impl::Runs(const TableEntry& e, uint64_t fi
   return runs;
 }
 
+namespace {
+// A write of at least this many fresh bytes writes them with the pool lock
+// released (other requests' tree work and encryption go on meanwhile);
+// smaller ones stay under it (the hand-over would cost more than it frees).
+constexpr uint64_t kUnlockedWriteBytes = 64 << 10;
+}  // namespace
+
 Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint8_t> data) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   RETURN_IF_ERROR(Writable());
-  if (sm().txn_entries() > max_txn_entries_) RETURN_IF_ERROR(CommitLocked());
+  if (sm().txn_entries() > max_txn_entries_) RETURN_IF_ERROR(CommitWhenMapped(lock));
   ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
   if (e->read_only || e->snapshot) return Status::ReadOnly(EntryLabel(*e) + " is read-only");
@@ -233,9 +240,13 @@ Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint
     if (kind[i] == kNew) ++need_new;
   }
   ASSIGN_OR_RETURN(uint64_t meta_cost, tree_->CostBound(e->root, first, first + n, n));
+  const bool unlocked = need_new * bs_ >= kUnlockedWriteBytes && commits_waiting_ == 0;
+  // An unlocked write's inserts may meet a tree other writes reshaped
+  // meanwhile: twice the bound computed now is kept free for them.
+  const uint64_t promised = unlocked ? 2 * meta_cost : 0;
   // Dirty before the space check, so the reserve counts its record.
   table_->MarkDirty(e);
-  RETURN_IF_ERROR(EnsureSpace(need_new + meta_cost, "the write"));
+  RETURN_IF_ERROR(EnsureSpace(need_new + meta_cost + promised, "the write"));
   std::vector<uint64_t> fresh;
   RETURN_IF_ERROR(sm().AllocMany(need_new, &fresh));
   std::vector<uint64_t> phys(n, 0);
@@ -243,30 +254,39 @@ Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint
     if (kind[i] == kNew) phys[i] = fresh[f++];
     if (kind[i] == kInPlace) phys[i] = existing[i].phys;
   }
-  // Data first, in runs of physically contiguous blocks.
-  for (uint64_t i = 0; i < n;) {
-    if (kind[i] == kHole) {
-      ++i;
-      continue;
+  // Nothing references the fresh blocks until their mappings go in: a
+  // failure gives them back.
+  auto give_back = [&](Status cause) {
+    for (uint64_t b : fresh) {
+      auto d = sm().Dec(b);
+      if (!d.ok()) return Abort(d.status());
     }
-    uint64_t j = i + 1;
-    while (j < n && kind[j] != kHole && phys[j] == phys[j - 1] + 1) ++j;
-    Status w = store_->Write(phys[i] * bs_, data.subspan(i * bs_, (j - i) * bs_));
-    if (!w.ok()) {
-      // Nothing references the fresh blocks yet: give them back.
-      for (uint64_t b : fresh) {
-        auto d = sm().Dec(b);
-        if (!d.ok()) return Abort(d.status());
+    return cause;
+  };
+  // Writes the runs of blocks of kind `k`, physically contiguous.
+  auto write_runs = [&](Kind k) -> Status {
+    for (uint64_t i = 0; i < n;) {
+      if (kind[i] != k) {
+        ++i;
+        continue;
       }
-      return w;
+      uint64_t j = i + 1;
+      while (j < n && kind[j] == k && phys[j] == phys[j - 1] + 1) ++j;
+      RETURN_IF_ERROR(store_->Write(phys[i] * bs_, data.subspan(i * bs_, (j - i) * bs_)));
+      i = j;
     }
-    i = j;
+    return Status::Ok();
+  };
+  // In place and holes first, completely, under the lock: another write
+  // may replace (and free) these blocks as soon as the lock is released.
+  if (Status w = write_runs(kInPlace); !w.ok()) return give_back(w);
+  if (!unlocked) {
+    if (Status w = write_runs(kNew); !w.ok()) return give_back(w);
   }
-  // Then the mappings.
   dirty_ = true;
   map_cache_->EraseRange(id, first, first + n);
   for (uint64_t i = 0; i < n; ++i) {
-    uint64_t key = first + i;
+    const uint64_t key = first + i;
     if (kind[i] == kHole) {
       if (!mapped[i]) continue;
       bool removed = false;
@@ -275,9 +295,52 @@ Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint
       if (removed) --e->mapped_blocks;
       continue;
     }
+    if (kind[i] == kNew && unlocked) continue;  // mapped after its data is written
     Mapping m{phys[i], DataChecksum(data.subspan(i * bs_, bs_), phys[i])};
     bool added = false;
     st = tree_->Insert(&e->root, key, m, &added);
+    if (!st.ok()) return Abort(st.WithContext(EntryLabel(*e)));
+    if (added) ++e->mapped_blocks;
+  }
+  if (!unlocked) return Status::Ok();
+
+  // The fresh blocks' data, with the lock released. No commit runs until
+  // they are mapped (unmapped_writes_); Close waits for the store's users.
+  const uint64_t epoch = load_epoch_;
+  promised_meta_ += promised;
+  ++unmapped_writes_;
+  io_in_flight_.fetch_add(1);
+  lock.unlock();
+  std::vector<uint64_t> csum(n, 0);
+  Status w = write_runs(kNew);
+  for (uint64_t i = 0; w.ok() && i < n; ++i) {
+    if (kind[i] == kNew) csum[i] = DataChecksum(data.subspan(i * bs_, bs_), phys[i]);
+  }
+  lock.lock();
+  io_in_flight_.fetch_sub(1);
+  if (closing_.load()) io_idle_.notify_all();
+  if (--unmapped_writes_ == 0) unmapped_done_.notify_all();
+  promised_meta_ -= promised;
+  // A failure elsewhere abandoned the transaction meanwhile: the fresh
+  // blocks were allocated in it and went with it.
+  if (epoch != load_epoch_) {
+    return w.ok() ? Status::IoError("the pool abandoned its transaction during the write "
+                                    "(an error in another request)")
+                  : w;
+  }
+  if (!w.ok()) return give_back(w);
+  if (Status u = Usable(); !u.ok()) return give_back(u);
+  // The entry may have been shrunk meanwhile (deleted and rolled back it
+  // cannot be: this device holds it).
+  ASSIGN_OR_RETURN(e, FindId(id));
+  if (!e) return give_back(Status::NotFound("volume was deleted"));
+  if (Status b = InBounds(*e, first, n, "write"); !b.ok()) return give_back(b);
+  table_->MarkDirty(e);
+  map_cache_->EraseRange(id, first, first + n);
+  for (uint64_t i = 0; i < n; ++i) {
+    if (kind[i] != kNew) continue;
+    bool added = false;
+    st = tree_->Insert(&e->root, first + i, Mapping{phys[i], csum[i]}, &added);
     if (!st.ok()) return Abort(st.WithContext(EntryLabel(*e)));
     if (added) ++e->mapped_blocks;
   }
@@ -315,9 +378,9 @@ Status Pool::Impl::RemoveMappings(uint64_t id, uint64_t first, uint64_t end) {
 }
 
 Status Pool::Impl::DiscardBlocks(uint64_t id, uint64_t first, uint64_t count) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   RETURN_IF_ERROR(Writable());
-  if (sm().txn_entries() > max_txn_entries_) RETURN_IF_ERROR(CommitLocked());
+  if (sm().txn_entries() > max_txn_entries_) RETURN_IF_ERROR(CommitWhenMapped(lock));
   ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
   if (e->read_only || e->snapshot) return Status::ReadOnly(EntryLabel(*e) + " is read-only");
@@ -347,8 +410,8 @@ Result<std::vector<Extent>> Pool::Impl::Extents(uint64_t id, uint64_t first, uin
 }
 
 Status Pool::Impl::FlushVolume(bool read_only) {
-  std::lock_guard<std::mutex> lock(mu_);
-  return read_only ? Usable() : CommitLocked();
+  std::unique_lock<std::mutex> lock(mu_);
+  return read_only ? Usable() : CommitWhenMapped(lock);
 }
 
 uint64_t Pool::Impl::VolumeBlocks(uint64_t id) {
