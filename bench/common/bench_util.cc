@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -167,5 +168,81 @@ int BenchMain(int argc, char** argv, const std::map<std::string, BenchFn>& regis
   }
   return 0;
 }
+
+void WriteRandomFile(const std::string& path, uint64_t size, std::mt19937_64& rng) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) Die("create " + path);
+  std::vector<uint64_t> buf(size_t((std::min<uint64_t>(size, 1 << 20) + 7) / 8));
+  uint64_t left = size;
+  while (left) {
+    for (auto& w : buf) w = rng();
+    size_t n = size_t(std::min<uint64_t>(left, buf.size() * 8));
+    if (::write(fd, buf.data(), n) != ssize_t(n)) Die("write " + path);
+    left -= n;
+  }
+  ::close(fd);
+}
+
+// File sizes following the quantiles of a Debian /usr/share (p50 1.4 KB,
+// p90 17.5 KB, p99 ~120 KB, p99.9 900 KB, max a few MB), log-uniform
+// inside each band: about 13.6 KB on average.
+static uint64_t PickSize(std::mt19937_64& rng) {
+  const double u = double(rng() % 1000000) / 1e6;
+  auto band = [&](double lo, double hi) {
+    const double f = double(rng() % 1000000) / 1e6;
+    return uint64_t(lo * std::pow(hi / lo, f));
+  };
+  if (u < 0.5) return band(100, 1400);
+  if (u < 0.9) return band(1400, 17500);
+  if (u < 0.99) return band(17500, 120000);
+  if (u < 0.999) return band(120000, 900000);
+  return band(900000, 4000000);
+}
+
+// A /usr/share-like tree (measured there: 4,470 directories holding a
+// median of 3 entries, p90 18, p99 182, the largest 2,469 and 18,122;
+// 4,000 symlinks). `files` files; the two largest directories and a few
+// hundred-entry ones scale with it.
+void MakeUsrShareTree(const std::string& root, int files) {
+  std::mt19937_64 rng(20240601);
+  std::vector<std::string> dirs = {root};
+  std::vector<int> depth = {0};
+  std::filesystem::create_directories(root);
+  const int ndirs = std::max(16, files * 4470 / 65000);
+  for (int i = 1; i < ndirs; ++i) {
+    // Parents biased to earlier, shallower directories; depth capped at 6.
+    size_t p = std::min(rng() % dirs.size(), rng() % dirs.size());
+    while (depth[p] >= 6) p = rng() % std::min<size_t>(dirs.size(), 64);
+    dirs.push_back(dirs[p] + "/d" + std::to_string(i));
+    depth.push_back(depth[p] + 1);
+    std::filesystem::create_directory(dirs.back());
+  }
+  // Per-directory file counts: one giant (28 %), one large (3.8 %), 1 % of
+  // directories with a few hundred, the rest geometric around 3-10.
+  std::vector<int> count(dirs.size(), 0);
+  int left = files;
+  auto give = [&](size_t d, int n) {
+    n = std::min(n, left);
+    count[d] += n;
+    left -= n;
+  };
+  give(dirs.size() / 3, files * 18122 / 65000);
+  give(dirs.size() / 2, files * 2469 / 65000);
+  for (size_t i = 0; i < dirs.size() / 100; ++i) give(rng() % dirs.size(), 150 + int(rng() % 600));
+  while (left > 0) {
+    const size_t d = std::min(rng() % dirs.size(), rng() % dirs.size());
+    give(d, 1 + int(rng() % 3) + (rng() % 8 == 0 ? int(rng() % 30) : 0));
+  }
+  int n = 0;
+  for (size_t d = 0; d < dirs.size(); ++d) {
+    for (int k = 0; k < count[d]; ++k, ++n) {
+      const std::string f = dirs[d] + "/file" + std::to_string(n) + ".dat";
+      WriteRandomFile(f, PickSize(rng), rng);
+      if (n % 16 == 0)  // ~6 % symlinks, like /usr/share
+        std::filesystem::create_symlink("file" + std::to_string(n) + ".dat", f + ".lnk");
+    }
+  }
+}
+
 
 }  // namespace stack::bench

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,12 @@ std::string ScratchDir(const std::string& tag);
 uint64_t AllocatedBytes(const std::string& path);
 // Drops the page cache for a file (posix_fadvise DONTNEED), best effort.
 void DropCache(const std::string& path);
+// A file of `size` random bytes (from rng) at path.
+void WriteRandomFile(const std::string& path, uint64_t size, std::mt19937_64& rng);
+// A tree shaped like Debian's /usr/share with `files` files (~13.6 KB each
+// on average) and ~6 % symlinks, generated deterministically (fs.build_tree,
+// diff.files).
+void MakeUsrShareTree(const std::string& root, int files);
 // Aborts the process with a one-line message (benchmarks have no Status path).
 [[noreturn]] void Die(const std::string& msg);
 
