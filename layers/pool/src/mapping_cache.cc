@@ -3,11 +3,30 @@
 #include <algorithm>
 #include <bit>
 
+#include <sys/mman.h>
+
 namespace stack::pool {
 
 MappingCache::MappingCache(size_t budget_bytes)
     : max_chunks_(std::max<size_t>(budget_bytes / sizeof(Chunk), 16)),
-      slots_(std::bit_ceil(2 * max_chunks_)) {}
+      slots_(std::bit_ceil(2 * max_chunks_)) {
+  constexpr size_t kHuge = 2 << 20;
+  arena_bytes_ = (max_chunks_ * sizeof(Chunk) + kHuge - 1) / kHuge * kHuge;
+  void* p = ::mmap(nullptr, arena_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+  if (p == MAP_FAILED) {
+    arena_bytes_ = 0;
+    return;  // no cache: every lookup walks the tree
+  }
+  (void)::madvise(p, arena_bytes_, MADV_HUGEPAGE);  // best effort
+  arena_ = static_cast<Chunk*>(p);
+  free_.reserve(max_chunks_);
+  for (size_t i = max_chunks_; i > 0; --i) free_.push_back(i - 1);
+}
+
+MappingCache::~MappingCache() {
+  if (arena_) ::munmap(arena_, arena_bytes_);
+}
 
 size_t MappingCache::Home(uint64_t id, uint64_t chunk) const {
   uint64_t h = (chunk ^ (id * 0x9E3779B97F4A7C15ull)) * 0xff51afd7ed558ccdull;
@@ -25,11 +44,12 @@ size_t MappingCache::Locate(uint64_t id, uint64_t chunk) const {
 
 const MappingCache::Chunk* MappingCache::Find(uint64_t id, uint64_t key) const {
   const size_t i = Locate(id, key / kChunkBlocks);
-  return i == slots_.size() ? nullptr : slots_[i].data.get();
+  return i == slots_.size() ? nullptr : &arena_[slots_[i].index];
 }
 
 void MappingCache::EraseAt(size_t i) {
   const size_t mask = slots_.size() - 1;
+  free_.push_back(slots_[i].index);
   slots_[i] = Slot{};
   --used_;
   // Move back every later slot of the run that could live at i.
@@ -51,6 +71,7 @@ void MappingCache::EraseChunk(uint64_t id, uint64_t chunk) {
 }
 
 MappingCache::Chunk* MappingCache::Insert(uint64_t id, uint64_t key) {
+  if (!arena_) return nullptr;
   const uint64_t chunk = key / kChunkBlocks;
   EraseChunk(id, chunk);
   while (used_ >= max_chunks_ && !order_.empty()) {
@@ -68,10 +89,13 @@ MappingCache::Chunk* MappingCache::Insert(uint64_t id, uint64_t key) {
   const size_t mask = slots_.size() - 1;
   size_t i = Home(id, chunk);
   while (slots_[i].id != 0) i = (i + 1) & mask;
-  slots_[i] = Slot{id, chunk, std::make_unique<Chunk>()};
+  const size_t index = free_.back();
+  free_.pop_back();
+  arena_[index] = Chunk{};
+  slots_[i] = Slot{id, chunk, index};
   ++used_;
   order_.emplace_back(id, chunk);
-  return slots_[i].data.get();
+  return &arena_[index];
 }
 
 void MappingCache::EraseRange(uint64_t id, uint64_t first, uint64_t end) {
@@ -96,7 +120,10 @@ void MappingCache::EraseRange(uint64_t id, uint64_t first, uint64_t end) {
 void MappingCache::EraseEntry(uint64_t id) { EraseRange(id, 0, UINT64_MAX); }
 
 void MappingCache::Clear() {
-  for (Slot& s : slots_) s = Slot{};
+  for (Slot& s : slots_) {
+    if (s.id != 0) free_.push_back(s.index);
+    s = Slot{};
+  }
   used_ = 0;
   order_.clear();
 }

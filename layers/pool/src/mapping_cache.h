@@ -38,14 +38,19 @@ class MappingCache {
     const Mapping& Get(uint64_t key) const { return maps[key % kChunkBlocks]; }
   };
 
-  // Holds at most max(budget_bytes / sizeof(Chunk), 16) chunks.
+  // Holds at most max(budget_bytes / sizeof(Chunk), 16) chunks, in one
+  // mapping reserved now and touched as chunks are filled (huge pages where
+  // the kernel gives them: a lookup then rarely misses the TLB).
   explicit MappingCache(size_t budget_bytes);
+  ~MappingCache();
+  MappingCache(const MappingCache&) = delete;
+  MappingCache& operator=(const MappingCache&) = delete;
 
   // The chunk holding entry `id`'s block `key`, or nullptr.
   const Chunk* Find(uint64_t id, uint64_t key) const;
   // A new empty chunk for entry `id`'s block `key` (replacing any), for the
   // caller to fill completely before the next call; evicts the oldest
-  // chunk when full.
+  // chunk when full. nullptr if the cache has no memory (nothing cached).
   Chunk* Insert(uint64_t id, uint64_t key);
   // Forget the chunks of `id` covering blocks [first, end).
   void EraseRange(uint64_t id, uint64_t first, uint64_t end);
@@ -60,7 +65,7 @@ class MappingCache {
   struct Slot {
     uint64_t id = 0;  // 0: empty (entry ids start at 1)
     uint64_t chunk = 0;
-    std::unique_ptr<Chunk> data;
+    size_t index = 0;  // into arena_
   };
   size_t Home(uint64_t id, uint64_t chunk) const;
   // The slot index of (id, chunk), or slots_.size().
@@ -70,6 +75,9 @@ class MappingCache {
 
   size_t max_chunks_;
   size_t used_ = 0;
+  Chunk* arena_ = nullptr;  // max_chunks_ chunks (mmap), or nullptr
+  size_t arena_bytes_ = 0;
+  std::vector<size_t> free_;  // arena indices not in use
   std::vector<Slot> slots_;  // a power of two, at least twice max_chunks_
   // Insertion order for eviction; may name chunks already erased (skipped),
   // compacted when it grows past twice the cache.

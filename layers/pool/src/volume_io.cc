@@ -148,6 +148,7 @@ Result<const MappingCache::Chunk*> Pool::Impl::MappingChunk(const TableEntry& e,
   const uint64_t base = key / MappingCache::kChunkBlocks * MappingCache::kChunkBlocks;
   const uint64_t end = std::min(base + MappingCache::kChunkBlocks, e.size_bytes / bs_);
   MappingCache::Chunk* c = map_cache_->Insert(e.id, key);
+  if (!c) return nullptr;  // no cache memory: the caller walks the tree
   bool cacheable = true;
   Status st = tree_->ForEach(e.root, base, end, [&](uint64_t k, const Mapping& m) {
     // phys 0 marks a hole in a chunk; a mapping below the first data
