@@ -3,6 +3,7 @@
 // overlap the ranges, and the paths of a set of inodes.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "dir_reader.h"
 #include "filesystem_impl.h"
@@ -148,11 +149,93 @@ Result<std::vector<std::string>> Filesystem::EntryNames(uint32_t dir_ino) {
   return names;  // ReadableEntries sorts them
 }
 
+namespace {
+
+using PathMap = std::map<uint32_t, std::vector<std::string>>;
+
+// The paths of `inos` found without walking the whole tree: a directory's
+// by following ".." up to the root (each step checked: the parent must
+// name the child), a file's (one link) in a directory of `inos` (a file
+// created, removed or renamed changed its directory, which is then among
+// them). nullopt when that does not name every one of them (a file with
+// several links, or changed in place in an unchanged directory): the
+// caller walks everything then.
+Result<std::optional<PathMap>> PathsNearby(const FsContext& c, const std::set<uint32_t>& inos,
+                                           const WarnFn& warn) {
+  PathMap out;
+  std::map<uint32_t, std::string> dir_paths{{EXT2_ROOT_INO, ""}};
+  // "" for the root, "/a/b" for others; nullopt when it cannot be told.
+  auto dir_path = [&](uint32_t dir) -> Result<std::optional<std::string>> {
+    std::vector<std::pair<uint32_t, std::string>> chain;  // dir, its name
+    std::set<uint32_t> seen;
+    uint32_t cur = dir;
+    while (!dir_paths.count(cur)) {
+      if (!seen.insert(cur).second || seen.size() > 4096) return std::optional<std::string>();
+      ext2_ino_t parent = 0;
+      if (ext2fs_lookup(c.fs, cur, "..", 2, nullptr, &parent) || parent == 0 || parent == cur) {
+        return std::optional<std::string>();
+      }
+      ASSIGN_OR_RETURN(auto entries,
+                       ReadableEntries(c, parent, "inode " + std::to_string(parent), warn, nullptr));
+      auto it = std::find_if(entries.begin(), entries.end(), [&](const DirEntry& e) {
+        return e.ino == cur && e.ftype == EXT2_FT_DIR;
+      });
+      if (it == entries.end()) return std::optional<std::string>();
+      chain.emplace_back(cur, it->name);
+      cur = parent;
+    }
+    std::string path = dir_paths[cur];
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      path += "/" + it->second;
+      dir_paths[it->first] = path;
+    }
+    return std::optional<std::string>(dir_paths[dir]);
+  };
+  std::set<uint32_t> files, dirs;
+  for (uint32_t ino : inos) {
+    InodeBuf buf(c.fs);
+    RETURN_IF_ERROR(ReadInode(c, ino, &buf, "inode " + std::to_string(ino)));
+    const ext2_inode_large* i = buf.large();
+    if (LINUX_S_ISDIR(i->i_mode)) {
+      dirs.insert(ino);
+    } else if (i->i_links_count == 1) {
+      files.insert(ino);
+    } else {
+      return std::optional<PathMap>();  // every name of a linked file needs the walk
+    }
+  }
+  for (uint32_t d : dirs) {
+    ASSIGN_OR_RETURN(auto p, dir_path(d));
+    if (!p) return std::optional<PathMap>();
+    out[d].push_back(p->empty() ? "/" : *p);
+  }
+  size_t named = 0;
+  for (uint32_t d : dirs) {
+    if (files.empty()) break;
+    ASSIGN_OR_RETURN(auto entries, ReadableEntries(c, d, "inode " + std::to_string(d), warn, nullptr));
+    for (const DirEntry& e : entries) {
+      if (files.count(e.ino) && e.ftype != EXT2_FT_DIR) {
+        out[e.ino].push_back(dir_paths[d] + "/" + e.name);
+        ++named;
+      }
+    }
+  }
+  if (named != files.size()) return std::optional<PathMap>();
+  for (uint32_t f : files) {
+    if (out[f].size() != 1) return std::optional<PathMap>();
+  }
+  return std::optional<PathMap>(std::move(out));
+}
+
+}  // namespace
+
 Result<std::map<uint32_t, std::vector<std::string>>> Filesystem::PathsOf(
     const std::set<uint32_t>& inos) {
   std::map<uint32_t, std::vector<std::string>> out;
   if (inos.empty()) return out;
   const FsContext c = impl_->ctx();
+  ASSIGN_OR_RETURN(auto nearby, PathsNearby(c, inos, impl_->warn));
+  if (nearby) return std::move(*nearby);
   if (inos.count(EXT2_ROOT_INO)) out[EXT2_ROOT_INO].push_back("/");
   DirVisits visits;
   visits.Enter(EXT2_ROOT_INO, "/", impl_->warn, nullptr);

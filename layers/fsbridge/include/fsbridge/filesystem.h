@@ -142,9 +142,11 @@ class Filesystem {
   // The names in directory `dir_ino` (no "." or ".."), sorted; hostile
   // entries are skipped as by List.
   Result<std::vector<std::string>> EntryNames(uint32_t dir_ino);
-  // Every path ("/a/b") of each inode of `inos`, found by one walk of every
-  // directory from the root (hard links give several; an inode no
-  // directory names gets none). Hostile entries are skipped as by List.
+  // Every path ("/a/b") of each inode of `inos` (hard links give several;
+  // an inode no directory names gets none). Found near them when that names
+  // every one (a directory by its ".." chain, a one-link file in a directory
+  // of `inos`), else by one walk of every directory from the root. Hostile
+  // entries are skipped as by List.
   Result<std::map<uint32_t, std::vector<std::string>>> PathsOf(const std::set<uint32_t>& inos);
 
   // Receives one line per warning (no prefix, no newline), e.g. a hostile
