@@ -30,6 +30,7 @@ struct ImageArgs {
   std::string format = "stored";
   std::string into, into_format = "auto", into_snapshot;
   std::string method = "auto";
+  std::string platform = "linux/amd64";
 };
 
 // A missing pool is created by build and import alike (compose::OpenOrCreatePool).
@@ -60,6 +61,7 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(o.new_pool, NewPool(a));
   o.snapshot = a.snapshot;
   o.source = a.from;
+  o.platform = a.platform;
   o.note = a.note;
   o.tags = a.tags;
   o.encrypt = !a.no_encrypt;
@@ -84,16 +86,29 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto rep, compose::BuildImage(o, pass ? &*pass : nullptr));
   for (const auto& w : rep.stats.warnings) std::cerr << "stack: warning: " << EscapeText(w) << "\n";
   if (ctx.json) {
-    PrintJson({{"volume", rep.volume},
-               {"snapshot", rep.snapshot},
-               {"encrypted", rep.encrypted},
-               {"created_pool", rep.created_pool},
-               {"populate", StatsJson(rep.stats)},
-               {"filesystem", DfJson(rep.df)},
-               {"seconds", rep.seconds}});
+    nlohmann::json j = {{"volume", rep.volume},
+                        {"snapshot", rep.snapshot},
+                        {"encrypted", rep.encrypted},
+                        {"created_pool", rep.created_pool},
+                        {"populate", StatsJson(rep.stats)},
+                        {"filesystem", DfJson(rep.df)},
+                        {"seconds", rep.seconds}};
+    if (rep.image)
+      j["image"] = {{"digest", rep.image->digest},
+                    {"image_id", rep.image->image_id},
+                    {"layers", rep.image->layers},
+                    {"members", rep.image->members},
+                    {"skipped_members", rep.image->skipped_members},
+                    {"skipped_bytes", rep.image->skipped_bytes},
+                    {"bytes_written", rep.stats.bytes}};
+    PrintJson(j);
   } else {
     std::cout << "built " << rep.volume << (rep.encrypted ? " (LUKS2, ext4)" : " (ext4)")
               << " in " << rep.seconds << " s: " << StatsText(rep.stats) << "\n";
+    if (rep.image)
+      std::cout << "image " << rep.image->digest << ": " << rep.image->layers << " layers, "
+                << rep.image->skipped_members << " members deleted or replaced by a later "
+                << "layer (" << rep.image->skipped_bytes << " bytes not written)\n";
     if (!rep.snapshot.empty()) std::cout << "snapshot " << rep.snapshot << "\n";
   }
   return Status::Ok();
@@ -240,7 +255,13 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
                "-k pass.txt --snapshot v1");
   AddPoolOption(build, a->t.pool, "Pool file");
   build->add_option("args", a->t.pos, "VOLUME");
-  build->add_option("--from", a->from, "Source directory, tarball, or - (tar on stdin)");
+  build->add_option("--from", a->from,
+                    "Source directory, tarball, - (tar on stdin), or a container image:\n"
+                    "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REPO:TAG]\n"
+                    "(local only: fetch with skopeo copy docker://... oci:DIR:TAG)");
+  build->add_option("--platform", a->platform,
+                    "The image to take from a multi-platform index (OS/ARCH[/VARIANT])")
+      ->capture_default_str();
   build->add_option("--size", a->size,
                     std::string("Volume size (thin), whole pool blocks: ") + kSizeHelp);
   build->add_option("--snapshot", a->snapshot, "Snapshot name (\"\" for none)")

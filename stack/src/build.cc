@@ -7,6 +7,8 @@
 #include "fsbridge/filesystem.h"
 #include "pool/pool.h"
 #include "stack/bulk_data.h"
+#include "stack/oci_apply.h"
+#include "stack/oci_image.h"
 #include "stack/populate.h"
 #include "stack/control.h"
 #include "stack/open_pool.h"
@@ -23,7 +25,7 @@ double Seconds() {
 
 // Everything between "volume exists" and "filesystem closed".
 Status FillVolume(pool::Pool& pool, const std::string& tmp, const BuildOptions& o,
-                  const fde::Secret* passphrase, BuildReport* rep) {
+                  const fde::Secret* passphrase, oci::ImageSource* image, BuildReport* rep) {
   ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> dev, pool.OpenVolume(tmp, false));
   if (o.encrypt) {
     ASSIGN_OR_RETURN(auto crypt, fde::Format(std::move(dev), *passphrase, o.luks));
@@ -35,7 +37,12 @@ Status FillVolume(pool::Pool& pool, const std::string& tmp, const BuildOptions& 
   fsbridge::MkfsOptions mkfs = o.mkfs;
   mkfs.fresh_device = true;  // the volume was created by this build
   ASSIGN_OR_RETURN(auto fs, fsbridge::Filesystem::Mkfs(std::move(dev), mkfs));
-  if (!o.source.empty()) {
+  if (image) {
+    ASSIGN_OR_RETURN(oci::ApplyReport ar, oci::ApplyImage(*image, *fs, o.populate, o.progress));
+    rep->stats = ar.stats;
+    rep->image = BuildImageInfo{image->image().digest, image->image().config_digest, ar.layers,
+                                ar.members, ar.skipped_members, ar.skipped_bytes};
+  } else if (!o.source.empty()) {
     ASSIGN_OR_RETURN(rep->stats, PopulateFrom(*fs, o.source, "/", o.populate, o.progress));
   }
   ASSIGN_OR_RETURN(rep->df, fs->Df());
@@ -50,8 +57,17 @@ Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphr
   if (o.encrypt && (!passphrase || passphrase->empty()))
     return Status::InvalidArgument("an encrypted build needs a passphrase");
   if (o.size_bytes == 0) return Status::InvalidArgument("volume size is required (--size)");
-  if (!o.source.empty() && o.source != "-" && !std::filesystem::exists(o.source))
+  // An image's index, manifest and config are checked before the pool is
+  // touched; its layers as they are applied.
+  std::unique_ptr<oci::ImageSource> image;
+  std::vector<std::string> tags = o.tags;
+  if (oci::IsImageReference(o.source)) {
+    ASSIGN_OR_RETURN(oci::Platform platform, oci::ParsePlatform(o.platform));
+    ASSIGN_OR_RETURN(image, oci::ImageSource::Open(o.source, platform));
+    ASSIGN_OR_RETURN(tags, oci::MetadataTags(image->image(), o.tags));
+  } else if (!o.source.empty() && o.source != "-" && !std::filesystem::exists(o.source)) {
     return Status::NotFound("source " + o.source + " does not exist");
+  }
   BuildReport rep;
   rep.volume = o.volume;
   rep.encrypted = o.encrypt;
@@ -61,9 +77,9 @@ Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphr
   // returns (destroyed before `pool`).
   auto server = ServeWhileHolding(pool, o.pool_path);
   RETURN_IF_ERROR(RequireWholeBlocks(o.size_bytes, pool->block_size(), "--size"));
-  const pool::EntryMeta meta{o.note, o.tags};
+  const pool::EntryMeta meta{o.note, tags};
   RETURN_IF_ERROR(PublishVolume(*pool, o.volume, o.size_bytes, meta, [&](const std::string& tmp) {
-    RETURN_IF_ERROR(FillVolume(*pool, tmp, o, passphrase, &rep));
+    RETURN_IF_ERROR(FillVolume(*pool, tmp, o, passphrase, image.get(), &rep));
     // The snapshot is taken of the hidden volume, so the rename that
     // publishes the volume publishes it too, in the same commit: a build
     // killed at any point leaves both or neither.
