@@ -17,6 +17,7 @@ PKGS="
   nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd
   python3 python3-cryptography
   util-linux coreutils attr xfsprogs
+  umoci skopeo
 "
 
 missing=""

@@ -169,7 +169,7 @@ class VerifiedSource : public ByteSource {
 
  private:
   Status Mismatch(const std::string& got = "") const {
-    std::string m = what_ + " " + digest_ + ": content does not match its digest";
+    std::string m = what_ + ": content does not match its digest";
     if (!got.empty() && got != digest_) m += " (it hashes to " + got + ")";
     else m += " (" + std::to_string(n_) + (size_ && n_ > size_ ? "+" : "") + " bytes, " +
               std::to_string(size_) + " expected)";

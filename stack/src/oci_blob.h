@@ -28,7 +28,8 @@ class BlobStore {
 
 // Wraps a source and checks, at its end, that the bytes hash to `digest`
 // ("sha256:<hex>"; other algorithms are Unsupported) and, when size > 0,
-// that there were `size` of them: Corruption naming `what` otherwise.
+// that there were `size` of them: Corruption naming `what` otherwise
+// (`what` names the blob, its digest included).
 std::unique_ptr<ByteSource> Verified(std::unique_ptr<ByteSource> in, std::string digest,
                                      uint64_t size, std::string what);
 // "sha256:<64 lowercase hex>" or InvalidArgument/Unsupported.

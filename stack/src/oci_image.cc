@@ -1,6 +1,8 @@
 // Image references to manifest, config and layers (stack/oci_image.h).
 #include "stack/oci_image.h"
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "oci_blob.h"
@@ -147,15 +149,21 @@ void LabelLayers(Image* img) {
   }
 }
 
-// Splits "PATH[:TAG]": the tag is what follows the last ':' when it holds
-// no '/' (so a path may hold ':' before its last '/').
+// Splits "PATH[:TAG]" (a docker-archive's TAG is REPO:TAG, and REPO may
+// hold '/'): PATH is the shortest prefix ending at a ':' (or the whole)
+// that exists on the host; when none does, what precedes the last
+// `tag_colons` colons (if no '/' follows them), for the NotFound message.
 std::pair<std::string, std::string> SplitTag(const std::string& s, int tag_colons) {
+  if (::access(s.c_str(), F_OK) == 0) return {s, ""};
+  for (size_t c = s.find(':'); c != std::string::npos; c = s.find(':', c + 1))
+    if (::access(s.substr(0, c).c_str(), F_OK) == 0) return {s.substr(0, c), s.substr(c + 1)};
   size_t pos = s.size();
   for (int i = 0; i < tag_colons; i++) {
     size_t c = pos == 0 ? std::string::npos : s.rfind(':', pos - 1);
-    if (c == std::string::npos || s.find('/', c) != std::string::npos) return {s, ""};
+    if (c == std::string::npos) return {s, ""};
     pos = c;
   }
+  if (tag_colons == 1 && s.find('/', pos) != std::string::npos) return {s, ""};
   return {s.substr(0, pos), s.substr(pos + 1)};
 }
 

@@ -73,7 +73,7 @@ Status LayerReader::Error(archive* a, const std::string& what) {
 Result<std::unique_ptr<LayerReader>> LayerReader::Open(std::unique_ptr<ByteSource> stored,
                                                        const Layer& layer) {
   if (!layer.digest.empty())
-    stored = Verified(std::move(stored), layer.digest, layer.size, layer.label + ": blob");
+    stored = Verified(std::move(stored), layer.digest, layer.size, layer.label);
   std::unique_ptr<LayerReader> r(new LayerReader(std::move(stored), layer));
   r->raw_ = archive_read_new();
   r->tar_ = archive_read_new();
