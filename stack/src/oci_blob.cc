@@ -56,7 +56,7 @@ class DirStore : public BlobStore {
     if (path.empty() || path[0] == '/' || path.find("..") != std::string::npos)
       return Status::Corruption("image " + dir_ + ": bad blob path '" + path + "'");
     const std::string full = dir_ + "/" + path;
-    int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       if (errno == ENOENT) return Status::NotFound("image " + dir_ + ": " + path + " is missing");
       return Status::FromErrno("opening " + full, errno);

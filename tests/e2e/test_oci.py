@@ -121,7 +121,8 @@ def make_image(work):
 
 
 def tree(root, skip=("lost+found",)):
-    """path -> (type, permission bits, size, content digest or link target)."""
+    """path -> (type, permission bits, size, content digest or link target,
+    mtime in ns)."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for n in dirnames + filenames:
@@ -131,15 +132,15 @@ def tree(root, skip=("lost+found",)):
                 continue
             st = os.lstat(p)
             if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("l", 0, 0, os.readlink(p))
+                out[rel] = ("l", 0, 0, os.readlink(p), st.st_mtime_ns)
             elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("d", stat.S_IMODE(st.st_mode), 0, "")
+                out[rel] = ("d", stat.S_IMODE(st.st_mode), 0, "", st.st_mtime_ns)
             elif stat.S_ISREG(st.st_mode):
                 with open(p, "rb") as f:
                     h = hashlib.sha256(f.read()).hexdigest()
-                out[rel] = ("f", stat.S_IMODE(st.st_mode), st.st_size, h)
+                out[rel] = ("f", stat.S_IMODE(st.st_mode), st.st_size, h, st.st_mtime_ns)
             else:
-                out[rel] = ("s", stat.S_IMODE(st.st_mode), 0, "")
+                out[rel] = ("s", stat.S_IMODE(st.st_mode), 0, "", st.st_mtime_ns)
     return out
 
 
@@ -246,6 +247,18 @@ class OciBuild(StackTestCase):
             self.skipTest("e2fsck not installed")
         fsck = subprocess.run(["e2fsck", "-fn", plain], capture_output=True, text=True)
         self.assertEqual(fsck.returncode, 0, fsck.stdout + fsck.stderr)
+
+    def test_reproducible(self):
+        """Same image, --timestamp and --uuid: byte-identical plain images."""
+        imgs = []
+        for i in range(2):
+            pool = self.path(f"r{i}.stk")
+            self.build(f"oci:{self.img}:{TAG}", pool, "--timestamp", "1700000000",
+                       "--uuid", "11111111-2222-3333-4444-555555555555")
+            imgs.append(self.path(f"r{i}.img"))
+            stack("export", "-p", pool, "v@golden", imgs[-1], "--format", "plain", check=0)
+        with open(imgs[0], "rb") as a, open(imgs[1], "rb") as b:
+            self.assertTrue(a.read() == b.read(), "the two builds differ")
 
     def test_config_and_digest_in_lists(self):
         pool = self.path("p.stk")
