@@ -31,6 +31,7 @@ struct ImageArgs {
   std::string into, into_format = "auto", into_snapshot;
   std::string method = "auto";
   std::string platform = "linux/amd64";
+  bool layer_snapshots = false;
 };
 
 // A missing pool is created by build and import alike (compose::OpenOrCreatePool).
@@ -62,6 +63,7 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
   o.snapshot = a.snapshot;
   o.source = a.from;
   o.platform = a.platform;
+  o.layer_snapshots = a.layer_snapshots;
   o.note = a.note;
   o.tags = a.tags;
   o.encrypt = !a.no_encrypt;
@@ -100,6 +102,7 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
                     {"members", rep.image->members},
                     {"skipped_members", rep.image->skipped_members},
                     {"skipped_bytes", rep.image->skipped_bytes},
+                    {"reused_layers", rep.image->reused_layers},
                     {"bytes_written", rep.stats.bytes}};
     PrintJson(j);
   } else {
@@ -266,6 +269,9 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
                     std::string("Volume size (thin), whole pool blocks: ") + kSizeHelp);
   build->add_option("--snapshot", a->snapshot, "Snapshot name (\"\" for none)")
       ->capture_default_str();
+  build->add_flag("--layer-snapshots", a->layer_snapshots,
+                  "Image builds: snapshot after each layer (VOLUME@oci-<chain id>) and start\n"
+                  "from a clone of the deepest layer snapshot in the pool whose layers match");
   build->add_option("--manifest", a->manifest, "Owner/mode/time overrides (spec/fsbridge.md)");
   build->add_flag("--no-owners", a->no_owners, "Files owned by 0:0 unless the manifest says");
   build->add_flag("--lenient", a->lenient,

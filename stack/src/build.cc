@@ -10,6 +10,7 @@
 #include "stack/oci_apply.h"
 #include "stack/oci_image.h"
 #include "stack/populate.h"
+#include "oci_build.h"
 #include "stack/control.h"
 #include "stack/open_pool.h"
 #include "stack/publish.h"
@@ -78,8 +79,18 @@ Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphr
   auto server = ServeWhileHolding(pool, o.pool_path);
   RETURN_IF_ERROR(RequireWholeBlocks(o.size_bytes, pool->block_size(), "--size"));
   const pool::EntryMeta meta{o.note, tags};
-  RETURN_IF_ERROR(PublishVolume(*pool, o.volume, o.size_bytes, meta, [&](const std::string& tmp) {
-    RETURN_IF_ERROR(FillVolume(*pool, tmp, o, passphrase, image.get(), &rep));
+  const bool layered = image && o.layer_snapshots;
+  LayerReuse reuse;
+  if (layered) {
+    ASSIGN_OR_RETURN(reuse, FindLayerSnapshot(*pool, image->image(), o, passphrase));
+  }
+  auto make = [&](const std::string& tmp) {
+    if (reuse.snapshot.empty()) return pool->CreateVolume(tmp, o.size_bytes, meta);
+    return pool->Clone(reuse.snapshot, tmp, meta);
+  };
+  RETURN_IF_ERROR(PublishEntry(*pool, o.volume, make, [&](const std::string& tmp) {
+    RETURN_IF_ERROR(layered ? FillLayered(*pool, tmp, o, passphrase, *image, reuse, &rep)
+                            : FillVolume(*pool, tmp, o, passphrase, image.get(), &rep));
     // The snapshot is taken of the hidden volume, so the rename that
     // publishes the volume publishes it too, in the same commit: a build
     // killed at any point leaves both or neither.

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "oci_blob.h"
 #include "oci_layer.h"
 #include "oci_merge.h"
 
@@ -19,12 +20,13 @@ namespace {
 constexpr size_t kZeroChunk = 1 << 16;
 
 // Pass 1: every layer's headers (and digests), into the merge.
-Status MergeLayers(ImageSource& src, LayerMerge* merge,
+Status MergeLayers(ImageSource& src, size_t first, size_t end, LayerMerge* merge,
                    std::vector<std::vector<uint64_t>>* sizes, ApplyReport* rep) {
   const auto& layers = src.image().layers;
-  for (size_t i = 0; i < layers.size(); i++) {
+  for (size_t i = 0; i < end; i++) {
     merge->BeginLayer();
     sizes->emplace_back();
+    if (i < first) continue;  // applied already: the merge holds none of it
     ASSIGN_OR_RETURN(auto stored, src.OpenLayer(i));
     ASSIGN_OR_RETURN(auto reader, LayerReader::Open(std::move(stored), layers[i]));
     for (uint64_t m = 0;; m++) {
@@ -51,8 +53,10 @@ Status MergeLayers(ImageSource& src, LayerMerge* merge,
 // Pass 2: the surviving members as one pax tar, produced as it is read.
 class MergedTar {
  public:
-  MergedTar(ImageSource& src, LayerMerge::Plan plan, std::vector<std::string> implicit_dirs)
-      : src_(src), plan_(std::move(plan)), implicit_(std::move(implicit_dirs)) {}
+  // Writes plan's layers from `first` on (the plan holds nothing below).
+  MergedTar(ImageSource& src, LayerMerge::Plan plan, std::vector<std::string> implicit_dirs,
+            size_t first = 0)
+      : src_(src), plan_(std::move(plan)), implicit_(std::move(implicit_dirs)), layer_(first) {}
   ~MergedTar() {
     if (w_) archive_write_free(w_);
   }
@@ -212,30 +216,29 @@ class MergedTar {
   uint64_t size_ = 0, pos_ = 0;
 };
 
-}  // namespace
-
-Result<ApplyReport> ApplyImage(ImageSource& src, fsbridge::Filesystem& fs,
-                               const fsbridge::PopulateOptions& popts, Progress* progress) {
-  ApplyReport rep;
-  rep.layers = src.image().layers.size();
-  LayerMerge merge;
-  std::vector<std::vector<uint64_t>> sizes;
-  RETURN_IF_ERROR(MergeLayers(src, &merge, &sizes, &rep));
-  LayerMerge::Plan plan = merge.Finish();
+// Pass 2 for layers [first, plan.size()) and the report.
+Result<ApplyReport> WritePlan(ImageSource& src, fsbridge::Filesystem& fs,
+                              const fsbridge::PopulateOptions& popts, Progress* progress,
+                              LayerMerge::Plan plan, std::vector<std::string> implicit,
+                              const std::vector<std::vector<uint64_t>>& sizes, size_t first,
+                              ApplyReport rep) {
   uint64_t total = 0, all = 0;
   size_t kept = 0;
-  for (size_t l = 0; l < plan.size(); l++) {
+  for (size_t l = first; l < plan.size(); l++) {
     for (uint64_t s : sizes[l]) all += s;
-    for (const auto& [m, names] : plan[l]) total += sizes[l][m];
-    for (const auto& [m, names] : plan[l]) kept += names.size();
+    for (const auto& [m, names] : plan[l]) {
+      total += sizes[l][m];
+      kept += names.size();
+    }
   }
   rep.skipped_bytes = all - total;
+  rep.skipped_members = rep.members > kept ? rep.members - kept : 0;
   fsbridge::PopulateOptions opts = popts;
   if (progress) {
     if (progress->enabled()) progress->SetTotal(total);
     opts.on_file = [progress](uint64_t n) { progress->Advance(n); };
   }
-  MergedTar tar(src, std::move(plan), merge.ImplicitDirs());
+  MergedTar tar(src, std::move(plan), std::move(implicit), first);
   Result<fsbridge::PopulateStats> st = fs.PopulateFromTarStream(
       src.image().reference, [&tar] { return tar.Next(); }, "/", opts);
   if (progress) progress->Finish();
@@ -245,8 +248,72 @@ Result<ApplyReport> ApplyImage(ImageSource& src, fsbridge::Filesystem& fs,
     return st.status();
   }
   rep.stats = *st;
-  rep.skipped_members = rep.members > kept ? rep.members - kept : 0;
   return rep;
+}
+
+}  // namespace
+
+Result<ApplyReport> ApplyImage(ImageSource& src, fsbridge::Filesystem& fs,
+                               const fsbridge::PopulateOptions& popts, Progress* progress) {
+  ApplyReport rep;
+  const size_t n = src.image().layers.size();
+  rep.layers = n;
+  LayerMerge merge;
+  std::vector<std::vector<uint64_t>> sizes;
+  RETURN_IF_ERROR(MergeLayers(src, 0, n, &merge, &sizes, &rep));
+  return WritePlan(src, fs, popts, progress, merge.Finish(), merge.ImplicitDirs(), sizes, 0, rep);
+}
+
+Result<ApplyReport> ApplyLayer(ImageSource& src, size_t k, fsbridge::Filesystem& fs,
+                               const fsbridge::PopulateOptions& popts, Progress* progress) {
+  ApplyReport rep;
+  rep.layers = 1;
+  LayerMerge merge;  // layer k alone
+  std::vector<std::vector<uint64_t>> sizes;
+  RETURN_IF_ERROR(MergeLayers(src, k, k + 1, &merge, &sizes, &rep));
+  auto at = [](const std::string& p) { return "/" + p; };
+  auto stat = [&](const std::string& p) { return fs.Stat(at(p)); };
+  // What the layer deletes from the lower ones goes first, so its own
+  // entries of those names stay (spec/oci.md "Layers").
+  for (const std::string& p : merge.whiteouts())
+    if (stat(p).ok()) RETURN_IF_ERROR(fs.Remove(at(p), true));
+  for (const std::string& d : merge.opaque_dirs()) {
+    auto st = stat(d);
+    if (!st.ok() || st->type != fsbridge::FileType::kDirectory) continue;
+    ASSIGN_OR_RETURN(auto children, fs.List(at(d)));
+    for (const auto& c : children)
+      RETURN_IF_ERROR(fs.Remove(at(d.empty() ? c.name : d + "/" + c.name), true));
+  }
+  // A lower entry of another type than the layer's is replaced (with its
+  // subtree); a lower non-directory where the layer has a directory too.
+  std::vector<std::string> implicit;
+  for (const auto& [p, node] : merge.nodes()) {
+    if (p.empty()) continue;
+    auto st = stat(p);
+    if (!st.ok()) {
+      if (!st.status().Is(Code::kNotFound)) return st.status();
+      if (node.member < 0) implicit.push_back(p);
+      continue;
+    }
+    const bool lower_dir = st->type == fsbridge::FileType::kDirectory;
+    if (lower_dir && node.dir) continue;  // merged; an implicit one keeps its attributes
+    RETURN_IF_ERROR(fs.Remove(at(p), true));
+    if (node.member < 0) implicit.push_back(p);
+  }
+  return WritePlan(src, fs, popts, progress, merge.Finish(), implicit, sizes, k, rep);
+}
+
+std::vector<std::string> ChainIds(const Image& image) {
+  std::vector<std::string> out;
+  for (const Layer& l : image.layers) {
+    if (out.empty()) {
+      out.push_back(l.diff_id);
+    } else {
+      const std::string s = out.back() + " " + l.diff_id;
+      out.push_back(DigestOf({reinterpret_cast<const uint8_t*>(s.data()), s.size()}));
+    }
+  }
+  return out;
 }
 
 }  // namespace stack::compose::oci

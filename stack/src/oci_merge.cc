@@ -92,6 +92,7 @@ bool LayerMerge::Add(uint64_t member, const std::string& raw, Kind kind,
     if (leaf == kOpaque) {
       // Lower layers' content of dir goes; this layer's stays, in any order.
       EnsureParents(Child(dir, "x"));  // the directory is in this layer
+      opaque_dirs_.push_back(dir);
       const std::string prefix = dir.empty() ? "" : dir + "/";
       for (auto it = nodes_.lower_bound(prefix);
            it != nodes_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
@@ -102,7 +103,9 @@ bool LayerMerge::Add(uint64_t member, const std::string& raw, Kind kind,
     }
     if (leaf.rfind(".wh..wh.", 0) == 0) return false;  // other AUFS metadata: not content
     const std::string target = Child(dir, leaf.substr(4));
-    if (target == dir || !nodes_.count(target)) return false;  // nothing to delete: ignored
+    if (leaf.size() == 4) return false;  // ".wh." names nothing
+    whiteouts_.push_back(target);
+    if (!nodes_.count(target)) return false;  // nothing to delete: ignored
     RemoveTree(target, true);
     return true;
   }

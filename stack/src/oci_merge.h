@@ -35,17 +35,27 @@ class LayerMerge {
   // 0755 root:root), sorted.
   std::vector<std::string> ImplicitDirs() const;
 
- private:
+  // For applying one layer onto a tree that holds the lower ones (the
+  // merge then holds that layer alone): the paths its whiteouts name and
+  // the directories it makes opaque, in member order, whether or not the
+  // merge holds them.
+  const std::vector<std::string>& whiteouts() const { return whiteouts_; }
+  const std::vector<std::string>& opaque_dirs() const { return opaque_dirs_; }
+
   struct Node {
     int layer = 0;
     int64_t member = -1;  // -1: an implicit directory
     bool dir = true;
     bool link = false;    // a hard link to (layer, member)
   };
+  const std::map<std::string, Node>& nodes() const { return nodes_; }
+
+ private:
   void RemoveTree(const std::string& path, bool lower_only);
   void EnsureParents(const std::string& path);
 
   std::map<std::string, Node> nodes_;
+  std::vector<std::string> whiteouts_, opaque_dirs_;
   int layer_ = -1;
 };
 

@@ -110,6 +110,9 @@ def make_image(work):
 
     edit(layer1)
     edit(layer2)
+    # The first two layers under a tag of their own: the base of a second
+    # image (layer snapshots).
+    run("umoci", "tag", "--image", f"{img}:{TAG}", "base2")
     edit(layer3)
     crafted = os.path.join(work, "crafted.tar")
     crafted_layer(crafted)
@@ -144,9 +147,12 @@ def tree(root, skip=("lost+found",)):
     return out
 
 
-def index_manifest(img):
+def index_manifest(img, tag=TAG):
     with open(os.path.join(img, "index.json")) as f:
-        return json.load(f)["manifests"][0]["digest"]
+        for m in json.load(f)["manifests"]:
+            if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
+                return m["digest"]
+    raise AssertionError(f"{img} has no manifest tagged {tag}")
 
 
 def blob(img, digest):
@@ -366,9 +372,9 @@ class OciBuild(StackTestCase):
 
     def test_platform_from_an_index(self):
         img = self.copy_image("multi")
-        with open(os.path.join(img, "index.json")) as f:
-            mdesc = json.load(f)["manifests"][0]
-        mdesc = {k: v for k, v in mdesc.items() if k != "annotations"}
+        mdesc = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                 "digest": index_manifest(img),
+                 "size": os.path.getsize(blob(img, index_manifest(img)))}
         mdesc["platform"] = {"os": "linux", "architecture": "arm64"}
         d, n = write_blob(img, json.dumps({"schemaVersion": 2, "manifests": [mdesc]}).encode())
         set_index(img, {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": d,
@@ -394,6 +400,50 @@ class OciBuild(StackTestCase):
         self.assertIn("layer 5/5", r.err)
         self.assertIn("/data/big", r.err)
         self.assertNothingPublished(pool)
+
+    def test_layer_snapshots_reused_by_an_image_sharing_two_layers(self):
+        img = self.copy_image("second")
+        other = self.path("other.tar")
+        with tarfile.open(other, "w") as t:
+            add_member(t, "etc/other", b"only in the second image\n")
+            add_member(t, "opt/keep/.wh.b", b"")
+        run("umoci", "raw", "add-layer", "--image", f"{img}:base2", other)
+        oracle = self.path("second-oracle")
+        run("umoci", "unpack", "--rootless", "--image", f"{img}:base2", oracle)
+        key = self.path("key")
+        with open(key, "w") as f:
+            f.write("layers")
+        pool = self.path("p.stk")
+
+        def build(vol, src, k=key):
+            return stack("--json", "build", "-p", pool, vol, "--from", src, "--size", "64M",
+                         "--layer-snapshots", "-k", k, *FAST_KDF, check=0).json()
+
+        first = build("first", f"oci:{self.img}:{TAG}")
+        self.assertEqual(first["image"]["reused_layers"], 0)
+        snaps = [e for e in stack("--json", "snapshot", "list", "-p", pool, check=0).json()
+                 if e["name"].startswith("first@oci-")]
+        self.assertEqual(len(snaps), 4)  # one per layer, tagged by chain id
+        self.assertTrue(all(any(t.startswith("oci.chain-id=sha256:") for t in e["tags"])
+                            for e in snaps))
+        second = build("second", f"oci:{img}:base2")
+        self.assertEqual(second["image"]["reused_layers"], 2)
+        self.assertEqual(second["image"]["layers"], 3)
+        # Each is exactly its own image.
+        for vol, want in (("second", tree(os.path.join(oracle, "rootfs"))),
+                          ("first", dict(self.want))):
+            out = self.path(vol + "-out")
+            stack("fs", "extract", "-p", pool, vol + "@golden", "--to", out, "-k", key, check=0)
+            got = tree(out)
+            got.pop("dev/null", None)
+            self.assertEqual(got, want, vol)
+        stack("pool", "check", "-p", pool, check=0)
+        # Another passphrase cannot open the layer snapshots: nothing reused.
+        key2 = self.path("key2")
+        with open(key2, "w") as f:
+            f.write("another")
+        third = build("third", f"oci:{img}:base2", k=key2)
+        self.assertEqual(third["image"]["reused_layers"], 0)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ struct BuildOptions {
   std::string source;
   // An image's platform, when its index has several (OS/ARCH[/VARIANT]).
   std::string platform = "linux/amd64";
+  // An image is applied layer by layer with a snapshot after each, named
+  // by chain id; the build starts from a clone of the deepest existing
+  // layer snapshot its layers match (spec/oci.md "Layer snapshots").
+  bool layer_snapshots = false;
   std::string note;
   std::vector<std::string> tags;
   bool encrypt = true;
@@ -61,6 +65,7 @@ struct BuildImageInfo {
   std::string digest, image_id;
   size_t layers = 0;
   uint64_t members = 0, skipped_members = 0, skipped_bytes = 0;
+  size_t reused_layers = 0;  // taken from a layer snapshot (layer_snapshots)
 };
 
 struct BuildReport {

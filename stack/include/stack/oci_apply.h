@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "fsbridge/filesystem.h"
 #include "stack/oci_image.h"
@@ -38,5 +39,19 @@ struct ApplyReport {
 // reports file bytes written against the total that survives.
 Result<ApplyReport> ApplyImage(ImageSource& image, fsbridge::Filesystem& fs,
                                const fsbridge::PopulateOptions& opts, Progress* progress);
+
+// Applies layer k alone to `fs`, which holds layers 0..k-1 (applied by
+// ApplyImage of those layers or by ApplyLayer): its whiteouts and opaque
+// directories delete from what is there, entries of another type are
+// replaced, then its surviving members are written (two passes over this
+// layer only). The result equals ApplyImage of layers 0..k, except that a
+// hard link to a file of a lower layer is Corruption here. For per-layer
+// snapshots (spec/oci.md "Layer snapshots").
+Result<ApplyReport> ApplyLayer(ImageSource& image, size_t k, fsbridge::Filesystem& fs,
+                               const fsbridge::PopulateOptions& opts, Progress* progress);
+
+// The chain id of each layer prefix (OCI image-spec config.md):
+// chain[0] = diff_id[0], chain[i] = sha256(chain[i-1] + " " + diff_id[i]).
+std::vector<std::string> ChainIds(const Image& image);
 
 }  // namespace stack::compose::oci
