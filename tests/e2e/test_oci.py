@@ -333,6 +333,21 @@ class OciBuild(StackTestCase):
         self.assertEqual([e["name"] for e in entries], ["other"])
         stack("pool", "check", "-p", pool, check=0)
 
+    def test_tampered_layer_with_layer_snapshots_leaves_no_snapshot(self):
+        img = self.copy_image("tampered3")
+        with open(blob(img, index_manifest(img))) as f:
+            layer = json.load(f)["layers"][2]["digest"]
+        with open(blob(img, layer), "ab") as f:
+            f.write(b"\0")
+        pool = self.path("p.stk")
+        r = self.build(f"oci:{img}:{TAG}", pool, "--layer-snapshots", check=EXIT["corruption"])
+        self.assertOneLineError(r, "Corruption")
+        self.assertIn("layer 3/4", r.err)
+        # Layers 1 and 2 were applied and snapshotted under the hidden name:
+        # all of it went with the failed build.
+        self.assertEqual(stack("--json", "snapshot", "list", "-p", pool, check=0).json(), [])
+        self.assertNothingPublished(pool)
+
     def test_tampered_config_is_corruption(self):
         img = self.copy_image("badconfig")
         with open(blob(img, index_manifest(img))) as f:
