@@ -37,9 +37,8 @@ Status MergeLayers(ImageSource& src, size_t first, size_t end, LayerMerge* merge
       if (!pn) return Status::Corruption(layers[i].label + ": a member without a name");
       const char* hl = archive_entry_hardlink(e);
       const bool is_dir = archive_entry_filetype(e) == AE_IFDIR && !hl;
-      sizes->back().push_back(!hl && archive_entry_filetype(e) == AE_IFREG
-                                  ? uint64_t(archive_entry_size(e))
-                                  : 0);
+      sizes->back().push_back(
+          !hl && archive_entry_filetype(e) == AE_IFREG ? uint64_t(archive_entry_size(e)) : 0);
       if (!merge->Add(m, pn, is_dir ? LayerMerge::Kind::kDir : LayerMerge::Kind::kOther,
                       hl ? hl : "") &&
           hl)
@@ -69,9 +68,7 @@ class MergedTar {
     return std::span<const uint8_t>(out_.data(), out_.size());
   }
   // The layer being written (for messages), "" before the first.
-  std::string where() const {
-    return reader_ ? reader_->layer().label : "";
-  }
+  std::string where() const { return reader_ ? reader_->layer().label : ""; }
 
  private:
   enum class State { kStart, kNextLayer, kMembers, kData, kDone };
@@ -123,7 +120,8 @@ class MergedTar {
           return Status::Ok();
         }
         ASSIGN_OR_RETURN(auto stored, src_.OpenLayer(layer_));
-        ASSIGN_OR_RETURN(reader_, LayerReader::Open(std::move(stored), src_.image().layers[layer_]));
+        ASSIGN_OR_RETURN(reader_,
+                         LayerReader::Open(std::move(stored), src_.image().layers[layer_]));
         member_ = 0;
         state_ = State::kMembers;
         return Status::Ok();

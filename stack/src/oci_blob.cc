@@ -94,8 +94,7 @@ class MemberSource : public ByteSource {
       return Status::Corruption("reading " + name_ + ": " + (m ? m : "error"));
     }
     // Sparse members are not blobs any tool writes; refuse rather than guess.
-    if (uint64_t(off) != pos_)
-      return Status::Corruption("reading " + name_ + ": sparse member");
+    if (uint64_t(off) != pos_) return Status::Corruption("reading " + name_ + ": sparse member");
     pos_ += len;
     return std::span<const uint8_t>(static_cast<const uint8_t*>(buf), len);
   }
@@ -170,9 +169,11 @@ class VerifiedSource : public ByteSource {
  private:
   Status Mismatch(const std::string& got = "") const {
     std::string m = what_ + ": content does not match its digest";
-    if (!got.empty() && got != digest_) m += " (it hashes to " + got + ")";
-    else m += " (" + std::to_string(n_) + (size_ && n_ > size_ ? "+" : "") + " bytes, " +
-              std::to_string(size_) + " expected)";
+    if (!got.empty() && got != digest_)
+      m += " (it hashes to " + got + ")";
+    else
+      m += " (" + std::to_string(n_) + (size_ && n_ > size_ ? "+" : "") + " bytes, " +
+           std::to_string(size_) + " expected)";
     return Status::Corruption(m);
   }
   std::unique_ptr<ByteSource> in_;
@@ -217,7 +218,8 @@ std::unique_ptr<ByteSource> Verified(std::unique_ptr<ByteSource> in, std::string
 
 Status CheckDigestSyntax(const std::string& digest, const std::string& what) {
   const size_t c = digest.find(':');
-  if (c == std::string::npos) return Status::Corruption(what + ": malformed digest '" + digest + "'");
+  if (c == std::string::npos)
+    return Status::Corruption(what + ": malformed digest '" + digest + "'");
   if (digest.substr(0, c) != "sha256")
     return Status::Unsupported(what + ": digest algorithm '" + digest.substr(0, c) + "'");
   const std::string hex = digest.substr(c + 1);

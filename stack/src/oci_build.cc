@@ -54,8 +54,8 @@ Result<LayerReuse> FindLayerSnapshot(pool::Pool& pool, const oci::Image& image,
 }
 
 Status FillLayered(pool::Pool& pool, const std::string& tmp, const BuildOptions& o,
-                   const fde::Secret* passphrase, oci::ImageSource& image,
-                   const LayerReuse& reuse, BuildReport* rep) {
+                   const fde::Secret* passphrase, oci::ImageSource& image, const LayerReuse& reuse,
+                   BuildReport* rep) {
   const oci::Image& img = image.image();
   const std::vector<std::string> chains = oci::ChainIds(img);
   ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> dev, pool.OpenVolume(tmp, false));

@@ -34,7 +34,7 @@ Result<LayerReuse> FindLayerSnapshot(pool::Pool& pool, const oci::Image& image,
 // image's layers from reuse.layers on, one at a time, snapshotting it after
 // each as tmp@LayerSnapshotName(chain id).
 Status FillLayered(pool::Pool& pool, const std::string& tmp, const BuildOptions& o,
-                   const fde::Secret* passphrase, oci::ImageSource& image,
-                   const LayerReuse& reuse, BuildReport* rep);
+                   const fde::Secret* passphrase, oci::ImageSource& image, const LayerReuse& reuse,
+                   BuildReport* rep);
 
 }  // namespace stack::compose

@@ -39,9 +39,7 @@ Result<Layer::Compression> LayerCompression(const std::string& mt) {
   return Status::Unsupported("layer media type '" + mt + "'");
 }
 
-std::string BlobPath(const std::string& digest) {
-  return "blobs/sha256/" + digest.substr(7);
-}
+std::string BlobPath(const std::string& digest) { return "blobs/sha256/" + digest.substr(7); }
 
 Result<json> ParseJson(const std::string& text, const std::string& what) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -99,8 +97,8 @@ Result<std::pair<json, std::string>> ReadBlobJson(BlobStore& store, const Descri
   ASSIGN_OR_RETURN(std::string text, store.ReadAll(BlobPath(d.digest), kMaxJson));
   const std::string got = DigestOf({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
   if (got != d.digest)
-    return Status::Corruption(what + " " + d.digest + ": content does not match its digest (it hashes to " +
-                              got + ")");
+    return Status::Corruption(what + " " + d.digest +
+                              ": content does not match its digest (it hashes to " + got + ")");
   if (d.size && d.size != text.size())
     return Status::Corruption(what + " " + d.digest + ": " + std::to_string(text.size()) +
                               " bytes, " + std::to_string(d.size) + " expected");
@@ -202,8 +200,8 @@ class StoreImage : public ImageSource {
       ASSIGN_OR_RETURN(auto tags, StrList(e, "RepoTags", what));
       for (const auto& t : tags) {
         all_tags.push_back(t);
-        if (!repo_tag.empty() && (t == repo_tag || t == "docker.io/" + repo_tag ||
-                                  t == "docker.io/library/" + repo_tag))
+        if (!repo_tag.empty() &&
+            (t == repo_tag || t == "docker.io/" + repo_tag || t == "docker.io/library/" + repo_tag))
           pick = &e;
       }
     }
@@ -237,7 +235,8 @@ class StoreImage : public ImageSource {
       image_.layers.push_back(l);
       paths_.push_back(lp);
     }
-    ASSIGN_OR_RETURN(json cfg, ParseJson(config_text, "image " + where + ": config " + config_path));
+    ASSIGN_OR_RETURN(json cfg,
+                     ParseJson(config_text, "image " + where + ": config " + config_path));
     RETURN_IF_ERROR(ParseConfig(cfg, "image " + where + ": config " + config_path, &image_));
     image_.digest = image_.config_digest = config_digest;
     LabelLayers(&image_);
@@ -305,7 +304,8 @@ class StoreImage : public ImageSource {
         }
         if (os == p.os && arch == p.architecture && (p.variant.empty() || variant == p.variant))
           return ResolveDescriptor(md, p, depth + 1);
-        have += (have.empty() ? "" : ", ") + os + "/" + arch + (variant.empty() ? "" : "/" + variant);
+        have +=
+            (have.empty() ? "" : ", ") + os + "/" + arch + (variant.empty() ? "" : "/" + variant);
       }
       return Status::NotFound(where + ": index " + d.digest + " has no image for " + p.os + "/" +
                               p.architecture + (have.empty() ? "" : " (has " + have + ")"));
@@ -435,9 +435,12 @@ std::string MetadataJson(const std::vector<std::string>& tags) {
       const size_t n = std::char_traits<char>::length(key);
       return t.compare(0, n, key) == 0 ? t.c_str() + n : nullptr;
     };
-    if (const char* v = val("oci.digest=")) out["digest"] = v;
-    else if (const char* v2 = val("oci.image-id=")) out["image_id"] = v2;
-    else if (const char* v3 = val("oci.platform=")) out["platform"] = v3;
+    if (const char* v = val("oci.digest="))
+      out["digest"] = v;
+    else if (const char* v2 = val("oci.image-id="))
+      out["image_id"] = v2;
+    else if (const char* v3 = val("oci.platform="))
+      out["platform"] = v3;
     else if (t.rfind("oci.config.", 0) == 0) {
       const size_t eq = t.find('=');
       if (eq == std::string::npos) continue;

@@ -65,8 +65,10 @@ void LayerMerge::RemoveTree(const std::string& path, bool lower_only) {
   }
   if (self != nodes_.end() && !path.empty() && (!lower_only || self->second.layer < layer_)) {
     // What this layer put beneath stays, in a directory of its own.
-    if (kept_below) self->second = Node{layer_, -1, true, false};
-    else nodes_.erase(self);
+    if (kept_below)
+      self->second = Node{layer_, -1, true, false};
+    else
+      nodes_.erase(self);
   }
 }
 
@@ -96,8 +98,10 @@ bool LayerMerge::Add(uint64_t member, const std::string& raw, Kind kind,
       const std::string prefix = dir.empty() ? "" : dir + "/";
       for (auto it = nodes_.lower_bound(prefix);
            it != nodes_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
-        if (it->first != "" && it->first != dir && it->second.layer < layer_) it = nodes_.erase(it);
-        else ++it;
+        if (it->first != "" && it->first != dir && it->second.layer < layer_)
+          it = nodes_.erase(it);
+        else
+          ++it;
       }
       return true;
     }
@@ -136,8 +140,10 @@ LayerMerge::Plan LayerMerge::Finish() const {
     if (n.member < 0) continue;
     auto& names = plan[size_t(n.layer)][uint64_t(n.member)];
     // The member's own name (not a link) comes first: it holds the data.
-    if (!n.link) names.insert(names.begin(), path);
-    else names.push_back(path);
+    if (!n.link)
+      names.insert(names.begin(), path);
+    else
+      names.push_back(path);
   }
   return plan;
 }

@@ -46,7 +46,7 @@ class LayerMerge {
     int layer = 0;
     int64_t member = -1;  // -1: an implicit directory
     bool dir = true;
-    bool link = false;    // a hard link to (layer, member)
+    bool link = false;  // a hard link to (layer, member)
   };
   const std::map<std::string, Node>& nodes() const { return nodes_; }
 

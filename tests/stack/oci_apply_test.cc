@@ -1,6 +1,8 @@
 // The OCI layer rules (stack/oci_apply.h, spec/oci.md "Layers") on tiny
 // tar layers made here, applied to an ext4 on a memory device and read
 // back through the file system.
+#include "stack/oci_apply.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 
@@ -14,7 +16,6 @@
 #include "../../stack/src/oci_merge.h"
 #include "block/mem_device.h"
 #include "fsbridge/filesystem.h"
-#include "stack/oci_apply.h"
 
 namespace stack::compose::oci {
 namespace {
@@ -22,7 +23,7 @@ namespace {
 // A member of a test layer.
 struct M {
   std::string name;
-  char type = 'f';  // f file, d dir, l symlink, h hard link, c char device
+  char type = 'f';   // f file, d dir, l symlink, h hard link, c char device
   std::string data;  // file content, link target
   uint32_t mode = 0644;
 };
@@ -44,7 +45,9 @@ std::string Tar(const std::vector<M>& members, bool gzip = false) {
     archive_entry_set_perm(e, m.mode);
     archive_entry_set_mtime(e, 1700000000, 0);
     switch (m.type) {
-      case 'd': archive_entry_set_filetype(e, AE_IFDIR); break;
+      case 'd':
+        archive_entry_set_filetype(e, AE_IFDIR);
+        break;
       case 'l':
         archive_entry_set_filetype(e, AE_IFLNK);
         archive_entry_set_symlink(e, m.data.c_str());
@@ -148,7 +151,7 @@ std::map<std::string, char> Tree(fsbridge::Filesystem& fs, const std::string& di
     const char t = e.info.type == fsbridge::FileType::kDirectory ? 'd'
                    : e.info.type == fsbridge::FileType::kSymlink ? 'l'
                    : e.info.type == fsbridge::FileType::kRegular ? 'f'
-                                                                  : 's';
+                                                                 : 's';
     out[p] = t;
     if (t == 'd')
       for (auto& kv : Tree(fs, p)) out.insert(kv);
@@ -159,15 +162,18 @@ std::map<std::string, char> Tree(fsbridge::Filesystem& fs, const std::string& di
 std::string Read(fsbridge::Filesystem& fs, const std::string& path) {
   std::string s;
   REQUIRE(fs.ReadFile(path, [&](std::span<const uint8_t> d) {
-                 s.append(reinterpret_cast<const char*>(d.data()), d.size());
-                 return Status::Ok();
-               }).ok());
+              s.append(reinterpret_cast<const char*>(d.data()), d.size());
+              return Status::Ok();
+            }).ok());
   return s;
 }
 
 TEST_CASE("a whiteout deletes a lower file or a whole directory, and one of nothing is ignored") {
   Applied a = ApplyLayers({
-      {{"d/", 'd'}, {"d/sub/", 'd'}, {"d/sub/f", 'f', std::string(20000, 'x')}, {"keep", 'f', "k"},
+      {{"d/", 'd'},
+       {"d/sub/", 'd'},
+       {"d/sub/f", 'f', std::string(20000, 'x')},
+       {"keep", 'f', "k"},
        {"gone", 'f', "g"}},
       {{".wh.d", 'f'}, {".wh.gone", 'f'}, {"x/.wh.never", 'f'}, {".wh.missing", 'f'}},
   });
@@ -182,10 +188,9 @@ TEST_CASE("an opaque directory hides lower content but keeps its own layer's, in
       {{"o/mine-before", 'f', "1"}, {"o/.wh..wh..opq", 'f'}, {"o/mine-after", 'f', "2"}},
       {{"o/upper", 'f', "3"}},
   });
-  CHECK(Tree(*a.fs) == std::map<std::string, char>{{"/o", 'd'},
-                                                    {"/o/mine-after", 'f'},
-                                                    {"/o/mine-before", 'f'},
-                                                    {"/o/upper", 'f'}});
+  CHECK(Tree(*a.fs) ==
+        std::map<std::string, char>{
+            {"/o", 'd'}, {"/o/mine-after", 'f'}, {"/o/mine-before", 'f'}, {"/o/upper", 'f'}});
 }
 
 TEST_CASE("a whiteout hides only lower layers: its own layer's entry of that name stays") {
@@ -212,12 +217,12 @@ TEST_CASE("a later entry replaces an earlier one of any type") {
        {"d2d/new", 'f', "n"}},
   });
   CHECK(Tree(*a.fs) == std::map<std::string, char>{{"/d2d", 'd'},
-                                                    {"/d2d/new", 'f'},
-                                                    {"/d2d/old", 'f'},
-                                                    {"/d2l", 'l'},
-                                                    {"/f2d", 'd'},
-                                                    {"/f2d/in", 'f'},
-                                                    {"/l2f", 'f'}});
+                                                   {"/d2d/new", 'f'},
+                                                   {"/d2d/old", 'f'},
+                                                   {"/d2l", 'l'},
+                                                   {"/f2d", 'd'},
+                                                   {"/f2d/in", 'f'},
+                                                   {"/l2f", 'f'}});
   CHECK(Read(*a.fs, "/l2f") == "now a file");
   auto d = a.fs->Stat("/d2d");
   REQUIRE(d.ok());
@@ -305,10 +310,20 @@ TEST_CASE("applying layer by layer (layer snapshots) gives what the one-pass mer
       {{{"o/", 'd'}, {"o/lower", 'f', "l"}, {"o/sub/deep", 'f', "d"}},
        {{"o/mine-before", 'f', "1"}, {"o/.wh..wh..opq", 'f'}, {"o/mine-after", 'f', "2"}},
        {{"o/upper", 'f', "3"}}},
-      {{{"f2d", 'f', "file"}, {"d2l/", 'd'}, {"d2l/child", 'f', "c"}, {"l2f", 'l', "x"},
-        {"d2d/", 'd', "", 0700}, {"d2d/old", 'f', "o"}, {"p", 'f', "p"}},
-       {{"f2d/", 'd'}, {"f2d/in", 'f', "in"}, {"d2l", 'l', "/t"}, {"l2f", 'f', "now"},
-        {"d2d/", 'd', "", 0751}, {"d2d/new", 'f', "n"}, {"p/q", 'f', "q"}}},
+      {{{"f2d", 'f', "file"},
+        {"d2l/", 'd'},
+        {"d2l/child", 'f', "c"},
+        {"l2f", 'l', "x"},
+        {"d2d/", 'd', "", 0700},
+        {"d2d/old", 'f', "o"},
+        {"p", 'f', "p"}},
+       {{"f2d/", 'd'},
+        {"f2d/in", 'f', "in"},
+        {"d2l", 'l', "/t"},
+        {"l2f", 'f', "now"},
+        {"d2d/", 'd', "", 0751},
+        {"d2d/new", 'f', "n"},
+        {"p/q", 'f', "q"}}},
       {{{"a", 'f', "shared"}, {"b", 'h', "a"}}, {{"a", 'f', "new a"}}},
   };
   for (const auto& layers : images) {
@@ -337,6 +352,16 @@ TEST_CASE("chain ids follow the image spec") {
   REQUIRE(c.size() == 2);
   CHECK(c[0] == img.layers[0].diff_id);
   CHECK(c[1] == Digest(c[0] + " " + img.layers[1].diff_id));
+}
+
+TEST_CASE("a truncated gzip layer is Corruption even when its blob digest matches") {
+  const std::string plain = Tar({{"z", 'f', std::string(100000, 'z')}});
+  std::string gz = Tar({{"z", 'f', std::string(100000, 'z')}}, true);
+  gz.resize(gz.size() / 2);
+  MemImage img({gz}, {plain});  // the manifest describes the truncated blob
+  Applied a = Apply(img);
+  CHECK(a.rep.status().code() == Code::kCorruption);
+  CHECK_THAT(a.rep.status().message(), Catch::Contains("layer 1"));
 }
 
 TEST_CASE("a hard link to a name not in the image is Corruption naming it") {

@@ -27,10 +27,10 @@ namespace stack::compose::oci {
 
 struct ApplyReport {
   size_t layers = 0;
-  uint64_t members = 0;          // tar members read, whiteouts included
-  uint64_t skipped_members = 0;  // members deleted or replaced by a later one
-  uint64_t skipped_bytes = 0;    // their regular-file bytes: not written
-  fsbridge::PopulateStats stats; // what was written
+  uint64_t members = 0;           // tar members read, whiteouts included
+  uint64_t skipped_members = 0;   // members deleted or replaced by a later one
+  uint64_t skipped_bytes = 0;     // their regular-file bytes: not written
+  fsbridge::PopulateStats stats;  // what was written
 };
 
 // Applies every layer of `image` at the root of `fs`. Errors name the

@@ -57,9 +57,9 @@ struct Layer {
 };
 
 struct Image {
-  std::string reference;     // as given
-  std::string digest;        // the manifest's digest; a docker-archive's config digest
-  std::string config_digest; // the image id
+  std::string reference;      // as given
+  std::string digest;         // the manifest's digest; a docker-archive's config digest
+  std::string config_digest;  // the image id
   std::string os, architecture;
   RuntimeConfig config;
   std::vector<Layer> layers;
