@@ -187,7 +187,7 @@ class StoreImage : public ImageSource {
   }
 
   // docker-archive: manifest.json + config + layer tars.
-  Status ResolveDockerArchive(const std::string& repo_tag) {
+  Status ResolveDockerArchive(const std::string& repo_tag, const Platform& p) {
     const std::string& where = store_->name();
     ASSIGN_OR_RETURN(std::string text, store_->ReadAll("manifest.json", kMaxJson));
     ASSIGN_OR_RETURN(json m, ParseJson(text, "image " + where + ": manifest.json"));
@@ -238,6 +238,7 @@ class StoreImage : public ImageSource {
     ASSIGN_OR_RETURN(json cfg,
                      ParseJson(config_text, "image " + where + ": config " + config_path));
     RETURN_IF_ERROR(ParseConfig(cfg, "image " + where + ": config " + config_path, &image_));
+    RETURN_IF_ERROR(CheckPlatform(p));
     image_.digest = image_.config_digest = config_digest;
     LabelLayers(&image_);
     return Status::Ok();
@@ -272,7 +273,10 @@ class StoreImage : public ImageSource {
         const json& pl = (*m)["platform"];
         ASSIGN_OR_RETURN(std::string os, Str(pl, "os", what, false));
         ASSIGN_OR_RETURN(std::string arch, Str(pl, "architecture", what, false));
-        if (os == p.os && arch == p.architecture) return ParseDescriptor(*m, what);
+        if (os == p.os && arch == p.architecture) {
+          platform_chosen_ = true;
+          return ParseDescriptor(*m, what);
+        }
         platforms += (platforms.empty() ? "" : ", ") + os + "/" + arch;
       }
     }
@@ -302,8 +306,10 @@ class StoreImage : public ImageSource {
           ASSIGN_OR_RETURN(arch, Str(pl, "architecture", where, false));
           ASSIGN_OR_RETURN(variant, Str(pl, "variant", where, false));
         }
-        if (os == p.os && arch == p.architecture && (p.variant.empty() || variant == p.variant))
+        if (os == p.os && arch == p.architecture && (p.variant.empty() || variant == p.variant)) {
+          platform_chosen_ = true;
           return ResolveDescriptor(md, p, depth + 1);
+        }
         have +=
             (have.empty() ? "" : ", ") + os + "/" + arch + (variant.empty() ? "" : "/" + variant);
       }
@@ -337,6 +343,7 @@ class StoreImage : public ImageSource {
     }
     ASSIGN_OR_RETURN(auto ct, ReadBlobJson(*store_, cd, where + ": config"));
     RETURN_IF_ERROR(ParseConfig(ct.first, where + ": config " + cd.digest, &image_));
+    RETURN_IF_ERROR(CheckPlatform(p));
     image_.digest = d.digest;
     image_.config_digest = cd.digest;
     LabelLayers(&image_);
@@ -344,7 +351,19 @@ class StoreImage : public ImageSource {
   }
 
   std::unique_ptr<BlobStore> store_;
+  // An image not chosen from an index by platform must be for the one
+  // asked for (its config says), so a build never takes another
+  // architecture's image silently.
+  Status CheckPlatform(const Platform& p) const {
+    if (platform_chosen_ || image_.os.empty() || image_.architecture.empty()) return Status::Ok();
+    if (image_.os == p.os && image_.architecture == p.architecture) return Status::Ok();
+    return Status::NotFound("image " + store_->name() + " is for " + image_.os + "/" +
+                            image_.architecture + ", not " + p.os + "/" + p.architecture +
+                            " (--platform)");
+  }
+
   std::vector<std::string> paths_;  // each layer's file in the store
+  bool platform_chosen_ = false;
 };
 
 constexpr const char* kPrefixes[] = {"oci:", "oci-archive:", "docker-archive:"};
@@ -393,7 +412,7 @@ Result<std::unique_ptr<ImageSource>> ImageSource::Open(const std::string& refere
     auto [file, repo_tag] = SplitTag(reference.substr(15), 2);
     ASSIGN_OR_RETURN(auto store, BlobStore::OpenArchive(file));
     img = std::make_unique<StoreImage>(std::move(store));
-    s = img->ResolveDockerArchive(repo_tag);
+    s = img->ResolveDockerArchive(repo_tag, platform);
   } else {
     return Status::InvalidArgument("'" + reference +
                                    "' is not an image (oci:, oci-archive:, docker-archive:)");

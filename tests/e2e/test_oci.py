@@ -403,6 +403,15 @@ class OciBuild(StackTestCase):
         self.build(f"oci:{img}:{TAG}", pool, "--platform", "linux/arm64")
         self.assertTreeIsOracle(self.extract(pool))
 
+    def test_image_for_another_platform_is_notfound(self):
+        """A single image (no index) whose config says amd64, asked for arm64."""
+        pool = self.path("p.stk")
+        r = self.build(f"oci:{self.img}:{TAG}", pool, "--platform", "linux/arm64",
+                       check=EXIT["notfound"])
+        self.assertOneLineError(r, "NotFound")
+        self.assertIn("linux/amd64, not linux/arm64", r.err)
+        self.assertNothingPublished(pool)
+
     def test_layer_larger_than_volume_is_nospace(self):
         img = self.copy_image("big")
         big = self.path("big.tar")
