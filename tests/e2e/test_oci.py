@@ -266,6 +266,31 @@ class OciBuild(StackTestCase):
         with open(imgs[0], "rb") as a, open(imgs[1], "rb") as b:
             self.assertTrue(a.read() == b.read(), "the two builds differ")
 
+    def test_kernel_mount_same_tree(self):
+        """The kernel's ext4 reads the image as umoci unpacked it."""
+        if os.geteuid() != 0:
+            self.skipTest("mount -o loop needs root")
+        pool = self.path("p.stk")
+        self.build(f"oci:{self.img}:{TAG}", pool)
+        plain = self.path("plain.img")
+        stack("export", "-p", pool, "v@golden", plain, "--format", "plain", check=0)
+        mnt = self.path("mnt")
+        os.mkdir(mnt)
+        r = subprocess.run(["mount", "-o", "loop,ro", plain, mnt], capture_output=True, text=True)
+        if r.returncode != 0:
+            self.skipTest("mount -o loop not permitted here: " + r.stderr.strip())
+        try:
+            got = tree(mnt)
+            st = os.lstat(f"{mnt}/dev/null")
+            self.assertTrue(stat.S_ISCHR(st.st_mode))
+            self.assertEqual(os.getxattr(f"{mnt}/bin/ping", "security.capability",
+                                         follow_symlinks=False), CAP.encode("latin-1"))
+            self.assertEqual(os.lstat(f"{mnt}/opt/fresh").st_uid, 1000)
+        finally:
+            subprocess.run(["umount", mnt], capture_output=True)
+        del got["dev/null"]
+        self.assertEqual(got, self.want)
+
     def test_config_and_digest_in_lists(self):
         pool = self.path("p.stk")
         self.build(f"oci:{self.img}:{TAG}", pool)
