@@ -487,6 +487,12 @@ class OciBuild(StackTestCase):
             got.pop("dev/null", None)
             self.assertEqual(got, want, vol)
         stack("pool", "check", "-p", pool, check=0)
+        if HAVE["e2fsck"]:
+            plain = self.path("second.img")
+            stack("export", "-p", pool, "second@golden", plain, "--format", "plain", "-k", key,
+                  check=0)
+            fsck = subprocess.run(["e2fsck", "-fn", plain], capture_output=True, text=True)
+            self.assertEqual(fsck.returncode, 0, fsck.stdout + fsck.stderr)
         # Another passphrase cannot open the layer snapshots: nothing reused.
         key2 = self.path("key2")
         with open(key2, "w") as f:
