@@ -60,6 +60,12 @@ Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphr
   if (o.size_bytes == 0) return Status::InvalidArgument("volume size is required (--size)");
   // An image's index, manifest and config are checked before the pool is
   // touched; its layers as they are applied.
+  if (o.layer_snapshots && !oci::IsImageReference(o.source))
+    return Status::InvalidArgument("--layer-snapshots needs an image (--from oci:...)");
+  // Layer snapshots are shared by later builds of other images: a manifest
+  // of this build's would be baked into them.
+  if (o.layer_snapshots && !o.populate.manifest_path.empty())
+    return Status::InvalidArgument("--manifest cannot be used with --layer-snapshots");
   std::unique_ptr<oci::ImageSource> image;
   std::vector<std::string> tags = o.tags;
   if (oci::IsImageReference(o.source)) {

@@ -493,6 +493,10 @@ class OciBuild(StackTestCase):
                   check=0)
             fsck = subprocess.run(["e2fsck", "-fn", plain], capture_output=True, text=True)
             self.assertEqual(fsck.returncode, 0, fsck.stdout + fsck.stderr)
+        r = stack("build", "-p", pool, "x", "--from", f"oci:{img}:base2", "--size", "64M",
+                  "--layer-snapshots", "--manifest", self.path("m"), "-k", key, *FAST_KDF,
+                  check=EXIT["usage"])
+        self.assertIn("--layer-snapshots", r.err)
         # Another passphrase cannot open the layer snapshots: nothing reused.
         key2 = self.path("key2")
         with open(key2, "w") as f:
