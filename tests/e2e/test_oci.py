@@ -437,6 +437,30 @@ class OciBuild(StackTestCase):
         self.assertIn("linux/amd64, not linux/arm64", r.err)
         self.assertNothingPublished(pool)
 
+    def test_sparse_member_stays_sparse(self):
+        """A GNU sparse member: holes are written as nothing."""
+        img = self.copy_image("sparse")
+        src = self.path("sparse-src")
+        os.makedirs(f"{src}/data")
+        with open(f"{src}/data/sparse", "wb") as f:
+            f.truncate(32 << 20)
+            f.seek(20 << 20)
+            f.write(b"middle")
+        layer = self.path("sparse.tar")
+        run("tar", "--sparse", "--format=gnu", "-C", src, "-cf", layer, "data")
+        run("umoci", "raw", "add-layer", "--image", f"{img}:{TAG}", layer)
+        pool = self.path("p.stk")
+        self.build(f"oci:{img}:{TAG}", pool, size="128M")
+        out = self.extract(pool)
+        st = os.stat(f"{out}/data/sparse")
+        self.assertEqual(st.st_size, 32 << 20)
+        self.assertLess(st.st_blocks * 512, 1 << 20)
+        with open(f"{out}/data/sparse", "rb") as f:
+            f.seek(20 << 20)
+            self.assertEqual(f.read(6), b"middle")
+        info = stack("--json", "volume", "list", "-p", pool, check=0).json()[0]
+        self.assertLess(info["mapped_bytes"], 8 << 20)
+
     def test_layer_larger_than_volume_is_nospace(self):
         img = self.copy_image("big")
         big = self.path("big.tar")
