@@ -219,7 +219,7 @@ Result<ApplyReport> WritePlan(ImageSource& src, fsbridge::Filesystem& fs,
                               const fsbridge::PopulateOptions& popts, Progress* progress,
                               LayerMerge::Plan plan, std::vector<std::string> implicit,
                               const std::vector<std::vector<uint64_t>>& sizes, size_t first,
-                              ApplyReport rep) {
+                              ApplyReport rep, const std::string& label) {
   uint64_t total = 0, all = 0;
   size_t kept = 0;
   for (size_t l = first; l < plan.size(); l++) {
@@ -233,8 +233,8 @@ Result<ApplyReport> WritePlan(ImageSource& src, fsbridge::Filesystem& fs,
   rep.skipped_members = rep.members > kept ? rep.members - kept : 0;
   fsbridge::PopulateOptions opts = popts;
   if (progress) {
-    if (progress->enabled()) progress->SetTotal(total);
-    opts.on_file = [progress](uint64_t n) { progress->Advance(n); };
+    progress->Restart(label, total);
+    opts.on_file = [progress](uint64_t b) { progress->Advance(b); };
   }
   MergedTar tar(src, std::move(plan), std::move(implicit), first);
   Result<fsbridge::PopulateStats> st = fs.PopulateFromTarStream(
@@ -259,7 +259,8 @@ Result<ApplyReport> ApplyImage(ImageSource& src, fsbridge::Filesystem& fs,
   LayerMerge merge;
   std::vector<std::vector<uint64_t>> sizes;
   RETURN_IF_ERROR(MergeLayers(src, 0, n, &merge, &sizes, &rep));
-  return WritePlan(src, fs, popts, progress, merge.Finish(), merge.ImplicitDirs(), sizes, 0, rep);
+  return WritePlan(src, fs, popts, progress, merge.Finish(), merge.ImplicitDirs(), sizes, 0, rep,
+                   "build: " + std::to_string(n) + (n == 1 ? " layer" : " layers"));
 }
 
 Result<ApplyReport> ApplyLayer(ImageSource& src, size_t k, fsbridge::Filesystem& fs,
@@ -298,7 +299,9 @@ Result<ApplyReport> ApplyLayer(ImageSource& src, size_t k, fsbridge::Filesystem&
     RETURN_IF_ERROR(fs.Remove(at(p), true));
     if (node.member < 0) implicit.push_back(p);
   }
-  return WritePlan(src, fs, popts, progress, merge.Finish(), implicit, sizes, k, rep);
+  return WritePlan(src, fs, popts, progress, merge.Finish(), implicit, sizes, k, rep,
+                   "build: layer " + std::to_string(k + 1) + "/" +
+                       std::to_string(src.image().layers.size()));
 }
 
 std::vector<std::string> ChainIds(const Image& image) {
