@@ -30,6 +30,8 @@ struct ImageArgs {
   std::string format = "stored";
   std::string into, into_format = "auto", into_snapshot;
   std::string method = "auto";
+  std::string platform = "linux/amd64";
+  bool layer_snapshots = false;
 };
 
 // A missing pool is created by build and import alike (compose::OpenOrCreatePool).
@@ -60,6 +62,8 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(o.new_pool, NewPool(a));
   o.snapshot = a.snapshot;
   o.source = a.from;
+  o.platform = a.platform;
+  o.layer_snapshots = a.layer_snapshots;
   o.note = a.note;
   o.tags = a.tags;
   o.encrypt = !a.no_encrypt;
@@ -84,16 +88,30 @@ Status Build(ImageArgs& a, const CommandContext& ctx) {
   ASSIGN_OR_RETURN(auto rep, compose::BuildImage(o, pass ? &*pass : nullptr));
   for (const auto& w : rep.stats.warnings) std::cerr << "stack: warning: " << EscapeText(w) << "\n";
   if (ctx.json) {
-    PrintJson({{"volume", rep.volume},
-               {"snapshot", rep.snapshot},
-               {"encrypted", rep.encrypted},
-               {"created_pool", rep.created_pool},
-               {"populate", StatsJson(rep.stats)},
-               {"filesystem", DfJson(rep.df)},
-               {"seconds", rep.seconds}});
+    nlohmann::json j = {{"volume", rep.volume},
+                        {"snapshot", rep.snapshot},
+                        {"encrypted", rep.encrypted},
+                        {"created_pool", rep.created_pool},
+                        {"populate", StatsJson(rep.stats)},
+                        {"filesystem", DfJson(rep.df)},
+                        {"seconds", rep.seconds}};
+    if (rep.image)
+      j["image"] = {{"digest", rep.image->digest},
+                    {"image_id", rep.image->image_id},
+                    {"layers", rep.image->layers},
+                    {"members", rep.image->members},
+                    {"skipped_members", rep.image->skipped_members},
+                    {"skipped_bytes", rep.image->skipped_bytes},
+                    {"reused_layers", rep.image->reused_layers},
+                    {"bytes_written", rep.stats.bytes}};
+    PrintJson(j);
   } else {
     std::cout << "built " << rep.volume << (rep.encrypted ? " (LUKS2, ext4)" : " (ext4)")
               << " in " << rep.seconds << " s: " << StatsText(rep.stats) << "\n";
+    if (rep.image)
+      std::cout << "image " << rep.image->digest << ": " << rep.image->layers << " layers, "
+                << rep.image->skipped_members << " members deleted or replaced by a later "
+                << "layer (" << rep.image->skipped_bytes << " bytes not written)\n";
     if (!rep.snapshot.empty()) std::cout << "snapshot " << rep.snapshot << "\n";
   }
   return Status::Ok();
@@ -240,11 +258,20 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
                "-k pass.txt --snapshot v1");
   AddPoolOption(build, a->t.pool, "Pool file");
   build->add_option("args", a->t.pos, "VOLUME");
-  build->add_option("--from", a->from, "Source directory, tarball, or - (tar on stdin)");
+  build->add_option("--from", a->from,
+                    "Source directory, tarball, - (tar on stdin), or a container image:\n"
+                    "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REPO:TAG]\n"
+                    "(local only: fetch with skopeo copy docker://... oci:DIR:TAG)");
+  build->add_option("--platform", a->platform,
+                    "The image to take from a multi-platform index (OS/ARCH[/VARIANT])")
+      ->capture_default_str();
   build->add_option("--size", a->size,
                     std::string("Volume size (thin), whole pool blocks: ") + kSizeHelp);
   build->add_option("--snapshot", a->snapshot, "Snapshot name (\"\" for none)")
       ->capture_default_str();
+  build->add_flag("--layer-snapshots", a->layer_snapshots,
+                  "Image builds: snapshot after each layer (VOLUME@oci-<chain id>) and start\n"
+                  "from a clone of the deepest layer snapshot in the pool whose layers match");
   build->add_option("--manifest", a->manifest, "Owner/mode/time overrides (spec/fsbridge.md)");
   build->add_flag("--no-owners", a->no_owners, "Files owned by 0:0 unless the manifest says");
   build->add_flag("--lenient", a->lenient,

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "output.h"
+#include "stack/oci_image.h"
 #include "units.h"
 
 namespace stack::cli {
@@ -18,19 +19,24 @@ std::string TimeNsText(int64_t unix_ns) {
 }
 
 nlohmann::json EntryJson(const pool::EntryInfo& e) {
-  return {{"name", e.name},
-          {"uuid", e.uuid},
-          {"kind", e.kind == pool::EntryKind::kSnapshot ? "snapshot" : "volume"},
-          {"size_bytes", e.size_bytes},
-          {"created", TimeNsText(e.created_unix_ns)},
-          {"created_unix_ns", e.created_unix_ns},
-          {"parent_uuid", e.parent_uuid},
-          {"note", e.note},
-          {"tags", e.tags},
-          {"read_only", e.read_only},
-          {"mapped_bytes", e.mapped_bytes},
-          {"exclusive_bytes", e.exclusive_bytes},
-          {"shared_bytes", e.shared_bytes}};
+  nlohmann::json j = {{"name", e.name},
+                      {"uuid", e.uuid},
+                      {"kind", e.kind == pool::EntryKind::kSnapshot ? "snapshot" : "volume"},
+                      {"size_bytes", e.size_bytes},
+                      {"created", TimeNsText(e.created_unix_ns)},
+                      {"created_unix_ns", e.created_unix_ns},
+                      {"parent_uuid", e.parent_uuid},
+                      {"note", e.note},
+                      {"tags", e.tags},
+                      {"read_only", e.read_only},
+                      {"mapped_bytes", e.mapped_bytes},
+                      {"exclusive_bytes", e.exclusive_bytes},
+                      {"shared_bytes", e.shared_bytes}};
+  // An entry built from a container image: its digest and runtime config,
+  // kept in oci.* tags (spec/oci.md "Metadata"), as one object.
+  const std::string oci = compose::oci::MetadataJson(e.tags);
+  if (!oci.empty()) j["image"] = nlohmann::json::parse(oci);
+  return j;
 }
 
 nlohmann::json PoolInfoJson(const pool::PoolInfo& i) {

@@ -18,6 +18,7 @@ PKGS="
   python3 python3-cryptography
   util-linux coreutils attr xfsprogs
   librbd-dev librados-dev ceph-mon ceph-osd ceph-common
+  umoci skopeo
 "
 
 missing=""

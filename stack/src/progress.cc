@@ -58,6 +58,16 @@ void Progress::Draw(bool final) {
   std::fflush(stderr);
 }
 
+void Progress::Restart(std::string label, uint64_t total_bytes) {
+  Finish();
+  label_ = std::move(label);
+  total_ = total_bytes;
+  done_ = 0;
+  start_ = Now();
+  last_draw_ = 0;
+  finished_ = false;
+}
+
 void Progress::Finish() {
   if (finished_) return;
   finished_ = true;

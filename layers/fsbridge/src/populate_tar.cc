@@ -46,9 +46,24 @@ std::string Join(const std::vector<std::string>& c) {
 Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const std::string& dest_dir,
                                                   const PopulateOptions& opts) {
   RETURN_IF_ERROR(impl_->CheckWritable("populate " + dest_dir));
+  ASSIGN_OR_RETURN(std::unique_ptr<TarInput> input, TarInput::Open(tar));
+  return PopulateFromTarInput(*input, dest_dir, opts);
+}
+
+Result<PopulateStats> Filesystem::PopulateFromTarStream(const std::string& name,
+                                                        const TarStreamReader& next,
+                                                        const std::string& dest_dir,
+                                                        const PopulateOptions& opts) {
+  RETURN_IF_ERROR(impl_->CheckWritable("populate " + dest_dir));
+  std::unique_ptr<TarInput> input = TarInput::FromReader(name, next);
+  return PopulateFromTarInput(*input, dest_dir, opts);
+}
+
+Result<PopulateStats> Filesystem::PopulateFromTarInput(TarInput& in, const std::string& dest_dir,
+                                                       const PopulateOptions& opts) {
   ASSIGN_OR_RETURN(Manifest manifest, Manifest::Load(opts.manifest_path));
   ASSIGN_OR_RETURN(auto dest, SplitPath(dest_dir));
-  ASSIGN_OR_RETURN(std::unique_ptr<TarInput> input, TarInput::Open(tar));
+  TarInput* input = &in;
   const std::string src = input->name();
   // The tar reader takes the checked, decompressed stream (no filters of
   // its own); a failed check is remembered to be returned as is.
@@ -56,7 +71,7 @@ Result<PopulateStats> Filesystem::PopulateFromTar(const std::string& tar, const 
   struct Feed {
     TarInput* in;
     Status* error;
-  } feed{input.get(), &input_error};
+  } feed{input, &input_error};
   ArchiveReader r;
   archive_read_support_format_tar(r.a);
   archive_read_support_format_gnutar(r.a);

@@ -181,7 +181,29 @@ class FilterInput : public TarInput {
   bool done_ = false;
 };
 
+// Bytes handed over by a producer, as they come (no decompression).
+class ReaderInput : public TarInput {
+ public:
+  ReaderInput(std::string name, std::function<Result<std::span<const uint8_t>>()> next)
+      : TarInput(std::move(name)), next_(std::move(next)) {}
+  Result<std::span<const uint8_t>> Next() override {
+    if (done_) return std::span<const uint8_t>();
+    ASSIGN_OR_RETURN(auto d, next_());
+    if (d.empty()) done_ = true;
+    return d;
+  }
+
+ private:
+  std::function<Result<std::span<const uint8_t>>()> next_;
+  bool done_ = false;
+};
+
 }  // namespace
+
+std::unique_ptr<TarInput> TarInput::FromReader(
+    std::string name, std::function<Result<std::span<const uint8_t>>()> next) {
+  return std::make_unique<ReaderInput>(std::move(name), std::move(next));
+}
 
 Result<std::unique_ptr<TarInput>> TarInput::Open(const std::string& path) {
   const bool in = path == "-";

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -26,6 +27,9 @@ class TarInput {
  public:
   // Opens a file, or stdin for "-". NotFound for a missing file.
   static Result<std::unique_ptr<TarInput>> Open(const std::string& path_or_dash);
+  // An uncompressed tar stream whose bytes `next` returns (empty: the end).
+  static std::unique_ptr<TarInput> FromReader(
+      std::string name, std::function<Result<std::span<const uint8_t>>()> next);
   virtual ~TarInput() = default;
 
   // The next decompressed bytes (valid until the next call); empty at the

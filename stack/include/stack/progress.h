@@ -21,6 +21,9 @@ class Progress {
 
   void Advance(uint64_t bytes);
   void SetTotal(uint64_t total_bytes) { total_ = total_bytes; }
+  // Starts over for the next stage of one operation (an image build's next
+  // layer): a new label and total; count, rate and ETA from zero.
+  void Restart(std::string label, uint64_t total_bytes);
   void Finish();
   bool enabled() const { return enabled_; }
   // Forces output on or off (tests; --progress/--no-progress).

@@ -36,6 +36,8 @@
 
 namespace stack::fsbridge {
 
+class TarInput;
+
 class Filesystem {
  public:
   // Formats `device` as ext4 (spec/fsbridge.md "Profile") and returns it
@@ -63,6 +65,15 @@ class Filesystem {
   Result<PopulateStats> PopulateFromTar(const std::string& tar_path_or_dash,
                                         const std::string& dest_dir,
                                         const PopulateOptions& opts = {});
+  // Same from an uncompressed tar stream produced by `next`: each call returns the next bytes, valid
+  // until the following call; an empty span ends the stream; an error
+  // fails the populate with that status. `name` names the stream in
+  // messages. For producers that assemble a tar on the fly (an OCI image's
+  // merged layers) without a host file or a pipe.
+  using TarStreamReader = std::function<Result<std::span<const uint8_t>>()>;
+  Result<PopulateStats> PopulateFromTarStream(const std::string& name, const TarStreamReader& next,
+                                              const std::string& dest_dir,
+                                              const PopulateOptions& opts = {});
 
   // Entries of a directory, sorted by name, without "." and "..". Entries
   // whose name is unsafe (fsbridge/names.h) and later entries of a name
@@ -168,6 +179,8 @@ class Filesystem {
 
  private:
   explicit Filesystem(std::unique_ptr<Impl> impl);
+  Result<PopulateStats> PopulateFromTarInput(TarInput& input, const std::string& dest_dir,
+                                             const PopulateOptions& opts);
   std::unique_ptr<Impl> impl_;
 };
 

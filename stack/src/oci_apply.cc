@@ -1,0 +1,320 @@
+// ApplyImage (stack/oci_apply.h): merge from the headers, then one tar
+// stream of the surviving members, assembled on the fly, into the file
+// system through fsbridge's tar populate (its path, xattr, hard link and
+// device handling, and its hostile-input rules).
+#include "stack/oci_apply.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "oci_blob.h"
+#include "oci_layer.h"
+#include "oci_merge.h"
+
+namespace stack::compose::oci {
+namespace {
+
+constexpr size_t kZeroChunk = 1 << 16;
+
+// Pass 1: every layer's headers (and digests), into the merge.
+Status MergeLayers(ImageSource& src, size_t first, size_t end, LayerMerge* merge,
+                   std::vector<std::vector<uint64_t>>* sizes, ApplyReport* rep) {
+  const auto& layers = src.image().layers;
+  for (size_t i = 0; i < end; i++) {
+    merge->BeginLayer();
+    sizes->emplace_back();
+    if (i < first) continue;  // applied already: the merge holds none of it
+    ASSIGN_OR_RETURN(auto stored, src.OpenLayer(i));
+    ASSIGN_OR_RETURN(auto reader, LayerReader::Open(std::move(stored), layers[i]));
+    for (uint64_t m = 0;; m++) {
+      ASSIGN_OR_RETURN(archive_entry * e, reader->Next());
+      if (!e) break;
+      rep->members++;
+      const char* pn = archive_entry_pathname(e);
+      if (!pn) return Status::Corruption(layers[i].label + ": a member without a name");
+      const char* hl = archive_entry_hardlink(e);
+      const bool is_dir = archive_entry_filetype(e) == AE_IFDIR && !hl;
+      sizes->back().push_back(
+          !hl && archive_entry_filetype(e) == AE_IFREG ? uint64_t(archive_entry_size(e)) : 0);
+      if (!merge->Add(m, pn, is_dir ? LayerMerge::Kind::kDir : LayerMerge::Kind::kOther,
+                      hl ? hl : "") &&
+          hl)
+        return Status::Corruption(layers[i].label + ": hard link '" + pn + "' to '" + hl +
+                                  "', which is not a file in the image");
+    }
+  }
+  return Status::Ok();
+}
+
+// Pass 2: the surviving members as one pax tar, produced as it is read.
+class MergedTar {
+ public:
+  // Writes plan's layers from `first` on (the plan holds nothing below).
+  MergedTar(ImageSource& src, LayerMerge::Plan plan, std::vector<std::string> implicit_dirs,
+            size_t first = 0)
+      : src_(src), plan_(std::move(plan)), implicit_(std::move(implicit_dirs)), layer_(first) {}
+  ~MergedTar() {
+    if (w_) archive_write_free(w_);
+  }
+  MergedTar(const MergedTar&) = delete;
+  MergedTar& operator=(const MergedTar&) = delete;
+
+  Result<std::span<const uint8_t>> Next() {
+    out_.clear();
+    while (out_.empty() && state_ != State::kDone) RETURN_IF_ERROR(Step());
+    return std::span<const uint8_t>(out_.data(), out_.size());
+  }
+  // The layer being written (for messages), "" before the first.
+  std::string where() const { return reader_ ? reader_->layer().label : ""; }
+
+ private:
+  enum class State { kStart, kNextLayer, kMembers, kData, kDone };
+
+  static la_ssize_t WriteCb(archive*, void* self, const void* buf, size_t n) {
+    auto* t = static_cast<MergedTar*>(self);
+    const auto* p = static_cast<const uint8_t*>(buf);
+    t->out_.insert(t->out_.end(), p, p + n);
+    return la_ssize_t(n);
+  }
+
+  Status WriteError(const std::string& what) {
+    const char* m = archive_error_string(w_);
+    return Status::Internal("writing the merged tar (" + what + "): " + (m ? m : "error"));
+  }
+
+  Status Header(archive_entry* e, const std::string& what) {
+    if (archive_write_header(w_, e) < ARCHIVE_WARN) return WriteError(what);
+    return Status::Ok();
+  }
+
+  Status Step() {
+    switch (state_) {
+      case State::kStart: {
+        w_ = archive_write_new();
+        if (!w_) return Status::Internal("libarchive: out of memory");
+        archive_write_set_format_pax(w_);
+        archive_write_add_filter_none(w_);
+        archive_write_set_bytes_per_block(w_, 0);  // hand bytes over as they come
+        if (archive_write_open(w_, this, nullptr, WriteCb, nullptr) != ARCHIVE_OK)
+          return WriteError("open");
+        for (const auto& d : implicit_) {
+          archive_entry* e = archive_entry_new();
+          archive_entry_set_pathname(e, d.c_str());
+          archive_entry_set_filetype(e, AE_IFDIR);
+          archive_entry_set_perm(e, 0755);
+          Status s = Header(e, d);
+          archive_entry_free(e);
+          RETURN_IF_ERROR(s);
+        }
+        state_ = State::kNextLayer;
+        return Status::Ok();
+      }
+      case State::kNextLayer: {
+        reader_.reset();
+        if (layer_ == plan_.size()) {
+          if (archive_write_close(w_) != ARCHIVE_OK) return WriteError("close");
+          state_ = State::kDone;
+          return Status::Ok();
+        }
+        ASSIGN_OR_RETURN(auto stored, src_.OpenLayer(layer_));
+        ASSIGN_OR_RETURN(reader_,
+                         LayerReader::Open(std::move(stored), src_.image().layers[layer_]));
+        member_ = 0;
+        state_ = State::kMembers;
+        return Status::Ok();
+      }
+      case State::kMembers: {
+        ASSIGN_OR_RETURN(archive_entry * e, reader_->Next());
+        if (!e) {
+          layer_++;
+          state_ = State::kNextLayer;
+          return Status::Ok();
+        }
+        auto it = plan_[layer_].find(member_++);
+        if (it == plan_[layer_].end()) return Status::Ok();  // deleted or replaced above
+        names_ = it->second;
+        entry_.reset(archive_entry_clone(e));
+        archive_entry* c = entry_.get();
+        archive_entry_set_pathname(c, names_[0].empty() ? "." : names_[0].c_str());
+        archive_entry_set_hardlink(c, nullptr);
+        archive_entry_sparse_clear(c);  // data goes out whole, holes as zeros
+        RETURN_IF_ERROR(Header(c, names_[0]));
+        if (archive_entry_filetype(c) == AE_IFREG) {
+          size_ = uint64_t(archive_entry_size(c));
+          pos_ = 0;
+          state_ = State::kData;
+          return Status::Ok();
+        }
+        return Links();
+      }
+      case State::kData: {
+        ASSIGN_OR_RETURN(LayerReader::Block b, reader_->ReadData());
+        const uint64_t upto = b.data.empty() ? size_ : b.offset;
+        if (upto > size_ || (b.data.size() > size_ - upto))
+          return Status::Corruption(reader_->layer().label + ": data of '" + names_[0] +
+                                    "' beyond its size");
+        RETURN_IF_ERROR(Zeros(upto));
+        if (!b.data.empty()) {
+          if (archive_write_data(w_, b.data.data(), b.data.size()) < 0)
+            return WriteError(names_[0]);
+          pos_ += b.data.size();
+          return Status::Ok();
+        }
+        if (archive_write_finish_entry(w_) < ARCHIVE_WARN) return WriteError(names_[0]);
+        state_ = State::kMembers;
+        return Links();
+      }
+      case State::kDone:
+        return Status::Ok();
+    }
+    return Status::Ok();
+  }
+
+  Status Zeros(uint64_t upto) {
+    static const uint8_t kZeros[kZeroChunk] = {};
+    while (pos_ < upto) {
+      const size_t n = size_t(std::min<uint64_t>(kZeroChunk, upto - pos_));
+      if (archive_write_data(w_, kZeros, n) < 0) return WriteError(names_[0]);
+      pos_ += n;
+    }
+    return Status::Ok();
+  }
+
+  // The member's other names: hard links to its first.
+  Status Links() {
+    for (size_t i = 1; i < names_.size(); i++) {
+      archive_entry* c = entry_.get();
+      archive_entry_set_pathname(c, names_[i].c_str());
+      archive_entry_set_hardlink(c, names_[0].c_str());
+      archive_entry_set_size(c, 0);
+      RETURN_IF_ERROR(Header(c, names_[i]));
+    }
+    entry_.reset();
+    return Status::Ok();
+  }
+
+  struct EntryFree {
+    void operator()(archive_entry* e) const { archive_entry_free(e); }
+  };
+
+  ImageSource& src_;
+  LayerMerge::Plan plan_;
+  std::vector<std::string> implicit_;
+  archive* w_ = nullptr;
+  std::vector<uint8_t> out_;
+  State state_ = State::kStart;
+  size_t layer_ = 0;
+  uint64_t member_ = 0;
+  std::unique_ptr<LayerReader> reader_;
+  std::unique_ptr<archive_entry, EntryFree> entry_;
+  std::vector<std::string> names_;
+  uint64_t size_ = 0, pos_ = 0;
+};
+
+// Pass 2 for layers [first, plan.size()) and the report.
+Result<ApplyReport> WritePlan(ImageSource& src, fsbridge::Filesystem& fs,
+                              const fsbridge::PopulateOptions& popts, Progress* progress,
+                              LayerMerge::Plan plan, std::vector<std::string> implicit,
+                              const std::vector<std::vector<uint64_t>>& sizes, size_t first,
+                              ApplyReport rep, const std::string& label) {
+  uint64_t total = 0, all = 0;
+  size_t kept = 0;
+  for (size_t l = first; l < plan.size(); l++) {
+    for (uint64_t s : sizes[l]) all += s;
+    for (const auto& [m, names] : plan[l]) {
+      total += sizes[l][m];
+      kept += names.size();
+    }
+  }
+  rep.skipped_bytes = all - total;
+  rep.skipped_members = rep.members > kept ? rep.members - kept : 0;
+  fsbridge::PopulateOptions opts = popts;
+  if (progress) {
+    progress->Restart(label, total);
+    opts.on_file = [progress](uint64_t b) { progress->Advance(b); };
+  }
+  MergedTar tar(src, std::move(plan), std::move(implicit), first);
+  Result<fsbridge::PopulateStats> st = fs.PopulateFromTarStream(
+      src.image().reference, [&tar] { return tar.Next(); }, "/", opts);
+  if (progress) progress->Finish();
+  if (!st.ok()) {
+    if (st.status().Is(Code::kNoSpace) && !tar.where().empty())
+      return Status::NoSpace(tar.where() + ": " + st.status().message());
+    return st.status();
+  }
+  rep.stats = *st;
+  return rep;
+}
+
+}  // namespace
+
+Result<ApplyReport> ApplyImage(ImageSource& src, fsbridge::Filesystem& fs,
+                               const fsbridge::PopulateOptions& popts, Progress* progress) {
+  ApplyReport rep;
+  const size_t n = src.image().layers.size();
+  rep.layers = n;
+  LayerMerge merge;
+  std::vector<std::vector<uint64_t>> sizes;
+  RETURN_IF_ERROR(MergeLayers(src, 0, n, &merge, &sizes, &rep));
+  return WritePlan(src, fs, popts, progress, merge.Finish(), merge.ImplicitDirs(), sizes, 0, rep,
+                   "build: " + std::to_string(n) + (n == 1 ? " layer" : " layers"));
+}
+
+Result<ApplyReport> ApplyLayer(ImageSource& src, size_t k, fsbridge::Filesystem& fs,
+                               const fsbridge::PopulateOptions& popts, Progress* progress) {
+  ApplyReport rep;
+  rep.layers = 1;
+  LayerMerge merge;  // layer k alone
+  std::vector<std::vector<uint64_t>> sizes;
+  RETURN_IF_ERROR(MergeLayers(src, k, k + 1, &merge, &sizes, &rep));
+  auto at = [](const std::string& p) { return "/" + p; };
+  auto stat = [&](const std::string& p) { return fs.Stat(at(p)); };
+  // What the layer deletes from the lower ones goes first, so its own
+  // entries of those names stay (spec/oci.md "Layers").
+  for (const std::string& p : merge.whiteouts())
+    if (stat(p).ok()) RETURN_IF_ERROR(fs.Remove(at(p), true));
+  for (const std::string& d : merge.opaque_dirs()) {
+    auto st = stat(d);
+    if (!st.ok() || st->type != fsbridge::FileType::kDirectory) continue;
+    ASSIGN_OR_RETURN(auto children, fs.List(at(d)));
+    for (const auto& c : children)
+      RETURN_IF_ERROR(fs.Remove(at(d.empty() ? c.name : d + "/" + c.name), true));
+  }
+  // A lower entry of another type than the layer's is replaced (with its
+  // subtree); a lower non-directory where the layer has a directory too.
+  std::vector<std::string> implicit;
+  for (const auto& [p, node] : merge.nodes()) {
+    if (p.empty()) continue;
+    auto st = stat(p);
+    if (!st.ok()) {
+      if (!st.status().Is(Code::kNotFound)) return st.status();
+      if (node.member < 0) implicit.push_back(p);
+      continue;
+    }
+    const bool lower_dir = st->type == fsbridge::FileType::kDirectory;
+    if (lower_dir && node.dir) continue;  // merged; an implicit one keeps its attributes
+    RETURN_IF_ERROR(fs.Remove(at(p), true));
+    if (node.member < 0) implicit.push_back(p);
+  }
+  return WritePlan(src, fs, popts, progress, merge.Finish(), implicit, sizes, k, rep,
+                   "build: layer " + std::to_string(k + 1) + "/" +
+                       std::to_string(src.image().layers.size()));
+}
+
+std::vector<std::string> ChainIds(const Image& image) {
+  std::vector<std::string> out;
+  for (const Layer& l : image.layers) {
+    if (out.empty()) {
+      out.push_back(l.diff_id);
+    } else {
+      const std::string s = out.back() + " " + l.diff_id;
+      out.push_back(DigestOf({reinterpret_cast<const uint8_t*>(s.data()), s.size()}));
+    }
+  }
+  return out;
+}
+
+}  // namespace stack::compose::oci

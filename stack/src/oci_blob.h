@@ -1,0 +1,40 @@
+// Where an image's files are: a directory on the host, or the members of a
+// tar archive (oci-archive, docker-archive) read in place with libarchive.
+// Thread-safety: none; one owner. Sources opened from a store may outlive it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "stack/oci_image.h"
+
+namespace stack::compose::oci {
+
+class BlobStore {
+ public:
+  virtual ~BlobStore() = default;
+  // A directory (`oci:`) or a tar archive (`*-archive:`). NotFound if missing.
+  static Result<std::unique_ptr<BlobStore>> OpenDirectory(const std::string& dir);
+  static Result<std::unique_ptr<BlobStore>> OpenArchive(const std::string& file);
+
+  // The file at `path` (relative, '/'-separated; "./" prefixes ignored in
+  // an archive). NotFound naming it when absent.
+  virtual Result<std::unique_ptr<ByteSource>> Open(const std::string& path) = 0;
+  // The whole file, at most `limit` bytes (InvalidArgument beyond).
+  Result<std::string> ReadAll(const std::string& path, size_t limit);
+  // "<dir>" or "<file>", for messages.
+  virtual const std::string& name() const = 0;
+};
+
+// Wraps a source and checks, at its end, that the bytes hash to `digest`
+// ("sha256:<hex>"; other algorithms are Unsupported) and, when size > 0,
+// that there were `size` of them: Corruption naming `what` otherwise
+// (`what` names the blob, its digest included).
+std::unique_ptr<ByteSource> Verified(std::unique_ptr<ByteSource> in, std::string digest,
+                                     uint64_t size, std::string what);
+// "sha256:<64 lowercase hex>" or InvalidArgument/Unsupported.
+Status CheckDigestSyntax(const std::string& digest, const std::string& what);
+// "sha256:<hex>" of bytes.
+std::string DigestOf(std::span<const uint8_t> bytes);
+
+}  // namespace stack::compose::oci

@@ -1,0 +1,142 @@
+// LayerReader (oci_layer.h): two libarchive readers in a chain, the first
+// undoing the compression (raw format, every filter), the second reading
+// tar members from its output, with the uncompressed bytes hashed between.
+#include "oci_layer.h"
+
+#include <cerrno>
+#include <cstdio>
+
+#include "oci_blob.h"
+
+namespace stack::compose::oci {
+namespace {
+
+std::string Hex(const std::array<uint8_t, 32>& d) {
+  std::string s;
+  char b[3];
+  for (uint8_t c : d) {
+    std::snprintf(b, sizeof b, "%02x", c);
+    s += b;
+  }
+  return s;
+}
+
+}  // namespace
+
+LayerReader::LayerReader(std::unique_ptr<ByteSource> stored, Layer layer)
+    : stored_(std::move(stored)), layer_(std::move(layer)) {}
+
+LayerReader::~LayerReader() {
+  if (tar_) archive_read_free(tar_);
+  if (raw_) archive_read_free(raw_);
+}
+
+la_ssize_t LayerReader::ReadStored(archive* a, void* self, const void** out) {
+  auto* r = static_cast<LayerReader*>(self);
+  auto d = r->stored_->Next();
+  if (!d.ok()) {
+    r->source_error_ = d.status();
+    archive_set_error(a, EIO, "%s", d.status().message().c_str());
+    return -1;
+  }
+  *out = d->data();
+  return la_ssize_t(d->size());
+}
+
+la_ssize_t LayerReader::ReadPlain(archive* a, void* self, const void** out) {
+  auto* r = static_cast<LayerReader*>(self);
+  if (r->plain_done_) return 0;
+  const void* buf;
+  size_t len;
+  la_int64_t off;
+  int rc = archive_read_data_block(r->raw_, &buf, &len, &off);
+  if (rc == ARCHIVE_EOF) {
+    r->plain_done_ = true;
+    return 0;
+  }
+  if (rc != ARCHIVE_OK) {
+    r->source_error_ = r->Error(r->raw_, "decompressing");
+    archive_set_error(a, EIO, "%s", r->source_error_.message().c_str());
+    return -1;
+  }
+  r->diff_hash_.Update({static_cast<const uint8_t*>(buf), len});
+  *out = buf;
+  return la_ssize_t(len);
+}
+
+Status LayerReader::Error(archive* a, const std::string& what) {
+  if (!source_error_.ok()) return source_error_;
+  const char* m = archive_error_string(a);
+  return Status::Corruption(layer_.label + ": " + what + ": " + (m ? m : "error"));
+}
+
+Result<std::unique_ptr<LayerReader>> LayerReader::Open(std::unique_ptr<ByteSource> stored,
+                                                       const Layer& layer) {
+  if (!layer.digest.empty())
+    stored = Verified(std::move(stored), layer.digest, layer.size, layer.label);
+  std::unique_ptr<LayerReader> r(new LayerReader(std::move(stored), layer));
+  r->raw_ = archive_read_new();
+  r->tar_ = archive_read_new();
+  if (!r->raw_ || !r->tar_) return Status::Internal("libarchive: out of memory");
+  // Only the compressions the media types name (libarchive sniffs them).
+  archive_read_support_filter_gzip(r->raw_);
+  archive_read_support_filter_zstd(r->raw_);
+  archive_read_support_format_raw(r->raw_);
+  archive_read_support_format_empty(r->raw_);
+  if (archive_read_open(r->raw_, r.get(), nullptr, ReadStored, nullptr) != ARCHIVE_OK)
+    return r->Error(r->raw_, "opening");
+  archive_entry* e;
+  int rc = archive_read_next_header(r->raw_, &e);
+  if (rc == ARCHIVE_EOF) {
+    r->plain_done_ = true;  // an empty blob: an empty layer, if its digests agree
+  } else if (rc != ARCHIVE_OK) {
+    return r->Error(r->raw_, "opening");
+  }
+  archive_read_support_format_tar(r->tar_);
+  archive_read_support_format_gnutar(r->tar_);
+  archive_read_support_format_empty(r->tar_);
+  if (archive_read_open(r->tar_, r.get(), nullptr, ReadPlain, nullptr) != ARCHIVE_OK)
+    return r->Error(r->tar_, "reading tar");
+  return r;
+}
+
+Result<archive_entry*> LayerReader::Next() {
+  if (done_) return nullptr;
+  archive_entry* e = nullptr;
+  int rc = archive_read_next_header(tar_, &e);
+  if (rc == ARCHIVE_OK || rc == ARCHIVE_WARN) {
+    if (!source_error_.ok()) return source_error_;
+    return e;
+  }
+  if (rc != ARCHIVE_EOF) return Error(tar_, "reading tar");
+  // The end of the tar: read what follows (padding, the compressed
+  // stream's end) so both digests cover every byte.
+  while (!plain_done_) {
+    const void* out;
+    if (ReadPlain(tar_, this, &out) < 0) return source_error_;
+  }
+  while (true) {  // Verified checks the digest at the end
+    ASSIGN_OR_RETURN(auto d, stored_->Next());
+    if (d.empty()) break;
+  }
+  if (!layer_.diff_id.empty()) {
+    const std::string got = "sha256:" + Hex(diff_hash_.Final());
+    if (got != layer_.diff_id)
+      return Status::Corruption(layer_.label + ": uncompressed content does not match diff_id " +
+                                layer_.diff_id + " (it hashes to " + got + ")");
+  }
+  done_ = true;
+  return nullptr;
+}
+
+Result<LayerReader::Block> LayerReader::ReadData() {
+  const void* buf;
+  size_t len;
+  la_int64_t off;
+  int rc = archive_read_data_block(tar_, &buf, &len, &off);
+  if (rc == ARCHIVE_EOF) return Block{};
+  if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) return Error(tar_, "reading member data");
+  return Block{{static_cast<const uint8_t*>(buf), len}, uint64_t(off)};
+}
+
+}  // namespace stack::compose::oci

@@ -1,0 +1,60 @@
+// LayerReader: one layer's tar members, read from its stored bytes through
+// libarchive, with both of its digests checked: the stored blob against
+// the manifest's digest, the uncompressed tar against the config's diff_id.
+// Compression (none, gzip, zstd) is recognised from the bytes. The checks
+// complete when Next() reports the end (after the rest of the stream was
+// read), so a caller publishes nothing before then.
+// Thread-safety: none; one owner.
+#pragma once
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include <memory>
+#include <vector>
+
+#include "sha256.h"
+#include "stack/oci_image.h"
+
+namespace stack::compose::oci {
+
+class LayerReader {
+ public:
+  // `stored` gives the blob as stored; `layer` says what it must hash to.
+  static Result<std::unique_ptr<LayerReader>> Open(std::unique_ptr<ByteSource> stored,
+                                                   const Layer& layer);
+  ~LayerReader();
+  LayerReader(const LayerReader&) = delete;
+  LayerReader& operator=(const LayerReader&) = delete;
+
+  // The next member's header (owned by the reader, valid until the next
+  // call), or nullptr at the end of the layer once every check passed.
+  // Corruption naming the layer for a bad tar, a bad compressed stream or
+  // a digest mismatch.
+  Result<archive_entry*> Next();
+  // The current member's data: the next block and its offset in the file;
+  // an empty block at its end.
+  struct Block {
+    std::span<const uint8_t> data;
+    uint64_t offset = 0;
+  };
+  Result<Block> ReadData();
+  const Layer& layer() const { return layer_; }
+
+ private:
+  LayerReader(std::unique_ptr<ByteSource> stored, Layer layer);
+  Status Error(archive* a, const std::string& what);
+  static la_ssize_t ReadStored(archive* a, void* self, const void** out);
+  static la_ssize_t ReadPlain(archive* a, void* self, const void** out);
+
+  std::unique_ptr<ByteSource> stored_;
+  Layer layer_;
+  archive* raw_ = nullptr;  // stored bytes -> uncompressed bytes
+  archive* tar_ = nullptr;  // uncompressed bytes -> members
+  Sha256 diff_hash_;
+  Status source_error_;  // a failure inside a read callback, returned as is
+  bool plain_done_ = false;
+  bool done_ = false;
+};
+
+}  // namespace stack::compose::oci
