@@ -260,11 +260,17 @@ Result<std::string> Image::LockOwner() {
   return s;
 }
 
-Status Image::AcquireExclusiveLock() {
+Status Image::AcquireExclusiveLock(bool break_lock) {
   ASSIGN_OR_RETURN(std::string owner, LockOwner());
+  if (!owner.empty() && break_lock) {
+    RETURN_IF_ERROR(FromRbd("break the lock of " + owner + " on " + describe(),
+                            rbd_lock_break(IMG, RBD_LOCK_MODE_EXCLUSIVE, owner.c_str())));
+    owner.clear();
+  }
   if (!owner.empty()) {
     return Status::Busy(describe() + " is locked by Ceph client " + owner +
-                        " (another writer holds its exclusive lock)");
+                        " (another writer holds its exclusive lock; if that client is "
+                        "dead, --ceph-break-lock takes it over)");
   }
   int r = rbd_lock_acquire(IMG, RBD_LOCK_MODE_EXCLUSIVE);
   if (r < 0) {

@@ -146,8 +146,10 @@ class Image {
   Result<std::map<std::string, std::string>> ListMeta(const std::string& prefix);
 
   // Takes the exclusive lock for this client. Busy naming the owner when
-  // another client holds it (librbd would otherwise ask it to hand over).
-  Status AcquireExclusiveLock();
+  // another client holds it (librbd would otherwise ask it to hand over),
+  // unless `break_lock`: then the owner's lock is broken first (librbd
+  // blocklists that client: for a holder known to be dead).
+  Status AcquireExclusiveLock(bool break_lock = false);
   // Owners of the image's exclusive lock ("" if none).
   Result<std::string> LockOwner();
 
