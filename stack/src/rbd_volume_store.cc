@@ -376,6 +376,7 @@ class RbdVolumeStore final : public VolumeStore {
     std::lock_guard<std::mutex> l(mu_);
     ASSIGN_OR_RETURN(auto all, ListLocked(true, ""));
     pool::PoolInfo i;
+    i.uuid = cluster_->fsid();  // the Ceph cluster's
     i.block_size = block_size();
     i.entries = all.size();
     for (auto& e : all) {

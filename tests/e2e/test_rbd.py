@@ -310,10 +310,13 @@ class Rbd(StackTestCase):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         finally:
             with open(pid) as f:
-                os.kill(int(f.read()), 15)
+                server = int(f.read())
+            os.kill(server, 15)
             deadline = time.monotonic() + 60
-            while os.path.exists(sock) and time.monotonic() < deadline:
+            while os.path.exists(f"/proc/{server}") and time.monotonic() < deadline:
                 time.sleep(0.2)
+        # It let go of the image: a writer gets it.
+        stack("volume", "resize", "-p", self.pool, "c", "--size", "128M", check=0)
 
     def test_killed_build_is_invisible_and_removed(self):
         build = subprocess.Popen([os.environ["STACK_BIN"], "build", "-p", self.pool, "half",

@@ -2,6 +2,7 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -297,13 +298,15 @@ int DiffCb(uint64_t off, size_t len, int exists, void* arg) {
 
 Status Image::DiffIterate(const std::string& from_snap,
                           const std::function<Status(const DiffExtent&)>& sink,
-                          bool include_parent) {
+                          bool include_parent, uint64_t offset, uint64_t length) {
   ASSIGN_OR_RETURN(ImageStat st, Stat());
+  if (offset >= st.size_bytes) return Status::Ok();
+  length = std::min(length, st.size_bytes - offset);
   DiffCtx c{&sink, Status::Ok()};
   // include_parent: a clone's data inherited from its parent counts as its
   // own (a diff from nothing must list it); exact extents (not whole objects).
-  int r = rbd_diff_iterate2(IMG, from_snap.empty() ? nullptr : from_snap.c_str(), 0,
-                            st.size_bytes, include_parent ? 1 : 0, 0, &DiffCb, &c);
+  int r = rbd_diff_iterate2(IMG, from_snap.empty() ? nullptr : from_snap.c_str(), offset,
+                            length, include_parent ? 1 : 0, 0, &DiffCb, &c);
   if (!c.status.ok()) return c.status;
   return FromRbd("diff " + describe() + (from_snap.empty() ? "" : " from " + from_snap), r);
 }

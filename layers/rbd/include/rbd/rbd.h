@@ -54,6 +54,9 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   // The cluster's client address (names this process in lock owners).
   std::string client_address();
 
+  // The cluster's fsid (names the store in `pool info`), "" if unknown.
+  std::string fsid();
+
   void* handle() const { return cluster_; }  // rados_t
 
  private:
@@ -156,9 +159,11 @@ class Image {
   // Extents changed since `from_snap` ("" = since creation) up to this
   // image (or its open snapshot). Whole objects when fast-diff is off.
   // include_parent: a clone's extents inherited from its parent count.
+  // Only [offset, offset + length) is looked at (clipped to the size).
   Status DiffIterate(const std::string& from_snap,
                      const std::function<Status(const DiffExtent&)>& sink,
-                     bool include_parent = true);
+                     bool include_parent = true, uint64_t offset = 0,
+                     uint64_t length = UINT64_MAX);
   Status RenameSnapshot(const std::string& from, const std::string& to);
   Status Flush();
 
