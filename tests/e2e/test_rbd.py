@@ -218,6 +218,11 @@ class Rbd(StackTestCase):
         self.assertEqual(ours, ["vm@v1", "vm@s1", "vm@s2"])
         stack("snapshot", "rollback", "-p", self.pool, "vm@s1", check=0)
         self.assertEqual(stack("fs", "cat", "-p", self.pool, "vm", "/state", check=0).out, "s1")
+        # RBD keeps a volume's snapshots inside its image: they go first.
+        r = stack("volume", "rm", "-p", self.pool, "vm")
+        self.assertEqual(r.rc, EXIT["busy"], r.err)
+        self.assertIn("snapshot", r.err)
+        self.assertEqual(self.rbd_json("ls"), ["vm"])
         # Snapshots go in any order.
         for n in ("s1", "v1", "s2"):
             stack("snapshot", "rm", "-p", self.pool, f"vm@{n}", check=0)
@@ -369,10 +374,38 @@ class Rbd(StackTestCase):
             self.assertOneLineError(r, "Unsupported")
             self.assertIn(self.pool, r.err)
 
+    def test_image_we_did_not_make_opens_read_only(self):
+        self.build("gold", "-k", self.key, *FAST_KDF)
+        img = self.rbd_export("gold@v1", self.path("gold.luks"))
+        subprocess.run(["rbd", "import", img, f"stack/{self.ns}/foreign"], capture_output=True,
+                       check=True)
+        listed = {e["name"]: e for e in stack("--json", "volume", "list", "-p", self.pool,
+                                              check=0).json()}
+        self.assertEqual(listed["foreign"]["kind"], "volume")
+        self.assertTrue(listed["foreign"]["read_only"])
+        self.assertIn("not made by stack", listed["foreign"]["note"])
+        self.assertIn("Version:", stack("luks", "dump", "-p", self.pool, "foreign", check=0).out)
+        self.assertIn("hostname", stack("fs", "ls", "-p", self.pool, "foreign", "/etc", "-k",
+                                        self.key, check=0).out.split())
+        out = self.path("f.img")
+        stack("export", "-p", self.pool, "foreign", out, check=0)
+        self.assertEqual(sha256(out), sha256(img))
+        new = self.path("n.txt")
+        open(new, "w").close()
+        r = stack("fs", "put", "-p", self.pool, "foreign", new, "/n.txt", "-k", self.key)
+        self.assertEqual(r.rc, EXIT["readonly"], r.err)
+        self.assertOneLineError(r, "ReadOnly")
+
     def test_missing_ceph_pool_and_bad_names(self):
         r = stack("volume", "list", "-p", "rbd:nosuchpool")
         self.assertEqual(r.rc, EXIT["notfound"], r.err)
         self.assertOneLineError(r, "NotFound")
+        sh("ceph osd pool create norbd 8 8 >/dev/null 2>&1 || true")
+        r = stack("volume", "list", "-p", "rbd:norbd")
+        self.assertEqual(r.rc, EXIT["unsupported"], r.err)
+        self.assertIn("application enable", r.err)
+        r = stack("volume", "list", "-p", "rbd:")
+        self.assertEqual(r.rc, EXIT["usage"], r.err)
         r = stack("volume", "create", "-p", self.pool, "a/b", "--size", "4M")
         self.assertEqual(r.rc, EXIT["usage"], r.err)
 
