@@ -429,6 +429,20 @@ class RbdVolumeStore final : public VolumeStore {
     return Status::Ok();
   }
 
+  Status Flatten(const std::string& name, bool* flattened) override {
+    std::lock_guard<std::mutex> l(mu_);
+    *flattened = false;
+    RETURN_IF_ERROR(RequireWritable());
+    ASSIGN_OR_RETURN(Name n, Parse(name));
+    if (n.is_snapshot()) return Status::InvalidArgument("snapshot " + name + " cannot be flattened");
+    ASSIGN_OR_RETURN(auto img, Writer(name));
+    ASSIGN_OR_RETURN(rbd::ParentInfo parent, img->Parent());
+    if (parent.image.empty()) return Status::Ok();
+    RETURN_IF_ERROR(img->Flatten());
+    *flattened = true;
+    return Status::Ok();
+  }
+
   Status Commit() override {
     std::lock_guard<std::mutex> l(mu_);
     for (auto& [name, img] : writers_) RETURN_IF_ERROR(img->Flush());

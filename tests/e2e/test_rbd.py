@@ -203,6 +203,14 @@ class Rbd(StackTestCase):
         self.assertEqual(sha256(self.rbd_export("gold@v1", self.path("after.img"))), origin)
         r = stack("fs", "cat", "-p", self.pool, "gold@v1", "/edit.txt", "-k", self.key)
         self.assertEqual(r.rc, EXIT["notfound"], r.err)
+        # Flattened, the clone no longer reads through its parent and keeps its content.
+        rep = stack("--json", "volume", "flatten", "-p", self.pool, "c1", check=0).json()
+        self.assertTrue(rep["flattened"])
+        self.assertNotIn("parent", self.rbd_json("info", "c1"))
+        self.assertEqual(stack("fs", "cat", "-p", self.pool, "c1", "/edit.txt", "-k", key2,
+                               check=0).out, "clone edit\n")
+        rep = stack("--json", "volume", "flatten", "-p", self.pool, "c1", check=0).json()
+        self.assertFalse(rep["flattened"])
 
     def test_snapshots_rollback_rename_resize_rm(self):
         self.build("vm", "--no-encrypt")

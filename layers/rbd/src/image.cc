@@ -200,6 +200,8 @@ Status Image::RenameSnapshot(const std::string& from, const std::string& to) {
                  rbd_snap_rename(IMG, from.c_str(), to.c_str()));
 }
 
+Status Image::Flatten() { return FromRbd("flatten " + describe(), rbd_flatten(IMG)); }
+
 Status Image::Flush() { return FromRbd("flush " + describe(), rbd_flush(IMG)); }
 
 Result<std::optional<std::string>> Image::GetMeta(const std::string& key) {

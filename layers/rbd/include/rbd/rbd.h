@@ -138,6 +138,8 @@ class Image {
   Status RemoveSnapshot(const std::string& snap);
   Status RollbackTo(const std::string& snap);
   Result<ParentInfo> Parent();
+  // Copies the parent's data in and detaches the image from it.
+  Status Flatten();
   // Bytes allocated (object map / fast-diff), with or without the parent's.
   Result<uint64_t> UsedBytes(bool include_parent = true);
 
