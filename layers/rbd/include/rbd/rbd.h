@@ -11,10 +11,10 @@
 // IoCtx or Image keeps its Cluster alive (shared_ptr), so they may be
 // destroyed in any order.
 //
-// Thread-safety: Cluster and IoCtx may be used from any thread (librados
-// is thread-safe). An Image serialises its own calls with a mutex, except
-// that RbdDevice reads and writes go straight to librbd, which is
-// thread-safe for I/O; an RbdDevice may be used from several threads.
+// Thread-safety: every class may be used from any thread: librados and
+// librbd serialise what must be on one handle themselves (RbdVolumeStore
+// adds its own mutex around sequences of calls); an RbdDevice's reads and
+// writes go straight to librbd and may run on several threads at once.
 #pragma once
 
 #include <cstdint>
