@@ -42,6 +42,7 @@ struct ServeArgs {
 constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
 
 std::string Absolute(const std::string& p) {
+  if (compose::IsRbdPool(p)) return p;  // not a path
   std::error_code ec;
   auto a = std::filesystem::absolute(p, ec);
   return ec ? p : a.lexically_normal().string();
@@ -56,9 +57,10 @@ uint64_t Fnv1a(const std::string& s) {
 // The default socket: next to the pool (POOL.nbd.sock, found where the pool
 // is, guarded by its directory's permissions); when that path does not fit
 // in sun_path, $XDG_RUNTIME_DIR/stack-nbd-<hash of the pool path>.sock.
+// An RBD pool has no directory: always the latter.
 Result<std::string> DefaultSocket(const std::string& pool_abs) {
   std::string next = pool_abs + ".nbd.sock";
-  if (next.size() <= kMaxSocketPath) return next;
+  if (next.size() <= kMaxSocketPath && !compose::IsRbdPool(pool_abs)) return next;
   const char* xdg = std::getenv("XDG_RUNTIME_DIR");
   if (xdg && *xdg) {
     char hex[17];

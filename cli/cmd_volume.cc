@@ -150,6 +150,22 @@ Status VolRename(VolArgs& a, const CommandContext& ctx) {
   return Show(*p, a.pos[1], ctx, "renamed to").status();
 }
 
+Status VolFlatten(VolArgs& a, const CommandContext& ctx) {
+  RETURN_IF_ERROR(Need(a, 1, 1, "NAME"));
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  bool flattened = false;
+  RETURN_IF_ERROR(p->Flatten(a.pos[0], &flattened));
+  ASSIGN_OR_RETURN(auto e, p->Stat(a.pos[0]));
+  if (ctx.json) {
+    auto j = EntryJson(e);
+    j["flattened"] = flattened;
+    PrintJson(j);
+  } else {
+    std::cout << (flattened ? "flattened " : "nothing to flatten: ") << e.name << "\n";
+  }
+  return Status::Ok();
+}
+
 Status VolRm(VolArgs& a, const CommandContext& ctx) {
   RETURN_IF_ERROR(Need(a, 1, 64, "NAME..."));
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
@@ -317,6 +333,13 @@ void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx) {
                                                "  example: stack volume rename -p p.stk vm1 vm2");
   common(rename, "OLD NEW");
   bind(rename, [](VolArgs& x, CommandContext& c) { return VolRename(x, c); });
+  auto* flatten = vol->add_subcommand(
+      "flatten", "Make a clone independent of its source (on Ceph RBD: copy the parent's\n"
+                 "data in, so reads stop walking the parent chain; a pool file's clones\n"
+                 "need nothing)\n"
+                 "  example: stack volume flatten -p rbd:stack vm1");
+  common(flatten, "NAME");
+  bind(flatten, [](VolArgs& x, CommandContext& c) { return VolFlatten(x, c); });
   auto* rm = vol->add_subcommand("rm", "Delete volumes, snapshots or clones, in any order\n"
                                        "  example: stack volume rm -p p.stk vm1");
   common(rm, "NAME...");

@@ -74,6 +74,9 @@ int RunCli(int argc, char** argv) {
                  "Ceph cluster config for rbd:CEPHPOOL[/NAMESPACE] pools (default $CEPH_CONF, "
                  "then Ceph's search path)");
   app.add_option("--ceph-id", ceph.client_id, "Ceph client id (default admin)");
+  app.add_flag("--ceph-break-lock", ceph.break_lock,
+               "Break another client's exclusive lock on an RBD image this command writes "
+               "(for a lock a dead client left; the holder is blocklisted)");
   app.require_subcommand(1);
   app.fallthrough();
   RegisterImageCommands(app, ctx);
@@ -105,6 +108,9 @@ int RunCli(int argc, char** argv) {
     if (*held) return **held;
   }
   compose::SetCephOptions(ceph);
+  // Children (the nbdkit plugin of `serve`) find the same cluster.
+  if (!ceph.conf_path.empty()) ::setenv("CEPH_CONF", ceph.conf_path.c_str(), 1);
+  if (!ceph.client_id.empty()) ::setenv("STACK_CEPH_ID", ceph.client_id.c_str(), 1);
   const std::string words = CommandWords(app);
   if (!forwarded) {
     compose::SetHolderDescription(words + " (pid " + std::to_string(::getpid()) + ")");

@@ -27,6 +27,7 @@
 #include "pool/store.h"
 #include "run_cli.h"
 #include "server.h"
+#include "stack/open_pool.h"
 #include "stack/secrets.h"
 
 namespace {
@@ -142,7 +143,9 @@ void stack_unload() {
 int stack_config(const char* key, const char* value) {
   return Guard([&]() -> int {
     std::string k = key;
-    if (k == "pool") {
+    if (k == "pool" && stack::compose::IsRbdPool(value)) {
+      g_config.pool_path = value;  // a Ceph pool, not a path
+    } else if (k == "pool") {
       char* abs = nbdkit_absolute_path(value);  // nbdkit may chdir("/")
       if (!abs) return -1;
       g_config.pool_path = abs;
@@ -202,13 +205,9 @@ int stack_config_complete() {
   });
 }
 
-// Before nbdkit forks: the pool's flock and descriptors are inherited by
-// the forked server, and no thread is started here (fork keeps none).
-int stack_get_ready() {
+// Opens the pool and every export (g_config is consumed).
+int OpenServer() {
   return Guard([&]() -> int {
-    // Forwarded commands (the control socket) run the CLI in this process.
-    stack::cli::InstallCli();
-    stack::pool::SetLockHolderName("stack serve (nbdkit)");
     auto s = Server::Open(std::move(g_config));
     g_config = ServerConfig();
     if (!s.ok()) {
@@ -220,8 +219,22 @@ int stack_get_ready() {
   });
 }
 
+// Before nbdkit forks: the pool's flock and descriptors are inherited by
+// the forked server, and no thread is started here (fork keeps none). An
+// RBD pool is opened after the fork instead: librados starts threads.
+int stack_get_ready() {
+  return Guard([&]() -> int {
+    // Forwarded commands (the control socket) run the CLI in this process.
+    stack::cli::InstallCli();
+    stack::pool::SetLockHolderName("stack serve (nbdkit)");
+    if (stack::compose::IsRbdPool(g_config.pool_path)) return 0;
+    return OpenServer();
+  });
+}
+
 // Sockets are listening by now (nbdkit binds them before forking).
 int stack_after_fork() {
+  if (!g_server && OpenServer() != 0) return -1;  // an RBD pool (get_ready)
   // Other `stack` commands on the pool are answered from here on (the
   // control server's thread is started after the fork, which keeps none).
   Guard([&]() -> int {

@@ -17,7 +17,7 @@ PKGS="
   nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd
   python3 python3-cryptography
   util-linux coreutils attr xfsprogs
-  librbd-dev librados-dev ceph-mon ceph-osd ceph-common
+  librbd-dev librados-dev ceph-mon ceph-osd ceph-common qemu-block-extra
   umoci skopeo
 "
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <random>
@@ -116,8 +117,9 @@ std::string Key(const Name& n, const std::string& field) {
 class RbdVolumeStore final : public VolumeStore {
  public:
   RbdVolumeStore(std::shared_ptr<rbd::Cluster> cluster, std::shared_ptr<rbd::IoCtx> io,
-                 bool writable)
-      : cluster_(std::move(cluster)), io_(std::move(io)), writable_(writable) {}
+                 bool writable, bool break_lock)
+      : cluster_(std::move(cluster)), io_(std::move(io)), writable_(writable),
+        break_lock_(break_lock) {}
 
   std::string describe() const override { return io_->describe(); }
   uint32_t block_size() const override { return 4096; }
@@ -374,6 +376,7 @@ class RbdVolumeStore final : public VolumeStore {
     std::lock_guard<std::mutex> l(mu_);
     ASSIGN_OR_RETURN(auto all, ListLocked(true, ""));
     pool::PoolInfo i;
+    i.uuid = cluster_->fsid();  // the Ceph cluster's
     i.block_size = block_size();
     i.entries = all.size();
     for (auto& e : all) {
@@ -426,6 +429,20 @@ class RbdVolumeStore final : public VolumeStore {
     return Status::Ok();
   }
 
+  Status Flatten(const std::string& name, bool* flattened) override {
+    std::lock_guard<std::mutex> l(mu_);
+    *flattened = false;
+    RETURN_IF_ERROR(RequireWritable());
+    ASSIGN_OR_RETURN(Name n, Parse(name));
+    if (n.is_snapshot()) return Status::InvalidArgument("snapshot " + name + " cannot be flattened");
+    ASSIGN_OR_RETURN(auto img, Writer(name));
+    ASSIGN_OR_RETURN(rbd::ParentInfo parent, img->Parent());
+    if (parent.image.empty()) return Status::Ok();
+    RETURN_IF_ERROR(img->Flatten());
+    *flattened = true;
+    return Status::Ok();
+  }
+
   Status Commit() override {
     std::lock_guard<std::mutex> l(mu_);
     for (auto& [name, img] : writers_) RETURN_IF_ERROR(img->Flush());
@@ -442,7 +459,7 @@ class RbdVolumeStore final : public VolumeStore {
   Result<std::shared_ptr<rbd::Image>> Writer(const std::string& image) {
     if (auto it = writers_.find(image); it != writers_.end()) return it->second;
     ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, image, std::nullopt, false));
-    RETURN_IF_ERROR(img->AcquireExclusiveLock());
+    RETURN_IF_ERROR(img->AcquireExclusiveLock(break_lock_));
     writers_[image] = img;
     return img;
   }
@@ -577,6 +594,7 @@ class RbdVolumeStore final : public VolumeStore {
   std::shared_ptr<rbd::Cluster> cluster_;
   std::shared_ptr<rbd::IoCtx> io_;
   bool writable_;
+  bool break_lock_;
   std::map<std::string, std::shared_ptr<rbd::Image>> writers_;
 };
 
@@ -595,11 +613,15 @@ Result<std::shared_ptr<VolumeStore>> OpenRbdStore(const std::string& path, PoolA
   rbd::ClusterOptions co;
   co.conf_path = o.conf_path;
   co.client_id = o.client_id;
+  // A child of the CLI (serve's nbdkit plugin) gets the id this way.
+  if (co.client_id.empty()) {
+    if (const char* id = std::getenv("STACK_CEPH_ID")) co.client_id = id;
+  }
   co.timeout_seconds = o.timeout_seconds;
   ASSIGN_OR_RETURN(auto cluster, rbd::Cluster::Connect(co));
   ASSIGN_OR_RETURN(auto io, cluster->OpenIoCtx(pool, ns));
   return std::shared_ptr<VolumeStore>(
-      std::make_shared<RbdVolumeStore>(cluster, io, access == PoolAccess::kWritable));
+      std::make_shared<RbdVolumeStore>(cluster, io, access == PoolAccess::kWritable, o.break_lock));
 }
 
 #endif  // STACK_HAVE_RBD

@@ -130,6 +130,29 @@ class Rbd(StackTestCase):
         with open(os.path.join(self.tree, "etc", "hostname"), "rb") as f:
             self.assertEqual(debugfs_cat(plain, "/etc/hostname"), f.read())
 
+    def test_qemu_rbd_driver_opens_our_luks2(self):
+        # QEMU's own rbd driver, with librbd's LUKS2 support, decrypts what
+        # we built to the same bytes as our plain export.
+        if not (shutil.which("qemu-img") and
+                any(os.path.exists(os.path.join(d, "block-rbd.so"))
+                    for d in ("/usr/lib/x86_64-linux-gnu/qemu", "/usr/lib/qemu"))):
+            self.skipTest("QEMU's rbd driver is missing (package qemu-block-extra)")
+        self.build("q", "-k", self.key, *FAST_KDF)
+        mine = self.path("mine.ext4")
+        stack("export", "-p", self.pool, "q", mine, "--format", "plain", "-k", self.key, check=0)
+        theirs = self.path("qemu.ext4")
+        opts = (f"driver=rbd,pool=stack,namespace={self.ns},image=q,conf={CLUSTER['conf']},"
+                "encrypt.format=luks2,encrypt.key-secret=sec0")
+        # qemu-img dd reads every block: `convert` trusts the rbd driver's
+        # block status, which (QEMU 7.2) ignores the LUKS2 header's offset
+        # and reads written ranges as holes.
+        subprocess.run(["qemu-img", "dd", "-O", "raw", "--object",
+                        f"secret,id=sec0,file={self.key}", "--image-opts", f"if={opts}",
+                        f"of={theirs}", "bs=1M"], capture_output=True, check=True, timeout=120)
+        self.assertEqual(sha256(theirs), sha256(mine))
+        rc, out = e2fsck_clean(theirs)
+        self.assertEqual(rc, 0, out)
+
     def test_plain_build_fs_commands(self):
         self.build("pl", "--no-encrypt")
         img = self.rbd_export("pl", self.path("pl.img"))
@@ -180,6 +203,14 @@ class Rbd(StackTestCase):
         self.assertEqual(sha256(self.rbd_export("gold@v1", self.path("after.img"))), origin)
         r = stack("fs", "cat", "-p", self.pool, "gold@v1", "/edit.txt", "-k", self.key)
         self.assertEqual(r.rc, EXIT["notfound"], r.err)
+        # Flattened, the clone no longer reads through its parent and keeps its content.
+        rep = stack("--json", "volume", "flatten", "-p", self.pool, "c1", check=0).json()
+        self.assertTrue(rep["flattened"])
+        self.assertNotIn("parent", self.rbd_json("info", "c1"))
+        self.assertEqual(stack("fs", "cat", "-p", self.pool, "c1", "/edit.txt", "-k", key2,
+                               check=0).out, "clone edit\n")
+        rep = stack("--json", "volume", "flatten", "-p", self.pool, "c1", check=0).json()
+        self.assertFalse(rep["flattened"])
 
     def test_snapshots_rollback_rename_resize_rm(self):
         self.build("vm", "--no-encrypt")
@@ -195,6 +226,11 @@ class Rbd(StackTestCase):
         self.assertEqual(ours, ["vm@v1", "vm@s1", "vm@s2"])
         stack("snapshot", "rollback", "-p", self.pool, "vm@s1", check=0)
         self.assertEqual(stack("fs", "cat", "-p", self.pool, "vm", "/state", check=0).out, "s1")
+        # RBD keeps a volume's snapshots inside its image: they go first.
+        r = stack("volume", "rm", "-p", self.pool, "vm")
+        self.assertEqual(r.rc, EXIT["busy"], r.err)
+        self.assertIn("snapshot", r.err)
+        self.assertEqual(self.rbd_json("ls"), ["vm"])
         # Snapshots go in any order.
         for n in ("s1", "v1", "s2"):
             stack("snapshot", "rm", "-p", self.pool, f"vm@{n}", check=0)
@@ -248,6 +284,53 @@ class Rbd(StackTestCase):
             _, err = first.communicate(tar, timeout=120)
         self.assertEqual(first.returncode, 0, err)
 
+    def test_dead_writers_lock_is_broken_only_with_the_flag(self):
+        self.build("pl", "--no-encrypt")
+        first = subprocess.Popen([os.environ["STACK_BIN"], "fs", "populate", "-p", self.pool, "pl",
+                                  "--from", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not self.rbd_json("lock", "ls", "pl"):
+            self.assertLess(time.monotonic(), deadline, "the writer never took the lock")
+            time.sleep(0.2)
+        first.kill()
+        first.communicate()
+        new = self.path("n.txt")
+        with open(new, "w") as f:
+            f.write("after the crash\n")
+        r = stack("fs", "put", "-p", self.pool, "pl", new, "/n.txt", timeout=120)
+        self.assertEqual(r.rc, EXIT["busy"], r.err)
+        self.assertIn("--ceph-break-lock", r.err)
+        stack("fs", "put", "-p", self.pool, "pl", new, "/n.txt", "--ceph-break-lock", check=0,
+              timeout=120)
+        self.assertEqual(stack("fs", "cat", "-p", self.pool, "pl", "/n.txt", check=0).out,
+                         "after the crash\n")
+        self.assertEqual(e2fsck_clean(self.rbd_export("pl", self.path("pl.img")))[0], 0)
+
+    def test_serve_rbd_clone_over_nbd(self):
+        if not shutil.which("nbdkit") or not shutil.which("qemu-img"):
+            self.skipTest("nbdkit and qemu-img are needed")
+        self.build("gold", "--no-encrypt")
+        stack("clone", "-p", self.pool, "gold@v1", "c", check=0)
+        sock, pid = self.path("nbd.sock"), self.path("srv.pid")
+        stack("serve", "-p", self.pool, "c", "--socket", sock, "--fork", "--pidfile", pid,
+              check=0, timeout=120)
+        try:
+            img = self.rbd_export("c", self.path("c.img"))
+            r = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "raw",
+                                f"nbd+unix:///c?socket={sock}", img], capture_output=True,
+                               text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        finally:
+            with open(pid) as f:
+                server = int(f.read())
+            os.kill(server, 15)
+            deadline = time.monotonic() + 60
+            while os.path.exists(f"/proc/{server}") and time.monotonic() < deadline:
+                time.sleep(0.2)
+        # It let go of the image: a writer gets it.
+        stack("volume", "resize", "-p", self.pool, "c", "--size", "128M", check=0)
+
     def test_killed_build_is_invisible_and_removed(self):
         build = subprocess.Popen([os.environ["STACK_BIN"], "build", "-p", self.pool, "half",
                                   "--from", "-", "--size", "64M", "--no-encrypt"],
@@ -299,10 +382,38 @@ class Rbd(StackTestCase):
             self.assertOneLineError(r, "Unsupported")
             self.assertIn(self.pool, r.err)
 
+    def test_image_we_did_not_make_opens_read_only(self):
+        self.build("gold", "-k", self.key, *FAST_KDF)
+        img = self.rbd_export("gold@v1", self.path("gold.luks"))
+        subprocess.run(["rbd", "import", img, f"stack/{self.ns}/foreign"], capture_output=True,
+                       check=True)
+        listed = {e["name"]: e for e in stack("--json", "volume", "list", "-p", self.pool,
+                                              check=0).json()}
+        self.assertEqual(listed["foreign"]["kind"], "volume")
+        self.assertTrue(listed["foreign"]["read_only"])
+        self.assertIn("not made by stack", listed["foreign"]["note"])
+        self.assertIn("Version:", stack("luks", "dump", "-p", self.pool, "foreign", check=0).out)
+        self.assertIn("hostname", stack("fs", "ls", "-p", self.pool, "foreign", "/etc", "-k",
+                                        self.key, check=0).out.split())
+        out = self.path("f.img")
+        stack("export", "-p", self.pool, "foreign", out, check=0)
+        self.assertEqual(sha256(out), sha256(img))
+        new = self.path("n.txt")
+        open(new, "w").close()
+        r = stack("fs", "put", "-p", self.pool, "foreign", new, "/n.txt", "-k", self.key)
+        self.assertEqual(r.rc, EXIT["readonly"], r.err)
+        self.assertOneLineError(r, "ReadOnly")
+
     def test_missing_ceph_pool_and_bad_names(self):
         r = stack("volume", "list", "-p", "rbd:nosuchpool")
         self.assertEqual(r.rc, EXIT["notfound"], r.err)
         self.assertOneLineError(r, "NotFound")
+        sh("ceph osd pool create norbd 8 8 >/dev/null 2>&1 || true")
+        r = stack("volume", "list", "-p", "rbd:norbd")
+        self.assertEqual(r.rc, EXIT["unsupported"], r.err)
+        self.assertIn("application enable", r.err)
+        r = stack("volume", "list", "-p", "rbd:")
+        self.assertEqual(r.rc, EXIT["usage"], r.err)
         r = stack("volume", "create", "-p", self.pool, "a/b", "--size", "4M")
         self.assertEqual(r.rc, EXIT["usage"], r.err)
 

@@ -57,6 +57,12 @@ std::string Cluster::client_address() {
   return s;
 }
 
+std::string Cluster::fsid() {
+  char buf[64] = {};
+  if (rados_cluster_fsid(static_cast<rados_t>(cluster_), buf, sizeof buf) < 0) return "";
+  return buf;
+}
+
 Result<std::shared_ptr<IoCtx>> Cluster::OpenIoCtx(const std::string& pool, const std::string& ns) {
   const std::string describe = "rbd:" + pool + (ns.empty() ? "" : "/" + ns);
   rados_ioctx_t io = nullptr;

@@ -2,6 +2,7 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -199,6 +200,8 @@ Status Image::RenameSnapshot(const std::string& from, const std::string& to) {
                  rbd_snap_rename(IMG, from.c_str(), to.c_str()));
 }
 
+Status Image::Flatten() { return FromRbd("flatten " + describe(), rbd_flatten(IMG)); }
+
 Status Image::Flush() { return FromRbd("flush " + describe(), rbd_flush(IMG)); }
 
 Result<std::optional<std::string>> Image::GetMeta(const std::string& key) {
@@ -260,11 +263,17 @@ Result<std::string> Image::LockOwner() {
   return s;
 }
 
-Status Image::AcquireExclusiveLock() {
+Status Image::AcquireExclusiveLock(bool break_lock) {
   ASSIGN_OR_RETURN(std::string owner, LockOwner());
+  if (!owner.empty() && break_lock) {
+    RETURN_IF_ERROR(FromRbd("break the lock of " + owner + " on " + describe(),
+                            rbd_lock_break(IMG, RBD_LOCK_MODE_EXCLUSIVE, owner.c_str())));
+    owner.clear();
+  }
   if (!owner.empty()) {
     return Status::Busy(describe() + " is locked by Ceph client " + owner +
-                        " (another writer holds its exclusive lock)");
+                        " (another writer holds its exclusive lock; if that client is "
+                        "dead, --ceph-break-lock takes it over)");
   }
   int r = rbd_lock_acquire(IMG, RBD_LOCK_MODE_EXCLUSIVE);
   if (r < 0) {
@@ -291,13 +300,15 @@ int DiffCb(uint64_t off, size_t len, int exists, void* arg) {
 
 Status Image::DiffIterate(const std::string& from_snap,
                           const std::function<Status(const DiffExtent&)>& sink,
-                          bool include_parent) {
+                          bool include_parent, uint64_t offset, uint64_t length) {
   ASSIGN_OR_RETURN(ImageStat st, Stat());
+  if (offset >= st.size_bytes) return Status::Ok();
+  length = std::min(length, st.size_bytes - offset);
   DiffCtx c{&sink, Status::Ok()};
   // include_parent: a clone's data inherited from its parent counts as its
   // own (a diff from nothing must list it); exact extents (not whole objects).
-  int r = rbd_diff_iterate2(IMG, from_snap.empty() ? nullptr : from_snap.c_str(), 0,
-                            st.size_bytes, include_parent ? 1 : 0, 0, &DiffCb, &c);
+  int r = rbd_diff_iterate2(IMG, from_snap.empty() ? nullptr : from_snap.c_str(), offset,
+                            length, include_parent ? 1 : 0, 0, &DiffCb, &c);
   if (!c.status.ok()) return c.status;
   return FromRbd("diff " + describe() + (from_snap.empty() ? "" : " from " + from_snap), r);
 }

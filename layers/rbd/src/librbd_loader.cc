@@ -127,4 +127,6 @@ STACK_RBD_FORWARD_VOID(rbd_snap_spec_cleanup, (rbd_snap_spec_t *snap), (snap))
 STACK_RBD_FORWARD(int, rbd_stat, (rbd_image_t image, rbd_image_info_t *info, size_t infosize), (image, info, infosize))
 STACK_RBD_FORWARD(ssize_t, rbd_write, (rbd_image_t image, uint64_t ofs, size_t len, const char *buf), (image, ofs, len, buf))
 STACK_RBD_FORWARD(ssize_t, rbd_write_zeroes, (rbd_image_t image, uint64_t ofs, size_t len, int zero_flags, int op_flags), (image, ofs, len, zero_flags, op_flags))
+STACK_RBD_FORWARD(int, rados_cluster_fsid, (rados_t cluster, char *buf, size_t len), (cluster, buf, len))
+STACK_RBD_FORWARD(int, rbd_flatten, (rbd_image_t image), (image))
 // clang-format on

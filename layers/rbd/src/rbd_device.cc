@@ -1,6 +1,8 @@
 // RbdDevice (see rbd/rbd.h).
 #include <rbd/librbd.h>
 
+#include <algorithm>
+
 #include "rbd/rbd.h"
 #include "rbd_status.h"
 
@@ -81,7 +83,7 @@ Result<std::vector<Extent>> RbdDevice::DoAllocatedExtents(uint64_t offset, uint6
     if (!out.empty() && out.back().end() >= a) out.back().length = std::max(out.back().end(), b) - out.back().offset;
     else out.push_back({a, b - a});
     return Status::Ok();
-  }));
+  }, true, offset, length));
   return out;
 }
 

@@ -23,11 +23,15 @@
 namespace stack::compose {
 
 // Where the cluster is (from --ceph-conf / --ceph-id; empty: $CEPH_CONF,
+// then $STACK_CEPH_ID (how the CLI passes --ceph-id to its children), then
 // client.admin). Set once by the CLI before any store is opened.
 struct CephOptions {
   std::string conf_path;
   std::string client_id;
   int timeout_seconds = 10;
+  // Break another client's exclusive lock on an image we open for writing
+  // (--ceph-break-lock: for a lock a dead client left).
+  bool break_lock = false;
 };
 void SetCephOptions(const CephOptions& options);
 

@@ -82,6 +82,15 @@ class VolumeStore {
                       const std::function<Status(const pool::DiffRange&)>& sink,
                       pool::DiffStats* stats = nullptr) = 0;
   virtual Status Commit() = 0;
+  // Makes a clone independent of its source (RBD: copies the parent's
+  // data into the image, so reads stop walking the parent chain). true in
+  // *flattened when there was something to do. A pool file's clones read
+  // their shared blocks directly: nothing to do.
+  virtual Status Flatten(const std::string& name, bool* flattened) {
+    (void)name;
+    *flattened = false;
+    return Status::Ok();
+  }
 
   // The pool file behind this store, or nullptr (another kind of store).
   virtual std::shared_ptr<pool::Pool> file_pool() { return nullptr; }

@@ -11,10 +11,10 @@
 // IoCtx or Image keeps its Cluster alive (shared_ptr), so they may be
 // destroyed in any order.
 //
-// Thread-safety: Cluster and IoCtx may be used from any thread (librados
-// is thread-safe). An Image serialises its own calls with a mutex, except
-// that RbdDevice reads and writes go straight to librbd, which is
-// thread-safe for I/O; an RbdDevice may be used from several threads.
+// Thread-safety: every class may be used from any thread: librados and
+// librbd serialise what must be on one handle themselves (RbdVolumeStore
+// adds its own mutex around sequences of calls); an RbdDevice's reads and
+// writes go straight to librbd and may run on several threads at once.
 #pragma once
 
 #include <cstdint>
@@ -58,6 +58,9 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   Result<std::shared_ptr<IoCtx>> OpenIoCtx(const std::string& pool, const std::string& ns);
   // The cluster's client address (names this process in lock owners).
   std::string client_address();
+
+  // The cluster's fsid (names the store in `pool info`), "" if unknown.
+  std::string fsid();
 
   void* handle() const { return cluster_; }  // rados_t
 
@@ -140,6 +143,8 @@ class Image {
   Status RemoveSnapshot(const std::string& snap);
   Status RollbackTo(const std::string& snap);
   Result<ParentInfo> Parent();
+  // Copies the parent's data in and detaches the image from it.
+  Status Flatten();
   // Bytes allocated (object map / fast-diff), with or without the parent's.
   Result<uint64_t> UsedBytes(bool include_parent = true);
 
@@ -151,17 +156,21 @@ class Image {
   Result<std::map<std::string, std::string>> ListMeta(const std::string& prefix);
 
   // Takes the exclusive lock for this client. Busy naming the owner when
-  // another client holds it (librbd would otherwise ask it to hand over).
-  Status AcquireExclusiveLock();
+  // another client holds it (librbd would otherwise ask it to hand over),
+  // unless `break_lock`: then the owner's lock is broken first (librbd
+  // blocklists that client: for a holder known to be dead).
+  Status AcquireExclusiveLock(bool break_lock = false);
   // Owners of the image's exclusive lock ("" if none).
   Result<std::string> LockOwner();
 
   // Extents changed since `from_snap` ("" = since creation) up to this
   // image (or its open snapshot). Whole objects when fast-diff is off.
   // include_parent: a clone's extents inherited from its parent count.
+  // Only [offset, offset + length) is looked at (clipped to the size).
   Status DiffIterate(const std::string& from_snap,
                      const std::function<Status(const DiffExtent&)>& sink,
-                     bool include_parent = true);
+                     bool include_parent = true, uint64_t offset = 0,
+                     uint64_t length = UINT64_MAX);
   Status RenameSnapshot(const std::string& from, const std::string& to);
   Status Flush();
 
