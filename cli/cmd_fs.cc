@@ -346,12 +346,20 @@ Status Resize(FsArgs& a, const CommandContext& ctx) {
         return Status::FromErrno("growing " + spec.image_path, errno);
       g.volume_after = size;
     }
-    ASSIGN_OR_RETURN(auto s, Session(a, spec));
-    g.encryption = s->encryption();
-    ASSIGN_OR_RETURN(auto df, s->fs().Df());
-    g.fs_before = df.blocks_total * df.block_size;
-    ASSIGN_OR_RETURN(g.fs_after, s->fs().Grow(0));
-    RETURN_IF_ERROR(s->Close());
+    auto grow = [&]() -> Status {
+      ASSIGN_OR_RETURN(auto s, Session(a, spec));
+      g.encryption = s->encryption();
+      ASSIGN_OR_RETURN(auto df, s->fs().Df());
+      g.fs_before = df.blocks_total * df.block_size;
+      ASSIGN_OR_RETURN(g.fs_after, s->fs().Grow(0));
+      return s->Close();
+    };
+    Status grown = grow();
+    // Refused (no file system, the layout's limit, a wrong passphrase):
+    // the file goes back to its size.
+    if (!grown.ok() && g.volume_after > g.volume_before)
+      (void)::truncate(spec.image_path.c_str(), off_t(g.volume_before));
+    RETURN_IF_ERROR(grown);
     g.fs_grown = g.fs_after > g.fs_before;
     if (!g.fs_grown) g.fs_note = "the file system already fills " + spec.image_path;
   } else {
@@ -364,7 +372,7 @@ Status Resize(FsArgs& a, const CommandContext& ctx) {
     if (removed) std::cerr << "stack: removed " << removed << " unfinished build(s)\n";
     if (size) RETURN_IF_ERROR(compose::RequireWholeBlocks(size, p->block_size(), "--size"));
     const compose::SecretGetter pass = a.t.Passphrase();
-    ASSIGN_OR_RETURN(g, compose::GrowVolume(*p, addr.name(), size, true, &pass));
+    ASSIGN_OR_RETURN(g, compose::GrowVolume(*p, addr.name(), size, true, &pass, true));
   }
   if (ctx.json) {
     PrintJson(nlohmann::json{{"volume_bytes_before", g.volume_before},

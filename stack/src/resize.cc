@@ -76,7 +76,7 @@ std::string Fmt(uint64_t b) { return std::to_string(b) + " bytes"; }
 
 // Grows the ext4 in `name` to fill the volume (see GrowVolume).
 Status GrowFsIn(pool::Pool& pool, const std::string& name, const SecretGetter* passphrase,
-                GrowReport* rep) {
+                bool require_fs, GrowReport* rep) {
   ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> dev, pool.OpenVolume(name, false));
   ASSIGN_OR_RETURN(rep->encryption, fde::Probe(*dev));
   const std::string luks = rep->encryption == fde::ContainerKind::kLuks1 ? "LUKS1" : "LUKS2";
@@ -90,7 +90,8 @@ Status GrowFsIn(pool::Pool& pool, const std::string& name, const SecretGetter* p
   const uint64_t room = u.device->size_bytes();
   auto opened = fsbridge::Filesystem::Open(std::move(u.device), true);
   if (!opened.ok()) {
-    if (!opened.status().Is(Code::kCorruption)) return opened.status().WithContext(name);
+    if (require_fs || !opened.status().Is(Code::kCorruption))
+      return opened.status().WithContext(name);
     rep->fs_note = "no ext4 file system in " + name + ": nothing to grow";
     return Status::Ok();
   }
@@ -111,7 +112,7 @@ Status GrowFsIn(pool::Pool& pool, const std::string& name, const SecretGetter* p
 }  // namespace
 
 Result<GrowReport> GrowVolume(pool::Pool& pool, const std::string& name, uint64_t new_size,
-                              bool grow_fs, const SecretGetter* passphrase) {
+                              bool grow_fs, const SecretGetter* passphrase, bool require_fs) {
   GrowReport rep;
   ASSIGN_OR_RETURN(auto info, pool.Stat(name));
   rep.volume_before = rep.volume_after = info.size_bytes;
@@ -123,7 +124,7 @@ Result<GrowReport> GrowVolume(pool::Pool& pool, const std::string& name, uint64_
     rep.volume_after = new_size;
   }
   if (!grow_fs) return rep;
-  Status st = GrowFsIn(pool, name, passphrase, &rep);
+  Status st = GrowFsIn(pool, name, passphrase, require_fs, &rep);
   if (!st.ok() && rep.volume_after > rep.volume_before) {
     // The file system refused before changing anything (or failed before
     // writing its new layout): the volume goes back to what it was.

@@ -146,6 +146,13 @@ class GrowTest(StackTestCase):
         self.assertEqual(r.rc, EXIT["unsupported"], r.err)
         self.assertOneLineError(r, "Unsupported")
         self.assertEqual(plain_fingerprint(self.tmp, self.pool, "c1", self.key), fp)
+        # A volume without ext4: Corruption, and its size stays.
+        stack("volume", "create", "-p", self.pool, "empty", "--size", "32M", check=0)
+        r = stack("fs", "resize", "-p", self.pool, "empty", "--size", "64M")
+        self.assertEqual(r.rc, EXIT["corruption"], r.err)
+        info = stack("--json", "volume", "list", "-p", self.pool, "empty", check=0).json()
+        entries = info if isinstance(info, list) else info.get("entries", info)
+        self.assertEqual([e for e in entries if e["name"] == "empty"][0]["size_bytes"], 32 * MiB)
         # A snapshot cannot grow.
         r = stack("fs", "resize", "-p", self.pool, "gold@golden", "-k", self.key)
         self.assertEqual(r.rc, EXIT["readonly"], r.err)

@@ -67,8 +67,11 @@ struct GrowReport {
 // says so: `stack fs resize` grows it later); so does a volume holding no
 // ext4. A file system that cannot grow that far (Filesystem::Grow's
 // Unsupported) fails the call with the volume put back to its old size.
+// require_fs (`stack fs resize`): a volume holding no ext4 is the error
+// Filesystem::Open gives (Corruption), and the volume is put back too.
 // Durable when it returns (the pool is committed).
 Result<GrowReport> GrowVolume(pool::Pool& pool, const std::string& name, uint64_t new_size,
-                              bool grow_fs, const SecretGetter* passphrase);
+                              bool grow_fs, const SecretGetter* passphrase,
+                              bool require_fs = false);
 
 }  // namespace stack::compose
