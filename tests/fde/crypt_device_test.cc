@@ -249,3 +249,28 @@ TEST_CASE("CryptDevice: an all-zero ciphertext sector between written ones reads
     }
   }
 }
+
+TEST_CASE("CryptDevice: a dynamic LUKS2 segment follows the device below when reopened") {
+  auto mem = std::make_unique<MemDevice>(4096, (24 * kMiB) / 4096);
+  auto storage = mem->storage();
+  auto dev = Format(std::move(mem), Pass("p"), FastFormat());
+  REQUIRE_OK(dev);
+  const uint64_t offset = (*dev)->data_offset();
+  CHECK((*dev)->size_bytes() == 24 * kMiB - offset);
+  auto data = RandomBytes(8192, 13);
+  REQUIRE_OK((*dev)->Write(4096, data));
+  dev.value().reset();
+  MemDevice grow(storage);
+  REQUIRE_OK(grow.Resize((72 * kMiB) / 4096));
+  auto again = Open(std::make_unique<MemDevice>(storage), Pass("p"));
+  REQUIRE_OK(again);
+  CHECK((*again)->size_bytes() == 72 * kMiB - offset);
+  std::vector<uint8_t> back(8192);
+  REQUIRE_OK((*again)->Read(4096, back));
+  CHECK(back == data);
+  // The new tail reads as zeros (never written) and takes writes.
+  std::vector<uint8_t> tail(4096, 0xee);
+  REQUIRE_OK((*again)->Read((*again)->size_bytes() - 4096, tail));
+  CHECK(std::all_of(tail.begin(), tail.end(), [](uint8_t b) { return b == 0; }));
+  REQUIRE_OK((*again)->Write((*again)->size_bytes() - 8192, data));
+}
