@@ -164,6 +164,32 @@ class GrowTest(StackTestCase):
         entries = info if isinstance(info, list) else info.get("entries", info)
         self.assertEqual([e for e in entries if e["name"] == "c1"][0]["size_bytes"], 128 * MiB)
 
+    def test_past_the_layout_limit_is_refused_and_the_volume_kept(self):
+        # 8 MiB of 4 KiB blocks: one descriptor block and none reserved
+        # (mke2fs reserves for 1024x, which one block already covers): 64
+        # groups, 8 GiB.
+        stack("pool", "create", self.pool, "--size", "64M", check=0)
+        stack("volume", "create", "-p", self.pool, "small", "--size", "8M", check=0)
+        stack("fs", "mkfs", "-p", self.pool, "small", check=0)
+        img = self.export_plain("small", key=False)
+        with open(img, "rb") as f:
+            before = f.read()
+        r = stack("fs", "resize", "-p", self.pool, "small", "--size", "9G")
+        self.assertEqual(r.rc, EXIT["unsupported"], r.err)
+        self.assertOneLineError(r, "Unsupported")
+        self.assertIn("at most 8589934592 bytes", r.err)
+        info = stack("--json", "volume", "list", "-p", self.pool, "small", check=0).json()
+        entries = info if isinstance(info, list) else info.get("entries", info)
+        self.assertEqual([e for e in entries if e["name"] == "small"][0]["size_bytes"], 8 * MiB)
+        with open(self.export_plain("small", key=False), "rb") as f:
+            self.assertEqual(f.read(), before)
+        # volume resize: the same refusal, the same volume.
+        r = stack("volume", "resize", "-p", self.pool, "small", "--size", "9G")
+        self.assertEqual(r.rc, EXIT["unsupported"], r.err)
+        stack("fs", "resize", "-p", self.pool, "small", "--size", "1G", check=0)
+        self.assertEqual(self.fs_bytes("small", key=False), 1024 * MiB)
+        self.assert_clean(self.export_plain("small", key=False))
+
     def test_image_file(self):
         self.build("gold")
         img = self.path("gold.luks")
