@@ -1,6 +1,6 @@
 // `stack fs ...`: ext4 inside a volume (encrypted or not) or an image file,
 // without mounting: mkfs, populate, ls, stat, cat, get, put, mkdir, rm,
-// chmod, chown, symlink, extract, df, trim.
+// chmod, chown, symlink, extract, df, trim, resize.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,7 +15,11 @@
 #include "fs_format.h"
 #include "fsbridge/names.h"
 #include "output.h"
+#include "stack/address.h"
+#include "stack/open_pool.h"
 #include "stack/populate.h"
+#include "stack/resize.h"
+#include "stack/sizes.h"
 #include "stack/fs_session.h"
 #include "stack/output_file.h"
 #include "target_args.h"
@@ -38,6 +42,8 @@ struct FsArgs {
   bool parents = false, recursive = false, long_format = false;
   std::string mode = "0755";
   std::string to_dir, to_tar;
+  // resize
+  std::string size;
 };
 
 // Opens the file system. Commands check their arguments between a.t.Spec()
@@ -316,6 +322,74 @@ Status Trim(FsArgs& a, const CommandContext& ctx) {
   return Status::Ok();
 }
 
+// Grows the file system to fill its volume (or image file), growing the
+// volume first to --size. Never shrinks: a smaller --size is Unsupported.
+Status Resize(FsArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto spec, a.t.Spec(true));
+  RETURN_IF_ERROR(a.t.NeedArgs(0, 0, "no arguments after the target"));
+  uint64_t size = 0;  // 0: as it is
+  if (!a.size.empty()) {
+    ASSIGN_OR_RETURN(size, ParseSize(a.size, "--size"));
+  }
+  compose::GrowReport g;
+  if (!spec.image_path.empty()) {
+    struct stat st;
+    if (::stat(spec.image_path.c_str(), &st) != 0)
+      return errno == ENOENT ? Status::NotFound(spec.image_path + ": no such file") : Status::FromErrno("opening " + spec.image_path, errno);
+    g.volume_before = g.volume_after = uint64_t(st.st_size);
+    if (size && size < g.volume_before)
+      return Status::Unsupported(spec.image_path + " is " + std::to_string(g.volume_before) +
+                                 " bytes: shrinking is not supported");
+    if (size > g.volume_before) {
+      RETURN_IF_ERROR(compose::RequireWholeBlocks(size, 4096, "--size"));
+      if (::truncate(spec.image_path.c_str(), off_t(size)) != 0)
+        return Status::FromErrno("growing " + spec.image_path, errno);
+      g.volume_after = size;
+    }
+    auto grow = [&]() -> Status {
+      ASSIGN_OR_RETURN(auto s, Session(a, spec));
+      g.encryption = s->encryption();
+      ASSIGN_OR_RETURN(auto df, s->fs().Df());
+      g.fs_before = df.blocks_total * df.block_size;
+      ASSIGN_OR_RETURN(g.fs_after, s->fs().Grow(0));
+      return s->Close();
+    };
+    Status grown = grow();
+    // Refused (no file system, the layout's limit, a wrong passphrase):
+    // the file goes back to its size.
+    if (!grown.ok() && g.volume_after > g.volume_before)
+      (void)::truncate(spec.image_path.c_str(), off_t(g.volume_before));
+    RETURN_IF_ERROR(grown);
+    g.fs_grown = g.fs_after > g.fs_before;
+    if (!g.fs_grown) g.fs_note = "the file system already fills " + spec.image_path;
+  } else {
+    ASSIGN_OR_RETURN(auto addr, compose::ParseEntryAddress(spec.entry));
+    if (addr.is_snapshot())
+      return Status::ReadOnly(spec.entry + " is a snapshot: clone it to grow it");
+    int removed = 0;
+    ASSIGN_OR_RETURN(auto p, compose::OpenPool(spec.pool_path, compose::PoolAccess::kWritable, {},
+                                               &removed));
+    if (removed) std::cerr << "stack: removed " << removed << " unfinished build(s)\n";
+    if (size) RETURN_IF_ERROR(compose::RequireWholeBlocks(size, p->block_size(), "--size"));
+    const compose::SecretGetter pass = a.t.Passphrase();
+    ASSIGN_OR_RETURN(g, compose::GrowVolume(*p, addr.name(), size, true, &pass, true));
+  }
+  if (ctx.json) {
+    PrintJson(nlohmann::json{{"volume_bytes_before", g.volume_before},
+                             {"volume_bytes_after", g.volume_after},
+                             {"fs_bytes_before", g.fs_before},
+                             {"fs_bytes_after", g.fs_after},
+                             {"grown", g.fs_grown},
+                             {"note", g.fs_note}});
+  } else if (g.fs_grown) {
+    std::cout << "grew the file system " << FormatSize(g.fs_before) << " -> "
+              << FormatSize(g.fs_after) << "\n";
+  } else {
+    std::cout << g.fs_note << "\n";
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterFsCommands(CLI::App& app, CommandContext& ctx) {
@@ -434,6 +508,16 @@ void RegisterFsCommands(CLI::App& app, CommandContext& ctx) {
                            "  example: stack fs trim -p pool.stk vm1 -k pass.txt",
                    "[VOLUME]");
   bind(trim, [](FsArgs& x, CommandContext& c) { return Trim(x, c); });
+
+  auto* resize = cmd("resize", "Grow the file system to fill its volume (or image file), growing\n"
+                               "that first with --size; in place, through an encrypted volume's\n"
+                               "LUKS container too. Shrinking is not supported.\n"
+                               "  example: stack fs resize -p pool.stk vm1 --size 6G -k pass.txt",
+                     "[VOLUME]");
+  resize->add_option("--size", a->size,
+                     std::string("New size of the volume or image (default: as it is), never "
+                                 "smaller: ") + kSizeHelp);
+  bind(resize, [](FsArgs& x, CommandContext& c) { return Resize(x, c); });
 }
 
 }  // namespace stack::cli

@@ -31,6 +31,7 @@ struct VolArgs {
   std::vector<std::string> tags;
   bool set_note = false;
   bool read_only = false, writable = false, all = false, force = false;
+  bool no_fs_resize = false;
   std::string grep, tag_filter;
   // clone overrides
   std::string key_file, new_key_file;
@@ -62,6 +63,24 @@ Result<pool::EntryInfo> Show(VolumeStore& p, const std::string& name, const Comm
   if (ctx.json) PrintJson(EntryJson(e));
   else std::cout << verb << " " << e.name << " (" << e.uuid << ")\n";
   return e;
+}
+
+// What growing did to the file system inside (volume resize, clone --size).
+nlohmann::json GrowJson(const compose::GrowReport& g, bool skipped) {
+  nlohmann::json j = {{"grown", g.fs_grown},
+                      {"bytes_before", g.fs_before},
+                      {"bytes_after", g.fs_after}};
+  j["note"] = skipped ? "--no-fs-resize" : g.fs_note;
+  return j;
+}
+
+void PrintGrowText(const compose::GrowReport& g, bool skipped) {
+  if (skipped) return;
+  if (g.fs_grown)
+    std::cout << "  file system grown: " << FormatSize(g.fs_before) << " -> "
+              << FormatSize(g.fs_after) << "\n";
+  else if (!g.fs_note.empty())
+    std::cerr << "stack: note: " << g.fs_note << "\n";
 }
 
 // volume ------------------------------------------------------------------
@@ -136,9 +155,24 @@ Status VolResize(VolArgs& a, const CommandContext& ctx) {
       return compose::ObtainSecret(s);
     };
   }
-  RETURN_IF_ERROR(
-      compose::ResizeVolume(*p, a.pos[0], size, a.force, a.key_file.empty() ? nullptr : &pass));
-  return Show(*p, a.pos[0], ctx, "resized").status();
+  const compose::SecretGetter* pass_ptr = a.key_file.empty() ? nullptr : &pass;
+  ASSIGN_OR_RETURN(auto before, p->Stat(a.pos[0]));
+  if (size <= before.size_bytes) {
+    RETURN_IF_ERROR(compose::ResizeVolume(*p, a.pos[0], size, a.force, pass_ptr));
+    return Show(*p, a.pos[0], ctx, "resized").status();
+  }
+  // Growing: the file system inside follows unless --no-fs-resize.
+  ASSIGN_OR_RETURN(auto grown, compose::GrowVolume(*p, a.pos[0], size, !a.no_fs_resize, pass_ptr));
+  ASSIGN_OR_RETURN(auto e, p->Stat(a.pos[0]));
+  if (ctx.json) {
+    auto j = EntryJson(e);
+    j["filesystem"] = GrowJson(grown, a.no_fs_resize);
+    PrintJson(j);
+  } else {
+    std::cout << "resized " << e.name << " (" << e.uuid << ")\n";
+    PrintGrowText(grown, a.no_fs_resize);
+  }
+  return Status::Ok();
 }
 
 Status VolRename(VolArgs& a, const CommandContext& ctx) {
@@ -242,13 +276,18 @@ Status Clone(VolArgs& a, const CommandContext& ctx) {
   if (!a.size.empty()) {
     ASSIGN_OR_RETURN(req.size_bytes, ParseSize(a.size, "--size"));
   }
-  if (!a.new_key_file.empty()) {
-    if (a.key_file == "-" && a.new_key_file == "-")
-      return Status::InvalidArgument("--key-file and --new-key-file cannot both be stdin");
+  req.grow_fs = !a.no_fs_resize;
+  if (!a.key_file.empty() || !a.new_key_file.empty()) {
+    // Used for a new passphrase, and to grow the file system of an
+    // encrypted clone (--size); without -k and --new-key-file nothing asks.
     compose::SecretSource s;
     s.key_file = a.key_file;
     s.prompt = "Source passphrase: ";
     req.source_passphrase = s;
+  }
+  if (!a.new_key_file.empty()) {
+    if (a.key_file == "-" && a.new_key_file == "-")
+      return Status::InvalidArgument("--key-file and --new-key-file cannot both be stdin");
     compose::SecretSource n;
     n.key_file = a.new_key_file;
     n.prompt = "Clone's new passphrase: ";
@@ -267,11 +306,13 @@ Status Clone(VolArgs& a, const CommandContext& ctx) {
     j["source"] = rep.source.name;
     j["source_uuid"] = rep.source.uuid;
     j["own_passphrase"] = rep.own_passphrase;
+    if (rep.growth) j["filesystem"] = GrowJson(*rep.growth, a.no_fs_resize);
     PrintJson(j);
   } else {
     std::cout << "cloned " << rep.source.name << " -> " << rep.clone.name << " (" << rep.clone.uuid
               << ")" << (rep.own_passphrase ? ", with its own passphrase (same volume key)" : "")
               << "\n";
+    if (rep.growth) PrintGrowText(*rep.growth, a.no_fs_resize);
   }
   return Status::Ok();
 }
@@ -314,8 +355,9 @@ void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx) {
   list->add_option("--tag", a->tag_filter, "Only entries with this tag");
   list->add_option("--grep", a->grep, "Only entries whose name or note contains TEXT");
   bind(list, [](VolArgs& x, CommandContext& c) { return VolList(x, c, false); });
-  auto* resize = vol->add_subcommand("resize", "Grow or shrink a volume (shrink frees the tail; it refuses\n"
-                                               "to cut mapped data, a LUKS container or ext4 without --force)\n"
+  auto* resize = vol->add_subcommand("resize", "Grow or shrink a volume (growing grows the ext4 in it; shrink\n"
+                                               "frees the tail; it refuses to cut mapped data, a LUKS container\n"
+                                               "or ext4 without --force)\n"
                                                "  example: stack volume resize -p p.stk vm1 "
                                                "--size 40G");
   common(resize, "NAME");
@@ -325,9 +367,13 @@ void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx) {
                    "Shrink even below the data, LUKS container or ext4 file system it holds "
                    "(destroys them); without it such a shrink exits 11 naming the size held");
   resize->add_option("--key-file,-k", a->key_file,
-                     "Passphrase file of an encrypted volume: measure the ext4 inside the LUKS "
-                     "container, so it may shrink down to it (without: any shrink cuts the "
-                     "container)");
+                     "Passphrase file of an encrypted volume: growing, the ext4 inside the LUKS "
+                     "container grows too (without: only the volume grows, and a note says so); "
+                     "shrinking, it is measured so the volume may shrink down to it (without: any "
+                     "shrink cuts the container)");
+  resize->add_flag("--no-fs-resize", a->no_fs_resize,
+                   "Growing: leave the ext4 file system inside as it is (default: it grows to "
+                   "fill the volume)");
   bind(resize, [](VolArgs& x, CommandContext& c) { return VolResize(x, c); });
   auto* rename = vol->add_subcommand("rename", "Rename a volume (its snapshots follow)\n"
                                                "  example: stack volume rename -p p.stk vm1 vm2");
@@ -388,9 +434,16 @@ void RegisterVolumeCommands(CLI::App& app, CommandContext& ctx) {
   common(clone, "SOURCE NEW_NAME");
   meta(clone);
   clone->add_option("--size", a->size,
-                    std::string("Grow the clone to this size, whole pool blocks: ") + kSizeHelp);
+                    std::string("Grow the clone to this size, whole pool blocks, and the ext4 "
+                                "in it with it: ") + kSizeHelp);
   clone->add_flag("--read-only", a->read_only, "Make the clone read-only");
-  clone->add_option("--key-file,-k", a->key_file, "Source passphrase file ('-' = stdin)");
+  clone->add_option("--key-file,-k", a->key_file,
+                    "Source passphrase file ('-' = stdin): for --new-key-file, and for --size "
+                    "to grow the ext4 inside an encrypted clone (without it only the volume "
+                    "grows, and a note says so)");
+  clone->add_flag("--no-fs-resize", a->no_fs_resize,
+                  "With --size: leave the ext4 file system inside as it is (default: it grows "
+                  "to fill the clone)");
   clone->add_option("--new-key-file", a->new_key_file,
                     "Give the clone its own passphrase from this file ('-' = stdin)");
   a->kdf.AddTo(clone);

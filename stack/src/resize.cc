@@ -71,4 +71,72 @@ Status ResizeVolume(VolumeStore& pool, const std::string& name, uint64_t new_siz
   return pool.Resize(name, new_size);
 }
 
+namespace {
+
+std::string Fmt(uint64_t b) { return std::to_string(b) + " bytes"; }
+
+// Grows the ext4 in `name` to fill the volume (see GrowVolume).
+Status GrowFsIn(VolumeStore& pool, const std::string& name, const SecretGetter* passphrase,
+                bool require_fs, GrowReport* rep) {
+  ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> dev, pool.OpenVolume(name, false));
+  ASSIGN_OR_RETURN(rep->encryption, fde::Probe(*dev));
+  const std::string luks = rep->encryption == fde::ContainerKind::kLuks1 ? "LUKS1" : "LUKS2";
+  if (rep->encryption != fde::ContainerKind::kNone && passphrase == nullptr) {
+    rep->fs_note = "the file system in the " + luks +
+                   " container was not grown (no passphrase given): `stack fs resize` grows it";
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(Unlocked u,
+                   Unlock(std::move(dev), passphrase ? *passphrase : SecretGetter(), true));
+  const uint64_t room = u.device->size_bytes();
+  auto opened = fsbridge::Filesystem::Open(std::move(u.device), true);
+  if (!opened.ok()) {
+    if (require_fs || !opened.status().Is(Code::kCorruption))
+      return opened.status().WithContext(name);
+    rep->fs_note = "no ext4 file system in " + name + ": nothing to grow";
+    return Status::Ok();
+  }
+  fsbridge::Filesystem& fs = **opened;
+  ASSIGN_OR_RETURN(fsbridge::DfInfo df, fs.Df());
+  rep->fs_before = rep->fs_after = df.blocks_total * df.block_size;
+  ASSIGN_OR_RETURN(rep->fs_after, fs.Grow(0));
+  RETURN_IF_ERROR(fs.Close());
+  rep->fs_grown = rep->fs_after > rep->fs_before;
+  if (!rep->fs_grown)
+    rep->fs_note = "the file system already fills " +
+                   (rep->encryption == fde::ContainerKind::kNone
+                        ? name
+                        : "the " + luks + " data segment (" + Fmt(room) + ")");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<GrowReport> GrowVolume(VolumeStore& pool, const std::string& name, uint64_t new_size,
+                              bool grow_fs, const SecretGetter* passphrase, bool require_fs) {
+  GrowReport rep;
+  ASSIGN_OR_RETURN(auto info, pool.Stat(name));
+  rep.volume_before = rep.volume_after = info.size_bytes;
+  if (new_size && new_size < info.size_bytes)
+    return Status::Unsupported(name + " is " + Fmt(info.size_bytes) + ": growing to " +
+                               Fmt(new_size) + " would shrink it (`stack volume resize` shrinks)");
+  if (new_size > info.size_bytes) {
+    RETURN_IF_ERROR(pool.Resize(name, new_size));
+    rep.volume_after = new_size;
+  }
+  if (!grow_fs) return rep;
+  Status st = GrowFsIn(pool, name, passphrase, require_fs, &rep);
+  if (!st.ok() && rep.volume_after > rep.volume_before) {
+    // The file system refused before changing anything (or failed before
+    // writing its new layout): the volume goes back to what it was.
+    Status back = pool.Resize(name, rep.volume_before);
+    if (!back.ok())
+      return st.WithContext(name + " stays at " + Fmt(rep.volume_after) + " (" + back.ToString() +
+                            ")");
+  }
+  RETURN_IF_ERROR(st);
+  RETURN_IF_ERROR(pool.Commit());
+  return rep;
+}
+
 }  // namespace stack::compose

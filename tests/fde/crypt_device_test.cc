@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "block/passthrough_device.h"
+#include "fde/xts_cipher.h"
 #include "contract.h"
 #include "fde_test_util.h"
 #include "test_util.h"
@@ -188,4 +189,88 @@ TEST_CASE("CryptDevice: allocation query passes through, mapped to the segment")
   REQUIRE_OK(part);
   REQUIRE(part->size() == 1);
   CHECK((*part)[0] == Extent{11 * 4096, 4096});
+}
+
+TEST_CASE("CryptDevice: never-written sectors read as zeros and are written whole") {
+  // 64 KiB lower blocks under 4096-byte sectors: writing one sector writes
+  // the whole lower block, its 15 never-written neighbours as encrypted
+  // zeros, so dm-crypt (an independent XTS here) reads zeros there too.
+  auto mem = std::make_unique<MemDevice>(65536, (20 * kMiB) / 65536);
+  auto storage = mem->storage();
+  auto dev = Format(std::move(mem), Pass("p"), FastFormat());
+  REQUIRE_OK(dev);
+  const uint64_t off = (*dev)->data_offset();
+  std::vector<uint8_t> sector(4096, 0xee);
+  REQUIRE_OK((*dev)->Read(7 * 4096, sector));  // never written: zeros, not noise
+  CHECK(std::all_of(sector.begin(), sector.end(), [](uint8_t b) { return b == 0; }));
+
+  auto data = RandomBytes(4096, 11);
+  REQUIRE_OK((*dev)->Write(5 * 4096, data));
+  auto key = (*dev)->CopyVolumeKey();
+  REQUIRE_OK(key);
+  auto xts = XtsCipher::Create(key->bytes());
+  REQUIRE_OK(xts);
+  MemDevice raw(storage);
+  std::vector<uint8_t> block(65536);
+  REQUIRE_OK(raw.Read(off, block));
+  for (uint64_t s = 0; s < 16; ++s) {
+    std::span<uint8_t> c(block.data() + s * 4096, 4096);
+    INFO("sector " << s);
+    CHECK(std::any_of(c.begin(), c.end(), [](uint8_t b) { return b != 0; }));  // written
+    std::vector<uint8_t> plain(4096);
+    REQUIRE_OK((*xts)->Decrypt(c, plain, 4096, s * 8));
+    if (s == 5) CHECK(plain == data);
+    else CHECK(std::all_of(plain.begin(), plain.end(), [](uint8_t b) { return b == 0; }));
+  }
+  // Through us: the same.
+  std::vector<uint8_t> back(16 * 4096);
+  REQUIRE_OK((*dev)->Read(0, back));
+  CHECK(std::equal(data.begin(), data.end(), back.begin() + 5 * 4096));
+  CHECK(std::all_of(back.begin(), back.begin() + 5 * 4096, [](uint8_t b) { return b == 0; }));
+}
+
+TEST_CASE("CryptDevice: an all-zero ciphertext sector between written ones reads as zeros") {
+  for (uint32_t ss : {512u, 4096u}) {
+    DYNAMIC_SECTION("sector " << ss) {
+      auto mem = std::make_unique<MemDevice>(512, (20 * kMiB) / 512);
+      auto storage = mem->storage();
+      auto dev = Format(std::move(mem), Pass("p"), FastFormat(2, ss));
+      REQUIRE_OK(dev);
+      auto data = RandomBytes(3 * ss, 12);
+      REQUIRE_OK((*dev)->Write(0, data));
+      // A hole punched below the middle sector (what a pool maps as unwritten).
+      MemDevice raw(storage);
+      REQUIRE_OK(raw.Write((*dev)->data_offset() + ss, std::vector<uint8_t>(ss, 0)));
+      std::vector<uint8_t> back(3 * ss);
+      REQUIRE_OK((*dev)->Read(0, back));
+      CHECK(std::equal(back.begin(), back.begin() + ss, data.begin()));
+      CHECK(std::all_of(back.begin() + ss, back.begin() + 2 * ss, [](uint8_t b) { return b == 0; }));
+      CHECK(std::equal(back.begin() + 2 * ss, back.end(), data.begin() + 2 * ss));
+    }
+  }
+}
+
+TEST_CASE("CryptDevice: a dynamic LUKS2 segment follows the device below when reopened") {
+  auto mem = std::make_unique<MemDevice>(4096, (24 * kMiB) / 4096);
+  auto storage = mem->storage();
+  auto dev = Format(std::move(mem), Pass("p"), FastFormat());
+  REQUIRE_OK(dev);
+  const uint64_t offset = (*dev)->data_offset();
+  CHECK((*dev)->size_bytes() == 24 * kMiB - offset);
+  auto data = RandomBytes(8192, 13);
+  REQUIRE_OK((*dev)->Write(4096, data));
+  dev.value().reset();
+  MemDevice grow(storage);
+  REQUIRE_OK(grow.Resize((72 * kMiB) / 4096));
+  auto again = Open(std::make_unique<MemDevice>(storage), Pass("p"));
+  REQUIRE_OK(again);
+  CHECK((*again)->size_bytes() == 72 * kMiB - offset);
+  std::vector<uint8_t> back(8192);
+  REQUIRE_OK((*again)->Read(4096, back));
+  CHECK(back == data);
+  // The new tail reads as zeros (never written) and takes writes.
+  std::vector<uint8_t> tail(4096, 0xee);
+  REQUIRE_OK((*again)->Read((*again)->size_bytes() - 4096, tail));
+  CHECK(std::all_of(tail.begin(), tail.end(), [](uint8_t b) { return b == 0; }));
+  REQUIRE_OK((*again)->Write((*again)->size_bytes() - 8192, data));
 }

@@ -1,6 +1,7 @@
 #include "fde/crypt_device.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "fde/xts_cipher.h"
 
@@ -75,19 +76,50 @@ Status CryptDevice::DoRead(uint64_t offset, std::span<uint8_t> out) {
   return Status::Ok();
 }
 
+namespace {
+
+bool AllZero(std::span<const uint8_t> s) {
+  // Ciphertext almost never starts with 8 zero bytes: one load decides.
+  uint64_t head;
+  std::memcpy(&head, s.data(), sizeof head);
+  if (head != 0) return false;
+  return std::all_of(s.begin(), s.end(), [](uint8_t b) { return b == 0; });
+}
+
+}  // namespace
+
+Status CryptDevice::DecryptSectors(std::span<const uint8_t> in, std::span<uint8_t> out,
+                                   uint64_t offset) {
+  const size_t ss = params_.sector_size;
+  // Runs of sectors holding ciphertext are decrypted in one call each (one
+  // split across the crypt threads); all-zero sectors between them read as
+  // zero plaintext.
+  for (size_t i = 0; i < in.size();) {
+    if (AllZero(in.subspan(i, ss))) {
+      if (out.data() != in.data()) std::memset(out.data() + i, 0, ss);
+      i += ss;
+      continue;
+    }
+    size_t j = i + ss;
+    while (j < in.size() && !AllZero(in.subspan(j, ss))) j += ss;
+    RETURN_IF_ERROR(xts_->Decrypt(in.subspan(i, j - i), out.subspan(i, j - i), params_.sector_size,
+                                  (offset + i) / 512 + params_.iv_tweak));
+    i = j;
+  }
+  return Status::Ok();
+}
+
 Status CryptDevice::ReadChunk(uint64_t offset, std::span<uint8_t> out) {
   const uint64_t lbs = lower_->block_size();
   const uint64_t at = params_.data_offset + offset;
-  const uint64_t iv = offset / 512 + params_.iv_tweak;
   if (at % lbs == 0 && out.size() % lbs == 0) {
     RETURN_IF_ERROR(lower_->Read(at, out));
-    return xts_->Decrypt(out, out, params_.sector_size, iv);
+    return DecryptSectors(out, out, offset);
   }
   const uint64_t l0 = at / lbs * lbs, l1 = (at + out.size() + lbs - 1) / lbs * lbs;
   buf_.resize(l1 - l0);
   RETURN_IF_ERROR(lower_->Read(l0, buf_));
-  return xts_->Decrypt(std::span<const uint8_t>(buf_).subspan(at - l0, out.size()), out,
-                       params_.sector_size, iv);
+  return DecryptSectors(std::span<const uint8_t>(buf_).subspan(at - l0, out.size()), out, offset);
 }
 
 Status CryptDevice::DoWrite(uint64_t offset, std::span<const uint8_t> data) {
@@ -104,14 +136,35 @@ Status CryptDevice::WriteChunk(uint64_t offset, std::span<const uint8_t> data) {
   const uint64_t at = params_.data_offset + offset;
   const uint64_t l0 = at / lbs * lbs, l1 = (at + data.size() + lbs - 1) / lbs * lbs;
   buf_.resize(l1 - l0);
+  buf_base_ = l0;
   // Lower blocks larger than a sector: keep the neighbouring ciphertext.
   if (l0 < at) RETURN_IF_ERROR(lower_->Read(l0, std::span(buf_).first(lbs)));
   if (at + data.size() < l1 && (l1 - lbs > l0 || l0 == at)) {
     RETURN_IF_ERROR(lower_->Read(l1 - lbs, std::span(buf_).last(lbs)));
   }
+  // Neighbours never written (all-zero ciphertext, which reads as zero
+  // plaintext) are written as encrypted zeros: the lower block is written
+  // whole, and every sector in it then decrypts to defined content for any
+  // reader, dm-crypt included.
+  RETURN_IF_ERROR(EncryptZeroNeighbours(l0, at));
+  RETURN_IF_ERROR(EncryptZeroNeighbours(at + data.size(), l1));
   RETURN_IF_ERROR(xts_->Encrypt(data, std::span(buf_).subspan(at - l0, data.size()),
                                 params_.sector_size, offset / 512 + params_.iv_tweak));
   return lower_->Write(l0, buf_);
+}
+
+Status CryptDevice::EncryptZeroNeighbours(uint64_t from, uint64_t to) {
+  // [from, to): lower-device bytes inside buf_ (which starts at the lower
+  // block holding data_offset + the chunk), outside the data being written.
+  const uint64_t ss = params_.sector_size, seg_end = params_.data_offset + size_bytes();
+  const uint64_t end = std::min(to, seg_end);
+  for (uint64_t p = std::max(from, params_.data_offset); p + ss <= end; p += ss) {
+    std::span<uint8_t> sector = std::span(buf_).subspan(p - buf_base_, ss);
+    if (!AllZero(sector)) continue;
+    RETURN_IF_ERROR(xts_->Encrypt(sector, sector, params_.sector_size,
+                                  (p - params_.data_offset) / 512 + params_.iv_tweak));
+  }
+  return Status::Ok();
 }
 
 Status CryptDevice::DoFlush() { return lower_->Flush(); }

@@ -57,7 +57,12 @@ int Log2(uint32_t v) {
 Status FormatExt4(Filesystem::Impl* impl, const MkfsOptions& o) {
   BlockDevice& dev = *impl->dev;
   const std::string name = dev.describe();
-  if (dev.size_bytes() < kMinDeviceBytes)
+  const uint64_t size = o.size_bytes ? o.size_bytes : dev.size_bytes();
+  if (size > dev.size_bytes())
+    return Status::InvalidArgument("mkfs on " + name + ": size " + std::to_string(size) +
+                                   " is past the device end (" +
+                                   std::to_string(dev.size_bytes()) + " bytes)");
+  if (size < kMinDeviceBytes)
     return Status::InvalidArgument("mkfs on " + name + ": device smaller than 8 MiB");
   uint32_t bs = o.block_size ? o.block_size : std::max<uint32_t>(4096, dev.block_size());
   if (bs < 1024 || bs > 65536 || (bs & (bs - 1)))
@@ -78,7 +83,7 @@ Status FormatExt4(Filesystem::Impl* impl, const MkfsOptions& o) {
   if (o.timestamp && (*o.timestamp < 0 || *o.timestamp > 0xffffffffll))
     return Status::InvalidArgument("mkfs: timestamp out of range");
 
-  const uint64_t blocks = dev.size_bytes() / bs;
+  const uint64_t blocks = size / bs;
   ext2_super_block param;
   std::memset(&param, 0, sizeof param);
   ext2fs_blocks_count_set(&param, blocks);
@@ -86,7 +91,7 @@ Status FormatExt4(Filesystem::Impl* impl, const MkfsOptions& o) {
   param.s_log_cluster_size = param.s_log_block_size;
   param.s_rev_level = EXT2_DYNAMIC_REV;
   param.s_inode_size = uint16_t(inode_size);
-  param.s_inodes_count = uint32_t(std::min<uint64_t>(dev.size_bytes() / ratio, 0xffffffffull - 1));
+  param.s_inodes_count = uint32_t(std::min<uint64_t>(size / ratio, 0xffffffffull - 1));
   ext2fs_r_blocks_count_set(&param, uint64_t(std::floor(double(blocks) * o.reserved_ratio)));
   param.s_log_groups_per_flex = 4;  // flex_bg size 16
   param.s_desc_size = EXT2_MIN_DESC_SIZE_64BIT;
@@ -113,7 +118,7 @@ Status FormatExt4(Filesystem::Impl* impl, const MkfsOptions& o) {
   // space reads as zeros (identical images from identical input).
   const DeviceCapabilities caps = dev.capabilities();
   if (caps.discard_supported && caps.discard_zeroes)
-    RETURN_IF_ERROR(dev.Discard(0, dev.size_bytes()).WithContext("mkfs: discarding " + name));
+    RETURN_IF_ERROR(dev.Discard(0, blocks * bs).WithContext("mkfs: discarding " + name));
 
   ext2_filsys fs = nullptr;
   errcode_t e = ext2fs_initialize(impl->io->name().c_str(), EXT2_FLAG_64BITS, &param,

@@ -14,6 +14,7 @@
 #include "block/status.h"
 #include "fde/luks.h"
 #include "pool/pool.h"
+#include "stack/resize.h"
 #include "stack/volume_store.h"
 #include "stack/secrets.h"
 
@@ -25,8 +26,14 @@ struct CloneRequest {
   pool::EntryMeta meta;     // note defaults to "clone of <source>"
   uint64_t size_bytes = 0;  // 0: the source's size; else whole blocks, >= the source's
   bool read_only = false;
-  // A passphrase of its own (keyslots replaced; the volume key stays the
-  // source's): both set, or neither.
+  // A clone grown by size_bytes has the ext4 it holds grown to fill it
+  // (GrowVolume), unless grow_fs is false. An encrypted one needs
+  // source_passphrase for that; without it only the volume grows
+  // (CloneReport::growth.fs_note says so).
+  bool grow_fs = true;
+  // The source's passphrase: to give the clone its own (new_passphrase:
+  // keyslots replaced and a new LUKS2 UUID; the volume key stays the
+  // source's), and to grow the file system inside. new_passphrase needs it.
   std::optional<SecretSource> source_passphrase, new_passphrase;
   fde::KdfParams kdf;
 };
@@ -34,6 +41,7 @@ struct CloneRequest {
 struct CloneReport {
   pool::EntryInfo source, clone;
   bool own_passphrase = false;
+  std::optional<GrowReport> growth;  // when the clone was grown
 };
 
 // Checks everything that can be checked first (names, sizes, that the source

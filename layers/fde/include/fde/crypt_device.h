@@ -11,7 +11,20 @@
 // run into a private buffer (never the caller's) and issues ONE lower write
 // per chunk of at most kMaxChunk bytes. If the device below has blocks larger
 // than a sector, the unaligned lower edges are read (ciphertext, no
-// decryption needed) and merged into that one write. Reads decrypt in place.
+// decryption needed) and merged into that one write; edge sectors never
+// written (all-zero ciphertext) are written as encrypted zeros, so a lower
+// block is always written whole with defined content. Reads decrypt in place.
+//
+// Never-written sectors: a sector whose ciphertext is all zeros (what a hole
+// or a never-written block of the device below reads as) reads as zero
+// plaintext, not as the decryption of zeros (key-dependent noise). AES-XTS
+// gives an all-zero ciphertext sector for real data with probability
+// 2^-4096 (512-byte sectors) or less. So a read-modify-write above us (the
+// ext4 superblock, 1 KiB in a 4 KiB sector) writes zeros, not noise, around
+// what it changes, and an encrypted image decrypts to the same bytes as the
+// plain image of the same input (spec/fde.md "Never-written sectors").
+// dm-crypt still decrypts a never-written sector to noise; only sectors
+// nobody wrote differ, and no writer of ours leaves one half written.
 //
 // Other operations:
 //   Flush         passes through.
@@ -21,9 +34,10 @@
 //                 as the contract allows for a hint. Either way
 //                 discard_zeroes = false: a discarded range reads as garbage.
 //   AllocatedExtents passes through, mapped into segment coordinates and
-//                 widened to whole sectors (a hole below is a hole above,
-//                 although it reads as ciphertext-of-nothing, not zeros:
-//                 holes_read_zero and unwritten_reads_zero are false).
+//                 widened to whole sectors (a hole below is a hole above; it
+//                 reads as zeros when the device below reads holes as zeros,
+//                 but holes_read_zero and unwritten_reads_zero stay false:
+//                 dm-crypt, reading the same container, sees noise there).
 //
 // Thread-safety: none; callers serialise access (as for every BlockDevice).
 // The volume key is held in secure memory and wiped on destruction.
@@ -100,12 +114,19 @@ class CryptDevice : public BlockDevice {
               const Params& params);
   Status WriteChunk(uint64_t offset, std::span<const uint8_t> data);
   Status ReadChunk(uint64_t offset, std::span<uint8_t> out);
+  // Decrypts the sectors of `in` (segment byte offset `offset`) into out
+  // (may alias in exactly); all-zero ciphertext sectors become zeros.
+  Status DecryptSectors(std::span<const uint8_t> in, std::span<uint8_t> out, uint64_t offset);
+  // Encrypts zero plaintext over the all-zero sectors of buf_ in lower bytes
+  // [from, to) (within the data segment).
+  Status EncryptZeroNeighbours(uint64_t from, uint64_t to);
 
   std::unique_ptr<BlockDevice> lower_;
   Secret key_;
   std::unique_ptr<XtsCipher> xts_;
   Params params_;
   std::vector<uint8_t> buf_;  // ciphertext staging, at most kMaxChunk + 2 lower blocks
+  uint64_t buf_base_ = 0;     // lower byte offset of buf_[0] while writing
 };
 
 }  // namespace stack::fde

@@ -126,6 +126,22 @@ class Filesystem {
   Status ExtractToTar(const std::string& fs_path, const std::string& out_path_or_dash);
 
   Result<DfInfo> Df();
+  // Grows the file system in place to new_size bytes of the device (0: the
+  // whole device), as resize2fs does offline (spec/fsbridge.md "Growing"):
+  // the last group is completed, new groups get descriptors, bitmaps and
+  // zeroed inode tables (flex_bg placement, uninit flags and checksums),
+  // backup superblocks and descriptors where sparse_super puts them, and
+  // reserved GDT blocks (resize_inode) become descriptor blocks when the
+  // groups need more. new_size is rounded down to whole blocks, and down to
+  // the last whole group when the tail is too small to hold a group's
+  // tables. Returns the new size in bytes (== the old one: nothing done).
+  // Refused before any change: smaller than now (Unsupported: shrinking is
+  // not supported), past the device (OutOfRange); more groups than the
+  // descriptor blocks and reserved GDT blocks can describe, or more than
+  // 2^32 inodes or (without 64bit) 2^32 blocks (Unsupported, naming the
+  // largest size the layout takes); bigalloc, meta_bg, sparse_super2
+  // (Unsupported); ReadOnly when opened read-only. Written at Flush/Close.
+  Result<uint64_t> Grow(uint64_t new_size);
   // Discards every free block range (as fstrim does), after writing the
   // metadata. Unsupported when the device takes no discards (e.g. LUKS2
   // without allow-discards); ReadOnly when opened read-only.

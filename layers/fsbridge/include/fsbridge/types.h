@@ -37,6 +37,9 @@ struct MkfsOptions {
   // zeros under encryption) carry none of them. Not for reused devices:
   // an old journal's blocks could pass.
   bool fresh_device = false;
+  // Bytes of the device the file system covers (whole blocks): 0 = all of
+  // it. Less leaves room to grow in place (Filesystem::Grow, tests).
+  uint64_t size_bytes = 0;
 };
 
 // Options for PopulateFrom*, PutFile and the other writers.
