@@ -42,6 +42,15 @@
 //                          file put between them, vs
 //                          diff -r of the two trees extracted to the host
 //                          (page cache warm for both; goal: ratio <= 0.05)
+//   oci.build              stack build --from oci: of a generated three-layer
+//                          image (~500 MB; layers 2 and 3 delete and replace
+//                          parts of layer 1) vs umoci unpack + mke2fs -d +
+//                          qemu-img convert -O luks of the same image (goal:
+//                          ratio <= 0.1)
+//   oci.layer_reuse        build --layer-snapshots of a second image sharing
+//                          the first two layers, vs the first image's build in
+//                          the same pool: time (ratio) and pool bytes added
+//                          (notes; goal <= 0.2 for both)
 // Both sides use the cheapest key derivation they allow (PBKDF2, minimal
 // iterations/time) so the figures compare data paths, not KDF settings.
 #include <unistd.h>
@@ -545,6 +554,111 @@ void DiffFiles(const sb::Options& o) {
   sb::Emit(m);
 }
 
+// An OCI image layout at dir/img: tag "t" of three layers (a /usr/share-like
+// tree plus large files; half of the tree deleted and a large file replaced;
+// new files added) and tag "u" sharing t's first two layers with another
+// third. The work tree dir/bundle is removed after.
+void MakeOciImage(const std::string& dir, bool quick) {
+  const std::string img = dir + "/img", b = dir + "/bundle", r = b + "/rootfs";
+  auto edit = [&](const std::string& from, const std::string& to, const std::string& change) {
+    sb::Shell("rm -rf " + b + " && umoci unpack --rootless --image " + img + ":" + from + " " + b +
+              " >/dev/null 2>&1 && " + change + " && umoci repack --image " + img + ":" + to +
+              " " + b + " >/dev/null");
+  };
+  sb::Shell("umoci init --layout " + img + " >/dev/null && umoci new --image " + img + ":t");
+  const uint64_t big = quick ? (4ull << 20) : (64ull << 20);
+  edit("t", "t", "true");  // an empty first change keeps the steps alike
+  sb::MakeUsrShareTree(dir + "/tree", quick ? 1500 : 20000);
+  for (int i = 0; i < 4; ++i) RandomFile(dir + "/tree/big" + std::to_string(i), big, 60 + i);
+  edit("t", "t", "mkdir -p " + r + "/usr && cp -a " + dir + "/tree " + r + "/usr/share");
+  fs::remove_all(dir + "/tree");
+  RandomFile(dir + "/replacement", big, 70);
+  // Layer 2: the second half of the tree's directories and one big file go,
+  // another big file is replaced.
+  edit("t", "t",
+       "find " + r + "/usr/share -mindepth 1 -maxdepth 1 -type d | sort | tail -n +2 | "
+       "awk 'NR % 2 == 0' | xargs rm -rf && rm " + r + "/usr/share/big1 && cp " + dir +
+           "/replacement " + r + "/usr/share/big2");
+  sb::Shell("umoci tag --image " + img + ":t base");
+  RandomFile(dir + "/extra", big * 2, 80);
+  edit("t", "t", "mkdir -p " + r + "/opt && cp " + dir + "/extra " + r + "/opt/extra");
+  RandomFile(dir + "/other", big, 90);
+  edit("base", "u", "mkdir -p " + r + "/srv && cp " + dir + "/other " + r + "/srv/other");
+  fs::remove_all(b);
+}
+
+void OciBuild(const sb::Options& o) {
+  const std::string dir = sb::ScratchDir("stack-oci-build");
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { fs::remove_all(dir); }
+  } cleanup{dir};
+  MakeOciImage(dir, o.quick);
+  std::ofstream(dir + "/pass") << "bench passphrase";
+  const std::string size = o.quick ? "256M" : "2G";
+  std::vector<double> ours, anchor;
+  for (int r = 0; r < o.reps; ++r) {
+    fs::remove(dir + "/p.stk");
+    fs::remove_all(dir + "/b");
+    fs::remove(dir + "/plain.img");
+    fs::remove(dir + "/enc.img");
+    ::sync();
+    ours.push_back(sb::TimeShell(kStack + " build -p " + dir + "/p.stk v --from oci:" + dir +
+                                 "/img:t --size " + size + " -k " + dir + "/pass" + kFastKdf +
+                                 " >/dev/null"));
+    ::sync();
+    anchor.push_back(sb::TimeShell(
+        "umoci unpack --rootless --image " + dir + "/img:t " + dir + "/b >/dev/null 2>&1 && " +
+        "mke2fs -q -t ext4 -d " + dir + "/b/rootfs " + dir + "/plain.img " + size +
+        " && qemu-img convert -O luks --object secret,id=s0,file=" + dir + "/pass" +
+        " -o key-secret=s0,iter-time=10 " + dir + "/plain.img " + dir + "/enc.img"));
+  }
+  sb::Metric m = sb::MedianSecondsMetric(
+      "oci.build", ours, anchor,
+      "umoci unpack --rootless + mke2fs -t ext4 -d + qemu-img convert -O luks, same image");
+  m.notes["goal"] = "ratio <= 0.1";
+  uint64_t blobs = 0;
+  for (auto& e : fs::recursive_directory_iterator(dir + "/img"))
+    if (e.is_regular_file()) blobs += e.file_size();
+  m.notes["image_MiB"] = std::to_string(blobs >> 20);
+  sb::Emit(m);
+}
+
+void OciLayerReuse(const sb::Options& o) {
+  const std::string dir = sb::ScratchDir("stack-oci-reuse");
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { fs::remove_all(dir); }
+  } cleanup{dir};
+  MakeOciImage(dir, o.quick);
+  std::ofstream(dir + "/pass") << "bench passphrase";
+  const std::string pool = dir + "/p.stk", size = o.quick ? "256M" : "2G";
+  auto build = [&](const std::string& vol, const std::string& tag) {
+    return sb::TimeShell(kStack + " build -p " + pool + " " + vol + " --from oci:" + dir + "/img:" +
+                         tag + " --layer-snapshots --size " + size + " -k " + dir + "/pass" +
+                         kFastKdf + " >/dev/null");
+  };
+  auto used = [&] {
+    sb::Shell(kStack + " --json pool info " + pool + " >" + dir + "/info.json");
+    return double(JsonNumber(ReadFile(dir + "/info.json"), "used_bytes"));
+  };
+  std::vector<double> first, second, bytes_ratio;
+  for (int r = 0; r < o.reps; ++r) {
+    fs::remove(pool);
+    ::sync();
+    first.push_back(build("a", "t"));
+    const double after_first = used();
+    ::sync();
+    second.push_back(build("b", "u"));
+    bytes_ratio.push_back((used() - after_first) / after_first);
+  }
+  sb::Metric m = sb::MedianSecondsMetric("oci.layer_reuse", second, first,
+                                         "the first image's build (--layer-snapshots), same pool");
+  m.notes["goal"] = "ratio <= 0.2; bytes_added_ratio <= 0.2";
+  m.notes["bytes_added_ratio"] = std::to_string(sb::Median(bytes_ratio));
+  sb::Emit(m);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -559,5 +673,7 @@ int main(int argc, char** argv) {
                         {"send.incremental", SendIncremental},
                         {"send.full", SendFull},
                         {"import.delta", ImportDelta},
-                        {"diff.files", DiffFiles}});
+                        {"diff.files", DiffFiles},
+                        {"oci.build", OciBuild},
+                        {"oci.layer_reuse", OciLayerReuse}});
 }
