@@ -15,7 +15,7 @@ import time
 import unittest
 
 from images import FAST_KDF, debugfs_cat, e2fsck_clean, make_tree, write_pass
-from stacktest import EXIT, StackTestCase, main, sh, stack
+from stacktest import EXIT, StackTestCase, main, sanitizer, sh, stack
 
 SRC = os.environ.get("STACK_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 TOOL = os.path.join(SRC, "scripts", "ceph-test-cluster")
@@ -332,6 +332,9 @@ class Rbd(StackTestCase):
     def test_serve_rbd_clone_over_nbd(self):
         if not shutil.which("nbdkit") or not shutil.which("qemu-img"):
             self.skipTest("nbdkit and qemu-img are needed")
+        if sanitizer() != "none":
+            self.skipTest(f"STACK_SANITIZER={sanitizer()}: uninstrumented nbdkit cannot load "
+                          "the instrumented plugin")
         self.build("gold", "--no-encrypt")
         stack("clone", "-p", self.pool, "gold@v1", "c", check=0)
         sock, pid = self.path("nbd.sock"), self.path("srv.pid")

@@ -13,7 +13,7 @@ import threading
 import time
 
 from images import FAST_KDF, PASS, allocated_bytes, e2fsck_clean, make_tree, write_pass
-from stacktest import EXIT, SKIP_EXIT, STACK, StackTestCase, main, stack
+from stacktest import EXIT, SKIP_EXIT, STACK, StackTestCase, main, sanitizer, stack
 
 MISSING = [t for t in ("nbdkit", "nbdinfo", "nbdcopy", "qemu-io", "qemu-img")
            if shutil.which(t) is None]
@@ -27,19 +27,10 @@ if MISSING:
     sys.exit(SKIP_EXIT)
 
 
-def _sanitizer():
-    try:
-        with open(os.path.join(os.environ.get("STACK_BUILD_DIR", ""), "CMakeCache.txt")) as f:
-            m = re.search(r"^STACK_SANITIZER:STRING=(\S+)", f.read(), re.M)
-            return m.group(1) if m else "none"
-    except OSError:
-        return "none"
-
-
-if _sanitizer() != "none":
+if sanitizer() != "none":
     # nbdkit is not instrumented: it cannot dlopen a plugin built with ASan
     # or TSan (their runtimes must be loaded first).
-    print(f"SKIP: test_serve under STACK_SANITIZER={_sanitizer()}: uninstrumented nbdkit "
+    print(f"SKIP: test_serve under STACK_SANITIZER={sanitizer()}: uninstrumented nbdkit "
           "cannot load the instrumented plugin")
     sys.exit(SKIP_EXIT)
 

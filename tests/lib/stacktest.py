@@ -5,6 +5,7 @@ binary is $STACK_BIN (set by ctest); scratch space is under $STACK_TEST_TMP.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,17 @@ class Run:
     def json(self):
         return json.loads(self.out)
 
+
+
+def sanitizer():
+    """The build's STACK_SANITIZER ("none", "address", "thread", ...): an
+    uninstrumented host program (nbdkit) cannot load our plugin built with one."""
+    try:
+        with open(os.path.join(os.environ.get("STACK_BUILD_DIR", ""), "CMakeCache.txt")) as f:
+            m = re.search(r"^STACK_SANITIZER:STRING=(\S+)", f.read(), re.M)
+            return m.group(1) if m else "none"
+    except OSError:
+        return "none"
 
 def stack(*args, input=None, check=None, env=None, timeout=None):
     """Runs `stack args...`; check=<rc> asserts the exit status; timeout in
