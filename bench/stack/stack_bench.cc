@@ -514,13 +514,16 @@ void ImportDelta(const sb::Options& o) {
   fs::remove_all(dir);
 }
 
+// Removes a benchmark's scratch directory when it goes out of scope.
+struct Scratch {
+  std::string dir;
+  ~Scratch() { fs::remove_all(dir); }
+};
+
 void DiffFiles(const sb::Options& o) {
   // The fs.build_tree tree (a /usr/share-like 65,000 files), built encrypted.
   const std::string dir = sb::ScratchDir("stack-diff-files");
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() { fs::remove_all(dir); }
-  } cleanup{dir};
+  const Scratch cleanup{dir};
   sb::MakeUsrShareTree(dir + "/tree", o.quick ? 2000 : 65000);
   std::ofstream(dir + "/pass") << "bench passphrase";
   const std::string pool = dir + "/p.stk", k = " -k " + dir + "/pass";
@@ -589,10 +592,7 @@ void MakeOciImage(const std::string& dir, bool quick) {
 
 void OciBuild(const sb::Options& o) {
   const std::string dir = sb::ScratchDir("stack-oci-build");
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() { fs::remove_all(dir); }
-  } cleanup{dir};
+  const Scratch cleanup{dir};
   MakeOciImage(dir, o.quick);
   std::ofstream(dir + "/pass") << "bench passphrase";
   const std::string size = o.quick ? "256M" : "2G";
@@ -626,10 +626,7 @@ void OciBuild(const sb::Options& o) {
 
 void OciLayerReuse(const sb::Options& o) {
   const std::string dir = sb::ScratchDir("stack-oci-reuse");
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() { fs::remove_all(dir); }
-  } cleanup{dir};
+  const Scratch cleanup{dir};
   MakeOciImage(dir, o.quick);
   std::ofstream(dir + "/pass") << "bench passphrase";
   const std::string pool = dir + "/p.stk", size = o.quick ? "256M" : "2G";

@@ -17,15 +17,6 @@ namespace {
 
 constexpr size_t kChunk = 1 << 16;
 
-std::string Hex(const std::array<uint8_t, 32>& d) {
-  std::string s;
-  char b[3];
-  for (uint8_t c : d) {
-    std::snprintf(b, sizeof b, "%02x", c);
-    s += b;
-  }
-  return s;
-}
 
 class FileSource : public ByteSource {
  public:

@@ -8,18 +8,11 @@
 
 #include "oci_blob.h"
 
+#include "sha256.h"
+
 namespace stack::compose::oci {
 namespace {
 
-std::string Hex(const std::array<uint8_t, 32>& d) {
-  std::string s;
-  char b[3];
-  for (uint8_t c : d) {
-    std::snprintf(b, sizeof b, "%02x", c);
-    s += b;
-  }
-  return s;
-}
 
 }  // namespace
 

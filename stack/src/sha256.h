@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <span>
+#include <string>
 
 namespace stack::compose {
 
@@ -26,5 +27,8 @@ class Sha256 {
  private:
   void* ctx_;  // EVP_MD_CTX
 };
+
+// A digest as lowercase hex (64 characters).
+std::string Hex(const std::array<uint8_t, 32>& digest);
 
 }  // namespace stack::compose
