@@ -15,7 +15,8 @@ fuzz_corpus() {
   [ -n "$(ls -A "$work")" ]
 }
 
-# fuzz_targets: every built fuzzer, one path per line.
+# fuzz_targets [build dir]: every fuzzer built there (default build-fuzz),
+# one path per line.
 fuzz_targets() {
-  find "$ROOT/build-fuzz/fuzz" -mindepth 2 -maxdepth 2 -type f -perm -u+x 2>/dev/null | sort
+  find "${1:-$ROOT/build-fuzz}/fuzz" -mindepth 2 -maxdepth 2 -type f -perm -u+x 2>/dev/null | sort
 }

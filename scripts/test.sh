@@ -7,17 +7,23 @@
 #   asan:    builds with clang 14 + ASan/UBSan and runs the suite again;
 #   tsan:    builds the threaded tests with clang 14 + ThreadSanitizer and
 #            runs the tests labelled `threads`; a data race fails the test;
-#   fuzz:    builds the libFuzzer targets (every library instrumented) and
-#            runs each one briefly on its seed corpus.
+#   fuzz:    builds the libFuzzer targets and runs each one briefly on its
+#            seed corpus.
+# asan and fuzz share one build (build-asan): every library is compiled once
+# with ASan/UBSan and libFuzzer's coverage, so the fuzzers are guided by (and
+# check) all the code they reach, and a CI run pays for one clang build
+# instead of two.
 # Env: STACK_TEST_PHASES="release asan tsan fuzz" (default all),
-#      STACK_FUZZ_SECONDS=20.
+#      STACK_FUZZ_SECONDS=15.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PHASES=${STACK_TEST_PHASES:-release asan tsan fuzz}
-FUZZ_SECONDS=${STACK_FUZZ_SECONDS:-20}
+FUZZ_SECONDS=${STACK_FUZZ_SECONDS:-15}
 # The targets holding the tests labelled `threads` (and what they drive).
 TSAN_TARGETS="test_block test_pool test_fde test_nbd stack"
 JOBS=$(nproc)
+# The one clang build the asan and fuzz phases share (see above).
+ASAN_FUZZ_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}"
 declare -a RESULTS=()
 FAILED=0
 
@@ -82,7 +88,7 @@ for phase in $PHASES; do
       fi ;;
     asan)
       if STACK_BUILD_DIR="$ROOT/build-asan" STACK_CXX=clang++-14 STACK_CC=clang-14 \
-         STACK_SANITIZER=asan STACK_CMAKE_ARGS="-DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}" \
+         STACK_SANITIZER=asan STACK_CMAKE_ARGS="$ASAN_FUZZ_ARGS" \
          "$ROOT/scripts/build.sh"; then
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
           run_ctest "asan+ubsan (clang)" "$ROOT/build-asan"
@@ -103,11 +109,11 @@ for phase in $PHASES; do
         RESULTS+=("tsan: BUILD FAILED"); FAILED=1
       fi ;;
     fuzz)
-      if STACK_BUILD_DIR="$ROOT/build-fuzz" STACK_CXX=clang++-14 STACK_CC=clang-14 \
-         STACK_CMAKE_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}" \
+      if STACK_BUILD_DIR="$ROOT/build-asan" STACK_CXX=clang++-14 STACK_CC=clang-14 \
+         STACK_SANITIZER=asan STACK_CMAKE_ARGS="$ASAN_FUZZ_ARGS" \
          STACK_BUILD_TARGETS=stack_fuzzers "$ROOT/scripts/build.sh"; then
         n=0; bad=0
-        for f in $(fuzz_targets); do
+        for f in $(fuzz_targets "$ROOT/build-asan"); do
           name=$(basename "$f"); area=$(basename "$(dirname "$f")")
           work=$(mktemp -d)
           n=$((n+1))
