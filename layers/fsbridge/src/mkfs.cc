@@ -64,10 +64,16 @@ Status FormatExt4(Filesystem::Impl* impl, const MkfsOptions& o) {
                                    std::to_string(dev.size_bytes()) + " bytes)");
   if (size < kMinDeviceBytes)
     return Status::InvalidArgument("mkfs on " + name + ": device smaller than 8 MiB");
-  uint32_t bs = o.block_size ? o.block_size : std::max<uint32_t>(4096, dev.block_size());
+  // 4 KiB by default, whatever the device block: a device block above 4 KiB
+  // is an allocation unit (a pool's block), not a sector size, and the I/O
+  // manager read-modify-writes below it, while an ext4 block larger than the
+  // page size is one most kernels cannot mount.
+  uint32_t bs = o.block_size ? o.block_size : 4096;
   if (bs < 1024 || bs > 65536 || (bs & (bs - 1)))
     return Status::InvalidArgument("mkfs: block size must be a power of two in 1024..65536");
-  if (bs < dev.block_size())
+  // A block smaller than a real sector (512 or 4096) makes an image the kernel
+  // refuses to mount.
+  if (bs < std::min<uint32_t>(dev.block_size(), 4096))
     return Status::InvalidArgument("mkfs: block size " + std::to_string(bs) +
                                    " is smaller than the device block size " +
                                    std::to_string(dev.block_size()));

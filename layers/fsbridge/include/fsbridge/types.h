@@ -21,7 +21,7 @@ struct MkfsOptions {
   // Directory-hash seed. When unset: derived from the uuid if the uuid was
   // given (reproducible), random otherwise.
   std::optional<std::array<uint8_t, 16>> hash_seed;
-  uint32_t block_size = 0;     // 0: max(4096, device block size)
+  uint32_t block_size = 0;     // 0: 4096 (whatever the device block)
   uint32_t inode_size = 0;     // 0: 256
   uint32_t inode_ratio = 0;    // bytes per inode; 0: 16384
   double reserved_ratio = 0.05;  // fraction of blocks reserved for root
