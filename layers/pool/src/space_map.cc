@@ -35,21 +35,31 @@ void SpaceMap::Load(uint64_t nr_blocks, uint64_t used_blocks, std::vector<uint64
   cursor_ = kFirstFreeBlock;
   index_locs_ = std::move(index_locs);
   index_locs_.resize(CeilDiv(CeilDiv(nr_blocks, per_sm_), per_idx_), 0);
-  txn_.clear();
+  txn_.Clear();
   shadowed_sm_.clear();
   shadowed_idx_.clear();
   released_.clear();
   folding_ = false;
+  ForgetCommitted();
+}
+
+Result<BlockRef> SpaceMap::ReadCommitted(int which, uint64_t loc, BlockType type) {
+  if (folding_) return cache_->Read(loc, type);
+  Memo& m = memo_[which];
+  if (m.ref && m.loc == loc) return m.ref;
+  ASSIGN_OR_RETURN(BlockRef ref, cache_->Read(loc, type));
+  m = Memo{loc, ref};
+  return ref;
 }
 
 int64_t SpaceMap::PendingDelta(uint64_t b) const {
-  auto it = txn_.find(b);
-  return it == txn_.end() ? 0 : it->second.delta;
+  const Delta* d = txn_.Find(b);
+  return d ? d->delta : 0;
 }
 
 bool SpaceMap::IsNew(uint64_t b) const {
-  auto it = txn_.find(b);
-  return it != txn_.end() && it->second.is_new;
+  const Delta* d = txn_.Find(b);
+  return d && d->is_new;
 }
 
 Result<uint32_t> SpaceMap::BaseCount(uint64_t b) {
@@ -59,14 +69,14 @@ Result<uint32_t> SpaceMap::BaseCount(uint64_t b) {
   }
   uint64_t smi = b / per_sm_, idx = smi / per_idx_;
   if (idx >= index_locs_.size() || index_locs_[idx] == 0) return 0u;
-  ASSIGN_OR_RETURN(BlockRef ib, cache_->Read(index_locs_[idx], BlockType::kSmIndex));
+  ASSIGN_OR_RETURN(BlockRef ib, ReadCommitted(0, index_locs_[idx], BlockType::kSmIndex));
   uint64_t sl = GetLE64(ib->payload() + 8 * (smi % per_idx_));
   if (sl == 0) return 0u;
   if (sl >= nr_blocks_ || sl < kFirstFreeBlock) {
     return Status::Corruption("space map index block " + std::to_string(index_locs_[idx]) +
                               " points outside the pool (" + std::to_string(sl) + ")");
   }
-  ASSIGN_OR_RETURN(BlockRef sb, cache_->Read(sl, BlockType::kSpaceMap));
+  ASSIGN_OR_RETURN(BlockRef sb, ReadCommitted(1, sl, BlockType::kSpaceMap));
   return GetLE32(sb->payload() + 4 * (b % per_sm_));
 }
 
@@ -74,8 +84,8 @@ Result<uint32_t> SpaceMap::Get(uint64_t b) {
   // A block allocated in this transaction had a committed count of 0, so
   // its count is its delta (until PrepareCommit folds deltas).
   if (!folding_) {
-    auto it = txn_.find(b);
-    if (it != txn_.end() && it->second.is_new) return static_cast<uint32_t>(it->second.delta);
+    const Delta* d = txn_.Find(b);
+    if (d && d->is_new) return static_cast<uint32_t>(d->delta);
   }
   ASSIGN_OR_RETURN(uint32_t base, BaseCount(b));
   return static_cast<uint32_t>(int64_t(base) + PendingDelta(b));
@@ -123,11 +133,11 @@ Result<uint64_t> SpaceMap::AllocOne() {
       uint64_t sm_end = std::min(end, (smi + 1) * per_sm_);
       BlockRef sb;
       if (idx < index_locs_.size() && index_locs_[idx] != 0) {
-        ASSIGN_OR_RETURN(BlockRef ib, cache_->Read(index_locs_[idx], BlockType::kSmIndex));
+        ASSIGN_OR_RETURN(BlockRef ib, ReadCommitted(0, index_locs_[idx], BlockType::kSmIndex));
         uint64_t sl = GetLE64(ib->payload() + 8 * (smi % per_idx_));
         if (sl != 0) {
           if (sl >= nr_blocks_) return Status::Corruption("space map index points outside pool");
-          ASSIGN_OR_RETURN(sb, cache_->Read(sl, BlockType::kSpaceMap));
+          ASSIGN_OR_RETURN(sb, ReadCommitted(1, sl, BlockType::kSpaceMap));
         }
       }
       for (; b < sm_end; ++b) {
@@ -142,8 +152,8 @@ Result<uint64_t> SpaceMap::AllocOne() {
           b = smi * per_sm_ + uint64_t(p - sb->payload()) / 4;
           if (b >= sm_end) break;
         }
-        auto it = txn_.find(b);
-        if (it != txn_.end() && (it->second.freed || it->second.delta != 0)) continue;
+        const Delta* old = txn_.Find(b);
+        if (old && (old->freed || old->delta != 0)) continue;
         Delta& d = txn_[b];
         d.delta += 1;
         d.is_new = true;
@@ -235,45 +245,43 @@ Result<BlockRef> SpaceMap::ShadowSm(uint64_t smi) {
 Status SpaceMap::PrepareCommit() {
   // Stays set until EndCommit/Load: folded deltas are no longer in txn_.
   folding_ = true;
+  ForgetCommitted();
   return FoldDeltas();
 }
 
 Status SpaceMap::FoldDeltas() {
   // The first pass folds every changed count; shadowing space-map and index
   // blocks allocates and frees blocks itself, so each later pass folds
-  // what the previous one changed (touched_), until nothing is left.
-  std::vector<std::pair<uint64_t, Delta*>> work;
+  // what the previous one changed (touched_), until nothing is left. Blocks,
+  // not pointers, are kept: shadowing inserts, and an insertion may move
+  // every entry of the table.
+  std::vector<uint64_t> work;
   work.reserve(txn_.size());
-  for (auto& [b, d] : txn_) {
-    if (d.delta != 0) work.emplace_back(b, &d);  // node pointers survive rehashing
-  }
+  txn_.ForEach([&](uint64_t b, const Delta& d) {
+    if (d.delta != 0) work.push_back(b);
+  });
   while (!work.empty()) {
-    std::sort(work.begin(), work.end(),
-              [](const auto& x, const auto& y) { return x.first < y.first; });
+    std::sort(work.begin(), work.end());
     touched_.clear();
     for (size_t i = 0; i < work.size();) {
-      const uint64_t smi = work[i].first / per_sm_;
+      const uint64_t smi = work[i] / per_sm_;
       ASSIGN_OR_RETURN(BlockRef sb, ShadowSm(smi));
-      for (; i < work.size() && work[i].first / per_sm_ == smi; ++i) {
-        const uint64_t b = work[i].first;
-        Delta& d = *work[i].second;
-        if (d.delta == 0) continue;  // a duplicate, already folded
+      for (; i < work.size() && work[i] / per_sm_ == smi; ++i) {
+        const uint64_t b = work[i];
+        Delta* d = txn_.Find(b);
+        if (d == nullptr || d->delta == 0) continue;  // a duplicate, already folded
         uint8_t* p = sb->payload() + 4 * (b % per_sm_);
-        int64_t nv = int64_t(GetLE32(p)) + d.delta;
+        int64_t nv = int64_t(GetLE32(p)) + d->delta;
         if (nv < 0 || nv > int64_t(UINT32_MAX)) {
           return Status::Internal("space map count out of range for block " + std::to_string(b));
         }
         PutLE32(p, static_cast<uint32_t>(nv));
-        if (nv == 0 && d.delta < 0) released_.push_back(b);
-        d.delta = 0;
+        if (nv == 0 && d->delta < 0) released_.push_back(b);
+        d->delta = 0;
       }
       sb->MarkDirty();
     }
-    work.clear();
-    for (uint64_t b : touched_) {
-      auto it = txn_.find(b);
-      if (it != txn_.end() && it->second.delta != 0) work.emplace_back(b, &it->second);
-    }
+    work.swap(touched_);
   }
   return Status::Ok();
 }
@@ -322,12 +330,13 @@ std::vector<uint64_t> SpaceMap::EndCommit() {
   // Blocks allocated and freed within this transaction (data written and
   // then discarded, a failed edit's data) never had a committed count, so
   // folding saw no change; their bytes are on the store all the same.
-  for (const auto& [b, d] : txn_) {
+  txn_.ForEach([&](uint64_t b, const Delta& d) {
     if (d.is_new && d.freed) released.push_back(b);
-  }
+  });
   folding_ = false;
+  ForgetCommitted();
   touched_.clear();
-  txn_.clear();
+  txn_.Clear();
   shadowed_sm_.clear();
   shadowed_idx_.clear();
   freed_pending_ = 0;

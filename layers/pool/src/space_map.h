@@ -23,10 +23,10 @@
 #include <cstdint>
 #include <functional>
 #include <set>
-#include <unordered_map>
 #include <vector>
 
 #include "block_cache.h"
+#include "delta_table.h"
 
 namespace stack::pool {
 
@@ -93,11 +93,6 @@ class SpaceMap {
   bool changed() const { return !txn_.empty(); }
 
  private:
-  struct Delta {
-    int64_t delta = 0;
-    bool is_new = false;  // allocated in this transaction
-    bool freed = false;   // count reached zero in this transaction
-  };
   // Committed (or already folded) count of b, without the pending delta.
   Result<uint32_t> BaseCount(uint64_t b);
   Result<BlockRef> ShadowSm(uint64_t smi);
@@ -108,6 +103,15 @@ class SpaceMap {
   Status FreeRuns(uint64_t lo, uint64_t hi, uint64_t min_blocks,
                   const std::function<void(uint64_t, uint64_t)>& fn);
   int64_t PendingDelta(uint64_t b) const;
+  // cache_->Read of a committed index (which 0) or space-map (which 1)
+  // block, remembering the last one of each: a write stream asks for the
+  // same two blocks for every block it allocates or frees. Outside folding
+  // only, when no space-map or index block changes and none of their
+  // locations is reused (that needs a commit, which forgets them).
+  Result<BlockRef> ReadCommitted(int which, uint64_t loc, BlockType type);
+  void ForgetCommitted() {
+    for (auto& m : memo_) m = {};
+  }
 
   BlockCache* cache_;
   uint32_t block_size_;
@@ -118,11 +122,16 @@ class SpaceMap {
   uint64_t freed_pending_ = 0;
   uint64_t cursor_ = kFirstFreeBlock;
   std::vector<uint64_t> index_locs_;
-  std::unordered_map<uint64_t, Delta> txn_;
+  DeltaTable txn_;
   std::vector<uint64_t> released_;  // counts folded to zero this transaction
   std::set<uint64_t> shadowed_sm_, shadowed_idx_;
   bool folding_ = false;  // inside PrepareCommit: deltas are being folded
   std::vector<uint64_t> touched_;  // counts changed while folding (FoldDeltas)
+  struct Memo {
+    uint64_t loc = 0;
+    BlockRef ref;
+  };
+  Memo memo_[2];  // ReadCommitted's last index and space-map block
 };
 
 }  // namespace stack::pool

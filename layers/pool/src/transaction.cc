@@ -1,6 +1,7 @@
 #include "transaction.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "superblock_copies.h"
 
@@ -80,31 +81,50 @@ Status TransactionManager::Commit(Superblock* next) {
     RETURN_IF_ERROR(store_->Write(block * bs_, EncodeSuperblock(*next, block)));
     RETURN_IF_ERROR(store_->Flush());
   }
-  // 4. Durable: the next transaction begins. What the previous commit
-  // freed and nobody took since goes back to the store now; what this one
-  // freed waits a commit, and the allocator tries it first.
+  // 4. Durable: the next transaction begins. What this commit freed waits,
+  // and the allocator tries it first. Of what earlier commits freed, the
+  // parts still free go back to the store now, except as many blocks as
+  // this transaction took from them: a rewrite stream that a commit cut in
+  // the middle (the transaction limit) takes the rest in the next one.
   std::vector<uint64_t> released = sm_->EndCommit();
   cache_->set_generation(next->generation + 1);
-  ReleaseDeferred();
-  deferred_ = LongRuns(released, bs_);
+  std::vector<std::pair<uint64_t, uint64_t>> kept = ReleaseDeferred(/*keep_taken=*/true);
+  std::vector<std::pair<uint64_t, uint64_t>> fresh = LongRuns(released, bs_);
+  deferred_.clear();
+  std::merge(kept.begin(), kept.end(), fresh.begin(), fresh.end(), std::back_inserter(deferred_));
   if (!deferred_.empty()) sm_->PreferFrom(deferred_.front().first);
   return Status::Ok();
 }
 
-void TransactionManager::ReleaseDeferred() {
+void TransactionManager::ReleaseDeferred() { (void)ReleaseDeferred(/*keep_taken=*/false); }
+
+std::vector<std::pair<uint64_t, uint64_t>> TransactionManager::ReleaseDeferred(bool keep_taken) {
   std::vector<std::pair<uint64_t, uint64_t>> runs;
   runs.swap(deferred_);
+  // The parts still free, in block order: the running transaction (or the
+  // one just committed) may have taken some again, and the committed counts
+  // are the current ones (nothing has changed since the commit).
+  std::vector<std::pair<uint64_t, uint64_t>> free_parts;
+  uint64_t total = 0, free_blocks = 0;
   for (const auto& [first, count] : runs) {
-    // Only the parts still free: the running transaction may have taken
-    // some of the run again (it has not changed anything yet, so the
-    // committed counts are the current ones).
+    total += count;
     Status st = sm_->ForEachFreeRunIn(first, count, [&](uint64_t b, uint64_t n) {
-      // A hint: the blocks are free in the durable state whatever happens.
-      Status d = store_->Discard(b * bs_, n * bs_);
-      (void)d;
+      free_parts.emplace_back(b, n);
+      free_blocks += n;
     });
-    (void)st;
+    if (!st.ok()) return {};  // a hint only: nothing given back, nothing kept
   }
+  // The allocator goes through them from the lowest, so the lowest are kept.
+  uint64_t keep = keep_taken ? total - free_blocks : 0;
+  std::vector<std::pair<uint64_t, uint64_t>> kept;
+  for (const auto& [b, n] : free_parts) {
+    const uint64_t k = std::min(keep, n);
+    if (k > 0) kept.emplace_back(b, k);
+    keep -= k;
+    // A hint: the blocks are free in the durable state whatever happens.
+    if (k < n) (void)store_->Discard((b + k) * bs_, (n - k) * bs_);
+  }
+  return kept;
 }
 
 }  // namespace stack::pool

@@ -25,7 +25,9 @@
 //      pool file gives the space back) one commit later, when still free,
 //      or on ReleaseDeferred() (the pool's close). A rewrite stream reuses
 //      what the last commit freed, so the store neither punches nor
-//      reallocates the same bytes over and over.
+//      reallocates the same bytes over and over; when a commit cuts such a
+//      stream (the transaction limit), as many still-free blocks as the
+//      stream took from the deferred runs wait one more commit.
 // Nothing the previous superblock references is written before step 3
 // completes, so a crash at any point leaves one of the two slots valid in
 // both copies, and at most one copy torn (superblock_copies.h).
@@ -84,13 +86,18 @@ class TransactionManager {
   void ReleaseDeferred();
 
  private:
+  // ReleaseDeferred(); with keep_taken, the lowest free deferred blocks, as
+  // many as were taken from the deferred runs since they were deferred,
+  // are kept back (returned, sorted) instead of discarded.
+  std::vector<std::pair<uint64_t, uint64_t>> ReleaseDeferred(bool keep_taken);
 
   Store* store_;
   uint32_t bs_;
   std::unique_ptr<BlockCache> cache_;
   std::unique_ptr<SpaceMap> sm_;
-  // Runs {first block, count} the last commit freed, waiting for their
-  // discard (only runs of at least 64 KiB).
+  // Runs {first block, count}, sorted, waiting for their discard: what the
+  // last commit freed (only runs of at least 64 KiB), and what a rewrite
+  // stream is still expected to take of earlier ones (step 4).
   std::vector<std::pair<uint64_t, uint64_t>> deferred_;
 };
 
