@@ -66,7 +66,8 @@ Result<bool> Exists(VolumeStore& pool, const std::string& name) {
 
 Result<SendReport> Send(VolumeStore& pool, const std::string& snapshot_arg,
                         const std::string& from_arg, const ByteSink& out,
-                        const std::string& resume_token, Progress* progress) {
+                        const std::string& resume_token, Progress* progress,
+                        uint32_t version) {
   std::string snapshot = snapshot_arg, from = from_arg;
   std::optional<ResumePoint> resume;
   if (!resume_token.empty()) {
@@ -93,6 +94,7 @@ Result<SendReport> Send(VolumeStore& pool, const std::string& snapshot_arg,
   }
   ASSIGN_OR_RETURN(auto snap, StatSnapshot(pool, snapshot));
   StreamHeader h;
+  h.version = version;
   SendReport rep;
   if (!from.empty()) {
     ASSIGN_OR_RETURN(auto base, StatSnapshot(pool, from));
@@ -174,7 +176,7 @@ namespace {
 // The chain digest's start: binds the identity of what is received.
 Digest ChainSeed(const StreamHeader& h) {
   Sha256 s;
-  static const char kTag[] = "stack receive chain v1";
+  static const char kTag[] = "stack receive chain v2";
   s.Update(std::span(reinterpret_cast<const uint8_t*>(kTag), sizeof kTag - 1));
   s.Update(h.uuid);
   s.Update(h.base_uuid);
@@ -200,12 +202,14 @@ class Applier {
   Status Apply(const StreamRecord& rec) {
     if (rec.type == SendRecordType::kWrite) RETURN_IF_ERROR(dev_->Write(rec.offset, rec.data));
     else RETURN_IF_ERROR(dev_->WriteZeroes(rec.offset, rec.length));
-    uint8_t head[20];
+    // The payload enters through the record's checksum (checked): hashing
+    // it again here cost as much as the whole rest of a receive.
+    uint8_t head[28];
     PutLE32(head, static_cast<uint32_t>(rec.type));
     PutLE64(head + 4, rec.offset);
     PutLE64(head + 12, rec.length);
+    PutLE64(head + 20, rec.checksum);
     chain_.Update(head);
-    chain_.Update(rec.data);
     point_.offset = rec.offset + rec.length;
     ++point_.records;
     if (rec.type == SendRecordType::kWrite) point_.written_bytes += rec.length;
