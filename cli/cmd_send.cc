@@ -79,12 +79,15 @@ class BufferedOut {
 };
 
 // Reads the stream in chunks of up to kBytes and hands it out in the
-// pieces the parser asks for. `idle()` is true when the next read would
-// wait: nothing buffered here and nothing arriving on the fd within 50 ms
-// (a sender merely slower than us would otherwise cost a commit per record).
+// pieces the parser asks for; a request of kBytes or more, once the buffer
+// is drained, is read straight into the caller's memory (a WRITE payload is
+// then copied at most kBytes of it). `idle()` is true when the next read
+// would wait: nothing buffered here and nothing arriving on the fd within
+// 50 ms (a sender merely slower than us would otherwise cost a commit per
+// record).
 class BufferedIn {
  public:
-  static constexpr size_t kBytes = 1 << 20;
+  static constexpr size_t kBytes = 64 << 10;
   BufferedIn(int fd, std::string what, compose::Progress& progress)
       : fd_(fd), what_(std::move(what)), progress_(progress), buf_(kBytes) {}
 
