@@ -7,6 +7,7 @@
 #include "block/endian.h"
 #include "sha256.h"
 #include "stack/address.h"
+#include "stack/bulk_data.h"
 #include "stack/publish.h"
 
 namespace stack::compose {
@@ -194,14 +195,23 @@ class Applier {
     chain_.Update(start.digest);
   }
 
+  // The pool's writes run on a worker thread (WriteBehindDevice) while this
+  // one reads and checks the next records: on two cores, reading the input
+  // and storing it overlap. Checkpoint's Flush waits for them.
   Status Open() {
-    ASSIGN_OR_RETURN(dev_, pool_.OpenVolume(hidden_, false, "receive"));
+    ASSIGN_OR_RETURN(auto dev, pool_.OpenVolume(hidden_, false, "receive"));
+    dev_ = BulkWriteDevice(std::move(dev));
     return Status::Ok();
   }
 
-  Status Apply(const StreamRecord& rec) {
-    if (rec.type == SendRecordType::kWrite) RETURN_IF_ERROR(dev_->Write(rec.offset, rec.data));
-    else RETURN_IF_ERROR(dev_->WriteZeroes(rec.offset, rec.length));
+  // `r` produced `rec`; a WRITE's payload buffer is taken from it.
+  Status Apply(const StreamRecord& rec, StreamReader& r) {
+    if (rec.type == SendRecordType::kWrite) {
+      r.SwapData(spare_);
+      RETURN_IF_ERROR(dev_->WriteBuffer(rec.offset, spare_));  // spare_: an empty one back
+    } else {
+      RETURN_IF_ERROR(dev_->WriteZeroes(rec.offset, rec.length));
+    }
     // The payload enters through the record's checksum (checked): hashing
     // it again here cost as much as the whole rest of a receive.
     uint8_t head[28];
@@ -240,6 +250,7 @@ class Applier {
   ResumePoint point_;
   Sha256 chain_;
   std::unique_ptr<BlockDevice> dev_;
+  std::vector<uint8_t> spare_;  // a payload buffer traded with the reader and dev_
   bool dirty_ = false;
   uint64_t since_ = 0;
 };
@@ -492,7 +503,7 @@ Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
         break;
       }
       if (rec->type == SendRecordType::kEnd) break;
-      st = ap.Apply(*rec);
+      st = ap.Apply(*rec, r);
       if (!st.ok()) break;
     }
     applier = nullptr;

@@ -163,6 +163,11 @@ class StreamReader {
   // the digest and the end of input were checked: then, and only then, the
   // stream is whole.
   Result<StreamRecord> Next();
+  // Exchanges the buffer holding the last WRITE record's data with `other`
+  // (which then holds exactly that data; the record's span stays valid as
+  // long as `other` is not changed): hands the payload on without a copy.
+  // The reader sizes whatever buffer it gets.
+  void SwapData(std::vector<uint8_t>& other) { buf_.swap(other); }
 
   uint64_t stream_bytes() const { return bytes_; }
   uint64_t written_bytes() const { return data_bytes_; }
