@@ -208,7 +208,7 @@ class Applier {
   Status Apply(const StreamRecord& rec, StreamReader& r) {
     if (rec.type == SendRecordType::kWrite) {
       r.SwapData(spare_);
-      RETURN_IF_ERROR(dev_->WriteBuffer(rec.offset, spare_));  // spare_: an empty one back
+      RETURN_IF_ERROR(dev_->WriteBuffer(rec.offset, spare_));  // spare_: a spare back, or empty
     } else {
       RETURN_IF_ERROR(dev_->WriteZeroes(rec.offset, rec.length));
     }
