@@ -5,8 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <iostream>
+#include <vector>
 
 #include "block/unique_fd.h"
 #include "command.h"
@@ -25,8 +28,17 @@ struct SendArgs {
   std::string pool;
   std::vector<std::string> pos;
   std::string from, output, input, resume;
+  uint32_t stream_version = compose::kSendVersion;
   bool force = false, sync = false, abort = false;
 };
+
+// Pipes get 1 MiB of buffer (the system's default bound for unprivileged
+// users): a 64 KiB pipe makes sender and receiver take turns per 64 KiB.
+// Best effort: not a pipe, or a lower limit, leaves it as it is.
+void WidenPipe(int fd) {
+  struct stat sb {};
+  if (::fstat(fd, &sb) == 0 && S_ISFIFO(sb.st_mode)) (void)::fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+}
 
 Status WriteFd(int fd, std::span<const uint8_t> data, const std::string& what) {
   while (!data.empty()) {
@@ -39,6 +51,86 @@ Status WriteFd(int fd, std::span<const uint8_t> data, const std::string& what) {
   }
   return Status::Ok();
 }
+
+// Gathers the stream's small pieces (record headers) with the payloads that
+// follow them into writes of about kBytes: a syscall per 32-byte header
+// and a pipe's reader woken per piece cost more than the copy.
+class BufferedOut {
+ public:
+  static constexpr size_t kBytes = 1 << 20;
+  BufferedOut(int fd, std::string what) : fd_(fd), what_(std::move(what)) { buf_.reserve(kBytes); }
+
+  Status Write(std::span<const uint8_t> b) {
+    if (buf_.size() + b.size() > kBytes) RETURN_IF_ERROR(Flush());
+    if (b.size() >= kBytes) return WriteFd(fd_, b, what_);
+    buf_.insert(buf_.end(), b.begin(), b.end());
+    return Status::Ok();
+  }
+  Status Flush() {
+    Status st = WriteFd(fd_, buf_, what_);
+    buf_.clear();
+    return st;
+  }
+
+ private:
+  int fd_;
+  std::string what_;
+  std::vector<uint8_t> buf_;
+};
+
+// Reads the stream in chunks of up to kBytes and hands it out in the
+// pieces the parser asks for; a request of kBytes or more, once the buffer
+// is drained, is read straight into the caller's memory (a WRITE payload is
+// then copied at most kBytes of it). `idle()` is true when the next read
+// would wait: nothing buffered here and nothing arriving on the fd within
+// 50 ms (a sender merely slower than us would otherwise cost a commit per
+// record).
+class BufferedIn {
+ public:
+  static constexpr size_t kBytes = 64 << 10;
+  BufferedIn(int fd, std::string what, compose::Progress& progress)
+      : fd_(fd), what_(std::move(what)), progress_(progress), buf_(kBytes) {}
+
+  Result<size_t> Read(std::span<uint8_t> out) {
+    if (at_ == end_) {
+      // A large request goes straight to the caller's buffer.
+      if (out.size() >= kBytes) return Fill(out);
+      ASSIGN_OR_RETURN(size_t n, Fill(buf_));
+      at_ = 0;
+      end_ = n;
+      if (n == 0) return size_t{0};
+    }
+    const size_t n = std::min(out.size(), end_ - at_);
+    std::memcpy(out.data(), buf_.data() + at_, n);
+    at_ += n;
+    return n;
+  }
+
+  bool idle() const {
+    if (at_ != end_) return false;
+    pollfd pf{fd_, POLLIN, 0};
+    return ::poll(&pf, 1, 50) == 0;
+  }
+
+ private:
+  Result<size_t> Fill(std::span<uint8_t> to) {
+    for (;;) {
+      ssize_t n = ::read(fd_, to.data(), to.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Status::FromErrno("read " + what_, errno);
+      }
+      progress_.Advance(static_cast<uint64_t>(n));
+      return static_cast<size_t>(n);
+    }
+  }
+
+  int fd_;
+  std::string what_;
+  compose::Progress& progress_;
+  std::vector<uint8_t> buf_;
+  size_t at_ = 0, end_ = 0;
+};
 
 Status Send(SendArgs& a, const CommandContext& ctx) {
   if (a.pos.size() > 1 || (a.pos.empty() && a.resume.empty()))
@@ -60,12 +152,15 @@ Status Send(SendArgs& a, const CommandContext& ctx) {
     what = file->temp_path();
   }
   compose::Progress progress("send", 0);
+  WidenPipe(fd);
+  BufferedOut out(fd, what);
   ASSIGN_OR_RETURN(auto rep, compose::Send(*p, a.pos.empty() ? "" : a.pos[0], a.from,
                                            [&](std::span<const uint8_t> b) {
                                              progress.Advance(b.size());
-                                             return WriteFd(fd, b, what);
+                                             return out.Write(b);
                                            },
-                                           a.resume, &progress));
+                                           a.resume, &progress, a.stream_version));
+  RETURN_IF_ERROR(out.Flush());
   progress.Finish();
   if (file) RETURN_IF_ERROR(file->Commit());
   // With the stream on stdout the report goes to stderr.
@@ -119,23 +214,11 @@ Status Receive(SendArgs& a, const CommandContext& ctx) {
   compose::ReceiveOptions o;
   o.volume = a.pos.empty() ? "" : a.pos[0];
   o.force = a.force;
-  o.input_idle = [fd] {
-    pollfd pf{fd, POLLIN, 0};
-    // Nothing arrives within 50 ms: the next read waits (a sender that is
-    // merely slower than us would otherwise cost a commit per record).
-    return ::poll(&pf, 1, 50) == 0;
-  };
-  const std::string what = a.input.empty() ? "standard input" : a.input;
-  ASSIGN_OR_RETURN(auto rep, compose::Receive(*p, [&](std::span<uint8_t> out) -> Result<size_t> {
-    for (;;) {
-      ssize_t n = ::read(fd, out.data(), out.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return Status::FromErrno("read " + what, errno);
-      }
-      progress.Advance(static_cast<uint64_t>(n));
-      return static_cast<size_t>(n);
-    }
+  WidenPipe(fd);
+  BufferedIn in_buf(fd, a.input.empty() ? "standard input" : a.input, progress);
+  o.input_idle = [&in_buf] { return in_buf.idle(); };
+  ASSIGN_OR_RETURN(auto rep, compose::Receive(*p, [&](std::span<uint8_t> out) {
+    return in_buf.Read(out);
   }, o));
   progress.Finish();
   if (ctx.json) {
@@ -180,6 +263,9 @@ void RegisterSendCommands(CLI::App& app, CommandContext& ctx) {
   send->add_option("-o,--output", a->output, "Write the stream to FILE (default: stdout)");
   send->add_flag("--force", a->force, "Overwrite an existing output FILE");
   send->add_flag("--sync", a->sync, "Return only when FILE is on disk");
+  send->add_option("--stream-version", a->stream_version,
+                   "Stream format version to write (1 for a receiver running an older stack)")
+      ->check(CLI::Range(compose::kSendOldestVersion, compose::kSendVersion));
   bind(send, Send);
 
   auto* recv = app.add_subcommand(

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Writes send streams made by the real tool into DIR (default: the seeds
 # directory next to this script): a full stream of a small volume with data
-# and holes, and an incremental one with a WRITE and a HOLE record.
+# and holes, and an incremental one with a WRITE and a HOLE record, each also
+# as format version 1; a resume stream.
 #   STACK_BIN=build/cli/stack fuzz/stack/make_seeds.sh [DIR]
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +23,10 @@ printf 'seed' | dd of="$T/img" bs=4096 seek=8 conv=notrunc 2>/dev/null
 "$STACK" snapshot create -p "$T/p.stk" vm@b >/dev/null
 "$STACK" send -p "$T/p.stk" vm@a -o "$OUT/full.stream" --force 2>/dev/null
 "$STACK" send -p "$T/p.stk" vm@b --from vm@a -o "$OUT/incremental.stream" --force 2>/dev/null
+# The same two as format version 1 (an older stack's; still read).
+"$STACK" send -p "$T/p.stk" vm@a -o "$OUT/full-v1.stream" --force --stream-version 1 2>/dev/null
+"$STACK" send -p "$T/p.stk" vm@b --from vm@a -o "$OUT/incremental-v1.stream" --force \
+  --stream-version 1 2>/dev/null
 # Resume: the first WRITE record (blocks 0-1) arrives, the stream is cut.
 HLEN=$(od -An -tu4 -j12 -N4 "$OUT/full.stream" | tr -d ' ')
 head -c $((HLEN + 32 + 8192 + 10)) "$OUT/full.stream" >"$T/cut.stream"

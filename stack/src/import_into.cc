@@ -15,6 +15,10 @@
 namespace stack::compose {
 namespace {
 
+// Runs of the bulk data path's size (stack/bulk_data.h): each batch costs
+// two extent queries and, for a plain view, a decryption split across
+// threads that are started per call, so small batches cost more than their
+// bytes.
 constexpr uint64_t kBatchBytes = 1u << 20;
 constexpr const char* kIntoSnapshot = "into";  // the hidden clone's snapshot: .build-V@into
 
@@ -29,6 +33,19 @@ std::string KindText(fde::ContainerKind k) {
 bool AllZero(std::span<const uint8_t> b) {
   if (b.empty()) return true;
   return b[0] == 0 && std::memcmp(b.data(), b.data() + 1, b.size() - 1) == 0;
+}
+
+// Zeroes buf (covering [base, base + buf.size())) outside the ascending,
+// disjoint ranges `[a, e)` in `covered`: only what will not be read over.
+void ZeroGaps(std::span<uint8_t> buf, uint64_t base,
+              const std::vector<std::pair<uint64_t, uint64_t>>& covered) {
+  uint64_t at = base;
+  for (auto [a, e] : covered) {
+    if (a > at) std::memset(buf.data() + (at - base), 0, a - at);
+    at = std::max(at, e);
+  }
+  const uint64_t end = base + buf.size();
+  if (end > at) std::memset(buf.data() + (at - base), 0, end - at);
 }
 
 // Marks, per block of `bs` bytes from `base`, whether an extent touches it.
@@ -70,17 +87,25 @@ class Merger {
     ASSIGN_OR_RETURN(auto mapped, raw_.AllocatedExtents(r0, r1 - r0));
     ASSIGN_OR_RETURN(auto data, file_.AllocatedExtents(v0, v1 - v0));
     if (mapped.empty() && data.empty()) return Status::Ok();  // zeros both sides
-    fbuf_.assign(v1 - v0, 0);
-    cbuf_.assign(v1 - v0, 0);
-    for (const Extent& x : data)
+    // Holes read as zeros; only they are zeroed (not the whole batch twice).
+    fbuf_.resize(v1 - v0);
+    cbuf_.resize(v1 - v0);
+    covered_.clear();
+    for (const Extent& x : data) {
       RETURN_IF_ERROR(file_.Read(x.offset, std::span(fbuf_).subspan(x.offset - v0, x.length)));
+      covered_.emplace_back(x.offset, x.end());
+    }
+    ZeroGaps(fbuf_, v0, covered_);
+    covered_.clear();
     for (const Extent& x : mapped) {
       // The view part of a mapped raw extent (a plain view starts at d).
       const uint64_t a = std::max(x.offset, d_), e = std::min(x.end(), d_ + size);
       if (e <= a) continue;
       RETURN_IF_ERROR(
           view_.Read(a - d_, std::span(cbuf_).subspan(a - d_ - v0, e - a)));
+      covered_.emplace_back(a - d_, e - d_);
     }
+    ZeroGaps(cbuf_, v0, covered_);
     // Per raw block: mapped in the pool, holding file data.
     const uint64_t n = (r1 - r0) / bs;
     is_mapped_.assign(n, 0);
@@ -142,6 +167,7 @@ class Merger {
   Progress* progress_;
   ImportIntoReport& rep_;
   std::vector<uint8_t> fbuf_, cbuf_, is_mapped_, has_data_;
+  std::vector<std::pair<uint64_t, uint64_t>> covered_;  // view ranges read into a buffer
 };
 
 }  // namespace
@@ -221,7 +247,7 @@ Result<ImportIntoReport> ImportInto(const ImportIntoOptions& o) {
     uint64_t data_offset = 0;
     if (plain) {
       ASSIGN_OR_RETURN(auto lower, pool->OpenVolume(hidden, false, "import --into"));
-      ASSIGN_OR_RETURN(auto u, Unlock(std::move(lower), o.passphrase, true, true));
+      ASSIGN_OR_RETURN(auto u, Unlock(std::move(lower), o.passphrase, true, true, 1));
       auto* crypt = dynamic_cast<fde::CryptDevice*>(u.device.get());
       if (!crypt) return Status::Internal("unlocked volume is not a crypt device");
       data_offset = crypt->data_offset();

@@ -33,6 +33,8 @@ bool PowerOfTwo(uint32_t v) { return v && (v & (v - 1)) == 0; }
 
 // The rules a header must meet, writer and reader alike ("" if it does).
 std::string HeaderProblem(const StreamHeader& h) {
+  if (h.version < kSendOldestVersion || h.version > kSendVersion)
+    return "format version " + std::to_string(h.version) + " is not one this stack writes";
   if (h.flags & ~(kSendFlagIncremental | kSendFlagResume)) return "unknown flags";
   if (h.resumed() && (h.resume.offset % std::max<uint32_t>(h.block_size, 1) ||
                       h.resume.offset > h.size_bytes))
@@ -157,7 +159,7 @@ Result<std::vector<uint8_t>> EncodeStreamHeader(const StreamHeader& h) {
   if (!bad.empty()) return Status::InvalidArgument("send stream header: " + bad);
   std::vector<uint8_t> b(HeaderBytes(h), 0);
   std::memcpy(b.data(), kSendMagic.data(), 8);
-  PutLE32(&b[8], kSendVersion);
+  PutLE32(&b[8], h.version);
   PutLE32(&b[12], static_cast<uint32_t>(b.size()));
   PutLE32(&b[16], h.flags);
   PutLE32(&b[20], h.block_size);
@@ -203,8 +205,8 @@ StreamWriter::StreamWriter(ByteSink sink)
     : sink_(std::move(sink)), hash_(std::make_unique<Hasher>()) {}
 StreamWriter::~StreamWriter() = default;
 
-Status StreamWriter::Emit(std::span<const uint8_t> bytes) {
-  hash_->sha.Update(bytes);
+Status StreamWriter::Emit(std::span<const uint8_t> bytes, bool digested) {
+  if (digested) hash_->sha.Update(bytes);
   bytes_ += bytes.size();
   return sink_(bytes);
 }
@@ -238,7 +240,8 @@ Status StreamWriter::Record(SendRecordType type, uint64_t offset, uint64_t lengt
   PutLE64(head + 16, length);
   PutLE64(head + 24, RecordChecksum(head, data, static_cast<uint32_t>(type)));
   RETURN_IF_ERROR(Emit(head));
-  if (!data.empty()) RETURN_IF_ERROR(Emit(data));
+  // Version 2: the payload is in the digest through its XXH3-64 in `head`.
+  if (!data.empty()) RETURN_IF_ERROR(Emit(data, header_.version < 2));
   return Status::Ok();
 }
 
@@ -311,9 +314,11 @@ Result<StreamHeader> StreamReader::ReadHeader() {
   if (std::memcmp(fixed, kSendMagic.data(), 8) != 0)
     return Status::Corruption("not a stack send stream (bad magic)");
   const uint32_t version = GetLE32(fixed + 8);
-  if (version != kSendVersion)
+  if (version < kSendOldestVersion || version > kSendVersion)
     return Status::Unsupported("send stream format version " + std::to_string(version) +
-                               "; this stack reads version " + std::to_string(kSendVersion));
+                               "; this stack reads versions " +
+                               std::to_string(kSendOldestVersion) + " to " +
+                               std::to_string(kSendVersion));
   const uint32_t len = GetLE32(fixed + 12);
   if (len < kSendFixedHeaderBytes + 8 || len > kSendMaxHeaderBytes || len % 8)
     return Bad("header length " + std::to_string(len) + " out of bounds");
@@ -324,11 +329,12 @@ Result<StreamHeader> StreamReader::ReadHeader() {
   if (GetLE64(&b[len - 8]) != XXH3_64bits_withSeed(b.data(), len - 8, kHeaderSeed))
     return Bad("header checksum mismatch");
   StreamHeader h;
+  h.version = version;
   h.flags = GetLE32(&b[16]);
   if (h.flags & ~(kSendFlagIncremental | kSendFlagResume))
     return Status::Unsupported("send stream uses flags " + std::to_string(h.flags) +
                                " this stack does not know (version " +
-                               std::to_string(kSendVersion) + ")");
+                               std::to_string(version) + ")");
   h.block_size = GetLE32(&b[20]);
   h.size_bytes = GetLE64(&b[24]);
   std::memcpy(h.uuid.data(), &b[32], 16);
@@ -410,8 +416,9 @@ Result<StreamRecord> StreamReader::Next() {
     r.data = buf_;
   }
   if (RecordChecksum(head, r.data, type) != sum) return bad("record checksum mismatch");
+  r.checksum = sum;
   hash_->sha.Update(head);
-  hash_->sha.Update(r.data);
+  if (header_.version < 2) hash_->sha.Update(r.data);  // v2: through `sum` in head
   if (r.type == SendRecordType::kEnd) {
     if (r.offset != records_ || r.length != data_bytes_)
       return bad("END counts (" + std::to_string(r.offset) + " records, " +

@@ -5,6 +5,8 @@
 // receive of a damaged stream leaves nothing in the pool.
 #include <catch2/catch.hpp>
 
+#include <openssl/evp.h>
+
 #include <cstring>
 
 #include "block/endian.h"
@@ -34,6 +36,12 @@ StreamHeader SmallHeader() {
   h.snapshot = "v1";
   h.note = "golden";
   h.tags = {"a", "bb"};
+  return h;
+}
+
+StreamHeader SmallHeader(uint32_t version) {
+  StreamHeader h = SmallHeader();
+  h.version = version;
   return h;
 }
 
@@ -115,7 +123,9 @@ TEST_CASE("send stream: header and records round-trip") {
 }
 
 TEST_CASE("send stream: every bit flip is refused") {
-  auto s = SmallStream();
+  const uint32_t version = GENERATE(1u, 2u);
+  INFO("version " << version);
+  auto s = SmallStream(SmallHeader(version));
   for (size_t i = 0; i < s.size(); ++i) {
     for (int bit : {0, 7}) {
       auto bad = s;
@@ -131,7 +141,9 @@ TEST_CASE("send stream: every bit flip is refused") {
 }
 
 TEST_CASE("send stream: every truncation and any trailing byte is refused") {
-  auto s = SmallStream();
+  const uint32_t version = GENERATE(1u, 2u);
+  INFO("version " << version);
+  auto s = SmallStream(SmallHeader(version));
   for (size_t n = 0; n < s.size(); ++n) {
     std::vector<uint8_t> cut(s.begin(), s.begin() + static_cast<long>(n));
     INFO("length " << n);
@@ -141,13 +153,51 @@ TEST_CASE("send stream: every truncation and any trailing byte is refused") {
   CHECK(CodeOf(ParseAll(s)) == Code::kCorruption);
 }
 
-TEST_CASE("send stream: newer version is Unsupported naming both versions") {
-  auto s = SmallStream();
-  PutLE32(&s[8], 2);
-  Status st = ParseAll(s);
-  CHECK(st.code() == Code::kUnsupported);
-  CHECK(st.message().find("version 2") != std::string::npos);
-  CHECK(st.message().find("version 1") != std::string::npos);
+TEST_CASE("send stream: an unknown version is Unsupported naming the versions read") {
+  for (uint32_t v : {0u, 3u}) {
+    auto s = SmallStream();
+    PutLE32(&s[8], v);
+    Status st = ParseAll(s);
+    CHECK(st.code() == Code::kUnsupported);
+    CHECK(st.message().find("version " + std::to_string(v)) != std::string::npos);
+    CHECK(st.message().find("versions 1 to 2") != std::string::npos);
+  }
+  auto h = SmallHeader(3);
+  CHECK(CodeOf(EncodeStreamHeader(h).status()) == Code::kInvalidArgument);
+}
+
+// The final digest as spec/send-stream.md defines it, computed here from the
+// bytes: version 1 over every byte before it; version 2 over the header and
+// each record's 32 bytes, WRITE payloads left out (their XXH3-64 is in those).
+TEST_CASE("send stream: the final digest is what the spec says, per version") {
+  for (uint32_t v : {1u, 2u}) {
+    INFO("version " << v);
+    auto s = SmallStream(SmallHeader(v));
+    std::vector<StreamRecord> recs;
+    StreamHeader h;
+    REQUIRE(ParseAll(s, &recs, &h).ok());
+    CHECK(h.version == v);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    REQUIRE(EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1);
+    const size_t hlen = GetLE32(&s[12]);
+    EVP_DigestUpdate(ctx, s.data(), hlen);
+    size_t at = hlen;
+    while (at < s.size() - kSendDigestBytes) {
+      const uint32_t type = GetLE32(&s[at]);
+      const uint64_t len = GetLE64(&s[at + 16]);
+      const size_t payload = type == uint32_t(SendRecordType::kWrite) ? len : 0;
+      EVP_DigestUpdate(ctx, &s[at], kSendRecordBytes + (v == 1 ? payload : 0));
+      at += kSendRecordBytes + payload;
+    }
+    REQUIRE(at == s.size() - kSendDigestBytes);
+    uint8_t want[32];
+    unsigned n = 0;
+    EVP_DigestFinal_ex(ctx, want, &n);
+    EVP_MD_CTX_free(ctx);
+    CHECK(std::memcmp(want, &s[at], 32) == 0);
+    // The parser hands out each record's checksum (the receive chain uses it).
+    CHECK(recs[0].checksum == GetLE64(&s[hlen + 24]));
+  }
 }
 
 TEST_CASE("send stream: hostile lengths are bounded before anything is read for them") {
@@ -188,6 +238,8 @@ TEST_CASE("send stream: the writer refuses records out of order or outside the e
 }
 
 TEST_CASE("send and receive between in-memory pools, damage leaves nothing") {
+  const uint32_t version = GENERATE(1u, 2u);  // an older sender's stream too
+  INFO("version " << version);
   auto a = MemPool();
   REQUIRE(a->CreateVolume("vm", 64 * kBs, {}).ok());
   {
@@ -202,8 +254,9 @@ TEST_CASE("send and receive between in-memory pools, damage leaves nothing") {
   auto rep = Send(*a, "vm@s1", "", [&](std::span<const uint8_t> b) {
     stream.insert(stream.end(), b.begin(), b.end());
     return Status::Ok();
-  });
+  }, "", nullptr, version);
   REQUIRE(rep.ok());
+  CHECK(GetLE32(&stream[8]) == version);
   CHECK(rep->written_bytes == 8 * kBs);
   CHECK(rep->stream_bytes == stream.size());
 
@@ -228,6 +281,14 @@ TEST_CASE("send and receive between in-memory pools, damage leaves nothing") {
   CHECK(sa->parent_uuid == sb->parent_uuid);
   CHECK(sa->created_unix_ns == sb->created_unix_ns);
   CHECK(sb->note == "note");
+  {
+    auto dev = b->OpenVolume("vm@s1", true);
+    REQUIRE(dev.ok());
+    std::vector<uint8_t> got_data(16 * kBs), want(16 * kBs, 0);
+    std::fill(want.begin() + 8 * kBs, want.end(), 0x5a);
+    REQUIRE((*dev)->Read(0, got_data).ok());
+    CHECK(got_data == want);
+  }
   CHECK(CodeOf(Receive(*b, FromBytes(stream), {"other", false}).status()) ==
         Code::kAlreadyExists);
 }

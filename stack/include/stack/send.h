@@ -52,9 +52,11 @@ struct SendReport {
 // With `resume_token` (from a partial receive): a resume stream of the
 // rest; the snapshot and base are found by the token's uuids (`snapshot`
 // and `from` may be empty, else must be those: InvalidArgument).
+// `version`: the stream format version to write (kSendOldestVersion..
+// kSendVersion; an older one for a receiver running an older stack).
 Result<SendReport> Send(VolumeStore& pool, const std::string& snapshot, const std::string& from,
                         const ByteSink& out, const std::string& resume_token = "",
-                        Progress* progress = nullptr);
+                        Progress* progress = nullptr, uint32_t version = kSendVersion);
 
 struct ReceiveOptions {
   std::string volume;  // "" = the stream's volume name
