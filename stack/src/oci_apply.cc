@@ -20,11 +20,28 @@ namespace {
 
 constexpr size_t kZeroChunk = 1 << 16;
 
+// The stored bytes of a layer, counted into the progress as they are read.
+class Counted : public ByteSource {
+ public:
+  Counted(std::unique_ptr<ByteSource> in, Progress* p) : in_(std::move(in)), p_(p) {}
+  Result<std::span<const uint8_t>> Next() override {
+    ASSIGN_OR_RETURN(auto d, in_->Next());
+    p_->Advance(d.size());
+    return d;
+  }
+  uint64_t SizeHint() const override { return in_->SizeHint(); }
+
+ private:
+  std::unique_ptr<ByteSource> in_;
+  Progress* p_;
+};
+
 // Pass 1: every layer's headers (and digests), into the merge; each
-// layer's uncompressed tar into its spool, for pass 2.
+// layer's uncompressed tar into its spool, for pass 2. Progress: each
+// layer's stored bytes read ("build: reading layer 2/3").
 Status MergeLayers(ImageSource& src, size_t first, size_t end, LayerMerge* merge,
                    std::vector<std::vector<uint64_t>>* sizes, std::vector<Spool>* spools,
-                   ApplyReport* rep) {
+                   ApplyReport* rep, Progress* progress) {
   const auto& layers = src.image().layers;
   for (size_t i = 0; i < end; i++) {
     merge->BeginLayer();
@@ -33,6 +50,12 @@ Status MergeLayers(ImageSource& src, size_t first, size_t end, LayerMerge* merge
     if (i < first) continue;  // applied already: the merge holds none of it
     ASSIGN_OR_RETURN(spools->back(), Spool::Create(layers[i].label));
     ASSIGN_OR_RETURN(auto stored, src.OpenLayer(i));
+    if (progress) {
+      progress->Restart("build: reading layer " + std::to_string(i + 1) + "/" +
+                            std::to_string(layers.size()),
+                        layers[i].size ? layers[i].size : stored->SizeHint());
+      stored = std::make_unique<Counted>(std::move(stored), progress);
+    }
     ASSIGN_OR_RETURN(auto reader,
                      LayerReader::Open(std::move(stored), layers[i], &spools->back()));
     for (uint64_t m = 0;; m++) {
@@ -271,7 +294,7 @@ Result<ApplyReport> ApplyImage(ImageSource& src, fsbridge::Filesystem& fs,
   LayerMerge merge;
   std::vector<std::vector<uint64_t>> sizes;
   std::vector<Spool> spools;
-  RETURN_IF_ERROR(MergeLayers(src, 0, n, &merge, &sizes, &spools, &rep));
+  RETURN_IF_ERROR(MergeLayers(src, 0, n, &merge, &sizes, &spools, &rep, progress));
   return WritePlan(src, fs, popts, progress, merge.Finish(), merge.ImplicitDirs(), sizes, spools,
                    0, rep,
                    "build: " + std::to_string(n) + (n == 1 ? " layer" : " layers"));
@@ -284,7 +307,7 @@ Result<ApplyReport> ApplyLayer(ImageSource& src, size_t k, fsbridge::Filesystem&
   LayerMerge merge;  // layer k alone
   std::vector<std::vector<uint64_t>> sizes;
   std::vector<Spool> spools;
-  RETURN_IF_ERROR(MergeLayers(src, k, k + 1, &merge, &sizes, &spools, &rep));
+  RETURN_IF_ERROR(MergeLayers(src, k, k + 1, &merge, &sizes, &spools, &rep, progress));
   auto at = [](const std::string& p) { return "/" + p; };
   auto stat = [&](const std::string& p) { return fs.Stat(at(p)); };
   // What the layer deletes from the lower ones goes first, so its own
