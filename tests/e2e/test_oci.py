@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import pty
 import shutil
 import stat
 import subprocess
@@ -567,6 +568,53 @@ class OciBuild(StackTestCase):
         self.assertIn(gone, r.err)
         self.assertIn("layer 1/4", r.err)
         self.assertNothingPublished(pool2)
+
+    def test_killed_layered_build_leaves_nothing_visible(self):
+        """Killed while reading its last layer, four layer snapshots taken
+        under the hidden name: nothing is visible, the pool checks clean,
+        and the next writer removes what the build left."""
+        img = self.copy_image("killed")
+        big = self.path("big.tar")
+        with tarfile.open(big, "w") as t:
+            add_member(t, "data/big", os.urandom(48 << 20))
+        run("umoci", "raw", "add-layer", "--image", f"{img}:{TAG}", big)
+        pool = self.path("p.stk")
+        stack("pool", "create", pool, "--size", "1G", check=0)
+        stack("volume", "create", "-p", pool, "keep", "--size", "1M", check=0)
+        # The progress on a (pseudo) terminal says when the last layer starts.
+        master, slave = pty.openpty()
+        p = subprocess.Popen([os.environ["STACK_BIN"], "build", "-p", pool, "v", "--from",
+                              f"oci:{img}:{TAG}", "--size", "128M", "--no-encrypt",
+                              "--layer-snapshots"],
+                             stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        seen = b""
+        try:
+            while b"reading layer 5/5" not in seen:
+                chunk = os.read(master, 4096)
+                if not chunk:
+                    break
+                seen += chunk
+        except OSError:
+            pass
+        finally:
+            landed = p.poll() is None
+            p.kill()
+            p.wait()
+            os.close(master)
+        self.assertIn(b"reading layer 5/5", seen)
+        self.assertTrue(landed, "the build ended before the kill: the test did not run")
+        names = [e["name"] for e in stack("--json", "volume", "list", "-p", pool, "--all",
+                                          check=0).json()]
+        self.assertEqual(names, ["keep"])
+        self.assertEqual(stack("--json", "snapshot", "list", "-p", pool, check=0).json(), [])
+        rep = stack("--json", "pool", "check", pool, check=0).json()
+        self.assertTrue(rep["ok"], rep)
+        self.assertGreater(rep["entries"], 1, "the hidden volume and its layer snapshots")
+        stack("snapshot", "create", "-p", pool, "keep@after", check=0)  # a writer cleans up
+        rep = stack("--json", "pool", "check", pool, check=0).json()
+        self.assertTrue(rep["ok"], rep)
+        self.assertEqual(rep["entries"], 2)
 
     def test_layer_snapshots_reused_by_an_image_sharing_two_layers(self):
         img = self.copy_image("second")
