@@ -11,9 +11,13 @@
 namespace stack::compose::oci {
 namespace {
 
+// $TMPDIR as the user set it; else /var/tmp, which distributions keep on
+// disk (a spool is as large as the image's layers, and /tmp is often a
+// tmpfs, that is, memory); /tmp where there is no /var/tmp.
 std::string TempDir() {
   const char* t = std::getenv("TMPDIR");
-  return t && *t ? t : "/tmp";
+  if (t && *t) return t;
+  return ::access("/var/tmp", W_OK) == 0 ? "/var/tmp" : "/tmp";
 }
 
 }  // namespace

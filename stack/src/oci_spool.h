@@ -2,7 +2,8 @@
 // system, gone when closed) that holds one layer's uncompressed tar between
 // the two passes of an image build (oci_apply.h), so the second pass reads
 // it back instead of decompressing and hashing the blob again. It lives in
-// $TMPDIR (default /tmp); its size is the layer's uncompressed size.
+// $TMPDIR, by default /var/tmp (on disk, where /tmp may be memory); its
+// size is the layer's uncompressed size.
 // Thread-safety: none; one owner.
 #pragma once
 

@@ -7,11 +7,11 @@
 // Two passes over the layers. The first reads every member header and
 // builds the merged tree in memory (path -> the layer member that supplies
 // it), checking each layer's digests as it goes and copying its
-// uncompressed tar to an anonymous temporary file in $TMPDIR; the second
-// reads those back in order and writes only the members that survive into
-// the file system, as one tar stream (so a file an upper layer deletes or
-// replaces costs no data write, nor a second decompression). Nothing is
-// written before every layer passed its checks.
+// uncompressed tar to an anonymous temporary file in $TMPDIR (default
+// /var/tmp); the second reads those back in order and writes only the
+// members that survive into the file system, as one tar stream (so a file
+// an upper layer deletes or replaces costs no data write, nor a second
+// decompression). Nothing is written before every layer passed its checks.
 //
 // Thread-safety: none.
 #pragma once
