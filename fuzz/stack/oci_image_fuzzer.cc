@@ -140,11 +140,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // OCI_FUZZ_DEBUG=1: say what each input resolved to (to check seeds).
   static const bool debug = std::getenv("OCI_FUZZ_DEBUG") != nullptr;
   if (debug)
-    std::fprintf(stderr, "oci_image_fuzzer: %s\n",
-                 img.ok() ? ("resolved, " + std::to_string((*img)->image().layers.size()) +
-                             " layers")
-                                .c_str()
-                          : img.status().ToString().c_str());
+    std::fprintf(
+        stderr, "oci_image_fuzzer: %s\n",
+        img.ok()
+            ? ("resolved, " + std::to_string((*img)->image().layers.size()) + " layers").c_str()
+            : img.status().ToString().c_str());
   if (!img.ok()) return 0;
   const oci::Image& image = (*img)->image();
   // What a resolved image promises the layer reader and the metadata.

@@ -64,11 +64,10 @@ std::unique_ptr<MemStore> MultiPlatform(const std::vector<json>& platforms) {
                 {"config", {{"Env", {"V=" + p.value("variant", std::string("none"))}}}},
                 {"rootfs", {{"type", "layers"}, {"diff_ids", {kDiff}}}}};
     const std::string cd = s->Add(cfg.dump());
-    json man = {{"schemaVersion", 2},
-                {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"},
-                            {"digest", cd}}},
-                {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar"},
-                             {"digest", kDiff}}}}};
+    json man = {
+        {"schemaVersion", 2},
+        {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"}, {"digest", cd}}},
+        {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar"}, {"digest", kDiff}}}}};
     const std::string md = s->Add(man.dump());
     index["manifests"].push_back({{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
                                   {"digest", md},
@@ -86,10 +85,9 @@ Result<std::unique_ptr<ImageSource>> Resolve(std::unique_ptr<MemStore> s, const 
 }
 
 TEST_CASE("several manifests of one tag: the platform's variant, when asked for, must match") {
-  const std::vector<json> plats = {
-      {{"os", "linux"}, {"architecture", "arm"}, {"variant", "v6"}},
-      {{"os", "linux"}, {"architecture", "arm"}, {"variant", "v7"}},
-      {{"os", "linux"}, {"architecture", "amd64"}}};
+  const std::vector<json> plats = {{{"os", "linux"}, {"architecture", "arm"}, {"variant", "v6"}},
+                                   {{"os", "linux"}, {"architecture", "arm"}, {"variant", "v7"}},
+                                   {{"os", "linux"}, {"architecture", "amd64"}}};
   auto v7 = Resolve(MultiPlatform(plats), "linux/arm/v7");
   REQUIRE(v7.ok());
   CHECK((*v7)->image().config.env == std::vector<std::string>{"V=v7"});
