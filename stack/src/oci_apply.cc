@@ -13,22 +13,51 @@
 #include "oci_blob.h"
 #include "oci_layer.h"
 #include "oci_merge.h"
+#include "oci_spool.h"
 
 namespace stack::compose::oci {
 namespace {
 
 constexpr size_t kZeroChunk = 1 << 16;
 
-// Pass 1: every layer's headers (and digests), into the merge.
+// The stored bytes of a layer, counted into the progress as they are read.
+class Counted : public ByteSource {
+ public:
+  Counted(std::unique_ptr<ByteSource> in, Progress* p) : in_(std::move(in)), p_(p) {}
+  Result<std::span<const uint8_t>> Next() override {
+    ASSIGN_OR_RETURN(auto d, in_->Next());
+    p_->Advance(d.size());
+    return d;
+  }
+  uint64_t SizeHint() const override { return in_->SizeHint(); }
+
+ private:
+  std::unique_ptr<ByteSource> in_;
+  Progress* p_;
+};
+
+// Pass 1: every layer's headers (and digests), into the merge; each
+// layer's uncompressed tar into its spool, for pass 2. Progress: each
+// layer's stored bytes read ("build: reading layer 2/3").
 Status MergeLayers(ImageSource& src, size_t first, size_t end, LayerMerge* merge,
-                   std::vector<std::vector<uint64_t>>* sizes, ApplyReport* rep) {
+                   std::vector<std::vector<uint64_t>>* sizes, std::vector<Spool>* spools,
+                   ApplyReport* rep, Progress* progress) {
   const auto& layers = src.image().layers;
   for (size_t i = 0; i < end; i++) {
     merge->BeginLayer();
     sizes->emplace_back();
+    spools->emplace_back();
     if (i < first) continue;  // applied already: the merge holds none of it
+    ASSIGN_OR_RETURN(spools->back(), Spool::Create(layers[i].label));
     ASSIGN_OR_RETURN(auto stored, src.OpenLayer(i));
-    ASSIGN_OR_RETURN(auto reader, LayerReader::Open(std::move(stored), layers[i]));
+    if (progress) {
+      progress->Restart("build: reading layer " + std::to_string(i + 1) + "/" +
+                            std::to_string(layers.size()),
+                        layers[i].size ? layers[i].size : stored->SizeHint());
+      stored = std::make_unique<Counted>(std::move(stored), progress);
+    }
+    ASSIGN_OR_RETURN(auto reader,
+                     LayerReader::Open(std::move(stored), layers[i], &spools->back()));
     for (uint64_t m = 0;; m++) {
       ASSIGN_OR_RETURN(archive_entry * e, reader->Next());
       if (!e) break;
@@ -52,10 +81,15 @@ Status MergeLayers(ImageSource& src, size_t first, size_t end, LayerMerge* merge
 // Pass 2: the surviving members as one pax tar, produced as it is read.
 class MergedTar {
  public:
-  // Writes plan's layers from `first` on (the plan holds nothing below).
-  MergedTar(ImageSource& src, LayerMerge::Plan plan, std::vector<std::string> implicit_dirs,
-            size_t first = 0)
-      : src_(src), plan_(std::move(plan)), implicit_(std::move(implicit_dirs)), layer_(first) {}
+  // Writes plan's layers from `first` on (the plan holds nothing below),
+  // reading them from the spools pass 1 filled.
+  MergedTar(ImageSource& src, const std::vector<Spool>& spools, LayerMerge::Plan plan,
+            std::vector<std::string> implicit_dirs, size_t first = 0)
+      : src_(src),
+        spools_(spools),
+        plan_(std::move(plan)),
+        implicit_(std::move(implicit_dirs)),
+        layer_(first) {}
   ~MergedTar() {
     if (w_) archive_write_free(w_);
   }
@@ -119,9 +153,8 @@ class MergedTar {
           state_ = State::kDone;
           return Status::Ok();
         }
-        ASSIGN_OR_RETURN(auto stored, src_.OpenLayer(layer_));
-        ASSIGN_OR_RETURN(reader_,
-                         LayerReader::Open(std::move(stored), src_.image().layers[layer_]));
+        ASSIGN_OR_RETURN(reader_, LayerReader::OpenSpooled(spools_[layer_],
+                                                           src_.image().layers[layer_]));
         member_ = 0;
         state_ = State::kMembers;
         return Status::Ok();
@@ -201,6 +234,7 @@ class MergedTar {
   };
 
   ImageSource& src_;
+  const std::vector<Spool>& spools_;
   LayerMerge::Plan plan_;
   std::vector<std::string> implicit_;
   archive* w_ = nullptr;
@@ -218,8 +252,9 @@ class MergedTar {
 Result<ApplyReport> WritePlan(ImageSource& src, fsbridge::Filesystem& fs,
                               const fsbridge::PopulateOptions& popts, Progress* progress,
                               LayerMerge::Plan plan, std::vector<std::string> implicit,
-                              const std::vector<std::vector<uint64_t>>& sizes, size_t first,
-                              ApplyReport rep, const std::string& label) {
+                              const std::vector<std::vector<uint64_t>>& sizes,
+                              const std::vector<Spool>& spools, size_t first, ApplyReport rep,
+                              const std::string& label) {
   uint64_t total = 0, all = 0;
   size_t kept = 0;
   for (size_t l = first; l < plan.size(); l++) {
@@ -236,7 +271,7 @@ Result<ApplyReport> WritePlan(ImageSource& src, fsbridge::Filesystem& fs,
     progress->Restart(label, total);
     opts.on_file = [progress](uint64_t b) { progress->Advance(b); };
   }
-  MergedTar tar(src, std::move(plan), std::move(implicit), first);
+  MergedTar tar(src, spools, std::move(plan), std::move(implicit), first);
   Result<fsbridge::PopulateStats> st = fs.PopulateFromTarStream(
       src.image().reference, [&tar] { return tar.Next(); }, "/", opts);
   if (progress) progress->Finish();
@@ -258,8 +293,10 @@ Result<ApplyReport> ApplyImage(ImageSource& src, fsbridge::Filesystem& fs,
   rep.layers = n;
   LayerMerge merge;
   std::vector<std::vector<uint64_t>> sizes;
-  RETURN_IF_ERROR(MergeLayers(src, 0, n, &merge, &sizes, &rep));
-  return WritePlan(src, fs, popts, progress, merge.Finish(), merge.ImplicitDirs(), sizes, 0, rep,
+  std::vector<Spool> spools;
+  RETURN_IF_ERROR(MergeLayers(src, 0, n, &merge, &sizes, &spools, &rep, progress));
+  return WritePlan(src, fs, popts, progress, merge.Finish(), merge.ImplicitDirs(), sizes, spools,
+                   0, rep,
                    "build: " + std::to_string(n) + (n == 1 ? " layer" : " layers"));
 }
 
@@ -269,7 +306,8 @@ Result<ApplyReport> ApplyLayer(ImageSource& src, size_t k, fsbridge::Filesystem&
   rep.layers = 1;
   LayerMerge merge;  // layer k alone
   std::vector<std::vector<uint64_t>> sizes;
-  RETURN_IF_ERROR(MergeLayers(src, k, k + 1, &merge, &sizes, &rep));
+  std::vector<Spool> spools;
+  RETURN_IF_ERROR(MergeLayers(src, k, k + 1, &merge, &sizes, &spools, &rep, progress));
   auto at = [](const std::string& p) { return "/" + p; };
   auto stat = [&](const std::string& p) { return fs.Stat(at(p)); };
   // What the layer deletes from the lower ones goes first, so its own
@@ -299,7 +337,7 @@ Result<ApplyReport> ApplyLayer(ImageSource& src, size_t k, fsbridge::Filesystem&
     RETURN_IF_ERROR(fs.Remove(at(p), true));
     if (node.member < 0) implicit.push_back(p);
   }
-  return WritePlan(src, fs, popts, progress, merge.Finish(), implicit, sizes, k, rep,
+  return WritePlan(src, fs, popts, progress, merge.Finish(), implicit, sizes, spools, k, rep,
                    "build: layer " + std::to_string(k + 1) + "/" +
                        std::to_string(src.image().layers.size()));
 }

@@ -4,8 +4,10 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <vector>
@@ -21,6 +23,10 @@ constexpr size_t kChunk = 1 << 16;
 class FileSource : public ByteSource {
  public:
   FileSource(int fd, std::string name) : fd_(fd), name_(std::move(name)), buf_(kChunk) {}
+  uint64_t SizeHint() const override {
+    struct stat st;
+    return ::fstat(fd_, &st) == 0 && st.st_size > 0 ? uint64_t(st.st_size) : 0;
+  }
   ~FileSource() override { ::close(fd_); }
   FileSource(const FileSource&) = delete;
   FileSource& operator=(const FileSource&) = delete;
@@ -70,7 +76,9 @@ std::string CleanMemberName(std::string n) {
 // and scanned to it (libarchive skips other members' data by seeking).
 class MemberSource : public ByteSource {
  public:
-  MemberSource(archive* a, std::string name) : a_(a), name_(std::move(name)) {}
+  MemberSource(archive* a, std::string name, uint64_t size)
+      : a_(a), name_(std::move(name)), size_(size) {}
+  uint64_t SizeHint() const override { return size_; }
   ~MemberSource() override { archive_read_free(a_); }
   MemberSource(const MemberSource&) = delete;
   MemberSource& operator=(const MemberSource&) = delete;
@@ -93,6 +101,7 @@ class MemberSource : public ByteSource {
  private:
   archive* a_;
   std::string name_;
+  uint64_t size_;
   uint64_t pos_ = 0;
 };
 
@@ -126,7 +135,8 @@ class ArchiveStore : public BlobStore {
       if (rc < ARCHIVE_WARN) return fail("reading");
       const char* pn = archive_entry_pathname(e);
       if (pn && CleanMemberName(pn) == want && archive_entry_filetype(e) == AE_IFREG)
-        return std::unique_ptr<ByteSource>(new MemberSource(a, file_ + ":" + want));
+        return std::unique_ptr<ByteSource>(new MemberSource(
+            a, file_ + ":" + want, uint64_t(std::max<la_int64_t>(archive_entry_size(e), 0))));
     }
     archive_read_free(a);
     return Status::NotFound("image " + file_ + ": " + want + " is missing");

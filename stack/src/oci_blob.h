@@ -26,6 +26,15 @@ class BlobStore {
   virtual const std::string& name() const = 0;
 };
 
+// What ImageSource::Open does once the reference is split into a store and
+// a tag: kLayout reads oci-layout and index.json (oci:, oci-archive:),
+// kDockerArchive reads manifest.json (docker-archive:). `reference` is
+// kept as the image's. Separate so a fuzzer can give documents from memory.
+enum class StoreKind { kLayout, kDockerArchive };
+Result<std::unique_ptr<ImageSource>> OpenImage(std::unique_ptr<BlobStore> store, StoreKind kind,
+                                               const std::string& tag, const Platform& platform,
+                                               const std::string& reference);
+
 // Wraps a source and checks, at its end, that the bytes hash to `digest`
 // ("sha256:<hex>"; other algorithms are Unsupported) and, when size > 0,
 // that there were `size` of them: Corruption naming `what` otherwise

@@ -47,6 +47,10 @@ Result<json> ParseJson(const std::string& text, const std::string& what) {
   return j;
 }
 
+std::string Wanted(const Platform& p) {
+  return p.os + "/" + p.architecture + (p.variant.empty() ? "" : "/" + p.variant);
+}
+
 // Typed field access that reports malformed documents as Corruption.
 Result<std::string> Str(const json& o, const char* key, const std::string& what,
                         bool required = true) {
@@ -68,6 +72,26 @@ Result<std::vector<std::string>> StrList(const json& o, const char* key, const s
     if (!v.is_string()) return Status::Corruption(what + ": \"" + key + "\" holds a non-string");
     out.push_back(v.get<std::string>());
   }
+  return out;
+}
+
+// An index entry's platform as "OS/ARCH[/VARIANT]" ("" when it has none)
+// and whether it is the one asked for (a variant asked for must match).
+struct EntryPlatform {
+  std::string text;
+  bool wanted = false;
+};
+Result<EntryPlatform> PlatformOf(const json& entry, const Platform& p, const std::string& what) {
+  EntryPlatform out;
+  if (!entry.is_object()) return out;
+  auto it = entry.find("platform");
+  if (it == entry.end() || !it->is_object()) return out;
+  ASSIGN_OR_RETURN(std::string os, Str(*it, "os", what, false));
+  ASSIGN_OR_RETURN(std::string arch, Str(*it, "architecture", what, false));
+  ASSIGN_OR_RETURN(std::string variant, Str(*it, "variant", what, false));
+  out.text = os + "/" + arch + (variant.empty() ? "" : "/" + variant);
+  out.wanted =
+      os == p.os && arch == p.architecture && (p.variant.empty() || variant == p.variant);
   return out;
 }
 
@@ -172,6 +196,7 @@ class StoreImage : public ImageSource {
   Result<std::unique_ptr<ByteSource>> OpenLayer(size_t i) override {
     return store_->Open(paths_.at(i));
   }
+  void SetReference(const std::string& r) { image_.reference = r; }
 
   // oci: / oci-archive: an image layout.
   Status ResolveLayout(const std::string& tag, const Platform& p) {
@@ -269,23 +294,18 @@ class StoreImage : public ImageSource {
     if (named.size() == 1) return ParseDescriptor(*named[0], what);
     std::string platforms;
     for (const json* m : named) {
-      if (m->contains("platform") && (*m)["platform"].is_object()) {
-        const json& pl = (*m)["platform"];
-        ASSIGN_OR_RETURN(std::string os, Str(pl, "os", what, false));
-        ASSIGN_OR_RETURN(std::string arch, Str(pl, "architecture", what, false));
-        if (os == p.os && arch == p.architecture) {
-          platform_chosen_ = true;
-          return ParseDescriptor(*m, what);
-        }
-        platforms += (platforms.empty() ? "" : ", ") + os + "/" + arch;
+      ASSIGN_OR_RETURN(EntryPlatform ep, PlatformOf(*m, p, what));
+      if (ep.wanted) {
+        platform_chosen_ = true;
+        return ParseDescriptor(*m, what);
       }
+      if (!ep.text.empty()) platforms += (platforms.empty() ? "" : ", ") + ep.text;
     }
     if (platforms.empty())
       return Status::InvalidArgument(what + ": " + std::to_string(named.size()) +
                                      " manifests; name one as oci:DIR:TAG" +
                                      (have.empty() ? "" : " (has " + have + ")"));
-    return Status::NotFound(what + ": no manifest for " + p.os + "/" + p.architecture + " (has " +
-                            platforms + ")");
+    return Status::NotFound(what + ": no manifest for " + Wanted(p) + " (has " + platforms + ")");
   }
 
   Status ResolveDescriptor(const Descriptor& d, const Platform& p, int depth) {
@@ -299,22 +319,15 @@ class StoreImage : public ImageSource {
       std::string have;
       for (const auto& m : idx["manifests"]) {
         ASSIGN_OR_RETURN(Descriptor md, ParseDescriptor(m, where + ": index " + d.digest));
-        std::string os, arch, variant;
-        if (m.contains("platform") && m["platform"].is_object()) {
-          const json& pl = m["platform"];
-          ASSIGN_OR_RETURN(os, Str(pl, "os", where, false));
-          ASSIGN_OR_RETURN(arch, Str(pl, "architecture", where, false));
-          ASSIGN_OR_RETURN(variant, Str(pl, "variant", where, false));
-        }
-        if (os == p.os && arch == p.architecture && (p.variant.empty() || variant == p.variant)) {
+        ASSIGN_OR_RETURN(EntryPlatform ep, PlatformOf(m, p, where + ": index " + d.digest));
+        if (ep.wanted) {
           platform_chosen_ = true;
           return ResolveDescriptor(md, p, depth + 1);
         }
-        have +=
-            (have.empty() ? "" : ", ") + os + "/" + arch + (variant.empty() ? "" : "/" + variant);
+        have += (have.empty() ? "" : ", ") + (ep.text.empty() ? "(no platform)" : ep.text);
       }
-      return Status::NotFound(where + ": index " + d.digest + " has no image for " + p.os + "/" +
-                              p.architecture + (have.empty() ? "" : " (has " + have + ")"));
+      return Status::NotFound(where + ": index " + d.digest + " has no image for " + Wanted(p) +
+                              (have.empty() ? "" : " (has " + have + ")"));
     }
     if (d.media_type != kOciManifest && d.media_type != kDockerManifest)
       return Status::Unsupported(where + ": manifest " + d.digest + ": media type '" +
@@ -358,8 +371,7 @@ class StoreImage : public ImageSource {
     if (platform_chosen_ || image_.os.empty() || image_.architecture.empty()) return Status::Ok();
     if (image_.os == p.os && image_.architecture == p.architecture) return Status::Ok();
     return Status::NotFound("image " + store_->name() + " is for " + image_.os + "/" +
-                            image_.architecture + ", not " + p.os + "/" + p.architecture +
-                            " (--platform)");
+                            image_.architecture + ", not " + Wanted(p) + " (--platform)");
   }
 
   std::vector<std::string> paths_;  // each layer's file in the store
@@ -394,32 +406,35 @@ bool IsImageReference(const std::string& source) {
   return false;
 }
 
+Result<std::unique_ptr<ImageSource>> OpenImage(std::unique_ptr<BlobStore> store, StoreKind kind,
+                                               const std::string& tag, const Platform& platform,
+                                               const std::string& reference) {
+  auto img = std::make_unique<StoreImage>(std::move(store));
+  RETURN_IF_ERROR(kind == StoreKind::kLayout ? img->ResolveLayout(tag, platform)
+                                             : img->ResolveDockerArchive(tag, platform));
+  img->SetReference(reference);
+  return std::unique_ptr<ImageSource>(std::move(img));
+}
+
 Result<std::unique_ptr<ImageSource>> ImageSource::Open(const std::string& reference,
                                                        const Platform& platform) {
-  std::unique_ptr<StoreImage> img;
-  Status s;
   if (reference.rfind("oci:", 0) == 0) {
     auto [dir, tag] = SplitTag(reference.substr(4), 1);
     ASSIGN_OR_RETURN(auto store, BlobStore::OpenDirectory(dir));
-    img = std::make_unique<StoreImage>(std::move(store));
-    s = img->ResolveLayout(tag, platform);
-  } else if (reference.rfind("oci-archive:", 0) == 0) {
+    return OpenImage(std::move(store), StoreKind::kLayout, tag, platform, reference);
+  }
+  if (reference.rfind("oci-archive:", 0) == 0) {
     auto [file, tag] = SplitTag(reference.substr(12), 1);
     ASSIGN_OR_RETURN(auto store, BlobStore::OpenArchive(file));
-    img = std::make_unique<StoreImage>(std::move(store));
-    s = img->ResolveLayout(tag, platform);
-  } else if (reference.rfind("docker-archive:", 0) == 0) {
+    return OpenImage(std::move(store), StoreKind::kLayout, tag, platform, reference);
+  }
+  if (reference.rfind("docker-archive:", 0) == 0) {
     auto [file, repo_tag] = SplitTag(reference.substr(15), 2);
     ASSIGN_OR_RETURN(auto store, BlobStore::OpenArchive(file));
-    img = std::make_unique<StoreImage>(std::move(store));
-    s = img->ResolveDockerArchive(repo_tag, platform);
-  } else {
-    return Status::InvalidArgument("'" + reference +
-                                   "' is not an image (oci:, oci-archive:, docker-archive:)");
+    return OpenImage(std::move(store), StoreKind::kDockerArchive, repo_tag, platform, reference);
   }
-  RETURN_IF_ERROR(s);
-  img->image_.reference = reference;
-  return std::unique_ptr<ImageSource>(std::move(img));
+  return Status::InvalidArgument("'" + reference +
+                                 "' is not an image (oci:, oci-archive:, docker-archive:)");
 }
 
 Result<std::vector<std::string>> MetadataTags(const Image& image,
@@ -428,6 +443,10 @@ Result<std::vector<std::string>> MetadataTags(const Image& image,
   tags.push_back("oci.digest=" + image.digest);
   tags.push_back("oci.image-id=" + image.config_digest);
   tags.push_back("oci.platform=" + image.os + "/" + image.architecture);
+  // Digests are short; os and architecture are whatever the config says.
+  if (tags.back().size() > 255)
+    return Status::InvalidArgument("the image's platform (" + std::to_string(tags.back().size()) +
+                                   " bytes as a tag) does not fit in a tag of 255 bytes");
   const RuntimeConfig& c = image.config;
   json j = json::object();
   if (!c.env.empty()) j["Env"] = c.env;
@@ -436,7 +455,9 @@ Result<std::vector<std::string>> MetadataTags(const Image& image,
   if (!c.working_dir.empty()) j["WorkingDir"] = c.working_dir;
   if (!c.user.empty()) j["User"] = c.user;
   if (!c.labels.empty()) j["Labels"] = c.labels;
-  const std::string text = j.dump();
+  // The strings were parsed from JSON (valid UTF-8); replace anything else
+  // rather than throw.
+  const std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace);
   constexpr size_t kChunkLen = 240;
   for (size_t i = 0, n = 0; i < text.size(); i += kChunkLen, n++)
     tags.push_back("oci.config." + std::to_string(n) + "=" + text.substr(i, kChunkLen));
@@ -475,7 +496,9 @@ std::string MetadataJson(const std::vector<std::string>& tags) {
   for (const auto& [n, c] : chunks) text += c;
   json cfg = json::parse(text.empty() ? "{}" : text, nullptr, false);
   out["config"] = cfg.is_discarded() ? json::object() : cfg;
-  return out.dump();
+  // Tags are any bytes (a user's --tag too): not valid UTF-8 is shown as
+  // U+FFFD, never thrown (the lists print every entry through here).
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace stack::compose::oci

@@ -3,6 +3,8 @@
 // tar members from its output, with the uncompressed bytes hashed between.
 #include "oci_layer.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 
@@ -11,10 +13,6 @@
 #include "sha256.h"
 
 namespace stack::compose::oci {
-namespace {
-
-
-}  // namespace
 
 LayerReader::LayerReader(std::unique_ptr<ByteSource> stored, Layer layer)
     : stored_(std::move(stored)), layer_(std::move(layer)) {}
@@ -53,6 +51,14 @@ la_ssize_t LayerReader::ReadPlain(archive* a, void* self, const void** out) {
     return -1;
   }
   r->diff_hash_.Update({static_cast<const uint8_t*>(buf), len});
+  if (r->spool_) {
+    Status s = r->spool_->Append({static_cast<const uint8_t*>(buf), len});
+    if (!s.ok()) {
+      r->source_error_ = s;
+      archive_set_error(a, EIO, "%s", s.message().c_str());
+      return -1;
+    }
+  }
   *out = buf;
   return la_ssize_t(len);
 }
@@ -64,10 +70,11 @@ Status LayerReader::Error(archive* a, const std::string& what) {
 }
 
 Result<std::unique_ptr<LayerReader>> LayerReader::Open(std::unique_ptr<ByteSource> stored,
-                                                       const Layer& layer) {
+                                                       const Layer& layer, Spool* spool) {
   if (!layer.digest.empty())
     stored = Verified(std::move(stored), layer.digest, layer.size, layer.label);
   std::unique_ptr<LayerReader> r(new LayerReader(std::move(stored), layer));
+  r->spool_ = spool;
   r->raw_ = archive_read_new();
   r->tar_ = archive_read_new();
   if (!r->raw_ || !r->tar_) return Status::Internal("libarchive: out of memory");
@@ -93,6 +100,23 @@ Result<std::unique_ptr<LayerReader>> LayerReader::Open(std::unique_ptr<ByteSourc
   return r;
 }
 
+Result<std::unique_ptr<LayerReader>> LayerReader::OpenSpooled(const Spool& spool,
+                                                              const Layer& layer) {
+  std::unique_ptr<LayerReader> r(new LayerReader(nullptr, layer));
+  r->spooled_ = r->plain_done_ = true;
+  r->tar_ = archive_read_new();
+  if (!r->tar_) return Status::Internal("libarchive: out of memory");
+  archive_read_support_format_tar(r->tar_);
+  archive_read_support_format_gnutar(r->tar_);
+  archive_read_support_format_empty(r->tar_);
+  if (::lseek(spool.fd(), 0, SEEK_SET) < 0)
+    return Status::FromErrno(layer.label + ": reading its spool", errno);
+  // A regular file: libarchive skips unwanted member data with lseek.
+  if (archive_read_open_fd(r->tar_, spool.fd(), 1 << 20) != ARCHIVE_OK)
+    return r->Error(r->tar_, "reading tar");
+  return r;
+}
+
 Result<archive_entry*> LayerReader::Next() {
   if (done_) return nullptr;
   archive_entry* e = nullptr;
@@ -102,6 +126,10 @@ Result<archive_entry*> LayerReader::Next() {
     return e;
   }
   if (rc != ARCHIVE_EOF) return Error(tar_, "reading tar");
+  if (spooled_) {
+    done_ = true;
+    return nullptr;
+  }
   // The end of the tar: read what follows (padding, the compressed
   // stream's end) so both digests cover every byte.
   while (!plain_done_) {

@@ -4,6 +4,12 @@
 // Compression (none, gzip, zstd) is recognised from the bytes. The checks
 // complete when Next() reports the end (after the rest of the stream was
 // read), so a caller publishes nothing before then.
+//
+// A reader may copy the uncompressed tar into a Spool as it goes; once it
+// reported the end, OpenSpooled reads the layer back from there, without
+// decompressing or hashing again (the spool is this process's own
+// anonymous file, written from the bytes just checked), and skips the data
+// of members it is not asked for by seeking.
 // Thread-safety: none; one owner.
 #pragma once
 
@@ -13,6 +19,7 @@
 #include <memory>
 #include <vector>
 
+#include "oci_spool.h"
 #include "sha256.h"
 #include "stack/oci_image.h"
 
@@ -21,8 +28,11 @@ namespace stack::compose::oci {
 class LayerReader {
  public:
   // `stored` gives the blob as stored; `layer` says what it must hash to.
+  // With `spool`, the uncompressed tar is appended to it as it is read.
   static Result<std::unique_ptr<LayerReader>> Open(std::unique_ptr<ByteSource> stored,
-                                                   const Layer& layer);
+                                                   const Layer& layer, Spool* spool = nullptr);
+  // The layer again from the spool a reader of it filled (to its end).
+  static Result<std::unique_ptr<LayerReader>> OpenSpooled(const Spool& spool, const Layer& layer);
   ~LayerReader();
   LayerReader(const LayerReader&) = delete;
   LayerReader& operator=(const LayerReader&) = delete;
@@ -52,6 +62,8 @@ class LayerReader {
   archive* raw_ = nullptr;  // stored bytes -> uncompressed bytes
   archive* tar_ = nullptr;  // uncompressed bytes -> members
   Sha256 diff_hash_;
+  Spool* spool_ = nullptr;  // where the uncompressed bytes are copied, if anywhere
+  bool spooled_ = false;    // reading back a spool: checked already
   Status source_error_;  // a failure inside a read callback, returned as is
   bool plain_done_ = false;
   bool done_ = false;

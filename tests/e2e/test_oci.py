@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import pty
 import shutil
 import stat
 import subprocess
@@ -171,6 +172,17 @@ def set_index(img, desc):
         json.dump({"schemaVersion": 2, "manifests": [desc]}, f)
 
 
+def replace_layer(img, i, data, tag=TAG):
+    """Layer i of img:tag becomes `data`, the manifest's digest and size for it
+    updated (so the blob passes its digest check), the config untouched."""
+    with open(blob(img, index_manifest(img, tag))) as f:
+        m = json.load(f)
+    m["layers"][i]["digest"], m["layers"][i]["size"] = write_blob(img, data)
+    d, n = write_blob(img, json.dumps(m).encode())
+    set_index(img, {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d,
+                    "size": n, "annotations": {"org.opencontainers.image.ref.name": tag}})
+
+
 @unittest.skipUnless(HAVE["umoci"] and HAVE["skopeo"],
                      "needs umoci and skopeo (scripts/setup.sh installs them)")
 class OciBuild(StackTestCase):
@@ -195,9 +207,9 @@ class OciBuild(StackTestCase):
         shutil.copytree(self.img, dst, symlinks=True)
         return dst
 
-    def build(self, src, pool, *extra, check=0, size="64M"):
+    def build(self, src, pool, *extra, check=0, size="64M", env=None):
         return stack("--json", "build", "-p", pool, "v", "--from", src, "--size", size,
-                     "--no-encrypt", *extra, check=check)
+                     "--no-encrypt", *extra, check=check, env=env)
 
     def extract(self, pool, entry="v@golden", name="out"):
         out = self.path(name)
@@ -227,6 +239,13 @@ class OciBuild(StackTestCase):
         # gone/deeper/f (300000 bytes) and the replaced files were not written.
         self.assertGreaterEqual(r["image"]["skipped_bytes"], 300000)
         self.assertEqual(r["image"]["bytes_written"], r["populate"]["bytes"])
+        with open(blob(self.img, index_manifest(self.img))) as f:
+            self.assertEqual(r["image"]["image_id"], json.load(f)["config"]["digest"])
+        self.assertEqual(r["image"]["reused_layers"], 0)
+        # Every member read (whiteouts and markers included); the ones not
+        # written are those deleted or replaced above, and the markers.
+        self.assertGreater(r["image"]["members"], r["image"]["skipped_members"])
+        self.assertGreaterEqual(r["image"]["skipped_members"], 4)  # gone/, gone/deeper, .../f, a
         out = self.path("out")
         stack("fs", "extract", "-p", pool, "v@golden", "--to", out, "-k", key, check=0)
         self.assertTreeIsOracle(out)
@@ -255,16 +274,26 @@ class OciBuild(StackTestCase):
         self.assertEqual(fsck.returncode, 0, fsck.stdout + fsck.stderr)
 
     def test_reproducible(self):
-        """Same image, --timestamp and --uuid: byte-identical plain images."""
-        imgs = []
-        for i in range(2):
+        """Same image, --timestamp and --uuid: byte-identical plain images,
+        built twice from the layout and once each from its oci-archive and
+        docker-archive copies (same layers; the docker one uncompressed)."""
+        oa = self.path("r.oci.tar")
+        da = self.path("r.docker.tar")
+        run("skopeo", "copy", f"oci:{self.img}:{TAG}", f"oci-archive:{oa}:{TAG}")
+        run("skopeo", "copy", f"oci:{self.img}:{TAG}", f"docker-archive:{da}:example/img:{TAG}")
+        sources = [f"oci:{self.img}:{TAG}", f"oci:{self.img}:{TAG}", f"oci-archive:{oa}:{TAG}",
+                   f"docker-archive:{da}"]
+        digests = []
+        for i, src in enumerate(sources):
             pool = self.path(f"r{i}.stk")
-            self.build(f"oci:{self.img}:{TAG}", pool, "--timestamp", "1700000000",
+            self.build(src, pool, "--timestamp", "1700000000",
                        "--uuid", "11111111-2222-3333-4444-555555555555")
-            imgs.append(self.path(f"r{i}.img"))
-            stack("export", "-p", pool, "v@golden", imgs[-1], "--format", "plain", check=0)
-        with open(imgs[0], "rb") as a, open(imgs[1], "rb") as b:
-            self.assertTrue(a.read() == b.read(), "the two builds differ")
+            img = self.path(f"r{i}.img")
+            stack("export", "-p", pool, "v@golden", img, "--format", "plain", check=0)
+            with open(img, "rb") as f:
+                digests.append(hashlib.sha256(f.read()).hexdigest())
+            os.remove(img)
+        self.assertEqual(len(set(digests)), 1, dict(zip(sources[1:], digests[1:])))
 
     def test_kernel_mount_same_tree(self):
         """The kernel's ext4 reads the image as umoci unpacked it."""
@@ -473,6 +502,119 @@ class OciBuild(StackTestCase):
         self.assertIn("layer 5/5", r.err)
         self.assertIn("/data/big", r.err)
         self.assertNothingPublished(pool)
+
+    def test_truncated_compressed_layer_is_corruption(self):
+        """A gzip (and a zstd) layer cut short, its digest made to match: the
+        decompression fails, Corruption naming the layer, nothing published."""
+        z = self.path("zstd-src")
+        p = subprocess.run(["skopeo", "copy", "--dest-compress-format", "zstd",
+                            f"oci:{self.img}:{TAG}", f"oci:{z}:{TAG}"],
+                           capture_output=True, text=True)
+        for kind, src in (("gzip", self.img), ("zstd", z if p.returncode == 0 else None)):
+            with self.subTest(kind=kind):
+                if src is None:
+                    self.skipTest("this skopeo cannot write zstd layers: " + p.stderr.strip())
+                img = self.copy_image("cut-" + kind) if src == self.img else src
+                with open(blob(img, index_manifest(img))) as f:
+                    layer = json.load(f)["layers"][0]
+                self.assertTrue(layer["mediaType"].endswith(kind), layer["mediaType"])
+                with open(blob(img, layer["digest"]), "rb") as f:
+                    data = f.read()
+                replace_layer(img, 0, data[: len(data) * 2 // 3])
+                pool = self.path(f"cut-{kind}.stk")
+                r = self.build(f"oci:{img}:{TAG}", pool, check=EXIT["corruption"])
+                self.assertOneLineError(r, "Corruption")
+                self.assertIn("layer 1/4", r.err)
+                self.assertNothingPublished(pool)
+
+    def test_tampered_manifest_is_corruption(self):
+        img = self.copy_image("badmanifest")
+        m = index_manifest(img)
+        with open(blob(img, m), "ab") as f:
+            f.write(b"\n")
+        pool = self.path("p.stk")
+        r = self.build(f"oci:{img}:{TAG}", pool, check=EXIT["corruption"])
+        self.assertOneLineError(r, "Corruption")
+        self.assertIn(m, r.err)
+        self.assertFalse(os.path.exists(pool))  # checked before the pool is created
+
+    def test_progress_per_layer_on_a_terminal(self):
+        """On a (pseudo) terminal: each layer's first pass, then the write,
+        each with a percentage, rate and ETA."""
+        pool = self.path("p.stk")
+        cmd = (f"{os.environ['STACK_BIN']} build -p {pool} v --from oci:{self.img}:{TAG} "
+               f"--size 64M --no-encrypt")
+        r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        for i in range(1, 5):
+            self.assertRegex(r.stdout, rf"build: reading layer {i}/4: +\d+\.\d% .*/s ETA \d\d:\d\d")
+        self.assertRegex(r.stdout, r"build: 4 layers: +\d+\.\d% .*/s ETA \d\d:\d\d")
+
+    def test_spool_is_anonymous_in_tmpdir(self):
+        """The first pass spools each layer to a file in $TMPDIR that no name
+        reaches; a $TMPDIR that is not there fails the build cleanly."""
+        tmp = self.path("tmpdir")
+        os.mkdir(tmp)
+        pool = self.path("p.stk")
+        env = dict(os.environ, TMPDIR=tmp)
+        self.build(f"oci:{self.img}:{TAG}", pool, env=env)
+        self.assertEqual(os.listdir(tmp), [])
+        self.assertTreeIsOracle(self.extract(pool))
+        gone = self.path("no-such-dir")
+        pool2 = self.path("q.stk")
+        r = self.build(f"oci:{self.img}:{TAG}", pool2, env=dict(os.environ, TMPDIR=gone),
+                       check=EXIT["notfound"])
+        self.assertOneLineError(r, "NotFound")
+        self.assertIn(gone, r.err)
+        self.assertIn("layer 1/4", r.err)
+        self.assertNothingPublished(pool2)
+
+    def test_killed_layered_build_leaves_nothing_visible(self):
+        """Killed while reading its last layer, four layer snapshots taken
+        under the hidden name: nothing is visible, the pool checks clean,
+        and the next writer removes what the build left."""
+        img = self.copy_image("killed")
+        big = self.path("big.tar")
+        with tarfile.open(big, "w") as t:
+            add_member(t, "data/big", os.urandom(48 << 20))
+        run("umoci", "raw", "add-layer", "--image", f"{img}:{TAG}", big)
+        pool = self.path("p.stk")
+        stack("pool", "create", pool, "--size", "1G", check=0)
+        stack("volume", "create", "-p", pool, "keep", "--size", "1M", check=0)
+        # The progress on a (pseudo) terminal says when the last layer starts.
+        master, slave = pty.openpty()
+        p = subprocess.Popen([os.environ["STACK_BIN"], "build", "-p", pool, "v", "--from",
+                              f"oci:{img}:{TAG}", "--size", "128M", "--no-encrypt",
+                              "--layer-snapshots"],
+                             stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        seen = b""
+        try:
+            while b"reading layer 5/5" not in seen:
+                chunk = os.read(master, 4096)
+                if not chunk:
+                    break
+                seen += chunk
+        except OSError:
+            pass
+        finally:
+            landed = p.poll() is None
+            p.kill()
+            p.wait()
+            os.close(master)
+        self.assertIn(b"reading layer 5/5", seen)
+        self.assertTrue(landed, "the build ended before the kill: the test did not run")
+        names = [e["name"] for e in stack("--json", "volume", "list", "-p", pool, "--all",
+                                          check=0).json()]
+        self.assertEqual(names, ["keep"])
+        self.assertEqual(stack("--json", "snapshot", "list", "-p", pool, check=0).json(), [])
+        rep = stack("--json", "pool", "check", pool, check=0).json()
+        self.assertTrue(rep["ok"], rep)
+        self.assertGreater(rep["entries"], 1, "the hidden volume and its layer snapshots")
+        stack("snapshot", "create", "-p", pool, "keep@after", check=0)  # a writer cleans up
+        rep = stack("--json", "pool", "check", pool, check=0).json()
+        self.assertTrue(rep["ok"], rep)
+        self.assertEqual(rep["entries"], 2)
 
     def test_layer_snapshots_reused_by_an_image_sharing_two_layers(self):
         img = self.copy_image("second")

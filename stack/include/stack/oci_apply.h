@@ -6,11 +6,12 @@
 //
 // Two passes over the layers. The first reads every member header and
 // builds the merged tree in memory (path -> the layer member that supplies
-// it), checking each layer's digests as it goes; the second re-reads the
-// layers in order and writes only the members that survive, straight from
-// the layer stream into the file system, as one tar stream (so a file an
-// upper layer deletes or replaces costs no data write). Nothing is written
-// before every layer passed its checks.
+// it), checking each layer's digests as it goes and copying its
+// uncompressed tar to an anonymous temporary file in $TMPDIR (default
+// /var/tmp); the second reads those back in order and writes only the
+// members that survive into the file system, as one tar stream (so a file
+// an upper layer deletes or replaces costs no data write, nor a second
+// decompression). Nothing is written before every layer passed its checks.
 //
 // Thread-safety: none.
 #pragma once

@@ -28,6 +28,9 @@ class ByteSource {
  public:
   virtual ~ByteSource() = default;
   virtual Result<std::span<const uint8_t>> Next() = 0;
+  // How many bytes there are to read, when the source knows (0: unknown);
+  // for progress only, never trusted for anything else.
+  virtual uint64_t SizeHint() const { return 0; }
 };
 
 struct Platform {

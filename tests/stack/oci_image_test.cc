@@ -1,0 +1,130 @@
+// Image documents (stack/oci_image.h, spec/oci.md "Resolution and checks",
+// "Metadata"): platform choice and the metadata tags, on documents held in
+// memory (the directory and archive stores are exercised by e2e.oci).
+#include "stack/oci_image.h"
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "../../stack/src/oci_blob.h"
+
+namespace stack::compose::oci {
+namespace {
+
+using json = nlohmann::json;
+
+class Bytes : public ByteSource {
+ public:
+  explicit Bytes(std::string s) : s_(std::move(s)) {}
+  Result<std::span<const uint8_t>> Next() override {
+    std::span<const uint8_t> d(reinterpret_cast<const uint8_t*>(s_.data()), done_ ? 0 : s_.size());
+    done_ = true;
+    return d;
+  }
+
+ private:
+  std::string s_;
+  bool done_ = false;
+};
+
+class MemStore : public BlobStore {
+ public:
+  std::map<std::string, std::string> files;
+  Result<std::unique_ptr<ByteSource>> Open(const std::string& path) override {
+    auto it = files.find(path);
+    if (it == files.end()) return Status::NotFound(path + " is missing");
+    return std::unique_ptr<ByteSource>(new Bytes(it->second));
+  }
+  const std::string& name() const override { return name_; }
+  // Stores a blob; its digest.
+  std::string Add(const std::string& text) {
+    const std::string d = DigestOf({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+    files["blobs/sha256/" + d.substr(7)] = text;
+    return d;
+  }
+
+ private:
+  std::string name_ = "mem";
+};
+
+const std::string kDiff = "sha256:" + std::string(64, 'a');
+
+// A layout whose tag "t" names one manifest per (os, arch, variant); each
+// manifest's config says its variant in Env, to tell them apart.
+std::unique_ptr<MemStore> MultiPlatform(const std::vector<json>& platforms) {
+  auto s = std::make_unique<MemStore>();
+  s->files["oci-layout"] = R"({"imageLayoutVersion":"1.0.0"})";
+  json index = {{"schemaVersion", 2}, {"manifests", json::array()}};
+  for (const json& p : platforms) {
+    json cfg = {{"os", p["os"]},
+                {"architecture", p["architecture"]},
+                {"config", {{"Env", {"V=" + p.value("variant", std::string("none"))}}}},
+                {"rootfs", {{"type", "layers"}, {"diff_ids", {kDiff}}}}};
+    const std::string cd = s->Add(cfg.dump());
+    json man = {
+        {"schemaVersion", 2},
+        {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"}, {"digest", cd}}},
+        {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar"}, {"digest", kDiff}}}}};
+    const std::string md = s->Add(man.dump());
+    index["manifests"].push_back({{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                                  {"digest", md},
+                                  {"platform", p},
+                                  {"annotations", {{"org.opencontainers.image.ref.name", "t"}}}});
+  }
+  s->files["index.json"] = index.dump();
+  return s;
+}
+
+Result<std::unique_ptr<ImageSource>> Resolve(std::unique_ptr<MemStore> s, const std::string& p) {
+  auto platform = ParsePlatform(p);
+  REQUIRE(platform.ok());
+  return OpenImage(std::move(s), StoreKind::kLayout, "t", *platform, "mem");
+}
+
+TEST_CASE("several manifests of one tag: the platform's variant, when asked for, must match") {
+  const std::vector<json> plats = {{{"os", "linux"}, {"architecture", "arm"}, {"variant", "v6"}},
+                                   {{"os", "linux"}, {"architecture", "arm"}, {"variant", "v7"}},
+                                   {{"os", "linux"}, {"architecture", "amd64"}}};
+  auto v7 = Resolve(MultiPlatform(plats), "linux/arm/v7");
+  REQUIRE(v7.ok());
+  CHECK((*v7)->image().config.env == std::vector<std::string>{"V=v7"});
+  auto any = Resolve(MultiPlatform(plats), "linux/arm");
+  REQUIRE(any.ok());
+  CHECK((*any)->image().config.env == std::vector<std::string>{"V=v6"});  // the first listed
+  auto none = Resolve(MultiPlatform(plats), "linux/arm/v8");
+  REQUIRE(none.status().code() == Code::kNotFound);
+  CHECK_THAT(none.status().message(), Catch::Contains("linux/arm/v8"));
+  CHECK_THAT(none.status().message(), Catch::Contains("linux/arm/v7"));
+}
+
+TEST_CASE("metadata tags: a platform too long for a tag is refused before anything is made") {
+  Image img;
+  img.digest = img.config_digest = kDiff;
+  img.os = "linux";
+  img.architecture = std::string(300, 'x');
+  auto tags = MetadataTags(img, {});
+  CHECK(tags.status().code() == Code::kInvalidArgument);
+  img.architecture = "amd64";
+  img.config.labels["k"] = std::string(1000, 'y');  // in pieces of 240 bytes
+  tags = MetadataTags(img, {});
+  REQUIRE(tags.ok());
+  for (const auto& t : *tags) CHECK(t.size() <= 255);
+  CHECK(json::parse(MetadataJson(*tags))["config"]["Labels"]["k"] == std::string(1000, 'y'));
+}
+
+TEST_CASE("metadata read back from tags that are not UTF-8 is shown, never thrown") {
+  // Tags are bytes anyone can set (--tag): the lists print them all.
+  const std::vector<std::string> tags = {"oci.digest=sha256:\xd8\xee\x01", "oci.platform=\xff/x",
+                                         "oci.config.0={\"User\":\"\xc3\"}"};
+  std::string text;
+  REQUIRE_NOTHROW(text = MetadataJson(tags));
+  const json j = json::parse(text);
+  CHECK(j["digest"].get<std::string>().rfind("sha256:", 0) == 0);
+  CHECK(j["config"] == json::object());  // not valid JSON once reassembled
+}
+
+}  // namespace
+}  // namespace stack::compose::oci
