@@ -20,7 +20,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PHASES=${STACK_TEST_PHASES:-release asan tsan fuzz}
 FUZZ_SECONDS=${STACK_FUZZ_SECONDS:-15}
 # The targets holding the tests labelled `threads` (and what they drive).
-TSAN_TARGETS="test_block test_pool test_fde test_nbd stack"
+TSAN_TARGETS="test_block test_pool test_fde test_nbd test_stack stack"
 JOBS=$(nproc)
 # The one clang build the asan and fuzz phases share (see above).
 ASAN_FUZZ_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}"
