@@ -63,6 +63,12 @@ std::string Cluster::fsid() {
   return buf;
 }
 
+Result<Cluster::Space> Cluster::ClusterSpace() {
+  rados_cluster_stat_t st{};
+  RETURN_IF_ERROR(FromRbd("cluster stat", rados_cluster_stat(static_cast<rados_t>(cluster_), &st)));
+  return Space{st.kb << 10, st.kb_used << 10, st.kb_avail << 10};
+}
+
 Result<std::shared_ptr<IoCtx>> Cluster::OpenIoCtx(const std::string& pool, const std::string& ns) {
   const std::string describe = "rbd:" + pool + (ns.empty() ? "" : "/" + ns);
   rados_ioctx_t io = nullptr;
