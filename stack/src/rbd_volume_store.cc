@@ -524,6 +524,7 @@ class RbdVolumeStore final : public VolumeStore {
                                                 t.is_snapshot() ? std::optional(t.snap) : std::nullopt,
                                                 true));
     std::vector<pool::DiffRange> ranges;
+    pool::DiffStats st;  // by_address: RBD's own diff; false: compared by content
     if (from.empty()) {
       RETURN_IF_ERROR(CollectDiff(*img, "", ranges));
     } else {
@@ -551,9 +552,9 @@ class RbdVolumeStore final : public VolumeStore {
                                                                      : std::nullopt,
                                                      true));
         RETURN_IF_ERROR(CompareContent(fimg, img, ranges));
+        st.by_address = false;
       }
     }
-    pool::DiffStats st;
     for (auto& r : ranges) {
       (r.kind == pool::DiffKind::kWritten ? st.written_bytes : st.discarded_bytes) += r.length;
       RETURN_IF_ERROR(sink(r));
@@ -574,6 +575,18 @@ class RbdVolumeStore final : public VolumeStore {
     RETURN_IF_ERROR(img->Flatten());
     *flattened = true;
     return Status::Ok();
+  }
+
+  Result<int> CloneDepthLimit() override {
+    std::lock_guard<std::mutex> l(mu_);
+    return DepthLimit();
+  }
+
+  Status SetCloneDepthLimit(int limit) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(RequireWritable());
+    if (limit < 1) return Status::InvalidArgument("the clone depth limit is at least 1");
+    return rbd::SetPoolMeta(*io_, kDepthKey, std::to_string(limit));
   }
 
   Status Commit() override {
