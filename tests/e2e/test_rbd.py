@@ -55,7 +55,9 @@ def setUpModule():
     env = dict(os.environ, CEPH_MON_PORT=str(free_port()), CEPH_MEMSTORE_BYTES=str(768 << 20),
                # A killed client's watch ends sooner, so the next writer can
                # remove what it left (test_killed_build_is_invisible_and_removed).
-               CEPH_EXTRA_CONF="osd_client_watch_timeout = 5")
+               # A stopped memstore OSD saves its data (kept across a restart:
+               # test_z_osd_stopped_mid_build).
+               CEPH_EXTRA_CONF="osd_client_watch_timeout = 5\nosd_fast_shutdown = false")
     r = subprocess.run([TOOL, "start", d], capture_output=True, text=True, env=env, timeout=180)
     if r.returncode != 0:
         subprocess.run([TOOL, "stop", d], capture_output=True)
@@ -570,6 +572,61 @@ class Rbd(StackTestCase):
         self.assertEqual(r.rc, EXIT["usage"], r.err)
         r = stack("volume", "create", "-p", self.pool, "a/b", "--size", "4M")
         self.assertEqual(r.rc, EXIT["usage"], r.err)
+
+    def test_z_osd_stopped_mid_build(self):
+        # Last of the class (by name): it stops the cluster's only OSD.
+        self.build("vm", "--no-encrypt")
+        f = self.path("x.txt")
+        with open(f, "w") as out:
+            out.write("committed\n")
+        stack("fs", "put", "-p", self.pool, "vm", f, "/x.txt", check=0)
+        before = sha256(self.rbd_export("vm@v1", self.path("v1.img")))
+        tar = subprocess.run(["tar", "-C", self.tree, "-cf", "-", "."], capture_output=True,
+                             check=True).stdout
+        # The configured op timeout (Ceph's own option) is what bounds the wait.
+        env = dict(os.environ, CEPH_ARGS="--rados_osd_op_timeout 2 --rados_mon_op_timeout 2")
+        build = subprocess.Popen([os.environ["STACK_BIN"], "build", "-p", self.pool, "b2",
+                                  "--from", "-", "--size", "64M", "--no-encrypt"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=env)
+        run = os.path.join(CLUSTER["dir"], "run")
+        try:
+            deadline = time.monotonic() + 60
+            while ".build-b2" not in self.rbd_json("ls"):
+                self.assertLess(time.monotonic(), deadline, "the build never made its image")
+                time.sleep(0.2)
+            with open(os.path.join(run, "osd.0.pid")) as p:
+                osd = int(p.read())
+            os.kill(osd, 15)
+            while os.path.exists(f"/proc/{osd}"):
+                time.sleep(0.1)
+            # The build's writes now wait for an OSD that does not answer: a
+            # hang would hit communicate's timeout and fail the test.
+            _, err = build.communicate(tar, timeout=300)
+        finally:
+            if build.poll() is None:
+                build.kill()
+                build.communicate()
+            subprocess.run(["ceph-osd", "-c", CLUSTER["conf"], "-i", "0"], capture_output=True,
+                           check=True)
+            deadline = time.monotonic() + 120
+            while subprocess.run(["timeout", "10", "rbd", "ls", "stack"],
+                                 capture_output=True).returncode != 0:
+                self.assertLess(time.monotonic(), deadline, "the OSD did not come back")
+                time.sleep(0.5)
+        err = err.decode()
+        self.assertEqual(build.returncode, EXIT["io"], err)
+        self.assertRegex(err, r"^stack: IoError: .*timed out")
+        # Nothing half-made is visible; everything committed before is there.
+        self.assertEqual(self.names("--all"), ["vm", "vm@v1"])
+        self.assertEqual(sha256(self.rbd_export("vm@v1", self.path("v1b.img"))), before)
+        self.assertEqual(stack("fs", "cat", "-p", self.pool, "vm", "/x.txt", check=0).out,
+                         "committed\n")
+        self.assertEqual(e2fsck_clean(self.rbd_export("vm", self.path("vm.img")))[0], 0)
+        # The next writer removes the leftover; the name builds.
+        self.build("b2", "--no-encrypt")
+        self.assertNotIn(".build-b2", self.rbd_json("ls"))
+        self.assertEqual(self.names(), ["b2", "vm"])
 
 
 class Unreachable(StackTestCase):

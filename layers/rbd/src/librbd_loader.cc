@@ -130,6 +130,7 @@ STACK_RBD_FORWARD(ssize_t, rbd_write_zeroes, (rbd_image_t image, uint64_t ofs, s
 STACK_RBD_FORWARD(int, rados_cluster_fsid, (rados_t cluster, char *buf, size_t len), (cluster, buf, len))
 STACK_RBD_FORWARD(int, rbd_flatten, (rbd_image_t image), (image))
 STACK_RBD_FORWARD(int, rbd_snap_get_namespace_type, (rbd_image_t image, uint64_t snap_id, rbd_snap_namespace_type_t *namespace_type), (image, snap_id, namespace_type))
+STACK_RBD_FORWARD(int, rados_conf_get, (rados_t cluster, const char *option, char *buf, size_t len), (cluster, option, buf, len))
 STACK_RBD_FORWARD(int, rados_cluster_stat, (rados_t cluster, struct rados_cluster_stat_t *result), (cluster, result))
 STACK_RBD_FORWARD(int, rbd_pool_metadata_get, (rados_ioctx_t io_ctx, const char *key, char *value, size_t *val_len), (io_ctx, key, value, val_len))
 STACK_RBD_FORWARD(int, rbd_pool_metadata_set, (rados_ioctx_t io_ctx, const char *key, const char *value), (io_ctx, key, value))
