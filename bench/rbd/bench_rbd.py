@@ -94,7 +94,10 @@ class Cluster:
             port = s.getsockname()[1]
         self.dir = os.path.join(base, "ceph")
         env = dict(os.environ, CEPH_MON_PORT=str(port),
-                   CEPH_MEMSTORE_BYTES=str(1536 * MiB), CEPH_BLUESTORE_SIZE="16G")
+                   CEPH_MEMSTORE_BYTES=str(1536 * MiB), CEPH_BLUESTORE_SIZE="16G",
+                   # A throwaway monitor: a nearly full host disk (shared with other
+                   # work) must not stop it.
+                   CEPH_EXTRA_CONF="mon_data_avail_crit = 0")
         args = [TOOL, "start"] + ([] if quick else ["--bluestore"]) + [self.dir]
         r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
         if r.returncode != 0:

@@ -57,7 +57,10 @@ def setUpModule():
                # remove what it left (test_killed_build_is_invisible_and_removed).
                # A stopped memstore OSD saves its data (kept across a restart:
                # test_z_osd_stopped_mid_build).
-               CEPH_EXTRA_CONF="osd_client_watch_timeout = 5\nosd_fast_shutdown = false")
+               # The monitor of a throwaway cluster runs whatever the host disk's free
+               # space (mon_data_avail_crit, 5 % by default, would stop it).
+               CEPH_EXTRA_CONF="osd_client_watch_timeout = 5\nosd_fast_shutdown = false\n"
+                               "mon_data_avail_crit = 0")
     r = subprocess.run([TOOL, "start", d], capture_output=True, text=True, env=env, timeout=180)
     if r.returncode != 0:
         subprocess.run([TOOL, "stop", d], capture_output=True)
