@@ -160,7 +160,7 @@ def clone_edit(tmp, reps, quick):
         sh(STACK, "fs", "put", "-p", pool, f"c{r}", edit, "/edit.txt")
         t_ours.append(time.monotonic() - t)
         t = time.monotonic()
-        sh("rbd", "clone", "stack/g@v1", f"stack/a{r}")
+        sh("rbd", "clone", "--rbd-default-clone-format", "2", "stack/g@v1", f"stack/a{r}")
         sh("rbd", "export", "--no-progress", f"stack/a{r}", img)
         sh("debugfs", "-w", "-R", f"write {edit} /edit.txt", img)
         rbd_rm(f"stack/a{r}")
