@@ -335,6 +335,28 @@ class Rbd(StackTestCase):
         self.assertGreater(d["written_bytes"], 0)
         self.assertEqual(e2fsck_clean(back)[0], 0)
 
+    def test_import_into_killed_midway_is_undone_at_the_next_writer(self):
+        # What a kill between import --into's guard snapshot and its end
+        # leaves: the guard, and the volume partly overwritten (rbd bench
+        # stands in for the half-done copy).
+        self.build("vm", "--no-encrypt")
+        f = self.path("x.txt")
+        with open(f, "w") as out:
+            out.write("before the import\n")
+        stack("fs", "put", "-p", self.pool, "vm", f, "/x.txt", check=0)
+        good = sha256(self.rbd_export("vm", self.path("good.img")))
+        self.rbd("snap", "create", "vm@.stack-guard")
+        self.rbd("bench", "--io-type", "write", "--io-size", "64K", "--io-total", "1M",
+                 "--io-pattern", "seq", "vm")
+        self.assertNotEqual(sha256(self.rbd_export("vm", self.path("torn.img"))), good)
+        self.assertEqual(self.names("--all"), ["vm", "vm@v1"])  # the guard is not an entry
+        # Any writer of vm restores it first.
+        stack("volume", "set", "-p", self.pool, "vm", "--note", "n", check=0)
+        self.assertEqual([s["name"] for s in self.rbd_json("snap", "ls", "vm")], ["v1"])
+        self.assertEqual(sha256(self.rbd_export("vm", self.path("after.img"))), good)
+        self.assertEqual(stack("fs", "cat", "-p", self.pool, "vm", "/x.txt", check=0).out,
+                         "before the import\n")
+
     def test_diff_and_incremental_send_between_file_and_ceph(self):
         filepool = self.path("p.stk")
         stack("build", "-p", filepool, "vm", "--from", self.tree, "--size", "32M",
