@@ -27,6 +27,7 @@ struct PoolArgs {
   uint32_t block_size = 0;
   std::string cache = "64M";
   bool accept_lost = false;  // --accept-lost-generation
+  int clone_depth_limit = 0;  // pool set
   std::string path() const { return file.empty() ? pool : file; }
 };
 
@@ -180,6 +181,16 @@ Status Grow(const PoolArgs& a, const CommandContext& ctx) {
   return Status::Ok();
 }
 
+Status Set(const PoolArgs& a, const CommandContext& ctx) {
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, a.clone_depth_limit != 0));
+  if (a.clone_depth_limit != 0) RETURN_IF_ERROR(p->SetCloneDepthLimit(a.clone_depth_limit));
+  ASSIGN_OR_RETURN(int limit, p->CloneDepthLimit());
+  if (ctx.json) PrintJson({{"path", a.path()}, {"clone_depth_limit", limit}});
+  else std::cout << "clone depth limit of " << EscapeText(a.path()) << ": "
+                 << (limit ? std::to_string(limit) : "none") << "\n";
+  return Status::Ok();
+}
+
 }  // namespace
 
 void RegisterPoolCommands(CLI::App& app, CommandContext& ctx) {
@@ -247,6 +258,16 @@ void RegisterPoolCommands(CLI::App& app, CommandContext& ctx) {
   common(recover);
   accept_lost(recover);
   bind(recover, [](PoolArgs& x, CommandContext& c) { return Recover(x, c); });
+
+  auto* set = pool->add_subcommand(
+      "set", "Show or change a pool's settings (RBD pools: the clone depth past which a new\n"
+             "clone is flattened, spec/ceph.md)\n"
+             "  example: stack pool set -p rbd:images --clone-depth-limit 4");
+  common(set);
+  set->add_option("--clone-depth-limit", a->clone_depth_limit,
+                  "Flatten a new clone that would read through more ancestors than this (>= 1)")
+      ->check(CLI::Range(1, 1 << 20));
+  bind(set, [](PoolArgs& x, CommandContext& c) { return Set(x, c); });
 
   auto* grow = pool->add_subcommand(
       "grow", "Raise the size the pool may grow to\n"

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <random>
@@ -45,6 +46,108 @@ namespace {
 
 constexpr const char* kMeta = "stack.";
 constexpr const char* kSnapMeta = "stack.snap.";
+// A deleted volume whose snapshots (or clones of them) still live: its
+// image renamed `.del-<12 hex>-<V>` (hidden), listed only by its snapshots,
+// still named V@S (spec/ceph.md "Deleting a volume before its snapshots").
+constexpr const char* kDeletedPrefix = ".del-";
+constexpr size_t kDeletedTag = 12;
+// The snapshot a rollback from another image takes of its target first, so
+// a failure (or, at the next writable open, a kill) restores the target.
+constexpr const char* kGuardSnap = ".stack-guard";
+// Pool metadata: clones deeper than this are flattened when made.
+constexpr const char* kDepthKey = "stack.clone_depth_limit";
+constexpr int kDefaultDepthLimit = 8;
+constexpr uint64_t kChunk = 1u << 20;  // bytes compared or copied per read
+
+bool IsDeletedImage(const std::string& image) {
+  return image.rfind(kDeletedPrefix, 0) == 0 && image.size() > 5 + kDeletedTag + 1 &&
+         image[5 + kDeletedTag] == '-';
+}
+// The volume name a deleted image had.
+std::string DeletedVolume(const std::string& image) { return image.substr(5 + kDeletedTag + 1); }
+
+bool AllZero(const uint8_t* p, size_t n) {
+  return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0);
+}
+
+// Appends [offset, offset + length) of `kind` to ascending `out`, merging.
+void AddRange(std::vector<pool::DiffRange>& out, uint64_t offset, uint64_t length,
+              pool::DiffKind kind) {
+  if (!out.empty() && out.back().kind == kind &&
+      out.back().offset + out.back().length >= offset) {
+    out.back().length =
+        std::max(out.back().offset + out.back().length, offset + length) - out.back().offset;
+    return;
+  }
+  pool::DiffRange r;
+  r.offset = offset;
+  r.length = length;
+  r.kind = kind;
+  out.push_back(r);
+}
+
+// Where `b` differs from `a` (nullptr: an empty image) by content, per
+// 4 KiB block, for images diff_iterate2 cannot compare (other lineages):
+// both are read wherever either has data. A differing block that reads as
+// zeros in `b` is kDiscarded, another kWritten. Nothing past b's size.
+Status CompareContent(const std::shared_ptr<rbd::Image>& a, const std::shared_ptr<rbd::Image>& b,
+                      std::vector<pool::DiffRange>& out) {
+  constexpr uint64_t bs = 4096;
+  ASSIGN_OR_RETURN(rbd::ImageStat bst, b->Stat());
+  const uint64_t size = bst.size_bytes;
+  uint64_t asize = 0;
+  if (a) {
+    ASSIGN_OR_RETURN(rbd::ImageStat ast, a->Stat());
+    asize = ast.size_bytes;
+  }
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  auto add = [&](const rbd::DiffExtent& e) {
+    const uint64_t begin = e.offset / bs * bs;
+    const uint64_t end = std::min(size, (e.offset + e.length + bs - 1) / bs * bs);
+    if (e.exists && begin < end) spans.emplace_back(begin, end);
+    return Status::Ok();
+  };
+  RETURN_IF_ERROR(b->DiffIterate("", add, true));
+  if (a) RETURN_IF_ERROR(a->DiffIterate("", add, true, 0, size));
+  std::sort(spans.begin(), spans.end());
+  rbd::RbdDevice bdev(b, true);
+  std::unique_ptr<rbd::RbdDevice> adev = a ? std::make_unique<rbd::RbdDevice>(a, true) : nullptr;
+  std::vector<uint8_t> x(kChunk), y(kChunk);
+  uint64_t done = 0;  // spans overlap: each byte once
+  for (auto [begin, end] : spans) {
+    for (uint64_t off = std::max(begin, done); off < end; off += kChunk) {
+      const uint64_t n = std::min<uint64_t>(kChunk, end - off);
+      RETURN_IF_ERROR(bdev.Read(off, std::span(y.data(), n)));
+      std::fill(x.begin(), x.begin() + n, 0);
+      if (adev && off < asize)
+        RETURN_IF_ERROR(adev->Read(off, std::span(x.data(), std::min(n, asize - off))));
+      for (uint64_t i = 0; i < n; i += bs) {
+        if (std::memcmp(x.data() + i, y.data() + i, bs) == 0) continue;
+        AddRange(out, off + i, bs,
+                 AllZero(y.data() + i, bs) ? pool::DiffKind::kDiscarded
+                                           : pool::DiffKind::kWritten);
+      }
+    }
+    done = std::max(done, end);
+  }
+  return Status::Ok();
+}
+
+// Snapshots of ours and the user's: without the guard.
+Result<std::vector<rbd::SnapInfo>> UserSnaps(rbd::Image& img) {
+  ASSIGN_OR_RETURN(auto snaps, img.Snapshots());
+  std::erase_if(snaps, [](const rbd::SnapInfo& s) { return s.name == kGuardSnap; });
+  return snaps;
+}
+
+std::string NewTag() {
+  static std::mutex mu;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard<std::mutex> l(mu);
+  char s[17];
+  std::snprintf(s, sizeof s, "%016llx", static_cast<unsigned long long>(rng()));
+  return std::string(s, kDeletedTag);
+}
 
 std::string NewUuid() {
   static std::mutex mu;
@@ -155,7 +258,8 @@ class RbdVolumeStore final : public VolumeStore {
     if (n.is_snapshot()) {
       if (!read_only)
         return Status::ReadOnly("snapshot " + name + " is read-only: clone it to change it");
-      ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, n.volume, n.snap, true));
+      ASSIGN_OR_RETURN(std::string image, ImageOf(n));
+      ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, image, n.snap, true));
       return std::unique_ptr<BlockDevice>(std::make_unique<rbd::RbdDevice>(std::move(img), true));
     }
     if (read_only) {
@@ -187,6 +291,8 @@ class RbdVolumeStore final : public VolumeStore {
     if (!s.is_snapshot() || s.volume != source)
       return Status::InvalidArgument("snapshot name must be " + source + "@SNAPSHOT");
     ASSIGN_OR_RETURN(auto img, Writer(source));
+    // A deleted volume's V@S keeps its name (it lives in another image).
+    if (ImageOf(s).ok()) return Status::AlreadyExists("snapshot " + snap_name + " already exists");
     ASSIGN_OR_RETURN(auto src_uuid, img->GetMeta(std::string(kMeta) + "uuid"));
     RETURN_IF_ERROR(img->CreateSnapshot(s.snap));
     Status st = WriteRecord(s, identity.uuid.empty() ? NewUuid() : identity.uuid,
@@ -204,6 +310,7 @@ class RbdVolumeStore final : public VolumeStore {
     ASSIGN_OR_RETURN(Name dst, Parse(new_name));
     if (dst.is_snapshot()) return Status::InvalidArgument("a clone is a volume: no '@' in " + new_name);
     ASSIGN_OR_RETURN(pool::EntryInfo src_info, StatLocked(src, false));
+    ASSIGN_OR_RETURN(std::string src_image, ImageOf(src));
     std::string snap = src.snap;
     std::shared_ptr<rbd::Image> tmp_owner;
     if (!src.is_snapshot()) {
@@ -214,13 +321,14 @@ class RbdVolumeStore final : public VolumeStore {
       ASSIGN_OR_RETURN(tmp_owner, Writer(src.volume));
       RETURN_IF_ERROR(tmp_owner->CreateSnapshot(snap));
     }
-    Status st = rbd::CloneImage(*io_, src.volume, snap, new_name);
+    Status st = rbd::CloneImage(*io_, src_image, snap, new_name);
     if (tmp_owner) (void)tmp_owner->RemoveSnapshot(snap);
     RETURN_IF_ERROR(st);
     // librbd copies the parent's image metadata into the clone: drop ours
     // (the source's record and its snapshots') before writing the clone's.
     st = ClearRecords(new_name);
     if (st.ok()) st = WriteRecord(dst, NewUuid(), src_info.uuid, NowNs(), meta);
+    if (st.ok()) st = FlattenPastDepthLimit(new_name);
     if (!st.ok()) {
       writers_.erase(new_name);
       (void)rbd::RemoveImage(*io_, new_name);
@@ -231,17 +339,15 @@ class RbdVolumeStore final : public VolumeStore {
   Status Rollback(const std::string& volume, const std::string& snapshot) override {
     std::lock_guard<std::mutex> l(mu_);
     RETURN_IF_ERROR(RequireWritable());
-    std::string snap = snapshot;
+    Name s{volume, snapshot};
     if (snapshot.find('@') != std::string::npos) {
-      ASSIGN_OR_RETURN(Name s, Parse(snapshot));
-      if (s.volume != volume)
-        return Status::Unsupported("rolling " + volume + " back to another volume's snapshot (" +
-                                   snapshot + ") is not possible on an RBD store");
-      snap = s.snap;
+      ASSIGN_OR_RETURN(s, Parse(snapshot));
     }
+    ASSIGN_OR_RETURN(std::string image, ImageOf(s));
     ASSIGN_OR_RETURN(auto img, Writer(volume));
     if (img.use_count() > 2) return Status::Busy("volume " + volume + " is open (a device is using it)");
-    return img->RollbackTo(snap);
+    if (image == volume) return img->RollbackTo(s.snap);
+    return RollbackFromOtherImage(img, image, s.snap);
   }
 
   Status Delete(const std::string& name) override {
@@ -249,21 +355,28 @@ class RbdVolumeStore final : public VolumeStore {
     RETURN_IF_ERROR(RequireWritable());
     ASSIGN_OR_RETURN(Name n, Parse(name));
     if (n.is_snapshot()) {
-      ASSIGN_OR_RETURN(auto img, Writer(n.volume));
+      ASSIGN_OR_RETURN(std::string image, ImageOf(n));
+      ASSIGN_OR_RETURN(auto img, Writer(image));
       RETURN_IF_ERROR(img->RemoveSnapshot(n.snap));
       ASSIGN_OR_RETURN(auto keys, img->ListMeta(std::string(kSnapMeta) + n.snap + "."));
       for (auto& [k, v] : keys) (void)img->RemoveMeta(k);
+      img.reset();
+      // A deleted volume's last snapshot takes its image along (once no
+      // clone needs it).
+      if (IsDeletedImage(image)) return SweepDeleted();
       return Status::Ok();
     }
+    if (IsDeletedImage(name)) return Status::NotFound("no entry " + name + " in " + describe());
     RETURN_IF_ERROR(DropWriter(name));
     {
       ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, name, std::nullopt, true));
-      ASSIGN_OR_RETURN(auto snaps, img->Snapshots());
+      ASSIGN_OR_RETURN(auto snaps, UserSnaps(*img));
       if (!snaps.empty()) {
         if (!IsHiddenBuild(name)) {
-          return Status::Busy("volume " + name + " has " + std::to_string(snaps.size()) +
-                              " snapshot(s) (" + name + "@" + snaps[0].name +
-                              "...): on an RBD store a volume's snapshots are deleted first");
+          // Its snapshots stay entries (as on a pool file): the image
+          // goes out of sight under a reserved name until they go.
+          img.reset();
+          return Hide(name);
         }
         img.reset();
         // An unfinished build's snapshots go with it. A plain writable
@@ -272,7 +385,11 @@ class RbdVolumeStore final : public VolumeStore {
         for (auto& s : snaps) RETURN_IF_ERROR(w->RemoveSnapshot(s.name));
       }
     }
-    return rbd::RemoveImage(*io_, name);
+    bool has_dependents = false;
+    RETURN_IF_ERROR(rbd::RemoveImage(*io_, name, &has_dependents));
+    // Clones of it (through trashed snapshots) keep it: hidden until they go.
+    if (has_dependents) return Hide(name);
+    return SweepDeleted();
   }
 
   Status Rename(const std::string& old_name, const std::string& new_name) override {
@@ -284,7 +401,9 @@ class RbdVolumeStore final : public VolumeStore {
       return Status::InvalidArgument("a snapshot keeps its volume: rename " + old_name + " to " +
                                      from.volume + "@NEW");
     if (from.is_snapshot()) {
-      ASSIGN_OR_RETURN(auto img, Writer(from.volume));
+      ASSIGN_OR_RETURN(std::string image, ImageOf(from));
+      if (ImageOf(to).ok()) return Status::AlreadyExists("entry " + new_name + " already exists");
+      ASSIGN_OR_RETURN(auto img, Writer(image));
       RETURN_IF_ERROR(img->RenameSnapshot(from.snap, to.snap));
       ASSIGN_OR_RETURN(auto keys, img->ListMeta(std::string(kSnapMeta) + from.snap + "."));
       const std::string old_prefix = std::string(kSnapMeta) + from.snap + ".";
@@ -294,6 +413,7 @@ class RbdVolumeStore final : public VolumeStore {
       }
       return Status::Ok();
     }
+    if (IsDeletedImage(old_name)) return Status::NotFound("no entry " + old_name + " in " + describe());
     RETURN_IF_ERROR(DropWriter(old_name));
     return rbd::RenameImage(*io_, old_name, new_name);
   }
@@ -322,7 +442,8 @@ class RbdVolumeStore final : public VolumeStore {
     std::lock_guard<std::mutex> l(mu_);
     RETURN_IF_ERROR(RequireWritable());
     ASSIGN_OR_RETURN(Name n, Parse(name));
-    ASSIGN_OR_RETURN(auto img, Writer(n.volume));
+    ASSIGN_OR_RETURN(std::string image, ImageOf(n));
+    ASSIGN_OR_RETURN(auto img, Writer(image));
     RETURN_IF_ERROR(img->SetMeta(Key(n, "note"), meta.note));
     return img->SetMeta(Key(n, "tags"), JoinTags(meta.tags));
   }
@@ -345,7 +466,7 @@ class RbdVolumeStore final : public VolumeStore {
     ASSIGN_OR_RETURN(auto images, rbd::ListImages(*io_));
     std::vector<std::string> snaps, vols;
     for (auto& image : images) {
-      if (image.empty() || image[0] != '.') continue;
+      if (image.empty() || image[0] != '.' || IsDeletedImage(image)) continue;
       auto img = rbd::Image::Open(io_, image, std::nullopt, true);
       if (!img.ok()) continue;  // removed meanwhile
       ASSIGN_OR_RETURN(auto ss, (*img)->Snapshots());
@@ -383,7 +504,11 @@ class RbdVolumeStore final : public VolumeStore {
       if (e.kind == pool::EntryKind::kVolume) i.size_bytes += e.size_bytes;  // provisioned
       i.used_bytes += e.exclusive_bytes;
     }
-    i.max_bytes = i.size_bytes;
+    // Free: what the cluster's OSDs have left (raw, before replication;
+    // the pool shares them with every other pool).
+    ASSIGN_OR_RETURN(auto space, cluster_->ClusterSpace());
+    i.free_bytes = space.avail_bytes;
+    i.max_bytes = i.used_bytes + i.free_bytes;
     return i;
   }
 
@@ -392,40 +517,49 @@ class RbdVolumeStore final : public VolumeStore {
               pool::DiffStats* stats) override {
     std::lock_guard<std::mutex> l(mu_);
     ASSIGN_OR_RETURN(Name t, Parse(to));
-    std::string from_snap;
-    if (!from.empty()) {
-      ASSIGN_OR_RETURN(Name f, Parse(from));
-      if (f.volume != t.volume || !f.is_snapshot())
-        return Status::Unsupported("a diff of " + from + " and " + to +
-                                   " is not possible on an RBD store (only from a snapshot to "
-                                   "a later state of the same volume)");
-      from_snap = f.snap;
-    }
-    ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, t.volume, t.is_snapshot() ? std::optional(t.snap) : std::nullopt, true));
-    // Collected first (librbd calls back on its own thread), then merged
-    // into block-aligned ranges of one kind.
+    if (!t.is_snapshot() && IsDeletedImage(t.volume))
+      return Status::NotFound("no entry " + to + " in " + describe());
+    ASSIGN_OR_RETURN(std::string t_image, ImageOf(t));
+    ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, t_image,
+                                                t.is_snapshot() ? std::optional(t.snap) : std::nullopt,
+                                                true));
     std::vector<pool::DiffRange> ranges;
-    const uint64_t bs = block_size();
-    RETURN_IF_ERROR(img->DiffIterate(from_snap, [&](const rbd::DiffExtent& e) {
-      pool::DiffRange r;
-      r.offset = e.offset / bs * bs;
-      r.length = (e.offset + e.length + bs - 1) / bs * bs - r.offset;
-      r.kind = e.exists ? pool::DiffKind::kWritten : pool::DiffKind::kDiscarded;
-      if (!ranges.empty() && ranges.back().kind == r.kind &&
-          ranges.back().offset + ranges.back().length >= r.offset) {
-        ranges.back().length = std::max(ranges.back().offset + ranges.back().length,
-                                        r.offset + r.length) - ranges.back().offset;
-      } else {
-        ranges.push_back(r);
+    pool::DiffStats st;  // by_address: RBD's own diff; false: compared by content
+    if (from.empty()) {
+      RETURN_IF_ERROR(CollectDiff(*img, "", ranges));
+    } else {
+      ASSIGN_OR_RETURN(Name f, Parse(from));
+      if (!f.is_snapshot() && IsDeletedImage(f.volume))
+        return Status::NotFound("no entry " + from + " in " + describe());
+      ASSIGN_OR_RETURN(std::string f_image, ImageOf(f));
+      bool same_lineage = false;
+      if (f.is_snapshot() && f_image == t_image) {
+        // diff_iterate2 compares an older snapshot of the image with a
+        // later state of it; anything else is compared by content.
+        ASSIGN_OR_RETURN(auto snaps, img->Snapshots());
+        auto id = [&](const std::string& n) -> uint64_t {
+          for (auto& sn : snaps)
+            if (sn.name == n) return sn.id;
+          return 0;
+        };
+        same_lineage = !t.is_snapshot() || id(f.snap) < id(t.snap);
       }
-      return Status::Ok();
-    }));
-    pool::DiffStats s;
+      if (same_lineage) {
+        RETURN_IF_ERROR(CollectDiff(*img, f.snap, ranges));
+      } else {
+        ASSIGN_OR_RETURN(auto fimg, rbd::Image::Open(io_, f_image,
+                                                     f.is_snapshot() ? std::optional(f.snap)
+                                                                     : std::nullopt,
+                                                     true));
+        RETURN_IF_ERROR(CompareContent(fimg, img, ranges));
+        st.by_address = false;
+      }
+    }
     for (auto& r : ranges) {
-      (r.kind == pool::DiffKind::kWritten ? s.written_bytes : s.discarded_bytes) += r.length;
+      (r.kind == pool::DiffKind::kWritten ? st.written_bytes : st.discarded_bytes) += r.length;
       RETURN_IF_ERROR(sink(r));
     }
-    if (stats) *stats = s;
+    if (stats) *stats = st;
     return Status::Ok();
   }
 
@@ -441,6 +575,18 @@ class RbdVolumeStore final : public VolumeStore {
     RETURN_IF_ERROR(img->Flatten());
     *flattened = true;
     return Status::Ok();
+  }
+
+  Result<int> CloneDepthLimit() override {
+    std::lock_guard<std::mutex> l(mu_);
+    return DepthLimit();
+  }
+
+  Status SetCloneDepthLimit(int limit) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETURN_IF_ERROR(RequireWritable());
+    if (limit < 1) return Status::InvalidArgument("the clone depth limit is at least 1");
+    return rbd::SetPoolMeta(*io_, kDepthKey, std::to_string(limit));
   }
 
   Status Commit() override {
@@ -460,8 +606,161 @@ class RbdVolumeStore final : public VolumeStore {
     if (auto it = writers_.find(image); it != writers_.end()) return it->second;
     ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, image, std::nullopt, false));
     RETURN_IF_ERROR(img->AcquireExclusiveLock(break_lock_));
+    // A guard left by a killed rollback from another image (import
+    // --into): the image goes back to what it was before it.
+    ASSIGN_OR_RETURN(auto snaps, img->Snapshots());
+    for (auto& sn : snaps) {
+      if (sn.name != kGuardSnap) continue;
+      RETURN_IF_ERROR(img->RollbackTo(kGuardSnap));
+      RETURN_IF_ERROR(img->RemoveSnapshot(kGuardSnap));
+    }
     writers_[image] = img;
     return img;
+  }
+
+  // Image changes since `from_snap` ("" = since creation, parent included)
+  // as block-aligned ranges, merged. Collected, then handed on: librbd
+  // calls back on its own thread.
+  Status CollectDiff(rbd::Image& img, const std::string& from_snap,
+                     std::vector<pool::DiffRange>& ranges) {
+    const uint64_t bs = block_size();
+    return img.DiffIterate(from_snap, [&](const rbd::DiffExtent& e) {
+      const uint64_t a = e.offset / bs * bs;
+      AddRange(ranges, a, (e.offset + e.length + bs - 1) / bs * bs - a,
+               e.exists ? pool::DiffKind::kWritten : pool::DiffKind::kDiscarded);
+      return Status::Ok();
+    });
+  }
+
+  // The image holding entry `n`: V itself, or for V@S the image with
+  // snapshot S (V's, else a deleted V's hidden image). NotFound otherwise.
+  Result<std::string> ImageOf(const Name& n) {
+    if (!n.is_snapshot()) return n.volume;
+    const std::string entry = n.volume + "@" + n.snap;
+    if (auto img = Reader(n.volume); img.ok()) {
+      ASSIGN_OR_RETURN(auto snaps, UserSnaps(**img));
+      for (auto& sn : snaps)
+        if (sn.name == n.snap) return n.volume;
+    } else if (!img.status().Is(Code::kNotFound)) {
+      return img.status();
+    }
+    ASSIGN_OR_RETURN(auto images, rbd::ListImages(*io_));
+    for (auto& image : images) {
+      if (!IsDeletedImage(image) || DeletedVolume(image) != n.volume) continue;
+      auto img = Reader(image);
+      if (!img.ok()) continue;  // removed meanwhile
+      ASSIGN_OR_RETURN(auto snaps, UserSnaps(**img));
+      for (auto& sn : snaps)
+        if (sn.name == n.snap) return image;
+    }
+    return Status::NotFound("no entry " + entry + " in " + describe());
+  }
+
+  // Deletes volume `v` whose image RBD must keep (its snapshots, or clones
+  // of them): renamed out of sight, its own data released. Its snapshots
+  // stay entries `v@S`; SweepDeleted removes the image after the last.
+  Status Hide(const std::string& v) {
+    RETURN_IF_ERROR(DropWriter(v));
+    const std::string hidden = std::string(kDeletedPrefix) + NewTag() + "-" + v;
+    if (!rbd::ValidImageName(hidden))
+      return Status::Busy("volume " + v + " has snapshots or clones, and its name is too long "
+                          "to keep it hidden until they go: delete them first");
+    RETURN_IF_ERROR(rbd::RenameImage(*io_, v, hidden));
+    // Deleted now; what follows only gives space back (best effort).
+    if (auto w = Writer(hidden); w.ok()) {
+      if (auto st = (*w)->Stat(); st.ok()) {
+        rbd::RbdDevice dev(*w, false);
+        (void)dev.Discard(0, st->size_bytes);
+        (void)dev.Flush();
+      }
+    }
+    (void)DropWriter(hidden);
+    return SweepDeleted();
+  }
+
+  // Removes every deleted volume's image that nothing needs any more (no
+  // snapshot left, no clone of a trashed one). Those still needed stay.
+  Status SweepDeleted() {
+    ASSIGN_OR_RETURN(auto images, rbd::ListImages(*io_));
+    for (auto& image : images) {
+      if (!IsDeletedImage(image)) continue;
+      {
+        auto img = Reader(image);
+        if (!img.ok()) continue;
+        ASSIGN_OR_RETURN(auto snaps, UserSnaps(**img));
+        if (!snaps.empty()) continue;
+      }
+      if (!DropWriter(image).ok()) continue;  // in use by a device of ours
+      bool has_dependents = false;
+      Status st = rbd::RemoveImage(*io_, image, &has_dependents);
+      if (!st.ok() && !st.Is(Code::kBusy) && !st.Is(Code::kNotFound)) return st;
+    }
+    return Status::Ok();
+  }
+
+  // Makes `img` (a volume's writable handle) hold `image`@`snap`'s content
+  // and size, writing only the blocks that differ. Not one RBD operation:
+  // a guard snapshot taken first restores the volume on failure, or at
+  // the next writable open after a kill (Writer).
+  Status RollbackFromOtherImage(const std::shared_ptr<rbd::Image>& img, const std::string& image,
+                                const std::string& snap) {
+    ASSIGN_OR_RETURN(auto src, rbd::Image::Open(io_, image, snap, true));
+    ASSIGN_OR_RETURN(rbd::ImageStat sst, src->Stat());
+    RETURN_IF_ERROR(img->CreateSnapshot(kGuardSnap));
+    Status st = [&]() -> Status {
+      ASSIGN_OR_RETURN(rbd::ImageStat vst, img->Stat());
+      if (vst.size_bytes != sst.size_bytes) RETURN_IF_ERROR(img->Resize(sst.size_bytes));
+      std::vector<pool::DiffRange> ranges;
+      RETURN_IF_ERROR(CompareContent(img, src, ranges));
+      rbd::RbdDevice dst(img, false), from(src, true);
+      std::vector<uint8_t> buf(kChunk);
+      for (auto& r : ranges) {
+        if (r.kind == pool::DiffKind::kDiscarded) {
+          RETURN_IF_ERROR(dst.WriteZeroes(r.offset, r.length));
+          continue;
+        }
+        for (uint64_t off = r.offset; off < r.offset + r.length; off += kChunk) {
+          const uint64_t n = std::min<uint64_t>(kChunk, r.offset + r.length - off);
+          RETURN_IF_ERROR(from.Read(off, std::span(buf.data(), n)));
+          RETURN_IF_ERROR(dst.Write(off, std::span<const uint8_t>(buf.data(), n)));
+        }
+      }
+      return dst.Flush();
+    }();
+    if (!st.ok() && !img->RollbackTo(kGuardSnap).ok()) return st;  // the guard stays
+    (void)img->RemoveSnapshot(kGuardSnap);
+    return st;
+  }
+
+  // The pool's clone depth limit (pool metadata, spec/ceph.md).
+  int DepthLimit() {
+    auto v = rbd::GetPoolMeta(*io_, kDepthKey);
+    if (!v.ok() || !*v) return kDefaultDepthLimit;
+    try {
+      const int n = std::stoi(**v);
+      return n > 0 ? n : kDefaultDepthLimit;
+    } catch (...) {
+      return kDefaultDepthLimit;
+    }
+  }
+
+  // Flattens the new clone `image` when its parent chain is longer than
+  // the limit, so reads never walk more than that many images.
+  Status FlattenPastDepthLimit(const std::string& image) {
+    const int limit = DepthLimit();
+    int depth = 0;
+    std::string at = image;
+    while (depth <= limit) {
+      auto img = Reader(at);
+      if (!img.ok()) break;  // a parent we cannot open by name (RBD's trash)
+      ASSIGN_OR_RETURN(rbd::ParentInfo p, (*img)->Parent());
+      if (p.image.empty()) break;
+      ++depth;
+      at = p.image;
+    }
+    if (depth <= limit) return Status::Ok();
+    ASSIGN_OR_RETURN(auto w, Writer(image));
+    return w->Flatten();
   }
 
   // Closes the image's writable handle (releasing its lock) before a
@@ -527,7 +826,11 @@ class RbdVolumeStore final : public VolumeStore {
   }
 
   Result<pool::EntryInfo> StatLocked(const Name& n, bool accounting) {
-    auto img = Reader(n.volume);
+    if (!n.is_snapshot() && IsDeletedImage(n.volume))
+      return Status::NotFound("no entry " + n.volume + " in " + describe());
+    auto located = ImageOf(n);
+    if (!located.ok()) return located.status();
+    auto img = Reader(*located);
     if (!img.ok()) {
       if (img.status().Is(Code::kNotFound))
         return Status::NotFound("no entry " + (n.is_snapshot() ? n.volume + "@" + n.snap : n.volume) +
@@ -548,7 +851,7 @@ class RbdVolumeStore final : public VolumeStore {
     e.size_bytes = it->size_bytes;
     if (!e.created_unix_ns) e.created_unix_ns = it->created_unix_ns;
     if (accounting) {
-      ASSIGN_OR_RETURN(auto at, rbd::Image::Open(io_, n.volume, n.snap, true));
+      ASSIGN_OR_RETURN(auto at, rbd::Image::Open(io_, *located, n.snap, true));
       RETURN_IF_ERROR(Account(&e, *at));
     }
     return e;
@@ -564,15 +867,20 @@ class RbdVolumeStore final : public VolumeStore {
         return img.status();
       }
       ASSIGN_OR_RETURN(auto meta, (*img)->ListMeta(kMeta));
-      Name vn{image, ""};
-      pool::EntryInfo v = Record(vn, meta);
-      ASSIGN_OR_RETURN(auto st, (*img)->Stat());
-      v.size_bytes = st.size_bytes;
-      if (accounting) RETURN_IF_ERROR(Account(&v, **img));
-      out.push_back(std::move(v));
-      ASSIGN_OR_RETURN(auto snaps, (*img)->Snapshots());
+      // A deleted volume shows only its snapshots, under its old name.
+      const bool deleted = IsDeletedImage(image);
+      const std::string volume = deleted ? DeletedVolume(image) : image;
+      if (!deleted) {
+        Name vn{image, ""};
+        pool::EntryInfo v = Record(vn, meta);
+        ASSIGN_OR_RETURN(auto st, (*img)->Stat());
+        v.size_bytes = st.size_bytes;
+        if (accounting) RETURN_IF_ERROR(Account(&v, **img));
+        out.push_back(std::move(v));
+      }
+      ASSIGN_OR_RETURN(auto snaps, UserSnaps(**img));
       for (auto& s : snaps) {
-        Name sn{image, s.name};
+        Name sn{volume, s.name};
         pool::EntryInfo e = Record(sn, meta);
         e.size_bytes = s.size_bytes;
         if (!e.created_unix_ns) e.created_unix_ns = s.created_unix_ns;

@@ -55,7 +55,12 @@ def setUpModule():
     env = dict(os.environ, CEPH_MON_PORT=str(free_port()), CEPH_MEMSTORE_BYTES=str(768 << 20),
                # A killed client's watch ends sooner, so the next writer can
                # remove what it left (test_killed_build_is_invisible_and_removed).
-               CEPH_EXTRA_CONF="osd_client_watch_timeout = 5")
+               # A stopped memstore OSD saves its data (kept across a restart:
+               # test_z_osd_stopped_mid_build).
+               # The monitor of a throwaway cluster runs whatever the host disk's free
+               # space (mon_data_avail_crit, 5 % by default, would stop it).
+               CEPH_EXTRA_CONF="osd_client_watch_timeout = 5\nosd_fast_shutdown = false\n"
+                               "mon_data_avail_crit = 0")
     r = subprocess.run([TOOL, "start", d], capture_output=True, text=True, env=env, timeout=180)
     if r.returncode != 0:
         subprocess.run([TOOL, "stop", d], capture_output=True)
@@ -248,11 +253,6 @@ class Rbd(StackTestCase):
         self.assertEqual(ours, ["vm@v1", "vm@s1", "vm@s2"])
         stack("snapshot", "rollback", "-p", self.pool, "vm@s1", check=0)
         self.assertEqual(stack("fs", "cat", "-p", self.pool, "vm", "/state", check=0).out, "s1")
-        # RBD keeps a volume's snapshots inside its image: they go first.
-        r = stack("volume", "rm", "-p", self.pool, "vm")
-        self.assertEqual(r.rc, EXIT["busy"], r.err)
-        self.assertIn("snapshot", r.err)
-        self.assertEqual(self.rbd_json("ls"), ["vm"])
         # Snapshots go in any order.
         for n in ("s1", "v1", "s2"):
             stack("snapshot", "rm", "-p", self.pool, f"vm@{n}", check=0)
@@ -264,6 +264,162 @@ class Rbd(StackTestCase):
         stack("volume", "rm", "-p", self.pool, "vm2", check=0)
         self.assertEqual(self.rbd_json("ls"), [])
         self.assertEqual(self.names("--all"), [])
+
+    def test_volume_rm_before_its_snapshots_and_clones(self):
+        # As on a pool file, entries are peers: a volume goes before the
+        # snapshots and clones made of it, which keep working.
+        self.build("gold", "--no-encrypt")
+        origin = sha256(self.rbd_export("gold@v1", self.path("v1.img")))
+        stack("clone", "-p", self.pool, "gold@v1", "c", check=0)
+        stack("clone", "-p", self.pool, "gold", "c2", check=0)  # through a trashed snapshot
+        r = stack("volume", "rm", "-p", self.pool, "gold")
+        self.assertEqual(r.rc, 0, r.err)
+        self.assertEqual(self.names("--all"), ["c", "c2", "gold@v1"])
+        hidden = [i for i in self.rbd_json("ls") if i.startswith(".del-")]
+        self.assertEqual(len(hidden), 1, self.rbd_json("ls"))
+        self.assertEqual(sha256(self.rbd_export(f"{hidden[0]}@v1", self.path("h.img"))), origin)
+        for e in ("gold@v1", "c", "c2"):
+            self.assertIn("hostname", stack("fs", "ls", "-p", self.pool, e, "/etc",
+                                            check=0).out.split())
+        out = self.path("out.img")
+        stack("export", "-p", self.pool, "gold@v1", out, check=0)
+        self.assertEqual(sha256(out), origin)
+        # The name is free again; the old snapshot's name is still taken.
+        stack("volume", "create", "-p", self.pool, "gold", "--size", "4M", check=0)
+        r = stack("snapshot", "create", "-p", self.pool, "gold@v1")
+        self.assertEqual(r.rc, EXIT["exists"], r.err)
+        stack("volume", "rm", "-p", self.pool, "gold", check=0)
+        # The hidden image goes with the last entry that needs it.
+        stack("snapshot", "rm", "-p", self.pool, "gold@v1", check=0)
+        self.assertIn(hidden[0], self.rbd_json("ls"))
+        stack("volume", "rm", "-p", self.pool, "c", check=0)
+        self.assertIn(hidden[0], self.rbd_json("ls"))
+        stack("volume", "rm", "-p", self.pool, "c2", check=0)
+        self.assertEqual(self.rbd_json("ls"), [])
+        self.assertEqual(self.rbd_json("trash", "ls", "--all"), [])
+        self.assertEqual(self.names("--all"), [])
+
+    def test_import_into_writes_only_the_changes(self):
+        self.build("vm", "-k", self.key, *FAST_KDF)
+        before = sha256(self.rbd_export("vm@v1", self.path("v1.img")))
+        plain = self.path("vm.ext4")
+        stack("export", "-p", self.pool, "vm", plain, "--format", "plain", "-k", self.key,
+              check=0)
+        size = os.path.getsize(plain)
+        with open(plain, "r+b") as f:  # one block, past the file system's data
+            f.seek(size - 8192)
+            f.write(b"\x5a" * 4096)
+        r = stack("import", "-p", self.pool, plain[:-1], "--into", "vm")  # missing file
+        self.assertEqual(r.rc, EXIT["notfound"], r.err)
+        short = self.path("short.img")
+        with open(short, "wb") as f:
+            f.truncate(size - 4096)
+        r = stack("import", "-p", self.pool, short, "--into", "vm", "--format", "plain", "-k",
+                  self.key)
+        self.assertEqual(r.rc, EXIT["usage"], r.err)
+        rep = stack("--json", "import", "-p", self.pool, plain, "--into", "vm", "--format",
+                    "plain", "-k", self.key, "--snapshot", "v2", check=0).json()
+        self.assertEqual((rep["written_bytes"], rep["discarded_bytes"]), (4096, 0), rep)
+        back = self.path("back.ext4")
+        stack("export", "-p", self.pool, "vm", back, "--format", "plain", "-k", self.key, check=0)
+        self.assertEqual(sha256(back), sha256(plain))
+        # The snapshot from before is untouched, the new one holds the import,
+        # and nothing of the import's work is left in the pool.
+        self.assertEqual(sha256(self.rbd_export("vm@v1", self.path("v1b.img"))), before)
+        self.assertEqual([s["name"] for s in self.rbd_json("snap", "ls", "vm")], ["v1", "v2"])
+        self.assertEqual(self.rbd_json("ls"), ["vm"])
+        self.assertEqual(self.names("--all"), ["vm", "vm@v1", "vm@v2"])
+        # The changed ciphertext is where the change is (one 4 KiB block
+        # shifted by the LUKS header), whatever RBD's granularity.
+        d = stack("--json", "diff", "-p", self.pool, "vm@v1", "vm@v2", check=0).json()
+        self.assertGreater(d["written_bytes"], 0)
+        self.assertEqual(e2fsck_clean(back)[0], 0)
+
+    def test_import_into_killed_midway_is_undone_at_the_next_writer(self):
+        # What a kill between import --into's guard snapshot and its end
+        # leaves: the guard, and the volume partly overwritten (rbd bench
+        # stands in for the half-done copy).
+        self.build("vm", "--no-encrypt")
+        f = self.path("x.txt")
+        with open(f, "w") as out:
+            out.write("before the import\n")
+        stack("fs", "put", "-p", self.pool, "vm", f, "/x.txt", check=0)
+        good = sha256(self.rbd_export("vm", self.path("good.img")))
+        self.rbd("snap", "create", "vm@.stack-guard")
+        self.rbd("bench", "--io-type", "write", "--io-size", "64K", "--io-total", "1M",
+                 "--io-pattern", "seq", "vm")
+        self.assertNotEqual(sha256(self.rbd_export("vm", self.path("torn.img"))), good)
+        self.assertEqual(self.names("--all"), ["vm", "vm@v1"])  # the guard is not an entry
+        # Any writer of vm restores it first.
+        stack("volume", "set", "-p", self.pool, "vm", "--note", "n", check=0)
+        self.assertEqual([s["name"] for s in self.rbd_json("snap", "ls", "vm")], ["v1"])
+        self.assertEqual(sha256(self.rbd_export("vm", self.path("after.img"))), good)
+        self.assertEqual(stack("fs", "cat", "-p", self.pool, "vm", "/x.txt", check=0).out,
+                         "before the import\n")
+
+    def test_diff_and_incremental_send_between_file_and_ceph(self):
+        filepool = self.path("p.stk")
+        stack("build", "-p", filepool, "vm", "--from", self.tree, "--size", "32M",
+              "--no-encrypt", "--snapshot", "s1", check=0)
+        f = self.path("x.txt")
+        with open(f, "w") as out:
+            out.write("second\n")
+        stack("fs", "put", "-p", filepool, "vm", f, "/x.txt", check=0)
+        stack("snapshot", "create", "-p", filepool, "vm@s2", check=0)
+        s1, s2 = self.path("1.stream"), self.path("2.stream")
+        stack("send", "-p", filepool, "vm@s1", "-o", s1, check=0)
+        stack("send", "-p", filepool, "vm@s2", "--from", "vm@s1", "-o", s2, check=0)
+        stack("receive", "-p", self.pool, "-i", s1, check=0)
+        stack("receive", "-p", self.pool, "-i", s2, check=0)
+        a = self.path("a.img")
+        stack("export", "-p", filepool, "vm@s2", a, check=0)
+        self.assertEqual(sha256(a), sha256(self.rbd_export("vm@s2", self.path("b.img"))))
+        # On Ceph: a clone edited, diffed against its origin (another image:
+        # compared by content) and sent back incrementally.
+        stack("clone", "-p", self.pool, "vm@s2", "c", check=0)
+        with open(f, "w") as out:
+            out.write("on the clone\n")
+        stack("fs", "put", "-p", self.pool, "c", f, "/y.txt", check=0)
+        stack("snapshot", "create", "-p", self.pool, "c@t", check=0)
+        d = stack("--json", "diff", "-p", self.pool, "vm@s2", "c@t", check=0).json()
+        self.assertFalse(d["by_address"])
+        self.assertGreater(d["written_bytes"], 0)
+        self.assertLess(d["written_bytes"], 1 << 20)  # the edit, not the image
+        same = stack("--json", "diff", "-p", self.pool, "c@t", "c", check=0).json()
+        self.assertEqual(same["ranges"], [])
+        s3 = self.path("3.stream")
+        stack("send", "-p", self.pool, "c@t", "--from", "vm@s2", "-o", s3, check=0)
+        self.assertLess(os.path.getsize(s3), 1 << 20)
+        got = stack("--json", "receive", "-p", filepool, "-i", s3, check=0).json()
+        c1, c2 = self.path("c1.img"), self.path("c2.img")
+        stack("export", "-p", filepool, got["snapshot"], c1, check=0)
+        self.assertEqual(sha256(c1), sha256(self.rbd_export("c@t", c2)))
+        self.assertEqual(stack("fs", "cat", "-p", filepool, got["snapshot"], "/y.txt", check=0).out,
+                         "on the clone\n")
+
+    def test_clone_past_the_depth_limit_is_flattened(self):
+        self.assertEqual(stack("--json", "pool", "set", "-p", self.pool, check=0)
+                         .json()["clone_depth_limit"], 8)  # the default
+        stack("pool", "set", "-p", self.pool, "--clone-depth-limit", "2", check=0)
+        self.assertEqual(stack("--json", "pool", "set", "-p", self.pool, check=0)
+                         .json()["clone_depth_limit"], 2)
+        r = stack("pool", "set", "-p", self.path("f.stk"), "--clone-depth-limit", "2")
+        self.assertNotEqual(r.rc, 0, r.err)
+        stack("build", "-p", self.pool, "g", "--from", self.tree, "--size", "16M",
+              "--no-encrypt", "--snapshot", "v1", check=0)
+        stack("clone", "-p", self.pool, "g@v1", "c1", check=0)
+        stack("clone", "-p", self.pool, "c1", "c2", check=0)  # two ancestors: the limit
+        stack("clone", "-p", self.pool, "c2", "c3", check=0)  # three: flattened
+        self.assertEqual(self.rbd_json("info", "c1")["parent"]["image"], "g")
+        self.assertEqual(self.rbd_json("info", "c2")["parent"]["image"], "c1")
+        self.assertNotIn("parent", self.rbd_json("info", "c3"))
+        self.assertIn("hostname", stack("fs", "ls", "-p", self.pool, "c3", "/etc",
+                                        check=0).out.split())
+        # Space as RBD reports it: provisioned is the volumes' sizes.
+        info = stack("--json", "pool", "info", "-p", self.pool, check=0).json()
+        self.assertEqual(info["size_bytes"], 4 * (16 << 20))
+        self.assertGreater(info["used_bytes"], 0)
+        self.assertEqual(info["max_bytes"], info["used_bytes"] + info["free_bytes"])
 
     def test_export_import_luks(self):
         self.build("gold", "-k", self.key, *FAST_KDF)
@@ -441,6 +597,61 @@ class Rbd(StackTestCase):
         self.assertEqual(r.rc, EXIT["usage"], r.err)
         r = stack("volume", "create", "-p", self.pool, "a/b", "--size", "4M")
         self.assertEqual(r.rc, EXIT["usage"], r.err)
+
+    def test_z_osd_stopped_mid_build(self):
+        # Last of the class (by name): it stops the cluster's only OSD.
+        self.build("vm", "--no-encrypt")
+        f = self.path("x.txt")
+        with open(f, "w") as out:
+            out.write("committed\n")
+        stack("fs", "put", "-p", self.pool, "vm", f, "/x.txt", check=0)
+        before = sha256(self.rbd_export("vm@v1", self.path("v1.img")))
+        tar = subprocess.run(["tar", "-C", self.tree, "-cf", "-", "."], capture_output=True,
+                             check=True).stdout
+        # The configured op timeout (Ceph's own option) is what bounds the wait.
+        env = dict(os.environ, CEPH_ARGS="--rados_osd_op_timeout 2 --rados_mon_op_timeout 2")
+        build = subprocess.Popen([os.environ["STACK_BIN"], "build", "-p", self.pool, "b2",
+                                  "--from", "-", "--size", "64M", "--no-encrypt"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=env)
+        run = os.path.join(CLUSTER["dir"], "run")
+        try:
+            deadline = time.monotonic() + 60
+            while ".build-b2" not in self.rbd_json("ls"):
+                self.assertLess(time.monotonic(), deadline, "the build never made its image")
+                time.sleep(0.2)
+            with open(os.path.join(run, "osd.0.pid")) as p:
+                osd = int(p.read())
+            os.kill(osd, 15)
+            while os.path.exists(f"/proc/{osd}"):
+                time.sleep(0.1)
+            # The build's writes now wait for an OSD that does not answer: a
+            # hang would hit communicate's timeout and fail the test.
+            _, err = build.communicate(tar, timeout=300)
+        finally:
+            if build.poll() is None:
+                build.kill()
+                build.communicate()
+            subprocess.run(["ceph-osd", "-c", CLUSTER["conf"], "-i", "0"], capture_output=True,
+                           check=True)
+            deadline = time.monotonic() + 120
+            while subprocess.run(["timeout", "10", "rbd", "ls", "stack"],
+                                 capture_output=True).returncode != 0:
+                self.assertLess(time.monotonic(), deadline, "the OSD did not come back")
+                time.sleep(0.5)
+        err = err.decode()
+        self.assertEqual(build.returncode, EXIT["io"], err)
+        self.assertRegex(err, r"^stack: IoError: .*timed out")
+        # Nothing half-made is visible; everything committed before is there.
+        self.assertEqual(self.names("--all"), ["vm", "vm@v1"])
+        self.assertEqual(sha256(self.rbd_export("vm@v1", self.path("v1b.img"))), before)
+        self.assertEqual(stack("fs", "cat", "-p", self.pool, "vm", "/x.txt", check=0).out,
+                         "committed\n")
+        self.assertEqual(e2fsck_clean(self.rbd_export("vm", self.path("vm.img")))[0], 0)
+        # The next writer removes the leftover; the name builds.
+        self.build("b2", "--no-encrypt")
+        self.assertNotIn(".build-b2", self.rbd_json("ls"))
+        self.assertEqual(self.names(), ["b2", "vm"])
 
 
 class Unreachable(StackTestCase):

@@ -30,8 +30,15 @@ Result<std::shared_ptr<Cluster>> Cluster::Connect(const ClusterOptions& options)
   (void)rados_conf_parse_env(h, nullptr);
   // Without these an unreachable cluster blocks forever (librados waits
   // for a monitor); a timeout turns it into an IoError.
+  // An op timeout the configuration sets (ceph.conf, $CEPH_ARGS) is kept;
+  // Ceph's default for them is 0, wait forever. (client_mount_timeout's
+  // default is 300 s: always ours.)
   const std::string t = std::to_string(options.timeout_seconds);
   for (const char* key : {"client_mount_timeout", "rados_mon_op_timeout", "rados_osd_op_timeout"}) {
+    char buf[64] = {};
+    if (std::string(key) != "client_mount_timeout" &&
+        rados_conf_get(h, key, buf, sizeof buf) == 0 && std::atof(buf) > 0)
+      continue;
     RETURN_IF_ERROR(FromRbd(std::string("set ") + key, rados_conf_set(h, key, t.c_str())));
   }
   // Quiet: errors come back as return values, not on our stderr.
@@ -61,6 +68,12 @@ std::string Cluster::fsid() {
   char buf[64] = {};
   if (rados_cluster_fsid(static_cast<rados_t>(cluster_), buf, sizeof buf) < 0) return "";
   return buf;
+}
+
+Result<Cluster::Space> Cluster::ClusterSpace() {
+  rados_cluster_stat_t st{};
+  RETURN_IF_ERROR(FromRbd("cluster stat", rados_cluster_stat(static_cast<rados_t>(cluster_), &st)));
+  return Space{st.kb << 10, st.kb_used << 10, st.kb_avail << 10};
 }
 
 Result<std::shared_ptr<IoCtx>> Cluster::OpenIoCtx(const std::string& pool, const std::string& ns) {

@@ -67,8 +67,17 @@ Status CloneImage(IoCtx& io, const std::string& parent, const std::string& snap,
                  rbd_clone3(H(io), parent.c_str(), snap.c_str(), H(io), name.c_str(), o.get()));
 }
 
-Status RemoveImage(IoCtx& io, const std::string& name) {
-  return FromRbd("remove image " + Spec(io, name), rbd_remove(H(io), name.c_str()));
+Status RemoveImage(IoCtx& io, const std::string& name, bool* has_dependents) {
+  const int r = rbd_remove(H(io), name.c_str());
+  // ENOTEMPTY: it has snapshots; EMLINK: clones of its (trashed) snapshots.
+  // librbd checks both before removing anything.
+  if (has_dependents) {
+    *has_dependents = r == -ENOTEMPTY || r == -EMLINK;
+    if (*has_dependents) return Status::Ok();
+  }
+  if (r == -EMLINK)
+    return Status::Busy("remove image " + Spec(io, name) + ": clones depend on its snapshots");
+  return FromRbd("remove image " + Spec(io, name), r);
 }
 
 Status RenameImage(IoCtx& io, const std::string& from, const std::string& to) {
@@ -87,6 +96,25 @@ Result<std::vector<std::string>> ListImages(IoCtx& io) {
   for (size_t i = 0; i < n; ++i) names.emplace_back(specs[i].name);
   rbd_image_spec_list_cleanup(specs.data(), n);
   return names;
+}
+
+Result<std::optional<std::string>> GetPoolMeta(IoCtx& io, const std::string& key) {
+  std::string value(256, '\0');
+  size_t len = value.size();
+  int r = rbd_pool_metadata_get(H(io), key.c_str(), value.data(), &len);
+  if (r == -ERANGE) {
+    value.resize(len);
+    r = rbd_pool_metadata_get(H(io), key.c_str(), value.data(), &len);
+  }
+  if (r == -ENOENT) return std::optional<std::string>();
+  RETURN_IF_ERROR(FromRbd("read pool metadata " + key + " of " + io.describe(), r));
+  value.resize(len && value[len - 1] == '\0' ? len - 1 : len);
+  return std::optional<std::string>(std::move(value));
+}
+
+Status SetPoolMeta(IoCtx& io, const std::string& key, const std::string& value) {
+  return FromRbd("set pool metadata " + key + " of " + io.describe(),
+                 rbd_pool_metadata_set(H(io), key.c_str(), value.c_str()));
 }
 
 Result<std::shared_ptr<Image>> Image::Open(std::shared_ptr<IoCtx> io, const std::string& name,
@@ -143,6 +171,12 @@ Result<std::vector<SnapInfo>> Image::Snapshots() {
   RETURN_IF_ERROR(FromRbd("list snapshots of " + describe(), r));
   std::vector<SnapInfo> out;
   for (int i = 0; i < r; ++i) {
+    // Only the user's: clone v2 keeps removed snapshots that clones still
+    // need in the trash namespace (named by uuid), listed here too.
+    rbd_snap_namespace_type_t ns = RBD_SNAP_NAMESPACE_TYPE_USER;
+    if (rbd_snap_get_namespace_type(IMG, snaps[i].id, &ns) == 0 &&
+        ns != RBD_SNAP_NAMESPACE_TYPE_USER)
+      continue;
     SnapInfo s;
     s.id = snaps[i].id;
     s.name = snaps[i].name;

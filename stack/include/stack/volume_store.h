@@ -92,6 +92,17 @@ class VolumeStore {
     return Status::Ok();
   }
 
+  // The longest parent chain a clone may read through before Clone
+  // flattens it (RBD: pool metadata, spec/ceph.md; 0 = the store has no
+  // such limit, as a pool file, whose clones read shared blocks directly).
+  virtual Result<int> CloneDepthLimit() { return 0; }
+  // Sets it (>= 1). Unsupported on a store without one.
+  virtual Status SetCloneDepthLimit(int limit) {
+    (void)limit;
+    return Status::Unsupported(describe() + " has no clone depth limit (a pool file's clones "
+                               "read their shared blocks directly)");
+  }
+
   // The pool file behind this store, or nullptr (another kind of store).
   virtual std::shared_ptr<pool::Pool> file_pool() { return nullptr; }
 };

@@ -62,6 +62,14 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   // The cluster's fsid (names the store in `pool info`), "" if unknown.
   std::string fsid();
 
+  // Raw capacity of the cluster's OSDs as `ceph df` reports it.
+  struct Space {
+    uint64_t total_bytes = 0;
+    uint64_t used_bytes = 0;
+    uint64_t avail_bytes = 0;
+  };
+  Result<Space> ClusterSpace();
+
   void* handle() const { return cluster_; }  // rados_t
 
  private:
@@ -117,10 +125,17 @@ Status CreateImage(IoCtx& io, const std::string& name, uint64_t size_bytes);
 Status CloneImage(IoCtx& io, const std::string& parent, const std::string& snap,
                   const std::string& name);
 // Removes the image (its snapshots must be gone first: Busy otherwise).
-Status RemoveImage(IoCtx& io, const std::string& name);
+// With `has_dependents`: an image RBD keeps because of its snapshots or of
+// clones of its trashed snapshots sets *has_dependents and returns Ok
+// (nothing was removed).
+Status RemoveImage(IoCtx& io, const std::string& name, bool* has_dependents = nullptr);
 Status RenameImage(IoCtx& io, const std::string& from, const std::string& to);
 // Image names in the pool/namespace (unsorted).
 Result<std::vector<std::string>> ListImages(IoCtx& io);
+// The pool's RBD metadata (`rbd_pool_metadata_*`, the pool's, whatever the
+// namespace). Get: nullopt when the key is unset.
+Result<std::optional<std::string>> GetPoolMeta(IoCtx& io, const std::string& key);
+Status SetPoolMeta(IoCtx& io, const std::string& key, const std::string& value);
 
 class Image {
  public:
@@ -138,6 +153,7 @@ class Image {
 
   Result<ImageStat> Stat();
   Status Resize(uint64_t size_bytes);
+  // The user's snapshots (not those clone v2 keeps in the trash).
   Result<std::vector<SnapInfo>> Snapshots();
   Status CreateSnapshot(const std::string& snap);
   Status RemoveSnapshot(const std::string& snap);
