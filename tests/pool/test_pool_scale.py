@@ -9,10 +9,9 @@ import shutil
 import struct
 import subprocess
 import sys
-import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from stacktest import EXIT, STACK, StackTestCase, stack  # noqa: E402
+from stacktest import EXIT, STACK, StackTestCase, main, sanitizer, stack  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 BS = 4096
@@ -100,6 +99,12 @@ class CheckMemory(StackTestCase):
     DATA_BYTES = 1024 * MiB
 
     def test_check_memory_is_bytes_per_block_not_a_map_per_block(self):
+        if sanitizer() != "none":
+            # ASan keeps freed memory in quarantine and pads every block, so
+            # peak RSS says nothing about check's own data structures here;
+            # the release phase measures them.
+            self.skipTest(f"STACK_SANITIZER={sanitizer()}: its allocator, not check, decides "
+                          "peak RSS (the release build asserts the bound)")
         pool, img = self.path("p.stk"), self.path("img.raw")
         write_image(img, self.DATA_BYTES)
         stack("import", "-p", pool, img, "big", check=0)
@@ -153,4 +158,4 @@ class LeakSummary(StackTestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    main()
