@@ -14,8 +14,9 @@ Result<int> CleanupStaleBuilds(VolumeStore& pool) {
       Status st = pool.Delete(name);
       // A store without one pool-wide writer (RBD, spec/ceph.md) can hold a
       // build another live process is still making: its image is Busy
-      // (locked or watched) and stays. A pool file never says Busy here.
-      if (st.Is(Code::kBusy)) continue;
+      // (locked or watched) and stays; or another writer removed it (or
+      // published it) first: NotFound. A pool file says neither here.
+      if (st.Is(Code::kBusy) || st.Is(Code::kNotFound)) continue;
       RETURN_IF_ERROR(st);
       ++n;
     }
@@ -32,7 +33,16 @@ Status PublishEntry(VolumeStore& pool, const std::string& name,
   if (existing.ok()) return Status::AlreadyExists("volume " + name + " already exists");
   if (existing.status().code() != Code::kNotFound) return existing.status();
   const std::string hidden = std::string(kBuildPrefix) + name;
-  RETURN_IF_ERROR(make(hidden));
+  if (Status m = make(hidden); !m.ok()) {
+    // Only a store without one pool-wide writer (RBD) gets here: the
+    // cleanup at open left a build of the same name that a live client is
+    // making, or a killed one's whose watch has not timed out yet.
+    if (m.Is(Code::kAlreadyExists))
+      return Status::Busy("another build of " + name + " is in progress in " +
+                          pool.describe() + " (or one was killed moments ago: retry once "
+                          "Ceph has timed out its client)");
+    return m;
+  }
   Status st = fill(hidden);
   if (st.ok()) st = pool.Commit();
   if (st.ok()) st = pool.Rename(hidden, name);  // commits

@@ -50,6 +50,11 @@ constexpr const char* kSnapMeta = "stack.snap.";
 // image renamed `.del-<12 hex>-<V>` (hidden), listed only by its snapshots,
 // still named V@S (spec/ceph.md "Deleting a volume before its snapshots").
 constexpr const char* kDeletedPrefix = ".del-";
+// The RADOS object whose lock admits one remover of leftovers (killed
+// builds, deleted volumes' images) at a time, and how long a killed
+// holder keeps it.
+constexpr const char* kSweepLock = "stack.sweep";
+constexpr int kSweepLockSeconds = 60;
 constexpr size_t kDeletedTag = 12;
 // The snapshot a rollback from another image takes of its target first, so
 // a failure (or, at the next writable open, a kill) restores the target.
@@ -370,6 +375,18 @@ class RbdVolumeStore final : public VolumeStore {
     RETURN_IF_ERROR(DropWriter(name));
     {
       ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, name, std::nullopt, true));
+      if (IsHiddenBuild(name)) {
+        // Another process's build is live while its writer watches the
+        // image (from its creation to the rename that publishes it, which
+        // keeps the handle): nothing of it is touched. A killed builder's
+        // watch ends after osd_client_watch_timeout; a later writer then
+        // removes what it left.
+        ASSIGN_OR_RETURN(size_t watchers, img->WatcherCount());
+        if (watchers > 0)
+          return Status::Busy("unfinished build " + name + " of " + describe() +
+                              " is held by a live client (or by a killed one whose watch has "
+                              "not timed out yet)");
+      }
       ASSIGN_OR_RETURN(auto snaps, UserSnaps(*img));
       if (!snaps.empty()) {
         if (!IsHiddenBuild(name)) {
@@ -379,14 +396,22 @@ class RbdVolumeStore final : public VolumeStore {
           return Hide(name);
         }
         img.reset();
-        // An unfinished build's snapshots go with it. A plain writable
-        // open: librbd breaks the lock of a dead builder itself.
-        ASSIGN_OR_RETURN(auto w, rbd::Image::Open(io_, name, std::nullopt, false));
-        for (auto& s : snaps) RETURN_IF_ERROR(w->RemoveSnapshot(s.name));
       }
+    }
+    // A killed build's leftover may be found by several writers at once:
+    // one removes it (see SweepDeleted), the others leave it.
+    std::unique_ptr<rbd::ObjectLock> sweeping;
+    if (IsHiddenBuild(name)) {
+      ASSIGN_OR_RETURN(sweeping, rbd::ObjectLock::TryAcquire(io_, kSweepLock, kSweepLockSeconds));
+      // An unfinished build's snapshots go with it. A plain writable
+      // open: librbd breaks the lock of a dead builder itself.
+      ASSIGN_OR_RETURN(auto w, rbd::Image::Open(io_, name, std::nullopt, false));
+      ASSIGN_OR_RETURN(auto snaps, UserSnaps(*w));
+      for (auto& sn : snaps) RETURN_IF_ERROR(w->RemoveSnapshot(sn.name));
     }
     bool has_dependents = false;
     RETURN_IF_ERROR(rbd::RemoveImage(*io_, name, &has_dependents));
+    sweeping.reset();
     // Clones of it (through trashed snapshots) keep it: hidden until they go.
     if (has_dependents) return Hide(name);
     return SweepDeleted();
@@ -414,8 +439,19 @@ class RbdVolumeStore final : public VolumeStore {
       return Status::Ok();
     }
     if (IsDeletedImage(old_name)) return Status::NotFound("no entry " + old_name + " in " + describe());
-    RETURN_IF_ERROR(DropWriter(old_name));
-    return rbd::RenameImage(*io_, old_name, new_name);
+    // Renamed while our handle still holds its lock and watch: a writer in
+    // another process that looks for unfinished builds (an RBD pool has no
+    // pool-wide writer) must find `.build-V` in use up to the moment it is
+    // V, or it takes its snapshots and removes it as a killed build's.
+    auto it = writers_.find(old_name);
+    if (it != writers_.end()) {
+      if (it->second.use_count() > 1)
+        return Status::Busy("volume " + old_name + " is open (a device is using it)");
+      RETURN_IF_ERROR(it->second->Flush());
+    }
+    RETURN_IF_ERROR(rbd::RenameImage(*io_, old_name, new_name));
+    writers_.erase(old_name);
+    return Status::Ok();
   }
 
   Status Resize(const std::string& name, uint64_t new_size_bytes) override {
@@ -680,20 +716,28 @@ class RbdVolumeStore final : public VolumeStore {
 
   // Removes every deleted volume's image that nothing needs any more (no
   // snapshot left, no clone of a trashed one). Those still needed stay.
+  // Best effort, after the command's own change is done: another process
+  // may be sweeping the same image (RBD answers ENOENT or ESTALE), and what
+  // stays is swept by a later writer, so nothing here fails the command.
   Status SweepDeleted() {
-    ASSIGN_OR_RETURN(auto images, rbd::ListImages(*io_));
+    // One sweeper at a time in the pool: two clients removing one image
+    // can leave librbd waiting forever. The other writers skip their sweep.
+    auto sweeping = rbd::ObjectLock::TryAcquire(io_, kSweepLock, kSweepLockSeconds);
+    if (!sweeping.ok()) return Status::Ok();
+    auto listed = rbd::ListImages(*io_);
+    if (!listed.ok()) return Status::Ok();
+    auto& images = *listed;
     for (auto& image : images) {
       if (!IsDeletedImage(image)) continue;
       {
         auto img = Reader(image);
         if (!img.ok()) continue;
-        ASSIGN_OR_RETURN(auto snaps, UserSnaps(**img));
-        if (!snaps.empty()) continue;
+        auto snaps = UserSnaps(**img);
+        if (!snaps.ok() || !snaps->empty()) continue;
       }
       if (!DropWriter(image).ok()) continue;  // in use by a device of ours
       bool has_dependents = false;
-      Status st = rbd::RemoveImage(*io_, image, &has_dependents);
-      if (!st.ok() && !st.Is(Code::kBusy) && !st.Is(Code::kNotFound)) return st;
+      (void)rbd::RemoveImage(*io_, image, &has_dependents);
     }
     return Status::Ok();
   }

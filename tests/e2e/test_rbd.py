@@ -648,8 +648,19 @@ class Rbd(StackTestCase):
         self.assertEqual(stack("fs", "cat", "-p", self.pool, "vm", "/x.txt", check=0).out,
                          "committed\n")
         self.assertEqual(e2fsck_clean(self.rbd_export("vm", self.path("vm.img")))[0], 0)
-        # The next writer removes the leftover; the name builds.
-        self.build("b2", "--no-encrypt")
+        # A writer removes the leftover once the dead builder's watch has
+        # timed out (5 s here); until then a build of the same name is Busy.
+        deadline = time.monotonic() + 90
+        while ".build-b2" in self.rbd_json("ls"):
+            self.assertLess(time.monotonic(), deadline, "the killed build's image stayed")
+            r = stack("build", "-p", self.pool, "b2", "--from", self.tree, "--size", "64M",
+                      "--snapshot", "v1", "--no-encrypt")
+            if r.rc == 0:
+                break
+            self.assertEqual(r.rc, EXIT["busy"], r.err)
+            time.sleep(1)
+        else:
+            self.build("b2", "--no-encrypt")
         self.assertNotIn(".build-b2", self.rbd_json("ls"))
         self.assertEqual(self.names(), ["b2", "vm"])
 

@@ -1,6 +1,10 @@
 // Cluster and IoCtx (see rbd/rbd.h).
 #include <rados/librados.h>
 
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 
@@ -110,6 +114,33 @@ Result<std::shared_ptr<IoCtx>> Cluster::OpenIoCtx(const std::string& pool, const
 
 IoCtx::~IoCtx() {
   if (io_) rados_ioctx_destroy(static_cast<rados_ioctx_t>(io_));
+}
+
+namespace {
+constexpr const char* kLockName = "stack";
+}  // namespace
+
+Result<std::unique_ptr<ObjectLock>> ObjectLock::TryAcquire(std::shared_ptr<IoCtx> io,
+                                                          const std::string& oid, int seconds) {
+  std::unique_ptr<ObjectLock> l(new ObjectLock());
+  l->io_ = std::move(io);
+  l->oid_ = oid;
+  // One cookie per holder: a second TryAcquire in this process is Busy too.
+  static std::atomic<uint64_t> next{0};
+  l->cookie_ = std::to_string(::getpid()) + "." + std::to_string(next.fetch_add(1));
+  timeval duration{seconds, 0};
+  const int r = rados_lock_exclusive(static_cast<rados_ioctx_t>(l->io_->handle()), oid.c_str(),
+                                     kLockName, l->cookie_.c_str(), "stack", &duration, 0);
+  if (r == -EBUSY || r == -EEXIST)
+    return Status::Busy("object lock " + oid + " of " + l->io_->describe() +
+                        " is held by another client");
+  RETURN_IF_ERROR(FromRbd("lock object " + oid + " of " + l->io_->describe(), r));
+  return l;
+}
+
+ObjectLock::~ObjectLock() {
+  (void)rados_unlock(static_cast<rados_ioctx_t>(io_->handle()), oid_.c_str(), kLockName,
+                     cookie_.c_str());
 }
 
 }  // namespace stack::rbd

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
+#include <vector>
 
 #include "rbd/rbd.h"
 #include "rbd_status.h"
@@ -295,6 +296,16 @@ Result<std::string> Image::LockOwner() {
   std::string s = n ? owners[0] : "";
   rbd_lock_get_owners_cleanup(owners, n);
   return s;
+}
+
+Result<size_t> Image::WatcherCount() {
+  std::vector<rbd_image_watcher_t> w(8);
+  size_t n = w.size();
+  int r;
+  while ((r = rbd_watchers_list(IMG, w.data(), &n)) == -ERANGE) w.resize(n);
+  RETURN_IF_ERROR(FromRbd("watchers of " + describe(), r));
+  rbd_watchers_list_cleanup(w.data(), n);
+  return n;
 }
 
 Status Image::AcquireExclusiveLock(bool break_lock) {

@@ -130,6 +130,28 @@ Status CloneImage(IoCtx& io, const std::string& parent, const std::string& snap,
 // (nothing was removed).
 Status RemoveImage(IoCtx& io, const std::string& name, bool* has_dependents = nullptr);
 Status RenameImage(IoCtx& io, const std::string& from, const std::string& to);
+
+// An exclusive advisory RADOS lock on object `oid` of the pool/namespace
+// (created empty if missing), held until destruction or for `seconds`,
+// whichever ends first, so a killed holder's lock lapses. Clients that
+// take it before work that two of them must not do at once (librbd can
+// wait forever when two clients remove one image) exclude each other.
+// Thread-safety: none; one owner.
+class ObjectLock {
+ public:
+  // Busy when another client holds it.
+  static Result<std::unique_ptr<ObjectLock>> TryAcquire(std::shared_ptr<IoCtx> io,
+                                                        const std::string& oid, int seconds);
+  ~ObjectLock();
+  ObjectLock(const ObjectLock&) = delete;
+  ObjectLock& operator=(const ObjectLock&) = delete;
+
+ private:
+  ObjectLock() = default;
+  std::shared_ptr<IoCtx> io_;
+  std::string oid_, cookie_;
+};
+
 // Image names in the pool/namespace (unsorted).
 Result<std::vector<std::string>> ListImages(IoCtx& io);
 // The pool's RBD metadata (`rbd_pool_metadata_*`, the pool's, whatever the
@@ -178,6 +200,10 @@ class Image {
   Status AcquireExclusiveLock(bool break_lock = false);
   // Owners of the image's exclusive lock ("" if none).
   Result<std::string> LockOwner();
+  // Clients watching the image's header: every client holding it open for
+  // writing (a read-only open watches nothing). A killed client's watch
+  // stays until the OSD times it out (osd_client_watch_timeout).
+  Result<size_t> WatcherCount();
 
   // Extents changed since `from_snap` ("" = since creation) up to this
   // image (or its open snapshot). Whole objects when fast-diff is off.
