@@ -34,6 +34,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "common"))
+import bench_protocol  # noqa: E402  (bench/common, copied beside us)
 BUILD = os.path.dirname(os.path.dirname(HERE))
 STACK = os.environ.get("STACK_BIN", os.path.join(BUILD, "cli", "stack"))
 METRICS = ["nbd.seq_read", "nbd.seq_write", "nbd.rand_write_4k", "nbd.snapshot_while_serving"]
@@ -225,22 +227,15 @@ def run(name, reps, quick):
 
 
 def main(argv):
-    if "--list" in argv:
-        print("\n".join(METRICS))
-        return 0
-    if "--run" not in argv:
-        print(__doc__, file=sys.stderr)
-        return 2
-    name = argv[argv.index("--run") + 1]
-    if name not in METRICS:
-        print(f"bench_nbd: unknown metric {name}", file=sys.stderr)
-        return 2
-    reps = int(argv[argv.index("--reps") + 1]) if "--reps" in argv else 5
+    parsed = bench_protocol.parse(argv, METRICS, __doc__, "bench_nbd")
+    if isinstance(parsed, int):
+        return parsed
+    name, reps, quick = parsed
     for tool in ("nbdkit", "nbdcopy"):
         if shutil.which(tool) is None:
             print(f"bench_nbd: {tool} is not installed (scripts/setup.sh)", file=sys.stderr)
             return 1
-    run(name, reps, "--quick" in argv)
+    run(name, reps, quick)
     return 0
 
 

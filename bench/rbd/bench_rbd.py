@@ -33,6 +33,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "common"))
+import bench_protocol  # noqa: E402  (bench/common, copied beside us)
 BUILD = os.path.dirname(os.path.dirname(HERE))
 SOURCE = "@STACK_SOURCE_DIR@"
 STACK = os.environ.get("STACK_BIN", os.path.join(BUILD, "cli", "stack"))
@@ -203,18 +205,10 @@ def seq_write(tmp, reps, quick):
 
 
 def main(argv):
-    if "--list" in argv:
-        print("\n".join(METRICS))
-        return 0
-    if "--run" not in argv:
-        print(__doc__, file=sys.stderr)
-        return 2
-    name = argv[argv.index("--run") + 1]
-    if name not in METRICS:
-        print(f"bench_rbd: unknown metric {name}", file=sys.stderr)
-        return 2
-    reps = int(argv[argv.index("--reps") + 1]) if "--reps" in argv else 5
-    quick = "--quick" in argv
+    parsed = bench_protocol.parse(argv, METRICS, __doc__, "bench_rbd")
+    if isinstance(parsed, int):
+        return parsed
+    name, reps, quick = parsed
     missing = [t for t in ("ceph-mon", "ceph-osd", "rbd", "mke2fs", "qemu-img", "debugfs")
                if shutil.which(t) is None]
     if missing:
