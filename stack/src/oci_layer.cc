@@ -1,6 +1,7 @@
 // LayerReader (oci_layer.h): two libarchive readers in a chain, the first
 // undoing the compression (raw format, every filter), the second reading
-// tar members from its output, with the uncompressed bytes hashed between.
+// tar members from its output, with the uncompressed bytes hashed (and
+// spooled) between, by a PlainSink on its own thread.
 #include "oci_layer.h"
 
 #include <unistd.h>
@@ -50,14 +51,11 @@ la_ssize_t LayerReader::ReadPlain(archive* a, void* self, const void** out) {
     archive_set_error(a, EIO, "%s", r->source_error_.message().c_str());
     return -1;
   }
-  r->diff_hash_.Update({static_cast<const uint8_t*>(buf), len});
-  if (r->spool_) {
-    Status s = r->spool_->Append({static_cast<const uint8_t*>(buf), len});
-    if (!s.ok()) {
-      r->source_error_ = s;
-      archive_set_error(a, EIO, "%s", s.message().c_str());
-      return -1;
-    }
+  Status s = r->sink_->Push({static_cast<const uint8_t*>(buf), len});
+  if (!s.ok()) {
+    r->source_error_ = s;
+    archive_set_error(a, EIO, "%s", s.message().c_str());
+    return -1;
   }
   *out = buf;
   return la_ssize_t(len);
@@ -74,7 +72,7 @@ Result<std::unique_ptr<LayerReader>> LayerReader::Open(std::unique_ptr<ByteSourc
   if (!layer.digest.empty())
     stored = Verified(std::move(stored), layer.digest, layer.size, layer.label);
   std::unique_ptr<LayerReader> r(new LayerReader(std::move(stored), layer));
-  r->spool_ = spool;
+  r->sink_ = std::make_unique<PlainSink>(spool);
   r->raw_ = archive_read_new();
   r->tar_ = archive_read_new();
   if (!r->raw_ || !r->tar_) return Status::Internal("libarchive: out of memory");
@@ -140,8 +138,9 @@ Result<archive_entry*> LayerReader::Next() {
     ASSIGN_OR_RETURN(auto d, stored_->Next());
     if (d.empty()) break;
   }
+  ASSIGN_OR_RETURN(auto plain_digest, sink_->Finish());  // the spool complete, too
   if (!layer_.diff_id.empty()) {
-    const std::string got = "sha256:" + Hex(diff_hash_.Final());
+    const std::string got = "sha256:" + Hex(plain_digest);
     if (got != layer_.diff_id)
       return Status::Corruption(layer_.label + ": uncompressed content does not match diff_id " +
                                 layer_.diff_id + " (it hashes to " + got + ")");

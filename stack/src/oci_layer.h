@@ -10,7 +10,8 @@
 // decompressing or hashing again (the spool is this process's own
 // anonymous file, written from the bytes just checked), and skips the data
 // of members it is not asked for by seeking.
-// Thread-safety: none; one owner.
+// Thread-safety: none; one owner (a reader that checks runs a PlainSink
+// thread of its own).
 #pragma once
 
 #include <archive.h>
@@ -19,6 +20,7 @@
 #include <memory>
 #include <vector>
 
+#include "oci_plain_sink.h"
 #include "oci_spool.h"
 #include "sha256.h"
 #include "stack/oci_image.h"
@@ -61,8 +63,7 @@ class LayerReader {
   Layer layer_;
   archive* raw_ = nullptr;  // stored bytes -> uncompressed bytes
   archive* tar_ = nullptr;  // uncompressed bytes -> members
-  Sha256 diff_hash_;
-  Spool* spool_ = nullptr;  // where the uncompressed bytes are copied, if anywhere
+  std::unique_ptr<PlainSink> sink_;  // the diff_id hash and the spool copy
   bool spooled_ = false;    // reading back a spool: checked already
   Status source_error_;  // a failure inside a read callback, returned as is
   bool plain_done_ = false;
