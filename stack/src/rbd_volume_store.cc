@@ -443,12 +443,7 @@ class RbdVolumeStore final : public VolumeStore {
     // another process that looks for unfinished builds (an RBD pool has no
     // pool-wide writer) must find `.build-V` in use up to the moment it is
     // V, or it takes its snapshots and removes it as a killed build's.
-    auto it = writers_.find(old_name);
-    if (it != writers_.end()) {
-      if (it->second.use_count() > 1)
-        return Status::Busy("volume " + old_name + " is open (a device is using it)");
-      RETURN_IF_ERROR(it->second->Flush());
-    }
+    RETURN_IF_ERROR(FlushWriter(old_name));
     RETURN_IF_ERROR(rbd::RenameImage(*io_, old_name, new_name));
     writers_.erase(old_name);
     return Status::Ok();
@@ -809,13 +804,18 @@ class RbdVolumeStore final : public VolumeStore {
 
   // Closes the image's writable handle (releasing its lock) before a
   // rename or remove; Busy while a device still uses it.
-  Status DropWriter(const std::string& image) {
+  // Flushes our writable handle of `image` (if any); Busy while a device
+  // still uses it.
+  Status FlushWriter(const std::string& image) {
     auto it = writers_.find(image);
     if (it == writers_.end()) return Status::Ok();
     if (it->second.use_count() > 1)
       return Status::Busy("volume " + image + " is open (a device is using it)");
-    RETURN_IF_ERROR(it->second->Flush());
-    writers_.erase(it);
+    return it->second->Flush();
+  }
+  Status DropWriter(const std::string& image) {
+    RETURN_IF_ERROR(FlushWriter(image));
+    writers_.erase(image);
     return Status::Ok();
   }
 
