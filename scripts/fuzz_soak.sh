@@ -6,6 +6,14 @@
 #   scripts/fuzz_soak.sh [RUNS] [JOBS]
 # SOAK_ONLY=REGEX soaks only the fuzzers whose name matches (grep -E), so a
 # long soak can be split across runs; results of other fuzzers are kept.
+# SOAK_TIME=SECONDS bounds each fuzzer's run (libFuzzer -max_total_time).
+# SOAK_RESUME=1 goes on from where the last run of a fuzzer stopped: its
+# grown corpus is kept, the run asks only for the executions still missing,
+# and its result adds to the ledger (build-fuzz/soak/<fuzzer>.ledger: one
+# "executions seconds status" line per run). Without it a fuzzer's ledger
+# and corpus start afresh. A fuzzer is clean when every run in its ledger
+# ended clean and their executions add up to RUNS: a fuzzer too slow for
+# 10^7 executions in one sitting reaches them over several.
 # Findings (crash-*, leak-*, timeout-*) are kept in build-fuzz/soak/<fuzzer>/.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,32 +26,51 @@ STACK_BUILD_DIR="$ROOT/build-fuzz" STACK_CXX=clang++-14 STACK_CC=clang-14 \
 OUT="$ROOT/build-fuzz/soak"
 mkdir -p "$OUT"
 
-# soak_one <fuzzer path>: runs it, writes OUT/<name>.result.
-soak_one() {
-  local f=$1 name area dir t0 rc execs
-  name=$(basename "$f"); area=$(basename "$(dirname "$f")")
-  dir="$OUT/$name"; rm -rf "$dir" "$OUT/$name.result"; mkdir -p "$dir/corpus"
-  if ! fuzz_corpus "$area" "$name" "$dir/corpus"; then
-    echo "$name 0 0 NO-SEEDS" > "$OUT/$name.result"; return
-  fi
-  t0=$SECONDS
-  (cd "$dir" && "$f" -runs="$RUNS" -timeout=60 -print_final_stats=1 corpus > log 2>&1)
-  rc=$?
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
-  echo "$name ${execs:-0} $((SECONDS - t0)) $([ $rc -eq 0 ] && echo clean || echo FAILED)" \
-    > "$OUT/$name.result"
+# ledger_sum <ledger>: "executions seconds runs status" over its lines;
+# status is FAILED if any run failed, else clean.
+ledger_sum() {
+  awk '{e+=$1; t+=$2; n++; if ($3 != "clean") bad=1}
+       END {printf "%d %d %d %s\n", e, t, n, (bad ? "FAILED" : "clean")}' "$1"
 }
-export -f soak_one fuzz_corpus
-export ROOT OUT RUNS
+
+# soak_one <fuzzer path>: runs it, appends to OUT/<name>.ledger and writes
+# OUT/<name>.result ("name executions seconds status runs").
+soak_one() {
+  local f=$1 name area dir ledger t0 rc execs done_execs left
+  name=$(basename "$f"); area=$(basename "$(dirname "$f")")
+  dir="$OUT/$name"; ledger="$OUT/$name.ledger"
+  if [ "${SOAK_RESUME:-0}" != 1 ] || [ ! -d "$dir/corpus" ] || [ ! -s "$ledger" ]; then
+    rm -rf "$dir" "$ledger"; mkdir -p "$dir/corpus"
+    if ! fuzz_corpus "$area" "$name" "$dir/corpus"; then
+      echo "$name 0 0 NO-SEEDS 0" > "$OUT/$name.result"; return
+    fi
+  fi
+  done_execs=0
+  [ -s "$ledger" ] && read -r done_execs _ < <(ledger_sum "$ledger")
+  left=$((RUNS - done_execs))
+  if [ "$left" -gt 0 ]; then
+    t0=$SECONDS
+    (cd "$dir" && "$f" -runs="$left" -timeout=60 -print_final_stats=1 \
+       ${SOAK_TIME:+-max_total_time=$SOAK_TIME} corpus > log 2>&1)
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
+    echo "${execs:-0} $((SECONDS - t0)) $([ $rc -eq 0 ] && echo clean || echo FAILED)" >> "$ledger"
+    cp "$dir/log" "$dir/log.$(wc -l < "$ledger")"
+  fi
+  read -r execs secs runs status < <(ledger_sum "$ledger")
+  echo "$name $execs $secs $status $runs" > "$OUT/$name.result"
+}
+export -f soak_one ledger_sum fuzz_corpus
+export ROOT OUT RUNS SOAK_TIME SOAK_RESUME
 fuzz_targets | grep -E "/[^/]*(${SOAK_ONLY:-.})[^/]*\$" | xargs -P "$JOBS" -I{} bash -c 'soak_one "$@"' _ {}
 
 bad=0; total=0
-printf '%-28s %14s %8s %s\n' fuzzer executions seconds result
+printf '%-28s %14s %8s %5s %s\n' fuzzer executions seconds runs result
 for r in "$OUT"/*.result; do
-  read -r name execs secs result < "$r"
-  printf '%-28s %14s %8s %s\n' "$name" "$execs" "$secs" "$result"
+  read -r name execs secs result runs < "$r"
+  printf '%-28s %14s %8s %5s %s\n' "$name" "$execs" "$secs" "${runs:-1}" "$result"
   total=$((total + 1))
   if [ "$result" != clean ] || [ "$execs" -lt "$RUNS" ]; then bad=$((bad + 1)); fi
 done
-echo "SOAK: $total fuzzers x $RUNS runs, $bad not clean"
+echo "SOAK: $total fuzzers x $RUNS runs, $bad not clean or not done"
 [ $bad -eq 0 ]
