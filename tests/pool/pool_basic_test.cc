@@ -622,6 +622,46 @@ TEST_CASE("a rewrite takes the blocks the last commit freed instead of discardin
   RequireClean(**p);
 }
 
+TEST_CASE("a rewrite stream cut by the transaction bound, then a short commit, keeps its freed runs") {
+  // A 1 GiB rewrite over NBD commits at the transaction bound every ~500
+  // MiB and ends with a flush that commits a few blocks. That short commit
+  // took almost nothing from the runs the stream had freed, so it punched
+  // them, and the next pass allocated the same bytes of the pool file again.
+  auto storage = std::make_shared<MemStorage>();
+  storage->block_size = 4096;
+  storage->block_count = (96 << 20) / 4096;
+  auto discarded = std::make_shared<uint64_t>(0);
+  PoolCreateOptions o;
+  o.size_bytes = 96 << 20;
+  o.cache_bytes = 1 << 20;  // a bound of 4096 block states: a commit every ~8 MiB rewritten
+  auto p = Pool::Create(MakeDeviceStore(std::make_unique<DiscardCounter>(
+                            std::make_unique<MemDevice>(storage), discarded)),
+                        o);
+  REQUIRE_OK(p);
+  REQUIRE_OK((*p)->CreateVolume("v", 32 << 20, {}));
+  auto v = (*p)->OpenVolume("v", false);
+  REQUIRE_OK(v);
+  std::vector<uint8_t> last;
+  const std::vector<uint8_t> small = RandomBytes(4096, 7);
+  for (int pass = 0; pass < 5; ++pass) {
+    last = RandomBytes(20 << 20, 200 + pass);
+    for (size_t off = 0; off < last.size(); off += 1 << 20) {
+      REQUIRE_OK((*v)->Write(off, std::span<const uint8_t>(last).subspan(off, 1 << 20)));
+    }
+    REQUIRE_OK((*v)->Flush());
+    REQUIRE_OK((*v)->Write(24 << 20, small));  // the short commit
+    REQUIRE_OK((*v)->Flush());
+  }
+  CHECK(*discarded == 0);
+  auto all = ReadEntry(**p, "v");
+  REQUIRE(std::equal(last.begin(), last.end(), all.begin()));
+  REQUIRE(std::equal(small.begin(), small.end(), all.begin() + (24 << 20)));
+  // Closing gives back what was kept: about one cut of the stream.
+  v->reset();
+  p->reset();
+  CHECK(*discarded >= (4u << 20));
+}
+
 TEST_CASE("freed space goes back to the file system, shared blocks stay") {
   TempDir dir;
   std::string path = dir.file("pool.img");

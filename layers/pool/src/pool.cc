@@ -213,6 +213,17 @@ Status Pool::Impl::CommitWhenMapped(std::unique_lock<std::mutex>& lock) {
   return CommitLocked();
 }
 
+Status Pool::Impl::CommitIfOverBound(std::unique_lock<std::mutex>& lock) {
+  if (sm().txn_entries() <= max_txn_entries_) return Status::Ok();
+  WaitUnmappedWrites(lock);
+  // Writers that met the bound at once all waited here; the first to wake
+  // committed. Committing again for each of the others made a chain of
+  // one-write commits, and each gave the freed runs that the rewrite
+  // stream was about to reuse back to the store (transaction.h, step 4).
+  if (sm().txn_entries() <= max_txn_entries_) return Status::Ok();
+  return CommitLocked();
+}
+
 Status Pool::Impl::Load() {
   ++load_epoch_;
   if (tm_) tm_->DropCache();

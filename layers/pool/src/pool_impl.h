@@ -186,6 +186,11 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   // A commit for a caller holding mu_ through `lock`: waits for unmapped
   // writes first.
   Status CommitWhenMapped(std::unique_lock<std::mutex>& lock);
+  // The data path's bound on a transaction: commits when its per-block
+  // state has passed max_txn_entries_. Requests that meet the bound
+  // together commit once: a caller that waited for unmapped writes
+  // commits only if the bound is still passed when its turn comes.
+  Status CommitIfOverBound(std::unique_lock<std::mutex>& lock);
   // The chunk of map_cache_ holding e's block `key`, filled from the tree
   // if absent; nullptr when a mapping there is outside the data area (the
   // caller reads through the tree, which reports it).

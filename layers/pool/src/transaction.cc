@@ -83,9 +83,10 @@ Status TransactionManager::Commit(Superblock* next) {
   }
   // 4. Durable: the next transaction begins. What this commit freed waits,
   // and the allocator tries it first. Of what earlier commits freed, the
-  // parts still free go back to the store now, except as many blocks as
-  // this transaction took from them: a rewrite stream that a commit cut in
-  // the middle (the transaction limit) takes the rest in the next one.
+  // parts still free go back to the store now, except what a rewrite
+  // stream that commits cut (the transaction limit) will take next: up to
+  // twice the most one of the last three transactions took from them, so
+  // the short commits that end a pass keep what the next pass takes.
   std::vector<uint64_t> released = sm_->EndCommit();
   cache_->set_generation(next->generation + 1);
   std::vector<std::pair<uint64_t, uint64_t>> kept = ReleaseDeferred(/*keep_taken=*/true);
@@ -115,7 +116,10 @@ std::vector<std::pair<uint64_t, uint64_t>> TransactionManager::ReleaseDeferred(b
     if (!st.ok()) return {};  // a hint only: nothing given back, nothing kept
   }
   // The allocator goes through them from the lowest, so the lowest are kept.
-  uint64_t keep = keep_taken ? total - free_blocks : 0;
+  const uint64_t taken = keep_taken ? total - free_blocks : 0;
+  uint64_t keep = keep_taken ? 2 * std::max({taken, taken_before_[0], taken_before_[1]}) : 0;
+  taken_before_[1] = taken_before_[0];
+  taken_before_[0] = taken;
   std::vector<std::pair<uint64_t, uint64_t>> kept;
   for (const auto& [b, n] : free_parts) {
     const uint64_t k = std::min(keep, n);

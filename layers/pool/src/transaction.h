@@ -25,9 +25,13 @@
 //      pool file gives the space back) one commit later, when still free,
 //      or on ReleaseDeferred() (the pool's close). A rewrite stream reuses
 //      what the last commit freed, so the store neither punches nor
-//      reallocates the same bytes over and over; when a commit cuts such a
-//      stream (the transaction limit), as many still-free blocks as the
-//      stream took from the deferred runs wait one more commit.
+//      reallocates the same bytes over and over. When a commit cuts such a
+//      stream (the transaction limit), still-free blocks wait one more
+//      commit, up to twice the most that one of the last three
+//      transactions took from the deferred runs: the next cut takes about
+//      as much, and the short commits that end a pass (its flush) do not
+//      give back what the next pass takes. A stream that stopped taking
+//      for three commits has its runs given back.
 // Nothing the previous superblock references is written before step 3
 // completes, so a crash at any point leaves one of the two slots valid in
 // both copies, and at most one copy torn (superblock_copies.h).
@@ -86,9 +90,10 @@ class TransactionManager {
   void ReleaseDeferred();
 
  private:
-  // ReleaseDeferred(); with keep_taken, the lowest free deferred blocks, as
-  // many as were taken from the deferred runs since they were deferred,
-  // are kept back (returned, sorted) instead of discarded.
+  // ReleaseDeferred(); with keep_taken, the lowest free deferred blocks, up
+  // to twice the most taken from the deferred runs by this transaction or
+  // either of the two before it (step 4), are kept back (returned, sorted)
+  // instead of discarded.
   std::vector<std::pair<uint64_t, uint64_t>> ReleaseDeferred(bool keep_taken);
 
   Store* store_;
@@ -99,6 +104,8 @@ class TransactionManager {
   // last commit freed (only runs of at least 64 KiB), and what a rewrite
   // stream is still expected to take of earlier ones (step 4).
   std::vector<std::pair<uint64_t, uint64_t>> deferred_;
+  // Blocks the two previous transactions took from the deferred runs.
+  uint64_t taken_before_[2] = {0, 0};
 };
 
 }  // namespace stack::pool

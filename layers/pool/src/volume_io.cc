@@ -209,7 +209,7 @@ constexpr uint64_t kUnlockedWriteBytes = 64 << 10;
 Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint8_t> data) {
   std::unique_lock<std::mutex> lock(mu_);
   RETURN_IF_ERROR(Writable());
-  if (sm().txn_entries() > max_txn_entries_) RETURN_IF_ERROR(CommitWhenMapped(lock));
+  RETURN_IF_ERROR(CommitIfOverBound(lock));
   ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
   if (e->read_only || e->snapshot) return Status::ReadOnly(EntryLabel(*e) + " is read-only");
@@ -381,7 +381,7 @@ Status Pool::Impl::RemoveMappings(uint64_t id, uint64_t first, uint64_t end) {
 Status Pool::Impl::DiscardBlocks(uint64_t id, uint64_t first, uint64_t count) {
   std::unique_lock<std::mutex> lock(mu_);
   RETURN_IF_ERROR(Writable());
-  if (sm().txn_entries() > max_txn_entries_) RETURN_IF_ERROR(CommitWhenMapped(lock));
+  RETURN_IF_ERROR(CommitIfOverBound(lock));
   ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
   if (e->read_only || e->snapshot) return Status::ReadOnly(EntryLabel(*e) + " is read-only");
