@@ -123,7 +123,15 @@ Result<uint32_t> SpaceMap::Dec(uint64_t b) {
 }
 
 Result<uint64_t> SpaceMap::AllocOne() {
+  uint64_t b = 0;
+  ASSIGN_OR_RETURN(uint64_t got, AllocUpTo(1, &b));
+  (void)got;
+  return b;
+}
+
+Result<uint64_t> SpaceMap::AllocUpTo(uint64_t want, uint64_t* out) {
   if (available() == 0) return Status::NoSpace("pool has no free block");
+  uint64_t got = 0;
   // Two passes: from the cursor to the end, then from the start.
   for (int pass = 0; pass < 2; ++pass) {
     uint64_t b = pass == 0 ? cursor_ : kFirstFreeBlock;
@@ -160,10 +168,14 @@ Result<uint64_t> SpaceMap::AllocOne() {
         ++used_;
         cursor_ = b + 1;
         if (folding_) touched_.push_back(b);
-        return b;
+        out[got] = b;
+        // The next block is claimed in the same scan, with the space-map
+        // block at hand (a run costs one scan, not one per block).
+        if (++got == want || available() == 0) return got;
       }
     }
   }
+  if (got > 0) return got;
   return Status::Internal("space map: available() > 0 but no free block found");
 }
 
@@ -182,18 +194,19 @@ Status SpaceMap::Claim(uint64_t b) {
 
 Status SpaceMap::AllocMany(uint64_t n, std::vector<uint64_t>* out) {
   if (available() < n) return Status::NoSpace("pool has too few free blocks");
-  size_t start = out->size();
-  for (uint64_t i = 0; i < n; ++i) {
-    auto r = AllocOne();
+  const size_t start = out->size();
+  out->resize(start + n);
+  for (uint64_t got = 0; got < n;) {
+    auto r = AllocUpTo(n - got, out->data() + start + got);
     if (!r.ok()) {
-      for (size_t k = start; k < out->size(); ++k) {
+      for (size_t k = start; k < start + got; ++k) {
         auto d = Dec((*out)[k]);
         (void)d;
       }
       out->resize(start);
       return r.status();
     }
-    out->push_back(*r);
+    got += *r;
   }
   return Status::Ok();
 }

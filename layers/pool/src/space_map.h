@@ -98,6 +98,9 @@ class SpaceMap {
   Result<BlockRef> ShadowSm(uint64_t smi);
   Result<BlockRef> ShadowIndex(uint64_t idx);
   Result<uint64_t> AllocOne();
+  // Claims up to `want` free blocks in one scan from the cursor, writing
+  // them to out[0..]; returns how many (at least 1), or NoSpace.
+  Result<uint64_t> AllocUpTo(uint64_t want, uint64_t* out);
   Status FoldDeltas();
   // ForEachFreeRun over [lo, hi): runs of at least min_blocks.
   Status FreeRuns(uint64_t lo, uint64_t hi, uint64_t min_blocks,
