@@ -162,6 +162,10 @@ Status BTree::InsertRec(uint64_t loc, int level, uint64_t hi, uint64_t key, cons
       }
       SetLeafEntry(*b, pos, key, v);
       *added = false;
+      // The leaf is private now: the next keys of a rewrite take the fast
+      // path in Insert (without this, every rewritten block walked the tree).
+      out->leaf = b->loc;
+      out->leaf_hi = hi;
       return Status::Ok();
     }
     *added = true;
