@@ -1,13 +1,18 @@
 // RbdVolumeStore (see stack/rbd_volume_store.h and spec/ceph.md).
 #include "stack/rbd_volume_store.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "stack/publish.h"
 
@@ -55,6 +60,12 @@ constexpr const char* kDeletedPrefix = ".del-";
 // holder keeps it.
 constexpr const char* kSweepLock = "stack.sweep";
 constexpr int kSweepLockSeconds = 60;
+// The RADOS object whose lock keeps removers of killed builds and makers
+// of new ones apart: a maker holds it shared from creating `.build-V`
+// until its writable handle watches the image (RBD cannot create and open
+// in one step, and a build nobody watches yet looks killed); a remover
+// holds it exclusively while it decides and removes.
+constexpr const char* kBuildsLock = "stack.builds";
 constexpr size_t kDeletedTag = 12;
 // The snapshot a rollback from another image takes of its target first, so
 // a failure (or, at the next writable open, a kill) restores the target.
@@ -143,6 +154,23 @@ Result<std::vector<rbd::SnapInfo>> UserSnaps(rbd::Image& img) {
   ASSIGN_OR_RETURN(auto snaps, img.Snapshots());
   std::erase_if(snaps, [](const rbd::SnapInfo& s) { return s.name == kGuardSnap; });
   return snaps;
+}
+
+// Test hook for the races between writers (tests/e2e/test_rbd.py):
+// STACK_TEST_PAUSE=POINT:FILE makes this process, the first time it
+// reaches POINT, create FILE.reached and wait (at most 60 s) until FILE
+// exists. Unset (always, outside those tests): nothing.
+void PauseAt(const char* point) {
+  static std::atomic<bool> done{false};
+  const char* env = std::getenv("STACK_TEST_PAUSE");
+  if (!env) return;
+  const std::string spec = env;
+  const size_t colon = spec.find(':');
+  if (colon == std::string::npos || spec.substr(0, colon) != point || done.exchange(true)) return;
+  const std::string file = spec.substr(colon + 1);
+  if (FILE* f = std::fopen((file + ".reached").c_str(), "w")) std::fclose(f);
+  for (int i = 0; i < 600 && ::access(file.c_str(), F_OK) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
 }
 
 std::string NewTag() {
@@ -244,7 +272,12 @@ class RbdVolumeStore final : public VolumeStore {
     if (n.is_snapshot()) return Status::InvalidArgument("a volume name has no '@': " + name);
     if (size_bytes == 0 || size_bytes % block_size())
       return Status::InvalidArgument("volume size must be a positive multiple of 4096");
+    std::unique_ptr<rbd::ObjectLock> making;
+    if (IsHiddenBuild(name)) {
+      ASSIGN_OR_RETURN(making, HoldBuildsLockShared());
+    }
     RETURN_IF_ERROR(rbd::CreateImage(*io_, name, size_bytes));
+    PauseAt("build-created");
     Status st = WriteRecord(n, identity.uuid.empty() ? NewUuid() : identity.uuid,
                             identity.parent_uuid,
                             identity.created_unix_ns ? identity.created_unix_ns : NowNs(), meta);
@@ -317,6 +350,10 @@ class RbdVolumeStore final : public VolumeStore {
     ASSIGN_OR_RETURN(pool::EntryInfo src_info, StatLocked(src, false));
     ASSIGN_OR_RETURN(std::string src_image, ImageOf(src));
     std::string snap = src.snap;
+    std::unique_ptr<rbd::ObjectLock> making;
+    if (IsHiddenBuild(new_name)) {
+      ASSIGN_OR_RETURN(making, HoldBuildsLockShared());
+    }
     std::shared_ptr<rbd::Image> tmp_owner;
     if (!src.is_snapshot()) {
       // RBD clones snapshots only: a clone of a volume goes through a
@@ -373,6 +410,13 @@ class RbdVolumeStore final : public VolumeStore {
     }
     if (IsDeletedImage(name)) return Status::NotFound("no entry " + name + " in " + describe());
     RETURN_IF_ERROR(DropWriter(name));
+    // A killed build's leftover may be found by several writers at once:
+    // one removes it, the others leave it. Taken before looking, so no
+    // maker creates a build that is not watched yet meanwhile (kBuildsLock).
+    std::unique_ptr<rbd::ObjectLock> sweeping;
+    if (IsHiddenBuild(name)) {
+      ASSIGN_OR_RETURN(sweeping, rbd::ObjectLock::TryAcquire(io_, kBuildsLock, kSweepLockSeconds));
+    }
     {
       ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, name, std::nullopt, true));
       if (IsHiddenBuild(name)) {
@@ -398,11 +442,7 @@ class RbdVolumeStore final : public VolumeStore {
         img.reset();
       }
     }
-    // A killed build's leftover may be found by several writers at once:
-    // one removes it (see SweepDeleted), the others leave it.
-    std::unique_ptr<rbd::ObjectLock> sweeping;
     if (IsHiddenBuild(name)) {
-      ASSIGN_OR_RETURN(sweeping, rbd::ObjectLock::TryAcquire(io_, kSweepLock, kSweepLockSeconds));
       // An unfinished build's snapshots go with it. A plain writable
       // open: librbd breaks the lock of a dead builder itself.
       ASSIGN_OR_RETURN(auto w, rbd::Image::Open(io_, name, std::nullopt, false));
@@ -443,7 +483,12 @@ class RbdVolumeStore final : public VolumeStore {
     // another process that looks for unfinished builds (an RBD pool has no
     // pool-wide writer) must find `.build-V` in use up to the moment it is
     // V, or it takes its snapshots and removes it as a killed build's.
+    // Every rename of ours holds the image's exclusive lock (rbd_rename
+    // itself needs none): a writer that holds the lock and finds the name
+    // still its image's (Writer) keeps both until it lets go.
+    RETURN_IF_ERROR(Writer(old_name).status());
     RETURN_IF_ERROR(FlushWriter(old_name));
+    PauseAt("rename");
     RETURN_IF_ERROR(rbd::RenameImage(*io_, old_name, new_name));
     writers_.erase(old_name);
     return Status::Ok();
@@ -632,11 +677,34 @@ class RbdVolumeStore final : public VolumeStore {
     return Status::Ok();
   }
 
+  // kBuildsLock, shared: held by a maker of a hidden build from creating
+  // its image until Writer watches it. Waits while a remover holds it
+  // (a remover's hold is short; its lease ends a killed one's).
+  Result<std::unique_ptr<rbd::ObjectLock>> HoldBuildsLockShared() {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(kSweepLockSeconds + 5);
+    for (int ms = 5;; ms = std::min(ms * 2, 250)) {
+      auto l = rbd::ObjectLock::TryAcquire(io_, kBuildsLock, kSweepLockSeconds,
+                                           rbd::ObjectLock::Mode::kShared);
+      if (l.ok() || !l.status().Is(Code::kBusy) || std::chrono::steady_clock::now() > give_up)
+        return l;
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    }
+  }
+
   // The image's writable handle, holding its exclusive lock.
   Result<std::shared_ptr<rbd::Image>> Writer(const std::string& image) {
     if (auto it = writers_.find(image); it != writers_.end()) return it->second;
     ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, image, std::nullopt, false));
+    PauseAt("writer-opened");
     RETURN_IF_ERROR(img->AcquireExclusiveLock(break_lock_));
+    // Opened by name, but the handle follows the image: another client may
+    // have renamed it between our open and our lock (a build publishing
+    // `.build-V` as V, then letting go). Holding the lock, the name is
+    // stable (every rename of ours holds it): check it names this image.
+    ASSIGN_OR_RETURN(bool named, img->StillNamed());
+    if (!named)
+      return Status::NotFound("image " + image + " of " + describe() +
+                              " was renamed or removed by another client meanwhile");
     // A guard left by a killed rollback from another image (import
     // --into): the image goes back to what it was before it.
     ASSIGN_OR_RETURN(auto snaps, img->Snapshots());
@@ -691,12 +759,15 @@ class RbdVolumeStore final : public VolumeStore {
   // of them): renamed out of sight, its own data released. Its snapshots
   // stay entries `v@S`; SweepDeleted removes the image after the last.
   Status Hide(const std::string& v) {
-    RETURN_IF_ERROR(DropWriter(v));
     const std::string hidden = std::string(kDeletedPrefix) + NewTag() + "-" + v;
     if (!rbd::ValidImageName(hidden))
       return Status::Busy("volume " + v + " has snapshots or clones, and its name is too long "
                           "to keep it hidden until they go: delete them first");
+    // Renamed holding the lock, as every rename of ours (see Rename).
+    RETURN_IF_ERROR(Writer(v).status());
+    RETURN_IF_ERROR(FlushWriter(v));
     RETURN_IF_ERROR(rbd::RenameImage(*io_, v, hidden));
+    writers_.erase(v);
     // Deleted now; what follows only gives space back (best effort).
     if (auto w = Writer(hidden); w.ok()) {
       if (auto st = (*w)->Stat(); st.ok()) {
@@ -905,24 +976,40 @@ class RbdVolumeStore final : public VolumeStore {
     ASSIGN_OR_RETURN(auto images, rbd::ListImages(*io_));
     std::vector<pool::EntryInfo> out;
     for (auto& image : images) {
-      auto img = Reader(image);
-      if (!img.ok()) {
-        if (img.status().Is(Code::kNotFound)) continue;  // removed meanwhile
-        return img.status();
+      // Another client may remove (or rename) the image while we read it:
+      // then it is left out, as if listed a moment later.
+      const size_t before = out.size();
+      Status st = ListImage(image, accounting, out);
+      if (st.Is(Code::kNotFound)) {
+        out.resize(before);
+        continue;
       }
-      ASSIGN_OR_RETURN(auto meta, (*img)->ListMeta(kMeta));
+      RETURN_IF_ERROR(st);
+    }
+    // Creation order, as a pool file lists.
+    std::stable_sort(out.begin(), out.end(), [](const pool::EntryInfo& a, const pool::EntryInfo& b) {
+      return a.created_unix_ns < b.created_unix_ns;
+    });
+    return out;
+  }
+
+  // Appends image `image`'s entries (itself unless deleted, its snapshots).
+  Status ListImage(const std::string& image, bool accounting, std::vector<pool::EntryInfo>& out) {
+    {
+      ASSIGN_OR_RETURN(auto img, Reader(image));
+      ASSIGN_OR_RETURN(auto meta, img->ListMeta(kMeta));
       // A deleted volume shows only its snapshots, under its old name.
       const bool deleted = IsDeletedImage(image);
       const std::string volume = deleted ? DeletedVolume(image) : image;
       if (!deleted) {
         Name vn{image, ""};
         pool::EntryInfo v = Record(vn, meta);
-        ASSIGN_OR_RETURN(auto st, (*img)->Stat());
+        ASSIGN_OR_RETURN(auto st, img->Stat());
         v.size_bytes = st.size_bytes;
-        if (accounting) RETURN_IF_ERROR(Account(&v, **img));
+        if (accounting) RETURN_IF_ERROR(Account(&v, *img));
         out.push_back(std::move(v));
       }
-      ASSIGN_OR_RETURN(auto snaps, UserSnaps(**img));
+      ASSIGN_OR_RETURN(auto snaps, UserSnaps(*img));
       for (auto& s : snaps) {
         Name sn{volume, s.name};
         pool::EntryInfo e = Record(sn, meta);
@@ -935,11 +1022,7 @@ class RbdVolumeStore final : public VolumeStore {
         out.push_back(std::move(e));
       }
     }
-    // Creation order, as a pool file lists.
-    std::stable_sort(out.begin(), out.end(), [](const pool::EntryInfo& a, const pool::EntryInfo& b) {
-      return a.created_unix_ns < b.created_unix_ns;
-    });
-    return out;
+    return Status::Ok();
   }
 
   std::mutex mu_;

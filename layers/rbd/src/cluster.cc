@@ -121,7 +121,8 @@ constexpr const char* kLockName = "stack";
 }  // namespace
 
 Result<std::unique_ptr<ObjectLock>> ObjectLock::TryAcquire(std::shared_ptr<IoCtx> io,
-                                                          const std::string& oid, int seconds) {
+                                                          const std::string& oid, int seconds,
+                                                          Mode mode) {
   std::unique_ptr<ObjectLock> l(new ObjectLock());
   l->io_ = std::move(io);
   l->oid_ = oid;
@@ -129,8 +130,12 @@ Result<std::unique_ptr<ObjectLock>> ObjectLock::TryAcquire(std::shared_ptr<IoCtx
   static std::atomic<uint64_t> next{0};
   l->cookie_ = std::to_string(::getpid()) + "." + std::to_string(next.fetch_add(1));
   timeval duration{seconds, 0};
-  const int r = rados_lock_exclusive(static_cast<rados_ioctx_t>(l->io_->handle()), oid.c_str(),
-                                     kLockName, l->cookie_.c_str(), "stack", &duration, 0);
+  rados_ioctx_t h = static_cast<rados_ioctx_t>(l->io_->handle());
+  const int r = mode == Mode::kExclusive
+                    ? rados_lock_exclusive(h, oid.c_str(), kLockName, l->cookie_.c_str(), "stack",
+                                           &duration, 0)
+                    : rados_lock_shared(h, oid.c_str(), kLockName, l->cookie_.c_str(), "",
+                                        "stack", &duration, 0);
   if (r == -EBUSY || r == -EEXIST)
     return Status::Busy("object lock " + oid + " of " + l->io_->describe() +
                         " is held by another client");

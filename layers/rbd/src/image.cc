@@ -308,6 +308,24 @@ Result<size_t> Image::WatcherCount() {
   return n;
 }
 
+Result<bool> Image::StillNamed() {
+  char id[96] = {};
+  RETURN_IF_ERROR(FromRbd("id of " + describe(), rbd_get_id(IMG, id, sizeof id)));
+  // The name's id object (rbd_id.NAME) holds the id as Ceph encodes a
+  // string: a little-endian 32-bit length, then the bytes. A rename makes
+  // a new one and removes the old.
+  char buf[128] = {};
+  const int n = rados_read(H(*io_), ("rbd_id." + name_).c_str(), buf, sizeof buf, 0);
+  if (n == -ENOENT) return false;
+  if (n < 0) return FromRbd("look up " + describe(), n);
+  if (n < 4) return false;
+  const uint32_t len = static_cast<uint8_t>(buf[0]) | static_cast<uint8_t>(buf[1]) << 8 |
+                       static_cast<uint32_t>(static_cast<uint8_t>(buf[2])) << 16 |
+                       static_cast<uint32_t>(static_cast<uint8_t>(buf[3])) << 24;
+  if (len > static_cast<uint32_t>(n) - 4) return false;
+  return std::string(buf + 4, len) == id;
+}
+
 Status Image::AcquireExclusiveLock(bool break_lock) {
   ASSIGN_OR_RETURN(std::string owner, LockOwner());
   if (!owner.empty() && break_lock) {
