@@ -347,8 +347,9 @@ class RbdVolumeStore final : public VolumeStore {
     ASSIGN_OR_RETURN(Name src, Parse(source));
     ASSIGN_OR_RETURN(Name dst, Parse(new_name));
     if (dst.is_snapshot()) return Status::InvalidArgument("a clone is a volume: no '@' in " + new_name);
-    ASSIGN_OR_RETURN(pool::EntryInfo src_info, StatLocked(src, false));
-    ASSIGN_OR_RETURN(std::string src_image, ImageOf(src));
+    Located src_at;
+    ASSIGN_OR_RETURN(pool::EntryInfo src_info, StatLocked(src, false, &src_at));
+    const std::string& src_image = src_at.image;
     std::string snap = src.snap;
     std::unique_ptr<rbd::ObjectLock> making;
     if (IsHiddenBuild(new_name)) {
@@ -368,9 +369,8 @@ class RbdVolumeStore final : public VolumeStore {
     RETURN_IF_ERROR(st);
     // librbd copies the parent's image metadata into the clone: drop ours
     // (the source's record and its snapshots') before writing the clone's.
-    st = ClearRecords(new_name);
-    if (st.ok()) st = WriteRecord(dst, NewUuid(), src_info.uuid, NowNs(), meta);
-    if (st.ok()) st = FlattenPastDepthLimit(new_name);
+    st = WriteRecord(dst, NewUuid(), src_info.uuid, NowNs(), meta, /*replace=*/true);
+    if (st.ok()) st = FlattenPastDepthLimit(new_name, src_at);
     if (!st.ok()) {
       writers_.erase(new_name);
       (void)rbd::RemoveImage(*io_, new_name);
@@ -489,9 +489,7 @@ class RbdVolumeStore final : public VolumeStore {
     RETURN_IF_ERROR(Writer(old_name).status());
     RETURN_IF_ERROR(FlushWriter(old_name));
     PauseAt("rename");
-    RETURN_IF_ERROR(rbd::RenameImage(*io_, old_name, new_name));
-    writers_.erase(old_name);
-    return Status::Ok();
+    return RenameWriter(old_name, new_name);
   }
 
   Status Resize(const std::string& name, uint64_t new_size_bytes) override {
@@ -567,6 +565,12 @@ class RbdVolumeStore final : public VolumeStore {
     std::lock_guard<std::mutex> l(mu_);
     ASSIGN_OR_RETURN(Name n, Parse(name));
     return StatLocked(n, true);
+  }
+
+  Result<pool::EntryInfo> Lookup(const std::string& name) override {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(Name n, Parse(name));
+    return StatLocked(n, false);
   }
 
   Result<pool::PoolInfo> Info() override {
@@ -735,11 +739,26 @@ class RbdVolumeStore final : public VolumeStore {
   // snapshot S (V's, else a deleted V's hidden image). NotFound otherwise.
   Result<std::string> ImageOf(const Name& n) {
     if (!n.is_snapshot()) return n.volume;
+    ASSIGN_OR_RETURN(Located l, Locate(n));
+    return l.image;
+  }
+
+  // ImageOf, with the image's handle (opened once: each open of an image
+  // costs several round trips to the cluster).
+  struct Located {
+    std::string image;
+    std::shared_ptr<rbd::Image> handle;
+  };
+  Result<Located> Locate(const Name& n) {
+    if (!n.is_snapshot()) {
+      ASSIGN_OR_RETURN(auto img, Reader(n.volume));
+      return Located{n.volume, std::move(img)};
+    }
     const std::string entry = n.volume + "@" + n.snap;
     if (auto img = Reader(n.volume); img.ok()) {
       ASSIGN_OR_RETURN(auto snaps, UserSnaps(**img));
       for (auto& sn : snaps)
-        if (sn.name == n.snap) return n.volume;
+        if (sn.name == n.snap) return Located{n.volume, *img};
     } else if (!img.status().Is(Code::kNotFound)) {
       return img.status();
     }
@@ -750,7 +769,7 @@ class RbdVolumeStore final : public VolumeStore {
       if (!img.ok()) continue;  // removed meanwhile
       ASSIGN_OR_RETURN(auto snaps, UserSnaps(**img));
       for (auto& sn : snaps)
-        if (sn.name == n.snap) return image;
+        if (sn.name == n.snap) return Located{image, *img};
     }
     return Status::NotFound("no entry " + entry + " in " + describe());
   }
@@ -766,8 +785,7 @@ class RbdVolumeStore final : public VolumeStore {
     // Renamed holding the lock, as every rename of ours (see Rename).
     RETURN_IF_ERROR(Writer(v).status());
     RETURN_IF_ERROR(FlushWriter(v));
-    RETURN_IF_ERROR(rbd::RenameImage(*io_, v, hidden));
-    writers_.erase(v);
+    RETURN_IF_ERROR(RenameWriter(v, hidden));
     // Deleted now; what follows only gives space back (best effort).
     if (auto w = Writer(hidden); w.ok()) {
       if (auto st = (*w)->Stat(); st.ok()) {
@@ -855,13 +873,15 @@ class RbdVolumeStore final : public VolumeStore {
   }
 
   // Flattens the new clone `image` when its parent chain is longer than
-  // the limit, so reads never walk more than that many images.
-  Status FlattenPastDepthLimit(const std::string& image) {
+  // the limit, so reads never walk more than that many images. `parent`:
+  // its parent's image, already open (not opened again).
+  Status FlattenPastDepthLimit(const std::string& image, const Located& parent) {
     const int limit = DepthLimit();
     int depth = 0;
     std::string at = image;
     while (depth <= limit) {
-      auto img = Reader(at);
+      Result<std::shared_ptr<rbd::Image>> img =
+          at == parent.image ? Result<std::shared_ptr<rbd::Image>>(parent.handle) : Reader(at);
       if (!img.ok()) break;  // a parent we cannot open by name (RBD's trash)
       ASSIGN_OR_RETURN(rbd::ParentInfo p, (*img)->Parent());
       if (p.image.empty()) break;
@@ -884,27 +904,48 @@ class RbdVolumeStore final : public VolumeStore {
       return Status::Busy("volume " + image + " is open (a device is using it)");
     return it->second->Flush();
   }
+  // Renames image `from`, whose writer we hold (flushed, no device on it),
+  // to `to`; the writer stays ours under the new name, still holding the
+  // lock (no reopen to read or change it next).
+  Status RenameWriter(const std::string& from, const std::string& to) {
+    auto node = writers_.extract(from);
+    Status st = node.mapped()->RenameTo(to);
+    if (st.ok()) node.key() = to;
+    writers_.insert(std::move(node));
+    return st;
+  }
+
   Status DropWriter(const std::string& image) {
     RETURN_IF_ERROR(FlushWriter(image));
     writers_.erase(image);
     return Status::Ok();
   }
 
+  // Writes entry `n`'s record. `replace`: every other key of ours on the
+  // image goes (a clone's copy of its parent's records), and a key that is
+  // written anyway is not removed first (each metadata call is a round
+  // trip to the cluster).
   Status WriteRecord(const Name& n, const std::string& uuid, const std::string& parent_uuid,
-                     int64_t created_ns, const pool::EntryMeta& meta) {
+                     int64_t created_ns, const pool::EntryMeta& meta, bool replace = false) {
     ASSIGN_OR_RETURN(auto img, Writer(n.volume));
-    RETURN_IF_ERROR(img->SetMeta(Key(n, "uuid"), uuid));
-    if (!parent_uuid.empty()) RETURN_IF_ERROR(img->SetMeta(Key(n, "parent_uuid"), parent_uuid));
-    RETURN_IF_ERROR(img->SetMeta(Key(n, "created_ns"), std::to_string(created_ns)));
-    if (!meta.note.empty()) RETURN_IF_ERROR(img->SetMeta(Key(n, "note"), meta.note));
-    if (!meta.tags.empty()) RETURN_IF_ERROR(img->SetMeta(Key(n, "tags"), JoinTags(meta.tags)));
-    return Status::Ok();
-  }
-
-  Status ClearRecords(const std::string& image) {
-    ASSIGN_OR_RETURN(auto img, Writer(image));
-    ASSIGN_OR_RETURN(auto keys, img->ListMeta(kMeta));
-    for (auto& [k, v] : keys) RETURN_IF_ERROR(img->RemoveMeta(k));
+    std::map<std::string, std::string> record;
+    record[Key(n, "uuid")] = uuid;
+    if (!parent_uuid.empty()) record[Key(n, "parent_uuid")] = parent_uuid;
+    record[Key(n, "created_ns")] = std::to_string(created_ns);
+    if (!meta.note.empty()) record[Key(n, "note")] = meta.note;
+    if (!meta.tags.empty()) record[Key(n, "tags")] = JoinTags(meta.tags);
+    if (replace) {
+      ASSIGN_OR_RETURN(auto keys, img->ListMeta(kMeta));
+      for (auto& [k, v] : keys) {
+        auto it = record.find(k);
+        if (it == record.end()) {
+          RETURN_IF_ERROR(img->RemoveMeta(k));
+        } else if (it->second == v) {
+          record.erase(it);  // already so
+        }
+      }
+    }
+    for (auto& [k, v] : record) RETURN_IF_ERROR(img->SetMeta(k, v));
     return Status::Ok();
   }
 
@@ -940,33 +981,35 @@ class RbdVolumeStore final : public VolumeStore {
     return Status::Ok();
   }
 
-  Result<pool::EntryInfo> StatLocked(const Name& n, bool accounting) {
+  // The entry's record; *where (if given) is set to the image holding it.
+  Result<pool::EntryInfo> StatLocked(const Name& n, bool accounting, Located* where = nullptr) {
     if (!n.is_snapshot() && IsDeletedImage(n.volume))
       return Status::NotFound("no entry " + n.volume + " in " + describe());
-    auto located = ImageOf(n);
-    if (!located.ok()) return located.status();
-    auto img = Reader(*located);
-    if (!img.ok()) {
-      if (img.status().Is(Code::kNotFound))
+    auto found = Locate(n);
+    if (!found.ok()) {
+      if (found.status().Is(Code::kNotFound))
         return Status::NotFound("no entry " + (n.is_snapshot() ? n.volume + "@" + n.snap : n.volume) +
                                 " in " + describe());
-      return img.status();
+      return found.status();
     }
-    ASSIGN_OR_RETURN(auto meta, (*img)->ListMeta(kMeta));
+    const std::string& located = found->image;
+    rbd::Image& img = *found->handle;
+    if (where) *where = *found;
+    ASSIGN_OR_RETURN(auto meta, img.ListMeta(kMeta));
     pool::EntryInfo e = Record(n, meta);
     if (!n.is_snapshot()) {
-      ASSIGN_OR_RETURN(auto st, (*img)->Stat());
+      ASSIGN_OR_RETURN(auto st, img.Stat());
       e.size_bytes = st.size_bytes;
-      if (accounting) RETURN_IF_ERROR(Account(&e, **img));
+      if (accounting) RETURN_IF_ERROR(Account(&e, img));
       return e;
     }
-    ASSIGN_OR_RETURN(auto snaps, (*img)->Snapshots());
+    ASSIGN_OR_RETURN(auto snaps, img.Snapshots());
     auto it = std::find_if(snaps.begin(), snaps.end(), [&](const rbd::SnapInfo& s) { return s.name == n.snap; });
     if (it == snaps.end()) return Status::NotFound("no entry " + e.name + " in " + describe());
     e.size_bytes = it->size_bytes;
     if (!e.created_unix_ns) e.created_unix_ns = it->created_unix_ns;
     if (accounting) {
-      ASSIGN_OR_RETURN(auto at, rbd::Image::Open(io_, *located, n.snap, true));
+      ASSIGN_OR_RETURN(auto at, rbd::Image::Open(io_, located, n.snap, true));
       RETURN_IF_ERROR(Account(&e, *at));
     }
     return e;

@@ -235,6 +235,12 @@ Status Image::RenameSnapshot(const std::string& from, const std::string& to) {
                  rbd_snap_rename(IMG, from.c_str(), to.c_str()));
 }
 
+Status Image::RenameTo(const std::string& to) {
+  RETURN_IF_ERROR(RenameImage(*io_, name_, to));
+  name_ = to;
+  return Status::Ok();
+}
+
 Status Image::Flatten() { return FromRbd("flatten " + describe(), rbd_flatten(IMG)); }
 
 Status Image::Flush() { return FromRbd("flush " + describe(), rbd_flush(IMG)); }

@@ -223,6 +223,10 @@ class Image {
                      bool include_parent = true, uint64_t offset = 0,
                      uint64_t length = UINT64_MAX);
   Status RenameSnapshot(const std::string& from, const std::string& to);
+  // Renames the image this handle has open (by the name it was opened
+  // with) to `to`; the handle then goes by `to`. Not while another thread
+  // uses the handle.
+  Status RenameTo(const std::string& to);
   Status Flush();
 
   void* handle() const { return image_; }  // rbd_image_t
