@@ -30,6 +30,13 @@ Result<std::shared_ptr<Cluster>> Cluster::Connect(const ClusterOptions& options)
   }
   const std::string where = conf.empty() ? "the default ceph.conf" : conf;
   RETURN_IF_ERROR(FromRbd("read " + where, rados_conf_read_file(h, conf.empty() ? nullptr : conf.c_str())));
+  // librbd's cache stays write-through until an image's first flush (for
+  // guests that never flush). Every writer of ours flushes at its
+  // durability points (Commit, a device's Flush), so it may write back
+  // from the start: a command's small writes (an fs edit's metadata) then
+  // go out together at the flush instead of one round trip each.
+  // $CEPH_ARGS may still say otherwise.
+  (void)rados_conf_set(h, "rbd_cache_writethrough_until_flush", "false");
   // $CEPH_ARGS and the usual overrides, as the ceph tools read them.
   (void)rados_conf_parse_env(h, nullptr);
   // Without these an unreachable cluster blocks forever (librados waits
