@@ -370,6 +370,7 @@ class RbdVolumeStore final : public VolumeStore {
     // librbd copies the parent's image metadata into the clone: drop ours
     // (the source's record and its snapshots') before writing the clone's.
     st = WriteRecord(dst, NewUuid(), src_info.uuid, NowNs(), meta, /*replace=*/true);
+    making.reset();  // our writer watches it now (a flatten may take long)
     if (st.ok()) st = FlattenPastDepthLimit(new_name, src_at);
     if (!st.ok()) {
       writers_.erase(new_name);

@@ -211,7 +211,8 @@ class Image {
   Result<size_t> WatcherCount();
   // Whether name() still names this image in its pool: false once another
   // client renamed or removed it after this handle was opened (the handle
-  // follows the image, not the name). One small read.
+  // follows the image, not the name). One small read. Old-format (v1)
+  // images have no id: always true.
   Result<bool> StillNamed();
 
   // Extents changed since `from_snap` ("" = since creation) up to this
