@@ -456,6 +456,10 @@ class Rbd(StackTestCase):
             self.assertEqual(r.rc, EXIT["busy"], r.err)
             self.assertOneLineError(r, "Busy")
             self.assertIn("locked by Ceph client", r.err)
+            # A rename takes the lock too: never moves an image under its writer.
+            r = stack("volume", "rename", "-p", self.pool, "pl", "pl2", timeout=120)
+            self.assertEqual(r.rc, EXIT["busy"], r.err)
+            self.assertEqual(self.rbd_json("ls"), ["pl"])
         finally:
             tar = subprocess.run(["tar", "-C", self.tree, "-cf", "-", "etc"],
                                  capture_output=True, check=True).stdout
