@@ -55,9 +55,9 @@ constexpr const char* kSnapMeta = "stack.snap.";
 // image renamed `.del-<12 hex>-<V>` (hidden), listed only by its snapshots,
 // still named V@S (spec/ceph.md "Deleting a volume before its snapshots").
 constexpr const char* kDeletedPrefix = ".del-";
-// The RADOS object whose lock admits one remover of leftovers (killed
-// builds, deleted volumes' images) at a time, and how long a killed
-// holder keeps it.
+// The RADOS object whose lock admits one remover of deleted volumes'
+// images (`.del-*`) at a time, and how long a killed holder keeps it
+// (also the lease of kBuildsLock).
 constexpr const char* kSweepLock = "stack.sweep";
 constexpr int kSweepLockSeconds = 60;
 // The RADOS object whose lock keeps removers of killed builds and makers
@@ -367,8 +367,8 @@ class RbdVolumeStore final : public VolumeStore {
     Status st = rbd::CloneImage(*io_, src_image, snap, new_name);
     if (tmp_owner) (void)tmp_owner->RemoveSnapshot(snap);
     RETURN_IF_ERROR(st);
-    // librbd copies the parent's image metadata into the clone: drop ours
-    // (the source's record and its snapshots') before writing the clone's.
+    // librbd copies the parent's image metadata into the clone: ours (the
+    // source's record and its snapshots') is replaced by the clone's.
     st = WriteRecord(dst, NewUuid(), src_info.uuid, NowNs(), meta, /*replace=*/true);
     making.reset();  // our writer watches it now (a flatten may take long)
     if (st.ok()) st = FlattenPastDepthLimit(new_name, src_at);
