@@ -14,7 +14,7 @@ Result<CloneReport> CloneEntry(VolumeStore& pool, const CloneRequest& req) {
   if (req.new_passphrase && !req.source_passphrase)
     return Status::InvalidArgument("a new passphrase needs the source's passphrase too");
   CloneReport rep;
-  ASSIGN_OR_RETURN(rep.source, pool.Stat(src.name()));
+  ASSIGN_OR_RETURN(rep.source, pool.Lookup(src.name()));
   if (req.size_bytes) {
     RETURN_IF_ERROR(RequireWholeBlocks(req.size_bytes, pool.block_size(), "--size"));
     if (req.size_bytes < rep.source.size_bytes)

@@ -29,7 +29,7 @@ Status PublishEntry(VolumeStore& pool, const std::string& name,
                     const std::function<Status(const std::string& hidden_name)>& make,
                     const std::function<Status(const std::string& hidden_name)>& fill) {
   // One name lookup, not a listing.
-  auto existing = pool.Stat(name);
+  auto existing = pool.Lookup(name);
   if (existing.ok()) return Status::AlreadyExists("volume " + name + " already exists");
   if (existing.status().code() != Code::kNotFound) return existing.status();
   const std::string hidden = std::string(kBuildPrefix) + name;

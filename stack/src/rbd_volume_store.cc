@@ -1,13 +1,18 @@
 // RbdVolumeStore (see stack/rbd_volume_store.h and spec/ceph.md).
 #include "stack/rbd_volume_store.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "stack/publish.h"
 
@@ -50,11 +55,17 @@ constexpr const char* kSnapMeta = "stack.snap.";
 // image renamed `.del-<12 hex>-<V>` (hidden), listed only by its snapshots,
 // still named V@S (spec/ceph.md "Deleting a volume before its snapshots").
 constexpr const char* kDeletedPrefix = ".del-";
-// The RADOS object whose lock admits one remover of leftovers (killed
-// builds, deleted volumes' images) at a time, and how long a killed
-// holder keeps it.
+// The RADOS object whose lock admits one remover of deleted volumes'
+// images (`.del-*`) at a time, and how long a killed holder keeps it
+// (also the lease of kBuildsLock).
 constexpr const char* kSweepLock = "stack.sweep";
 constexpr int kSweepLockSeconds = 60;
+// The RADOS object whose lock keeps removers of killed builds and makers
+// of new ones apart: a maker holds it shared from creating `.build-V`
+// until its writable handle watches the image (RBD cannot create and open
+// in one step, and a build nobody watches yet looks killed); a remover
+// holds it exclusively while it decides and removes.
+constexpr const char* kBuildsLock = "stack.builds";
 constexpr size_t kDeletedTag = 12;
 // The snapshot a rollback from another image takes of its target first, so
 // a failure (or, at the next writable open, a kill) restores the target.
@@ -143,6 +154,23 @@ Result<std::vector<rbd::SnapInfo>> UserSnaps(rbd::Image& img) {
   ASSIGN_OR_RETURN(auto snaps, img.Snapshots());
   std::erase_if(snaps, [](const rbd::SnapInfo& s) { return s.name == kGuardSnap; });
   return snaps;
+}
+
+// Test hook for the races between writers (tests/e2e/test_rbd.py):
+// STACK_TEST_PAUSE=POINT:FILE makes this process, the first time it
+// reaches POINT, create FILE.reached and wait (at most 60 s) until FILE
+// exists. Unset (always, outside those tests): nothing.
+void PauseAt(const char* point) {
+  static std::atomic<bool> done{false};
+  const char* env = std::getenv("STACK_TEST_PAUSE");
+  if (!env) return;
+  const std::string spec = env;
+  const size_t colon = spec.find(':');
+  if (colon == std::string::npos || spec.substr(0, colon) != point || done.exchange(true)) return;
+  const std::string file = spec.substr(colon + 1);
+  if (FILE* f = std::fopen((file + ".reached").c_str(), "w")) std::fclose(f);
+  for (int i = 0; i < 600 && ::access(file.c_str(), F_OK) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
 }
 
 std::string NewTag() {
@@ -244,7 +272,12 @@ class RbdVolumeStore final : public VolumeStore {
     if (n.is_snapshot()) return Status::InvalidArgument("a volume name has no '@': " + name);
     if (size_bytes == 0 || size_bytes % block_size())
       return Status::InvalidArgument("volume size must be a positive multiple of 4096");
+    std::unique_ptr<rbd::ObjectLock> making;
+    if (IsHiddenBuild(name)) {
+      ASSIGN_OR_RETURN(making, HoldBuildsLockShared());
+    }
     RETURN_IF_ERROR(rbd::CreateImage(*io_, name, size_bytes));
+    PauseAt("build-created");
     Status st = WriteRecord(n, identity.uuid.empty() ? NewUuid() : identity.uuid,
                             identity.parent_uuid,
                             identity.created_unix_ns ? identity.created_unix_ns : NowNs(), meta);
@@ -314,9 +347,14 @@ class RbdVolumeStore final : public VolumeStore {
     ASSIGN_OR_RETURN(Name src, Parse(source));
     ASSIGN_OR_RETURN(Name dst, Parse(new_name));
     if (dst.is_snapshot()) return Status::InvalidArgument("a clone is a volume: no '@' in " + new_name);
-    ASSIGN_OR_RETURN(pool::EntryInfo src_info, StatLocked(src, false));
-    ASSIGN_OR_RETURN(std::string src_image, ImageOf(src));
+    Located src_at;
+    ASSIGN_OR_RETURN(pool::EntryInfo src_info, StatLocked(src, false, &src_at));
+    const std::string& src_image = src_at.image;
     std::string snap = src.snap;
+    std::unique_ptr<rbd::ObjectLock> making;
+    if (IsHiddenBuild(new_name)) {
+      ASSIGN_OR_RETURN(making, HoldBuildsLockShared());
+    }
     std::shared_ptr<rbd::Image> tmp_owner;
     if (!src.is_snapshot()) {
       // RBD clones snapshots only: a clone of a volume goes through a
@@ -329,11 +367,11 @@ class RbdVolumeStore final : public VolumeStore {
     Status st = rbd::CloneImage(*io_, src_image, snap, new_name);
     if (tmp_owner) (void)tmp_owner->RemoveSnapshot(snap);
     RETURN_IF_ERROR(st);
-    // librbd copies the parent's image metadata into the clone: drop ours
-    // (the source's record and its snapshots') before writing the clone's.
-    st = ClearRecords(new_name);
-    if (st.ok()) st = WriteRecord(dst, NewUuid(), src_info.uuid, NowNs(), meta);
-    if (st.ok()) st = FlattenPastDepthLimit(new_name);
+    // librbd copies the parent's image metadata into the clone: ours (the
+    // source's record and its snapshots') is replaced by the clone's.
+    st = WriteRecord(dst, NewUuid(), src_info.uuid, NowNs(), meta, /*replace=*/true);
+    making.reset();  // our writer watches it now (a flatten may take long)
+    if (st.ok()) st = FlattenPastDepthLimit(new_name, src_at);
     if (!st.ok()) {
       writers_.erase(new_name);
       (void)rbd::RemoveImage(*io_, new_name);
@@ -373,6 +411,13 @@ class RbdVolumeStore final : public VolumeStore {
     }
     if (IsDeletedImage(name)) return Status::NotFound("no entry " + name + " in " + describe());
     RETURN_IF_ERROR(DropWriter(name));
+    // A killed build's leftover may be found by several writers at once:
+    // one removes it, the others leave it. Taken before looking, so no
+    // maker creates a build that is not watched yet meanwhile (kBuildsLock).
+    std::unique_ptr<rbd::ObjectLock> sweeping;
+    if (IsHiddenBuild(name)) {
+      ASSIGN_OR_RETURN(sweeping, rbd::ObjectLock::TryAcquire(io_, kBuildsLock, kSweepLockSeconds));
+    }
     {
       ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, name, std::nullopt, true));
       if (IsHiddenBuild(name)) {
@@ -398,11 +443,7 @@ class RbdVolumeStore final : public VolumeStore {
         img.reset();
       }
     }
-    // A killed build's leftover may be found by several writers at once:
-    // one removes it (see SweepDeleted), the others leave it.
-    std::unique_ptr<rbd::ObjectLock> sweeping;
     if (IsHiddenBuild(name)) {
-      ASSIGN_OR_RETURN(sweeping, rbd::ObjectLock::TryAcquire(io_, kSweepLock, kSweepLockSeconds));
       // An unfinished build's snapshots go with it. A plain writable
       // open: librbd breaks the lock of a dead builder itself.
       ASSIGN_OR_RETURN(auto w, rbd::Image::Open(io_, name, std::nullopt, false));
@@ -443,10 +484,13 @@ class RbdVolumeStore final : public VolumeStore {
     // another process that looks for unfinished builds (an RBD pool has no
     // pool-wide writer) must find `.build-V` in use up to the moment it is
     // V, or it takes its snapshots and removes it as a killed build's.
+    // Every rename of ours holds the image's exclusive lock (rbd_rename
+    // itself needs none): a writer that holds the lock and finds the name
+    // still its image's (Writer) keeps both until it lets go.
+    RETURN_IF_ERROR(Writer(old_name).status());
     RETURN_IF_ERROR(FlushWriter(old_name));
-    RETURN_IF_ERROR(rbd::RenameImage(*io_, old_name, new_name));
-    writers_.erase(old_name);
-    return Status::Ok();
+    PauseAt("rename");
+    return RenameWriter(old_name, new_name);
   }
 
   Status Resize(const std::string& name, uint64_t new_size_bytes) override {
@@ -522,6 +566,12 @@ class RbdVolumeStore final : public VolumeStore {
     std::lock_guard<std::mutex> l(mu_);
     ASSIGN_OR_RETURN(Name n, Parse(name));
     return StatLocked(n, true);
+  }
+
+  Result<pool::EntryInfo> Lookup(const std::string& name) override {
+    std::lock_guard<std::mutex> l(mu_);
+    ASSIGN_OR_RETURN(Name n, Parse(name));
+    return StatLocked(n, false);
   }
 
   Result<pool::PoolInfo> Info() override {
@@ -632,11 +682,34 @@ class RbdVolumeStore final : public VolumeStore {
     return Status::Ok();
   }
 
+  // kBuildsLock, shared: held by a maker of a hidden build from creating
+  // its image until Writer watches it. Waits while a remover holds it
+  // (a remover's hold is short; its lease ends a killed one's).
+  Result<std::unique_ptr<rbd::ObjectLock>> HoldBuildsLockShared() {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(kSweepLockSeconds + 5);
+    for (int ms = 5;; ms = std::min(ms * 2, 250)) {
+      auto l = rbd::ObjectLock::TryAcquire(io_, kBuildsLock, kSweepLockSeconds,
+                                           rbd::ObjectLock::Mode::kShared);
+      if (l.ok() || !l.status().Is(Code::kBusy) || std::chrono::steady_clock::now() > give_up)
+        return l;
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    }
+  }
+
   // The image's writable handle, holding its exclusive lock.
   Result<std::shared_ptr<rbd::Image>> Writer(const std::string& image) {
     if (auto it = writers_.find(image); it != writers_.end()) return it->second;
     ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, image, std::nullopt, false));
+    PauseAt("writer-opened");
     RETURN_IF_ERROR(img->AcquireExclusiveLock(break_lock_));
+    // Opened by name, but the handle follows the image: another client may
+    // have renamed it between our open and our lock (a build publishing
+    // `.build-V` as V, then letting go). Holding the lock, the name is
+    // stable (every rename of ours holds it): check it names this image.
+    ASSIGN_OR_RETURN(bool named, img->StillNamed());
+    if (!named)
+      return Status::NotFound("image " + image + " of " + describe() +
+                              " was renamed or removed by another client meanwhile");
     // A guard left by a killed rollback from another image (import
     // --into): the image goes back to what it was before it.
     ASSIGN_OR_RETURN(auto snaps, img->Snapshots());
@@ -667,11 +740,26 @@ class RbdVolumeStore final : public VolumeStore {
   // snapshot S (V's, else a deleted V's hidden image). NotFound otherwise.
   Result<std::string> ImageOf(const Name& n) {
     if (!n.is_snapshot()) return n.volume;
+    ASSIGN_OR_RETURN(Located l, Locate(n));
+    return l.image;
+  }
+
+  // ImageOf, with the image's handle (opened once: each open of an image
+  // costs several round trips to the cluster).
+  struct Located {
+    std::string image;
+    std::shared_ptr<rbd::Image> handle;
+  };
+  Result<Located> Locate(const Name& n) {
+    if (!n.is_snapshot()) {
+      ASSIGN_OR_RETURN(auto img, Reader(n.volume));
+      return Located{n.volume, std::move(img)};
+    }
     const std::string entry = n.volume + "@" + n.snap;
     if (auto img = Reader(n.volume); img.ok()) {
       ASSIGN_OR_RETURN(auto snaps, UserSnaps(**img));
       for (auto& sn : snaps)
-        if (sn.name == n.snap) return n.volume;
+        if (sn.name == n.snap) return Located{n.volume, *img};
     } else if (!img.status().Is(Code::kNotFound)) {
       return img.status();
     }
@@ -682,7 +770,7 @@ class RbdVolumeStore final : public VolumeStore {
       if (!img.ok()) continue;  // removed meanwhile
       ASSIGN_OR_RETURN(auto snaps, UserSnaps(**img));
       for (auto& sn : snaps)
-        if (sn.name == n.snap) return image;
+        if (sn.name == n.snap) return Located{image, *img};
     }
     return Status::NotFound("no entry " + entry + " in " + describe());
   }
@@ -691,12 +779,14 @@ class RbdVolumeStore final : public VolumeStore {
   // of them): renamed out of sight, its own data released. Its snapshots
   // stay entries `v@S`; SweepDeleted removes the image after the last.
   Status Hide(const std::string& v) {
-    RETURN_IF_ERROR(DropWriter(v));
     const std::string hidden = std::string(kDeletedPrefix) + NewTag() + "-" + v;
     if (!rbd::ValidImageName(hidden))
       return Status::Busy("volume " + v + " has snapshots or clones, and its name is too long "
                           "to keep it hidden until they go: delete them first");
-    RETURN_IF_ERROR(rbd::RenameImage(*io_, v, hidden));
+    // Renamed holding the lock, as every rename of ours (see Rename).
+    RETURN_IF_ERROR(Writer(v).status());
+    RETURN_IF_ERROR(FlushWriter(v));
+    RETURN_IF_ERROR(RenameWriter(v, hidden));
     // Deleted now; what follows only gives space back (best effort).
     if (auto w = Writer(hidden); w.ok()) {
       if (auto st = (*w)->Stat(); st.ok()) {
@@ -784,13 +874,15 @@ class RbdVolumeStore final : public VolumeStore {
   }
 
   // Flattens the new clone `image` when its parent chain is longer than
-  // the limit, so reads never walk more than that many images.
-  Status FlattenPastDepthLimit(const std::string& image) {
+  // the limit, so reads never walk more than that many images. `parent`:
+  // its parent's image, already open (not opened again).
+  Status FlattenPastDepthLimit(const std::string& image, const Located& parent) {
     const int limit = DepthLimit();
     int depth = 0;
     std::string at = image;
     while (depth <= limit) {
-      auto img = Reader(at);
+      Result<std::shared_ptr<rbd::Image>> img =
+          at == parent.image ? Result<std::shared_ptr<rbd::Image>>(parent.handle) : Reader(at);
       if (!img.ok()) break;  // a parent we cannot open by name (RBD's trash)
       ASSIGN_OR_RETURN(rbd::ParentInfo p, (*img)->Parent());
       if (p.image.empty()) break;
@@ -813,27 +905,48 @@ class RbdVolumeStore final : public VolumeStore {
       return Status::Busy("volume " + image + " is open (a device is using it)");
     return it->second->Flush();
   }
+  // Renames image `from`, whose writer we hold (flushed, no device on it),
+  // to `to`; the writer stays ours under the new name, still holding the
+  // lock (no reopen to read or change it next).
+  Status RenameWriter(const std::string& from, const std::string& to) {
+    auto node = writers_.extract(from);
+    Status st = node.mapped()->RenameTo(to);
+    if (st.ok()) node.key() = to;
+    writers_.insert(std::move(node));
+    return st;
+  }
+
   Status DropWriter(const std::string& image) {
     RETURN_IF_ERROR(FlushWriter(image));
     writers_.erase(image);
     return Status::Ok();
   }
 
+  // Writes entry `n`'s record. `replace`: every other key of ours on the
+  // image goes (a clone's copy of its parent's records), and a key that is
+  // written anyway is not removed first (each metadata call is a round
+  // trip to the cluster).
   Status WriteRecord(const Name& n, const std::string& uuid, const std::string& parent_uuid,
-                     int64_t created_ns, const pool::EntryMeta& meta) {
+                     int64_t created_ns, const pool::EntryMeta& meta, bool replace = false) {
     ASSIGN_OR_RETURN(auto img, Writer(n.volume));
-    RETURN_IF_ERROR(img->SetMeta(Key(n, "uuid"), uuid));
-    if (!parent_uuid.empty()) RETURN_IF_ERROR(img->SetMeta(Key(n, "parent_uuid"), parent_uuid));
-    RETURN_IF_ERROR(img->SetMeta(Key(n, "created_ns"), std::to_string(created_ns)));
-    if (!meta.note.empty()) RETURN_IF_ERROR(img->SetMeta(Key(n, "note"), meta.note));
-    if (!meta.tags.empty()) RETURN_IF_ERROR(img->SetMeta(Key(n, "tags"), JoinTags(meta.tags)));
-    return Status::Ok();
-  }
-
-  Status ClearRecords(const std::string& image) {
-    ASSIGN_OR_RETURN(auto img, Writer(image));
-    ASSIGN_OR_RETURN(auto keys, img->ListMeta(kMeta));
-    for (auto& [k, v] : keys) RETURN_IF_ERROR(img->RemoveMeta(k));
+    std::map<std::string, std::string> record;
+    record[Key(n, "uuid")] = uuid;
+    if (!parent_uuid.empty()) record[Key(n, "parent_uuid")] = parent_uuid;
+    record[Key(n, "created_ns")] = std::to_string(created_ns);
+    if (!meta.note.empty()) record[Key(n, "note")] = meta.note;
+    if (!meta.tags.empty()) record[Key(n, "tags")] = JoinTags(meta.tags);
+    if (replace) {
+      ASSIGN_OR_RETURN(auto keys, img->ListMeta(kMeta));
+      for (auto& [k, v] : keys) {
+        auto it = record.find(k);
+        if (it == record.end()) {
+          RETURN_IF_ERROR(img->RemoveMeta(k));
+        } else if (it->second == v) {
+          record.erase(it);  // already so
+        }
+      }
+    }
+    for (auto& [k, v] : record) RETURN_IF_ERROR(img->SetMeta(k, v));
     return Status::Ok();
   }
 
@@ -869,33 +982,35 @@ class RbdVolumeStore final : public VolumeStore {
     return Status::Ok();
   }
 
-  Result<pool::EntryInfo> StatLocked(const Name& n, bool accounting) {
+  // The entry's record; *where (if given) is set to the image holding it.
+  Result<pool::EntryInfo> StatLocked(const Name& n, bool accounting, Located* where = nullptr) {
     if (!n.is_snapshot() && IsDeletedImage(n.volume))
       return Status::NotFound("no entry " + n.volume + " in " + describe());
-    auto located = ImageOf(n);
-    if (!located.ok()) return located.status();
-    auto img = Reader(*located);
-    if (!img.ok()) {
-      if (img.status().Is(Code::kNotFound))
+    auto found = Locate(n);
+    if (!found.ok()) {
+      if (found.status().Is(Code::kNotFound))
         return Status::NotFound("no entry " + (n.is_snapshot() ? n.volume + "@" + n.snap : n.volume) +
                                 " in " + describe());
-      return img.status();
+      return found.status();
     }
-    ASSIGN_OR_RETURN(auto meta, (*img)->ListMeta(kMeta));
+    const std::string& located = found->image;
+    rbd::Image& img = *found->handle;
+    if (where) *where = *found;
+    ASSIGN_OR_RETURN(auto meta, img.ListMeta(kMeta));
     pool::EntryInfo e = Record(n, meta);
     if (!n.is_snapshot()) {
-      ASSIGN_OR_RETURN(auto st, (*img)->Stat());
+      ASSIGN_OR_RETURN(auto st, img.Stat());
       e.size_bytes = st.size_bytes;
-      if (accounting) RETURN_IF_ERROR(Account(&e, **img));
+      if (accounting) RETURN_IF_ERROR(Account(&e, img));
       return e;
     }
-    ASSIGN_OR_RETURN(auto snaps, (*img)->Snapshots());
+    ASSIGN_OR_RETURN(auto snaps, img.Snapshots());
     auto it = std::find_if(snaps.begin(), snaps.end(), [&](const rbd::SnapInfo& s) { return s.name == n.snap; });
     if (it == snaps.end()) return Status::NotFound("no entry " + e.name + " in " + describe());
     e.size_bytes = it->size_bytes;
     if (!e.created_unix_ns) e.created_unix_ns = it->created_unix_ns;
     if (accounting) {
-      ASSIGN_OR_RETURN(auto at, rbd::Image::Open(io_, *located, n.snap, true));
+      ASSIGN_OR_RETURN(auto at, rbd::Image::Open(io_, located, n.snap, true));
       RETURN_IF_ERROR(Account(&e, *at));
     }
     return e;
@@ -905,24 +1020,40 @@ class RbdVolumeStore final : public VolumeStore {
     ASSIGN_OR_RETURN(auto images, rbd::ListImages(*io_));
     std::vector<pool::EntryInfo> out;
     for (auto& image : images) {
-      auto img = Reader(image);
-      if (!img.ok()) {
-        if (img.status().Is(Code::kNotFound)) continue;  // removed meanwhile
-        return img.status();
+      // Another client may remove (or rename) the image while we read it:
+      // then it is left out, as if listed a moment later.
+      const size_t before = out.size();
+      Status st = ListImage(image, accounting, out);
+      if (st.Is(Code::kNotFound)) {
+        out.resize(before);
+        continue;
       }
-      ASSIGN_OR_RETURN(auto meta, (*img)->ListMeta(kMeta));
+      RETURN_IF_ERROR(st);
+    }
+    // Creation order, as a pool file lists.
+    std::stable_sort(out.begin(), out.end(), [](const pool::EntryInfo& a, const pool::EntryInfo& b) {
+      return a.created_unix_ns < b.created_unix_ns;
+    });
+    return out;
+  }
+
+  // Appends image `image`'s entries (itself unless deleted, its snapshots).
+  Status ListImage(const std::string& image, bool accounting, std::vector<pool::EntryInfo>& out) {
+    {
+      ASSIGN_OR_RETURN(auto img, Reader(image));
+      ASSIGN_OR_RETURN(auto meta, img->ListMeta(kMeta));
       // A deleted volume shows only its snapshots, under its old name.
       const bool deleted = IsDeletedImage(image);
       const std::string volume = deleted ? DeletedVolume(image) : image;
       if (!deleted) {
         Name vn{image, ""};
         pool::EntryInfo v = Record(vn, meta);
-        ASSIGN_OR_RETURN(auto st, (*img)->Stat());
+        ASSIGN_OR_RETURN(auto st, img->Stat());
         v.size_bytes = st.size_bytes;
-        if (accounting) RETURN_IF_ERROR(Account(&v, **img));
+        if (accounting) RETURN_IF_ERROR(Account(&v, *img));
         out.push_back(std::move(v));
       }
-      ASSIGN_OR_RETURN(auto snaps, UserSnaps(**img));
+      ASSIGN_OR_RETURN(auto snaps, UserSnaps(*img));
       for (auto& s : snaps) {
         Name sn{volume, s.name};
         pool::EntryInfo e = Record(sn, meta);
@@ -935,11 +1066,7 @@ class RbdVolumeStore final : public VolumeStore {
         out.push_back(std::move(e));
       }
     }
-    // Creation order, as a pool file lists.
-    std::stable_sort(out.begin(), out.end(), [](const pool::EntryInfo& a, const pool::EntryInfo& b) {
-      return a.created_unix_ns < b.created_unix_ns;
-    });
-    return out;
+    return Status::Ok();
   }
 
   std::mutex mu_;

@@ -456,6 +456,10 @@ class Rbd(StackTestCase):
             self.assertEqual(r.rc, EXIT["busy"], r.err)
             self.assertOneLineError(r, "Busy")
             self.assertIn("locked by Ceph client", r.err)
+            # A rename takes the lock too: never moves an image under its writer.
+            r = stack("volume", "rename", "-p", self.pool, "pl", "pl2", timeout=120)
+            self.assertEqual(r.rc, EXIT["busy"], r.err)
+            self.assertEqual(self.rbd_json("ls"), ["pl"])
         finally:
             tar = subprocess.run(["tar", "-C", self.tree, "-cf", "-", "etc"],
                                  capture_output=True, check=True).stdout
@@ -534,6 +538,56 @@ class Rbd(StackTestCase):
             stack("volume", "create", "-p", self.pool, "t", "--size", "4M", check=0)
             stack("volume", "rm", "-p", self.pool, "t", check=0)
         self.assertEqual(self.names(), ["other"])
+
+    def paused(self, point, *args):
+        """`stack *args` started with STACK_TEST_PAUSE (a test hook of the RBD
+        store): it stops the first time it reaches `point`, until release()."""
+        gate = self.path(f"gate-{point}")
+        proc = subprocess.Popen([os.environ["STACK_BIN"], *args],
+                                env=dict(os.environ, STACK_TEST_PAUSE=f"{point}:{gate}"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(gate + ".reached"):
+            if proc.poll() is not None:
+                self.fail(f"stack {args} ended before {point}: {proc.communicate()}")
+            self.assertLess(time.monotonic(), deadline, f"stack {args} never reached {point}")
+            time.sleep(0.05)
+        return proc, gate
+
+    def release(self, paused):
+        proc, gate = paused
+        open(gate, "w").close()
+        out, err = proc.communicate(timeout=120)
+        return proc.returncode, err
+
+    def test_another_writer_never_takes_a_publishing_builds_snapshot(self):
+        # Defect: a writer cleaning up opened `.build-g` (to remove the
+        # snapshot of what looked like a killed build), the build published
+        # it as g and let go, and the cleaner then took the lock of g and
+        # removed g@v1: g published without its snapshot.
+        build = self.paused("rename", "build", "-p", self.pool, "g", "--from", self.tree,
+                            "--size", "64M", "--snapshot", "v1", "--no-encrypt")
+        other = self.paused("writer-opened", "volume", "create", "-p", self.pool, "other",
+                            "--size", "4M")
+        rc, err = self.release(build)
+        self.assertEqual(rc, 0, err)
+        rc, err = self.release(other)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.names("--all"), ["g", "g@v1", "other"])
+        self.assertEqual([s["name"] for s in self.rbd_json("snap", "ls", "g")], ["v1"])
+
+    def test_another_writer_leaves_a_build_it_cannot_see_watched_yet(self):
+        # Defect: between creating `.build-g` and opening it (RBD has no
+        # create-and-open), nobody watches the image, and another writer's
+        # cleanup removed it as a killed build's: the build failed NotFound.
+        build = self.paused("build-created", "build", "-p", self.pool, "g", "--from",
+                            self.tree, "--size", "64M", "--snapshot", "v1", "--no-encrypt")
+        r = stack("volume", "create", "-p", self.pool, "other", "--size", "4M")
+        self.assertEqual(r.rc, 0, r.err)
+        self.assertIn(".build-g", self.rbd_json("ls"))
+        rc, err = self.release(build)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.names("--all"), ["g", "g@v1", "other"])
 
     def test_send_receive_between_file_and_ceph(self):
         filepool = self.path("p.stk")

@@ -30,6 +30,13 @@ Result<std::shared_ptr<Cluster>> Cluster::Connect(const ClusterOptions& options)
   }
   const std::string where = conf.empty() ? "the default ceph.conf" : conf;
   RETURN_IF_ERROR(FromRbd("read " + where, rados_conf_read_file(h, conf.empty() ? nullptr : conf.c_str())));
+  // librbd's cache stays write-through until an image's first flush (for
+  // guests that never flush). Every writer of ours flushes at its
+  // durability points (Commit, a device's Flush), so it may write back
+  // from the start: a command's small writes (an fs edit's metadata) then
+  // go out together at the flush instead of one round trip each.
+  // $CEPH_ARGS may still say otherwise.
+  (void)rados_conf_set(h, "rbd_cache_writethrough_until_flush", "false");
   // $CEPH_ARGS and the usual overrides, as the ceph tools read them.
   (void)rados_conf_parse_env(h, nullptr);
   // Without these an unreachable cluster blocks forever (librados waits
@@ -121,7 +128,8 @@ constexpr const char* kLockName = "stack";
 }  // namespace
 
 Result<std::unique_ptr<ObjectLock>> ObjectLock::TryAcquire(std::shared_ptr<IoCtx> io,
-                                                          const std::string& oid, int seconds) {
+                                                          const std::string& oid, int seconds,
+                                                          Mode mode) {
   std::unique_ptr<ObjectLock> l(new ObjectLock());
   l->io_ = std::move(io);
   l->oid_ = oid;
@@ -129,8 +137,12 @@ Result<std::unique_ptr<ObjectLock>> ObjectLock::TryAcquire(std::shared_ptr<IoCtx
   static std::atomic<uint64_t> next{0};
   l->cookie_ = std::to_string(::getpid()) + "." + std::to_string(next.fetch_add(1));
   timeval duration{seconds, 0};
-  const int r = rados_lock_exclusive(static_cast<rados_ioctx_t>(l->io_->handle()), oid.c_str(),
-                                     kLockName, l->cookie_.c_str(), "stack", &duration, 0);
+  rados_ioctx_t h = static_cast<rados_ioctx_t>(l->io_->handle());
+  const int r = mode == Mode::kExclusive
+                    ? rados_lock_exclusive(h, oid.c_str(), kLockName, l->cookie_.c_str(), "stack",
+                                           &duration, 0)
+                    : rados_lock_shared(h, oid.c_str(), kLockName, l->cookie_.c_str(), "",
+                                        "stack", &duration, 0);
   if (r == -EBUSY || r == -EEXIST)
     return Status::Busy("object lock " + oid + " of " + l->io_->describe() +
                         " is held by another client");

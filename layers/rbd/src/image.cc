@@ -235,6 +235,12 @@ Status Image::RenameSnapshot(const std::string& from, const std::string& to) {
                  rbd_snap_rename(IMG, from.c_str(), to.c_str()));
 }
 
+Status Image::RenameTo(const std::string& to) {
+  RETURN_IF_ERROR(RenameImage(*io_, name_, to));
+  name_ = to;
+  return Status::Ok();
+}
+
 Status Image::Flatten() { return FromRbd("flatten " + describe(), rbd_flatten(IMG)); }
 
 Status Image::Flush() { return FromRbd("flush " + describe(), rbd_flush(IMG)); }
@@ -306,6 +312,26 @@ Result<size_t> Image::WatcherCount() {
   RETURN_IF_ERROR(FromRbd("watchers of " + describe(), r));
   rbd_watchers_list_cleanup(w.data(), n);
   return n;
+}
+
+Result<bool> Image::StillNamed() {
+  char id[96] = {};
+  const int r = rbd_get_id(IMG, id, sizeof id);
+  if (r == -EINVAL) return true;  // an old-format image: no id to compare (not checked)
+  RETURN_IF_ERROR(FromRbd("id of " + describe(), r));
+  // The name's id object (rbd_id.NAME) holds the id as Ceph encodes a
+  // string: a little-endian 32-bit length, then the bytes. A rename makes
+  // a new one and removes the old.
+  char buf[128] = {};
+  const int n = rados_read(H(*io_), ("rbd_id." + name_).c_str(), buf, sizeof buf, 0);
+  if (n == -ENOENT) return false;
+  if (n < 0) return FromRbd("look up " + describe(), n);
+  if (n < 4) return false;
+  const uint32_t len = static_cast<uint8_t>(buf[0]) | static_cast<uint8_t>(buf[1]) << 8 |
+                       static_cast<uint32_t>(static_cast<uint8_t>(buf[2])) << 16 |
+                       static_cast<uint32_t>(static_cast<uint8_t>(buf[3])) << 24;
+  if (len > static_cast<uint32_t>(n) - 4) return false;
+  return std::string(buf + 4, len) == id;
 }
 
 Status Image::AcquireExclusiveLock(bool break_lock) {

@@ -143,4 +143,7 @@ STACK_RBD_FORWARD_VOID(rbd_aio_release, (rbd_completion_t c), (c))
 STACK_RBD_FORWARD(int, rados_cluster_stat, (rados_t cluster, struct rados_cluster_stat_t *result), (cluster, result))
 STACK_RBD_FORWARD(int, rbd_pool_metadata_get, (rados_ioctx_t io_ctx, const char *key, char *value, size_t *val_len), (io_ctx, key, value, val_len))
 STACK_RBD_FORWARD(int, rbd_pool_metadata_set, (rados_ioctx_t io_ctx, const char *key, const char *value), (io_ctx, key, value))
+STACK_RBD_FORWARD(int, rados_lock_shared, (rados_ioctx_t io, const char * o, const char * name, const char * cookie, const char * tag, const char * desc, struct timeval * duration, uint8_t flags), (io, o, name, cookie, tag, desc, duration, flags))
+STACK_RBD_FORWARD(int, rados_read, (rados_ioctx_t io, const char *oid, char *buf, size_t len, uint64_t off), (io, oid, buf, len, off))
+STACK_RBD_FORWARD(int, rbd_get_id, (rbd_image_t image, char *id, size_t id_len), (image, id, id_len))
 // clang-format on

@@ -76,6 +76,10 @@ class VolumeStore {
   virtual Result<std::vector<std::string>> HiddenNames() = 0;
   virtual Result<std::vector<pool::EntryInfo>> FindByUuid(const std::string& uuid) = 0;
   virtual Result<pool::EntryInfo> Stat(const std::string& name) = 0;
+  // Stat without the space accounting (mapped, exclusive and shared bytes
+  // may be 0), for callers that want the record only: on RBD the
+  // accounting reads the image's allocation (a diff). Default: Stat.
+  virtual Result<pool::EntryInfo> Lookup(const std::string& name) { return Stat(name); }
   virtual Result<pool::PoolInfo> Info() = 0;
   // As Pool::Diff. The sink must not call back into the store.
   virtual Status Diff(const std::string& from, const std::string& to,

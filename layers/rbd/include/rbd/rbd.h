@@ -131,17 +131,22 @@ Status CloneImage(IoCtx& io, const std::string& parent, const std::string& snap,
 Status RemoveImage(IoCtx& io, const std::string& name, bool* has_dependents = nullptr);
 Status RenameImage(IoCtx& io, const std::string& from, const std::string& to);
 
-// An exclusive advisory RADOS lock on object `oid` of the pool/namespace
-// (created empty if missing), held until destruction or for `seconds`,
-// whichever ends first, so a killed holder's lock lapses. Clients that
-// take it before work that two of them must not do at once (librbd can
-// wait forever when two clients remove one image) exclude each other.
+// An advisory RADOS lock on object `oid` of the pool/namespace (created
+// empty if missing), held until destruction or for `seconds`, whichever
+// ends first, so a killed holder's lock lapses. Clients that take it
+// before work that two of them must not do at once (librbd can wait
+// forever when two clients remove one image) exclude each other.
+// Exclusive: one holder. Shared: any number of shared holders, and no
+// exclusive one meanwhile (work that may run side by side but never
+// beside the exclusive holder's).
 // Thread-safety: none; one owner.
 class ObjectLock {
  public:
-  // Busy when another client holds it.
+  enum class Mode { kExclusive, kShared };
+  // Busy when another client holds it (exclusively, or at all for kExclusive).
   static Result<std::unique_ptr<ObjectLock>> TryAcquire(std::shared_ptr<IoCtx> io,
-                                                        const std::string& oid, int seconds);
+                                                        const std::string& oid, int seconds,
+                                                        Mode mode = Mode::kExclusive);
   ~ObjectLock();
   ObjectLock(const ObjectLock&) = delete;
   ObjectLock& operator=(const ObjectLock&) = delete;
@@ -204,6 +209,11 @@ class Image {
   // writing (a read-only open watches nothing). A killed client's watch
   // stays until the OSD times it out (osd_client_watch_timeout).
   Result<size_t> WatcherCount();
+  // Whether name() still names this image in its pool: false once another
+  // client renamed or removed it after this handle was opened (the handle
+  // follows the image, not the name). One small read. Old-format (v1)
+  // images have no id: always true.
+  Result<bool> StillNamed();
 
   // Extents changed since `from_snap` ("" = since creation) up to this
   // image (or its open snapshot). Whole objects when fast-diff is off.
@@ -214,6 +224,10 @@ class Image {
                      bool include_parent = true, uint64_t offset = 0,
                      uint64_t length = UINT64_MAX);
   Status RenameSnapshot(const std::string& from, const std::string& to);
+  // Renames the image this handle has open (by the name it was opened
+  // with) to `to`; the handle then goes by `to`. Not while another thread
+  // uses the handle.
+  Status RenameTo(const std::string& to);
   Status Flush();
 
   void* handle() const { return image_; }  // rbd_image_t
