@@ -51,6 +51,9 @@ Status PlainSink::HandOver() {
 }
 
 Result<std::array<uint8_t, 32>> PlainSink::Finish() {
+  // A second call would join a joined thread (std::system_error, and so
+  // std::terminate in a noexcept path): refused instead.
+  if (!worker_.joinable()) return Status::Internal("PlainSink::Finish called twice");
   if (!cur_.empty()) RETURN_IF_ERROR(HandOver());
   {
     std::lock_guard<std::mutex> l(mu_);
