@@ -76,6 +76,10 @@ class VolumeStore {
   virtual Result<std::vector<std::string>> HiddenNames() = 0;
   virtual Result<std::vector<pool::EntryInfo>> FindByUuid(const std::string& uuid) = 0;
   virtual Result<pool::EntryInfo> Stat(const std::string& name) = 0;
+  // Stat without the space accounting (exclusive_bytes and shared_bytes
+  // 0): for callers that want names, sizes, kinds and uuids. A store whose
+  // Stat is cheap need not override it.
+  virtual Result<pool::EntryInfo> Lookup(const std::string& name) { return Stat(name); }
   virtual Result<pool::PoolInfo> Info() = 0;
   // As Pool::Diff. The sink must not call back into the store.
   virtual Status Diff(const std::string& from, const std::string& to,
@@ -164,6 +168,7 @@ class PoolVolumeStore final : public VolumeStore {
     return pool_->FindByUuid(uuid);
   }
   Result<pool::EntryInfo> Stat(const std::string& name) override { return pool_->Stat(name); }
+  Result<pool::EntryInfo> Lookup(const std::string& name) override { return pool_->Lookup(name); }
   Result<pool::PoolInfo> Info() override { return pool_->Info(); }
   Status Diff(const std::string& from, const std::string& to,
               const std::function<Status(const pool::DiffRange&)>& sink,
