@@ -7,6 +7,7 @@
 #include "block/file_device.h"
 #include "fde/crypt_device.h"
 #include "fde/luks.h"
+#include "fde/xts_cipher.h"
 #include "pool/pool.h"
 #include "stack/control.h"
 #include "stack/open_pool.h"
@@ -54,15 +55,32 @@ void Mark(const std::vector<Extent>& ext, uint64_t base, uint64_t bs, std::vecto
     for (uint64_t b = (x.offset - base) / bs; b < (x.end() - base + bs - 1) / bs; ++b) out[b] = 1;
 }
 
+// Compares a plain image with an encrypted volume without reading the
+// volume's data: the file's plaintext is encrypted with the volume's key
+// (XTS is deterministic per sector: unchanged plaintext gives unchanged
+// ciphertext) and its checksum compared with the one the pool keeps for
+// the block (pool::Pool::SameStored). Reading, verifying and decrypting the
+// stored block and comparing the plaintext cost twice as much. Sound
+// because the file's author does not hold the key: the ciphertext cannot be
+// chosen to collide, so a changed block matches with probability 2^-64.
+struct CipherCompare {
+  pool::Pool* pool = nullptr;
+  std::string entry;  // the hidden clone
+  std::unique_ptr<fde::XtsCipher> xts;
+  uint32_t sector_size = 0;
+  uint64_t iv_tweak = 0;
+};
+
 // The comparison and the writes, in the hidden clone. `raw` is the clone as
 // stored; `view` is what the file holds (raw itself, or the crypt device
-// over it whose data segment starts at raw offset `data_offset`).
+// over it whose data segment starts at raw offset `data_offset`). With
+// `cc` (plain only), mapped blocks are compared by checksum.
 class Merger {
  public:
   Merger(BlockDevice& file, BlockDevice& raw, BlockDevice& view, uint64_t data_offset,
-         bool plain, Progress* progress, ImportIntoReport& rep)
+         bool plain, Progress* progress, ImportIntoReport& rep, CipherCompare* cc = nullptr)
       : file_(file), raw_(raw), view_(view), d_(data_offset), plain_(plain),
-        progress_(progress), rep_(rep) {}
+        progress_(progress), rep_(rep), cc_(cc) {}
 
   Status Run() {
     const uint64_t bs = raw_.block_size();
@@ -73,8 +91,12 @@ class Merger {
       RETURN_IF_ERROR(Batch(r0, r1));
       if (progress_) progress_->Advance(std::min(r1, d_ + size) - std::max(r0, d_));
     }
-    return raw_.Flush();
+    return flush_ ? raw_.Flush() : Status::Ok();
   }
+
+  // A pool file's writes are in its transaction, which the snapshot that
+  // publishes them commits: the Flush (a commit, two syncs) is not needed.
+  void SkipFinalFlush() { flush_ = false; }
 
  private:
   enum class Action { kNone, kWrite, kUnmap };
@@ -96,6 +118,9 @@ class Merger {
       covered_.emplace_back(x.offset, x.end());
     }
     ZeroGaps(fbuf_, v0, covered_);
+    const uint64_t n = (r1 - r0) / bs;
+    same_.assign(n, 0);
+    if (cc_) return CompareByChecksum(r0, r1, v0, mapped, data);
     covered_.clear();
     for (const Extent& x : mapped) {
       // The view part of a mapped raw extent (a plain view starts at d).
@@ -106,6 +131,35 @@ class Merger {
       covered_.emplace_back(a - d_, e - d_);
     }
     ZeroGaps(cbuf_, v0, covered_);
+    return Decide(r0, r1, v0, mapped, data);
+  }
+
+  // The mapped blocks' file content, encrypted, against the pool's
+  // checksums (same_). REQUIRES: d_ and the view's size are block multiples.
+  Status CompareByChecksum(uint64_t r0, uint64_t r1, uint64_t v0,
+                           const std::vector<Extent>& mapped, std::vector<Extent>& data) {
+    const uint64_t bs = raw_.block_size();
+    const uint64_t size = view_.size_bytes();
+    ebuf_.resize(fbuf_.size());
+    for (const Extent& x : mapped) {
+      // Whole blocks: d_, size and the extents are block multiples.
+      const uint64_t a = std::max({x.offset, d_, r0}), e = std::min({x.end(), d_ + size, r1});
+      if (e <= a) continue;
+      auto plain = std::span<const uint8_t>(fbuf_).subspan(a - d_ - v0, e - a);
+      auto cipher = std::span<uint8_t>(ebuf_).subspan(a - d_ - v0, e - a);
+      RETURN_IF_ERROR(cc_->xts->Encrypt(plain, cipher, cc_->sector_size,
+                                        (a - d_) / 512 + cc_->iv_tweak));
+      ASSIGN_OR_RETURN(auto same, cc_->pool->SameStored(cc_->entry, a, cipher));
+      std::copy(same.begin(), same.end(), same_.begin() + static_cast<long>((a - r0) / bs));
+    }
+    return Decide(r0, r1, v0, mapped, data);
+  }
+
+  // Decides per raw block, then applies runs of one action.
+  Status Decide(uint64_t r0, uint64_t r1, uint64_t v0, const std::vector<Extent>& mapped,
+                std::vector<Extent>& data) {
+    const uint64_t bs = raw_.block_size();
+    const uint64_t size = view_.size_bytes();
     // Per raw block: mapped in the pool, holding file data.
     const uint64_t n = (r1 - r0) / bs;
     is_mapped_.assign(n, 0);
@@ -128,6 +182,8 @@ class Merger {
           // Stored bytes: an unmapped block reads as zeros, exactly.
           if ((is_mapped || !hole) && std::memcmp(f.data(), c.data(), f.size()) != 0)
             act = AllZero(f) ? Action::kUnmap : Action::kWrite;
+        } else if (is_mapped && cc_) {
+          if (!same_[(r - r0) / bs]) act = Action::kWrite;
         } else if (is_mapped) {
           if (std::memcmp(f.data(), c.data(), f.size()) != 0) act = Action::kWrite;
         } else if (!hole) {
@@ -166,7 +222,9 @@ class Merger {
   const bool plain_;
   Progress* progress_;
   ImportIntoReport& rep_;
-  std::vector<uint8_t> fbuf_, cbuf_, is_mapped_, has_data_;
+  CipherCompare* cc_;
+  bool flush_ = true;
+  std::vector<uint8_t> fbuf_, cbuf_, ebuf_, is_mapped_, has_data_, same_;
   std::vector<std::pair<uint64_t, uint64_t>> covered_;  // view ranges read into a buffer
 };
 
@@ -190,7 +248,7 @@ Result<ImportIntoReport> ImportInto(const ImportIntoOptions& o) {
 
   ASSIGN_OR_RETURN(auto pool, OpenPool(o.pool_path, PoolAccess::kWritable));
   auto server = ServeWhileHolding(pool, o.pool_path);  // until the import returns
-  ASSIGN_OR_RETURN(auto vol, pool->Stat(o.volume));
+  ASSIGN_OR_RETURN(auto vol, pool->Lookup(o.volume));
   if (vol.kind != pool::EntryKind::kVolume)
     return Status::InvalidArgument("'" + o.volume +
                                    "' is a snapshot: import --into takes a volume");
@@ -245,12 +303,27 @@ Result<ImportIntoReport> ImportInto(const ImportIntoOptions& o) {
     ASSIGN_OR_RETURN(auto raw, pool->OpenVolume(hidden, false, "import --into"));
     std::unique_ptr<BlockDevice> view;
     uint64_t data_offset = 0;
+    std::unique_ptr<CipherCompare> cc;
     if (plain) {
       ASSIGN_OR_RETURN(auto lower, pool->OpenVolume(hidden, false, "import --into"));
       ASSIGN_OR_RETURN(auto u, Unlock(std::move(lower), o.passphrase, true, true, 1));
       auto* crypt = dynamic_cast<fde::CryptDevice*>(u.device.get());
       if (!crypt) return Status::Internal("unlocked volume is not a crypt device");
       data_offset = crypt->data_offset();
+      // By checksum where the pool keeps them and blocks hold whole
+      // sectors at block-aligned offsets; else by decrypting.
+      const uint64_t bs = raw->block_size();
+      if (auto fp = pool->file_pool();
+          fp && data_offset % bs == 0 && crypt->size_bytes() % bs == 0 &&
+          bs % crypt->block_size() == 0) {
+        ASSIGN_OR_RETURN(auto key, crypt->CopyVolumeKey());
+        cc = std::make_unique<CipherCompare>();
+        ASSIGN_OR_RETURN(cc->xts, fde::XtsCipher::Create(key.bytes()));
+        cc->pool = fp.get();
+        cc->entry = hidden;
+        cc->sector_size = crypt->block_size();
+        cc->iv_tweak = crypt->iv_tweak();
+      }
       view = std::move(u.device);
     }
     BlockDevice& v = view ? *view : *raw;
@@ -261,7 +334,8 @@ Result<ImportIntoReport> ImportInto(const ImportIntoOptions& o) {
           rep.format + " image of volume '" + o.volume + "' is " +
           std::to_string(v.size_bytes()) + " bytes (import --into keeps the volume's size)");
     if (o.progress) o.progress->SetTotal(v.size_bytes());
-    Merger m(*in, *raw, v, data_offset, plain, o.progress, rep);
+    Merger m(*in, *raw, v, data_offset, plain, o.progress, rep, cc.get());
+    if (pool->file_pool()) m.SkipFinalFlush();
     RETURN_IF_ERROR(m.Run());
     if (o.progress) o.progress->Finish();
     view.reset();

@@ -20,7 +20,7 @@ std::string SnapOf(const std::string& name) {
 }
 
 Result<pool::EntryInfo> StatSnapshot(VolumeStore& pool, const std::string& name) {
-  ASSIGN_OR_RETURN(auto e, pool.Stat(name));
+  ASSIGN_OR_RETURN(auto e, pool.Lookup(name));
   if (e.kind != pool::EntryKind::kSnapshot)
     return Status::InvalidArgument("'" + name + "' is not a snapshot (send takes VOLUME@SNAPSHOT)");
   return e;
@@ -59,7 +59,7 @@ Result<std::optional<pool::EntryInfo>> ByUuid(VolumeStore& pool, const std::stri
 
 // Whether an entry named `name` exists: one name lookup.
 Result<bool> Exists(VolumeStore& pool, const std::string& name) {
-  auto e = pool.Stat(name);
+  auto e = pool.Lookup(name);
   if (e.ok()) return true;
   if (e.status().code() == Code::kNotFound) return false;
   return e.status();
@@ -283,8 +283,8 @@ Status DropHidden(VolumeStore& pool, const std::string& hidden, bool best_effort
 
 // Differs volume from snapshot (content or size)?
 Result<bool> Diverged(VolumeStore& pool, const std::string& snap, const std::string& volume) {
-  ASSIGN_OR_RETURN(auto s, pool.Stat(snap));
-  ASSIGN_OR_RETURN(auto v, pool.Stat(volume));
+  ASSIGN_OR_RETURN(auto s, pool.Lookup(snap));
+  ASSIGN_OR_RETURN(auto v, pool.Lookup(volume));
   ASSIGN_OR_RETURN(auto changed, Changes(pool, snap, volume));
   return !changed.empty() || s.size_bytes != v.size_bytes;
 }
@@ -299,8 +299,8 @@ Status CompleteInterrupted(VolumeStore& pool) {
     const std::string hidden = VolumeOf(n);
     const std::string volume = hidden.substr(std::string(kReceivePrefix).size());
     const std::string snap = volume + "@" + SnapOf(n);
-    ASSIGN_OR_RETURN(auto hs, pool.Stat(n));
-    ASSIGN_OR_RETURN(auto hv, pool.Stat(hidden));
+    ASSIGN_OR_RETURN(auto hs, pool.Lookup(n));
+    ASSIGN_OR_RETURN(auto hv, pool.Lookup(hidden));
     auto point = ParseResumeToken(hv.note);
     // A full publication clears the token before the rename; an incremental
     // one never does.
@@ -333,7 +333,7 @@ Result<std::vector<PartialReceive>> ListPartialReceives(VolumeStore& pool) {
   std::vector<PartialReceive> out;
   for (auto& n : names) {
     if (n.rfind(kReceivePrefix, 0) != 0 || n.find('@') != std::string::npos) continue;
-    ASSIGN_OR_RETURN(auto e, pool.Stat(n));
+    ASSIGN_OR_RETURN(auto e, pool.Lookup(n));
     PartialReceive p;
     p.hidden = n;
     p.volume = n.substr(std::string(kReceivePrefix).size());
@@ -414,7 +414,7 @@ Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
   if (!h.incremental()) {
     volume = partial ? partial->volume : options.volume.empty() ? h.volume : options.volume;
     RETURN_IF_ERROR(ValidateName(volume, "volume"));  // the CLI's rules: no hidden names
-    auto taken = pool.Stat(volume);  // one name lookup
+    auto taken = pool.Lookup(volume);  // one name lookup
     if (taken.ok()) return Status::AlreadyExists("volume " + volume + " already exists");
     if (taken.status().code() != Code::kNotFound) return taken.status();
   } else {
@@ -443,7 +443,7 @@ Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
                                      base->name + " (uuid " + base->uuid +
                                      "), the stream's base; --force rolls those changes back");
     }
-    auto taken = pool.Stat(volume + "@" + h.snapshot);  // one name lookup
+    auto taken = pool.Lookup(volume + "@" + h.snapshot);  // one name lookup
     if (taken.ok())
       return Status::AlreadyExists("snapshot " + volume + "@" + h.snapshot + " already exists");
     if (taken.status().code() != Code::kNotFound) return taken.status();
@@ -482,7 +482,7 @@ Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
       RETURN_IF_ERROR(pool.CreateVolume(hidden, h.size_bytes, token_meta, vol_id));
     } else {
       RETURN_IF_ERROR(pool.Clone(base_name, hidden, token_meta));
-      ASSIGN_OR_RETURN(auto b, pool.Stat(base_name));
+      ASSIGN_OR_RETURN(auto b, pool.Lookup(base_name));
       if (h.size_bytes != b.size_bytes) {
         if (Status st = pool.Resize(hidden, h.size_bytes); !st.ok()) {
           (void)DropHidden(pool, hidden);

@@ -341,6 +341,50 @@ TEST_CASE("writes below and between mapped blocks, and rewrites, in one transact
   RequireClean(*mp.pool);
 }
 
+TEST_CASE("same-stored compares blocks with an entry by checksum, per block") {
+  MemPool mp;
+  REQUIRE_OK(mp.Create(256));
+  REQUIRE_OK(mp.pool->CreateVolume("v", 1 << 20, {}));
+  auto data = RandomBytes(8 * kBs, 21);
+  WriteAt(*mp.pool, "v", 4, data);  // blocks 4..11 mapped
+  REQUIRE_OK(mp.pool->Snapshot("v", "v@s", {}));
+  // The same bytes at the same place match; they do in the snapshot too
+  // (its blocks are the volume's, shared).
+  for (const std::string name : {"v", "v@s"}) {
+    auto same = mp.pool->SameStored(name, 4 * kBs, data);
+    REQUIRE_OK(same);
+    REQUIRE(*same == std::vector<uint8_t>(8, 1));
+  }
+  // One byte changed in block 6 (the third): only that block differs.
+  auto changed = data;
+  changed[2 * kBs + 100] ^= 1;
+  auto same = mp.pool->SameStored("v", 4 * kBs, changed);
+  REQUIRE_OK(same);
+  REQUIRE(*same == std::vector<uint8_t>{1, 1, 0, 1, 1, 1, 1, 1});
+  // The same bytes one block further on: every block differs (other
+  // content there, or unmapped).
+  same = mp.pool->SameStored("v", 5 * kBs, data);
+  REQUIRE_OK(same);
+  REQUIRE(*same == std::vector<uint8_t>(8, 0));
+  // Unmapped blocks never match, zeros included.
+  same = mp.pool->SameStored("v", 100 * kBs, std::vector<uint8_t>(2 * kBs, 0));
+  REQUIRE_OK(same);
+  REQUIRE(*same == std::vector<uint8_t>(2, 0));
+  // After a copy-on-write rewrite of block 4, the volume's block 4 has new
+  // content; the snapshot keeps the old.
+  auto fresh = RandomBytes(kBs, 22);
+  WriteAt(*mp.pool, "v", 4, fresh);
+  same = mp.pool->SameStored("v", 4 * kBs, fresh);
+  REQUIRE_OK(same);
+  REQUIRE(*same == std::vector<uint8_t>{1});
+  same = mp.pool->SameStored("v@s", 4 * kBs, fresh);
+  REQUIRE_OK(same);
+  REQUIRE(*same == std::vector<uint8_t>{0});
+  REQUIRE(CodeOf(mp.pool->SameStored("nope", 0, fresh)) == Code::kNotFound);
+  REQUIRE(CodeOf(mp.pool->SameStored("v", 1, fresh)) == Code::kInvalidArgument);
+  REQUIRE(CodeOf(mp.pool->SameStored("v", (1 << 20) - kBs, data)) == Code::kOutOfRange);
+}
+
 TEST_CASE("stored runs locate verified data in the backing file") {
   TempDir dir;
   std::string path = dir.file("pool.img");

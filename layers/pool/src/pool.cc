@@ -865,11 +865,33 @@ Result<std::vector<EntryInfo>> Pool::Impl::FindByUuid(const std::string& uuid) {
   return out;
 }
 
-Result<EntryInfo> Pool::Impl::Stat(const std::string& name) {
+Result<EntryInfo> Pool::Impl::Stat(const std::string& name, bool accounting) {
   std::lock_guard<std::mutex> lock(mu_);
   RETURN_IF_ERROR(Usable());
   ASSIGN_OR_RETURN(TableEntry * e, Find(name));
-  return InfoOf(*e);
+  return InfoOf(*e, accounting);
+}
+
+Result<std::vector<uint8_t>> Pool::Impl::SameStored(const std::string& name, uint64_t offset,
+                                                    std::span<const uint8_t> data) {
+  if (offset % bs_ || data.size() % bs_)
+    return Status::InvalidArgument("same stored: offset and length must be block multiples");
+  const uint64_t first = offset / bs_, n = data.size() / bs_;
+  std::vector<LogicalMapping> maps;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    RETURN_IF_ERROR(Usable());
+    ASSIGN_OR_RETURN(TableEntry * e, Find(name));
+    RETURN_IF_ERROR(InBounds(*e, first, n, "checksum comparison"));
+    ASSIGN_OR_RETURN(maps, Mappings(*e, first, first + n));
+  }
+  // Hashed outside the lock: the mappings are values, `data` is the caller's.
+  std::vector<uint8_t> same(n, 0);
+  for (const LogicalMapping& m : maps) {
+    const uint64_t i = m.first - first;
+    same[i] = DataChecksum(data.subspan(i * bs_, bs_), m.second.phys) == m.second.csum;
+  }
+  return same;
 }
 
 Result<std::vector<StoredRun>> Pool::Impl::StoredRuns(const std::string& name, uint64_t offset,
@@ -1041,11 +1063,16 @@ Result<std::vector<std::string>> Pool::HiddenNames() { return impl_->HiddenNames
 Result<std::vector<EntryInfo>> Pool::FindByUuid(const std::string& uuid) {
   return impl_->FindByUuid(uuid);
 }
-Result<EntryInfo> Pool::Stat(const std::string& name) { return impl_->Stat(name); }
+Result<EntryInfo> Pool::Stat(const std::string& name) { return impl_->Stat(name, true); }
+Result<EntryInfo> Pool::Lookup(const std::string& name) { return impl_->Stat(name, false); }
 Result<PoolInfo> Pool::Info() { return impl_->Info(); }
 Result<CheckReport> Pool::Check() { return impl_->Check(); }
 Result<VerifyReport> Pool::Verify(const std::function<void(uint64_t)>& progress) {
   return impl_->Verify(progress);
+}
+Result<std::vector<uint8_t>> Pool::SameStored(const std::string& name, uint64_t offset,
+                                              std::span<const uint8_t> data) {
+  return impl_->SameStored(name, offset, data);
 }
 Result<std::vector<StoredRun>> Pool::StoredRuns(const std::string& name, uint64_t offset,
                                                 uint64_t length) {

@@ -82,7 +82,9 @@ class Pool::Impl : public std::enable_shared_from_this<Pool::Impl> {
   Result<std::vector<std::string>> Names();
   Result<std::vector<std::string>> HiddenNames();
   Result<std::vector<EntryInfo>> FindByUuid(const std::string& uuid);
-  Result<EntryInfo> Stat(const std::string& name);
+  Result<EntryInfo> Stat(const std::string& name, bool accounting);
+  Result<std::vector<uint8_t>> SameStored(const std::string& name, uint64_t offset,
+                                          std::span<const uint8_t> data);
   Result<std::vector<StoredRun>> StoredRuns(const std::string& name, uint64_t offset,
                                             uint64_t length);
   Status Diff(const std::string& from, const std::string& to,

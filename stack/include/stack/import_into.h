@@ -21,6 +21,17 @@
 //            reads back as noise, and a hole in a raw file means zeros (a
 //            guest's write-zeroes may have made it). The LUKS header (before
 //            the data segment) is never touched.
+//            On a pool file (blocks holding whole sectors, the data segment
+//            block-aligned), a mapped block is compared without reading it:
+//            the file's plaintext is encrypted with the volume's key and its
+//            checksum compared with the one the pool keeps for the block
+//            (pool::Pool::SameStored; XXH3-64 seeded with the block's
+//            location). The file's author does not hold the key, so the
+//            ciphertext cannot be chosen to collide: a changed block is
+//            taken for unchanged with probability 2^-64. A block whose
+//            stored sectors are partly all-zero ciphertext (never written,
+//            reading as zeros) is rewritten as encrypted zeros: the same
+//            plaintext, a few extra bytes.
 //            On an unencrypted volume kPlain is kStored.
 // The file must be exactly as large as the view (the volume keeps its size).
 //

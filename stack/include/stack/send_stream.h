@@ -174,7 +174,10 @@ class StreamReader {
   uint64_t hole_bytes() const { return hole_bytes_; }
 
  private:
-  Status ReadExact(std::span<uint8_t> out, const char* what);
+  // Fills `out` or fails (Corruption naming `what` if the input ends);
+  // `piece`, if given, sees each part as it arrives.
+  Status ReadExact(std::span<uint8_t> out, const char* what,
+                   const std::function<void(std::span<const uint8_t>)>& piece = nullptr);
   Status Bad(const std::string& what) const;
   struct Hasher;
   ByteSource source_;

@@ -77,8 +77,9 @@ class VolumeStore {
   virtual Result<std::vector<pool::EntryInfo>> FindByUuid(const std::string& uuid) = 0;
   virtual Result<pool::EntryInfo> Stat(const std::string& name) = 0;
   // Stat without the space accounting (mapped, exclusive and shared bytes
-  // may be 0), for callers that want the record only: on RBD the
-  // accounting reads the image's allocation (a diff). Default: Stat.
+  // may be 0), for callers that want the record only (names, sizes, kinds,
+  // uuids): the accounting walks the entry's tree on a pool file and reads
+  // the image's allocation (a diff) on RBD. Default: Stat.
   virtual Result<pool::EntryInfo> Lookup(const std::string& name) { return Stat(name); }
   virtual Result<pool::PoolInfo> Info() = 0;
   // As Pool::Diff. The sink must not call back into the store.
@@ -168,6 +169,7 @@ class PoolVolumeStore final : public VolumeStore {
     return pool_->FindByUuid(uuid);
   }
   Result<pool::EntryInfo> Stat(const std::string& name) override { return pool_->Stat(name); }
+  Result<pool::EntryInfo> Lookup(const std::string& name) override { return pool_->Lookup(name); }
   Result<pool::PoolInfo> Info() override { return pool_->Info(); }
   Status Diff(const std::string& from, const std::string& to,
               const std::function<Status(const pool::DiffRange&)>& sink,

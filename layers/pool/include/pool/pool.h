@@ -249,6 +249,11 @@ class Pool {
   // exclusive_bytes and shared_bytes are 0 (Stat gives them).
   Result<std::vector<EntryInfo>> FindByUuid(const std::string& uuid);
   Result<EntryInfo> Stat(const std::string& name);
+  // Stat without the accounting (exclusive_bytes and shared_bytes are 0):
+  // one name lookup, no tree walked and no reference count read, where
+  // Stat's accounting walks the entry's tree (send, receive and import ask
+  // for names, sizes and uuids only).
+  Result<EntryInfo> Lookup(const std::string& name);
   Result<PoolInfo> Info();
   // Full consistency check (reference counts, trees, metadata checksums).
   Result<CheckReport> Check();
@@ -265,6 +270,18 @@ class Pool {
   // offset and length: multiples of block_size().
   Result<std::vector<StoredRun>> StoredRuns(const std::string& name, uint64_t offset,
                                             uint64_t length);
+  // For each block of `data`, the bytes `name` would store at `offset` and
+  // on: 1 if the entry maps that block with the same data checksum, else 0
+  // (unmapped: 0). Only the mappings are read, not the data: for finding
+  // what changed without reading what did not (import --into). The checksum
+  // is XXH3-64 seeded with the block's location: equal bytes always match;
+  // different bytes match with probability 2^-64 unless chosen to collide,
+  // so `data` must not be under an adversary's control (ciphertext under a
+  // key its author does not hold is not). A corrupt stored block is not
+  // detected here. offset and data.size(): multiples of block_size(),
+  // inside the entry (InvalidArgument / OutOfRange otherwise).
+  Result<std::vector<uint8_t>> SameStored(const std::string& name, uint64_t offset,
+                                          std::span<const uint8_t> data);
   // The ranges where `to` differs from `from` (entries of this pool; `from`
   // empty = an empty volume, so every mapped range of `to` is kWritten).
   // kWritten: `to` maps a block there that is not `from`'s block at that
