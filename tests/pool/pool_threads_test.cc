@@ -255,6 +255,7 @@ TEST_CASE("large writes on several threads with commits and snapshots beside the
   constexpr uint64_t kStripe = 32;  // blocks per writer: 128 KiB
   REQUIRE_OK(mp.pool->CreateVolume("v", kWriters * kStripe * kBs, {}));
   std::atomic<bool> stop{false};
+  std::atomic<int> images{0};  // crash images taken so far
   std::vector<std::string> errors(kWriters + 1);
   std::vector<uint64_t> last(kWriters, 0);
   std::vector<std::thread> threads;
@@ -266,7 +267,10 @@ TEST_CASE("large writes on several threads with commits and snapshots beside the
         return;
       }
       const uint64_t base = w * kStripe;
-      for (uint64_t version = 1; version <= 150; ++version) {
+      // At least 150 versions, and on until the committer has taken three
+      // crash images (a loaded machine ran the writers to the end first).
+      for (uint64_t version = 1; version <= 150 || (images.load() < 3 && version < 100000);
+           ++version) {
         // Mostly whole stripes (the unlocked path), sometimes one block
         // rewritten in place (the locked one) right after.
         // VersionedBlocks numbers blocks from 0: renumber for this stripe.
@@ -297,6 +301,7 @@ TEST_CASE("large writes on several threads with commits and snapshots beside the
       Status st = mp.pool->Commit();
       if (st.ok() && i % 4 == 0 && crash_images.size() < 40) {
         crash_images.push_back(mp.storage->Clone());
+        ++images;
       }
       const std::string snap = "v@s" + std::to_string(i % 4);
       if (st.ok()) st = mp.pool->Snapshot("v", snap, {});
