@@ -630,6 +630,32 @@ class DiscardCounter final : public PassthroughDevice {
  private:
   std::shared_ptr<uint64_t> bytes_;
 };
+
+// A 96 MiB pool in memory whose discards are counted, with a 32 MiB
+// volume "v" open for writing.
+struct CountedPool {
+  std::shared_ptr<uint64_t> discarded = std::make_shared<uint64_t>(0);
+  std::unique_ptr<Pool> pool;
+  std::unique_ptr<BlockDevice> v;
+
+  explicit CountedPool(size_t cache_bytes) {
+    auto storage = std::make_shared<MemStorage>();
+    storage->block_size = 4096;
+    storage->block_count = (96 << 20) / 4096;
+    PoolCreateOptions o;
+    o.size_bytes = 96 << 20;
+    o.cache_bytes = cache_bytes;
+    auto p = Pool::Create(MakeDeviceStore(std::make_unique<DiscardCounter>(
+                              std::make_unique<MemDevice>(storage), discarded)),
+                          o);
+    REQUIRE_OK(p);
+    pool = std::move(p).value();
+    REQUIRE_OK(pool->CreateVolume("v", 32 << 20, {}));
+    auto d = pool->OpenVolume("v", false);
+    REQUIRE_OK(d);
+    v = std::move(d).value();
+  }
+};
 }  // namespace
 
 TEST_CASE("a rewrite takes the blocks the last commit freed instead of discarding them") {
@@ -637,33 +663,21 @@ TEST_CASE("a rewrite takes the blocks the last commit freed instead of discardin
   // each commit and allocating a new one made a pool file on ext4 punch
   // and reallocate the same bytes on every pass (a third of a served
   // volume's sequential write time); the freed run is reused instead.
-  auto storage = std::make_shared<MemStorage>();
-  storage->block_size = 4096;
-  storage->block_count = (96 << 20) / 4096;
-  auto discarded = std::make_shared<uint64_t>(0);
-  PoolCreateOptions o;
-  o.size_bytes = 96 << 20;
-  auto p = Pool::Create(MakeDeviceStore(std::make_unique<DiscardCounter>(
-                            std::make_unique<MemDevice>(storage), discarded)),
-                        o);
-  REQUIRE_OK(p);
-  REQUIRE_OK((*p)->CreateVolume("v", 32 << 20, {}));
-  auto v = (*p)->OpenVolume("v", false);
-  REQUIRE_OK(v);
+  CountedPool cp(64ull << 20);
   std::vector<uint8_t> last;
   for (int pass = 0; pass < 6; ++pass) {
     last = RandomBytes(16 << 20, 100 + pass);
-    REQUIRE_OK((*v)->Write(0, last));
-    REQUIRE_OK((*v)->Flush());
+    REQUIRE_OK(cp.v->Write(0, last));
+    REQUIRE_OK(cp.v->Flush());
   }
-  CHECK(*discarded == 0);
-  auto all = ReadEntry(**p, "v");
+  CHECK(*cp.discarded == 0);
+  auto all = ReadEntry(*cp.pool, "v");
   REQUIRE(std::equal(last.begin(), last.end(), all.begin()));
   // Deleting the volume is an entry operation: its space goes back at once.
-  v->reset();
-  REQUIRE_OK((*p)->Delete("v"));
-  CHECK(*discarded >= (16u << 20));
-  RequireClean(**p);
+  cp.v.reset();
+  REQUIRE_OK(cp.pool->Delete("v"));
+  CHECK(*cp.discarded >= (16u << 20));
+  RequireClean(*cp.pool);
 }
 
 TEST_CASE("a rewrite stream cut by the transaction bound, then a short commit, keeps its freed runs") {
@@ -671,39 +685,26 @@ TEST_CASE("a rewrite stream cut by the transaction bound, then a short commit, k
   // MiB and ends with a flush that commits a few blocks. That short commit
   // took almost nothing from the runs the stream had freed, so it punched
   // them, and the next pass allocated the same bytes of the pool file again.
-  auto storage = std::make_shared<MemStorage>();
-  storage->block_size = 4096;
-  storage->block_count = (96 << 20) / 4096;
-  auto discarded = std::make_shared<uint64_t>(0);
-  PoolCreateOptions o;
-  o.size_bytes = 96 << 20;
-  o.cache_bytes = 1 << 20;  // a bound of 4096 block states: a commit every ~8 MiB rewritten
-  auto p = Pool::Create(MakeDeviceStore(std::make_unique<DiscardCounter>(
-                            std::make_unique<MemDevice>(storage), discarded)),
-                        o);
-  REQUIRE_OK(p);
-  REQUIRE_OK((*p)->CreateVolume("v", 32 << 20, {}));
-  auto v = (*p)->OpenVolume("v", false);
-  REQUIRE_OK(v);
+  CountedPool cp(1 << 20);  // a bound of 4096 block states: a commit every ~8 MiB rewritten
   std::vector<uint8_t> last;
   const std::vector<uint8_t> small = RandomBytes(4096, 7);
   for (int pass = 0; pass < 5; ++pass) {
     last = RandomBytes(20 << 20, 200 + pass);
     for (size_t off = 0; off < last.size(); off += 1 << 20) {
-      REQUIRE_OK((*v)->Write(off, std::span<const uint8_t>(last).subspan(off, 1 << 20)));
+      REQUIRE_OK(cp.v->Write(off, std::span<const uint8_t>(last).subspan(off, 1 << 20)));
     }
-    REQUIRE_OK((*v)->Flush());
-    REQUIRE_OK((*v)->Write(24 << 20, small));  // the short commit
-    REQUIRE_OK((*v)->Flush());
+    REQUIRE_OK(cp.v->Flush());
+    REQUIRE_OK(cp.v->Write(24 << 20, small));  // the short commit
+    REQUIRE_OK(cp.v->Flush());
   }
-  CHECK(*discarded == 0);
-  auto all = ReadEntry(**p, "v");
+  CHECK(*cp.discarded == 0);
+  auto all = ReadEntry(*cp.pool, "v");
   REQUIRE(std::equal(last.begin(), last.end(), all.begin()));
   REQUIRE(std::equal(small.begin(), small.end(), all.begin() + (24 << 20)));
   // Closing gives back what was kept: about one cut of the stream.
-  v->reset();
-  p->reset();
-  CHECK(*discarded >= (4u << 20));
+  cp.v.reset();
+  cp.pool.reset();
+  CHECK(*cp.discarded >= (4u << 20));
 }
 
 TEST_CASE("freed space goes back to the file system, shared blocks stay") {
