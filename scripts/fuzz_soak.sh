@@ -9,9 +9,13 @@
 # SOAK_TIME=SECONDS bounds each fuzzer's run (libFuzzer -max_total_time).
 # SOAK_RESUME=1 goes on from where the last run of a fuzzer stopped: its
 # grown corpus is kept, the run asks only for the executions still missing,
-# and its result adds to the ledger (build-fuzz/soak/<fuzzer>.ledger: one
-# "executions seconds status" line per run). Without it a fuzzer's ledger
-# and corpus start afresh. A fuzzer is clean when every run in its ledger
+# and its result adds to the ledger (<fuzzer>.ledger in SOAK_LEDGERS, by
+# default build-fuzz/soak/: one "executions seconds status commit date" line
+# per run). Without it a fuzzer's ledger and corpus start afresh. With
+# SOAK_LEDGERS=fuzz/soak the ledgers are the tracked record a sitting
+# commits, so a soak longer than one machine's life goes on elsewhere: a
+# fuzzer whose ledger is kept but whose grown corpus is gone starts again
+# from its seeds and adds to the same ledger. A fuzzer is clean when every run in its ledger
 # ended clean and their executions add up to RUNS: a fuzzer too slow for
 # 10^7 executions in one sitting reaches them over several.
 # Findings (crash-*, leak-*, timeout-*) are kept in build-fuzz/soak/<fuzzer>/.
@@ -24,7 +28,10 @@ STACK_BUILD_DIR="$ROOT/build-fuzz" STACK_CXX=clang++-14 STACK_CC=clang-14 \
   STACK_CMAKE_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}" \
   STACK_BUILD_TARGETS=stack_fuzzers "$ROOT/scripts/build.sh" || { echo "SOAK: BUILD FAILED"; exit 1; }
 OUT="$ROOT/build-fuzz/soak"
-mkdir -p "$OUT"
+LEDGERS=${SOAK_LEDGERS:-$OUT}
+case $LEDGERS in /*) ;; *) LEDGERS="$ROOT/$LEDGERS" ;; esac
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+mkdir -p "$OUT" "$LEDGERS"
 
 # ledger_sum <ledger>: "executions seconds runs status" over its lines;
 # status is FAILED if any run failed, else clean.
@@ -38,9 +45,10 @@ ledger_sum() {
 soak_one() {
   local f=$1 name area dir ledger t0 rc execs done_execs left
   name=$(basename "$f"); area=$(basename "$(dirname "$f")")
-  dir="$OUT/$name"; ledger="$OUT/$name.ledger"
-  if [ "${SOAK_RESUME:-0}" != 1 ] || [ ! -d "$dir/corpus" ] || [ ! -s "$ledger" ]; then
-    rm -rf "$dir" "$ledger"; mkdir -p "$dir/corpus"
+  dir="$OUT/$name"; ledger="$LEDGERS/$name.ledger"
+  if [ "${SOAK_RESUME:-0}" != 1 ]; then rm -f "$ledger"; fi
+  if [ ! -s "$ledger" ] || [ ! -d "$dir/corpus" ]; then
+    rm -rf "$dir"; mkdir -p "$dir/corpus"
     if ! fuzz_corpus "$area" "$name" "$dir/corpus"; then
       echo "$name 0 0 NO-SEEDS 0" > "$OUT/$name.result"; return
     fi
@@ -54,14 +62,14 @@ soak_one() {
        ${SOAK_TIME:+-max_total_time=$SOAK_TIME} corpus > log 2>&1)
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
-    echo "${execs:-0} $((SECONDS - t0)) $([ $rc -eq 0 ] && echo clean || echo FAILED)" >> "$ledger"
+    echo "${execs:-0} $((SECONDS - t0)) $([ $rc -eq 0 ] && echo clean || echo FAILED) $COMMIT $(date -u +%F)" >> "$ledger"
     cp "$dir/log" "$dir/log.$(wc -l < "$ledger")"
   fi
   read -r execs secs runs status < <(ledger_sum "$ledger")
   echo "$name $execs $secs $status $runs" > "$OUT/$name.result"
 }
 export -f soak_one ledger_sum fuzz_corpus
-export ROOT OUT RUNS SOAK_TIME SOAK_RESUME
+export ROOT OUT LEDGERS COMMIT RUNS SOAK_TIME SOAK_RESUME
 fuzz_targets | grep -E "/[^/]*(${SOAK_ONLY:-.})[^/]*\$" | xargs -P "$JOBS" -I{} bash -c 'soak_one "$@"' _ {}
 
 bad=0; total=0
