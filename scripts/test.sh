@@ -76,6 +76,27 @@ PY
 
 . "$ROOT/scripts/fuzz_corpus.sh"
 
+# fuzz_one <fuzzer>: runs it FUZZ_SECONDS on its seed corpus; writes "ok" or
+# why not to $RES/<name>, and prints the log's tail when it failed.
+fuzz_one() {
+  local f=$1 name area work
+  name=$(basename "$f"); area=$(basename "$(dirname "$f")")
+  work=$(mktemp -d)
+  if ! fuzz_corpus "$area" "$name" "$work"; then
+    echo "fuzz: $name has no seed corpus (fuzz/$area/{corpus,seeds}/ or make_seeds.sh)"
+    echo "no seeds" > "$RES/$name"; rm -rf "$work"; return
+  fi
+  echo "fuzz: $name for ${FUZZ_SECONDS}s on $(ls "$work" | wc -l) seeds"
+  if "$f" -max_total_time="$FUZZ_SECONDS" -timeout=60 -print_final_stats=0 "$work" >"$work.log" 2>&1; then
+    echo ok > "$RES/$name"
+  else
+    echo "fuzz: $name FAILED"; tail -40 "$work.log"; echo FAILED > "$RES/$name"
+  fi
+  rm -rf "$work" "$work.log"
+}
+export -f fuzz_one fuzz_corpus
+export ROOT
+
 for phase in $PHASES; do
   echo "=== phase: $phase ==="
   t0=$SECONDS
@@ -112,21 +133,12 @@ for phase in $PHASES; do
       if STACK_BUILD_DIR="$ROOT/build-asan" STACK_CXX=clang++-14 STACK_CC=clang-14 \
          STACK_SANITIZER=asan STACK_CMAKE_ARGS="$ASAN_FUZZ_ARGS" \
          STACK_BUILD_TARGETS=stack_fuzzers "$ROOT/scripts/build.sh"; then
-        n=0; bad=0
-        for f in $(fuzz_targets "$ROOT/build-asan"); do
-          name=$(basename "$f"); area=$(basename "$(dirname "$f")")
-          work=$(mktemp -d)
-          n=$((n+1))
-          if ! fuzz_corpus "$area" "$name" "$work"; then
-            echo "fuzz: $name has no seed corpus (fuzz/$area/{corpus,seeds}/ or make_seeds.sh)"
-            bad=$((bad+1)); rm -rf "$work"; continue
-          fi
-          echo "fuzz: $name for ${FUZZ_SECONDS}s on $(ls "$work" | wc -l) seeds"
-          if ! "$f" -max_total_time="$FUZZ_SECONDS" -timeout=60 -print_final_stats=0 "$work" >"$work.log" 2>&1; then
-            echo "fuzz: $name FAILED"; tail -40 "$work.log"; bad=$((bad+1))
-          fi
-          rm -rf "$work" "$work.log"
-        done
+        # Two at a time (one per core here): each runs FUZZ_SECONDS alone.
+        res=$(mktemp -d)
+        fuzz_targets "$ROOT/build-asan" | FUZZ_SECONDS=$FUZZ_SECONDS RES=$res \
+          xargs -P "$JOBS" -I{} bash -c 'fuzz_one "$@"' _ {}
+        n=$(ls "$res" | wc -l); bad=$(grep -L '^ok$' "$res"/* 2>/dev/null | wc -l)
+        rm -rf "$res"
         RESULTS+=("fuzz: $n targets x ${FUZZ_SECONDS}s, $bad failed")
         [ $n -eq 0 ] || [ $bad -ne 0 ] && FAILED=1
       else
