@@ -24,10 +24,16 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${1:-10000000}
 JOBS=${2:-$(nproc)}
 . "$ROOT/scripts/fuzz_corpus.sh"
-STACK_BUILD_DIR="$ROOT/build-fuzz" STACK_CXX=clang++-14 STACK_CC=clang-14 \
-  STACK_CMAKE_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}" \
-  STACK_BUILD_TARGETS=stack_fuzzers "$ROOT/scripts/build.sh" || { echo "SOAK: BUILD FAILED"; exit 1; }
-OUT="$ROOT/build-fuzz/soak"
+# SOAK_BUILD=DIR soaks the fuzzers already built there (e.g. build-asan,
+# which scripts/test.sh builds with ASan/UBSan on every library) instead of
+# building build-fuzz.
+BUILD=${SOAK_BUILD:-$ROOT/build-fuzz}
+if [ -z "${SOAK_BUILD:-}" ]; then
+  STACK_BUILD_DIR="$BUILD" STACK_CXX=clang++-14 STACK_CC=clang-14 \
+    STACK_CMAKE_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}" \
+    STACK_BUILD_TARGETS=stack_fuzzers "$ROOT/scripts/build.sh" || { echo "SOAK: BUILD FAILED"; exit 1; }
+fi
+OUT="$BUILD/soak"
 LEDGERS=${SOAK_LEDGERS:-$OUT}
 case $LEDGERS in /*) ;; *) LEDGERS="$ROOT/$LEDGERS" ;; esac
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -70,7 +76,7 @@ soak_one() {
 }
 export -f soak_one ledger_sum fuzz_corpus
 export ROOT OUT LEDGERS COMMIT RUNS SOAK_TIME SOAK_RESUME
-fuzz_targets | grep -E "/[^/]*(${SOAK_ONLY:-.})[^/]*\$" | xargs -P "$JOBS" -I{} bash -c 'soak_one "$@"' _ {}
+fuzz_targets "$BUILD" | grep -E "/[^/]*(${SOAK_ONLY:-.})[^/]*\$" | xargs -P "$JOBS" -I{} bash -c 'soak_one "$@"' _ {}
 
 bad=0; total=0
 printf '%-28s %14s %8s %5s %s\n' fuzzer executions seconds runs result
