@@ -12,8 +12,9 @@ unsigned BulkCryptThreads(bool writable) {
   return std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
 }
 
-std::unique_ptr<BlockDevice> BulkWriteDevice(std::unique_ptr<BlockDevice> dev) {
-  return std::make_unique<WriteBehindDevice>(std::move(dev));
+std::unique_ptr<BlockDevice> BulkWriteDevice(std::unique_ptr<BlockDevice> dev,
+                                             size_t queue_bytes) {
+  return std::make_unique<WriteBehindDevice>(std::move(dev), queue_bytes);
 }
 
 Result<CopyReport> CopySparseBehind(BlockDevice& src, std::unique_ptr<BlockDevice> dst,

@@ -197,10 +197,12 @@ class Applier {
 
   // The pool's writes run on a worker thread (WriteBehindDevice) while this
   // one reads and checks the next records: on two cores, reading the input
-  // and storing it overlap. Checkpoint's Flush waits for them.
+  // and storing it overlap. Checkpoint's Flush waits for them. Four records
+  // queued at most: as fast as 32 (1 GiB through a pipe), and 28 MiB fewer
+  // buffers faulted in (~6K page faults, ~70 ms of CPU, measured).
   Status Open() {
     ASSIGN_OR_RETURN(auto dev, pool_.OpenVolume(hidden_, false, "receive"));
-    dev_ = BulkWriteDevice(std::move(dev));
+    dev_ = BulkWriteDevice(std::move(dev), 4 * size_t{kSendMaxWriteBytes});
     return Status::Ok();
   }
 

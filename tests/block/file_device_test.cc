@@ -79,3 +79,36 @@ TEST_CASE("FileDevice resize grows sparsely and shrinks") {
   REQUIRE_OK((*d)->Resize(2 * 4096));
   CHECK(CodeOf((*d)->Read(3 * 4096, buf)) == Code::kOutOfRange);
 }
+
+TEST_CASE("FileDevice flushes large writes behind, and only those") {
+  TempDir dir;
+  FileDeviceOptions o;
+  o.write_behind_bytes = 64 << 10;
+  o.flush_behind_bytes = 256 << 10;
+  auto d = FileDevice::Create(dir.file("f"), 4 << 20, o);
+  REQUIRE_OK(d);
+  auto& dev = **d;
+  // Small writes (under write_behind_bytes) are the kernel's business: no
+  // background flush, however many.
+  for (uint64_t i = 0; i < 64; ++i) REQUIRE_OK(dev.Write(i * 4096, RandomBytes(4096, i)));
+  REQUIRE_OK(dev.Flush());
+  CHECK(dev.flushes_behind() == 0);
+  // Four 128 KiB writes cross the 256 KiB mark twice: a flush runs behind
+  // them (waited for here without a time limit that could fail a slow run).
+  for (uint64_t i = 0; i < 4; ++i)
+    REQUIRE_OK(dev.Write((1 << 20) + i * (128 << 10), RandomBytes(128 << 10, 100 + i)));
+  while (dev.flushes_behind() == 0) ::usleep(1000);
+  REQUIRE_OK(dev.Flush());
+  std::vector<uint8_t> got(128 << 10);
+  for (uint64_t i = 0; i < 4; ++i) {
+    REQUIRE_OK(dev.Read((1 << 20) + i * (128 << 10), got));
+    REQUIRE(got == RandomBytes(128 << 10, 100 + i));
+  }
+  // Off by default: the same writes start nothing.
+  auto plain = FileDevice::Create(dir.file("g"), 4 << 20);
+  REQUIRE_OK(plain);
+  for (uint64_t i = 0; i < 8; ++i)
+    REQUIRE_OK((*plain)->Write(i * (128 << 10), RandomBytes(128 << 10, i)));
+  REQUIRE_OK((*plain)->Flush());
+  CHECK((*plain)->flushes_behind() == 0);
+}

@@ -73,3 +73,30 @@ TEST_CASE("delta table: a cleared table is empty and usable, flags included") {
   REQUIRE(t.Find(42)->freed);
   REQUIRE(t.size() == 1);
 }
+
+TEST_CASE("delta table: one small transaction keeps the grown table, a run of them shrinks it") {
+  DeltaTable t;
+  for (uint64_t b = 0; b < 100000; ++b) t[b].delta += 1;
+  t.Clear();
+  const size_t grown = t.slot_count();
+  REQUIRE(grown >= 200000);
+  // A few entries between large transactions (a receive's resume-point
+  // commit): the table keeps its size, so the next large one does not grow
+  // it again through fresh memory.
+  t[7].delta += 1;
+  t.Clear();
+  REQUIRE(t.slot_count() == grown);
+  for (uint64_t b = 0; b < 100000; ++b) t[b].delta += 1;
+  REQUIRE(t.slot_count() == grown);
+  t.Clear();
+  // Small transactions only: it shrinks after a few of them, and stays right.
+  for (int i = 0; i < 16; ++i) {
+    t[uint64_t(i)].delta += 1;
+    t.Clear();
+  }
+  REQUIRE(t.slot_count() < grown / 16);
+  REQUIRE(t.empty());
+  t[3].delta -= 1;
+  REQUIRE(t.Find(3)->delta == -1);
+  REQUIRE(t.Find(7) == nullptr);
+}

@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include "block/file_lock.h"
 
@@ -65,6 +68,73 @@ Status PwriteFull(int fd, const uint8_t* buf, size_t len, uint64_t off, const st
 
 }  // namespace
 
+// The flush-behind thread, started at the first flush it is asked for (a
+// device only read, or written in small pieces, never starts one).
+class FileDevice::FlushBehind {
+ public:
+  FlushBehind(int fd, const std::string& path, uint64_t every)
+      : fd_(fd), path_(path), every_(every) {}
+  ~FlushBehind() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  FlushBehind(const FlushBehind&) = delete;
+  FlushBehind& operator=(const FlushBehind&) = delete;
+
+  // `bytes` were written: every `every` bytes, a flush is asked for (one
+  // asked while one runs follows it: the running one may have missed them).
+  void Wrote(uint64_t bytes) {
+    std::lock_guard<std::mutex> lk(mu_);
+    since_ += bytes;
+    if (since_ < every_) return;
+    since_ = 0;
+    wanted_ = true;
+    if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+    wake_.notify_one();
+  }
+
+  uint64_t done() const { return done_.load(std::memory_order_acquire); }
+
+  // The first background fdatasync error, if any.
+  Status error() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return error_;
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      wake_.wait(lk, [&] { return stop_ || wanted_; });
+      if (stop_) return;
+      wanted_ = false;
+      lk.unlock();
+      int rc;
+      while ((rc = ::fdatasync(fd_)) != 0 && errno == EINTR) {
+      }
+      const int e = errno;
+      lk.lock();
+      if (rc != 0 && error_.ok()) error_ = Status::FromErrno("fdatasync (behind) " + path_, e);
+      done_.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  const int fd_;
+  const std::string path_;
+  const uint64_t every_;
+  std::mutex mu_;  // guards everything below
+  std::condition_variable wake_;
+  uint64_t since_ = 0;  // bytes written since the last flush asked for
+  bool wanted_ = false, stop_ = false;
+  Status error_;
+  std::atomic<uint64_t> done_{0};
+  std::thread thread_;
+};
+
 FileDevice::FileDevice(std::string path, int fd, const FileDeviceOptions& opts, uint64_t size)
     : path_(std::move(path)),
       fd_(fd),
@@ -72,9 +142,14 @@ FileDevice::FileDevice(std::string path, int fd, const FileDeviceOptions& opts, 
       block_count_(size / opts.block_size),
       read_only_(opts.read_only),
       direct_(opts.direct),
-      write_behind_(opts.write_behind_bytes) {}
+      write_behind_(opts.write_behind_bytes) {
+  if (!opts.read_only && opts.write_behind_bytes != 0 && opts.flush_behind_bytes != 0) {
+    flush_behind_ = std::make_unique<FlushBehind>(fd, path_, opts.flush_behind_bytes);
+  }
+}
 
 FileDevice::~FileDevice() {
+  flush_behind_.reset();  // joins its thread before the fd goes
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -149,6 +224,8 @@ Result<std::unique_ptr<FileDevice>> FileDevice::Create(const std::string& path,
   return std::unique_ptr<FileDevice>(new FileDevice(path, fd, opts, size_bytes));
 }
 
+uint64_t FileDevice::flushes_behind() const { return flush_behind_ ? flush_behind_->done() : 0; }
+
 DeviceCapabilities FileDevice::capabilities() const {
   DeviceCapabilities c;
   c.read_only = read_only_;
@@ -192,7 +269,10 @@ Status FileDevice::DoWrite(uint64_t offset, std::span<const uint8_t> data) {
     return PwriteFull(fd_, static_cast<const uint8_t*>(b.p), data.size(), offset, path_);
   }
   RETURN_IF_ERROR(PwriteFull(fd_, data.data(), data.size(), offset, path_));
-  if (write_behind_ != 0 && data.size() >= write_behind_) StartWriteback(fd_, offset, data.size());
+  if (write_behind_ != 0 && data.size() >= write_behind_) {
+    StartWriteback(fd_, offset, data.size());
+    if (flush_behind_) flush_behind_->Wrote(data.size());
+  }
   return Status::Ok();
 }
 
@@ -207,6 +287,9 @@ Status FileDevice::DoFlush() {
     if (errno == EINTR) continue;
     return Status::FromErrno("fdatasync " + path_, errno);
   }
+  // A failed background fdatasync took the error with it (reported once per
+  // open file): what it covered may be lost, so this flush fails too.
+  if (flush_behind_) return flush_behind_->error();
   return Status::Ok();
 }
 

@@ -53,7 +53,12 @@ void WriteBehindDevice::Worker() {
     Pending done = std::move(queue_.front());
     queue_.pop_front();
     queued_bytes_ -= done.data.size();
-    if (spare_.size() < 4) spare_.push_back(std::move(done.data));
+    // Spares up to the queue's bound: a queue that drained and fills again
+    // reuses them instead of allocating (and faulting in) fresh buffers.
+    if (spare_bytes_ + done.data.capacity() <= max_pending_) {
+      spare_bytes_ += done.data.capacity();
+      spare_.push_back(std::move(done.data));
+    }
     if (!st.ok() && error_.ok()) {
       error_ = st.WithContext("queued write of " + std::to_string(data.size()) +
                               " bytes at byte " + std::to_string(at));
@@ -94,6 +99,7 @@ Status WriteBehindDevice::WaitForRoom(size_t bytes, bool largest, std::vector<ui
     pick = std::max_element(spare_.begin(), spare_.end(),
                             [](const auto& a, const auto& b) { return a.capacity() < b.capacity(); });
   }
+  spare_bytes_ -= pick->capacity();
   *spare = std::move(*pick);
   spare_.erase(pick);
   return Status::Ok();

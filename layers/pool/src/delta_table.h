@@ -66,21 +66,31 @@ class DeltaTable {
     }
   }
 
-  // Forgets every entry. A table grown far beyond what it held shrinks, so a
-  // later run of small transactions does not clear a large array each time.
+  // Forgets every entry. A table grown far beyond what it held shrinks once
+  // kShrinkAfter transactions in a row held that little, so a run of small
+  // transactions does not clear a large array each time; one small
+  // transaction between large ones (a receive's resume-point commit between
+  // its data commits) keeps it, instead of growing it back through fresh,
+  // faulted-in memory each time.
   void Clear() {
     const size_t want = std::max(kMinSlots, Pow2AtLeast(size_ * 2));
-    if (slots_.size() > 4 * want) {
+    small_clears_ = slots_.size() > 4 * want ? small_clears_ + 1 : 0;
+    if (small_clears_ >= kShrinkAfter) {
       Reset(want);
+      small_clears_ = 0;
     } else {
       for (Entry& e : slots_) e.key = kEmpty;
     }
     size_ = 0;
   }
 
+  // Slots allocated (for tests of the growth and shrink policy).
+  size_t slot_count() const { return slots_.size(); }
+
  private:
   static constexpr uint64_t kEmpty = std::numeric_limits<uint64_t>::max();
   static constexpr size_t kMinSlots = 1024;
+  static constexpr unsigned kShrinkAfter = 8;
   struct Entry {
     uint64_t key = kEmpty;
     Delta value;
@@ -118,6 +128,7 @@ class DeltaTable {
   size_t mask_ = 0;
   unsigned shift_ = 64;
   size_t size_ = 0;
+  unsigned small_clears_ = 0;  // Clear()s in a row of a table far too large
 };
 
 }  // namespace stack::pool

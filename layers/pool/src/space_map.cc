@@ -161,9 +161,9 @@ Result<uint64_t> SpaceMap::AllocUpTo(uint64_t want, uint64_t* out) {
           b = smi * per_sm_ + uint64_t(p - sb->payload()) / 4;
           if (b >= sm_end) break;
         }
-        const Delta* old = txn_.Find(b);
-        if (old && (old->freed || old->delta != 0)) continue;
+        // One probe: an absent block is inserted at zero, as it is claimed.
         Delta& d = txn_[b];
+        if (d.freed || d.delta != 0) continue;
         d.delta += 1;
         d.is_new = true;
         ++used_;

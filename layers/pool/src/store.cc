@@ -224,6 +224,12 @@ class FileStore final : public DeviceStoreBase {
 // of the data already on its way; small random writes are left to the
 // kernel's batching.
 constexpr uint64_t kWriteBehindBytes = 256 << 10;
+// And every 64 MiB of them is made durable in the background while writing
+// goes on (FileDeviceOptions::flush_behind_bytes): a commit's fdatasync then
+// waits for at most that much instead of everything since the last commit
+// (a receive's checkpoint every 256 MiB stalled reading and writing for
+// ~0.1-0.15 s each, measured).
+constexpr uint64_t kFlushBehindBytes = 64 << 20;
 
 }  // namespace
 
@@ -255,6 +261,7 @@ Result<std::unique_ptr<Store>> OpenFileStore(const std::string& path, bool read_
   o.block_size = kStoreAlign;
   o.read_only = read_only;
   o.write_behind_bytes = write_behind ? kWriteBehindBytes : 0;
+  o.flush_behind_bytes = write_behind ? kFlushBehindBytes : 0;
   ASSIGN_OR_RETURN(auto dev, FileDevice::Open(path, o));
   return std::unique_ptr<Store>(std::make_unique<FileStore>(std::move(dev), path));
 }
@@ -265,6 +272,7 @@ Result<std::unique_ptr<Store>> CreateFileStore(const std::string& path, uint64_t
   FileDeviceOptions o;
   o.block_size = kStoreAlign;
   o.write_behind_bytes = kWriteBehindBytes;
+  o.flush_behind_bytes = kFlushBehindBytes;
   // A hidden temporary name in the same directory (so the rename stays on
   // one file system), unique per process and call.
   static std::atomic<uint64_t> serial{0};

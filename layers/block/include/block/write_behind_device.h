@@ -97,6 +97,7 @@ class WriteBehindDevice final : public BlockDevice {
   std::condition_variable changed_;
   std::deque<Pending> queue_;    // front: being written (while the worker runs), then queued
   std::vector<std::vector<uint8_t>> spare_;  // buffers to reuse
+  size_t spare_bytes_ = 0;                    // their capacity, at most max_pending_
   size_t queued_bytes_ = 0;
   Status error_;
   bool stop_ = false;
