@@ -875,11 +875,12 @@ class RbdVolumeStore final : public VolumeStore {
 
   // Flattens the new clone `image` when its parent chain is longer than
   // the limit, so reads never walk more than that many images. `parent`:
-  // its parent's image, already open (not opened again).
+  // its parent's image, already open (not opened again). The walk starts
+  // there: the clone's own parent is known (asking RBD is a round trip).
   Status FlattenPastDepthLimit(const std::string& image, const Located& parent) {
     const int limit = DepthLimit();
-    int depth = 0;
-    std::string at = image;
+    int depth = 1;
+    std::string at = parent.image;
     while (depth <= limit) {
       Result<std::shared_ptr<rbd::Image>> img =
           at == parent.image ? Result<std::shared_ptr<rbd::Image>>(parent.handle) : Reader(at);
@@ -894,8 +895,6 @@ class RbdVolumeStore final : public VolumeStore {
     return w->Flatten();
   }
 
-  // Closes the image's writable handle (releasing its lock) before a
-  // rename or remove; Busy while a device still uses it.
   // Flushes our writable handle of `image` (if any); Busy while a device
   // still uses it.
   Status FlushWriter(const std::string& image) {

@@ -380,6 +380,14 @@ class Rbd(StackTestCase):
         with open(f, "w") as out:
             out.write("on the clone\n")
         stack("fs", "put", "-p", self.pool, "c", f, "/y.txt", check=0)
+        # A clone's objects are 256 KiB (its first writes copy up small
+        # objects), and its accounting counts whole objects (fast-diff).
+        self.assertEqual(self.rbd_json("info", "c")["object_size"], 256 << 10)
+        st = next(e for e in stack("--json", "volume", "list", "-p", self.pool, check=0).json()
+                  if e["name"] == "c")
+        self.assertGreater(st["exclusive_bytes"], 0)
+        self.assertEqual(st["exclusive_bytes"] % (256 << 10), 0)
+        self.assertLess(st["exclusive_bytes"], st["mapped_bytes"])
         stack("snapshot", "create", "-p", self.pool, "c@t", check=0)
         d = stack("--json", "diff", "-p", self.pool, "vm@s2", "c@t", check=0).json()
         self.assertFalse(d["by_address"])
@@ -396,6 +404,13 @@ class Rbd(StackTestCase):
         self.assertEqual(sha256(c1), sha256(self.rbd_export("c@t", c2)))
         self.assertEqual(stack("fs", "cat", "-p", filepool, got["snapshot"], "/y.txt", check=0).out,
                          "on the clone\n")
+        # A diff within the clone is RBD's own, in exact extents: the object
+        # maps only say which objects to ask, never stand for whole objects.
+        stack("fs", "put", "-p", self.pool, "c", f, "/z.txt", check=0)
+        d = stack("--json", "diff", "-p", self.pool, "c@t", "c", check=0).json()
+        self.assertTrue(d["by_address"])
+        self.assertGreater(d["written_bytes"], 0)
+        self.assertLess(d["written_bytes"], 256 << 10)  # less than one object
 
     def test_clone_past_the_depth_limit_is_flattened(self):
         self.assertEqual(stack("--json", "pool", "set", "-p", self.pool, check=0)

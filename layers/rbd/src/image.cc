@@ -19,13 +19,26 @@ constexpr uint64_t kFeatures = RBD_FEATURE_LAYERING | RBD_FEATURE_EXCLUSIVE_LOCK
                                RBD_FEATURE_OBJECT_MAP | RBD_FEATURE_FAST_DIFF |
                                RBD_FEATURE_DEEP_FLATTEN;
 
-// Image options with our features (and clone format 2: no protect).
+// A volume's objects: 4 MiB, RBD's default.
+constexpr uint64_t kImageOrder = 22;
+// A clone's: 256 KiB. The first write to an object of a clone copies the
+// whole object up from the parent (read, then written in full), so an
+// edit's few scattered blocks (superblock, bitmaps, an inode table block,
+// a directory, the data) cost an object each: 3 x 4 MiB in a small
+// `fs put`, 100+ ms of its flush; 3 x 256 KiB is under 20. Larger writes
+// to a clone are split across more objects, which librbd sends at once.
+constexpr uint64_t kCloneOrder = 18;
+
+// Image options with our features and objects of 2^order bytes (unstriped:
+// the stripe unit is the object, else a clone keeps its parent's).
 class Options {
  public:
-  Options() {
+  explicit Options(uint64_t order = kImageOrder) {
     rbd_image_options_create(&o_);
     rbd_image_options_set_uint64(o_, RBD_IMAGE_OPTION_FEATURES, kFeatures);
-    rbd_image_options_set_uint64(o_, RBD_IMAGE_OPTION_ORDER, 22);  // 4 MiB objects
+    rbd_image_options_set_uint64(o_, RBD_IMAGE_OPTION_ORDER, order);
+    rbd_image_options_set_uint64(o_, RBD_IMAGE_OPTION_STRIPE_UNIT, 1ull << order);
+    rbd_image_options_set_uint64(o_, RBD_IMAGE_OPTION_STRIPE_COUNT, 1);
   }
   ~Options() { rbd_image_options_destroy(o_); }
   Options(const Options&) = delete;
@@ -62,7 +75,7 @@ Status CreateImage(IoCtx& io, const std::string& name, uint64_t size_bytes) {
 Status CloneImage(IoCtx& io, const std::string& parent, const std::string& snap,
                   const std::string& name) {
   if (!ValidImageName(name)) return Status::InvalidArgument("'" + name + "' is not a valid RBD image name");
-  Options o;
+  Options o(kCloneOrder);
   rbd_image_options_set_uint64(o.get(), RBD_IMAGE_OPTION_CLONE_FORMAT, 2);
   return FromRbd("clone " + Spec(io, parent) + "@" + snap + " as " + name,
                  rbd_clone3(H(io), parent.c_str(), snap.c_str(), H(io), name.c_str(), o.get()));
@@ -225,7 +238,7 @@ Result<uint64_t> Image::UsedBytes(bool include_parent) {
   RETURN_IF_ERROR(DiffIterate("", [&](const DiffExtent& e) {
     if (e.exists) used += e.length;
     return Status::Ok();
-  }, include_parent));
+  }, include_parent, 0, UINT64_MAX, /*whole_objects=*/true));
   return used;
 }
 
@@ -371,17 +384,51 @@ int DiffCb(uint64_t off, size_t len, int exists, void* arg) {
 
 Status Image::DiffIterate(const std::string& from_snap,
                           const std::function<Status(const DiffExtent&)>& sink,
-                          bool include_parent, uint64_t offset, uint64_t length) {
+                          bool include_parent, uint64_t offset, uint64_t length,
+                          bool whole_objects) {
   ASSIGN_OR_RETURN(ImageStat st, Stat());
   if (offset >= st.size_bytes) return Status::Ok();
   length = std::min(length, st.size_bytes - offset);
-  DiffCtx c{&sink, Status::Ok()};
+  const char* from = from_snap.empty() ? nullptr : from_snap.c_str();
+  const std::string what = "diff " + describe() + (from_snap.empty() ? "" : " from " + from_snap);
   // include_parent: a clone's data inherited from its parent counts as its
-  // own (a diff from nothing must list it); exact extents (not whole objects).
-  int r = rbd_diff_iterate2(IMG, from_snap.empty() ? nullptr : from_snap.c_str(), offset,
-                            length, include_parent ? 1 : 0, 0, &DiffCb, &c);
-  if (!c.status.ok()) return c.status;
-  return FromRbd("diff " + describe() + (from_snap.empty() ? "" : " from " + from_snap), r);
+  // own (a diff from nothing must list it).
+  auto iterate = [&](uint64_t off, uint64_t len, bool whole,
+                     const std::function<Status(const DiffExtent&)>& to) -> Status {
+    DiffCtx c{&to, Status::Ok()};
+    const int r = rbd_diff_iterate2(IMG, from, off, len, include_parent ? 1 : 0, whole ? 1 : 0,
+                                    &DiffCb, &c);
+    if (!c.status.ok()) return c.status;
+    return FromRbd(what, r);
+  };
+  uint64_t features = 0, flags = 0;
+  const bool fast_diff = rbd_get_features(IMG, &features) == 0 && (features & RBD_FEATURE_FAST_DIFF) &&
+                         rbd_get_flags(IMG, &flags) == 0 && !(flags & RBD_FLAG_FAST_DIFF_INVALID);
+  if (whole_objects || !fast_diff) return iterate(offset, length, whole_objects, sink);
+  // Exact extents are found by asking the OSD of each object in the range
+  // (a 1 GiB clone of 256 KiB objects: 4096 requests, most for objects
+  // that were never written). The object maps name the changed objects
+  // first (a few reads); only those are asked. Whole objects are a
+  // superset of the exact extents, so nothing is missed.
+  std::vector<std::pair<uint64_t, uint64_t>> runs;  // [begin, end), merged
+  RETURN_IF_ERROR(iterate(offset, length, true, [&](const DiffExtent& e) {
+    runs.emplace_back(e.offset, e.offset + e.length);
+    return Status::Ok();
+  }));
+  std::sort(runs.begin(), runs.end());
+  size_t kept = 0;
+  for (auto& r : runs) {
+    if (kept && runs[kept - 1].second >= r.first)
+      runs[kept - 1].second = std::max(runs[kept - 1].second, r.second);
+    else
+      runs[kept++] = r;
+  }
+  runs.resize(kept);
+  for (auto [begin, end] : runs) {
+    const uint64_t b = std::max(begin, offset), e = std::min(end, offset + length);
+    if (b < e) RETURN_IF_ERROR(iterate(b, e - b, false, sink));
+  }
+  return Status::Ok();
 }
 
 #undef IMG

@@ -14,6 +14,7 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -53,6 +54,24 @@ void* Symbol(const char* name) {
   return p;
 }
 
+// $STACK_RBD_TRACE set (to anything): each librbd/librados call prints its
+// name, its start (ms since the first call) and its wall time to stderr,
+// to see where an rbd: command's round trips go. Unset: one cached test.
+bool Tracing() {
+  static const bool on = std::getenv("STACK_RBD_TRACE") != nullptr;
+  return on;
+}
+
+std::chrono::steady_clock::time_point TraceStart() { return std::chrono::steady_clock::now(); }
+
+void TraceEnd(const char* name, std::chrono::steady_clock::time_point start) {
+  static const auto epoch = start;
+  using ms = std::chrono::duration<double, std::milli>;
+  const auto now = std::chrono::steady_clock::now();
+  std::fprintf(stderr, "rbd-trace %9.3f %8.3f ms %s\n", ms(start - epoch).count(),
+               ms(now - start).count(), name);
+}
+
 }  // namespace
 
 Status LoadLibrbd() {
@@ -64,15 +83,22 @@ Status LoadLibrbd() {
 
 }  // namespace stack::rbd
 
-#define STACK_RBD_FORWARD(ret, name, params, args)                                     \
-  extern "C" ret name params {                                                         \
-    static const auto fn = reinterpret_cast<ret(*) params>(stack::rbd::Symbol(#name)); \
-    return fn args;                                                                    \
+#define STACK_RBD_FORWARD(ret, name, params, args)                                      \
+  extern "C" ret name params {                                                          \
+    static const auto fn = reinterpret_cast<ret(*) params>(stack::rbd::Symbol(#name));  \
+    if (!stack::rbd::Tracing()) return fn args;                                         \
+    const auto stack_t0 = stack::rbd::TraceStart();                                     \
+    ret stack_r = fn args;                                                              \
+    stack::rbd::TraceEnd(#name, stack_t0);                                              \
+    return stack_r;                                                                     \
   }
 #define STACK_RBD_FORWARD_VOID(name, params, args)                                      \
   extern "C" void name params {                                                         \
     static const auto fn = reinterpret_cast<void(*) params>(stack::rbd::Symbol(#name)); \
+    if (!stack::rbd::Tracing()) return fn args;                                         \
+    const auto stack_t0 = stack::rbd::TraceStart();                                     \
     fn args;                                                                            \
+    stack::rbd::TraceEnd(#name, stack_t0);                                              \
   }
 
 // clang-format off
@@ -146,4 +172,6 @@ STACK_RBD_FORWARD(int, rbd_pool_metadata_set, (rados_ioctx_t io_ctx, const char 
 STACK_RBD_FORWARD(int, rados_lock_shared, (rados_ioctx_t io, const char * o, const char * name, const char * cookie, const char * tag, const char * desc, struct timeval * duration, uint8_t flags), (io, o, name, cookie, tag, desc, duration, flags))
 STACK_RBD_FORWARD(int, rados_read, (rados_ioctx_t io, const char *oid, char *buf, size_t len, uint64_t off), (io, oid, buf, len, off))
 STACK_RBD_FORWARD(int, rbd_get_id, (rbd_image_t image, char *id, size_t id_len), (image, id, id_len))
+STACK_RBD_FORWARD(int, rbd_get_features, (rbd_image_t image, uint64_t *features), (image, features))
+STACK_RBD_FORWARD(int, rbd_get_flags, (rbd_image_t image, uint64_t *flags), (image, flags))
 // clang-format on

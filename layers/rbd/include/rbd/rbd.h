@@ -121,7 +121,8 @@ struct DiffExtent {
 // Creates `name` (size_bytes, 4 MiB objects, features layering,
 // exclusive-lock, object-map, fast-diff, deep-flatten). AlreadyExists.
 Status CreateImage(IoCtx& io, const std::string& name, uint64_t size_bytes);
-// Clone v2 of `parent`@`snap` as `name` (no protect needed), same features.
+// Clone v2 of `parent`@`snap` as `name` (no protect needed), same features,
+// 256 KiB objects (a first write to an object copies it up whole).
 Status CloneImage(IoCtx& io, const std::string& parent, const std::string& snap,
                   const std::string& name);
 // Removes the image (its snapshots must be gone first: Busy otherwise).
@@ -188,7 +189,9 @@ class Image {
   Result<ParentInfo> Parent();
   // Copies the parent's data in and detaches the image from it.
   Status Flatten();
-  // Bytes allocated (object map / fast-diff), with or without the parent's.
+  // Bytes allocated, with or without the parent's, in whole objects as
+  // fast-diff reports them (`rbd du`): from the object maps, not a
+  // request to every object.
   Result<uint64_t> UsedBytes(bool include_parent = true);
 
   // Image metadata (rbd image-meta). Get: nullopt when the key is unset.
@@ -219,10 +222,13 @@ class Image {
   // image (or its open snapshot). Whole objects when fast-diff is off.
   // include_parent: a clone's extents inherited from its parent count.
   // Only [offset, offset + length) is looked at (clipped to the size).
+  // whole_objects: each changed object whole, from the object maps
+  // (fast-diff: a few reads, however many objects); else exact extents,
+  // which asks the OSD of every object in the range.
   Status DiffIterate(const std::string& from_snap,
                      const std::function<Status(const DiffExtent&)>& sink,
                      bool include_parent = true, uint64_t offset = 0,
-                     uint64_t length = UINT64_MAX);
+                     uint64_t length = UINT64_MAX, bool whole_objects = false);
   Status RenameSnapshot(const std::string& from, const std::string& to);
   // Renames the image this handle has open (by the name it was opened
   // with) to `to`; the handle then goes by `to`. Not while another thread
