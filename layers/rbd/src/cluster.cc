@@ -39,6 +39,13 @@ Result<std::shared_ptr<Cluster>> Cluster::Connect(const ClusterOptions& options)
   (void)rados_conf_set(h, "rbd_cache_writethrough_until_flush", "false");
   // $CEPH_ARGS and the usual overrides, as the ceph tools read them.
   (void)rados_conf_parse_env(h, nullptr);
+  // After them, as our contract depends on it: by default librbd drops the
+  // part of a discard that does not cover whole 64 KiB units, which then
+  // reads back its old bytes, while RbdDevice promises that a discarded
+  // range reads as zeros (mkfs and the pool of an fs edit rely on it).
+  // Partial units are zeroed instead.
+  RETURN_IF_ERROR(FromRbd("set rbd_skip_partial_discard",
+                          rados_conf_set(h, "rbd_skip_partial_discard", "false")));
   // Without these an unreachable cluster blocks forever (librados waits
   // for a monitor); a timeout turns it into an IoError.
   // An op timeout the configuration sets (ceph.conf, $CEPH_ARGS) is kept;
