@@ -16,8 +16,10 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include <pthread.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -219,10 +221,29 @@ int OpenServer() {
   });
 }
 
+// Armed from get_ready until after_fork: the one fork in between is
+// nbdkit's own (into the background), whose parent then calls exit(). That
+// exit would run this plugin's teardown in a process that is not the server
+// (closing the pool the daemon serves: its holder note unlinked, the cipher
+// handles freed while static state is being destroyed: glibc aborted there,
+// "munmap_chunk(): invalid pointer"). The parent leaves at once instead, as
+// nbdkit's parent would, with status 0.
+std::atomic<bool> g_parent_must_vanish{false};
+
+void ParentAfterFork() {
+  if (g_parent_must_vanish.load()) ::_exit(EXIT_SUCCESS);
+}
+
 // Before nbdkit forks: the pool's flock and descriptors are inherited by
 // the forked server, and no thread is started here (fork keeps none). An
 // RBD pool is opened after the fork instead: librados starts threads.
 int stack_get_ready() {
+  static const int registered = ::pthread_atfork(nullptr, ParentAfterFork, nullptr);
+  if (registered != 0) {
+    nbdkit_error("pthread_atfork: %s", std::strerror(registered));
+    return -1;
+  }
+  g_parent_must_vanish = true;
   return Guard([&]() -> int {
     // Forwarded commands (the control socket) run the CLI in this process.
     stack::cli::InstallCli();
@@ -234,6 +255,7 @@ int stack_get_ready() {
 
 // Sockets are listening by now (nbdkit binds them before forking).
 int stack_after_fork() {
+  g_parent_must_vanish = false;  // the server (forked or not): later forks are ours
   if (!g_server && OpenServer() != 0) return -1;  // an RBD pool (get_ready)
   // Other `stack` commands on the pool are answered from here on (the
   // control server's thread is started after the fork, which keeps none).

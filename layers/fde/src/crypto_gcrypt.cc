@@ -25,13 +25,17 @@ namespace gcry_secure {
 
 constexpr size_t kHeader = 16;  // holds the user size; keeps 16-byte alignment
 
+// Never destroyed: libgcrypt may free a secure block while the process
+// exits (a handle closed by a static destructor), after a function-local
+// static set would already be gone; a pointer not found there was then
+// handed to free() although libsodium owns it (glibc aborted).
 std::mutex& Mu() {
-  static std::mutex mu;
-  return mu;
+  static auto* mu = new std::mutex;
+  return *mu;
 }
 std::unordered_set<const void*>& Live() {
-  static std::unordered_set<const void*> live;
-  return live;
+  static auto* live = new std::unordered_set<const void*>;
+  return *live;
 }
 
 void* AllocSecure(size_t n) {
