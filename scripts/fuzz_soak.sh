@@ -36,7 +36,9 @@ fi
 OUT="$BUILD/soak"
 LEDGERS=${SOAK_LEDGERS:-$OUT}
 case $LEDGERS in /*) ;; *) LEDGERS="$ROOT/$LEDGERS" ;; esac
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+# The commit the fuzzers were built from: HEAD, or SOAK_COMMIT for fuzzers
+# built elsewhere (SOAK_BUILD) from another commit.
+COMMIT=${SOAK_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}
 mkdir -p "$OUT" "$LEDGERS"
 
 # ledger_sum <ledger>: "executions seconds runs status" over its lines;
