@@ -240,7 +240,7 @@ class ImportInto(StackTestCase):
         stack_bin = os.environ.get("STACK_BIN", "stack")
         rng = random.Random(15)
         killed_midway = 0
-        for _ in range(4):
+        for _ in range(8):
             p = subprocess.Popen([stack_bin, "import", "-p", self.pool, img, "--into", "vm",
                                   "--format", "plain", "-k", self.key],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -250,7 +250,7 @@ class ImportInto(StackTestCase):
                 r = stack("--json", "pool", "info", "-p", self.pool)
                 if r.rc == 0 and r.json()["entries"] > entries:
                     break
-            time.sleep(rng.uniform(0, 0.05))
+            time.sleep(rng.uniform(0, 0.02))
             p.kill()
             p.wait()
             if p.returncode != -9:
