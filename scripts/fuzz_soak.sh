@@ -42,16 +42,17 @@ COMMIT=${SOAK_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || ech
 mkdir -p "$OUT" "$LEDGERS"
 
 # ledger_sum <ledger>: "executions seconds runs status" over its lines;
-# status is FAILED if any run failed, else clean.
+# status is FAILED if any run failed, else clean (a run "stopped" by a signal
+# with no finding counts as clean).
 ledger_sum() {
-  awk '{e+=$1; t+=$2; n++; if ($3 != "clean") bad=1}
+  awk '{e+=$1; t+=$2; n++; if ($3 != "clean" && $3 != "stopped") bad=1}
        END {printf "%d %d %d %s\n", e, t, n, (bad ? "FAILED" : "clean")}' "$1"
 }
 
 # soak_one <fuzzer path>: runs it, appends to OUT/<name>.ledger and writes
 # OUT/<name>.result ("name executions seconds status runs").
 soak_one() {
-  local f=$1 name area dir ledger t0 rc execs done_execs left
+  local f=$1 name area dir ledger t0 rc execs done_execs left status
   name=$(basename "$f"); area=$(basename "$(dirname "$f")")
   dir="$OUT/$name"; ledger="$LEDGERS/$name.ledger"
   if [ "${SOAK_RESUME:-0}" != 1 ]; then rm -f "$ledger"; fi
@@ -70,7 +71,15 @@ soak_one() {
        ${SOAK_TIME:+-max_total_time=$SOAK_TIME} corpus > log 2>&1)
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -1)
-    echo "${execs:-0} $((SECONDS - t0)) $([ $rc -eq 0 ] && echo clean || echo FAILED) $COMMIT $(date -u +%F)" >> "$ledger"
+    # A run stopped by a signal (libFuzzer prints "run interrupted" and exits
+    # with its interrupted_exitcode) found nothing: its executions count and
+    # the line says "stopped", so stopping a soak by hand needs no clean-up.
+    status=FAILED
+    if [ $rc -eq 0 ]; then status=clean
+    elif grep -q 'libFuzzer: run interrupted' "$dir/log" && ! ls "$dir"/crash-* "$dir"/leak-* "$dir"/timeout-* >/dev/null 2>&1; then
+      status=stopped
+    fi
+    echo "${execs:-0} $((SECONDS - t0)) $status $COMMIT $(date -u +%F)" >> "$ledger"
     cp "$dir/log" "$dir/log.$(wc -l < "$ledger")"
   fi
   read -r execs secs runs status < <(ledger_sum "$ledger")
