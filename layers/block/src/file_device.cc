@@ -19,6 +19,9 @@ namespace stack {
 namespace {
 
 constexpr size_t kDirectAlign = 4096;
+// Flush-behind counts writes of at least this size: small random writes are
+// left to the kernel's batching and the client's own flushes.
+constexpr size_t kFlushBehindMinWrite = 64 << 10;
 
 bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
@@ -69,7 +72,7 @@ Status PwriteFull(int fd, const uint8_t* buf, size_t len, uint64_t off, const st
 }  // namespace
 
 // The flush-behind thread, started at the first flush it is asked for (a
-// device only read, or written in small pieces, never starts one).
+// device only read, or written little, never starts one).
 class FileDevice::FlushBehind {
  public:
   FlushBehind(int fd, const std::string& path, uint64_t every)
@@ -143,7 +146,7 @@ FileDevice::FileDevice(std::string path, int fd, const FileDeviceOptions& opts, 
       read_only_(opts.read_only),
       direct_(opts.direct),
       write_behind_(opts.write_behind_bytes) {
-  if (!opts.read_only && opts.write_behind_bytes != 0 && opts.flush_behind_bytes != 0) {
+  if (!opts.read_only && opts.flush_behind_bytes != 0) {
     flush_behind_ = std::make_unique<FlushBehind>(fd, path_, opts.flush_behind_bytes);
   }
 }
@@ -269,10 +272,8 @@ Status FileDevice::DoWrite(uint64_t offset, std::span<const uint8_t> data) {
     return PwriteFull(fd_, static_cast<const uint8_t*>(b.p), data.size(), offset, path_);
   }
   RETURN_IF_ERROR(PwriteFull(fd_, data.data(), data.size(), offset, path_));
-  if (write_behind_ != 0 && data.size() >= write_behind_) {
-    StartWriteback(fd_, offset, data.size());
-    if (flush_behind_) flush_behind_->Wrote(data.size());
-  }
+  if (write_behind_ != 0 && data.size() >= write_behind_) StartWriteback(fd_, offset, data.size());
+  if (flush_behind_ && data.size() >= kFlushBehindMinWrite) flush_behind_->Wrote(data.size());
   return Status::Ok();
 }
 

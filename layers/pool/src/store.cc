@@ -224,7 +224,8 @@ class FileStore final : public DeviceStoreBase {
 // of the data already on its way; small random writes are left to the
 // kernel's batching.
 constexpr uint64_t kWriteBehindBytes = 256 << 10;
-// And every 64 MiB of them is made durable in the background while writing
+// And every 64 MiB of large writes (write-behind or not: a served pool too)
+// is made durable in the background while writing
 // goes on (FileDeviceOptions::flush_behind_bytes): a commit's fdatasync then
 // waits for at most that much instead of everything since the last commit
 // (a receive's checkpoint every 256 MiB stalled reading and writing for
@@ -261,7 +262,7 @@ Result<std::unique_ptr<Store>> OpenFileStore(const std::string& path, bool read_
   o.block_size = kStoreAlign;
   o.read_only = read_only;
   o.write_behind_bytes = write_behind ? kWriteBehindBytes : 0;
-  o.flush_behind_bytes = write_behind ? kFlushBehindBytes : 0;
+  o.flush_behind_bytes = kFlushBehindBytes;
   ASSIGN_OR_RETURN(auto dev, FileDevice::Open(path, o));
   return std::unique_ptr<Store>(std::make_unique<FileStore>(std::move(dev), path));
 }

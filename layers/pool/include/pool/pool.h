@@ -78,12 +78,12 @@ struct PoolOpenOptions {
   bool accept_lost_generation = false;
   // Large data writes start their writeback at once (a hint to the pool
   // file's kernel), so a command that streams a volume and then commits
-  // finds most of it on its way to the disk; every 64 MiB of them is also
-  // made durable in the background (fdatasync on a thread of the store), so
-  // the commit's own flush has at most that much left. A server whose
-  // clients decide when to flush turns it off: the hint made every request
-  // submit its own I/O (a fifth of a served volume's write CPU), where the
-  // kernel's writeback batches it.
+  // finds most of it on its way to the disk. A server whose clients decide
+  // when to flush turns it off: the hint made every request submit its own
+  // I/O (a fifth of a served volume's write CPU), where the kernel's
+  // writeback batches it. Either way every 64 MiB of large writes is made
+  // durable in the background (fdatasync on a thread of the store), so a
+  // commit's own flush, which holds the pool, has at most that much left.
   bool write_behind = true;
 };
 
