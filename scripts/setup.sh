@@ -13,7 +13,7 @@ PKGS="
   libcli11-dev catch2 nlohmann-json3-dev
   libarchive-dev libarchive-tools tar zstd xz-utils gzip zlib1g-dev
   libxxhash-dev
-  cryptsetup-bin qemu-utils gdb
+  cryptsetup-bin qemu-utils gdb strace
   nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd
   python3 python3-cryptography
   util-linux coreutils attr xfsprogs

@@ -660,6 +660,68 @@ class ServeTest(StackTestCase):
         self.qemu_io(s.uris["v"], "read -P 0x66 0 64k", read_only=True)
         self.stop(s)
 
+    def test_forked_servers_parent_leaves_the_pool_alone(self):
+        """nbdkit's parent exits right after forking the server into the
+        background. The plugin's teardown must not run there: it once unlinked
+        the pool's holder note while the server served (and glibc aborted
+        freeing the cipher's secure memory). strace -f is the oracle: the
+        process that runs nbdkit and forks the server removes and renames
+        nothing, and exits 0 rather than by a signal."""
+        if shutil.which("strace") is None:
+            self.skipTest("strace is not installed (scripts/setup.sh installs it)")
+        self.volume("v", size="32M", encrypted=True)
+        pidfile, log, sock = self.path("serve.pid"), self.path("strace.log"), self.path("f.sock")
+        with open(self.key, "rb") as f:
+            tracer = subprocess.Popen(
+                ["strace", "-f", "-q", "-o", log, "-e",
+                 "trace=execve,clone,clone3,fork,vfork,unlink,unlinkat,rename,renameat,"
+                 "renameat2,exit_group",
+                 STACK, "serve", "-p", self.pool, "v", "-k", "-", "--fork", "--pidfile", pidfile,
+                 "--socket", sock],
+                stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            pid = 0
+            for _ in range(600):  # the daemon writes its pid once it serves
+                if os.path.exists(pidfile) and open(pidfile).read().strip():
+                    pid = int(open(pidfile).read())
+                    break
+                self.assertIsNone(tracer.poll(), "strace ended before the server started")
+                time.sleep(0.1)
+            self.assertNotEqual(pid, 0, "the forked server wrote no pidfile")
+            self.qemu_io(f"nbd+unix:///v?socket={sock}", "write -P 0x5a 0 64k", "flush")
+            # The note naming who holds the pool is still there while it serves.
+            self.assertTrue(os.path.exists(self.pool + ".holder"), "the holder note is gone")
+        finally:
+            if pid:
+                os.kill(pid, signal.SIGTERM)
+            tracer.wait(timeout=120)
+        events = {}
+        for line in open(log, errors="replace"):
+            m = re.match(r"(\d+)\s+(.*)", line)
+            if m:
+                events.setdefault(int(m.group(1)), []).append(m.group(2))
+        parents = [p for p, ev in events.items()
+                   if any(e.startswith("execve(") and "nbdkit" in e.split(",")[0] and
+                          e.rstrip().endswith("= 0") for e in ev)]
+        self.assertEqual(len(parents), 1, f"one process runs nbdkit: {sorted(events)}")
+        parent = parents[0]
+        self.assertNotEqual(parent, pid, "nbdkit did not fork into the background")
+        # What the parent does after forking the server (before it, opening
+        # the pool clears a stale holder note: that is the parent's to do).
+        ev = events[parent]
+        forks = [i for i, e in enumerate(ev)
+                 if re.match(r"(clone3?|v?fork)\(", e) and e.rstrip().endswith(f"= {pid}")]
+        self.assertEqual(len(forks), 1, f"nbdkit's parent forked the server once: {ev}")
+        ev = ev[forks[0] + 1:]
+        touched = [e for e in ev if re.match(r"(unlink|unlinkat|rename|renameat2?)\(", e)]
+        self.assertEqual(touched, [],
+                         f"nbdkit's parent (pid {parent}) changed files after the fork: {touched}")
+        self.assertIn("+++ exited with 0 +++", ev[-1], f"nbdkit's parent ended: {ev[-3:]}")
+        self.assertPoolClean()
+        s = self.serve("v", key=self.key)
+        self.qemu_io(s.uris["v"], "read -P 0x5a 0 64k", read_only=True)
+        self.stop(s)
+
     def test_tls_psk_required_when_asked(self):
         self.volume("v", size="16M")
         psk = self.path("psk")
