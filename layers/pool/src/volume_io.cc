@@ -207,13 +207,17 @@ constexpr uint64_t kUnlockedWriteBytes = 64 << 10;
 }  // namespace
 
 Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint8_t> data) {
+  // Which blocks are all zero (holes) depends on the data alone: found
+  // before the lock, so other requests do not wait on the scan.
+  const uint64_t n = data.size() / bs_;
+  std::vector<uint8_t> zero(n);
+  for (uint64_t i = 0; i < n; ++i) zero[i] = IsAllZero(data.subspan(i * bs_, bs_));
   std::unique_lock<std::mutex> lock(mu_);
   RETURN_IF_ERROR(Writable());
   RETURN_IF_ERROR(CommitIfOverBound(lock));
   ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
   if (e->read_only || e->snapshot) return Status::ReadOnly(EntryLabel(*e) + " is read-only");
-  uint64_t n = data.size() / bs_;
   RETURN_IF_ERROR(InBounds(*e, first, n, "write"));
   // What is mapped now, and which blocks can be overwritten in place (a
   // data block allocated in this transaction and referenced once).
@@ -229,7 +233,7 @@ Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint
   std::vector<Kind> kind(n);
   uint64_t need_new = 0;
   for (uint64_t i = 0; i < n; ++i) {
-    if (IsAllZero(data.subspan(i * bs_, bs_))) {
+    if (zero[i]) {
       kind[i] = kHole;
       continue;
     }
