@@ -283,6 +283,169 @@ Status BTree::Insert(uint64_t* root, uint64_t key, Mapping value, bool* added) {
   return Status::Ok();
 }
 
+Status BTree::Spread(CachedBlock& b, const uint8_t* src, uint32_t count, RunOut* out) {
+  const uint32_t level = Level(b), es = EntrySize(b);
+  const uint32_t cap = level == 0 ? leaf_cap_ : int_cap_;
+  const uint32_t pieces = (count + cap - 1) / cap;
+  // Equal shares (the first ones one entry more), so no piece is left
+  // nearly empty and the next inserts near the run find room.
+  const uint32_t share = count / pieces, extra = count % pieces;
+  uint32_t at = 0;
+  for (uint32_t p = 0; p < pieces; ++p) {
+    const uint32_t c = share + (p < extra ? 1 : 0);
+    CachedBlock* dst = &b;
+    BlockRef made;
+    if (p > 0) {
+      ASSIGN_OR_RETURN(made, tm_->New(b.type));
+      SetLevel(*made, level);
+      dst = made.get();
+      out->right.emplace_back(LoadLE64(src + size_t(at) * es), made->loc);
+    }
+    std::memcpy(At(*dst, 0), src + size_t(at) * es, size_t(c) * es);
+    SetCount(*dst, c);
+    at += c;
+  }
+  return Status::Ok();
+}
+
+Status BTree::InsertRunRec(uint64_t loc, int level, uint64_t first, std::span<const Mapping> v,
+                           uint64_t* added, RunOut* out) {
+  // Validate before shadowing, so a bad node is never copied.
+  RETURN_IF_ERROR(ReadValid(tm_, kind_, loc, level).status());
+  bool inc = false;
+  ASSIGN_OR_RETURN(BlockRef b, tm_->ShadowNode(loc, kind_, &inc));
+  if (inc) RETURN_IF_ERROR(IncChildren(*b));
+  out->loc = b->loc;
+  const uint32_t n = Count(*b);
+  const uint64_t m = v.size();
+  if (Level(*b) == 0) {
+    const uint32_t pos = LowerBound(*b, first);
+    // A rewrite: every key of the run is in the leaf already, in a row.
+    bool all_there = pos + m <= n;
+    for (uint32_t j = 0; all_there && j < m; ++j) all_there = Key(*b, pos + j) == first + j;
+    if (all_there) {
+      for (uint32_t j = 0; j < m; ++j) {
+        const Mapping old = Value(*b, pos + j);
+        if (kind_.values_are_blocks && old.phys != v[j].phys) {
+          RETURN_IF_ERROR(tm_->sm().Dec(old.phys).status());
+        }
+        SetLeafEntry(*b, pos + j, first + j, v[j]);
+      }
+      return Status::Ok();
+    }
+    // Otherwise merge the leaf's entries with the run's.
+    merge_.resize((size_t(n) + m) * 24);
+    uint8_t* dst = merge_.data();
+    const uint8_t* src = At(*b, 0);
+    uint32_t i = 0, count = 0;
+    for (uint64_t j = 0; j < m; ++j) {
+      const uint64_t key = first + j;
+      for (; i < n && Key(*b, i) < key; ++i, ++count, dst += 24) {
+        std::memcpy(dst, src + size_t(i) * 24, 24);
+      }
+      if (i < n && Key(*b, i) == key) {
+        const Mapping old = Value(*b, i);
+        if (kind_.values_are_blocks && old.phys != v[j].phys) {
+          RETURN_IF_ERROR(tm_->sm().Dec(old.phys).status());
+        }
+        ++i;
+      } else {
+        ++*added;
+      }
+      PutLE64(dst, key);
+      PutLE64(dst + 8, v[j].phys);
+      PutLE64(dst + 16, v[j].csum);
+      dst += 24;
+      ++count;
+    }
+    std::memcpy(dst, src + size_t(i) * 24, size_t(n - i) * 24);
+    count += n - i;
+    return Spread(*b, merge_.data(), count, out);
+  }
+  if (first < Key(*b, 0)) SetKey(*b, 0, first);
+  const int child_level = static_cast<int>(Level(*b)) - 1;
+  // The children the run reaches, with what they split off (rare).
+  std::vector<std::pair<uint32_t, RunOut>> grown;
+  uint64_t done = 0;
+  for (uint32_t i = ChildSlot(*b, first); done < m; ++i) {
+    const uint64_t key = first + done;
+    // Keys below the next child's first key go to this child (all the
+    // rest to the last child).
+    uint64_t take = m - done;
+    if (i + 1 < n) {
+      const uint64_t next = Key(*b, i + 1);
+      take = next > key ? std::min(take, next - key) : 0;
+    }
+    if (take == 0) continue;
+    RunOut co;
+    RETURN_IF_ERROR(
+        InsertRunRec(Child(*b, i), child_level, key, v.subspan(done, take), added, &co));
+    SetChild(*b, i, co.loc);
+    if (!co.right.empty()) grown.emplace_back(i, std::move(co));
+    done += take;
+  }
+  if (grown.empty()) return Status::Ok();
+  // Rebuild the entries with the split-off children after their left
+  // neighbours, then spread them over as many nodes as they need.
+  size_t total = n;
+  for (const auto& g : grown) total += g.second.right.size();
+  std::vector<uint8_t> entries(total * 16);
+  uint8_t* dst = entries.data();
+  uint32_t from = 0;
+  for (const auto& g : grown) {
+    std::memcpy(dst, At(*b, from), size_t(g.first + 1 - from) * 16);
+    dst += size_t(g.first + 1 - from) * 16;
+    from = g.first + 1;
+    for (const auto& [key, child] : g.second.right) {
+      PutLE64(dst, key);
+      PutLE64(dst + 8, child);
+      dst += 16;
+    }
+  }
+  std::memcpy(dst, At(*b, from), size_t(n - from) * 16);
+  return Spread(*b, entries.data(), static_cast<uint32_t>(total), out);
+}
+
+Status BTree::InsertRun(uint64_t* root, uint64_t first, std::span<const Mapping> values,
+                        uint64_t* added) {
+  *added = 0;
+  // The run may split the hinted leaf, so the hint's bound would lie.
+  hint_leaf_ = 0;
+  if (values.empty()) return Status::Ok();
+  if (*root == 0) {
+    ASSIGN_OR_RETURN(BlockRef b, tm_->New(kind_.leaf));
+    SetLevel(*b, 0);
+    *root = b->loc;
+  }
+  RunOut o;
+  RETURN_IF_ERROR(InsertRunRec(*root, -1, first, values, added, &o));
+  *root = o.loc;
+  if (o.right.empty()) return Status::Ok();
+  // The root split: new levels above it until one node holds them all.
+  ASSIGN_OR_RETURN(BlockRef left, tm_->ReadNode(o.loc, kind_));
+  uint32_t level = Level(*left) + 1;
+  std::vector<std::pair<uint64_t, uint64_t>> nodes;
+  nodes.emplace_back(Key(*left, 0), o.loc);
+  nodes.insert(nodes.end(), o.right.begin(), o.right.end());
+  while (nodes.size() > 1) {
+    std::vector<uint8_t> entries(nodes.size() * 16);
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      PutLE64(&entries[i * 16], nodes[i].first);
+      PutLE64(&entries[i * 16 + 8], nodes[i].second);
+    }
+    ASSIGN_OR_RETURN(BlockRef nr, tm_->New(kind_.internal));
+    SetLevel(*nr, level++);
+    RunOut up;
+    RETURN_IF_ERROR(Spread(*nr, entries.data(), static_cast<uint32_t>(nodes.size()), &up));
+    std::vector<std::pair<uint64_t, uint64_t>> next;
+    next.emplace_back(nodes.front().first, nr->loc);
+    next.insert(next.end(), up.right.begin(), up.right.end());
+    nodes = std::move(next);
+  }
+  *root = nodes.front().second;
+  return Status::Ok();
+}
+
 Status BTree::RemoveRec(uint64_t loc, int level, uint64_t key, uint64_t* new_loc, bool* empty) {
   RETURN_IF_ERROR(ReadValid(tm_, kind_, loc, level).status());
   bool inc = false;

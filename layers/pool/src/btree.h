@@ -24,6 +24,9 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
+#include <utility>
+#include <vector>
 
 #include "transaction.h"
 
@@ -55,6 +58,15 @@ class BTree {
   // Inserts or replaces key. A replaced value's data block loses one
   // reference (unless it is the same block). *added is true for a new key.
   Status Insert(uint64_t* root, uint64_t key, Mapping value, bool* added);
+  // Inserts or replaces the consecutive keys first, first + 1, ... (one per
+  // value): the same mappings and reference counts as Insert of each in
+  // turn, node shapes aside. It descends once, shadows each node on the way
+  // once and splits an overfull node into as many nodes as its entries
+  // need, within CostBound(root, first, first + values.size(), values.size()).
+  // *added: how many keys were new. REQUIRES: first + values.size() does
+  // not wrap.
+  Status InsertRun(uint64_t* root, uint64_t first, std::span<const Mapping> values,
+                   uint64_t* added);
   // Removes key if present (its data block loses one reference).
   Status Remove(uint64_t* root, uint64_t key, bool* removed);
   // Calls fn(key, mapping) for mapped keys in [lo, hi) in order until it
@@ -99,6 +111,18 @@ class BTree {
   // `hi`: exclusive upper bound of the keys this subtree may hold.
   Status InsertRec(uint64_t loc, int level, uint64_t hi, uint64_t key, const Mapping& v,
                    bool* added, InsertOut* out);
+  // InsertRun below one node: out gets the node's new address and the
+  // nodes it split off, {first key, address} ascending.
+  struct RunOut {
+    uint64_t loc = 0;
+    std::vector<std::pair<uint64_t, uint64_t>> right;
+  };
+  Status InsertRunRec(uint64_t loc, int level, uint64_t first, std::span<const Mapping> v,
+                      uint64_t* added, RunOut* out);
+  // Puts `count` entries (the node's entry size each) from src into b, and
+  // what does not fit into new nodes of b's type and level, all about
+  // equally full; the new ones are appended to out->right.
+  Status Spread(CachedBlock& b, const uint8_t* src, uint32_t count, RunOut* out);
   Status RemoveRec(uint64_t loc, int level, uint64_t key, uint64_t* new_loc, bool* empty);
   struct Walk {
     bool stop = false;
@@ -132,6 +156,7 @@ class BTree {
   TreeKind kind_;
   // Append hint for ascending inserts (see Insert); 0 = none.
   uint64_t hint_root_ = 0, hint_leaf_ = 0, hint_hi_ = 0;
+  std::vector<uint8_t> merge_;  // InsertRun's leaf merge buffer, kept between calls
   uint32_t leaf_cap_;
   uint32_t int_cap_;
 };

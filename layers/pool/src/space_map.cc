@@ -44,18 +44,16 @@ void SpaceMap::Load(uint64_t nr_blocks, uint64_t used_blocks, std::vector<uint64
   ForgetCommitted();
 }
 
-Result<BlockRef> SpaceMap::ReadCommitted(int which, uint64_t loc, BlockType type) {
+Result<BlockRef> SpaceMap::ReadCommitted(int which, uint64_t loc, BlockType type, uint64_t key) {
   if (folding_) return cache_->Read(loc, type);
   Memo& m = memo_[which];
-  if (m.ref && m.loc == loc) return m.ref;
+  if (m.ref && m.loc == loc) {
+    m.key = key;
+    return m.ref;
+  }
   ASSIGN_OR_RETURN(BlockRef ref, cache_->Read(loc, type));
-  m = Memo{loc, ref};
+  m = Memo{loc, key, ref};
   return ref;
-}
-
-int64_t SpaceMap::PendingDelta(uint64_t b) const {
-  const Delta* d = txn_.Find(b);
-  return d ? d->delta : 0;
 }
 
 bool SpaceMap::IsNew(uint64_t b) const {
@@ -69,27 +67,32 @@ Result<uint32_t> SpaceMap::BaseCount(uint64_t b) {
                               " beyond the pool's " + std::to_string(nr_blocks_) + " blocks");
   }
   uint64_t smi = b / per_sm_, idx = smi / per_idx_;
+  // The space-map block the last lookup read, without the index and the
+  // reference count traffic: a write stream asks it once or twice a block.
+  if (const Memo& m = memo_[1]; !folding_ && m.ref && m.key == smi) {
+    return GetLE32(m.ref->payload() + 4 * (b % per_sm_));
+  }
   if (idx >= index_locs_.size() || index_locs_[idx] == 0) return 0u;
-  ASSIGN_OR_RETURN(BlockRef ib, ReadCommitted(0, index_locs_[idx], BlockType::kSmIndex));
+  ASSIGN_OR_RETURN(BlockRef ib, ReadCommitted(0, index_locs_[idx], BlockType::kSmIndex, idx));
   uint64_t sl = GetLE64(ib->payload() + 8 * (smi % per_idx_));
   if (sl == 0) return 0u;
   if (sl >= nr_blocks_ || sl < kFirstFreeBlock) {
     return Status::Corruption("space map index block " + std::to_string(index_locs_[idx]) +
                               " points outside the pool (" + std::to_string(sl) + ")");
   }
-  ASSIGN_OR_RETURN(BlockRef sb, ReadCommitted(1, sl, BlockType::kSpaceMap));
+  ASSIGN_OR_RETURN(BlockRef sb, ReadCommitted(1, sl, BlockType::kSpaceMap, smi));
   return GetLE32(sb->payload() + 4 * (b % per_sm_));
 }
 
 Result<uint32_t> SpaceMap::Get(uint64_t b) {
   // A block allocated in this transaction had a committed count of 0, so
   // its count is its delta (until PrepareCommit folds deltas).
-  if (!folding_) {
-    const Delta* d = txn_.Find(b);
-    if (d && d->is_new) return static_cast<uint32_t>(d->delta);
-  }
+  // One probe of the transaction's table serves both uses.
+  const Delta* d = txn_.Find(b);
+  if (!folding_ && d && d->is_new) return static_cast<uint32_t>(d->delta);
+  const int64_t pending = d ? d->delta : 0;
   ASSIGN_OR_RETURN(uint32_t base, BaseCount(b));
-  return static_cast<uint32_t>(int64_t(base) + PendingDelta(b));
+  return static_cast<uint32_t>(int64_t(base) + pending);
 }
 
 Status SpaceMap::Inc(uint64_t b) {
@@ -142,11 +145,12 @@ Result<uint64_t> SpaceMap::AllocUpTo(uint64_t want, uint64_t* out) {
       uint64_t sm_end = std::min(end, (smi + 1) * per_sm_);
       BlockRef sb;
       if (idx < index_locs_.size() && index_locs_[idx] != 0) {
-        ASSIGN_OR_RETURN(BlockRef ib, ReadCommitted(0, index_locs_[idx], BlockType::kSmIndex));
+        ASSIGN_OR_RETURN(BlockRef ib,
+                         ReadCommitted(0, index_locs_[idx], BlockType::kSmIndex, idx));
         uint64_t sl = GetLE64(ib->payload() + 8 * (smi % per_idx_));
         if (sl != 0) {
           if (sl >= nr_blocks_) return Status::Corruption("space map index points outside pool");
-          ASSIGN_OR_RETURN(sb, ReadCommitted(1, sl, BlockType::kSpaceMap));
+          ASSIGN_OR_RETURN(sb, ReadCommitted(1, sl, BlockType::kSpaceMap, smi));
         }
       }
       for (; b < sm_end; ++b) {

@@ -105,13 +105,14 @@ class SpaceMap {
   // ForEachFreeRun over [lo, hi): runs of at least min_blocks.
   Status FreeRuns(uint64_t lo, uint64_t hi, uint64_t min_blocks,
                   const std::function<void(uint64_t, uint64_t)>& fn);
-  int64_t PendingDelta(uint64_t b) const;
   // cache_->Read of a committed index (which 0) or space-map (which 1)
   // block, remembering the last one of each: a write stream asks for the
   // same two blocks for every block it allocates or frees. Outside folding
   // only, when no space-map or index block changes and none of their
   // locations is reused (that needs a commit, which forgets them).
-  Result<BlockRef> ReadCommitted(int which, uint64_t loc, BlockType type);
+  // `key` names what the block is (index slot idx, space-map block smi),
+  // so BaseCount can find the memoised space-map block by smi.
+  Result<BlockRef> ReadCommitted(int which, uint64_t loc, BlockType type, uint64_t key);
   void ForgetCommitted() {
     for (auto& m : memo_) m = {};
   }
@@ -132,6 +133,7 @@ class SpaceMap {
   std::vector<uint64_t> touched_;  // counts changed while folding (FoldDeltas)
   struct Memo {
     uint64_t loc = 0;
+    uint64_t key = 0;
     BlockRef ref;
   };
   Memo memo_[2];  // ReadCommitted's last index and space-map block

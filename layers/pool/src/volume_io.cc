@@ -207,13 +207,17 @@ constexpr uint64_t kUnlockedWriteBytes = 64 << 10;
 }  // namespace
 
 Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint8_t> data) {
+  // Which blocks are all zero (holes) depends on the data alone: found
+  // before the lock, so other requests do not wait on the scan.
+  const uint64_t n = data.size() / bs_;
+  std::vector<uint8_t> zero(n);
+  for (uint64_t i = 0; i < n; ++i) zero[i] = IsAllZero(data.subspan(i * bs_, bs_));
   std::unique_lock<std::mutex> lock(mu_);
   RETURN_IF_ERROR(Writable());
   RETURN_IF_ERROR(CommitIfOverBound(lock));
   ASSIGN_OR_RETURN(TableEntry * e, FindId(id));
   if (!e) return Status::NotFound("volume was deleted");
   if (e->read_only || e->snapshot) return Status::ReadOnly(EntryLabel(*e) + " is read-only");
-  uint64_t n = data.size() / bs_;
   RETURN_IF_ERROR(InBounds(*e, first, n, "write"));
   // What is mapped now, and which blocks can be overwritten in place (a
   // data block allocated in this transaction and referenced once).
@@ -229,7 +233,7 @@ Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint
   std::vector<Kind> kind(n);
   uint64_t need_new = 0;
   for (uint64_t i = 0; i < n; ++i) {
-    if (IsAllZero(data.subspan(i * bs_, bs_))) {
+    if (zero[i]) {
       kind[i] = kHole;
       continue;
     }
@@ -286,23 +290,40 @@ Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint
   }
   dirty_ = true;
   map_cache_->EraseRange(id, first, first + n);
+  std::vector<Mapping> maps(n);
+  // Maps the runs of consecutive blocks that `go` selects (maps[i] set),
+  // one tree insert per run.
+  auto map_runs = [&](auto go) -> Status {
+    for (uint64_t i = 0; i < n;) {
+      if (!go(i)) {
+        ++i;
+        continue;
+      }
+      uint64_t j = i + 1;
+      while (j < n && go(j)) ++j;
+      uint64_t added = 0;
+      const Status s =
+          tree_->InsertRun(&e->root, first + i, std::span(maps).subspan(i, j - i), &added);
+      if (!s.ok()) return Abort(s.WithContext(EntryLabel(*e)));
+      e->mapped_blocks += added;
+      i = j;
+    }
+    return Status::Ok();
+  };
   for (uint64_t i = 0; i < n; ++i) {
-    const uint64_t key = first + i;
     if (kind[i] == kHole) {
       if (!mapped[i]) continue;
       bool removed = false;
-      st = tree_->Remove(&e->root, key, &removed);
+      st = tree_->Remove(&e->root, first + i, &removed);
       if (!st.ok()) return Abort(st.WithContext(EntryLabel(*e)));
       if (removed) --e->mapped_blocks;
       continue;
     }
     if (kind[i] == kNew && unlocked) continue;  // mapped after its data is written
-    Mapping m{phys[i], DataChecksum(data.subspan(i * bs_, bs_), phys[i])};
-    bool added = false;
-    st = tree_->Insert(&e->root, key, m, &added);
-    if (!st.ok()) return Abort(st.WithContext(EntryLabel(*e)));
-    if (added) ++e->mapped_blocks;
+    maps[i] = Mapping{phys[i], DataChecksum(data.subspan(i * bs_, bs_), phys[i])};
   }
+  RETURN_IF_ERROR(map_runs(
+      [&](uint64_t i) { return kind[i] == kInPlace || (kind[i] == kNew && !unlocked); }));
   if (!unlocked) return Status::Ok();
 
   // The fresh blocks' data, with the lock released. No commit runs until
@@ -312,10 +333,11 @@ Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint
   ++unmapped_writes_;
   io_in_flight_.fetch_add(1);
   lock.unlock();
-  std::vector<uint64_t> csum(n, 0);
   Status w = write_runs(kNew);
   for (uint64_t i = 0; w.ok() && i < n; ++i) {
-    if (kind[i] == kNew) csum[i] = DataChecksum(data.subspan(i * bs_, bs_), phys[i]);
+    if (kind[i] == kNew) {
+      maps[i] = Mapping{phys[i], DataChecksum(data.subspan(i * bs_, bs_), phys[i])};
+    }
   }
   lock.lock();
   io_in_flight_.fetch_sub(1);
@@ -338,14 +360,7 @@ Status Pool::Impl::WriteBlocks(uint64_t id, uint64_t first, std::span<const uint
   if (Status b = InBounds(*e, first, n, "write"); !b.ok()) return give_back(b);
   table_->MarkDirty(e);
   map_cache_->EraseRange(id, first, first + n);
-  for (uint64_t i = 0; i < n; ++i) {
-    if (kind[i] != kNew) continue;
-    bool added = false;
-    st = tree_->Insert(&e->root, first + i, Mapping{phys[i], csum[i]}, &added);
-    if (!st.ok()) return Abort(st.WithContext(EntryLabel(*e)));
-    if (added) ++e->mapped_blocks;
-  }
-  return Status::Ok();
+  return map_runs([&](uint64_t i) { return kind[i] == kNew; });
 }
 
 Status Pool::Impl::PrepareRemove(TableEntry& e, uint64_t first, uint64_t end) {
