@@ -121,3 +121,32 @@ TEST_CASE("io_manager: consecutive whole-block writes reach the device as one wr
   REQUIRE_OK(dev.Read(100 * kBs, back));
   CHECK(back == all);
 }
+
+TEST_CASE("io_manager: small adjacent WriteBuffer runs (small files) reach the device as one "
+          "write; large ones go down alone",
+          "[fsbridge]") {
+  auto mem = std::make_unique<MemDevice>(kBs, 1024);
+  CountingDevice dev(std::move(mem));
+  IoBinding b(&dev, 16 * kBs);
+  Channel c(b);
+  std::vector<uint8_t> all;
+  uint64_t blk = 10;
+  for (int i = 0; i < 50; ++i) {  // 50 files of 1 to 3 blocks, back to back
+    const uint64_t n = 1 + uint64_t(i) % 3;
+    std::vector<uint8_t> d = RandomBytes(n * kBs, uint64_t(i));
+    all.insert(all.end(), d.begin(), d.end());
+    REQUIRE_OK(b.WriteBuffer(blk * kBs, &d));
+    blk += n;
+  }
+  CHECK(dev.writes == 0);  // gathered
+  // A large run goes straight down; the gathered run waits for write-back.
+  std::vector<uint8_t> big = RandomBytes(32 * kBs, 99);
+  all.insert(all.end(), big.begin(), big.end());
+  REQUIRE_OK(b.WriteBuffer(blk * kBs, &big));
+  CHECK(dev.writes == 1);
+  REQUIRE_OK(b.WriteBack());
+  CHECK(dev.writes == 2);
+  std::vector<uint8_t> back(all.size());
+  REQUIRE_OK(dev.Read(10 * kBs, back));
+  CHECK(back == all);
+}

@@ -416,6 +416,13 @@ Status IoBinding::WriteBuffer(uint64_t offset, std::vector<uint8_t>* data) {
     return Status::Ok();
   }
   const uint64_t first = offset / c.unit, last = (offset + len) / c.unit - 1;
+  // A small file's whole run joins the gathered run (a copy of a few KiB):
+  // handed down alone, each of a tree's many small files cost one queued
+  // write, one encryption call, one pool mapping and one pwrite.
+  if (len < Context::kDirectBytes && !c.AnyCached(first, last)) {
+    if (c.WriteBytes(offset, len, data->data()) != 0) return TakeLastError();
+    return Status::Ok();
+  }
   if (c.SeqOverlaps(first, last)) RETURN_IF_ERROR(c.FlushSeq());
   c.Recycle(c.cache.lower_bound(first), c.cache.upper_bound(last));
   return c.dev->WriteBuffer(offset, *data);

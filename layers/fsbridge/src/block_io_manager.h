@@ -56,8 +56,10 @@ class IoBinding {
   // WriteBuffer; a write-behind device does, so a file's data run is never
   // copied on the way down). Cached units of the range are dropped (the
   // write replaces them). Offset and size not whole cache units: written
-  // with a copy, through the cache rules, *data unchanged. The bulk data
-  // path (DataWriter) writes its runs with this.
+  // with a copy, through the cache rules, *data unchanged; so is a run
+  // under 64 KiB of uncached units, which joins the gathered run of
+  // adjacent small writes (many small files, one device write). The bulk
+  // data path (DataWriter) writes its runs with this.
   Status WriteBuffer(uint64_t offset, std::vector<uint8_t>* data);
 
   struct Context;
