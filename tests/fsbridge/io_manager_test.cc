@@ -123,7 +123,7 @@ TEST_CASE("io_manager: consecutive whole-block writes reach the device as one wr
 }
 
 TEST_CASE("io_manager: small adjacent WriteBuffer runs (small files) reach the device as one "
-          "write; large ones go down alone",
+          "write, large ones alone",
           "[fsbridge]") {
   auto mem = std::make_unique<MemDevice>(kBs, 1024);
   CountingDevice dev(std::move(mem));
