@@ -108,6 +108,19 @@ double TimeShell(const std::string& cmd) {
   return TimeIt([&] { Shell(cmd); });
 }
 
+double TimeShellRetry(const std::string& cmd, const std::string& reset, int attempts) {
+  for (int a = 1;; ++a) {
+    int rc = 0;
+    const double t = TimeIt([&] { rc = std::system(cmd.c_str()); });
+    if (rc == 0) return t;
+    if (a >= attempts) Die("command failed (" + std::to_string(rc) + ") " + std::to_string(a) +
+                           " times: " + cmd);
+    std::fprintf(stderr, "bench: anchor attempt %d failed (%d), timing it again: %s\n", a, rc,
+                 cmd.c_str());
+    Shell(reset);
+  }
+}
+
 std::string ScratchDir(const std::string& tag) {
   const char* base = std::getenv("STACK_BENCH_DIR");
   std::filesystem::path root = base ? base : "/var/tmp/stack-bench";

@@ -56,6 +56,12 @@ double TimeIt(const std::function<void()>& f);
 void Shell(const std::string& cmd);
 // Wall time of a shell command in seconds (aborts if it fails).
 double TimeShell(const std::string& cmd);
+// The same for an anchor that fails now and then for reasons of its own
+// (qemu-img's LUKS key setup times its KDF and gives up with "Unable to get
+// accurate CPU usage" on a busy machine): a failed attempt is said on stderr,
+// `reset` (a shell command) undoes what it left, and the command is timed
+// again, up to `attempts` times; the time is the successful attempt's.
+double TimeShellRetry(const std::string& cmd, const std::string& reset, int attempts = 3);
 // A fresh scratch directory for this run (created; removed by the caller).
 std::string ScratchDir(const std::string& tag);
 // Bytes a file occupies on disk (st_blocks * 512); 0 if it is missing.

@@ -128,13 +128,14 @@ void BuildEncrypted(const sb::Options& o) {
                                  " --size " + f.size() + " -k " + f.key + kFastKdf +
                                  " >/dev/null"));
     ::sync();
-    anchor.push_back(sb::TimeShell(anchor_cmd));
+    const std::string reset = "rm -f " + f.dir + "/plain.img " + f.dir + "/enc.img";
+    anchor.push_back(sb::TimeShellRetry(anchor_cmd, reset));
     // The anchor again, made durable as our build is (its image written
     // back), so the disk's speed shows in both.
     fs::remove(f.dir + "/plain.img");
     fs::remove(f.dir + "/enc.img");
     ::sync();
-    synced.push_back(sb::TimeShell(anchor_cmd + " && sync"));
+    synced.push_back(sb::TimeShellRetry(anchor_cmd + " && sync", reset));
   }
   sb::Metric m = sb::MedianSecondsMetric(
       "stack.build_encrypted", ours, anchor,
@@ -260,9 +261,10 @@ void ExportLuks1(const sb::Options& o) {
                                  "/o.img --format luks1 -k " + f.key + kFastKdf +
                                  " >/dev/null"));
     ::sync();
-    anchor.push_back(sb::TimeShell("qemu-img convert -O luks --object secret,id=s0,file=" +
-                                   f.key + " -o key-secret=s0,iter-time=10 " + f.dir +
-                                   "/plain.img " + f.dir + "/q.img"));
+    anchor.push_back(sb::TimeShellRetry("qemu-img convert -O luks --object secret,id=s0,file=" +
+                                            f.key + " -o key-secret=s0,iter-time=10 " + f.dir +
+                                            "/plain.img " + f.dir + "/q.img",
+                                        "rm -f " + f.dir + "/q.img"));
   }
   sb::EmitMedianSeconds("stack.export_luks1", ours, anchor,
                         "qemu-img convert -O luks of the decrypted image");
@@ -619,11 +621,12 @@ void OciBuild(const sb::Options& o) {
                                  "/img:t --size " + size + " -k " + dir + "/pass" + kFastKdf +
                                  " >/dev/null"));
     ::sync();
-    anchor.push_back(sb::TimeShell(
+    anchor.push_back(sb::TimeShellRetry(
         "umoci unpack --rootless --image " + dir + "/img:t " + dir + "/b >/dev/null 2>&1 && " +
         "mke2fs -q -t ext4 -d " + dir + "/b/rootfs " + dir + "/plain.img " + size +
         " && qemu-img convert -O luks --object secret,id=s0,file=" + dir + "/pass" +
-        " -o key-secret=s0,iter-time=10 " + dir + "/plain.img " + dir + "/enc.img"));
+        " -o key-secret=s0,iter-time=10 " + dir + "/plain.img " + dir + "/enc.img",
+        "rm -rf " + dir + "/b " + dir + "/plain.img " + dir + "/enc.img"));
   }
   sb::Metric m = sb::MedianSecondsMetric(
       "oci.build", ours, anchor,
