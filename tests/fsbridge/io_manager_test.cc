@@ -97,12 +97,19 @@ TEST_CASE("io_manager: cached, gathered and direct I/O against a model", "[fsbri
   REQUIRE(all == model);
 }
 
+// A binding with a 16-block cache over a write-counting in-memory device.
+struct CountedBinding {
+  CountedBinding() : dev(std::make_unique<MemDevice>(kBs, 1024)), b(&dev, 16 * kBs), c(b) {}
+  CountingDevice dev;
+  IoBinding b;
+  Channel c;
+};
+
 TEST_CASE("io_manager: consecutive whole-block writes reach the device as one write",
           "[fsbridge]") {
-  auto mem = std::make_unique<MemDevice>(kBs, 1024);
-  CountingDevice dev(std::move(mem));
-  IoBinding b(&dev, 16 * kBs);
-  Channel c(b);
+  CountedBinding cb;
+  auto& dev = cb.dev;
+  auto& c = cb.c;
   std::vector<uint8_t> all;
   for (uint64_t blk = 100; blk < 300; blk += 2) {  // 100 writes of two blocks
     auto d = RandomBytes(2 * kBs, blk);
@@ -125,10 +132,9 @@ TEST_CASE("io_manager: consecutive whole-block writes reach the device as one wr
 TEST_CASE("io_manager: small adjacent WriteBuffer runs (small files) reach the device as one "
           "write, large ones alone",
           "[fsbridge]") {
-  auto mem = std::make_unique<MemDevice>(kBs, 1024);
-  CountingDevice dev(std::move(mem));
-  IoBinding b(&dev, 16 * kBs);
-  Channel c(b);
+  CountedBinding cb;
+  auto& dev = cb.dev;
+  auto& b = cb.b;
   std::vector<uint8_t> all;
   uint64_t blk = 10;
   for (int i = 0; i < 50; ++i) {  // 50 files of 1 to 3 blocks, back to back
