@@ -2,12 +2,12 @@
 # that need them. Installed by scripts/setup.sh.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(EXT2FS REQUIRED IMPORTED_TARGET ext2fs com_err)
-# The four crypto libraries are used by layers/fde only, each from one
-# backend file with one job (layers/fde/src/crypto.h): libgcrypt AES-XTS,
-# Botan Argon2, libsodium secure memory and random, OpenSSL hashes and
-# PBKDF2 (and the XTS speed anchor of bench/fde).
+# The three crypto libraries are used by layers/fde only, each from its
+# backend files (layers/fde/src/crypto.h): libgcrypt AES-XTS, hashes and
+# PBKDF2, libargon2 Argon2, libsodium secure memory and random. OpenSSL is
+# not in the product: it is bench/fde's XTS speed anchor and a test oracle.
 pkg_check_modules(GCRYPT REQUIRED IMPORTED_TARGET libgcrypt)
-pkg_check_modules(BOTAN REQUIRED IMPORTED_TARGET botan-2)
+pkg_check_modules(ARGON2 REQUIRED IMPORTED_TARGET libargon2)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 pkg_check_modules(LIBARCHIVE REQUIRED IMPORTED_TARGET libarchive)
 pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)

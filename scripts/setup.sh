@@ -9,7 +9,7 @@ PKGS="
   build-essential cmake ninja-build pkg-config git
   g++ clang-14 libclang-rt-14-dev llvm-14
   libext2fs-dev e2fsprogs
-  libbotan-2-dev libsodium-dev libssl-dev libgcrypt20-dev openssl
+  libargon2-dev libsodium-dev libssl-dev libgcrypt20-dev openssl
   libcli11-dev catch2 nlohmann-json3-dev
   libarchive-dev libarchive-tools tar zstd xz-utils gzip zlib1g-dev
   libxxhash-dev

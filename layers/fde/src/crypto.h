@@ -2,14 +2,17 @@
 // layer uses is declared here, and each third-party library is reached from
 // exactly one backend file, with one job:
 //
-//   crypto_openssl.cc  OpenSSL    hashes (LUKS checksums, AF diffusion) and PBKDF2
-//   crypto_botan.cc    Botan      Argon2i/Argon2id (its exceptions become Status there)
+//   crypto_argon2.cc   libargon2  Argon2i/Argon2id (the reference implementation)
 //   crypto_sodium.cc   libsodium  secure memory, the CSPRNG, constant-time compare
-//   crypto_gcrypt.cc   libgcrypt  AES-XTS (the data path and keyslot areas); its
-//                                 secure memory is routed to SecureAlloc below
+//   crypto_gcrypt.cc   libgcrypt  initialisation and AES-XTS (the data path and
+//                                 keyslot areas); its secure memory is routed to
+//                                 SecureAlloc below
+//   crypto_gcrypt_hash.cc         hashes (LUKS checksums, AF diffusion), PBKDF2,
+//                                 and the public fde::Sha256 (fde/sha256.h)
 //
-// No other file in the tree includes these libraries' headers (bench/ uses
-// OpenSSL's XTS as its speed anchor, outside the layer). See spec/fde.md
+// No other file in the tree includes these libraries' headers. OpenSSL is
+// not in the product: bench/ uses its XTS as the speed anchor and tests use
+// it as an independent oracle. See spec/fde.md
 // "Code structure".
 //
 // Hash names are LUKS spellings: "sha1", "sha256", "sha384", "sha512"
@@ -28,7 +31,11 @@
 
 namespace stack::fde::internal {
 
-// ---- hashes and PBKDF2 (OpenSSL) ----
+// ---- hashes and PBKDF2 (libgcrypt) ----
+
+// Initialises libgcrypt once per process (with its secure memory routed to
+// SecureAlloc); false if it cannot be used. Every libgcrypt call follows it.
+bool GcryptReady();
 
 // Digest length of a LUKS hash name, 0 when unsupported.
 size_t HashSize(std::string_view hash);
@@ -41,10 +48,12 @@ Status Hash(std::string_view hash, std::initializer_list<std::span<const uint8_t
 Status Pbkdf2(std::string_view hash, std::span<const uint8_t> password,
               std::span<const uint8_t> salt, uint32_t iterations, std::span<uint8_t> out);
 
-// ---- Argon2 (Botan) ----
+// ---- Argon2 (libargon2) ----
 
-// Argon2 ("argon2i" or "argon2id"), memory in KiB, any parallelism.
-// NoSpace when the memory cannot be allocated.
+// Argon2 ("argon2i" or "argon2id", version 1.3), memory in KiB, any
+// parallelism (one thread per lane). NoSpace when the memory cannot be
+// allocated; InvalidArgument for parameters Argon2 does not define (a salt
+// under 8 bytes, memory under 8 KiB per lane, ...).
 Status Argon2(std::string_view type, std::span<const uint8_t> password,
               std::span<const uint8_t> salt, uint32_t time, uint32_t memory_kib,
               uint32_t parallelism, std::span<uint8_t> out);

@@ -1,6 +1,7 @@
-// AES-XTS through libgcrypt: libgcrypt's one job in the tree. Its secure
-// memory (where the key schedules live) is routed to the libsodium backend
-// through SecureAlloc/SecureFree (crypto.h).
+// libgcrypt's initialisation and AES-XTS. Its secure memory (where the key
+// schedules live) is routed to the libsodium
+// backend through SecureAlloc/SecureFree (crypto.h). Hashes and PBKDF2, the
+// library's other job, are in crypto_gcrypt_hash.cc.
 #include <gcrypt.h>
 
 #include <algorithm>
@@ -85,6 +86,8 @@ void* Realloc(void* p, size_t n) {
 
 }  // namespace gcry_secure
 
+}  // namespace
+
 // libgcrypt must be initialised once per process before use. If the program
 // (or another library) already finished its initialisation we leave it as it
 // is (handles are still opened GCRY_CIPHER_SECURE, in its own locked pool);
@@ -100,6 +103,8 @@ bool GcryptReady() {
   }();
   return ready;
 }
+
+namespace {
 
 // One libgcrypt XTS handle keyed once; per sector only the tweak is reset.
 // Why libgcrypt rather than OpenSSL EVP: its XTS uses VAES/AVX2 where the CPU
