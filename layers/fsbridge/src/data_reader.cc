@@ -168,7 +168,10 @@ Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
   for (size_t k = 0; k < pieces->size(); ++k) {
     const Piece& p = (*pieces)[k];
     if (p.hole()) {
-      if (zeros.empty()) zeros.resize(kZeroChunk);
+      // Sized for the largest hole met so far, up to kZeroChunk: a small
+      // sparse file does not cost a megabyte of zeroed memory.
+      const size_t want = size_t(std::min<uint64_t>(kZeroChunk, p.bytes));
+      if (zeros.size() < want) zeros.resize(want);
       for (uint64_t left = p.bytes; left;) {
         const size_t n = size_t(std::min<uint64_t>(left, zeros.size()));
         RETURN_IF_ERROR(sink(std::span<const uint8_t>(zeros.data(), n)));
