@@ -117,6 +117,9 @@ TEST_CASE("Hashes give the FIPS 180 answers, whole or in parts", "[fde][kdf]") {
   CHECK(HexOf(out) ==
         "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a"
         "2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f");
+  out.resize(HashSize("sha256"));
+  REQUIRE(Hash("sha256", {std::span<const uint8_t>(), Bytes("")}, out).ok());
+  CHECK(HexOf(out) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   CHECK(HashSize("sha384") == 48);
   CHECK(HashSize("ripemd160") == 0);
   CHECK(Hash("md5", {Bytes("abc")}, out).code() == stack::Code::kUnsupported);

@@ -41,14 +41,18 @@ Status Argon2(std::string_view type, std::span<const uint8_t> password,
   c.threads = parallelism;
   c.version = ARGON2_VERSION_13;
   c.flags = ARGON2_DEFAULT_FLAGS;  // working memory is wiped before it is freed
-  const int rc = argon2_ctx(&c, y);
+  int rc = argon2_ctx(&c, y);
+  if (rc == ARGON2_THREAD_FAIL) {
+    // No threads to be had (a tight RLIMIT_NPROC, a seccomp sandbox): the
+    // lanes are computed in turn on this thread, with the same result.
+    c.threads = 1;
+    rc = argon2_ctx(&c, y);
+  }
   switch (rc) {
     case ARGON2_OK:
       return Status::Ok();
     case ARGON2_MEMORY_ALLOCATION_ERROR:
       return Status::NoSpace("argon2: cannot allocate " + std::to_string(memory_kib) + " KiB");
-    case ARGON2_THREAD_FAIL:
-      return Status::Internal("argon2: cannot start " + std::to_string(parallelism) + " threads");
     default:
       return Status::InvalidArgument(std::string("argon2: ") + argon2_error_message(rc));
   }

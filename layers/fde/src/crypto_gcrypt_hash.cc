@@ -37,14 +37,21 @@ Status Hash(std::string_view hash, std::initializer_list<std::span<const uint8_t
   if (algo == 0) return Status::Unsupported("hash " + std::string(hash));
   if (!GcryptReady()) return Status::Internal("libgcrypt is too old or failed to initialise");
   if (out.size() != gcry_md_get_algo_dlen(algo)) return Status::Internal("hash output size");
-  // One call over the parts: the state stays on libgcrypt's stack and is
-  // wiped there (AF diffusion hashes key material).
+  // One call over the parts: no handle to open (AF diffusion makes
+  // thousands of these calls per keyslot).
   std::vector<gcry_buffer_t> iov;
   iov.reserve(parts.size());
+  static uint8_t nothing = 0;  // hashed as zero bytes when every part is empty
   for (const auto& part : parts) {
+    if (part.empty()) continue;
     gcry_buffer_t b{};
     b.size = b.len = part.size();
     b.data = const_cast<uint8_t*>(part.data());
+    iov.push_back(b);
+  }
+  if (iov.empty()) {
+    gcry_buffer_t b{};
+    b.data = &nothing;
     iov.push_back(b);
   }
   const gcry_error_t err =
