@@ -22,8 +22,11 @@ FUZZ_SECONDS=${STACK_FUZZ_SECONDS:-15}
 # The targets holding the tests labelled `threads` (and what they drive).
 TSAN_TARGETS="test_block test_pool test_fde test_nbd test_stack stack"
 JOBS=$(nproc)
+# The sanitizer builds carry line tables, not full debug info (see
+# STACK_LINE_TABLES in cmake/StackDefaults.cmake).
+SAN_DEBUG_ARGS="-DSTACK_LINE_TABLES=ON"
 # The one clang build the asan and fuzz phases share (see above).
-ASAN_FUZZ_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}"
+ASAN_FUZZ_ARGS="-DSTACK_FUZZ=ON -DSTACK_BENCH=OFF $SAN_DEBUG_ARGS ${STACK_CMAKE_ARGS:-}"
 declare -a RESULTS=()
 FAILED=0
 
@@ -122,7 +125,7 @@ for phase in $PHASES; do
       # drive the `stack` binary). halt_on_error: the first race ends the
       # process with TSan's exit status 66, so the test fails.
       if STACK_BUILD_DIR="$ROOT/build-tsan" STACK_CXX=clang++-14 STACK_CC=clang-14 \
-         STACK_SANITIZER=tsan STACK_CMAKE_ARGS="-DSTACK_BENCH=OFF ${STACK_CMAKE_ARGS:-}" \
+         STACK_SANITIZER=tsan STACK_CMAKE_ARGS="-DSTACK_BENCH=OFF $SAN_DEBUG_ARGS ${STACK_CMAKE_ARGS:-}" \
          STACK_BUILD_TARGETS="$TSAN_TARGETS" "$ROOT/scripts/build.sh"; then
         TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
           run_ctest "tsan (clang)" "$ROOT/build-tsan" -L '^threads$'

@@ -12,6 +12,7 @@
 #include "stack/control.h"
 #include "stack/open_pool.h"
 #include "stack/publish.h"
+#include "kind_text.h"
 
 namespace stack::compose {
 namespace {
@@ -22,14 +23,6 @@ namespace {
 // bytes.
 constexpr uint64_t kBatchBytes = 1u << 20;
 constexpr const char* kIntoSnapshot = "into";  // the hidden clone's snapshot: .build-V@into
-
-std::string KindText(fde::ContainerKind k) {
-  switch (k) {
-    case fde::ContainerKind::kLuks1: return "LUKS1";
-    case fde::ContainerKind::kLuks2: return "LUKS2";
-    default: return "none";
-  }
-}
 
 bool AllZero(std::span<const uint8_t> b) {
   if (b.empty()) return true;

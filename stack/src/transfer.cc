@@ -19,17 +19,10 @@
 #include "stack/open_pool.h"
 #include "stack/publish.h"
 #include "stack/stored_copy.h"
+#include "kind_text.h"
 
 namespace stack::compose {
 namespace {
-
-std::string KindText(fde::ContainerKind k) {
-  switch (k) {
-    case fde::ContainerKind::kLuks1: return "LUKS1";
-    case fde::ContainerKind::kLuks2: return "LUKS2";
-    default: return "none";
-  }
-}
 
 // The export's bytes go into out's temporary file, sized (sparse) first.
 Result<std::unique_ptr<FileDevice>> NewOutput(OutputFile& out, uint64_t size, bool sync) {

@@ -8,7 +8,6 @@ using namespace stack;
 using namespace stack::testing;
 
 namespace {
-constexpr uint32_t kBs = 4096;
 
 std::vector<uint8_t> ReadBlock(MemDevice& m, uint64_t b) {
   std::vector<uint8_t> buf(kBs);

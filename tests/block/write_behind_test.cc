@@ -18,7 +18,6 @@ using namespace stack;
 using namespace stack::testing;
 
 namespace {
-constexpr uint32_t kBs = 4096;
 
 // Holds every write until Open() is called (the device below is "busy").
 class GateDevice : public PassthroughDevice {

@@ -14,14 +14,7 @@ using stack::testing::CodeOf;
 
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
-
-std::shared_ptr<MemStorage> Formatted(int version, const std::string& pass) {
-  auto mem = std::make_unique<MemDevice>(4096, 20 * kMiB / 4096);
-  auto storage = mem->storage();
-  REQUIRE_OK(Format(std::move(mem), Pass(pass), FastFormat(version)));
-  return storage;
-}
+using ::stack::testing::kMiB;
 
 KdfParams FastKdf(int version) {
   return KdfParams::Fast(version == 1 ? KdfType::kPbkdf2 : KdfType::kArgon2id);

@@ -25,7 +25,7 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
+using ::stack::testing::kMiB;
 constexpr uint64_t kHdr = 16384;
 
 struct Fixture {

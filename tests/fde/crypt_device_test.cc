@@ -16,7 +16,7 @@ using stack::testing::RandomBytes;
 
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
+using ::stack::testing::kMiB;
 
 // Counts the operations that reach the device below.
 class CountingDevice : public PassthroughDevice {

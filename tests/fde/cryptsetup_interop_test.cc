@@ -14,7 +14,7 @@ using stack::testing::TempDir;
 
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
+using ::stack::testing::kMiB;
 
 // Writes plaintext through dev at a few offsets beyond the first sector and
 // checks the ciphertext on disk decrypts with `key` through python's XTS.

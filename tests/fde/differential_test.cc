@@ -13,7 +13,7 @@ using namespace stack::fde::testing;
 using stack::testing::RandomBytes;
 
 namespace {
-constexpr uint64_t kMiB = 1 << 20;
+using ::stack::testing::kMiB;
 constexpr uint64_t kDataBytes = 4 * kMiB;
 }  // namespace
 

@@ -26,6 +26,13 @@ FormatOptions FastFormat(int version, uint32_t sector, KdfType kdf) {
   return o;
 }
 
+std::shared_ptr<MemStorage> Formatted(int version, const std::string& pass) {
+  auto mem = std::make_unique<MemDevice>(4096, 20 * (uint64_t(1) << 20) / 4096);
+  auto storage = mem->storage();
+  REQUIRE_OK(Format(std::move(mem), Pass(pass), FastFormat(version)));
+  return storage;
+}
+
 std::string Hex(std::span<const uint8_t> b) {
   static const char* k = "0123456789abcdef";
   std::string s;

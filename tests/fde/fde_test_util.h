@@ -17,6 +17,9 @@ Secret Pass(const std::string& s);
 // Version/sector with cheap KDFs (argon2id 4 passes 64 KiB, digest 1000).
 FormatOptions FastFormat(int version = 2, uint32_t sector = 4096,
                          KdfType kdf = KdfType::kArgon2id);
+// A 20 MiB in-memory device formatted with FastFormat(version) and one
+// passphrase; its storage (open it again with a MemDevice over it).
+std::shared_ptr<MemStorage> Formatted(int version, const std::string& pass);
 std::string Hex(std::span<const uint8_t> b);
 std::vector<uint8_t> Unhex(const std::string& hex);
 

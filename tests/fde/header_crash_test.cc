@@ -17,7 +17,7 @@ using namespace stack::fde::testing;
 
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
+using ::stack::testing::kMiB;
 
 struct Op {
   const char* name;

@@ -15,15 +15,7 @@ using stack::testing::TempDir;
 
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
-
-std::shared_ptr<MemStorage> Formatted(int version, const std::string& pass) {
-  auto mem = std::make_unique<MemDevice>(4096, 20 * kMiB / 4096);
-  auto storage = mem->storage();
-  auto d = Format(std::move(mem), Pass(pass), FastFormat(version));
-  REQUIRE_OK(d);
-  return storage;
-}
+using ::stack::testing::kMiB;
 
 }  // namespace
 

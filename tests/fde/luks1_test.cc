@@ -15,7 +15,7 @@ using stack::testing::TempDir;
 
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
+using ::stack::testing::kMiB;
 
 }  // namespace
 

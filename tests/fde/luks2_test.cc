@@ -12,7 +12,7 @@ using stack::testing::RandomBytes;
 
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
+using ::stack::testing::kMiB;
 
 std::shared_ptr<MemStorage> NewStorage(uint64_t bytes, uint32_t bs = 4096) {
   MemDevice d(bs, bytes / bs);

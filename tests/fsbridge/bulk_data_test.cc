@@ -23,20 +23,6 @@ using stack::fsbridge::Filesystem;
 
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
-
-std::string Slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::string ReadAll(Filesystem& fs, const std::string& p) {
-  std::ostringstream o;
-  REQUIRE_OK(fs.ReadFile(p, o));
-  return o.str();
-}
 
 // Where two byte strings first differ (-1: equal); Catch would print
 // megabytes for a failed ==.

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 #include "block/file_device.h"
@@ -207,6 +208,19 @@ void MakeRichTree(const std::string& root) {
     SetTimes(root + p, 1600000000, 123456789);
   for (const char* p : {"/dir/sub/deeper", "/dir/sub", "/dir", "/empty_dir", ""})
     SetTimes(root + p, 1500000000, 987654321);
+}
+
+std::string ReadAll(fsbridge::Filesystem& fs, const std::string& path) {
+  std::ostringstream o;
+  const Status st = fs.ReadFile(path, o);
+  if (!st.ok()) throw std::runtime_error("read " + path + ": " + st.ToString());
+  return o.str();
+}
+
+void WriteHostFile(const std::string& path, const std::vector<uint8_t>& data) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(data.data()), std::streamsize(data.size()));
+  if (!f.good()) throw std::runtime_error("cannot write host file " + path);
 }
 
 }  // namespace stack::testing

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "block/block_device.h"
+#include "fsbridge/filesystem.h"
 #include "test_util.h"
 
 namespace stack::testing {
@@ -36,5 +37,9 @@ bool SameContent(BlockDevice& a, BlockDevice& b);
 // Makes a tree with every file type under root (as root: devices, owners,
 // security.capability; otherwise the parts a user can make).
 void MakeRichTree(const std::string& root);
+// A file of the image, whole; throws (a test failure) when it cannot be read.
+std::string ReadAll(fsbridge::Filesystem& fs, const std::string& path);
+// Writes bytes to a host file; throws when it cannot.
+void WriteHostFile(const std::string& path, const std::vector<uint8_t>& data);
 
 }  // namespace stack::testing

@@ -25,7 +25,6 @@ using stack::fsbridge::PopulateOptions;
 
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
 
 // Closes fs, dumps the device to an image and runs e2fsck -fn on it.
 std::string CloseAndCheck(std::unique_ptr<Filesystem> fs, const TempDir& t, const std::string& name,
@@ -39,19 +38,6 @@ std::string CloseAndCheck(std::unique_ptr<Filesystem> fs, const TempDir& t, cons
   REQUIRE(rc == 0);
   if (dev_out) *dev_out = std::move(dev);
   return img;
-}
-
-std::string ReadAll(Filesystem& fs, const std::string& p) {
-  std::ostringstream o;
-  REQUIRE_OK(fs.ReadFile(p, o));
-  return o.str();
-}
-
-std::string Slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 MkfsOptions Repro() {
@@ -619,12 +605,6 @@ TEST_CASE("fresh_device leaves the journal unzeroed, and jbd2 replay stops at th
 }
 
 namespace {
-
-void WriteHostFile(const std::string& path, const std::vector<uint8_t>& data) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(data.data()), std::streamsize(data.size()));
-  REQUIRE(f.good());
-}
 
 uint64_t MemBlocks(BlockDevice& dev) { return static_cast<MemDevice&>(dev).allocated_blocks(); }
 

@@ -16,12 +16,6 @@ using stack::fsbridge::MkfsOptions;
 
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
-
-void WriteHostFile(const std::string& path, const std::vector<uint8_t>& d) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(d.data()), std::streamsize(d.size()));
-}
 
 // A dumpe2fs -h field as a number ("Block count:  76800" -> 76800).
 uint64_t SuperField(const std::string& dump, const std::string& field) {

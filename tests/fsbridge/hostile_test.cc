@@ -57,13 +57,6 @@ std::set<std::string> Tree(const std::string& root) {
   return out;
 }
 
-std::string Slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 TEST_CASE("entry names: what is safe, and how any name is printed", "[fsbridge][hostile]") {

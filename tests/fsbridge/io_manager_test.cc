@@ -18,7 +18,6 @@ using stack::fsbridge::IoBinding;
 
 namespace {
 
-constexpr uint32_t kBs = 4096;
 
 // Counts the writes that reach the device.
 class CountingDevice : public PassthroughDevice {
@@ -97,6 +96,8 @@ TEST_CASE("io_manager: cached, gathered and direct I/O against a model", "[fsbri
   REQUIRE(all == model);
 }
 
+namespace {
+
 // A binding with a 16-block cache over a write-counting in-memory device.
 struct CountedBinding {
   CountedBinding() : dev(std::make_unique<MemDevice>(kBs, 1024)), b(&dev, 16 * kBs), c(b) {}
@@ -104,6 +105,8 @@ struct CountedBinding {
   IoBinding b;
   Channel c;
 };
+
+}  // namespace
 
 TEST_CASE("io_manager: consecutive whole-block writes reach the device as one write",
           "[fsbridge]") {

@@ -15,13 +15,6 @@ namespace stack::testing {
 
 namespace {
 
-std::string Slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 std::map<std::string, std::string> Xattrs(const std::string& p) {
   std::map<std::string, std::string> out;
   char names[65536];

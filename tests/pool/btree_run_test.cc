@@ -23,7 +23,7 @@
 namespace stack::pool {
 namespace {
 
-constexpr uint32_t kBs = 4096;
+using ::stack::testing::kBs;
 constexpr uint64_t kPoolBlocks = 1 << 16;
 constexpr uint64_t kDataBlocks = 50000;
 

@@ -8,7 +8,7 @@
 namespace stack::pool::testing {
 namespace {
 
-constexpr uint32_t kBs = 4096;
+using ::stack::testing::kBs;
 
 std::string VolPart(const std::string& n) { return n.substr(0, n.find('@')); }
 

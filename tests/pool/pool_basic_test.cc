@@ -18,7 +18,7 @@ using stack::testing::RandomBytes;
 using stack::testing::TempDir;
 
 namespace {
-constexpr uint32_t kBs = 4096;
+using ::stack::testing::kBs;
 
 void WriteAt(Pool& p, const std::string& vol, uint64_t block, const std::vector<uint8_t>& data) {
   auto v = p.OpenVolume(vol, false);

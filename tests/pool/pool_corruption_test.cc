@@ -15,7 +15,7 @@ using stack::testing::RandomBytes;
 
 namespace {
 
-constexpr uint32_t kBs = 4096;
+using ::stack::testing::kBs;
 constexpr uint32_t kMagic = 0x444d5053;
 
 std::shared_ptr<MemStorage> BuildPool() {
@@ -32,12 +32,6 @@ std::shared_ptr<MemStorage> BuildPool() {
   auto s = mp.storage;
   mp.pool.reset();
   return s;
-}
-
-// Block type by header, 0 for data.
-uint16_t TypeOf(const std::vector<uint8_t>& b) {
-  if (GetLE32(b.data() + 8) != kMagic) return 0;
-  return GetLE16(b.data() + 12);
 }
 
 struct Outcome {

@@ -18,7 +18,7 @@ using stack::testing::CodeOf;
 
 namespace {
 
-constexpr uint32_t kBs = 4096;
+using ::stack::testing::kBs;
 
 struct Collected {
   std::vector<DiffRange> ranges;

@@ -19,7 +19,7 @@ using stack::testing::RandomBytes;
 
 namespace {
 
-constexpr uint32_t kBs = 4096;
+using ::stack::testing::kBs;
 
 std::string SnapName(int i) {
   char buf[32];
@@ -43,11 +43,6 @@ size_t SnapshotFootprint(MemPool& mp, int i) {
   auto before = mp.storage->Clone();
   REQUIRE_OK(mp.pool->Snapshot("v", SnapName(i), {"note " + std::to_string(i), {"probe"}}));
   return ChangedBlocks(*before, *mp.storage);
-}
-
-uint16_t TypeOf(const std::vector<uint8_t>& b) {
-  if (GetLE32(b.data() + 8) != 0x444d5053) return 0;
-  return GetLE16(b.data() + 12);
 }
 
 }  // namespace

@@ -19,12 +19,9 @@ using stack::testing::TempDir;
 
 namespace {
 
-constexpr uint32_t kBs = 4096;
+using ::stack::testing::kBs;
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using ::stack::testing::Slurp;
 
 std::vector<std::string> Listing(const TempDir& dir) {
   std::vector<std::string> names;

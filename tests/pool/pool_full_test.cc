@@ -12,7 +12,7 @@ using stack::testing::CodeOf;
 using stack::testing::RandomBytes;
 
 namespace {
-constexpr uint32_t kBs = 4096;
+using ::stack::testing::kBs;
 }  // namespace
 
 TEST_CASE("fill through writes and snapshots, NoSpace, delete a snapshot, continue") {

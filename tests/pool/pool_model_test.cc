@@ -15,7 +15,7 @@ using stack::testing::CodeOf;
 
 namespace {
 
-constexpr uint32_t kBs = 4096;
+using ::stack::testing::kBs;
 
 struct ModelEntry {
   bool snapshot = false;

@@ -22,7 +22,7 @@ using stack::testing::TempDir;
 
 namespace {
 
-constexpr uint32_t kBs = 4096;
+using ::stack::testing::kBs;
 
 uint64_t GenOf(const MemStorage& s, uint64_t block) {
   return GetLE64(s.blocks.at(block).data() + 24);
@@ -69,10 +69,6 @@ std::string Joined(const std::vector<std::string>& v) {
   std::string o;
   for (auto& s : v) o += s + "\n";
   return o;
-}
-
-bool Contains(const std::string& hay, const std::string& needle) {
-  return hay.find(needle) != std::string::npos;
 }
 
 void Flip(MemStorage& s, uint64_t block) { s.blocks[block][100] ^= 1; }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "block/endian.h"
 #include "block/fault_device.h"
 #include "block/mem_device.h"
 #include "block/passthrough_device.h"
@@ -108,6 +109,17 @@ inline int64_t FirstDifference(Pool& p, const std::string& name, std::span<const
     return int64_t(off + (m.first - piece.begin()));
   }
   return -1;
+}
+
+// A pool block's type by its metadata header (spec/pool-format.md), 0 for
+// a data block.
+inline uint16_t TypeOf(const std::vector<uint8_t>& b) {
+  if (GetLE32(b.data() + 8) != 0x444d5053) return 0;
+  return GetLE16(b.data() + 12);
+}
+
+inline bool Contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
 }
 
 }  // namespace stack::pool::testing

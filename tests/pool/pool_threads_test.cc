@@ -18,7 +18,7 @@ using stack::testing::CodeOf;
 using stack::testing::RandomBytes;
 
 namespace {
-constexpr uint32_t kBs = 4096;
+using ::stack::testing::kBs;
 
 // Runs `io(i)` 20,000 times on a thread while this thread destroys the
 // pool once the first call returned. Every call must succeed or fail with

@@ -16,11 +16,7 @@ using stack::testing::TempDir;
 
 namespace {
 
-constexpr uint32_t kBs = 4096;
-
-bool Contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
+using ::stack::testing::kBs;
 
 }  // namespace
 

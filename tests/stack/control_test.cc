@@ -20,9 +20,9 @@ namespace wire = stack::compose::wire;
 
 namespace {
 
-struct TempDir {
+struct NamedTempDir {
   std::string path;
-  explicit TempDir(const std::string& name_part = "") {
+  explicit NamedTempDir(const std::string& name_part = "") {
     char tmpl[] = "/tmp/control-test-XXXXXX";
     path = ::mkdtemp(tmpl);
     if (!name_part.empty()) {
@@ -30,7 +30,7 @@ struct TempDir {
       std::filesystem::create_directories(path);
     }
   }
-  ~TempDir() {
+  ~NamedTempDir() {
     std::error_code ec;
     std::filesystem::remove_all(path.substr(0, path.find('/', 5)), ec);
   }
@@ -88,7 +88,7 @@ TEST_CASE("control wire: request round trip and malformed payloads") {
 
 TEST_CASE("control: a forwarded command runs in the holder with the client's stdout") {
   // Longer than sun_path: reached through /proc/self/fd.
-  TempDir dir(std::string(70, 'd') + "/" + std::string(50, 'e'));
+  NamedTempDir dir(std::string(70, 'd') + "/" + std::string(50, 'e'));
   const std::string path = dir.path + "/p.stk";
   auto pool = MakePool(path);
   compose::SetHolderDescription("test holder");
@@ -136,7 +136,7 @@ TEST_CASE("control: a forwarded command runs in the holder with the client's std
 }
 
 TEST_CASE("control: a stale socket is ignored by clients and replaced by the next holder") {
-  TempDir dir;
+  NamedTempDir dir;
   const std::string path = dir.path + "/p.stk";
   auto pool = MakePool(path);
   // A dead holder's socket: bound, never listening again.

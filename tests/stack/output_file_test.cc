@@ -29,11 +29,6 @@ struct Dir {
   }
 };
 
-std::string Slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
 void Put(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
 
 void WriteFd(int fd, const std::string& s) {

@@ -11,25 +11,12 @@
 #include "pool/pool.h"
 #include "stack/volume_store.h"
 #include "stack/publish.h"
+#include "mem_pool_store.h"
 #include "test_util.h"
 
 using namespace stack;
 using stack::testing::CodeOf;
-
-namespace {
-
-std::unique_ptr<VolumeStore> MemPool() {
-  auto storage = std::make_shared<MemStorage>();
-  storage->block_size = 4096;
-  storage->block_count = 2048;
-  pool::PoolCreateOptions o;
-  o.size_bytes = 2048 * 4096;
-  auto p = pool::Pool::Create(pool::MakeDeviceStore(std::make_unique<MemDevice>(storage)), o);
-  REQUIRE(p.ok());
-  return std::make_unique<PoolVolumeStore>(std::shared_ptr<pool::Pool>(std::move(p).value()));
-}
-
-}  // namespace
+using stack::testing::MemPool;
 
 TEST_CASE("a publication whose fill fails with the hidden volume open leaves nothing") {
   auto p = MemPool();

@@ -15,15 +15,17 @@
 #include "stack/volume_store.h"
 #include "stack/send.h"
 #include "stack/send_stream.h"
+#include "mem_pool_store.h"
 #include "test_util.h"
 
 using namespace stack;
 using namespace stack::compose;
 using stack::testing::CodeOf;
+using stack::testing::MemPool;
 
 namespace {
 
-constexpr uint32_t kBs = 4096;
+using ::stack::testing::kBs;
 
 StreamHeader SmallHeader() {
   StreamHeader h;
@@ -85,16 +87,6 @@ Status ParseAll(const std::vector<uint8_t>& b, std::vector<StreamRecord>* recs =
   }
 }
 
-std::unique_ptr<VolumeStore> MemPool() {
-  auto storage = std::make_shared<MemStorage>();
-  storage->block_size = kBs;
-  storage->block_count = 2048;
-  pool::PoolCreateOptions o;
-  o.size_bytes = 2048 * kBs;
-  auto p = pool::Pool::Create(pool::MakeDeviceStore(std::make_unique<MemDevice>(storage)), o);
-  REQUIRE(p.ok());
-  return std::make_unique<PoolVolumeStore>(std::shared_ptr<pool::Pool>(std::move(p).value()));
-}
 
 }  // namespace
 

@@ -5,6 +5,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 namespace stack::testing {
@@ -19,6 +21,11 @@ std::vector<uint8_t> RandomBytes(size_t n, uint64_t seed) {
   }
   for (; i < n; ++i) v[i] = uint8_t(rng());
   return v;
+}
+
+std::string Slurp(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 TempDir::TempDir() {

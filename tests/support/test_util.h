@@ -11,6 +11,11 @@
 
 namespace stack::testing {
 
+// Sizes most tests share: one place, so the test files of a target can be
+// compiled together (a unity build) without two definitions meeting.
+inline constexpr uint64_t kMiB = 1 << 20;
+inline constexpr uint32_t kBs = 4096;  // the block size of most test pools
+
 // Deterministic pseudo-random bytes (seeded).
 std::vector<uint8_t> RandomBytes(size_t n, uint64_t seed);
 
@@ -27,6 +32,9 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// A host file's bytes ("" when it cannot be read).
+std::string Slurp(const std::filesystem::path& path);
 
 // Runs a shell command; returns its exit status (-1 if it could not run).
 // Output is captured into *out when non-null.

@@ -12,16 +12,16 @@ namespace {
 constexpr uint8_t kMagic[6] = {'L', 'U', 'K', 'S', 0xba, 0xbe};
 constexpr size_t kOffCipherName = 8, kOffCipherMode = 40, kOffHash = 72, kOffPayload = 104,
                  kOffKeyBytes = 108, kOffDigest = 112, kOffDigestSalt = 132,
-                 kOffDigestIter = 164, kOffUuid = 168, kOffSlots = 208, kSlotSize = 48;
+                 kOffDigestIter = 164, kOffL1Uuid = 168, kOffSlots = 208, kSlotSize = 48;
 
-Result<std::string> Text(std::span<const uint8_t> b, size_t off, size_t len, const char* what) {
+Result<std::string> Luks1Text(std::span<const uint8_t> b, size_t off, size_t len, const char* what) {
   const char* p = reinterpret_cast<const char*>(b.data() + off);
   size_t n = strnlen(p, len);
   if (n == len) return Status::Corruption(std::string("LUKS1 ") + what + " not terminated");
   return std::string(p, n);
 }
 
-Status PutText(std::span<uint8_t> b, size_t off, size_t len, const std::string& s) {
+Status PutLuks1Text(std::span<uint8_t> b, size_t off, size_t len, const std::string& s) {
   if (s.size() >= len) return Status::InvalidArgument("LUKS1 field too long: " + s);
   std::memcpy(b.data() + off, s.data(), s.size());
   return Status::Ok();
@@ -38,10 +38,10 @@ Result<Luks1Header> DecodeLuks1(std::span<const uint8_t> b) {
   if (std::memcmp(b.data(), kMagic, 6) != 0) return Status::Corruption("bad LUKS1 magic");
   if (GetBE16(b.data() + 6) != 1) return Status::Corruption("not a LUKS1 header");
   Luks1Header h;
-  ASSIGN_OR_RETURN(h.cipher_name, Text(b, kOffCipherName, 32, "cipher name"));
-  ASSIGN_OR_RETURN(h.cipher_mode, Text(b, kOffCipherMode, 32, "cipher mode"));
-  ASSIGN_OR_RETURN(h.hash_spec, Text(b, kOffHash, 32, "hash spec"));
-  ASSIGN_OR_RETURN(h.uuid, Text(b, kOffUuid, 40, "uuid"));
+  ASSIGN_OR_RETURN(h.cipher_name, Luks1Text(b, kOffCipherName, 32, "cipher name"));
+  ASSIGN_OR_RETURN(h.cipher_mode, Luks1Text(b, kOffCipherMode, 32, "cipher mode"));
+  ASSIGN_OR_RETURN(h.hash_spec, Luks1Text(b, kOffHash, 32, "hash spec"));
+  ASSIGN_OR_RETURN(h.uuid, Luks1Text(b, kOffL1Uuid, 40, "uuid"));
   h.payload_offset = GetBE32(b.data() + kOffPayload);
   h.key_bytes = GetBE32(b.data() + kOffKeyBytes);
   std::memcpy(h.mk_digest.data(), b.data() + kOffDigest, kLuks1DigestSize);
@@ -89,15 +89,15 @@ Status EncodeLuks1(const Luks1Header& h, std::span<uint8_t> out) {
   std::memset(out.data(), 0, kLuks1HeaderSize);
   std::memcpy(out.data(), kMagic, 6);
   PutBE16(out.data() + 6, 1);
-  RETURN_IF_ERROR(PutText(out, kOffCipherName, 32, h.cipher_name));
-  RETURN_IF_ERROR(PutText(out, kOffCipherMode, 32, h.cipher_mode));
-  RETURN_IF_ERROR(PutText(out, kOffHash, 32, h.hash_spec));
+  RETURN_IF_ERROR(PutLuks1Text(out, kOffCipherName, 32, h.cipher_name));
+  RETURN_IF_ERROR(PutLuks1Text(out, kOffCipherMode, 32, h.cipher_mode));
+  RETURN_IF_ERROR(PutLuks1Text(out, kOffHash, 32, h.hash_spec));
   PutBE32(out.data() + kOffPayload, h.payload_offset);
   PutBE32(out.data() + kOffKeyBytes, h.key_bytes);
   std::memcpy(out.data() + kOffDigest, h.mk_digest.data(), kLuks1DigestSize);
   std::memcpy(out.data() + kOffDigestSalt, h.mk_digest_salt.data(), kLuks1SaltSize);
   PutBE32(out.data() + kOffDigestIter, h.mk_digest_iterations);
-  RETURN_IF_ERROR(PutText(out, kOffUuid, 40, h.uuid));
+  RETURN_IF_ERROR(PutLuks1Text(out, kOffL1Uuid, 40, h.uuid));
   for (size_t i = 0; i < kLuks1Slots; ++i) {
     uint8_t* p = out.data() + kOffSlots + i * kSlotSize;
     const Luks1Slot& s = h.slots[i];

@@ -15,7 +15,7 @@ namespace stack::fsbridge {
 
 namespace {
 
-constexpr uint64_t kRunBytes = 4 << 20;  // as DataWriter's runs
+constexpr uint64_t kReadRunBytes = 4 << 20;  // as DataWriter's write runs
 constexpr size_t kZeroChunk = 1 << 20;
 
 // One piece of a file, in order: `bytes` of zeros (pblk == 0) or of the
@@ -26,15 +26,8 @@ struct Piece {
   bool hole() const { return pblk == 0; }
 };
 
-struct ExtentHandle {
-  ext2_extent_handle_t h = nullptr;
-  ~ExtentHandle() {
-    if (h) ext2fs_extent_free(h);
-  }
-};
-
 // The pieces of an extent-mapped file of `size` bytes, each at most
-// kRunBytes; nullopt when the map is not one this reader trusts (then
+// kReadRunBytes; nullopt when the map is not one this reader trusts (then
 // ext2fs_file_read reads the file).
 Result<std::optional<std::vector<Piece>>> PiecesOf(const FsContext& c, uint32_t ino,
                                                    InodeBuf* inode, uint64_t size,
@@ -52,18 +45,18 @@ Result<std::optional<std::vector<Piece>>> PiecesOf(const FsContext& c, uint32_t 
   std::vector<Piece> out;
   auto add = [&](uint64_t pblk, uint64_t bytes) {
     // Merge with the previous piece when it continues it, then cut in runs.
-    if (!out.empty() && out.back().bytes < kRunBytes) {
+    if (!out.empty() && out.back().bytes < kReadRunBytes) {
       Piece& last = out.back();
       const bool joins = pblk == 0 ? last.hole() : (!last.hole() && last.pblk + last.bytes / bs == pblk);
       if (joins) {
-        const uint64_t take = std::min(bytes, kRunBytes - last.bytes);
+        const uint64_t take = std::min(bytes, kReadRunBytes - last.bytes);
         last.bytes += take;
         bytes -= take;
         if (pblk) pblk += take / bs;
       }
     }
     while (bytes) {
-      const uint64_t take = std::min(bytes, kRunBytes);
+      const uint64_t take = std::min(bytes, kReadRunBytes);
       out.push_back(Piece{pblk, take});
       bytes -= take;
       if (pblk) pblk += take / bs;

@@ -12,13 +12,6 @@ namespace stack::fsbridge {
 namespace {
 constexpr size_t kRunBytes = 4 << 20;
 constexpr uint32_t kMaxExtentLen = 32768;  // initialized extent limit
-
-struct ExtentHandle {
-  ext2_extent_handle_t h = nullptr;
-  ~ExtentHandle() {
-    if (h) ext2fs_extent_free(h);
-  }
-};
 }  // namespace
 
 DataWriter::DataWriter(const FsContext& c, uint64_t* goal, std::string path, uint64_t reserve,

@@ -29,6 +29,17 @@ struct FsContext {
   }
 };
 
+// Owns an extent handle: freed when it goes out of scope.
+struct ExtentHandle {
+  ext2_extent_handle_t h = nullptr;
+  ExtentHandle() = default;
+  ExtentHandle(const ExtentHandle&) = delete;
+  ExtentHandle& operator=(const ExtentHandle&) = delete;
+  ~ExtentHandle() {
+    if (h) ext2fs_extent_free(h);
+  }
+};
+
 // Attributes applied to a new or changed inode.
 struct Attrs {
   uint32_t mode = 0;  // full st_mode
