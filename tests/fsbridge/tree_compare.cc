@@ -11,6 +11,8 @@
 #include <sstream>
 #include <vector>
 
+#include "test_util.h"
+
 namespace stack::testing {
 
 namespace {

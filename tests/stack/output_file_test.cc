@@ -14,6 +14,7 @@
 using namespace stack;
 using namespace stack::compose;
 using stack::testing::CodeOf;
+using stack::testing::Slurp;
 namespace fs = std::filesystem;
 
 namespace {
