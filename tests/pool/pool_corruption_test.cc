@@ -16,7 +16,6 @@ using stack::testing::RandomBytes;
 namespace {
 
 using ::stack::testing::kBs;
-constexpr uint32_t kMagic = 0x444d5053;
 
 std::shared_ptr<MemStorage> BuildPool() {
   MemPool mp;
