@@ -20,10 +20,11 @@ endif()
 # translation unit per batch, so the heavy headers (CLI11 alone costs ~12 s
 # at -O2 per file that includes it, Catch2 ~2 s) are parsed and their inline
 # code generated once per batch instead of once per file. A clean build
-# (what CI does three times) takes about half the CPU. The price: names in
-# a file's anonymous namespace must not clash with a sibling's in the same
-# target, and a change recompiles its whole batch. -DSTACK_UNITY=OFF
-# compiles file by file (quicker edit-compile cycles on one file).
+# (what CI does three times) takes about 40 % less CPU (g++ Release: 964 s
+# -> 565 s). The price: names in a file's anonymous namespace must not
+# clash with a sibling's in the same target, and a change recompiles its
+# whole batch. -DSTACK_UNITY=OFF compiles file by file (quicker
+# edit-compile cycles on one file).
 option(STACK_UNITY "Compile each target's sources in batches (unity build)" ON)
 
 # Line tables instead of full debug info (clang): sanitizer reports still

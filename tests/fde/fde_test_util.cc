@@ -27,7 +27,7 @@ FormatOptions FastFormat(int version, uint32_t sector, KdfType kdf) {
 }
 
 std::shared_ptr<MemStorage> Formatted(int version, const std::string& pass) {
-  auto mem = std::make_unique<MemDevice>(4096, 20 * (uint64_t(1) << 20) / 4096);
+  auto mem = std::make_unique<MemDevice>(4096, 20 * stack::testing::kMiB / 4096);
   auto storage = mem->storage();
   REQUIRE_OK(Format(std::move(mem), Pass(pass), FastFormat(version)));
   return storage;

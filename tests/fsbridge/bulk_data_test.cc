@@ -23,7 +23,6 @@ using stack::fsbridge::Filesystem;
 
 namespace {
 
-
 // Where two byte strings first differ (-1: equal); Catch would print
 // megabytes for a failed ==.
 int64_t FirstDiff(const std::string& a, const std::string& b) {

@@ -25,7 +25,6 @@ using stack::fsbridge::PopulateOptions;
 
 namespace {
 
-
 // Closes fs, dumps the device to an image and runs e2fsck -fn on it.
 std::string CloseAndCheck(std::unique_ptr<Filesystem> fs, const TempDir& t, const std::string& name,
                           std::unique_ptr<BlockDevice>* dev_out = nullptr) {

@@ -16,7 +16,6 @@ using stack::fsbridge::MkfsOptions;
 
 namespace {
 
-
 // A dumpe2fs -h field as a number ("Block count:  76800" -> 76800).
 uint64_t SuperField(const std::string& dump, const std::string& field) {
   std::smatch m;

@@ -18,7 +18,6 @@ using stack::fsbridge::IoBinding;
 
 namespace {
 
-
 // Counts the writes that reach the device.
 class CountingDevice : public PassthroughDevice {
  public:

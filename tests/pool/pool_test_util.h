@@ -111,8 +111,8 @@ inline int64_t FirstDifference(Pool& p, const std::string& name, std::span<const
   return -1;
 }
 
-// A pool block's type by its metadata header (spec/pool-format.md), 0 for
-// a data block.
+// A pool block's type by its metadata header (spec/pool-format.md; the
+// magic is format.h's kMetaMagic, "SPMD"), 0 for a data block.
 inline uint16_t TypeOf(const std::vector<uint8_t>& b) {
   if (GetLE32(b.data() + 8) != 0x444d5053) return 0;
   return GetLE16(b.data() + 12);

@@ -87,7 +87,6 @@ Status ParseAll(const std::vector<uint8_t>& b, std::vector<StreamRecord>* recs =
   }
 }
 
-
 }  // namespace
 
 TEST_CASE("send stream: header and records round-trip") {
