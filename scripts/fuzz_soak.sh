@@ -40,6 +40,9 @@ case $LEDGERS in /*) ;; *) LEDGERS="$ROOT/$LEDGERS" ;; esac
 # built elsewhere (SOAK_BUILD) from another commit.
 COMMIT=${SOAK_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}
 mkdir -p "$OUT" "$LEDGERS"
+# Fuzzers that extract to a scratch directory (fs::temp_directory_path) run
+# about a third faster with it on tmpfs; TMPDIR set by the caller wins.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
 
 # ledger_sum <ledger>: "executions seconds runs status" over its lines;
 # status is FAILED if any run failed, else clean (a run "stopped" by a signal
