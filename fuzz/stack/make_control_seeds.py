@@ -17,7 +17,8 @@ import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "seeds", "control_wire_fuzzer")
-STACK = os.path.abspath(os.environ.get("STACK_BIN", os.path.join(HERE, "..", "..", "build", "cli", "stack")))
+STACK = os.path.abspath(
+    os.environ.get("STACK_BIN", os.path.join(HERE, "..", "..", "build", "cli", "stack")))
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C", "HOME": "/nonexistent"}
 COMMANDS = {
     "volume-list": ["volume", "list"],
@@ -62,7 +63,8 @@ def capture(workdir, pool, argv):
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     # argv[0] is "stack", as from PATH, not this build's path.
-    subprocess.run(["stack"] + argv + ["-p", pool], executable=STACK, cwd=workdir, env=ENV, input=b"",
+    subprocess.run(["stack"] + argv + ["-p", pool], executable=STACK, cwd=workdir, env=ENV,
+                   input=b"",
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
     t.join(timeout=10)
     srv.close()
