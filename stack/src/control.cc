@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -177,10 +178,27 @@ struct ControlServer::Impl {
     }
   }
 
+  // Until the client's first bytes arrive, or false when the holder stops
+  // or options.request_timeout_ms passes first: one connection that sends
+  // nothing must not hold up the clients queued behind it or the holder's
+  // end. The rest of the request is read with that timeout on each read.
+  bool AwaitRequest(int conn) {
+    const int ms = std::max(1, options.request_timeout_ms);
+    const timeval tv{ms / 1000, (ms % 1000) * 1000};
+    if (::setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0) return false;
+    for (;;) {
+      pollfd p[2] = {{conn, POLLIN, 0}, {stop_r, POLLIN, 0}};
+      const int n = ::poll(p, 2, ms);
+      if (n < 0 && errno == EINTR) continue;
+      return n > 0 && !p[1].revents && p[0].revents;
+    }
+  }
+
   void Serve(int conn, int devnull, int home) {
     // The socket is 0600; this also stops root-owned or leaked descriptors.
     auto uid = wire::PeerUid(conn);
     if (!uid || *uid != ::geteuid()) return;
+    if (!AwaitRequest(conn)) return;
     wire::Request req;
     std::vector<int> fds;
     if (!wire::RecvRequest(conn, &req, &fds)) return;

@@ -2,13 +2,17 @@
 // descriptors (a pipe on fd 1 here), runs the runner, and the exit status
 // comes back; the policy is applied where the pool is opened.
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <thread>
 
 #include "../../stack/src/control_wire.h"
 #include "pool/pool.h"
@@ -157,6 +161,68 @@ TEST_CASE("control: a stale socket is ignored by clients and replaced by the nex
     REQUIRE(again.ok());
     REQUIRE(*again);
     CHECK(**again == 7);
+  }
+  compose::SetCommandRunner(nullptr);
+}
+
+namespace {
+
+// A client that connected and sends only `bytes` (maybe none), then waits.
+int SilentClient(const std::string& pool_path, const std::string& bytes = "") {
+  auto name = wire::SocketName::For(compose::SocketPathFor(pool_path));
+  REQUIRE(name.ok());
+  auto fd = wire::Connect(*name);
+  REQUIRE(fd.ok());
+  if (!bytes.empty()) REQUIRE(wire::SendAll(*fd, bytes));
+  return *fd;
+}
+
+// True when the holder hung up on `fd` without taking a command: EOF (or a
+// reset, when it stopped before accepting) before any byte; a taken command
+// starts with 'A'.
+bool HungUp(int fd) {
+  char c;
+  const ssize_t n = ::recv(fd, &c, 1, 0);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+}  // namespace
+
+TEST_CASE("control: a client that sends nothing holds up neither later clients nor the holder") {
+  NamedTempDir dir;
+  const std::string path = dir.path + "/p.stk";
+  auto pool = MakePool(path);
+  compose::SetCommandRunner([](const std::vector<std::string>&) { return 7; });
+  SECTION("the holder hangs up on it and answers the next client") {
+    compose::ControlOptions o;
+    o.request_timeout_ms = 200;
+    auto server = compose::ControlServer::Start(pool, path, o);
+    REQUIRE(server.ok());
+    // Silent from the start, and stopped halfway through the header.
+    const int silent = SilentClient(path);
+    const int partial = SilentClient(path, std::string(wire::kMagic, 5));
+    auto rc = compose::ForwardIfHeld(path, {"stack", "x"});
+    REQUIRE(rc.ok());
+    REQUIRE(*rc);
+    CHECK(**rc == 7);
+    CHECK(HungUp(silent));
+    CHECK(HungUp(partial));
+    ::close(silent);
+    ::close(partial);
+  }
+  SECTION("the holder's end does not wait for it") {
+    compose::ControlOptions o;
+    o.request_timeout_ms = 3600 * 1000;  // it is the stop that ends the wait
+    auto server = compose::ControlServer::Start(pool, path, o);
+    REQUIRE(server.ok());
+    const int silent = SilentClient(path);
+    // The case under test is the worker waiting on the accepted connection;
+    // a stop before it accepts ends the same way (a reset).
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    server->reset();
+    CHECK(HungUp(silent));
+    ::close(silent);
+    CHECK_FALSE(std::filesystem::exists(compose::SocketPathFor(path)));
   }
   compose::SetCommandRunner(nullptr);
 }

@@ -63,6 +63,12 @@ struct ControlOptions {
   // Entries the holder is writing: Target::Open of them is Busy even for a
   // reader (their file system is in flux).
   std::vector<std::string> busy_entries;
+  // How long the holder waits for a connected client's request (each read
+  // of it) before it hangs up; the client then runs the command itself. A
+  // client sends its request as soon as it connects, so this only bounds
+  // what a silent or stopped one holds up: every later client and the
+  // holder's end (which does not wait for a client that has sent nothing).
+  int request_timeout_ms = 10000;
 };
 
 class ControlServer {
