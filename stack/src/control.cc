@@ -53,6 +53,35 @@ struct Forwarded {
 };
 thread_local const Forwarded* t_forwarded = nullptr;
 
+// The pid of the process at the other end of `sock` (SO_PEERCRED), 0 if
+// unknown.
+pid_t PeerPid(int sock) {
+  ucred c{};
+  socklen_t len = sizeof(c);
+  return ::getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &c, &len) == 0 ? c.pid : 0;
+}
+
+// True when `pid` is stopped (SIGSTOP, SIGTSTP from Ctrl-Z, or a debugger):
+// state T or t in /proc/<pid>/stat. Its socket still accepts connections,
+// but it takes no command until it is resumed.
+bool IsStopped(pid_t pid) {
+  if (pid <= 0) return false;
+  UniqueFd fd(::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return false;
+  char buf[512];
+  const ssize_t n = ::read(fd.get(), buf, sizeof(buf) - 1);
+  if (n <= 0) return false;
+  const std::string stat(buf, static_cast<size_t>(n));
+  const size_t close = stat.rfind(')');  // the command name may hold ')' and spaces
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
+  return stat[close + 2] == 'T' || stat[close + 2] == 't';
+}
+
+std::string StoppedMessage(const std::string& pool_path, pid_t pid) {
+  return "pool " + pool_path + " is held by process " + std::to_string(pid) +
+         ", which is stopped: resume it (fg, or kill -CONT " + std::to_string(pid) + ")";
+}
+
 void FlushStdio() {
   std::cout.flush();
   std::cerr.flush();
@@ -215,6 +244,8 @@ struct ControlServer::Impl {
     f.tty = fds.size() > 4 ? fds[4] : -1;
     int rc = 1;
     const mode_t holder_umask = ::umask(static_cast<mode_t>(req.umask));  // per thread (CLONE_FS)
+    // 'A' cannot reach a client that is gone (it closed while waiting its
+    // turn): its command is not run.
     if (wire::SendAll(conn, std::string(1, wire::kAccepted)) && ::fchdir(fds[0]) == 0 &&
         ::dup2(fds[1], 0) == 0 && ::dup2(fds[2], 1) == 1 && ::dup2(fds[3], 2) == 2) {
       t_forwarded = &f;
@@ -301,6 +332,10 @@ std::unique_ptr<ControlServer> ServeWhileHolding(const std::shared_ptr<VolumeSto
 
 // Client ---------------------------------------------------------------------
 
+// How long a client waits for the holder to take its command before it
+// says that it is waiting (and why, when the holder is stopped).
+constexpr int kWaitNoticeMs = 2000;
+
 Result<std::optional<int>> ForwardIfHeld(const std::string& pool_path,
                                          const std::vector<std::string>& argv) {
   const std::optional<int> local;
@@ -315,6 +350,10 @@ Result<std::optional<int>> ForwardIfHeld(const std::string& pool_path,
   // Our descriptors go only to a process of our own uid.
   auto uid = wire::PeerUid(s.get());
   if (!uid || *uid != ::geteuid()) return local;
+  // A stopped holder would leave this command waiting in its queue without
+  // a word; nothing is sent, so nothing runs when it is resumed.
+  const pid_t holder = PeerPid(s.get());
+  if (IsStopped(holder)) return Status::Busy(StoppedMessage(pool_path, holder));
   UniqueFd cwd(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (cwd.get() < 0) return local;
   UniqueFd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
@@ -330,6 +369,27 @@ Result<std::optional<int>> ForwardIfHeld(const std::string& pool_path,
   ::umask(mask);
   req.umask = mask;
   if (!wire::SendAll(s.get(), wire::Encode(req), fds)) return local;
+  // The holder takes one command at a time: say so when this one waits its
+  // turn, and why when the holder is stopped meanwhile. Waiting goes on
+  // (once sent, giving up could race with the holder taking the command).
+  // An interrupted client's command is not run if it was not yet taken:
+  // the holder's 'A' cannot reach a closed socket, and it runs nothing then.
+  bool told_busy = false, told_stopped = false;
+  for (;;) {
+    pollfd p{s.get(), POLLIN, 0};
+    const int n = ::poll(&p, 1, kWaitNoticeMs);
+    if (n < 0 && errno == EINTR) continue;
+    if (n != 0) break;
+    if (IsStopped(holder)) {
+      if (!told_stopped)
+        std::cerr << "stack: " << StoppedMessage(pool_path, holder) << "; waiting\n";
+      told_stopped = true;
+    } else if (!told_busy) {
+      std::cerr << "stack: pool " << pool_path << " is held by process " << holder
+                << ", busy with another command; waiting for it\n";
+      told_busy = true;
+    }
+  }
   char accepted = 0;
   if (!wire::RecvExact(s.get(), &accepted, 1) || accepted != wire::kAccepted) return local;
   char done[5];

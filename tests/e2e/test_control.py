@@ -8,6 +8,7 @@ import io
 import os
 import pty
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -28,6 +29,17 @@ def tar_bytes(files):
             info.mtime = 1700000000
             t.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def wait_for_state(pid, state):
+    """Until /proc/PID/stat shows `state` (a signal is delivered asynchronously)."""
+    deadline = time.monotonic() + 60  # a guard against hanging, not a timing threshold
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == state:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never reached state {state}")
 
 
 def run(args, cwd=None):
@@ -244,6 +256,51 @@ class Control(StackTestCase):
         self.assertEqual(rc, 0, err)
         self.assertIn(b"1 file", out)
         stack("pool", "check", self.pool, check=0)
+
+    def test_stopped_holder_is_named_not_waited_for(self):
+        # Ctrl-Z on a holder: its socket still accepts connections, but it
+        # takes nothing until it is resumed. A client says so at once.
+        want = run(self.read_commands()["volume list"])
+        h = self.populate_holder()
+        os.kill(h.proc.pid, signal.SIGSTOP)
+        wait_for_state(h.proc.pid, "T")
+        r = stack(*self.read_commands()["volume list"], check=EXIT["busy"])
+        self.assertOneLineError(r, "Busy")
+        self.assertIn("held by process %d, which is stopped: resume it (fg, or kill -CONT %d)"
+                      % (h.proc.pid, h.proc.pid), r.err)
+        os.kill(h.proc.pid, signal.SIGCONT)
+        self.assertEqual(run(self.read_commands()["volume list"]), want)  # forwarded again
+        rc, _, err = h.finish(tar_bytes({"a": b"a"}))
+        self.assertEqual(rc, 0, err)
+
+    def test_client_interrupted_while_queued_runs_nothing(self):
+        # The holder runs one forwarded command at a time. A client queued
+        # behind a busy one says it waits; interrupted then, its command is
+        # not run when its turn comes (an export would have written a file).
+        h = self.populate_holder()
+        r, w = os.pipe()
+        busy = subprocess.Popen([STACK, "fs", "cat", "-p", self.pool, "base@v1",
+                                 "/usr/share/doc/blob.bin", "-k", self.key], stdout=w,
+                                stderr=subprocess.DEVNULL)
+        os.close(w)
+        self.assertEqual(len(os.read(r, 1)), 1)  # it runs in the holder, blocked on our pipe
+        out = self.path("queued.img")
+        queued = subprocess.Popen([STACK, "export", "-p", self.pool, "base@v1", out],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        line = queued.stderr.readline()  # after 2 s of waiting
+        self.assertIn(b"busy with another command; waiting for it", line)
+        self.assertIn(b"held by process %d" % h.proc.pid, line)
+        queued.send_signal(signal.SIGINT)
+        self.assertNotEqual(queued.wait(), 0)
+        queued.stderr.close()
+        with os.fdopen(r, "rb") as f:
+            self.assertEqual(len(f.read()) + 1, 3 << 20)  # the busy command ends
+        self.assertEqual(busy.wait(), 0)
+        # The worker has passed the interrupted request once this is answered.
+        self.assertEqual(run(self.read_commands()["snapshot list"])[0], 0)
+        self.assertEqual([n for n in os.listdir(self.tmp) if "queued" in n], [])
+        rc, _, err = h.finish(tar_bytes({"a": b"a"}))
+        self.assertEqual(rc, 0, err)
 
     def test_prompt_on_the_clients_terminal(self):
         # The holder has no terminal (its /dev/tty cannot be opened): a
