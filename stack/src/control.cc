@@ -22,6 +22,7 @@
 #include <map>
 #include <thread>
 
+#include "block/text.h"
 #include "block/unique_fd.h"
 #include "control_wire.h"
 #include "pool/pool.h"
@@ -380,13 +381,18 @@ Result<std::optional<int>> ForwardIfHeld(const std::string& pool_path,
     const int n = ::poll(&p, 1, kWaitNoticeMs);
     if (n < 0 && errno == EINTR) continue;
     if (n != 0) break;
+    // One line each, escaped as every message that names a path.
     if (IsStopped(holder)) {
       if (!told_stopped)
-        std::cerr << "stack: " << StoppedMessage(pool_path, holder) << "; waiting\n";
+        std::cerr << "stack: " << EscapeText(StoppedMessage(pool_path, holder) + "; waiting")
+                  << "\n";
       told_stopped = true;
     } else if (!told_busy) {
-      std::cerr << "stack: pool " << pool_path << " is held by process " << holder
-                << ", busy with another command; waiting for it\n";
+      std::cerr << "stack: "
+                << EscapeText("pool " + pool_path + " is held by process " +
+                              std::to_string(holder) +
+                              ", busy with another command; waiting for it")
+                << "\n";
       told_busy = true;
     }
   }
