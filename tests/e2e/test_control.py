@@ -120,6 +120,18 @@ class Control(StackTestCase):
         return Holder(self, self.pool, ["fs", "populate", "-p", self.pool, "work", "--from", "-",
                                         "-k", self.key])
 
+    def cat_in_holder(self):
+        """(client, read end): a forwarded `fs cat` of a 3 MiB file into a pipe,
+        once the holder has started writing to it (it blocks when the pipe is
+        full until the test reads)."""
+        r, w = os.pipe()
+        client = subprocess.Popen([STACK, "fs", "cat", "-p", self.pool, "base@v1",
+                                   "/usr/share/doc/blob.bin", "-k", self.key], stdout=w,
+                                  stderr=subprocess.DEVNULL)
+        os.close(w)
+        self.assertEqual(len(os.read(r, 1)), 1)
+        return client, r
+
     def read_commands(self):
         p, k = self.pool, self.key
         return {
@@ -241,12 +253,7 @@ class Control(StackTestCase):
 
     def test_client_killed_mid_command(self):
         h = self.populate_holder()
-        r, w = os.pipe()
-        client = subprocess.Popen([STACK, "fs", "cat", "-p", self.pool, "base@v1",
-                                   "/usr/share/doc/blob.bin", "-k", self.key], stdout=w,
-                                  stderr=subprocess.DEVNULL)
-        os.close(w)
-        self.assertEqual(len(os.read(r, 1)), 1)  # the holder is writing to our pipe
+        client, r = self.cat_in_holder()
         client.kill()
         client.wait()
         os.close(r)  # the holder's next write fails (EPIPE), the command ends
@@ -278,12 +285,7 @@ class Control(StackTestCase):
         # behind a busy one says it waits; interrupted then, its command is
         # not run when its turn comes (an export would have written a file).
         h = self.populate_holder()
-        r, w = os.pipe()
-        busy = subprocess.Popen([STACK, "fs", "cat", "-p", self.pool, "base@v1",
-                                 "/usr/share/doc/blob.bin", "-k", self.key], stdout=w,
-                                stderr=subprocess.DEVNULL)
-        os.close(w)
-        self.assertEqual(len(os.read(r, 1)), 1)  # it runs in the holder, blocked on our pipe
+        busy, r = self.cat_in_holder()  # blocked on our pipe until we read it
         out = self.path("queued.img")
         queued = subprocess.Popen([STACK, "export", "-p", self.pool, "base@v1", out],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
