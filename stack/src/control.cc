@@ -54,14 +54,6 @@ struct Forwarded {
 };
 thread_local const Forwarded* t_forwarded = nullptr;
 
-// The pid of the process at the other end of `sock` (SO_PEERCRED), 0 if
-// unknown.
-pid_t PeerPid(int sock) {
-  ucred c{};
-  socklen_t len = sizeof(c);
-  return ::getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &c, &len) == 0 ? c.pid : 0;
-}
-
 // True when `pid` is stopped (SIGSTOP, SIGTSTP from Ctrl-Z, or a debugger):
 // state T or t in /proc/<pid>/stat. Its socket still accepts connections,
 // but it takes no command until it is resumed.
@@ -226,8 +218,8 @@ struct ControlServer::Impl {
 
   void Serve(int conn, int devnull, int home) {
     // The socket is 0600; this also stops root-owned or leaked descriptors.
-    auto uid = wire::PeerUid(conn);
-    if (!uid || *uid != ::geteuid()) return;
+    auto peer = wire::PeerCredOf(conn);
+    if (!peer || peer->uid != ::geteuid()) return;
     if (!AwaitRequest(conn)) return;
     wire::Request req;
     std::vector<int> fds;
@@ -349,11 +341,11 @@ Result<std::optional<int>> ForwardIfHeld(const std::string& pool_path,
   if (!conn.ok()) return local;  // nobody there, or a dead holder's socket
   UniqueFd s(*conn);
   // Our descriptors go only to a process of our own uid.
-  auto uid = wire::PeerUid(s.get());
-  if (!uid || *uid != ::geteuid()) return local;
+  auto peer = wire::PeerCredOf(s.get());
+  if (!peer || peer->uid != ::geteuid()) return local;
   // A stopped holder would leave this command waiting in its queue without
   // a word; nothing is sent, so nothing runs when it is resumed.
-  const pid_t holder = PeerPid(s.get());
+  const pid_t holder = peer->pid;
   if (IsStopped(holder)) return Status::Busy(StoppedMessage(pool_path, holder));
   UniqueFd cwd(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (cwd.get() < 0) return local;

@@ -131,11 +131,11 @@ Result<int> BindListen(const SocketName& n, mode_t mode) {
   return s;
 }
 
-std::optional<uid_t> PeerUid(int sock) {
+std::optional<PeerCred> PeerCredOf(int sock) {
   ucred c{};
   socklen_t len = sizeof(c);
   if (::getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &c, &len) != 0) return std::nullopt;
-  return c.uid;
+  return PeerCred{c.uid, c.pid};
 }
 
 bool SendAll(int sock, const std::string& data, const std::vector<int>& fds) {

@@ -58,8 +58,13 @@ class SocketName {
 // socket(AF_UNIX, SOCK_STREAM) connected / bound to `n`.
 Result<int> Connect(const SocketName& n);
 Result<int> BindListen(const SocketName& n, mode_t mode);
-// The peer's uid (SO_PEERCRED).
-std::optional<uid_t> PeerUid(int sock);
+// The process at the other end of a connected socket (SO_PEERCRED), as it
+// was when it connected or listened.
+struct PeerCred {
+  uid_t uid = 0;
+  pid_t pid = 0;
+};
+std::optional<PeerCred> PeerCredOf(int sock);
 // Writes all of `data` (MSG_NOSIGNAL), with `fds` attached to the first byte.
 bool SendAll(int sock, const std::string& data, const std::vector<int>& fds = {});
 // Reads exactly n bytes; false on EOF or error.
