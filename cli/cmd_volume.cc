@@ -141,6 +141,7 @@ Status VolList(VolArgs& a, const CommandContext& ctx, bool snapshots_only) {
 }
 
 Status VolResize(VolArgs& a, const CommandContext& ctx) {
+  for (auto& n : a.pos) RETURN_IF_ERROR(compose::RefuseHiddenEntry(n));
   RETURN_IF_ERROR(Need(a, 1, 1, "NAME"));
   if (a.size.empty()) return Status::InvalidArgument("--size is required");
   ASSIGN_OR_RETURN(uint64_t size, ParseSize(a.size, "--size"));
@@ -176,6 +177,7 @@ Status VolResize(VolArgs& a, const CommandContext& ctx) {
 }
 
 Status VolRename(VolArgs& a, const CommandContext& ctx) {
+  for (auto& n : a.pos) RETURN_IF_ERROR(compose::RefuseHiddenEntry(n));
   RETURN_IF_ERROR(Need(a, 2, 2, "OLD NEW"));
   ASSIGN_OR_RETURN(auto addr, compose::ParseEntryAddress(a.pos[1]));
   (void)addr;
@@ -185,6 +187,7 @@ Status VolRename(VolArgs& a, const CommandContext& ctx) {
 }
 
 Status VolFlatten(VolArgs& a, const CommandContext& ctx) {
+  for (auto& n : a.pos) RETURN_IF_ERROR(compose::RefuseHiddenEntry(n));
   RETURN_IF_ERROR(Need(a, 1, 1, "NAME"));
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
   bool flattened = false;
@@ -201,6 +204,7 @@ Status VolFlatten(VolArgs& a, const CommandContext& ctx) {
 }
 
 Status VolRm(VolArgs& a, const CommandContext& ctx) {
+  for (auto& n : a.pos) RETURN_IF_ERROR(compose::RefuseHiddenEntry(n));
   RETURN_IF_ERROR(Need(a, 1, 64, "NAME..."));
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
   nlohmann::json freed = nlohmann::json::array();
@@ -215,6 +219,7 @@ Status VolRm(VolArgs& a, const CommandContext& ctx) {
 }
 
 Status VolSet(VolArgs& a, const CommandContext& ctx) {
+  for (auto& n : a.pos) RETURN_IF_ERROR(compose::RefuseHiddenEntry(n));
   RETURN_IF_ERROR(Need(a, 1, 1, "NAME"));
   if (a.read_only && a.writable) return Status::InvalidArgument("--read-only or --writable, not both");
   ASSIGN_OR_RETURN(auto p, OpenPool(a, true));

@@ -4,6 +4,18 @@
 
 namespace stack::compose {
 
+Status RefuseHiddenEntry(const std::string& name) {
+  const std::string volume = name.substr(0, name.find('@'));
+  if (!IsHiddenEntry(volume)) return Status::Ok();
+  if (IsHiddenBuild(volume))
+    return Status::InvalidArgument("'" + name +
+                                   "' is an unfinished build (hidden): the next writable open "
+                                   "of the pool removes it");
+  const std::string target = volume.substr(std::string(kReceivePrefix).size());
+  return Status::InvalidArgument("'" + name + "' is a partial receive into '" + target +
+                                 "' (hidden): stack receive --abort " + target + " drops it");
+}
+
 Result<int> CleanupStaleBuilds(VolumeStore& pool) {
   // The pool counts hidden entries: with none (the usual case) this reads
   // nothing, so opening for writing costs the same with 10 or 10^5 entries.

@@ -589,5 +589,35 @@ class Send(StackTestCase):
         self.assertEqual(self.stored_sha(self.a, "raw@a"), self.stored_sha(self.b, "renamed@a"))
 
 
+    def test_volume_commands_refuse_hidden_entries(self):
+        self.raw_volume()
+        data = read(self.send(self.a, "raw@a"))
+        cut = self.path("cut.stream")
+        with open(cut, "wb") as f:
+            f.write(data[:len(data) // 2])
+        self.assertEqual(self.receive(cut).rc, EXIT["corruption"])
+        token = self.partials(self.b)[0]["resume_token"]
+        # Renaming would publish an unverified volume; a note would replace the
+        # resume token; the others would change or drop it behind receive.
+        for args in (("rename", ".recv-raw", "zz"), ("set", ".recv-raw", "--note", "hi"),
+                     ("rm", ".recv-raw"), ("resize", ".recv-raw", "--size", "2M"),
+                     ("flatten", ".recv-raw"), ("rm", ".recv-raw@a")):
+            r = stack("volume", args[0], "-p", self.b, *args[1:])
+            self.assertEqual(r.rc, EXIT["usage"], f"{args}: {r.err}")
+            self.assertOneLineError(r, "InvalidArgument")
+            self.assertIn("partial receive into 'raw'", r.err)
+            self.assertIn("stack receive --abort raw", r.err)
+        r = stack("volume", "rm", "-p", self.b, ".build-x")
+        self.assertEqual(r.rc, EXIT["usage"], r.err)
+        self.assertIn("unfinished build", r.err)
+        # Untouched: still resumable with its token.
+        self.assertEqual(self.partials(self.b)[0]["resume_token"], token)
+        self.assertEqual(self.entries(self.b), [])
+        r = stack("receive", "-p", self.b, "--abort", "raw")
+        self.assertEqual(r.rc, 0, r.err)
+        self.assertEqual(self.partials(self.b), [])
+        self.assertClean(self.b)
+
+
 if __name__ == "__main__":
     main()

@@ -85,3 +85,20 @@ TEST_CASE("a snapshot the fill takes is published with the volume, or removed wi
   REQUIRE(rep.ok());
   REQUIRE(rep->ok);
 }
+
+// Commands that take an entry by name refuse the hidden ones, saying what
+// each is; names that are merely odd (an older version let them in) stay
+// operable, so nothing becomes undeletable.
+TEST_CASE("RefuseHiddenEntry names what a hidden entry is, and only hidden ones") {
+  for (const char* name : {".recv-vm", ".recv-vm@s1"}) {
+    Status st = compose::RefuseHiddenEntry(name);
+    CHECK(st.code() == Code::kInvalidArgument);
+    CHECK(st.message().find("partial receive into 'vm'") != std::string::npos);
+    CHECK(st.message().find("stack receive --abort vm") != std::string::npos);
+  }
+  Status st = compose::RefuseHiddenEntry(".build-x");
+  CHECK(st.code() == Code::kInvalidArgument);
+  CHECK(st.message().find("unfinished build") != std::string::npos);
+  for (const char* name : {"vm", "vm@s1", "evil@-x", "evil@.x", "vm@.recv-x", ".odd"})
+    CHECK(compose::RefuseHiddenEntry(name).ok());
+}

@@ -30,6 +30,15 @@ inline bool IsHiddenEntry(const std::string& name) {
   return IsHiddenBuild(name) || name.rfind(kReceivePrefix, 0) == 0;
 }
 
+// For commands that take an entry by name (volume rm, rename, set, resize,
+// flatten): InvalidArgument saying what `name` is when it, or its volume part
+// (before '@'), is hidden, and how it goes away; OK otherwise. Hidden
+// entries belong to an unfinished operation: renaming `.recv-V` would
+// publish an unverified volume, a new note would replace its resume token.
+// Only these prefixes: a merely odd name an older version let in (`V@-x`)
+// stays operable, so nothing becomes undeletable.
+Status RefuseHiddenEntry(const std::string& name);
+
 // Deletes hidden volumes left by killed builds. Returns how many.
 Result<int> CleanupStaleBuilds(VolumeStore& pool);
 
