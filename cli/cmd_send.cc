@@ -31,6 +31,7 @@ struct SendArgs {
   std::string from, output, input, resume;
   uint32_t stream_version = compose::kSendVersion;
   bool force = false, sync = false, abort = false;
+  CLI::Option* output_opt = nullptr;  // given at all (`-o ''` is not stdout)
 };
 
 // Pipes get 1 MiB of buffer (the system's default bound for unprivileged
@@ -159,6 +160,9 @@ class BufferedIn {
 Status Send(SendArgs& a, const CommandContext& ctx) {
   if (a.pos.size() > 1 || (a.pos.empty() && a.resume.empty()))
     return Status::InvalidArgument("expected VOLUME@SNAPSHOT (or --resume TOKEN)");
+  // An empty -o (an unset shell variable) is a mistake, not a request for stdout.
+  if (a.output.empty() && a.output_opt && a.output_opt->count() > 0)
+    return Status::InvalidArgument("-o: the output file name is empty");
   if (a.output.empty() && ::isatty(STDOUT_FILENO))
     return Status::InvalidArgument(
         "refusing to write a binary stream to a terminal: give -o FILE or a pipe");
@@ -284,7 +288,8 @@ void RegisterSendCommands(CLI::App& app, CommandContext& ctx) {
   send->add_option("snapshot", a->pos, "VOLUME@SNAPSHOT (found from the token with --resume)");
   send->add_option("--resume", a->resume, "Resume token of a partial receive: send only the rest");
   send->add_option("--from", a->from, "Base snapshot VOLUME@BASE: an incremental stream");
-  send->add_option("-o,--output", a->output, "Write the stream to FILE (default: stdout)");
+  a->output_opt =
+      send->add_option("-o,--output", a->output, "Write the stream to FILE (default: stdout)");
   send->add_flag("--force", a->force, "Overwrite an existing output FILE");
   send->add_flag("--sync", a->sync, "Return only when FILE is on disk");
   send->add_option("--stream-version", a->stream_version,

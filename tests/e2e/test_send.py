@@ -588,6 +588,11 @@ class Send(StackTestCase):
         self.assertEqual(json.loads(r.out)["volume"], "renamed")
         self.assertEqual(self.stored_sha(self.a, "raw@a"), self.stored_sha(self.b, "renamed@a"))
 
+        # An empty -o is a mistake (an unset variable), not a request for stdout.
+        r = stack("send", "-p", self.a, "raw@a", "-o", "")
+        self.assertEqual(r.rc, EXIT["usage"], r.err)
+        self.assertOneLineError(r, "InvalidArgument")
+        self.assertEqual(r.out, "")
 
     def test_volume_commands_refuse_hidden_entries(self):
         self.raw_volume()
