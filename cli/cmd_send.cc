@@ -214,9 +214,28 @@ Status Abort(SendArgs& a, const CommandContext& ctx) {
   if (a.pos.size() != 1) return Status::InvalidArgument("--abort takes the VOLUME being received");
   if (!a.input.empty() || a.force) return Status::InvalidArgument("--abort reads no stream");
   ASSIGN_OR_RETURN(auto p, compose::OpenPool(a.pool, compose::PoolAccess::kWritable));
-  RETURN_IF_ERROR(compose::AbortReceive(*p, a.pos[0]));
-  if (ctx.json) PrintJson({{"volume", a.pos[0]}, {"aborted", true}});
-  else std::cout << "dropped the partial receive into " << a.pos[0] << "\n";
+  ASSIGN_OR_RETURN(auto rep, compose::AbortReceive(*p, a.pos[0]));
+  const std::string& v = a.pos[0];
+  if (ctx.json) {
+    PrintJson({{"volume", v},
+               {"aborted", rep.published.empty()},
+               {"published", rep.published}});
+  } else if (rep.published.empty()) {
+    std::cout << "dropped the partial receive into " << v << "\n";
+  } else {
+    // Not dropped: V already had the received content (or V@S), so the
+    // abort finished the publication; say so, on one line.
+    std::cout << (rep.already_published ? "removed what was left of the receive into "
+                                        : "completed the receive into ")
+              << v << ": " << rep.published << "\n";
+    std::cerr << "stack: note: the receive into " << v << " had completed before it was cut "
+              << "short: "
+              << (rep.already_published
+                      ? rep.published + " was already published; its hidden leftovers are gone"
+                      : v + " holds its content, so " + rep.published +
+                            " is published instead of dropping it")
+              << "\n";
+  }
   return Status::Ok();
 }
 
@@ -249,6 +268,9 @@ Status Receive(SendArgs& a, const CommandContext& ctx) {
     return in_buf.Read(out);
   }, o));
   progress.Finish();
+  for (auto& c : rep.completed)
+    std::cerr << "stack: note: completed an earlier receive a kill had cut short: " << c
+              << "\n";
   if (ctx.json) {
     PrintJson({{"volume", rep.volume}, {"snapshot", rep.snapshot}, {"uuid", rep.uuid},
                {"incremental", rep.incremental}, {"resumed", rep.resumed},

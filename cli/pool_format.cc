@@ -73,9 +73,20 @@ void PrintEntries(const std::vector<pool::EntryInfo>& entries, bool json) {
              rows);
 }
 
+const char* StageText(compose::PartialReceive::Stage s) {
+  switch (s) {
+    case compose::PartialReceive::Stage::kComplete: return "complete";
+    case compose::PartialReceive::Stage::kPublished: return "published";
+    case compose::PartialReceive::Stage::kReceiving: break;
+  }
+  return "receiving";
+}
+
 nlohmann::json PartialReceiveJson(const compose::PartialReceive& r) {
   return {{"volume", r.volume},
-          {"snapshot_uuid", compose::FormatUuidText(r.point.uuid)},
+          {"state", StageText(r.stage)},
+          {"snapshot", r.snapshot},
+          {"snapshot_uuid", r.snapshot_uuid},
           {"base_uuid", compose::FormatUuidText(r.point.base_uuid)},
           {"size_bytes", r.size_bytes},
           {"received_to", r.point.offset},
@@ -85,10 +96,30 @@ nlohmann::json PartialReceiveJson(const compose::PartialReceive& r) {
 }
 
 void PrintPartialReceives(const std::vector<compose::PartialReceive>& partials) {
+  using Stage = compose::PartialReceive::Stage;
   for (auto& r : partials) {
-    std::cout << "partial receive into " << r.volume << " (snapshot uuid "
-              << compose::FormatUuidText(r.point.uuid) << "): received to "
-              << FormatSize(r.point.offset) << " of " << FormatSize(r.size_bytes) << "\n";
+    const std::string uuid = r.snapshot_uuid.empty() ? "unknown" : r.snapshot_uuid;
+    // A receive a kill cut short in its publication: its data are complete
+    // and checked, so "received to 0 B" (an old token) would mislead.
+    if (r.stage == Stage::kComplete) {
+      std::cout << "interrupted receive into " << r.volume << " (snapshot uuid " << uuid
+                << "): complete and checked, not yet published as " << r.snapshot << "\n"
+                << "  the next receive into this pool publishes it; stack receive --abort "
+                << r.volume << (r.abort_publishes ? " publishes it too (" + r.volume +
+                                                        " already holds its content)\n"
+                                                  : " drops it\n");
+      continue;
+    }
+    if (r.stage == Stage::kPublished) {
+      std::cout << "interrupted receive into " << r.volume << " (snapshot uuid " << uuid
+                << "): published as " << r.snapshot << "; hidden leftovers remain\n"
+                << "  the next receive into this pool or stack receive --abort " << r.volume
+                << " removes them\n";
+      continue;
+    }
+    std::cout << "partial receive into " << r.volume << " (snapshot uuid " << uuid
+              << "): received to " << FormatSize(r.point.offset) << " of "
+              << FormatSize(r.size_bytes) << "\n";
     if (r.token.empty())
       std::cout << "  no resume token (stack receive --abort " << r.volume << " drops it)\n";
     else

@@ -49,12 +49,23 @@ Result<std::vector<Change>> Changes(VolumeStore& pool, const std::string& from,
 }  // namespace
 
 // The entry with this uuid, if any: one lookup in the pool's uuid index,
-// whatever the number of entries.
+// whatever the number of entries. A visible entry first: a receive's hidden
+// snapshot holds the uuid of the V@S it publishes until it is dropped.
 Result<std::optional<pool::EntryInfo>> ByUuid(VolumeStore& pool, const std::string& uuid) {
   if (uuid.empty()) return std::optional<pool::EntryInfo>();
   ASSIGN_OR_RETURN(auto found, pool.FindByUuid(uuid));
   if (found.empty()) return std::optional<pool::EntryInfo>();
+  for (auto& e : found)
+    if (!IsHiddenEntry(e.name)) return std::optional<pool::EntryInfo>(std::move(e));
   return std::optional<pool::EntryInfo>(std::move(found.front()));
+}
+
+// The visible snapshot with this uuid, if any.
+Result<std::optional<pool::EntryInfo>> VisibleSnapshot(VolumeStore& pool,
+                                                       const std::string& uuid) {
+  ASSIGN_OR_RETURN(auto e, ByUuid(pool, uuid));
+  if (e && (e->kind != pool::EntryKind::kSnapshot || IsHiddenEntry(e->name))) e.reset();
+  return e;
 }
 
 // Whether an entry named `name` exists: one name lookup.
@@ -278,6 +289,7 @@ Status DropHidden(VolumeStore& pool, const std::string& hidden, bool best_effort
         if (!st.ok() && !best_effort) return st;
       }
   Status st = pool.Delete(hidden);
+  if (st.Is(Code::kNotFound)) st = Status::Ok();  // only its snapshot was left
   if (!st.ok() && !best_effort) return st;
   st = pool.Commit();
   return best_effort ? Status::Ok() : st;
@@ -291,41 +303,140 @@ Result<bool> Diverged(VolumeStore& pool, const std::string& snap, const std::str
   return !changed.empty() || s.size_bytes != v.size_bytes;
 }
 
-// A kill after END checked but before the publication's last commit leaves
-// `.recv-V@S` (with the sender's identity). Completes what can be completed;
-// otherwise drops `.recv-V@S` and leaves the partial to be resumed.
-Status CompleteInterrupted(VolumeStore& pool) {
-  ASSIGN_OR_RETURN(auto names, pool.HiddenNames());  // nothing read when there is none
-  for (auto& n : names) {
-    if (n.rfind(kReceivePrefix, 0) != 0 || n.find('@') == std::string::npos) continue;
-    const std::string hidden = VolumeOf(n);
-    const std::string volume = hidden.substr(std::string(kReceivePrefix).size());
-    const std::string snap = volume + "@" + SnapOf(n);
-    ASSIGN_OR_RETURN(auto hs, pool.Lookup(n));
-    ASSIGN_OR_RETURN(auto hv, pool.Lookup(hidden));
-    auto point = ParseResumeToken(hv.note);
-    // A full publication clears the token before the rename; an incremental
-    // one never does.
-    const bool full = (point.ok() && IsZero(point->base_uuid)) || hv.note.empty();
-    Status done = Status::Unsupported("");
-    ASSIGN_OR_RETURN(bool has_volume, Exists(pool, volume));
-    ASSIGN_OR_RETURN(bool has_snap, Exists(pool, snap));
-    if (full && !has_volume) {
-      done = pool.Rename(hidden, volume);  // its snapshot follows
-    } else if (point.ok() && !full && has_volume && !has_snap) {
-      ASSIGN_OR_RETURN(bool diverged, Diverged(pool, n, volume));
-      if (!diverged) {  // the rollback committed; only V@S is missing
-        done = pool.Snapshot(volume, snap, {hs.note, hs.tags},
-                             {hs.uuid, hs.parent_uuid, hs.created_unix_ns});
-        if (done.ok()) RETURN_IF_ERROR(DropHidden(pool, hidden, false));
-      }
-    }
-    if (!done.ok()) {
-      RETURN_IF_ERROR(pool.Delete(n));
-      RETURN_IF_ERROR(pool.Commit());
-    }
+// What a kill during a receive's publication left of `.recv-V`, and the
+// step that finishes it. Each publication step commits on its own (Pool:
+// Snapshot, SetMeta, Rename, Rollback, Delete), so a kill after END and the
+// digest checked leaves one of (spec/send-stream.md section 4):
+//   full:        .recv-V + .recv-V@S (token, or note already cleared) -> kFull
+//   incremental: .recv-V + .recv-V@S, V not rolled back yet            -> kVerified
+//                .recv-V + .recv-V@S, V rolled back                    -> kRolledBack
+//                V@S published, .recv-V@S and/or .recv-V left          -> kPublished
+// kStuck: it cannot go on as it was (V changed since the base, V gone or
+// taken, V@S taken by another snapshot): .recv-V@S goes, the partial stays
+// (resumable from its token). kNone: an ordinary partial receive.
+enum class Step { kNone, kPublished, kFull, kVerified, kRolledBack, kStuck };
+
+struct Leftover {
+  std::string hidden, volume;              // .recv-V, V
+  std::optional<pool::EntryInfo> hv, hs;   // .recv-V, .recv-V@S
+  std::vector<std::string> hidden_snaps;   // every .recv-V@*
+  std::optional<ResumePoint> point;        // .recv-V's token
+  std::string uuid;  // the snapshot's: .recv-V@S's, else the token's
+  std::string snap;  // V@S published (kPublished) or to publish
+  Step step = Step::kNone;
+};
+
+Result<Leftover> Inspect(VolumeStore& pool, const std::string& hidden,
+                         const std::vector<std::string>& hidden_names) {
+  Leftover l;
+  l.hidden = hidden;
+  l.volume = hidden.substr(std::string(kReceivePrefix).size());
+  for (auto& n : hidden_names)
+    if (n.rfind(hidden + "@", 0) == 0) l.hidden_snaps.push_back(n);
+  if (auto hv = pool.Lookup(hidden); hv.ok()) l.hv = *hv;
+  else if (!hv.status().Is(Code::kNotFound)) return hv.status();
+  if (!l.hidden_snaps.empty()) {
+    ASSIGN_OR_RETURN(auto hs, pool.Lookup(l.hidden_snaps.front()));
+    l.hs = hs;
   }
-  return Status::Ok();
+  if (l.hv)
+    if (auto pt = ParseResumeToken(l.hv->note); pt.ok()) l.point = *pt;
+  l.uuid = l.hs ? l.hs->uuid : l.point ? FormatUuidText(l.point->uuid) : "";
+  // Its snapshot already published: the kill fell after V@S was taken.
+  ASSIGN_OR_RETURN(auto published, VisibleSnapshot(pool, l.uuid));
+  if (published) {
+    l.step = Step::kPublished;
+    l.snap = published->name;
+    return l;
+  }
+  if (!l.hs) return l;  // still receiving (END not reached)
+  l.snap = l.volume + "@" + SnapOf(l.hs->name);
+  // A full publication clears the token before the rename; an incremental
+  // one never does. Neither (a note set by hand): cannot tell.
+  if (!l.hv || (!l.point && !l.hv->note.empty())) {
+    l.step = Step::kStuck;
+    return l;
+  }
+  ASSIGN_OR_RETURN(bool has_volume, Exists(pool, l.volume));
+  if (!l.point || IsZero(l.point->base_uuid)) {
+    l.step = has_volume ? Step::kStuck : Step::kFull;
+    return l;
+  }
+  ASSIGN_OR_RETURN(bool has_snap, Exists(pool, l.snap));
+  if (!has_volume || has_snap) {
+    l.step = Step::kStuck;
+    return l;
+  }
+  ASSIGN_OR_RETURN(bool diverged, Diverged(pool, l.hs->name, l.volume));
+  if (!diverged) {  // V holds the received content: the rollback committed
+    l.step = Step::kRolledBack;
+    return l;
+  }
+  // Not rolled back yet: finish as the receive would have without --force,
+  // only onto V unchanged since the stream's base.
+  l.step = Step::kStuck;
+  ASSIGN_OR_RETURN(auto base, VisibleSnapshot(pool, FormatUuidText(l.point->base_uuid)));
+  if (base && VolumeOf(base->name) == l.volume) {
+    ASSIGN_OR_RETURN(bool changed, Diverged(pool, base->name, l.volume));
+    if (!changed) l.step = Step::kVerified;
+  }
+  return l;
+}
+
+// Takes `l`'s remaining steps. Returns the V@S it published ("" if none).
+Result<std::string> Finish(VolumeStore& pool, const Leftover& l) {
+  switch (l.step) {
+    case Step::kNone:
+      return std::string();
+    case Step::kPublished:
+      RETURN_IF_ERROR(DropHidden(pool, l.hidden, false));
+      return l.snap;
+    case Step::kFull:
+      // The token is not the published volume's note.
+      if (!l.hv->note.empty()) RETURN_IF_ERROR(pool.SetMeta(l.hidden, {}));
+      RETURN_IF_ERROR(pool.Rename(l.hidden, l.volume));  // its snapshot follows
+      return l.snap;
+    case Step::kVerified:
+      RETURN_IF_ERROR(pool.Rollback(l.volume, l.hs->name));
+      [[fallthrough]];
+    case Step::kRolledBack:
+      RETURN_IF_ERROR(pool.Snapshot(l.volume, l.snap, {l.hs->note, l.hs->tags},
+                                    {l.hs->uuid, l.hs->parent_uuid, l.hs->created_unix_ns}));
+      RETURN_IF_ERROR(DropHidden(pool, l.hidden, false));
+      return l.snap;
+    case Step::kStuck:
+      for (auto& n : l.hidden_snaps) RETURN_IF_ERROR(pool.Delete(n));
+      RETURN_IF_ERROR(pool.Commit());
+      return std::string();
+  }
+  return std::string();
+}
+
+// Every `.recv-V` (and a `.recv-V@S` whose volume is gone), one each.
+std::vector<std::string> ReceiveLeftovers(const std::vector<std::string>& names) {
+  std::vector<std::string> out;
+  for (auto& n : names)
+    if (n.rfind(kReceivePrefix, 0) == 0 &&
+        std::find(out.begin(), out.end(), VolumeOf(n)) == out.end())
+      out.push_back(VolumeOf(n));
+  return out;
+}
+
+// Finishes every receive a kill cut short in its publication; the next
+// receive into the pool runs it first. Returns the snapshots published.
+Result<std::vector<std::string>> CompleteInterrupted(VolumeStore& pool) {
+  ASSIGN_OR_RETURN(auto names, pool.HiddenNames());  // nothing read when there is none
+  const auto hiddens = ReceiveLeftovers(names);
+  std::vector<std::string> published;
+  for (auto& hidden : hiddens) {
+    ASSIGN_OR_RETURN(auto l, Inspect(pool, hidden, names));
+    auto done = Finish(pool, l);
+    if (!done.ok())
+      return Status(done.status().code(), "completing the interrupted receive into '" +
+                                              l.volume + "': " + done.status().message());
+    if (!done->empty()) published.push_back(*done);
+  }
+  return published;
 }
 
 }  // namespace
@@ -335,26 +446,56 @@ Result<std::vector<PartialReceive>> ListPartialReceives(VolumeStore& pool) {
   std::vector<PartialReceive> out;
   for (auto& n : names) {
     if (n.rfind(kReceivePrefix, 0) != 0 || n.find('@') != std::string::npos) continue;
-    ASSIGN_OR_RETURN(auto e, pool.Lookup(n));
+    ASSIGN_OR_RETURN(auto l, Inspect(pool, n, names));
     PartialReceive p;
     p.hidden = n;
-    p.volume = n.substr(std::string(kReceivePrefix).size());
-    p.size_bytes = e.size_bytes;
-    if (auto pt = ParseResumeToken(e.note); pt.ok()) {
-      p.point = *pt;
-      p.token = e.note;
+    p.volume = l.volume;
+    p.size_bytes = l.hv->size_bytes;
+    if (l.point) {
+      p.point = *l.point;
+      p.token = l.hv->note;
+    }
+    p.snapshot_uuid = l.uuid;
+    switch (l.step) {
+      case Step::kPublished:
+        p.stage = PartialReceive::Stage::kPublished;
+        p.snapshot = l.snap;
+        break;
+      case Step::kFull:
+      case Step::kVerified:
+      case Step::kRolledBack:
+        p.stage = PartialReceive::Stage::kComplete;
+        p.snapshot = l.snap;
+        p.abort_publishes = l.step == Step::kRolledBack;
+        break;
+      case Step::kNone:
+      case Step::kStuck:
+        break;
     }
     out.push_back(std::move(p));
   }
   return out;
 }
 
-Status AbortReceive(VolumeStore& pool, const std::string& volume) {
+Result<AbortReport> AbortReceive(VolumeStore& pool, const std::string& volume) {
   const std::string hidden = std::string(kReceivePrefix) + volume;
-  ASSIGN_OR_RETURN(bool partial, Exists(pool, hidden));
-  if (!partial)
-    return Status::NotFound("no partial receive into '" + volume + "' in the pool");
-  return DropHidden(pool, hidden, false);
+  ASSIGN_OR_RETURN(auto names, pool.HiddenNames());
+  const bool any = std::any_of(names.begin(), names.end(), [&](const std::string& n) {
+    return n == hidden || n.rfind(hidden + "@", 0) == 0;
+  });
+  if (!any) return Status::NotFound("no partial receive into '" + volume + "' in the pool");
+  ASSIGN_OR_RETURN(auto l, Inspect(pool, hidden, names));
+  AbortReport rep;
+  // V already holds the received content (or V@S is published): dropping
+  // the hidden entries would leave V changed with no V@S. Finishing is the
+  // only outcome that matches the pool.
+  if (l.step == Step::kRolledBack || l.step == Step::kPublished) {
+    ASSIGN_OR_RETURN(rep.published, Finish(pool, l));
+    rep.already_published = l.step == Step::kPublished;
+    return rep;
+  }
+  RETURN_IF_ERROR(DropHidden(pool, hidden, false));
+  return rep;
 }
 
 Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
@@ -372,16 +513,31 @@ Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
   };
   StreamReader r(source);
   ASSIGN_OR_RETURN(auto h, r.ReadHeader());
+  // The names a stream brings follow the CLI's rules, as typed names do: a
+  // snapshot "-x" or ".x" could be neither addressed nor removed afterwards.
+  // Before anything changes.
+  RETURN_IF_ERROR(ValidateName(h.volume, "the stream's volume"));
+  RETURN_IF_ERROR(ValidateName(h.snapshot, "the stream's snapshot"));
+  if (!options.volume.empty()) RETURN_IF_ERROR(ValidateName(options.volume, "volume"));
   if (h.block_size != pool.block_size())
     return Status::Unsupported("stream block size " + std::to_string(h.block_size) +
                                " differs from the pool's " + std::to_string(pool.block_size()));
-  RETURN_IF_ERROR(CompleteInterrupted(pool));
+  ASSIGN_OR_RETURN(const auto completed, CompleteInterrupted(pool));
   const std::string uuid = FormatUuidText(h.uuid);
   ASSIGN_OR_RETURN(auto dup, ByUuid(pool, uuid));
-  if (dup)
-    return Status::AlreadyExists("snapshot uuid " + uuid + " is already in the pool as " +
-                                 dup->name);
+  if (dup) {
+    std::string msg = "snapshot uuid " + uuid + " is already in the pool as " + dup->name;
+    // Fed again after a kill: say the first receive did land after all.
+    if (std::find(completed.begin(), completed.end(), dup->name) != completed.end())
+      msg += ": the earlier interrupted receive of it was just completed";
+    return Status::AlreadyExists(msg);
+  }
   ASSIGN_OR_RETURN(auto partials, ListPartialReceives(pool));
+  // Partials of this snapshot (one at most, since a whole stream of it into
+  // a second volume is refused; pools from before that may hold several).
+  std::vector<const PartialReceive*> same;
+  for (auto& p : partials)
+    if (!p.token.empty() && p.point.uuid == h.uuid) same.push_back(&p);
   ReceiveReport rep;
   rep.uuid = uuid;
   rep.incremental = h.incremental();
@@ -393,22 +549,41 @@ Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
 
   // The partial a resume stream continues: its token must match exactly.
   const PartialReceive* partial = nullptr;
+  bool resize_partial = false;
   if (h.resumed()) {
-    for (auto& p : partials)
-      if (!p.token.empty() && p.point.uuid == h.uuid) partial = &p;
+    if (!options.volume.empty()) {
+      for (auto* p : same)
+        if (p->volume == options.volume) partial = p;
+      if (!partial && !same.empty()) partial = same.front();  // refused below, naming it
+    } else if (same.size() > 1) {
+      std::string which;
+      for (auto* p : same)
+        which += (which.empty() ? "" : ", ") + std::string("'") + p->volume +
+                 "' (resume token " + p->token + ")";
+      return Status::InvalidArgument("several partial receives of snapshot uuid " + uuid +
+                                     ": into " + which +
+                                     "; name the volume to continue (stack receive VOLUME)");
+    } else if (!same.empty()) {
+      partial = same.front();
+    }
     if (!partial)
       return Status::NotFound("no partial receive of snapshot uuid " + uuid +
                               " in this pool to resume (a whole stream starts it again)");
-    if (!(partial->point == h.resume) || partial->size_bytes != h.size_bytes)
+    if (!options.volume.empty() && options.volume != partial->volume)
+      return Status::InvalidArgument("the partial receive of snapshot uuid " + uuid +
+                                     " is into '" + partial->volume + "', not '" +
+                                     options.volume + "'");
+    // A kill between the incremental's clone and its resize leaves the
+    // base's size with nothing applied yet: resized below.
+    resize_partial = partial->size_bytes != h.size_bytes && partial->point.records == 0;
+    if (!(partial->point == h.resume) ||
+        (partial->size_bytes != h.size_bytes && !resize_partial))
       return Status::NotFound(
           "the resume stream continues snapshot uuid " + uuid + " from offset " +
           std::to_string(h.resume.offset) + " (" + std::to_string(h.resume.records) +
           " records), but the partial receive into '" + partial->volume + "' stopped at offset " +
           std::to_string(partial->point.offset) + " (" + std::to_string(partial->point.records) +
           " records): resume it with token " + partial->token);
-    if (!options.volume.empty() && options.volume != partial->volume)
-      return Status::InvalidArgument("the partial receive of snapshot uuid " + uuid + " is into '" +
-                                     partial->volume + "', not '" + options.volume + "'");
   }
 
   // The target volume (and, incremental, the base it continues).
@@ -458,7 +633,16 @@ Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
   ResumePoint start;
   if (partial) {
     start = partial->point;
+    if (resize_partial) RETURN_IF_ERROR(pool.Resize(hidden, h.size_bytes));
   } else {
+    // One partial receive per snapshot uuid: a second into another volume
+    // would leave two that no single resume stream can tell apart.
+    for (auto* p : same)
+      if (p->volume != volume)
+        return Status::AlreadyExists(
+            "snapshot uuid " + uuid + " is already being received into '" + p->volume +
+            "' (a partial receive): finish it (stack send --resume " + p->token +
+            ") or drop it (stack receive --abort " + p->volume + ")");
     // A partial into the same volume: of this snapshot, a whole stream
     // starts it again; of another, it is in the way.
     for (auto& p : partials) {
@@ -475,12 +659,13 @@ Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
     start.digest = ChainSeed(h);
     const pool::EntryMeta token_meta{FormatResumeToken(start), {}};
     if (!h.incremental()) {
-      // The volume takes the sender's volume uuid unless that is taken here.
+      // The volume takes the sender's volume uuid unless any entry holds it
+      // here, hidden ones too: another partial would publish it as well.
+      // (A partial just dropped above is not in the way.)
       pool::EntryIdentity vol_id;
       const std::string parent = FormatUuidText(h.parent_uuid);
-      // (A partial just dropped above is not in the way.)
       ASSIGN_OR_RETURN(auto taken, ByUuid(pool, parent));
-      if (!parent.empty() && (!taken || IsHiddenEntry(taken->name))) vol_id.uuid = parent;
+      if (!parent.empty() && !taken) vol_id.uuid = parent;
       RETURN_IF_ERROR(pool.CreateVolume(hidden, h.size_bytes, token_meta, vol_id));
     } else {
       RETURN_IF_ERROR(pool.Clone(base_name, hidden, token_meta));
@@ -530,6 +715,7 @@ Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
   // Publication. The hidden snapshot carries the sender's identity, so a
   // kill before the last commit can be completed (CompleteInterrupted).
   const std::string hidden_snap = hidden + "@" + h.snapshot;
+  bool rolled_back = false;
   st = [&]() -> Status {
     RETURN_IF_ERROR(pool.Snapshot(hidden, hidden_snap, snap_meta, snap_id));
     if (!h.incremental()) {
@@ -542,15 +728,25 @@ Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
         return Status::AlreadyExists("volume '" + volume + "' changed during the receive");
     }
     RETURN_IF_ERROR(pool.Rollback(volume, hidden_snap));
+    rolled_back = true;
     RETURN_IF_ERROR(pool.Snapshot(volume, volume + "@" + h.snapshot, snap_meta, snap_id));
     return DropHidden(pool, hidden, false);
   }();
+  if (!st.ok() && rolled_back) {
+    // V holds the received content already: dropping the hidden entries
+    // would leave it with no V@S. Kept for the next receive or --abort.
+    return Status(st.code(), st.message() + "; '" + volume +
+                                 "' already holds the received content: the next receive "
+                                 "or stack receive --abort " + volume + " publishes " +
+                                 volume + "@" + h.snapshot);
+  }
   if (!st.ok()) {
     (void)DropHidden(pool, hidden);
     return st;
   }
   rep.volume = volume;
   rep.snapshot = rep.volume + "@" + h.snapshot;
+  rep.completed = completed;
   rep.stream_bytes = r.stream_bytes();
   rep.written_bytes = r.written_bytes();
   rep.hole_bytes = r.hole_bytes();

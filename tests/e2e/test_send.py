@@ -37,6 +37,43 @@ def records(data):
     return out
 
 
+def renamed_stream(data, volume=None, snapshot=None):
+    """A version-2 full stream (no note, tags or resume block) with its names
+    replaced and a fresh snapshot uuid (not a duplicate), every checksum and
+    the digest recomputed as spec/send-stream.md says: what a hostile sender
+    can make."""
+    import ctypes
+    import hashlib
+    xxh = ctypes.CDLL("libxxhash.so.0")
+    xxh.XXH3_64bits_withSeed.restype = ctypes.c_uint64
+    xxh.XXH3_64bits_withSeed.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64]
+    hl = struct.unpack_from("<I", data, HEADER_LEN_AT)[0]
+    nv, ns, nn, nt = struct.unpack_from("<HHHH", data, 88)
+    assert struct.unpack_from("<I", data, 8)[0] == 2 and nn == 0 and nt == 0
+    assert not struct.unpack_from("<I", data, 16)[0] & 2
+    vol = volume.encode() if volume is not None else data[96:96 + nv]
+    snap = snapshot.encode() if snapshot is not None else data[96 + nv:96 + nv + ns]
+    h = bytearray(data[:96])
+    h[32:48] = os.urandom(16)
+    struct.pack_into("<HH", h, 88, len(vol), len(snap))
+    h += vol + snap
+    n = (len(h) + 7) // 8 * 8 + 8
+    h += bytes(n - len(h))
+    struct.pack_into("<I", h, HEADER_LEN_AT, n)
+    struct.pack_into("<Q", h, n - 8, xxh.XXH3_64bits_withSeed(bytes(h[:n - 8]), n - 8,
+                                                              0x53454e44))
+    body = data[hl:-32]
+    digest = hashlib.sha256(h)
+    pos = 0
+    while True:
+        typ, _, _, length = struct.unpack_from("<IIQQ", body, pos)
+        digest.update(body[pos:pos + REC])
+        pos += REC + (length if typ == WRITE else 0)
+        if typ == END:
+            break
+    return bytes(h) + body + digest.digest()
+
+
 def wait_reading_stdin(proc, limit=60.0):
     """True once `proc` sits in read(2) on fd 0 (per /proc/PID/syscall: number
     0, first argument 0x0); False if it exited. `limit` only bounds a hang."""
@@ -593,6 +630,50 @@ class Send(StackTestCase):
         self.assertEqual(r.rc, EXIT["usage"], r.err)
         self.assertOneLineError(r, "InvalidArgument")
         self.assertEqual(r.out, "")
+
+    def test_stream_names_follow_the_cli_rules(self):
+        self.raw_volume()
+        data = read(self.send(self.a, "raw@a"))
+        before = self.entries(self.b)
+        p = self.path("renamed.stream")
+        # Snapshots the CLI could neither address nor remove afterwards, and
+        # a volume name it would refuse: refused before anything changes.
+        for names in ({"snapshot": "-x"}, {"snapshot": ".x"}, {"snapshot": ".."},
+                      {"volume": "-v"}, {"volume": ".recv-v"}):
+            with open(p, "wb") as f:
+                f.write(renamed_stream(data, **names))
+            r = self.assertRefused(p, "usage", before)
+            self.assertOneLineError(r, "InvalidArgument")
+            self.assertIn("the stream's", r.err)
+        # The same rewrite with a valid name is received (the stream is sound).
+        with open(p, "wb") as f:
+            f.write(renamed_stream(data, snapshot="ok"))
+        self.assertEqual(self.receive(p).rc, 0)
+        self.assertIn("raw@ok", dict(self.entries(self.b)))
+
+    def test_one_partial_receive_per_snapshot(self):
+        self.raw_volume()
+        data = read(self.send(self.a, "raw@a"))
+        cut = self.path("cut.stream")
+        with open(cut, "wb") as f:
+            f.write(data[:len(data) // 2])
+        self.assertEqual(self.receive(cut, "x").rc, EXIT["corruption"])
+        token = self.partials(self.b)[0]["resume_token"]
+        # The same snapshot into another volume while x is being received.
+        r = self.receive(cut, "y")
+        self.assertEqual(r.rc, EXIT["exists"], r.err)
+        self.assertIn("'x'", r.err)
+        self.assertIn(token, r.err)
+        self.assertIn("stack receive --abort x", r.err)
+        self.assertEqual([q["volume"] for q in self.partials(self.b)], ["x"])
+        # The token listed for x resumes it.
+        rest = self.path("rest.stream")
+        r = stack("send", "-p", self.a, "--resume", token, "-o", rest)
+        self.assertEqual(r.rc, 0, r.err)
+        self.assertEqual(self.receive(rest).rc, 0)
+        self.assertEqual(self.stored_sha(self.a, "raw@a"), self.stored_sha(self.b, "x@a"))
+        self.assertEqual(self.partials(self.b), [])
+        self.assertClean(self.b)
 
     def test_volume_commands_refuse_hidden_entries(self):
         self.raw_volume()

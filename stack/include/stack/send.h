@@ -79,6 +79,8 @@ struct ReceiveReport {
   bool resumed = false;  // a resume stream continued a partial receive
   uint64_t size_bytes = 0;
   uint64_t stream_bytes = 0, written_bytes = 0, hole_bytes = 0;
+  // Snapshots of earlier receives a kill had cut short, published first.
+  std::vector<std::string> completed;
 };
 
 // Applies one stream read from `in`. Full: creates volume V and V@S with
@@ -88,27 +90,53 @@ struct ReceiveReport {
 // volume has not changed since (AlreadyExists unless options.force).
 // Corruption for a damaged or truncated stream, Unsupported for a newer
 // format or another block size.
+// The stream's volume and snapshot names must pass ValidateName (the CLI's
+// rules), checked before anything changes (InvalidArgument).
 // A resume stream continues the partial receive of its snapshot uuid whose
 // token matches the stream's resume block exactly (NotFound naming both
-// otherwise). A new stream into a volume with a partial receive of the same
-// snapshot starts it again; of another snapshot: AlreadyExists. A partial
-// whose publication a kill cut short is completed first, when it can be.
+// otherwise); with several of that uuid, the one into options.volume
+// (InvalidArgument naming them without it). A new stream into a volume with
+// a partial receive of the same snapshot starts it again; of another
+// snapshot, or of the same snapshot into another volume: AlreadyExists. A
+// receive whose publication a kill cut short is completed first, when it
+// can be (spec/send-stream.md section 4).
 // Interrupted input: the error's message ends with the resume token.
 Result<ReceiveReport> Receive(VolumeStore& pool, const ByteSource& in,
                               const ReceiveOptions& options);
 
 struct PartialReceive {
+  // Where it stands. A receive whose END and digest checked and whose
+  // publication a kill cut short is kComplete (the next receive publishes
+  // it) or kPublished (its snapshot is published: only hidden entries are
+  // left, which the next receive drops). spec/send-stream.md section 4.
+  enum class Stage { kReceiving, kComplete, kPublished };
   std::string volume;  // the volume it will publish
   std::string hidden;  // its hidden entry (.recv-VOLUME)
   std::string token;   // "" if its note holds no valid token
   ResumePoint point;
   uint64_t size_bytes = 0;
+  Stage stage = Stage::kReceiving;
+  std::string snapshot_uuid;  // of its hidden snapshot, else the token's; "" if neither
+  std::string snapshot;       // kComplete: the V@S it publishes; kPublished: the one published
+  // kComplete: V already holds the received content (the rollback
+  // committed), so receive --abort publishes it too instead of dropping it.
+  bool abort_publishes = false;
 };
 
 // Every partial receive in the pool (for listings).
 Result<std::vector<PartialReceive>> ListPartialReceives(VolumeStore& pool);
 
-// Drops the partial receive into `volume`. NotFound if there is none.
-Status AbortReceive(VolumeStore& pool, const std::string& volume);
+struct AbortReport {
+  // "" when the partial receive was dropped; else the snapshot (V@S) the
+  // receive had in fact published or committed to V (its content is
+  // already V's), which the abort completed instead.
+  std::string published;
+  bool already_published = false;  // V@S was published before: only leftovers went
+};
+
+// Drops the partial receive into `volume`; one whose publication had
+// already changed V is completed instead (AbortReport::published). NotFound
+// if there is none.
+Result<AbortReport> AbortReceive(VolumeStore& pool, const std::string& volume);
 
 }  // namespace stack::compose
