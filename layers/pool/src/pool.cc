@@ -932,14 +932,18 @@ Result<PoolInfo> Pool::Impl::Info() {
   return i;
 }
 
+// Both wait, as a commit does, for writes whose new blocks are allocated
+// but not yet mapped: a check meanwhile would count them as leaked.
 Result<CheckReport> Pool::Impl::Check() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  WaitUnmappedWrites(lock);
   RETURN_IF_ERROR(Usable());
   return CheckLocked();
 }
 
 Result<VerifyReport> Pool::Impl::Verify(const std::function<void(uint64_t)>& progress) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  WaitUnmappedWrites(lock);
   RETURN_IF_ERROR(Usable());
   return VerifyLocked(progress);
 }
