@@ -368,7 +368,7 @@ Status Resize(FsArgs& a, const CommandContext& ctx) {
       return Status::ReadOnly(spec.entry + " is a snapshot: clone it to grow it");
     int removed = 0;
     ASSIGN_OR_RETURN(auto p, compose::OpenPool(spec.pool_path, compose::PoolAccess::kWritable, {},
-                                               &removed));
+                                               &removed, addr.volume));
     if (removed) std::cerr << "stack: removed " << removed << " unfinished build(s)\n";
     if (size) RETURN_IF_ERROR(compose::RequireWholeBlocks(size, p->block_size(), "--size"));
     const compose::SecretGetter pass = a.t.Passphrase();

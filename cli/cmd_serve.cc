@@ -187,6 +187,11 @@ Status Serve(const ServeArgs& a, const CommandContext& ctx) {
     if (port.find_first_not_of("0123456789") != std::string::npos) {
       return Status::InvalidArgument("--tcp " + a.tcp + ": the port is not a number");
     }
+    // The ready line names this port: 0 (any port) or one past 65535 would
+    // name a port nobody listens on.
+    if (port.size() > 5 || std::stoul(port) == 0 || std::stoul(port) > 65535) {
+      return Status::InvalidArgument("--tcp " + a.tcp + ": the port must be 1 to 65535");
+    }
     if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
       host = host.substr(1, host.size() - 2);
     }

@@ -40,11 +40,15 @@ struct VolArgs {
   uint32_t sector_size = 0;
 };
 
-Result<std::shared_ptr<VolumeStore>> OpenPool(const VolArgs& a, bool writable) {
+// `changed`: the entry whose size or writability the command changes (Busy
+// while a holder of the pool is writing it: an NBD client would see its
+// disk change under it).
+Result<std::shared_ptr<VolumeStore>> OpenPool(const VolArgs& a, bool writable,
+                                              const std::string& changed = {}) {
   int removed = 0;
   ASSIGN_OR_RETURN(auto p, compose::OpenPool(a.pool, writable ? compose::PoolAccess::kWritable
                                                               : compose::PoolAccess::kReadOnly,
-                                             {}, &removed));
+                                             {}, &removed, changed));
   if (removed) std::cerr << "stack: removed " << removed << " unfinished build(s)\n";
   return p;
 }
@@ -145,7 +149,7 @@ Status VolResize(VolArgs& a, const CommandContext& ctx) {
   RETURN_IF_ERROR(Need(a, 1, 1, "NAME"));
   if (a.size.empty()) return Status::InvalidArgument("--size is required");
   ASSIGN_OR_RETURN(uint64_t size, ParseSize(a.size, "--size"));
-  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true, a.pos[0]));
   RETURN_IF_ERROR(compose::RequireWholeBlocks(size, p->block_size(), "--size"));
   // Only with --key-file is an encrypted volume opened (never a prompt).
   compose::SecretGetter pass;
@@ -222,7 +226,7 @@ Status VolSet(VolArgs& a, const CommandContext& ctx) {
   for (auto& n : a.pos) RETURN_IF_ERROR(compose::RefuseHiddenEntry(n));
   RETURN_IF_ERROR(Need(a, 1, 1, "NAME"));
   if (a.read_only && a.writable) return Status::InvalidArgument("--read-only or --writable, not both");
-  ASSIGN_OR_RETURN(auto p, OpenPool(a, true));
+  ASSIGN_OR_RETURN(auto p, OpenPool(a, true, a.read_only ? a.pos[0] : std::string()));
   if (a.read_only || a.writable) RETURN_IF_ERROR(p->SetReadOnly(a.pos[0], a.read_only));
   if (a.set_note || !a.tags.empty()) {
     ASSIGN_OR_RETURN(auto e, p->Stat(a.pos[0]));

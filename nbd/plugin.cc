@@ -339,7 +339,11 @@ int stack_can_write(void* h) { return Ex(h).read_only() ? 0 : 1; }
 int stack_can_flush(void*) { return 1; }
 int stack_can_trim(void* h) { return Ex(h).can_trim() ? 1 : 0; }
 int stack_can_zero(void*) { return 1; }
-int stack_can_fast_zero(void* h) { return Ex(h).fast_zero() ? 1 : 0; }
+// Always advertised: an export that cannot zero fast answers a fast-zero
+// request with ENOTSUP at once (stack_zero), as NBD allows. Not advertising
+// it was worse: nbdkit 1.32 aborts the whole server (an assertion) when a
+// non-conforming client sends the flag anyway.
+int stack_can_fast_zero(void*) { return 1; }
 int stack_can_fua(void*) { return NBDKIT_FUA_NATIVE; }
 int stack_can_extents(void*) { return 1; }
 // Every connection of every export goes through the one Pool: a write is
@@ -364,7 +368,10 @@ int stack_pwrite(void* h, const void* buf, uint32_t count, uint64_t offset, uint
 
 int stack_flush(void* h, uint32_t /*flags*/) {
   return Guard([&]() -> int {
-    Status st = Ex(h).Flush();
+    // A read-only export's flush commits the pool too: a flush on any
+    // connection of any export makes every acknowledged write durable
+    // (spec/serve.md), whichever export the client flushes.
+    Status st = Ex(h).read_only() ? g_server->Commit() : Ex(h).Flush();
     return st.ok() ? 0 : Fail(st);
   });
 }

@@ -133,8 +133,9 @@ Result<std::shared_ptr<pool::Pool>> HeldPoolFor(const std::string& path, PoolAcc
                         ", which answers only read-only commands while it runs");
   }
   if (std::find(o.busy_entries.begin(), o.busy_entries.end(), entry) != o.busy_entries.end()) {
-    return Status::Busy("volume " + entry + " is being written by " + o.holder +
-                        ": its file system is in flux until that finishes");
+    return Status::Busy("volume '" + entry + "' is being written by " + o.holder +
+                        ": its file system is in flux, and its size and writability are the "
+                        "writer's, until that finishes");
   }
   return f->pool;
 }

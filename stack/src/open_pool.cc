@@ -13,14 +13,15 @@ namespace stack::compose {
 bool IsRbdPool(const std::string& path) { return path.rfind("rbd:", 0) == 0; }
 
 Result<std::shared_ptr<VolumeStore>> OpenPool(const std::string& path, PoolAccess access,
-                                              pool::PoolOpenOptions options, int* removed_stale) {
+                                              pool::PoolOpenOptions options, int* removed_stale,
+                                              const std::string& entry) {
   if (path.empty()) return Status::InvalidArgument("name the pool: --pool FILE (or set STACK_POOL)");
   if (removed_stale) *removed_stale = 0;
   std::shared_ptr<VolumeStore> store;
   if (IsRbdPool(path)) {
     ASSIGN_OR_RETURN(store, OpenRbdStore(path, access));
   } else {
-    ASSIGN_OR_RETURN(std::shared_ptr<pool::Pool> held, HeldPoolFor(path, access));
+    ASSIGN_OR_RETURN(std::shared_ptr<pool::Pool> held, HeldPoolFor(path, access, entry));
     if (held) return std::shared_ptr<VolumeStore>(std::make_shared<PoolVolumeStore>(held, path));
     options.read_only = access == PoolAccess::kReadOnly;
     ASSIGN_OR_RETURN(auto pool, pool::Pool::Open(path, options));

@@ -1,6 +1,7 @@
 """`stack serve` (issue 14): pool entries over NBD through nbdkit and the
 stack plugin, checked with real clients as oracles: nbdinfo, nbdcopy,
 qemu-img, qemu-io, libnbd's Python binding, cryptsetup and e2fsck."""
+import errno
 import json
 import os
 import random
@@ -72,16 +73,35 @@ class Server:
             assert m, line
             self.uris[m.group(1)] = m.group(4)
         self.timer.cancel()
+        # stderr is read as it comes: a server that logs much (nbdkit logs
+        # every refused request) must never block on a full pipe.
+        self.err = []
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+        self.reader.start()
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.err.append(line)
+
+    def stderr(self):
+        return "".join(self.err)
+
+    def wait(self, timeout=120):
+        """Waits for the server to end; its exit status and stderr."""
+        self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=timeout)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return self.proc.returncode, self.stderr()
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=120)
-        return self.proc.returncode, err
+        return self.wait()
 
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate(timeout=60)
+            self.wait(timeout=60)
 
 
 class ServeTest(StackTestCase):
@@ -401,6 +421,12 @@ class ServeTest(StackTestCase):
         self.assertOneLineError(r, "NotFound")
         r = stack("serve", "-p", self.pool, "enc", "--view", "x")
         self.assertEqual(r.rc, EXIT["usage"], r.err)
+        # The ready line names the port: one nobody would listen on is refused.
+        for port in ("0", "65536", "99999", "123456"):
+            r = stack("serve", "-p", self.pool, "enc", "--tcp", "127.0.0.1:" + port)
+            self.assertEqual(r.rc, EXIT["usage"], r.err)
+            self.assertOneLineError(r, "InvalidArgument")
+            self.assertIn("1 to 65535", r.err)
         empty = self.path("emptybin")
         os.mkdir(empty)
         r = stack("serve", "-p", self.pool, "enc", env={"PATH": empty})
@@ -412,6 +438,119 @@ class ServeTest(StackTestCase):
         self.assertEqual(r.rc, EXIT["busy"], r.err)
         self.assertOneLineError(r, "Busy")
         self.stop(s)
+
+    def test_non_conforming_client_cannot_stop_the_server(self):
+        """A client that ignores what the server advertised (libnbd with
+        strict mode off) sends every request with every flag to every kind
+        of export. Each gets an answer or loses its own connection; the
+        server keeps serving, another client's acknowledged writes stay, the
+        pool stays clean. (A fast zero to an export that did not advertise
+        it used to abort nbdkit, and with it every client's unflushed
+        writes.)"""
+        self.volume("v", size="16M")
+        self.volume("e", size="32M", encrypted=True)
+        stack("snapshot", "create", "-p", self.pool, "v@s", check=0)
+        s = self.serve("v", "e", "v@s", key=self.key)
+        victim = nbd.NBD()
+        victim.connect_uri(s.uris["v"])
+        victim.pwrite(b"\x5a" * 65536, 0)  # acknowledged, never flushed
+        flags = [0, nbd.CMD_FLAG_FUA, nbd.CMD_FLAG_NO_HOLE, nbd.CMD_FLAG_DF,
+                 nbd.CMD_FLAG_REQ_ONE, nbd.CMD_FLAG_FAST_ZERO, 0xffff]
+        requests = {
+            "pread": lambda h, f: h.pread(4096, 4096, f),
+            "pwrite": lambda h, f: h.pwrite(b"\x01" * 4096, 8 * MiB, f),
+            "zero": lambda h, f: h.zero(4096, 8 * MiB, f),
+            "trim": lambda h, f: h.trim(4096, 8 * MiB, f),
+            "cache": lambda h, f: h.cache(4096, 0, f),
+            "flush": lambda h, f: h.flush(f),
+            "block_status": lambda h, f: h.block_status(4096, 0, lambda *a: 0, f),
+        }
+        answered = 0
+        for name in ("v", "e", "v@s"):
+            for req, call in requests.items():
+                for f in flags:
+                    h = nbd.NBD()
+                    h.set_strict_mode(0)
+                    h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
+                    h.connect_uri(s.uris[name])
+                    try:
+                        call(h, f)
+                        answered += 1
+                    except nbd.Error:
+                        pass  # refused, or this connection dropped: both fine
+                    try:
+                        h.shutdown()
+                    except nbd.Error:
+                        pass
+                    self.assertIsNone(s.proc.poll(), f"{req} flags {f:#x} on {name} "
+                                      f"stopped the server: {s.stderr()}")
+        self.assertGreater(answered, 0)
+        self.assertEqual(victim.pread(65536, 0), b"\x5a" * 65536)
+        victim.shutdown()
+        self.stop(s)
+        s = self.serve("v")
+        h = nbd.NBD()
+        h.connect_uri(s.uris["v"])
+        self.assertEqual(h.pread(65536, 0), b"\x5a" * 65536)
+        h.shutdown()
+        self.stop(s)
+        self.assertPoolClean()
+
+    def test_served_volume_keeps_its_size_and_writability(self):
+        """Resizing a volume a client is writing (the volume, or the ext4 in
+        it) or making it read-only is Busy while it is served: the client's
+        disk would change under it. Other volumes resize as usual."""
+        self.volume("u", size="16M")
+        stack("fs", "mkfs", "-p", self.pool, "u", check=0)
+        self.volume("other", size="16M")
+        s = self.serve("u")
+        before = self.entry("u")["size_bytes"]
+        for args in (("volume", "resize", "-p", self.pool, "u", "--size", "32M"),
+                     ("volume", "resize", "-p", self.pool, "u", "--size", "8M", "--force"),
+                     ("fs", "resize", "-p", self.pool, "u", "--size", "40M"),
+                     ("fs", "resize", "-p", self.pool, "u"),
+                     ("volume", "set", "-p", self.pool, "u", "--read-only")):
+            r = stack(*args, check=EXIT["busy"], timeout=120)
+            self.assertOneLineError(r, "Busy")
+            self.assertIn("'u'", r.err)
+        e = self.entry("u")
+        self.assertEqual(e["size_bytes"], before)
+        self.assertFalse(e["read_only"])
+        self.assertEqual(int(run("nbdinfo", "--size", s.uris["u"]).stdout), before)
+        stack("volume", "set", "-p", self.pool, "u", "--note", "served", check=0, timeout=120)
+        stack("volume", "resize", "-p", self.pool, "other", "--size", "32M", check=0, timeout=120)
+        self.stop(s)
+        self.assertEqual(self.entry("other")["size_bytes"], 32 * MiB)
+        stack("fs", "resize", "-p", self.pool, "u", "--size", "40M", check=0)
+        img = self.path("u.img")
+        stack("export", "-p", self.pool, "u", img, "--format", "plain", check=0)
+        rc, out = e2fsck_clean(img)
+        self.assertEqual(rc, 0, out)
+        self.assertPoolClean()
+
+    def test_flush_on_a_read_only_export_commits_every_write(self):
+        """spec/serve.md: a flush on any connection of any export makes every
+        write acknowledged before it durable, the read-only exports' too."""
+        self.volume("w", size="16M")
+        stack("snapshot", "create", "-p", self.pool, "w@s", check=0)
+        pidfile = self.path("nbdkit.pid")
+        s = self.serve("w", "w@s", pidfile=pidfile)
+        h = nbd.NBD()
+        h.connect_uri(s.uris["w"])
+        h.pwrite(b"\x6b" * 65536, 0)  # acknowledged, not flushed on this export
+        ro = nbd.NBD()
+        ro.connect_uri(s.uris["w@s"])
+        ro.flush()
+        with open(pidfile) as f:
+            os.kill(int(f.read()), signal.SIGKILL)
+        s.wait(timeout=60)
+        s = self.serve("w")
+        h = nbd.NBD()
+        h.connect_uri(s.uris["w"])
+        self.assertEqual(h.pread(65536, 0), b"\x6b" * 65536)
+        h.shutdown()
+        self.stop(s)
+        self.assertPoolClean()
 
     def test_unknown_export_name_write_past_end_and_disconnect(self):
         self.volume("v", size="16M")
@@ -506,8 +645,8 @@ class ServeTest(StackTestCase):
             except nbd.Error:
                 pass
             killer.join()
-            s.proc.communicate(timeout=60)
-            self.assertNotEqual(s.proc.returncode, 0)  # its server was killed
+            rc, _ = s.wait(timeout=60)
+            self.assertNotEqual(rc, 0)  # its server was killed
             self.assertPoolClean()
             # The last value acknowledged-and-flushed for each offset, unless a
             # later unflushed write to the same offset may have landed.
@@ -558,9 +697,23 @@ class ServeTest(StackTestCase):
             self.assertEqual(x["block_size_minimum"], 4096, x)
             self.assertEqual(x["block_size_preferred"], 4096, x)
             self.assertGreaterEqual(x["block_size_maximum"], 4096, x)
-        self.assertTrue(info["v"]["can_trim"] and info["v"]["can_fast_zero"])
-        self.assertFalse(info["e"]["can_trim"] or info["e"]["can_fast_zero"])  # no allow-discards
+        self.assertTrue(info["v"]["can_trim"])
+        self.assertFalse(info["e"]["can_trim"])  # no allow-discards
         self.assertTrue(info["d"]["can_trim"])
+        # Fast zero is advertised everywhere; the plain view of an encrypted
+        # entry cannot zero fast (it writes encrypted zeros) and says ENOTSUP.
+        for name in ("v", "e", "d"):
+            self.assertTrue(info[name]["can_fast_zero"], name)
+        h = nbd.NBD()
+        h.connect_uri(s.uris["e"])
+        h.pwrite(b"\x02" * 8192, 0)
+        with self.assertRaises(nbd.Error) as cm:
+            h.zero(8192, 0, nbd.CMD_FLAG_FAST_ZERO)
+        self.assertEqual(cm.exception.errnum, errno.ENOTSUP)
+        self.assertEqual(h.pread(8192, 0), b"\x02" * 8192)  # nothing zeroed
+        h.zero(8192, 0)
+        self.assertEqual(h.pread(8192, 0), bytes(8192))
+        h.shutdown()
         # Trim frees pool blocks; zero with may_trim leaves holes (stored data path).
         h = nbd.NBD()
         h.connect_uri(s.uris["v"])

@@ -31,9 +31,12 @@ bool IsRbdPool(const std::string& path);
 // Opens `path`. For a pool file `options.read_only` is set from `access`;
 // the rest (cache size, accept_lost_generation) is the caller's. When `removed_stale` is
 // given it receives how many stale hidden entries a writable open removed.
+// `entry` names the entry a command will change when that is one: inside a
+// forwarded command, Busy if the holder is writing it (an NBD export).
 Result<std::shared_ptr<VolumeStore>> OpenPool(const std::string& path, PoolAccess access,
                                               pool::PoolOpenOptions options = {},
-                                              int* removed_stale = nullptr);
+                                              int* removed_stale = nullptr,
+                                              const std::string& entry = {});
 
 // How a command that creates its pool on demand (build, import) makes it.
 struct NewPoolOptions {
