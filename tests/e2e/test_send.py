@@ -361,6 +361,17 @@ class Send(StackTestCase):
             f.write(data)
         self.assertEqual(self.receive(p).rc, 0)
 
+    def cut_raw_stream(self, *receive_args):
+        """raw@a's stream cut in half, received into B: a partial receive is
+        kept (Corruption). Returns the cut stream's path and the token listed."""
+        self.raw_volume()
+        data = read(self.send(self.a, "raw@a"))
+        cut = self.path("cut.stream")
+        with open(cut, "wb") as f:
+            f.write(data[:len(data) // 2])
+        self.assertEqual(self.receive(cut, *receive_args).rc, EXIT["corruption"])
+        return cut, self.partials(self.b)[0]["resume_token"]
+
     def partials(self, pool):
         return stack("--json", "pool", "info", "-p", pool, check=0).json()["partial_receives"]
 
@@ -652,13 +663,7 @@ class Send(StackTestCase):
         self.assertIn("raw@ok", dict(self.entries(self.b)))
 
     def test_one_partial_receive_per_snapshot(self):
-        self.raw_volume()
-        data = read(self.send(self.a, "raw@a"))
-        cut = self.path("cut.stream")
-        with open(cut, "wb") as f:
-            f.write(data[:len(data) // 2])
-        self.assertEqual(self.receive(cut, "x").rc, EXIT["corruption"])
-        token = self.partials(self.b)[0]["resume_token"]
+        cut, token = self.cut_raw_stream("x")
         # The same snapshot into another volume while x is being received.
         r = self.receive(cut, "y")
         self.assertEqual(r.rc, EXIT["exists"], r.err)
@@ -676,13 +681,7 @@ class Send(StackTestCase):
         self.assertClean(self.b)
 
     def test_volume_commands_refuse_hidden_entries(self):
-        self.raw_volume()
-        data = read(self.send(self.a, "raw@a"))
-        cut = self.path("cut.stream")
-        with open(cut, "wb") as f:
-            f.write(data[:len(data) // 2])
-        self.assertEqual(self.receive(cut).rc, EXIT["corruption"])
-        token = self.partials(self.b)[0]["resume_token"]
+        _, token = self.cut_raw_stream()
         # Renaming would publish an unverified volume; a note would replace the
         # resume token; the others would change or drop it behind receive.
         for args in (("rename", ".recv-raw", "zz"), ("set", ".recv-raw", "--note", "hi"),

@@ -132,6 +132,16 @@ class ServeTest(StackTestCase):
             stack("luks", "format", "-p", self.pool, name, "--new-key-file", self.key, *FAST_KDF,
                   *(["--allow-discards"] if discards else []), check=0)
 
+    def read_when_served_again(self, name, length, offset=0, **kw):
+        """Serves `name` alone, reads it, stops: what a restart sees."""
+        s = self.serve(name, **kw)
+        h = nbd.NBD()
+        h.connect_uri(s.uris[name])
+        data = h.pread(length, offset)
+        h.shutdown()
+        self.stop(s)
+        return data
+
     def assertPoolClean(self):
         r = stack("--json", "pool", "check", self.pool)
         self.assertEqual(r.rc, 0, r.out + r.err)
@@ -488,12 +498,7 @@ class ServeTest(StackTestCase):
         self.assertEqual(victim.pread(65536, 0), b"\x5a" * 65536)
         victim.shutdown()
         self.stop(s)
-        s = self.serve("v")
-        h = nbd.NBD()
-        h.connect_uri(s.uris["v"])
-        self.assertEqual(h.pread(65536, 0), b"\x5a" * 65536)
-        h.shutdown()
-        self.stop(s)
+        self.assertEqual(self.read_when_served_again("v", 65536), b"\x5a" * 65536)
         self.assertPoolClean()
 
     def test_served_volume_keeps_its_size_and_writability(self):
@@ -544,12 +549,7 @@ class ServeTest(StackTestCase):
         with open(pidfile) as f:
             os.kill(int(f.read()), signal.SIGKILL)
         s.wait(timeout=60)
-        s = self.serve("w")
-        h = nbd.NBD()
-        h.connect_uri(s.uris["w"])
-        self.assertEqual(h.pread(65536, 0), b"\x6b" * 65536)
-        h.shutdown()
-        self.stop(s)
+        self.assertEqual(self.read_when_served_again("w", 65536), b"\x6b" * 65536)
         self.assertPoolClean()
 
     def test_unknown_export_name_write_past_end_and_disconnect(self):

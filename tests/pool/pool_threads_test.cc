@@ -20,6 +20,17 @@ using stack::testing::RandomBytes;
 namespace {
 using ::stack::testing::kBs;
 
+// Stops and joins a writer thread when the scope ends: a failed REQUIRE
+// unwinds through here.
+struct Joiner {
+  std::atomic<bool>& stop;
+  std::thread& t;
+  ~Joiner() {
+    stop = true;
+    if (t.joinable()) t.join();
+  }
+};
+
 // Runs `io(i)` 20,000 times on a thread while this thread destroys the
 // pool once the first call returned. Every call must succeed or fail with
 // "is closed" (IoError); returns how many succeeded, or fails the test.
@@ -80,14 +91,7 @@ TEST_CASE("a write of the last block racing a shrink and grow stays inside the v
     }
   });
   // A failed REQUIRE below unwinds through here: stop and join first.
-  struct Joiner {
-    std::atomic<bool>& stop;
-    std::thread& t;
-    ~Joiner() {
-      stop = true;
-      if (t.joinable()) t.join();
-    }
-  } joiner{stop, writer};
+  Joiner joiner{stop, writer};
   // Each round: shrink (the writer's last block is now past the end),
   // check while shrunk (a block written past the end shows as "mapped
   // beyond its size"), grow back. yield() only lets the writer in between;
@@ -428,14 +432,7 @@ TEST_CASE("a check while writes have blocks allocated but not yet mapped finds n
       ++writes;
     }
   });
-  struct Joiner {
-    std::atomic<bool>& stop;
-    std::thread& t;
-    ~Joiner() {
-      stop = true;
-      if (t.joinable()) t.join();
-    }
-  } joiner{stop, writer};
+  Joiner joiner{stop, writer};
   while (writes.load() == 0 && writer_error.empty()) std::this_thread::yield();
   for (int i = 0; i < 300; ++i) {
     auto rep = mp.pool->Check();
