@@ -51,6 +51,10 @@ class LayerReader {
     uint64_t offset = 0;
   };
   Result<Block> ReadData();
+  // Bytes of the uncompressed tar consumed so far: after a member's data
+  // was read to its end, a multiple of 512 when the data (as its map
+  // says) filled the member's stored size.
+  uint64_t position() const { return uint64_t(archive_filter_bytes(tar_, 0)); }
   const Layer& layer() const { return layer_; }
 
  private:

@@ -16,12 +16,13 @@ import pty
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 import unittest
 
 from images import FAST_KDF
-from stacktest import EXIT, StackTestCase, main, stack
+from stacktest import EXIT, STACK, StackTestCase, main, stack
 
 HAVE = {t: shutil.which(t) for t in ("umoci", "skopeo", "e2fsck")}
 TAG = "t"
@@ -272,6 +273,146 @@ class OciBuild(StackTestCase):
             self.skipTest("e2fsck not installed")
         fsck = subprocess.run(["e2fsck", "-fn", plain], capture_output=True, text=True)
         self.assertEqual(fsck.returncode, 0, fsck.stdout + fsck.stderr)
+
+    def one_layer_image(self, name, members):
+        """An OCI layout `name`:t of one uncompressed pax layer (members as for
+        add_member, plus raw pax headers), digests and diff_id right, so it
+        reaches the layer checks. Returns the reference."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            for m in members:
+                add_member(t, *m[:2], **(m[2] if len(m) > 2 else {}))
+        layer = buf.getvalue()
+        img = self.path(name)
+        os.makedirs(os.path.join(img, "blobs", "sha256"))
+        with open(os.path.join(img, "oci-layout"), "w") as f:
+            json.dump({"imageLayoutVersion": "1.0.0"}, f)
+        ld, ln = write_blob(img, layer)
+        cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
+            "type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]}})
+        cd, cn = write_blob(img, cfg.encode())
+        man = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+               "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                          "digest": cd, "size": cn},
+               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                           "digest": ld, "size": ln}]}
+        md, mn = write_blob(img, json.dumps(man).encode())
+        set_index(img, {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": md, "size": mn,
+                        "annotations": {"org.opencontainers.image.ref.name": TAG}})
+        return f"oci:{img}:{TAG}"
+
+    @staticmethod
+    def sparse_member(name, regions, realsize, data=None):
+        """A GNU PAX 1.0 sparse member: `regions` [(offset, length)] as its map
+        says, in that order; `data` the stored bytes (default: 'A', 'B', ...
+        repeated over each region's length)."""
+        m = f"{len(regions)}\n".encode()
+        for off, n in regions:
+            m += f"{off}\n{n}\n".encode()
+        m += b"\0" * (-len(m) % 512)
+        if data is None:
+            data = b"".join(bytes([65 + i]) * n for i, (_, n) in enumerate(regions))
+        return ("GNUSparseFile.0/" + name, m + data,
+                {"pax": {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                         "GNU.sparse.name": name, "GNU.sparse.realsize": str(realsize)}})
+
+    def build_measured(self, src, pool, *extra, size="64M"):
+        """Builds in a child process; returns (exit status, stderr, the build's
+        peak RSS in bytes)."""
+        prog = ("import resource, subprocess, sys\n"
+                "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+                "sys.stdout.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+                "sys.stderr.write(r.stderr)\n"
+                "sys.exit(r.returncode)\n")
+        r = subprocess.run([sys.executable, "-c", prog, STACK, "build", "-p", pool, "v",
+                            "--from", src, "--size", size, "--no-encrypt", *extra],
+                           capture_output=True, text=True, timeout=300)
+        return r.returncode, r.stderr, int(r.stdout) * 1024
+
+    def test_huge_sparse_member_fails_fast_in_bounded_memory(self):
+        """A 10 KiB layer declaring a 2^50-byte sparse file: more than an ext4
+        file holds, so OutOfRange in the first pass, before any hole is
+        written (it used to take the hole in memory: bad_alloc after ~16 GiB)."""
+        src = self.one_layer_image("huge", [self.sparse_member("big", [((1 << 50) - 2, 2)],
+                                                               1 << 50)])
+        pool = self.path("p.stk")
+        rc, err, rss = self.build_measured(src, pool)
+        self.assertEqual(rc, EXIT["range"], err)
+        self.assertIn("OutOfRange", err)
+        self.assertIn("'big'", err)
+        self.assertIn("layer 1/1", err)
+        self.assertLess(rss, 512 << 20)
+        self.assertNothingPublished(pool)
+
+    def test_sparse_gib_member_builds_sparse_in_bounded_memory(self):
+        """A 1 GiB sparse file with data at both ends: its hole is carried as a
+        hole (never as bytes), the build stays small, the file reads back
+        right and takes blocks only for its data."""
+        gib = 1 << 30
+        src = self.one_layer_image("gib", [self.sparse_member(
+            "d/sparse", [(0, 5), (gib - 3, 3)], gib, b"start" + b"end")])
+        pool = self.path("p.stk")
+        rc, err, rss = self.build_measured(src, pool)
+        self.assertEqual(rc, 0, err)
+        self.assertLess(rss, 512 << 20)
+        out = self.extract(pool)
+        st = os.stat(f"{out}/d/sparse")
+        self.assertEqual(st.st_size, gib)
+        with open(f"{out}/d/sparse", "rb") as f:
+            self.assertEqual(f.read(4096), b"start" + b"\0" * 4091)
+            f.seek(gib // 2)
+            self.assertEqual(f.read(1 << 16), b"\0" * (1 << 16))
+            f.seek(gib - 4096)
+            self.assertEqual(f.read(), b"\0" * 4093 + b"end")
+        fst = stack("--json", "fs", "stat", "-p", pool, "v@golden", "/d/sparse", check=0).json()
+        self.assertLessEqual(fst["allocated_bytes"], 64 << 10, fst)
+        info = stack("--json", "volume", "list", "-p", pool, check=0).json()[0]
+        self.assertLess(info["mapped_bytes"], 8 << 20)
+
+    def test_member_types_an_image_cannot_hold_are_corruption(self):
+        """A GNU 'M' (multi-volume continuation) member and a hard link with an
+        empty target: Corruption naming the layer and the member, from the
+        first pass (they used to reach the tar writer: Internal)."""
+        cases = {
+            "m": [("x", b"xx\n", {"type": b"M"})],
+            "emptylink": [("h", None, {"type": tarfile.LNKTYPE, "linkname": ""})],
+        }
+        for name, members in cases.items():
+            with self.subTest(name):
+                pool = self.path(f"{name}.stk")
+                r = self.build(self.one_layer_image(name, [("ok", b"ok\n")] + members), pool,
+                               check=EXIT["corruption"])
+                self.assertOneLineError(r, "Corruption")
+                self.assertIn("layer 1/1", r.err)
+                self.assertIn(f"'{members[0][0]}'", r.err)
+                self.assertNothingPublished(pool)
+
+    def test_bad_sparse_maps_are_corruption(self):
+        """Sparse maps out of order, overlapping, beyond the file's size, or not
+        adding up to the stored data: Corruption naming the member (data used
+        to land at the wrong offset)."""
+        sm = self.sparse_member
+        cases = {
+            "unordered": sm("sp", [(100, 2), (10, 2)], 200),
+            "overlap": sm("sp", [(10, 4), (12, 4)], 200),
+            "beyond": sm("sp", [(10, 2), (195, 10)], 200),
+            "short-map": sm("sp", [(10, 2)], 200, b"AAB"),
+            "long-map": sm("sp", [(10, 2), (100, 2)], 200, b"AAB"),
+        }
+        for name, member in cases.items():
+            with self.subTest(name):
+                pool = self.path(f"{name}.stk")
+                r = self.build(self.one_layer_image(name, [member]), pool,
+                               check=EXIT["corruption"])
+                self.assertOneLineError(r, "Corruption")
+                self.assertIn("'sp'", r.err)
+                self.assertNothingPublished(pool)
+        # A good map with a hole before, between and after its regions.
+        pool = self.path("good.stk")
+        self.build(self.one_layer_image("good", [sm("sp", [(10, 2), (100, 2)], 200)]), pool)
+        data = stack("fs", "cat", "-p", pool, "v@golden", "/sp", check=0).out
+        self.assertEqual(data, "\0" * 10 + "AA" + "\0" * 88 + "BB" + "\0" * 98)
 
     def test_reproducible(self):
         """Same image, --timestamp and --uuid: byte-identical plain images,
