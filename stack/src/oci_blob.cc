@@ -4,14 +4,18 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <vector>
 
+#include "block/unique_fd.h"
 #include "sha256.h"
 
 namespace stack::compose::oci {
@@ -20,50 +24,159 @@ namespace {
 constexpr size_t kChunk = 1 << 16;
 
 
+// A regular file's bytes, at most `size` of them (its size when opened):
+// a file that grows while it is read ends where it ended then, so every
+// read of a blob is bounded whether or not its descriptor declares a size.
 class FileSource : public ByteSource {
  public:
-  FileSource(int fd, std::string name) : fd_(fd), name_(std::move(name)), buf_(kChunk) {}
-  uint64_t SizeHint() const override {
-    struct stat st;
-    return ::fstat(fd_, &st) == 0 && st.st_size > 0 ? uint64_t(st.st_size) : 0;
-  }
-  ~FileSource() override { ::close(fd_); }
-  FileSource(const FileSource&) = delete;
-  FileSource& operator=(const FileSource&) = delete;
+  FileSource(UniqueFd fd, uint64_t size, std::string name)
+      : fd_(std::move(fd)), left_(size), size_(size), name_(std::move(name)), buf_(kChunk) {}
+  uint64_t SizeHint() const override { return size_; }
   Result<std::span<const uint8_t>> Next() override {
-    while (true) {
-      ssize_t n = ::read(fd_, buf_.data(), buf_.size());
+    while (left_ > 0) {
+      ssize_t n = ::read(fd_.get(), buf_.data(), size_t(std::min<uint64_t>(buf_.size(), left_)));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return Status::FromErrno("reading " + name_, errno);
+      left_ -= uint64_t(n);
+      if (n == 0) left_ = 0;
       return std::span<const uint8_t>(buf_.data(), size_t(n));
     }
+    return std::span<const uint8_t>();
   }
 
  private:
-  int fd_;
+  UniqueFd fd_;
+  uint64_t left_, size_;
   std::string name_;
   std::vector<uint8_t> buf_;
 };
 
+// What a file that is not a regular file is, for messages.
+const char* KindOf(mode_t m) {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISLNK(m)) return "a symlink";
+  return "not a regular file";
+}
+
+// openat2(2) beneath `dir`; -1 with errno set. glibc 2.36 has no wrapper.
+int Openat2Beneath(int dir, const std::string& path, int flags) {
+  struct open_how how = {};
+  how.flags = uint64_t(flags);
+  // Symlinks are followed while they stay beneath `dir`; an absolute one,
+  // ".." above it or a /proc magic link fails with EXDEV/ELOOP.
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  long fd = -1;
+  for (int tries = 0; tries < 8; tries++) {  // EAGAIN: a rename raced a ".." lookup
+    fd = ::syscall(SYS_openat2, dir, path.c_str(), &how, sizeof how);
+    if (fd >= 0 || errno != EAGAIN) break;
+  }
+  return int(fd);
+}
+
+// The fallback where openat2 is missing (Linux < 5.6: ENOSYS) or filtered
+// (seccomp: EPERM, ENOSYS): one component at a time, never following a
+// symlink (ELOOP). It cannot tell a symlink that stays beneath from one
+// that leaves, so it refuses both.
+int WalkBeneath(int dir, const std::string& path, int flags) {
+  UniqueFd cur;
+  size_t start = 0;
+  while (true) {
+    const size_t slash = path.find('/', start);
+    const std::string comp = path.substr(start, slash == std::string::npos ? slash : slash - start);
+    const int at = cur.valid() ? cur.get() : dir;
+    if (slash == std::string::npos) return ::openat(at, comp.c_str(), flags | O_NOFOLLOW);
+    UniqueFd next(::openat(at, comp.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!next.valid()) return -1;
+    struct stat st;
+    if (::fstat(next.get(), &st) != 0) return -1;
+    if (!S_ISDIR(st.st_mode)) {
+      errno = S_ISLNK(st.st_mode) ? ELOOP : ENOTDIR;
+      return -1;
+    }
+    cur = std::move(next);
+    start = slash + 1;
+  }
+}
+
+}  // namespace
+
+Result<UniqueFd> OpenBeneath(int dir, const std::string& path, const std::string& name,
+                             bool walk) {
+  // Paths come from the image's own JSON: plain names, '/'-separated.
+  bool ok = !path.empty() && path.back() != '/';
+  for (size_t start = 0; ok && start < path.size();) {
+    const size_t slash = std::min(path.find('/', start), path.size());
+    const std::string comp = path.substr(start, slash - start);
+    ok = !comp.empty() && comp != "." && comp != "..";
+    start = slash + 1;
+  }
+  if (!ok) return Status::Corruption("image " + name + ": bad blob path '" + path + "'");
+  // Once openat2 is known missing or filtered, the walk, without asking again.
+  static std::atomic<bool> no_openat2{false};
+  auto open = [&](int flags) {
+    if (!walk && !no_openat2.load(std::memory_order_relaxed)) {
+      const int fd = Openat2Beneath(dir, path, flags);
+      if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) return fd;
+      no_openat2.store(true, std::memory_order_relaxed);
+    }
+    walk = true;
+    return WalkBeneath(dir, path, flags);
+  };
+  const std::string what = "image " + name + ": " + path;
+  // The walk cannot tell a symlink that stays inside from one that leaves.
+  auto walked_symlink = [&](const char* how) {
+    return Status::Unsupported(what + " " + how +
+                               " a symlink, which only openat2 (Linux 5.6) keeps inside the "
+                               "layout: refused");
+  };
+  auto fail = [&](int err) -> Status {
+    if (err == ENOENT) return Status::NotFound(what + " is missing");
+    if (err == EXDEV) return Status::Corruption(what + " leads outside the image: refused");
+    if (err == ELOOP && walk) return walked_symlink("goes through");
+    if (err == ELOOP)
+      return Status::Corruption(what + " goes through too many symlinks or a /proc link: refused");
+    return Status::FromErrno("opening " + what, err);
+  };
+  // O_PATH first: a FIFO or a device is looked at, never opened (opening
+  // one can block or act on the device).
+  UniqueFd where(open(O_PATH | O_CLOEXEC));
+  if (!where.valid()) return fail(errno);
+  struct stat st;
+  if (::fstat(where.get(), &st) != 0) return fail(errno);
+  if (S_ISLNK(st.st_mode)) return walked_symlink("is");
+  if (!S_ISREG(st.st_mode))
+    return Status::Corruption(what + " is " + KindOf(st.st_mode) + ", not a file");
+  // O_NONBLOCK: if the name was swapped for a FIFO meanwhile, no hang.
+  UniqueFd fd(open(O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!fd.valid()) return fail(errno);
+  if (::fstat(fd.get(), &st) != 0) return fail(errno);
+  if (!S_ISREG(st.st_mode))
+    return Status::Corruption(what + " is " + KindOf(st.st_mode) + ", not a file");
+  return fd;
+}
+
+namespace {
+
 class DirStore : public BlobStore {
  public:
-  explicit DirStore(std::string dir) : dir_(std::move(dir)) {}
+  DirStore(UniqueFd dir, std::string name) : dir_(std::move(dir)), name_(std::move(name)) {}
   Result<std::unique_ptr<ByteSource>> Open(const std::string& path) override {
-    // Paths come from the image's own JSON: keep them inside the layout.
-    if (path.empty() || path[0] == '/' || path.find("..") != std::string::npos)
-      return Status::Corruption("image " + dir_ + ": bad blob path '" + path + "'");
-    const std::string full = dir_ + "/" + path;
-    int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      if (errno == ENOENT) return Status::NotFound("image " + dir_ + ": " + path + " is missing");
-      return Status::FromErrno("opening " + full, errno);
-    }
-    return std::unique_ptr<ByteSource>(new FileSource(fd, full));
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenBeneath(dir_.get(), path, name_));
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0)
+      return Status::FromErrno("image " + name_ + ": " + path, errno);
+    return std::unique_ptr<ByteSource>(
+        new FileSource(std::move(fd), uint64_t(st.st_size), name_ + "/" + path));
   }
-  const std::string& name() const override { return dir_; }
+  const std::string& name() const override { return name_; }
 
  private:
-  std::string dir_;
+  UniqueFd dir_;  // O_PATH: every file is opened beneath it
+  std::string name_;
 };
 
 std::string CleanMemberName(std::string n) {
@@ -76,8 +189,8 @@ std::string CleanMemberName(std::string n) {
 // and scanned to it (libarchive skips other members' data by seeking).
 class MemberSource : public ByteSource {
  public:
-  MemberSource(archive* a, std::string name, uint64_t size)
-      : a_(a), name_(std::move(name)), size_(size) {}
+  MemberSource(archive* a, UniqueFd fd, std::string name, uint64_t size)
+      : a_(a), fd_(std::move(fd)), name_(std::move(name)), size_(size) {}
   uint64_t SizeHint() const override { return size_; }
   ~MemberSource() override { archive_read_free(a_); }
   MemberSource(const MemberSource&) = delete;
@@ -100,15 +213,41 @@ class MemberSource : public ByteSource {
 
  private:
   archive* a_;
+  UniqueFd fd_;  // what a_ reads (libarchive does not close it)
   std::string name_;
   uint64_t size_;
   uint64_t pos_ = 0;
 };
 
+// Opens the archive the user named (a symlink to it is the user's) for
+// reading: a regular file only, never blocking (a FIFO would hang, and
+// every member is read by opening the archive again). `dir_hint` is the
+// reference that reads a directory of that name.
+Result<UniqueFd> OpenArchiveFile(const std::string& file, const std::string& dir_hint,
+                                 struct stat* st) {
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!fd.valid() && errno == ENOENT)
+    return Status::NotFound("archive " + file + " does not exist");
+  if (!fd.valid()) return Status::FromErrno("opening archive " + file, errno);
+  if (::fstat(fd.get(), st) != 0) return Status::FromErrno("archive " + file, errno);
+  if (S_ISDIR(st->st_mode))
+    return Status::InvalidArgument("archive " + file + " is a directory" +
+                                   (dir_hint.empty() ? ", not a tar file" : ": use " + dir_hint));
+  if (!S_ISREG(st->st_mode))
+    return Status::InvalidArgument("archive " + file + " is " + KindOf(st->st_mode) +
+                                   ", not a file");
+  return fd;
+}
+
 class ArchiveStore : public BlobStore {
  public:
-  explicit ArchiveStore(std::string file) : file_(std::move(file)) {}
+  ArchiveStore(std::string file, const struct stat& st)
+      : file_(std::move(file)), dev_(st.st_dev), ino_(st.st_ino) {}
   Result<std::unique_ptr<ByteSource>> Open(const std::string& path) override {
+    struct stat st;
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenArchiveFile(file_, "", &st));
+    if (st.st_dev != dev_ || st.st_ino != ino_)
+      return Status::IoError("archive " + file_ + " was replaced while it was read");
     archive* a = archive_read_new();
     if (!a) return Status::Internal("libarchive: out of memory");
     archive_read_support_format_tar(a);
@@ -120,13 +259,7 @@ class ArchiveStore : public BlobStore {
       archive_read_free(a);
       return s;
     };
-    if (archive_read_open_filename(a, file_.c_str(), kChunk) != ARCHIVE_OK) {
-      if (::access(file_.c_str(), F_OK) != 0) {
-        archive_read_free(a);
-        return Status::NotFound("archive " + file_ + " does not exist");
-      }
-      return fail("opening");
-    }
+    if (archive_read_open_fd(a, fd.get(), kChunk) != ARCHIVE_OK) return fail("opening");
     const std::string want = CleanMemberName(path);
     archive_entry* e;
     while (true) {
@@ -135,8 +268,9 @@ class ArchiveStore : public BlobStore {
       if (rc < ARCHIVE_WARN) return fail("reading");
       const char* pn = archive_entry_pathname(e);
       if (pn && CleanMemberName(pn) == want && archive_entry_filetype(e) == AE_IFREG)
-        return std::unique_ptr<ByteSource>(new MemberSource(
-            a, file_ + ":" + want, uint64_t(std::max<la_int64_t>(archive_entry_size(e), 0))));
+        return std::unique_ptr<ByteSource>(
+            new MemberSource(a, std::move(fd), file_ + ":" + want,
+                             uint64_t(std::max<la_int64_t>(archive_entry_size(e), 0))));
     }
     archive_read_free(a);
     return Status::NotFound("image " + file_ + ": " + want + " is missing");
@@ -145,6 +279,8 @@ class ArchiveStore : public BlobStore {
 
  private:
   std::string file_;
+  dev_t dev_;
+  ino_t ino_;
 };
 
 class VerifiedSource : public ByteSource {
@@ -189,14 +325,28 @@ class VerifiedSource : public ByteSource {
 }  // namespace
 
 Result<std::unique_ptr<BlobStore>> BlobStore::OpenDirectory(const std::string& dir) {
-  if (::access(dir.c_str(), F_OK) != 0) return Status::NotFound("image " + dir + " does not exist");
-  return std::unique_ptr<BlobStore>(new DirStore(dir));
+  // The directory the user named (a symlink to it is the user's); every
+  // file of it is then opened beneath this descriptor (OpenBeneath).
+  UniqueFd fd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) {
+    const int err = errno;
+    struct stat st;
+    if (err == ENOENT) return Status::NotFound("image " + dir + " does not exist");
+    if (err == ENOTDIR && ::stat(dir.c_str(), &st) == 0)
+      return Status::InvalidArgument(
+          "image " + dir + " is " +
+          (S_ISREG(st.st_mode) ? "a file: use oci-archive:" + dir
+                               : std::string(KindOf(st.st_mode)) + ", not a directory"));
+    return Status::FromErrno("opening image " + dir, err);
+  }
+  return std::unique_ptr<BlobStore>(new DirStore(std::move(fd), dir));
 }
 
-Result<std::unique_ptr<BlobStore>> BlobStore::OpenArchive(const std::string& file) {
-  if (::access(file.c_str(), F_OK) != 0)
-    return Status::NotFound("archive " + file + " does not exist");
-  return std::unique_ptr<BlobStore>(new ArchiveStore(file));
+Result<std::unique_ptr<BlobStore>> BlobStore::OpenArchive(const std::string& file,
+                                                          const std::string& dir_hint) {
+  struct stat st;
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenArchiveFile(file, dir_hint, &st));
+  return std::unique_ptr<BlobStore>(new ArchiveStore(file, st));
 }
 
 Result<std::string> BlobStore::ReadAll(const std::string& path, size_t limit) {

@@ -425,7 +425,7 @@ Result<std::unique_ptr<ImageSource>> ImageSource::Open(const std::string& refere
   }
   if (reference.rfind("oci-archive:", 0) == 0) {
     auto [file, tag] = SplitTag(reference.substr(12), 1);
-    ASSIGN_OR_RETURN(auto store, BlobStore::OpenArchive(file));
+    ASSIGN_OR_RETURN(auto store, BlobStore::OpenArchive(file, "oci:" + file));
     return OpenImage(std::move(store), StoreKind::kLayout, tag, platform, reference);
   }
   if (reference.rfind("docker-archive:", 0) == 0) {

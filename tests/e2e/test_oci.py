@@ -812,5 +812,104 @@ class OciBuild(StackTestCase):
         self.assertEqual(third["image"]["reused_layers"], 0)
 
 
+    # Files of a layout (spec/oci.md "Files read", security.md A): opened
+    # beneath the layout directory, only when regular, never blocking.
+
+    def build_at_once(self, src, pool, code, env=None):
+        """A build refused within 60 s (a hang fails the test), nothing
+        published, the pool (if the refusal came after it) clean."""
+        r = stack("--json", "build", "-p", pool, "v", "--from", src, "--size", "64M",
+                  "--no-encrypt", check=code, env=env, timeout=60)
+        self.assertNothingPublished(pool)
+        return r
+
+    def layer_blob(self, img, i=0):
+        with open(blob(img, index_manifest(img))) as f:
+            return blob(img, json.load(f)["layers"][i]["digest"])
+
+    def test_blob_symlinked_out_of_the_layout_is_refused_unread(self):
+        secret = self.path("host-secret")
+        with open(secret, "wb") as f:
+            f.write(b"a host file the image must not read\n")
+        with open(secret, "rb") as f:
+            secret_digest = hashlib.sha256(f.read()).hexdigest()
+        for how, target in (("absolute", secret), ("relative", "../../../host-secret"),
+                            ("dev-zero", "/dev/zero")):
+            with self.subTest(how=how):
+                img = self.copy_image("out-" + how)
+                path = self.layer_blob(img)
+                os.remove(path)
+                os.symlink(target, path)
+                pool = self.path(f"out-{how}.stk")
+                r = self.build_at_once(f"oci:{img}:{TAG}", pool, EXIT["corruption"])
+                self.assertOneLineError(r, "Corruption")
+                self.assertIn("leads outside the image", r.err)
+                self.assertIn(os.path.basename(path), r.err)
+                self.assertNotIn(secret_digest, r.err)
+                self.assertNotIn("hashes to", r.err)
+
+    def test_dev_zero_blob_without_a_size_is_refused_and_spools_nothing(self):
+        """The layer blob is /dev/zero (a symlink), its descriptor without a
+        size: refused before anything is read, $TMPDIR left empty."""
+        img = self.copy_image("zero")
+        with open(blob(img, index_manifest(img))) as f:
+            m = json.load(f)
+        path = blob(img, m["layers"][0]["digest"])
+        del m["layers"][0]["size"]
+        d, n = write_blob(img, json.dumps(m).encode())
+        set_index(img, {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d,
+                        "size": n, "annotations": {"org.opencontainers.image.ref.name": TAG}})
+        os.remove(path)
+        os.symlink("/dev/zero", path)
+        tmp = self.path("tmpdir")
+        os.mkdir(tmp)
+        r = self.build_at_once(f"oci:{img}:{TAG}", self.path("p.stk"), EXIT["corruption"],
+                               env={"TMPDIR": tmp})
+        self.assertOneLineError(r, "Corruption")
+        self.assertEqual(os.listdir(tmp), [])
+
+    def test_symlink_inside_the_layout_is_followed(self):
+        """A blob that is a symlink to another file of the layout is read:
+        it stays inside the place the user named."""
+        img = self.copy_image("inside")
+        path = self.layer_blob(img, 1)
+        os.makedirs(os.path.join(img, "shared"))
+        os.rename(path, os.path.join(img, "shared", "layer"))
+        os.symlink("../../shared/layer", path)
+        pool = self.path("p.stk")
+        self.build(f"oci:{img}:{TAG}", pool)
+        self.assertTreeIsOracle(self.extract(pool))
+
+    def test_fifo_or_directory_in_a_layout_is_refused_at_once(self):
+        for what in ("fifo-blob", "fifo-index", "dir-blob"):
+            with self.subTest(what=what):
+                img = self.copy_image(what)
+                path = (os.path.join(img, "index.json") if what == "fifo-index"
+                        else self.layer_blob(img))
+                os.remove(path)
+                if what.startswith("fifo"):
+                    os.mkfifo(path)
+                else:
+                    os.mkdir(path)
+                pool = self.path(what + ".stk")
+                r = self.build_at_once(f"oci:{img}:{TAG}", pool, EXIT["corruption"])
+                self.assertOneLineError(r, "Corruption")
+                self.assertIn(os.path.relpath(path, img), r.err)
+                self.assertIn("a FIFO" if what.startswith("fifo") else "a directory", r.err)
+                if what == "fifo-index":
+                    self.assertFalse(os.path.exists(pool))  # refused before the pool
+
+    def test_wrong_kind_of_reference_says_which_to_use(self):
+        archive = self.path("img.tar")
+        run("skopeo", "copy", f"oci:{self.img}:{TAG}", f"oci-archive:{archive}:{TAG}")
+        for src, want in ((f"oci-archive:{self.img}:{TAG}", f"is a directory: use oci:{self.img}"),
+                          (f"oci:{archive}:{TAG}", f"is a file: use oci-archive:{archive}")):
+            with self.subTest(src=src):
+                pool = self.path("p.stk")
+                r = self.build_at_once(src, pool, EXIT["usage"])
+                self.assertOneLineError(r, "InvalidArgument")
+                self.assertIn(want, r.err)
+                self.assertFalse(os.path.exists(pool))
+
 if __name__ == "__main__":
     main()
