@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "oci_blob.h"
@@ -270,14 +272,18 @@ class StoreImage : public ImageSource {
   }
 
  private:
-  // The index's manifest named `tag` (or its only one); several of that
-  // name (one per platform) are chosen between by their platform.
+  // The index.json entry to build (spec/oci.md "References"). With a TAG:
+  // the entries named TAG. Without one: every entry, which must all be of
+  // one image (one ref name, or none): a layout holding several tags is
+  // never built from silently. Several entries left (one per platform,
+  // or podman's per-compression copies): the first for the platform.
   Result<Descriptor> PickFromIndex(const json& index, const std::string& what,
                                    const std::string& tag, const Platform& p) {
     if (!index.is_object() || !index.contains("manifests") || !index["manifests"].is_array())
       return Status::Corruption(what + ": no \"manifests\" list");
     std::vector<const json*> named;
-    std::string have;
+    std::vector<std::string> names;  // distinct ref names, in order
+    bool untagged = false;
     for (const auto& m : index["manifests"]) {
       std::string ref;
       if (m.is_object() && m.contains("annotations") && m["annotations"].is_object()) {
@@ -286,11 +292,25 @@ class StoreImage : public ImageSource {
         if (it != a.end() && it->is_string()) ref = it->get<std::string>();
       }
       if (tag.empty() || ref == tag) named.push_back(&m);
-      if (!ref.empty()) have += (have.empty() ? "" : ", ") + ref;
+      if (ref.empty()) untagged = true;
+      if (!ref.empty() && std::find(names.begin(), names.end(), ref) == names.end())
+        names.push_back(ref);
     }
+    std::string have;
+    for (const auto& n : names) have += (have.empty() ? "" : ", ") + n;
+    if (untagged && !names.empty()) have += ", and untagged ones";
     if (named.empty())
       return Status::NotFound(what + ": no manifest tagged '" + tag + "'" +
                               (have.empty() ? "" : " (has " + have + ")"));
+    if (tag.empty() && names.size() + (untagged ? 1 : 0) > 1) {
+      // "oci" or "oci-archive", as the user wrote it.
+      const std::string kind = image_.reference.rfind("oci-archive:", 0) == 0
+                                   ? "oci-archive:FILE:TAG"
+                                   : "oci:DIR:TAG";
+      return Status::InvalidArgument(what + ": " +
+                                     std::to_string(names.size() + (untagged ? 1 : 0)) +
+                                     " images (" + have + "); name one as " + kind);
+    }
     if (named.size() == 1) return ParseDescriptor(*named[0], what);
     std::string platforms;
     for (const json* m : named) {
@@ -299,13 +319,11 @@ class StoreImage : public ImageSource {
         platform_chosen_ = true;
         return ParseDescriptor(*m, what);
       }
-      if (!ep.text.empty()) platforms += (platforms.empty() ? "" : ", ") + ep.text;
+      platforms += (platforms.empty() ? "" : ", ") + (ep.text.empty() ? "(no platform)" : ep.text);
     }
-    if (platforms.empty())
-      return Status::InvalidArgument(what + ": " + std::to_string(named.size()) +
-                                     " manifests; name one as oci:DIR:TAG" +
-                                     (have.empty() ? "" : " (has " + have + ")"));
-    return Status::NotFound(what + ": no manifest for " + Wanted(p) + " (has " + platforms + ")");
+    return Status::NotFound(what + ": " + std::to_string(named.size()) + " manifests" +
+                            (tag.empty() ? "" : " tagged '" + tag + "'") + ", none for " +
+                            Wanted(p) + " (has " + platforms + ")");
   }
 
   Status ResolveDescriptor(const Descriptor& d, const Platform& p, int depth) {
@@ -410,9 +428,9 @@ Result<std::unique_ptr<ImageSource>> OpenImage(std::unique_ptr<BlobStore> store,
                                                const std::string& tag, const Platform& platform,
                                                const std::string& reference) {
   auto img = std::make_unique<StoreImage>(std::move(store));
+  img->SetReference(reference);  // first: messages say which reference form to use
   RETURN_IF_ERROR(kind == StoreKind::kLayout ? img->ResolveLayout(tag, platform)
                                              : img->ResolveDockerArchive(tag, platform));
-  img->SetReference(reference);
   return std::unique_ptr<ImageSource>(std::move(img));
 }
 

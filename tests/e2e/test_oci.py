@@ -899,6 +899,28 @@ class OciBuild(StackTestCase):
                 if what == "fifo-index":
                     self.assertFalse(os.path.exists(pool))  # refused before the pool
 
+    def test_layout_of_several_images_needs_a_tag(self):
+        """Two images (tags t and base2) with the same platform in
+        index.json: without a TAG, InvalidArgument naming both; with one,
+        that image."""
+        img = self.copy_image("two")
+        with open(os.path.join(img, "index.json")) as f:
+            index = json.load(f)
+        self.assertEqual(len(index["manifests"]), 2)
+        for m in index["manifests"]:
+            m["platform"] = {"os": "linux", "architecture": "amd64"}
+        with open(os.path.join(img, "index.json"), "w") as f:
+            json.dump(index, f)
+        pool = self.path("p.stk")
+        r = self.build_at_once(f"oci:{img}", pool, EXIT["usage"])
+        self.assertOneLineError(r, "InvalidArgument")
+        self.assertIn("oci:DIR:TAG", r.err)
+        self.assertIn(f"{TAG}", r.err)
+        self.assertIn("base2", r.err)
+        self.assertFalse(os.path.exists(pool))
+        got = self.build(f"oci:{img}:base2", pool).json()
+        self.assertEqual(got["image"]["digest"], index_manifest(img, "base2"))
+
     def test_wrong_kind_of_reference_says_which_to_use(self):
         archive = self.path("img.tar")
         run("skopeo", "copy", f"oci:{self.img}:{TAG}", f"oci-archive:{archive}:{TAG}")

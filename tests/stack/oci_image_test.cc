@@ -100,6 +100,84 @@ TEST_CASE("several manifests of one tag: the platform's variant, when asked for,
   CHECK_THAT(none.status().message(), Catch::Contains("linux/arm/v7"));
 }
 
+// A layout whose index.json lists, in order, one manifest per (tag,
+// platform) pair ("" for none); each config's Env says which ("V=tag/os").
+std::unique_ptr<MemStore> Entries(const std::vector<std::pair<std::string, json>>& entries) {
+  auto s = std::make_unique<MemStore>();
+  s->files["oci-layout"] = R"({"imageLayoutVersion":"1.0.0"})";
+  json index = {{"schemaVersion", 2}, {"manifests", json::array()}};
+  for (const auto& [tag, p] : entries) {
+    const std::string os = p.is_null() ? "linux" : p["os"].get<std::string>();
+    const std::string arch = p.is_null() ? "amd64" : p["architecture"].get<std::string>();
+    json cfg = {{"os", os},
+                {"architecture", arch},
+                {"config", {{"Env", {"V=" + tag + "/" + arch}}}},
+                {"rootfs", {{"type", "layers"}, {"diff_ids", {kDiff}}}}};
+    const std::string cd = s->Add(cfg.dump());
+    json man = {
+        {"schemaVersion", 2},
+        {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"}, {"digest", cd}}},
+        {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar"}, {"digest", kDiff}}}}};
+    json e = {{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+              {"digest", s->Add(man.dump())}};
+    if (!tag.empty()) e["annotations"] = {{"org.opencontainers.image.ref.name", tag}};
+    if (!p.is_null()) e["platform"] = p;
+    index["manifests"].push_back(e);
+  }
+  s->files["index.json"] = index.dump();
+  return s;
+}
+
+Result<std::unique_ptr<ImageSource>> Pick(std::unique_ptr<MemStore> s, const std::string& tag,
+                                          const std::string& platform = "linux/amd64") {
+  auto p = ParsePlatform(platform);
+  REQUIRE(p.ok());
+  return OpenImage(std::move(s), StoreKind::kLayout, tag, *p, "oci:mem");
+}
+
+std::string EnvOf(const Result<std::unique_ptr<ImageSource>>& img) {
+  REQUIRE(img.ok());
+  return (*img)->image().config.env.at(0);
+}
+
+TEST_CASE("oci index: without a TAG, a layout of several images asks for one by name") {
+  const json amd64 = {{"os", "linux"}, {"architecture", "amd64"}};
+  const json arm64 = {{"os", "linux"}, {"architecture", "arm64"}};
+  // Two tags, the same platform (hunt r5): never the first silently.
+  auto two = Pick(Entries({{"v1", amd64}, {"v2", amd64}}), "");
+  REQUIRE(two.status().code() == Code::kInvalidArgument);
+  CHECK_THAT(two.status().message(), Catch::Contains("2 images (v1, v2)"));
+  CHECK_THAT(two.status().message(), Catch::Contains("oci:DIR:TAG"));
+  // Without platforms, and with an untagged entry beside a tagged one.
+  CHECK(Pick(Entries({{"v1", nullptr}, {"v2", nullptr}}), "").status().code() ==
+        Code::kInvalidArgument);
+  auto mixed = Pick(Entries({{"v1", amd64}, {"", amd64}}), "");
+  REQUIRE(mixed.status().code() == Code::kInvalidArgument);
+  CHECK_THAT(mixed.status().message(), Catch::Contains("v1, and untagged ones"));
+  CHECK(EnvOf(Pick(Entries({{"v1", amd64}, {"v2", amd64}}), "v2")) == "V=v2/amd64");
+  // One image, one entry per platform, tagged alike or not at all: chosen by platform.
+  CHECK(EnvOf(Pick(Entries({{"t", arm64}, {"t", amd64}}), "")) == "V=t/amd64");
+  CHECK(EnvOf(Pick(Entries({{"", arm64}, {"", amd64}}), "", "linux/arm64")) == "V=/arm64");
+  // The tag asked for is chosen from first, then its platform: another tag's
+  // entry for the platform is never taken.
+  CHECK(EnvOf(Pick(Entries({{"v1", amd64}, {"v2", arm64}, {"v2", amd64}}), "v2")) ==
+        "V=v2/amd64");
+  CHECK(EnvOf(Pick(Entries({{"only", nullptr}}), "")) == "V=only/amd64");
+}
+
+TEST_CASE("oci index: no entry for the platform names those there are") {
+  const json arm64 = {{"os", "linux"}, {"architecture", "arm64"}};
+  const json s390 = {{"os", "linux"}, {"architecture", "s390x"}};
+  auto none = Pick(Entries({{"t", arm64}, {"t", s390}, {"t", nullptr}, {"u", nullptr}}), "t");
+  REQUIRE(none.status().code() == Code::kNotFound);
+  CHECK_THAT(none.status().message(),
+             Catch::Contains("3 manifests tagged 't', none for linux/amd64 "
+                             "(has linux/arm64, linux/s390x, (no platform))"));
+  auto missing = Pick(Entries({{"t", arm64}, {"u", nullptr}}), "v");
+  REQUIRE(missing.status().code() == Code::kNotFound);
+  CHECK_THAT(missing.status().message(), Catch::Contains("no manifest tagged 'v' (has t, u)"));
+}
+
 TEST_CASE("metadata tags: a platform too long for a tag is refused before anything is made") {
   Image img;
   img.digest = img.config_digest = kDiff;
