@@ -52,6 +52,16 @@ class MemStore : public BlobStore {
 
 const std::string kDiff = "sha256:" + std::string(64, 'a');
 
+// Adds `cfg` and a one-layer manifest of it; the manifest's digest.
+std::string AddManifest(MemStore& s, const json& cfg) {
+  const std::string cd = s.Add(cfg.dump());
+  json man = {
+      {"schemaVersion", 2},
+      {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"}, {"digest", cd}}},
+      {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar"}, {"digest", kDiff}}}}};
+  return s.Add(man.dump());
+}
+
 // A layout whose tag "t" names one manifest per (os, arch, variant); each
 // manifest's config says its variant in Env, to tell them apart.
 std::unique_ptr<MemStore> MultiPlatform(const std::vector<json>& platforms) {
@@ -63,12 +73,7 @@ std::unique_ptr<MemStore> MultiPlatform(const std::vector<json>& platforms) {
                 {"architecture", p["architecture"]},
                 {"config", {{"Env", {"V=" + p.value("variant", std::string("none"))}}}},
                 {"rootfs", {{"type", "layers"}, {"diff_ids", {kDiff}}}}};
-    const std::string cd = s->Add(cfg.dump());
-    json man = {
-        {"schemaVersion", 2},
-        {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"}, {"digest", cd}}},
-        {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar"}, {"digest", kDiff}}}}};
-    const std::string md = s->Add(man.dump());
+    const std::string md = AddManifest(*s, cfg);
     index["manifests"].push_back({{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
                                   {"digest", md},
                                   {"platform", p},
@@ -113,13 +118,8 @@ std::unique_ptr<MemStore> Entries(const std::vector<std::pair<std::string, json>
                 {"architecture", arch},
                 {"config", {{"Env", {"V=" + tag + "/" + arch}}}},
                 {"rootfs", {{"type", "layers"}, {"diff_ids", {kDiff}}}}};
-    const std::string cd = s->Add(cfg.dump());
-    json man = {
-        {"schemaVersion", 2},
-        {"config", {{"mediaType", "application/vnd.oci.image.config.v1+json"}, {"digest", cd}}},
-        {"layers", {{{"mediaType", "application/vnd.oci.image.layer.v1.tar"}, {"digest", kDiff}}}}};
     json e = {{"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-              {"digest", s->Add(man.dump())}};
+              {"digest", AddManifest(*s, cfg)}};
     if (!tag.empty()) e["annotations"] = {{"org.opencontainers.image.ref.name", tag}};
     if (!p.is_null()) e["platform"] = p;
     index["manifests"].push_back(e);
