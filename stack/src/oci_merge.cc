@@ -55,7 +55,7 @@ void LayerMerge::RemoveTree(const std::string& path, bool lower_only) {
     auto lo = nodes_.lower_bound(path + "/");
     auto hi = nodes_.lower_bound(path + "0");  // '0' follows '/'
     for (auto it = lo; it != hi;) {
-      if (lower_only && it->second.layer == layer_) {
+      if (lower_only && it->second.by == layer_) {
         kept_below = true;
         ++it;
       } else {
@@ -63,13 +63,25 @@ void LayerMerge::RemoveTree(const std::string& path, bool lower_only) {
       }
     }
   }
-  if (self != nodes_.end() && !path.empty() && (!lower_only || self->second.layer < layer_)) {
+  if (self != nodes_.end() && !path.empty() && (!lower_only || self->second.by < layer_)) {
     // What this layer put beneath stays, in a directory of its own.
     if (kept_below)
-      self->second = Node{layer_, -1, true, false};
+      self->second = Implicit();
     else
       nodes_.erase(self);
   }
+  if (kept_below) RestoreParents(path);
+}
+
+void LayerMerge::RestoreParents(const std::string& dir) {
+  const std::string prefix = dir.empty() ? "" : dir + "/";
+  std::vector<std::string> kept;
+  for (auto it = nodes_.lower_bound(prefix);
+       it != nodes_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+    if (!it->first.empty()) kept.push_back(it->first);
+  for (const auto& p : kept)
+    for (std::string a = Parent(p); a.size() > dir.size(); a = Parent(a))
+      if (!nodes_.count(a)) nodes_[a] = Implicit();
 }
 
 void LayerMerge::EnsureParents(const std::string& path) {
@@ -81,7 +93,7 @@ void LayerMerge::EnsureParents(const std::string& path) {
     // Missing, or a non-directory: a directory takes its place (the
     // member's path says there is one).
     if (it != nodes_.end()) nodes_.erase(it);
-    nodes_[a] = Node{layer_, -1, true, false};
+    nodes_[a] = Implicit();
   }
 }
 
@@ -98,11 +110,12 @@ bool LayerMerge::Add(uint64_t member, const std::string& raw, Kind kind,
       const std::string prefix = dir.empty() ? "" : dir + "/";
       for (auto it = nodes_.lower_bound(prefix);
            it != nodes_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
-        if (it->first != "" && it->first != dir && it->second.layer < layer_)
+        if (it->first != "" && it->first != dir && it->second.by < layer_)
           it = nodes_.erase(it);
         else
           ++it;
       }
+      RestoreParents(dir);
       return true;
     }
     if (leaf.rfind(".wh..wh.", 0) == 0) return false;  // other AUFS metadata: not content
@@ -113,12 +126,13 @@ bool LayerMerge::Add(uint64_t member, const std::string& raw, Kind kind,
     RemoveTree(target, true);
     return true;
   }
-  Node n{layer_, int64_t(member), kind == Kind::kDir, false};
+  Node n{layer_, int64_t(member), kind == Kind::kDir, false, layer_};
   if (!hardlink.empty()) {
     auto t = nodes_.find(ResolveName(hardlink));
     if (t == nodes_.end() || t->second.member < 0 || t->second.dir) return false;
     n = t->second;  // the same inode: its (layer, member)
     n.link = true;
+    n.by = layer_;  // a name this layer made
   }
   if (path.empty()) {  // the root's own attributes
     if (n.dir) nodes_[""] = n;

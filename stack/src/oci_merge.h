@@ -47,12 +47,21 @@ class LayerMerge {
     int64_t member = -1;  // -1: an implicit directory
     bool dir = true;
     bool link = false;  // a hard link to (layer, member)
+    // The layer that put this path in the tree: whiteouts and opaque
+    // markers delete lower layers' paths only. Not `layer`: a hard link
+    // this layer makes to a lower file holds that file's (layer, member).
+    int by = 0;
   };
   const std::map<std::string, Node>& nodes() const { return nodes_; }
 
  private:
   void RemoveTree(const std::string& path, bool lower_only);
   void EnsureParents(const std::string& path);
+  // Gives every path beneath `dir` that survived a removal of lower paths
+  // its parents again, as this layer's implicit directories (a lower
+  // directory this layer only wrote into went with the lower layers).
+  void RestoreParents(const std::string& dir);
+  Node Implicit() const { return Node{layer_, -1, true, false, layer_}; }
 
   std::map<std::string, Node> nodes_;
   std::vector<std::string> whiteouts_, opaque_dirs_;

@@ -201,6 +201,55 @@ TEST_CASE("a whiteout hides only lower layers: its own layer's entry of that nam
   CHECK(Read(*a.fs, "/f") == "same layer");
 }
 
+TEST_CASE("a layer's own names stay under its own whiteouts and opaque markers") {
+  // A hard link this layer makes to a lower file holds the lower file's
+  // data, but its name is this layer's; a lower directory this layer only
+  // writes into goes with the lower layers, and its surviving content gets
+  // an implicit directory (0755, mtime 0) rather than no parent at all.
+  Applied a = ApplyLayers({
+      {{"x", 'f', "lower x"},
+       {"y", 'f', "lower y"},
+       {"d/", 'd'},
+       {"d/sub/", 'd', "", 0700},
+       {"d/sub/old", 'f', "o"},
+       {"d/gone", 'f', "g"},
+       {"w/", 'd'},
+       {"w/in/", 'd', "", 0700},
+       {"w/in/old", 'f', "o"}},
+      {{"d/l", 'h', "x"},
+       {"d/sub/new", 'f', "n"},
+       {"d/.wh..wh..opq", 'f'},
+       {"z", 'h', "y"},
+       {".wh.z", 'f'},
+       {"w/in/new", 'f', "n"},
+       {".wh.w", 'f'}},
+  });
+  CHECK(Tree(*a.fs) == std::map<std::string, char>{{"/x", 'f'},
+                                                    {"/y", 'f'},
+                                                    {"/z", 'f'},
+                                                    {"/d", 'd'},
+                                                    {"/d/l", 'f'},
+                                                    {"/d/sub", 'd'},
+                                                    {"/d/sub/new", 'f'},
+                                                    {"/w", 'd'},
+                                                    {"/w/in", 'd'},
+                                                    {"/w/in/new", 'f'}});
+  CHECK(Read(*a.fs, "/d/l") == "lower x");
+  CHECK(Read(*a.fs, "/z") == "lower y");
+  auto x = a.fs->Stat("/x");
+  auto l = a.fs->Stat("/d/l");
+  REQUIRE(x.ok());
+  REQUIRE(l.ok());
+  CHECK(x->ino == l->ino);  // still one file
+  for (const char* dir : {"/d/sub", "/w", "/w/in"}) {
+    auto st = a.fs->Stat(dir);
+    REQUIRE(st.ok());
+    INFO(dir);
+    CHECK((st->mode & 07777) == 0755);
+    CHECK(st->mtime.sec == 0);
+  }
+}
+
 TEST_CASE("a later entry replaces an earlier one of any type") {
   Applied a = ApplyLayers({
       {{"f2d", 'f', "file"},
@@ -325,6 +374,8 @@ TEST_CASE("applying layer by layer (layer snapshots) gives what the one-pass mer
         {"d2d/new", 'f', "n"},
         {"p/q", 'f', "q"}}},
       {{{"a", 'f', "shared"}, {"b", 'h', "a"}}, {{"a", 'f', "new a"}}},
+      {{{"d/", 'd'}, {"d/sub/", 'd', "", 0700}, {"d/sub/old", 'f', "o"}},
+       {{"d/sub/new", 'f', "n"}, {"d/.wh..wh..opq", 'f'}}},
   };
   for (const auto& layers : images) {
     std::vector<std::string> blobs;
