@@ -202,8 +202,8 @@ Status Send(SendArgs& a, const CommandContext& ctx) {
                         {"records", rep.records},     {"output", a.output}};
     os << j.dump(2) << "\n";
   } else {
-    os << (a.resume.empty() ? "sent " : "sent the rest of ") << rep.snapshot
-       << (rep.base.empty() ? "" : " since " + rep.base) << ": "
+    os << (a.resume.empty() ? "sent " : "sent the rest of ") << EscapeText(rep.snapshot)
+       << (rep.base.empty() ? "" : " since " + EscapeText(rep.base)) << ": "
        << FormatSize(rep.stream_bytes) << " stream, " << FormatSize(rep.written_bytes)
        << " written, " << FormatSize(rep.hole_bytes) << " holes\n";
   }
@@ -215,24 +215,25 @@ Status Abort(SendArgs& a, const CommandContext& ctx) {
   if (!a.input.empty() || a.force) return Status::InvalidArgument("--abort reads no stream");
   ASSIGN_OR_RETURN(auto p, compose::OpenPool(a.pool, compose::PoolAccess::kWritable));
   ASSIGN_OR_RETURN(auto rep, compose::AbortReceive(*p, a.pos[0]));
-  const std::string& v = a.pos[0];
+  const std::string& name = a.pos[0];
   if (ctx.json) {
-    PrintJson({{"volume", v},
+    PrintJson({{"volume", name},
                {"aborted", rep.published.empty()},
                {"published", rep.published}});
-  } else if (rep.published.empty()) {
+  } else if (const std::string v = EscapeText(name); rep.published.empty()) {
     std::cout << "dropped the partial receive into " << v << "\n";
   } else {
     // Not dropped: V already had the received content (or V@S), so the
     // abort finished the publication; say so, on one line.
     std::cout << (rep.already_published ? "removed what was left of the receive into "
                                         : "completed the receive into ")
-              << v << ": " << rep.published << "\n";
+              << v << ": " << EscapeText(rep.published) << "\n";
     std::cerr << "stack: note: the receive into " << v << " had completed before it was cut "
               << "short: "
               << (rep.already_published
-                      ? rep.published + " was already published; its hidden leftovers are gone"
-                      : v + " holds its content, so " + rep.published +
+                      ? EscapeText(rep.published) +
+                            " was already published; its hidden leftovers are gone"
+                      : v + " holds its content, so " + EscapeText(rep.published) +
                             " is published instead of dropping it")
               << "\n";
   }
@@ -269,8 +270,8 @@ Status Receive(SendArgs& a, const CommandContext& ctx) {
   }, o));
   progress.Finish();
   for (auto& c : rep.completed)
-    std::cerr << "stack: note: completed an earlier receive a kill had cut short: " << c
-              << "\n";
+    std::cerr << "stack: note: completed an earlier receive a kill had cut short: "
+              << EscapeText(c) << "\n";
   if (ctx.json) {
     PrintJson({{"volume", rep.volume}, {"snapshot", rep.snapshot}, {"uuid", rep.uuid},
                {"incremental", rep.incremental}, {"resumed", rep.resumed},
@@ -278,8 +279,8 @@ Status Receive(SendArgs& a, const CommandContext& ctx) {
                {"size_bytes", rep.size_bytes}, {"stream_bytes", rep.stream_bytes},
                {"written_bytes", rep.written_bytes}, {"hole_bytes", rep.hole_bytes}});
   } else {
-    std::cout << (rep.resumed ? "received the rest of " : "received ") << rep.snapshot << " ("
-              << rep.uuid << "): "
+    std::cout << (rep.resumed ? "received the rest of " : "received ")
+              << EscapeText(rep.snapshot) << " (" << rep.uuid << "): "
               << FormatSize(rep.stream_bytes) << " stream, " << FormatSize(rep.written_bytes)
               << " written, " << FormatSize(rep.hole_bytes) << " holes\n";
   }

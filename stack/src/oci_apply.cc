@@ -488,8 +488,14 @@ Result<ApplyReport> ApplyLayer(ImageSource& src, size_t k, fsbridge::Filesystem&
   // A lower entry of another type than the layer's is replaced (with its
   // subtree); a lower non-directory where the layer has a directory too.
   std::vector<std::string> implicit;
+  // A lower directory the layer declares again takes the layer's
+  // attributes: populate sets its xattrs but would keep the lower ones the
+  // layer does not name (an ACL, a label), which the one-pass merge drops.
   for (const auto& [p, node] : merge.nodes()) {
-    if (p.empty()) continue;
+    if (p.empty()) {
+      if (node.member >= 0 && node.dir) RETURN_IF_ERROR(fs.ClearXattrs("/"));
+      continue;
+    }
     auto st = stat(p);
     if (!st.ok()) {
       if (!st.status().Is(Code::kNotFound)) return st.status();
@@ -497,7 +503,10 @@ Result<ApplyReport> ApplyLayer(ImageSource& src, size_t k, fsbridge::Filesystem&
       continue;
     }
     const bool lower_dir = st->type == fsbridge::FileType::kDirectory;
-    if (lower_dir && node.dir) continue;  // merged; an implicit one keeps its attributes
+    if (lower_dir && node.dir) {  // merged; an implicit one keeps its attributes
+      if (node.member >= 0) RETURN_IF_ERROR(fs.ClearXattrs(at(p)));
+      continue;
+    }
     RETURN_IF_ERROR(fs.Remove(at(p), true));
     if (node.member < 0) implicit.push_back(p);
   }

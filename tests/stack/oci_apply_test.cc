@@ -26,6 +26,7 @@ struct M {
   char type = 'f';   // f file, d dir, l symlink, h hard link, c char device
   std::string data;  // file content, link target
   uint32_t mode = 0644;
+  std::vector<std::pair<std::string, std::string>> xattrs = {};  // name, value
 };
 
 std::string Tar(const std::vector<M>& members, bool gzip = false) {
@@ -44,6 +45,8 @@ std::string Tar(const std::vector<M>& members, bool gzip = false) {
     archive_entry_set_pathname(e, m.name.c_str());
     archive_entry_set_perm(e, m.mode);
     archive_entry_set_mtime(e, 1700000000, 0);
+    for (const auto& [n, v] : m.xattrs)
+      archive_entry_xattr_add_entry(e, n.c_str(), v.data(), v.size());
     switch (m.type) {
       case 'd':
         archive_entry_set_filetype(e, AE_IFDIR);
@@ -343,11 +346,16 @@ TEST_CASE("gzip layers are read and both digests checked") {
 // Every file's content (or link target), keyed by path.
 std::map<std::string, std::string> Contents(fsbridge::Filesystem& fs) {
   std::map<std::string, std::string> out;
+  auto root = fs.Stat("/");
+  REQUIRE(root.ok());
+  out["/"] = std::to_string(root->mode);
+  for (const auto& [n, v] : root->xattrs) out["/"] += " " + n + "=" + v;
   for (const auto& [p, t] : Tree(fs)) {
     auto st = fs.Stat(p);
     REQUIRE(st.ok());
     out[p] = std::string(1, t) + std::to_string(st->mode) + ":" +
              (t == 'f' ? Read(fs, p) : st->symlink_target);
+    for (const auto& [n, v] : st->xattrs) out[p] += " " + n + "=" + v;
   }
   return out;
 }
@@ -376,6 +384,16 @@ TEST_CASE("applying layer by layer (layer snapshots) gives what the one-pass mer
       {{{"a", 'f', "shared"}, {"b", 'h', "a"}}, {{"a", 'f', "new a"}}},
       {{{"d/", 'd'}, {"d/sub/", 'd', "", 0700}, {"d/sub/old", 'f', "o"}},
        {{"d/sub/new", 'f', "n"}, {"d/.wh..wh..opq", 'f'}}},
+      // A directory declared again drops the lower layer's xattrs (an ACL,
+      // a label) and takes its own; one only implied by a path keeps them.
+      {{{"./", 'd', "", 0755, {{"user.root", "r"}}},
+        {"x/", 'd', "", 0755, {{"user.lower", "1"}, {"security.selinux", "l"}}},
+        {"y/", 'd', "", 0755, {{"user.lower", "2"}}},
+        {"z/", 'd', "", 0755, {{"user.kept", "3"}}}},
+       {{"./", 'd', "", 0700},
+        {"x/", 'd', "", 0750, {{"user.upper", "u"}}},
+        {"y/", 'd', "", 0711},
+        {"z/f", 'f', "f"}}},
   };
   for (const auto& layers : images) {
     std::vector<std::string> blobs;

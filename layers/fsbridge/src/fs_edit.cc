@@ -1,5 +1,5 @@
 // Edits of an existing filesystem: PutFile, Mkdir, Remove, Chmod, Chown,
-// Symlink. Each runs one TreeBuilder session, so the directories it
+// ClearXattrs, Symlink. Each runs one TreeBuilder session, so the directories it
 // touches are rewritten whole (linear, re-indexed) and stay consistent.
 #include <sys/stat.h>
 #include <unistd.h>
@@ -132,6 +132,12 @@ Status Filesystem::Chown(const std::string& path, uint32_t uid, uint32_t gid) {
   const Timespec now = impl_->Now(std::nullopt);
   SetTime(&i->i_ctime, buf.size() > 128 ? &i->i_ctime_extra : nullptr, now);
   return WriteInode(impl_->ctx(), ino, &buf, path);
+}
+
+Status Filesystem::ClearXattrs(const std::string& path) {
+  RETURN_IF_ERROR(impl_->CheckWritable("clearing the xattrs of " + path));
+  ASSIGN_OR_RETURN(uint32_t ino, impl_->Lookup(path));
+  return fsbridge::ClearXattrs(impl_->ctx(), ino, path);
 }
 
 }  // namespace stack::fsbridge

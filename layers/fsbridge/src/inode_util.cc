@@ -194,6 +194,23 @@ Status WriteXattrs(const FsContext& c, uint32_t ino, const std::vector<Xattr>& x
   return Status::Ok();
 }
 
+Status ClearXattrs(const FsContext& c, uint32_t ino, std::string_view path) {
+  ASSIGN_OR_RETURN(std::vector<Xattr> xs, ReadXattrs(c, ino, path));
+  if (xs.empty()) return Status::Ok();
+  XattrHandle h;
+  errcode_t e = ext2fs_xattrs_open(c.fs, ino, &h.h);
+  if (!e) e = ext2fs_xattrs_read(h.h);
+  for (const Xattr& x : xs) {
+    if (e) break;
+    if (x.name == "system.data") continue;  // inline data lives there: not an attribute
+    e = ext2fs_xattr_remove(h.h, x.name.c_str());
+    if (e) return c.Err(e, "removing xattr " + x.name + " of", path);
+  }
+  if (!e) e = ext2fs_xattrs_close(&h.h);
+  if (e) return c.Err(e, "writing xattrs of", path);
+  return Status::Ok();
+}
+
 Result<InodeInfo> LoadInfo(const FsContext& c, uint32_t ino, std::string_view path) {
   InodeBuf buf(c.fs);
   RETURN_IF_ERROR(ReadInode(c, ino, &buf, path));

@@ -94,5 +94,7 @@ Result<InodeInfo> LoadInfo(const FsContext& c, uint32_t ino, std::string_view pa
 Result<std::vector<Xattr>> ReadXattrs(const FsContext& c, uint32_t ino, std::string_view path);
 Status WriteXattrs(const FsContext& c, uint32_t ino, const std::vector<Xattr>& xattrs,
                    std::string_view path);
+// Removes every xattr of an inode (ACLs and security labels included).
+Status ClearXattrs(const FsContext& c, uint32_t ino, std::string_view path);
 
 }  // namespace stack::fsbridge

@@ -107,6 +107,9 @@ class Filesystem {
   Status Remove(const std::string& path, bool recursive);
   Status Chmod(const std::string& path, uint32_t mode);  // permission bits (07777)
   Status Chown(const std::string& path, uint32_t uid, uint32_t gid);
+  // Removes every extended attribute of path (ACLs and security labels
+  // too): for a directory re-declared with attributes of its own.
+  Status ClearXattrs(const std::string& path);
   // Creates a symlink (owner 0:0) at link_path pointing to target (stored
   // verbatim). AlreadyExists if link_path exists.
   Status Symlink(const std::string& target, const std::string& link_path);
