@@ -239,11 +239,65 @@ Result<UniqueFd> OpenArchiveFile(const std::string& file, const std::string& dir
   return fd;
 }
 
+// Where a symlink member `target` found at member `at` points, as a member
+// name (resolved lexically from at's directory; an absolute target from the
+// archive's root); "" when it climbs out of the archive.
+std::string ResolveMemberLink(const std::string& at, const std::string& target) {
+  std::vector<std::string> parts;
+  if (target.empty() || target[0] != '/') {
+    for (size_t b = 0, e; (e = at.find('/', b)) != std::string::npos; b = e + 1)
+      parts.push_back(at.substr(b, e - b));
+  }
+  for (size_t b = 0; b <= target.size();) {
+    size_t e = target.find('/', b);
+    if (e == std::string::npos) e = target.size();
+    const std::string c = target.substr(b, e - b);
+    b = e + 1;
+    if (c.empty() || c == ".") continue;
+    if (c != "..") {
+      parts.push_back(c);
+    } else if (parts.empty()) {
+      return "";
+    } else {
+      parts.pop_back();
+    }
+  }
+  std::string out;
+  for (const auto& c : parts) out += (out.empty() ? "" : "/") + c;
+  return out;
+}
+
 class ArchiveStore : public BlobStore {
  public:
   ArchiveStore(std::string file, const struct stat& st)
       : file_(std::move(file)), dev_(st.st_dev), ino_(st.st_ino) {}
+
+  // A member may be a link to another: docker save before v25 stores a
+  // layer shared by several images once and links the others to it, and
+  // skopeo's docker-archive writer links duplicates. Links are followed
+  // inside the archive only, a few hops at most.
   Result<std::unique_ptr<ByteSource>> Open(const std::string& path) override {
+    constexpr int kMaxHops = 8;
+    std::string want = CleanMemberName(path);
+    for (int hop = 0; hop <= kMaxHops; hop++) {
+      std::string next;
+      ASSIGN_OR_RETURN(auto src, Find(want, &next));
+      if (src) return src;
+      if (next.empty())
+        return Status::Corruption("image " + file_ + ": " + want +
+                                  " is a link to nothing inside the archive");
+      want = std::move(next);
+    }
+    return Status::Corruption("image " + file_ + ": " + CleanMemberName(path) +
+                              ": more than " + std::to_string(kMaxHops) +
+                              " links to follow (a loop?)");
+  }
+  const std::string& name() const override { return file_; }
+
+ private:
+  // The first member named `want` that is a file (its data) or a link (null,
+  // and *next the member it names; "" if that is outside the archive).
+  Result<std::unique_ptr<ByteSource>> Find(const std::string& want, std::string* next) {
     struct stat st;
     ASSIGN_OR_RETURN(UniqueFd fd, OpenArchiveFile(file_, "", &st));
     if (st.st_dev != dev_ || st.st_ino != ino_)
@@ -260,24 +314,32 @@ class ArchiveStore : public BlobStore {
       return s;
     };
     if (archive_read_open_fd(a, fd.get(), kChunk) != ARCHIVE_OK) return fail("opening");
-    const std::string want = CleanMemberName(path);
     archive_entry* e;
     while (true) {
       int rc = archive_read_next_header(a, &e);
       if (rc == ARCHIVE_EOF) break;
       if (rc < ARCHIVE_WARN) return fail("reading");
       const char* pn = archive_entry_pathname(e);
-      if (pn && CleanMemberName(pn) == want && archive_entry_filetype(e) == AE_IFREG)
+      if (!pn || CleanMemberName(pn) != want) continue;
+      if (const char* hl = archive_entry_hardlink(e); hl && *hl) {
+        *next = CleanMemberName(hl);  // tar names a hard link's target from the root
+      } else if (archive_entry_filetype(e) == AE_IFLNK) {
+        const char* t = archive_entry_symlink(e);
+        *next = ResolveMemberLink(want, t ? t : "");
+      } else if (archive_entry_filetype(e) == AE_IFREG) {
         return std::unique_ptr<ByteSource>(
             new MemberSource(a, std::move(fd), file_ + ":" + want,
                              uint64_t(std::max<la_int64_t>(archive_entry_size(e), 0))));
+      } else {
+        continue;
+      }
+      archive_read_free(a);
+      return std::unique_ptr<ByteSource>();
     }
     archive_read_free(a);
     return Status::NotFound("image " + file_ + ": " + want + " is missing");
   }
-  const std::string& name() const override { return file_; }
 
- private:
   std::string file_;
   dev_t dev_;
   ino_t ino_;

@@ -494,6 +494,55 @@ class OciBuild(StackTestCase):
                 self.assertEqual(r["image"]["layers"], 4)
                 self.assertTreeIsOracle(self.extract(pool, name=f"a{i}"))
 
+    def test_docker_archive_layers_stored_as_links(self):
+        """docker save before v25 stores a layer shared by several images once
+        and links the others to it (skopeo links duplicates): symlink and hard
+        link members are followed inside the archive, wherever the linked
+        member is; a link that leaves the archive is Corruption."""
+        da = self.path("img.docker.tar")
+        run("skopeo", "copy", f"oci:{self.img}:{TAG}", f"docker-archive:{da}:example/img:{TAG}")
+        with tarfile.open(da) as t:
+            members = [(m, t.extractfile(m).read() if m.isfile() else None)
+                       for m in t.getmembers()]
+        layers = json.loads(dict((m.name, d) for m, d in members)["manifest.json"])[0]["Layers"]
+        self.assertGreaterEqual(len(layers), 3)
+
+        def rewrite(out, links):
+            """links: layer member -> (tarfile type, link name); the data of a
+            linked layer goes to shared/N/layer.tar at the archive's end."""
+            shared = []
+            with tarfile.open(out, "w") as t:
+                for m, d in members:
+                    if m.name not in links:
+                        t.addfile(m, io.BytesIO(d) if d is not None else None)
+                        continue
+                    shared.append((f"shared/{len(shared)}/layer.tar", d))
+                    kind, target = links[m.name]
+                    add_member(t, m.name, type=kind, linkname=target)
+                for name, d in shared:
+                    add_member(t, name, d)
+            return out
+
+        linked = rewrite(self.path("linked.tar"), {
+            layers[0]: (tarfile.SYMTYPE, "./shared/../shared/0/layer.tar"),
+            layers[1]: (tarfile.SYMTYPE, "/shared/1/layer.tar"),
+            layers[2]: (tarfile.LNKTYPE, "shared/2/layer.tar")})
+        pool = self.path("p.stk")
+        self.build(f"docker-archive:{linked}:example/img:{TAG}", pool)
+        self.assertTreeIsOracle(self.extract(pool))
+
+        # Out of the archive; a link to itself.
+        for i, target in enumerate(("../shared/0/layer.tar", layers[0])):
+            with self.subTest(target=target):
+                bad = rewrite(self.path(f"bad{i}.tar"), {layers[0]: (tarfile.SYMTYPE, target)})
+                pool = self.path(f"bad{i}.stk")
+                r = self.build(f"docker-archive:{bad}:example/img:{TAG}", pool,
+                               check=EXIT["corruption"])
+                self.assertOneLineError(r, "Corruption")
+                self.assertIn("nothing inside the archive" if i == 0 else "links to follow",
+                              r.err)
+                self.assertNothingPublished(pool)
+
     def test_zstd_layers_same_tree(self):
         z = self.path("zstd")
         p = subprocess.run(["skopeo", "copy", "--dest-compress-format", "zstd",
