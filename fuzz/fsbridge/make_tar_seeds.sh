@@ -4,7 +4,8 @@
 # tools: GNU tar (gnu, pax with xattrs, sparse members, hard links,
 # symlinks, a FIFO) in every compression we read (cpio is refused: the
 # fuzzer found its 4 GiB allocation: seeds/fuzz_fsbridge_tar/oom-cpio-symlink), and manifests in each
-# syntax spec/fsbridge.md allows. Usage: make_tar_seeds.sh [SEEDS_DIR]
+# syntax spec/fsbridge.md allows. seeds/fuzz_fsbridge_tar/regress-sparse-past-ext4-max (kept,
+# not made here) is a PAX sparse member of 2^50 bytes: it used to wrap block numbers. Usage: make_tar_seeds.sh [SEEDS_DIR]
 set -eu
 SEEDS=${1:-$(cd "$(dirname "$0")" && pwd)/seeds}
 TAR=$SEEDS/fuzz_fsbridge_tar

@@ -14,6 +14,7 @@
 #include "block/file_device.h"
 #include "block/mem_device.h"
 #include "fsbridge/filesystem.h"
+#include "fs_test_util.h"
 #include "fsbridge/names.h"
 #include "host_tree.h"
 #include "test_util.h"
@@ -281,4 +282,54 @@ TEST_CASE("a root that is not a directory, a file larger than ext4 allows: Corru
   auto fs = Filesystem::Open(std::move(dev).value(), false);
   CHECK(fs.status().code() == Code::kCorruption);
   CHECK(fs.status().message().find("root inode (2) is not a directory") != std::string::npos);
+}
+
+// Found in sitting 17: a plain tarball's sparse member may claim any size.
+// One of 2^50 bytes used to wrap its block numbers: exit 0, and an image
+// e2fsck calls broken. Now OutOfRange before the file is made.
+TEST_CASE("a tar member larger than an ext4 file holds is OutOfRange and the image stays sound",
+          "[fsbridge][hostile]") {
+  TempDir t;
+  const std::string tar = t.file("huge.tar");
+  // A GNU PAX 1.0 sparse member: 2 data bytes at the end of 2^50.
+  const std::string py =
+      "import io, sys, tarfile\n"
+      "real = int(sys.argv[2])\n"
+      "m = b'1\\n%d\\n2\\n' % (real - 2)\n"
+      "d = m + b'\\0' * (-len(m) % 512) + b'hi'\n"
+      "with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as t:\n"
+      "    for name, data, pax in (('GNUSparseFile.0/big', d, {'GNU.sparse.major': '1',\n"
+      "            'GNU.sparse.minor': '0', 'GNU.sparse.name': 'big',\n"
+      "            'GNU.sparse.realsize': str(real)}), ('small', b'ok', {})):\n"
+      "        ti = tarfile.TarInfo(name); ti.size = len(data); ti.pax_headers = pax\n"
+      "        t.addfile(ti, io.BytesIO(data))\n";
+  WriteHostFile(t.file("mk.py"), std::vector<uint8_t>(py.begin(), py.end()));
+  std::string out;
+  for (const uint64_t real : {uint64_t(1) << 50, uint64_t(1) << 32}) {
+    DYNAMIC_SECTION("size " << real) {
+      REQUIRE(RunCommand("python3 " + t.file("mk.py") + " " + tar + " " + std::to_string(real),
+                         &out) == 0);
+      auto fs = Filesystem::Mkfs(MakeDevice(DevKind::kMem, 16 << 20, t, "fs"), {});
+      REQUIRE_OK(fs);
+      auto st = (*fs)->PopulateFromTar(tar, "/", {});
+      if (real > (uint64_t(1) << 44)) {  // beyond (2^32 - 1) 4 KiB blocks
+        REQUIRE_FALSE(st.ok());
+        CHECK(st.status().code() == Code::kOutOfRange);
+        CHECK(st.status().message().find("/big: 1125899906842624 bytes, more than an ext4 "
+                                         "file holds") != std::string::npos);
+        CHECK((*fs)->Stat("/big").status().code() == Code::kNotFound);
+      } else {  // 4 GiB: fine, and sparse
+        REQUIRE_OK(st);
+        auto big = (*fs)->Stat("/big");
+        REQUIRE_OK(big);
+        CHECK(big->size == real);
+        CHECK(ReadAll(**fs, "/small") == "ok");
+      }
+      REQUIRE_OK((*fs)->Close());
+      auto dev = (*fs)->Release();
+      const int rc = E2fsck(DumpImage(*dev, t, "check.img"), &out);
+      INFO(out);
+      CHECK(rc == 0);
+    }
+  }
 }

@@ -268,6 +268,14 @@ void TreeBuilder::SetDirAttrs(Dir* d, const Attrs& a, std::vector<Xattr> xattrs)
 Result<uint32_t> TreeBuilder::AddFile(Dir* parent, const std::string& name, const Attrs& a,
                                       const std::vector<Xattr>& xattrs, uint64_t size,
                                       const Fill& fill) {
+  // Extents address 2^32 - 1 blocks (Linux's ext4_max_size): a larger size
+  // (a sparse tar member can claim any) would wrap block numbers, and
+  // e2fsck would find the file system broken. Refused before any change.
+  const uint64_t max_size = ((uint64_t(1) << 32) - 1) * c_.fs->blocksize;
+  if (size > max_size)
+    return Status::OutOfRange(PathOf(parent, name) + ": " + std::to_string(size) +
+                              " bytes, more than an ext4 file holds (" +
+                              std::to_string(max_size) + ")");
   RETURN_IF_ERROR(Prepare(parent, name, false, nullptr));
   const std::string path = PathOf(parent, name);
   ASSIGN_OR_RETURN(uint32_t ino, NewInode(parent->ino, a.mode, path));
