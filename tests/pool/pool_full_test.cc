@@ -105,3 +105,50 @@ TEST_CASE("a write that does not fit fails whole and changes nothing") {
   REQUIRE(buf == d);
   RequireClean(*mp.pool);
 }
+
+// The reserve threshold of a growable pool counts what the file may still
+// grow by: a snapshot or clone makes free only its own cost (a 128 MiB
+// pool of at most 64 GiB used to grow to 720 MiB for an empty snapshot),
+// and is refused once the pool, grown to its maximum, keeps too little.
+TEST_CASE("a growable pool grows for data, not for the reserve threshold of a snapshot") {
+  stack::testing::TempDir dir;
+  SECTION("room to grow: the file keeps its size") {
+    PoolCreateOptions o;
+    o.size_bytes = 128 << 20;
+    o.max_bytes = uint64_t(64) << 30;  // 1% of it: 655 MiB
+    auto p = Pool::Create(dir.file("big.img"), o);
+    REQUIRE_OK(p);
+    REQUIRE_OK((*p)->CreateVolume("v", 64 << 20, {}));
+    REQUIRE_OK((*p)->Snapshot("v", "v@s", {}));
+    REQUIRE_OK((*p)->Clone("v@s", "c", {}));
+    REQUIRE_OK((*p)->Commit());
+    auto info = (*p)->Info();
+    REQUIRE_OK(info);
+    CHECK(info->size_bytes == (128u << 20));
+    RequireClean(**p);
+  }
+  SECTION("grown to its maximum: refused, nothing changed") {
+    PoolCreateOptions o;
+    o.size_bytes = 1 << 20;
+    o.max_bytes = 8 << 20;  // 64 blocks of headroom needed
+    auto p = Pool::Create(dir.file("small.img"), o);
+    REQUIRE_OK(p);
+    REQUIRE_OK((*p)->CreateVolume("v", 16 << 20, {}));
+    auto v = (*p)->OpenVolume("v", false);
+    REQUIRE_OK(v);
+    uint64_t off = 0;
+    while ((*v)->Write(off, RandomBytes(16 * kBs, off + 1)).ok()) off += 16 * kBs;
+    REQUIRE_OK((*v)->Flush());
+    auto before = (*p)->Info();
+    REQUIRE_OK(before);
+    REQUIRE(before->size_bytes == (8u << 20));
+    Status snap = (*p)->Snapshot("v", "v@late", {});
+    CHECK(snap.code() == Code::kNoSpace);
+    CHECK(snap.message().find("reserve threshold") != std::string::npos);
+    auto after = (*p)->Info();
+    REQUIRE_OK(after);
+    CHECK(after->size_bytes == before->size_bytes);
+    CHECK(after->entries == before->entries);
+    RequireClean(**p);
+  }
+}

@@ -590,8 +590,23 @@ Status Pool::Impl::Copy(const std::string& source, const std::string& name, bool
   e.tags = meta.tags;
   RETURN_IF_ERROR(NameFree(name));
   RETURN_IF_ERROR(NewId());
-  uint64_t headroom = std::max<uint64_t>(64, max_blocks_ / 100);
-  Status space = EnsureSpace(headroom + table_->AddCost(e), snapshot ? "a snapshot" : "a clone");
+  // The reserve threshold: refused unless 1% of the largest pool stays
+  // free, counting what the file may still grow by. Only the entry's own
+  // cost is made free now: the file grows for data when data comes (a
+  // growable 128 MiB pool used to grow to 720 MiB for an empty snapshot).
+  const char* what = snapshot ? "a snapshot" : "a clone";
+  const uint64_t headroom = std::max<uint64_t>(64, max_blocks_ / 100);
+  const uint64_t need = table_->AddCost(e);
+  const uint64_t growable = max_blocks_ > sm().nr_blocks() ? max_blocks_ - sm().nr_blocks() : 0;
+  Status space = Status::Ok();
+  if (sm().available() + growable < headroom + need + Reserve() + promised_meta_)
+    space = Status::NoSpace(std::string(what) + " needs " + std::to_string(headroom) +
+                            " blocks left free, " +
+                            std::to_string(sm().available() + growable) +
+                            " free or growable of which " + std::to_string(Reserve()) +
+                            " are reserved for metadata commits");
+  else
+    space = EnsureSpace(need, what);
   if (!space.ok()) {
     return Status::NoSpace(std::string("pool nearly full: ") + (snapshot ? "snapshot" : "clone") +
                            " refused below the reserve threshold (" + space.message() + ")");
