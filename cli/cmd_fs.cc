@@ -176,6 +176,7 @@ Status Get(FsArgs& a, CommandContext& ctx) {
   fo.overwrite = true;
   fo.mode = st.mode & 07777;
   fo.apply_umask = false;  // the file's own mode, as before
+  fo.inputs = {a.t.PoolNamed(), a.t.image};
   ASSIGN_OR_RETURN(auto file, compose::OutputFile::Create(out, fo));
   // Holes stay holes (as cp --sparse=auto keeps them).
   RETURN_IF_ERROR(s->fs().ReadFileTo(a.t.pos[0], file->fd(), file->temp_path()));
@@ -269,6 +270,7 @@ Status Extract(FsArgs& a, CommandContext& ctx) {
     // An existing tar file is replaced (as before), but only by a whole one.
     compose::OutputFileOptions fo;
     fo.overwrite = true;
+    fo.inputs = {a.t.PoolNamed(), a.t.image};
     ASSIGN_OR_RETURN(auto file, compose::OutputFile::Create(a.to_tar, fo));
     RETURN_IF_ERROR(s->fs().ExtractToTar(path, file->temp_path()));
     RETURN_IF_ERROR(file->Commit());

@@ -1,4 +1,6 @@
 // `stack build`, `stack export`, `stack import`: whole-image pipelines.
+#include <unistd.h>
+
 #include <iostream>
 
 #include "command.h"
@@ -133,7 +135,7 @@ Status Export(ImageArgs& a, const CommandContext& ctx) {
   compose::Progress progress("export", 0);
   o.progress = &progress;
   // Exported to stdout: the image is the output; the report goes to stderr.
-  const bool to_stdout = o.out_path == "-";
+  const bool to_stdout = compose::OutputDescriptor(o.out_path) == STDOUT_FILENO;
   ASSIGN_OR_RETURN(auto rep, compose::ExportImage(o));
   if (to_stdout) NoteStdoutUsed();
   std::ostream& out = to_stdout ? std::cerr : std::cout;

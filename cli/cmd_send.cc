@@ -175,6 +175,7 @@ Status Send(SendArgs& a, const CommandContext& ctx) {
     compose::OutputFileOptions fo;
     fo.overwrite = a.force;
     fo.sync = a.sync;
+    fo.inputs = {a.pool};
     ASSIGN_OR_RETURN(file, compose::OutputFile::Create(a.output, fo));
     fd = file->fd();
     what = file->temp_path();

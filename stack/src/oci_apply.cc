@@ -212,8 +212,12 @@ Status MergeLayers(ImageSource& src, size_t first, size_t end, const Limits& lim
       if (!merge->Add(m, pn, is_dir ? LayerMerge::Kind::kDir : LayerMerge::Kind::kOther,
                       hl ? hl : "") &&
           hl)
-        return Status::Corruption(layers[i].label + ": hard link '" + pn + "' to '" + hl +
-                                  "', which is not a file in the image");
+        return Status::Corruption(
+            layers[i].label + ": hard link '" + pn + "' to '" + hl +
+            (first > 0 ? "', which is not a file of this layer: with --layer-snapshots a "
+                         "hard link may name only a file of its own layer, as the image "
+                         "spec allows"
+                       : "', which is not a file in the image"));
     }
   }
   return Status::Ok();

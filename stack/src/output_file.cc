@@ -18,14 +18,23 @@ std::string DirOf(const std::string& target) {
 }
 
 // Existing target: AlreadyExists without overwrite; never a directory or a
-// device (a rename would replace the node itself, not write into it).
-Status CheckTarget(const std::string& target, bool overwrite) {
+// device (a rename would replace the node itself, not write into it), nor
+// one of the command's inputs (a symlink to one is replaced itself: safe).
+Status CheckTarget(const std::string& target, const OutputFileOptions& opts) {
+  const bool overwrite = opts.overwrite;
   struct stat st {};
   if (::lstat(target.c_str(), &st) != 0) {
     if (errno == ENOENT) return Status::Ok();
     return Status::FromErrno("stat " + target, errno);
   }
   if (S_ISDIR(st.st_mode)) return Status::InvalidArgument(target + " is a directory");
+  for (const std::string& in : opts.inputs) {
+    struct stat is {};
+    if (S_ISREG(st.st_mode) && ::stat(in.c_str(), &is) == 0 && is.st_dev == st.st_dev &&
+        is.st_ino == st.st_ino)
+      return Status::InvalidArgument(target + " is a file this command reads (" + in +
+                                     "): not replaced");
+  }
   if (!overwrite) return Status::AlreadyExists(target + " exists (use --force to overwrite)");
   if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
     return Status::InvalidArgument(target + " is not a regular file: not replaced");
@@ -54,7 +63,7 @@ Result<std::unique_ptr<OutputFile>> OutputFile::Create(const std::string& target
   if (target.empty()) return Status::InvalidArgument("no output file named");
   if (std::filesystem::path(target).filename().empty())
     return Status::InvalidArgument(target + " names a directory, not a file");
-  RETURN_IF_ERROR(CheckTarget(target, opts.overwrite));
+  RETURN_IF_ERROR(CheckTarget(target, opts));
   std::string temp = OutputTempPrefix(target) + "XXXXXX";
   // mkostemp: O_CREAT | O_EXCL, mode 0600.
   const int fd = ::mkostemp(temp.data(), O_CLOEXEC);
@@ -85,7 +94,7 @@ Status OutputFile::Commit() {
   const int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) return Status::FromErrno("close " + temp_, errno);
-  RETURN_IF_ERROR(CheckTarget(target_, opts_.overwrite));
+  RETURN_IF_ERROR(CheckTarget(target_, opts_));
   const unsigned flags = opts_.overwrite ? 0 : RENAME_NOREPLACE;
   if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, target_.c_str(), flags) != 0) {
     if (errno == EEXIST) return Status::AlreadyExists(target_ + " appeared while writing it");

@@ -128,22 +128,53 @@ Status ExportInto(const ExportOptions& o, Target& target, OutputFile& out_file, 
   return Status::Ok();
 }
 
-// A stream target: "-" (stdout), or an existing pipe, socket or character
-// device (/dev/null): nothing to rename over and nothing to seek in, so the
-// export writes every byte in order (no holes).
+}  // namespace
+
+int OutputDescriptor(const std::string& path) {
+  if (path == "-" || path == "/dev/stdout") return STDOUT_FILENO;
+  if (path == "/dev/stderr") return STDERR_FILENO;
+  for (const char* prefix : {"/dev/fd/", "/proc/self/fd/"}) {
+    const std::string p(prefix);
+    if (path.size() <= p.size() || path.compare(0, p.size(), p) != 0 || path.size() > p.size() + 9)
+      continue;
+    const std::string n = path.substr(p.size());
+    if (n.find_first_not_of("0123456789") != std::string::npos) return -1;
+    return std::stoi(n);
+  }
+  return -1;
+}
+
+namespace {
+
+// A stream target: a descriptor's name (above), or a pipe, socket or
+// character device (/dev/null) named as itself: nothing to rename over and
+// nothing to seek in, so the export writes every byte in order (no holes).
+// A symbolic link is never followed to one (it is a name that exists: the
+// output file's rules apply), and a FIFO or socket of another user is not
+// written into (a planted one would receive the image; as the kernel's
+// protected_fifos).
 Result<std::optional<UniqueFd>> OpenStream(const std::string& path) {
-  if (path == "-") {
-    const int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) return Status::FromErrno("stdout", errno);
+  if (const int n = OutputDescriptor(path); n >= 0) {
+    const int fd = ::fcntl(n, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return Status::FromErrno(path, errno);
     return std::optional<UniqueFd>(UniqueFd(fd));
   }
+  auto stream = [](const struct stat& st) {
+    return S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISSOCK(st.st_mode);
+  };
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 ||
-      !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISSOCK(st.st_mode)))
-    return std::optional<UniqueFd>();
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return Status::FromErrno("open " + path, errno);
-  return std::optional<UniqueFd>(UniqueFd(fd));
+  if (::lstat(path.c_str(), &st) != 0 || !stream(st)) return std::optional<UniqueFd>();
+  if (!S_ISCHR(st.st_mode) && st.st_uid != ::geteuid() && st.st_uid != 0)
+    return Status::InvalidArgument(path + " is a " + (S_ISFIFO(st.st_mode) ? "FIFO" : "socket") +
+                                   " of user " + std::to_string(st.st_uid) +
+                                   ": not written into");
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW));
+  if (!fd.valid()) return Status::FromErrno("open " + path, errno);
+  struct stat now {};
+  if (::fstat(fd.get(), &now) != 0) return Status::FromErrno("stat " + path, errno);
+  if (now.st_dev != st.st_dev || now.st_ino != st.st_ino)
+    return Status::IoError(path + " was replaced while it was opened");
+  return std::optional<UniqueFd>(std::move(fd));
 }
 
 // Every byte of src, in order, to fd.
@@ -233,6 +264,7 @@ Result<ExportReport> ExportImage(const ExportOptions& o) {
   fo.overwrite = o.overwrite;
   fo.sync = o.sync;
   fo.mode = 0644;
+  fo.inputs = {o.source.pool_path, o.source.image_path};  // never the pool file itself
   // Before the source opens: an existing OUT without --force changes nothing.
   ASSIGN_OR_RETURN(auto file, OutputFile::Create(o.out_path, fo));
   ASSIGN_OR_RETURN(auto target, Target::Open(spec));

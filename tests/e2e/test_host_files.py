@@ -141,6 +141,62 @@ class HostFiles(StackTestCase):
               check=0)
         self.assertIn("./etc/hostname", sh(f"tar -tf {tar}").stdout.split())
 
+    def test_no_output_replaces_the_pool_or_follows_a_link_to_a_stream(self):
+        """Found in sitting 17: `export ... p.stk --force` renamed the image over
+        the pool (every entry lost, exit 0), `fs get` and `fs extract --tar`
+        (which replace without --force) and `send -o` could do the same; a
+        symlink planted at OUT led to a FIFO that received the decrypted image;
+        `/dev/stdout --force` replaced the /dev/stdout node."""
+        before = stack("--json", "volume", "list", "-p", self.pool, check=0).json()
+        link = self.path("link-to-pool")
+        os.link(self.pool, link)
+        attempts = [
+            ["export", "-p", self.pool, "base@v1", self.pool, "--force"],
+            ["export", "-p", self.pool, "base@v1", link, "--force"],
+            ["export", "-p", self.pool, "base@v1", "./" + os.path.relpath(self.pool), "--force"],
+            ["fs", "get", "-p", self.pool, "base@v1", "/etc/hostname", self.pool, "-k", self.key],
+            ["fs", "extract", "-p", self.pool, "base@v1", "--tar", self.pool, "-k", self.key],
+            ["send", "-p", self.pool, "base@v1", "-o", self.pool, "--force"],
+        ]
+        for args in attempts:
+            with self.subTest(args=args[:2]):
+                r = stack(*args, check=EXIT["usage"])
+                self.assertOneLineError(r, "InvalidArgument")
+                self.assertIn("a file this command reads", r.err)
+        self.assertEqual(stack("--json", "volume", "list", "-p", self.pool, check=0).json(),
+                         before)
+        stack("pool", "check", "-p", self.pool, check=0)
+        self.assertEqual(temp_files(self.tmp), [])
+        # A symlink to a FIFO is a name that exists: refused, never followed.
+        fifo = self.path("evil.fifo")
+        os.mkfifo(fifo)
+        out = self.path("out.img")
+        os.symlink(fifo, out)
+        r = stack("export", "-p", self.pool, "base@v1", out, "--format", "plain", "-k", self.key,
+                  check=EXIT["exists"], timeout=60)
+        self.assertOneLineError(r, "AlreadyExists")
+        self.assertTrue(os.path.islink(out))
+        # With --force the link itself is replaced by the image.
+        stack("export", "-p", self.pool, "base@v1", out, "--force", check=0, timeout=60)
+        self.assertFalse(os.path.islink(out))
+        self.assertEqual(os.path.getsize(out), 96 << 20)
+        # A FIFO of another user is not written into (as protected_fifos).
+        other = self.path("other.fifo")
+        os.mkfifo(other)
+        os.chown(other, 12345, 12345)
+        r = stack("export", "-p", self.pool, "base@v1", other, check=EXIT["usage"], timeout=60)
+        self.assertOneLineError(r, "InvalidArgument")
+        self.assertIn("FIFO of user 12345", r.err)
+        # /dev/stdout is this command's stdout, whatever it is: a file here.
+        got = self.path("redirected.img")
+        with open(got, "wb") as f:
+            r = subprocess.run([STACK, "export", "-p", self.pool, "base@v1", "/dev/stdout",
+                                "--force"], stdout=f, stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.islink("/dev/stdout"))
+        self.assertEqual(os.path.getsize(got), 96 << 20)
+        sh(f"cryptsetup luksDump {got} >/dev/null")
+
     # Defect 10 --------------------------------------------------------------
 
     def test_killed_export_leaves_no_partial_output(self):

@@ -412,6 +412,18 @@ TEST_CASE("applying layer by layer (layer snapshots) gives what the one-pass mer
   }
 }
 
+TEST_CASE("layer by layer, a hard link to a lower layer's file is Corruption saying why") {
+  MemImage img({Tar({{"a", 'f', "a"}}), Tar({{"b", 'h', "a"}})});
+  auto fs = fsbridge::Filesystem::Mkfs(std::make_unique<MemDevice>(4096, 4096), {});
+  REQUIRE(fs.ok());
+  REQUIRE(ApplyLayer(img, 0, **fs, {}, nullptr).ok());
+  auto r = ApplyLayer(img, 1, **fs, {}, nullptr);
+  CHECK(r.status().code() == Code::kCorruption);
+  CHECK_THAT(r.status().message(), Catch::Contains("layer 2") &&
+                                       Catch::Contains("only a file of its own layer"));
+  CHECK((*fs)->Stat("/b").status().code() == Code::kNotFound);
+}
+
 TEST_CASE("chain ids follow the image spec") {
   Image img;
   img.layers.resize(2);

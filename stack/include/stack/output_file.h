@@ -14,7 +14,10 @@
 // An existing target is refused with AlreadyExists unless overwrite, both at
 // Create() and again at Commit() (renameat2 RENAME_NOREPLACE), so a file that
 // appears meanwhile is never clobbered. A directory or other non-regular
-// target is refused (InvalidArgument) even with overwrite.
+// target is refused (InvalidArgument) even with overwrite, and so is a
+// target that is one of the files the command reads (`inputs`: the pool
+// file, a source image), whatever name it goes by: the rename would replace
+// it, losing the pool.
 //
 // Thread-safety: none; one owner. Create() reads the umask (umask(2) has no
 // read-only form), so call it before starting other threads that create files.
@@ -24,6 +27,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "block/status.h"
 
@@ -36,6 +40,10 @@ struct OutputFileOptions {
   // like open(2)'s mode (0644 -> 0644 under umask 022).
   mode_t mode = 0666;
   bool apply_umask = true;
+  // Files the command reads (pool file, source image; non-files such as
+  // "rbd:..." are ignored): a target that is one of them (same device and
+  // inode) is refused with InvalidArgument, even with overwrite.
+  std::vector<std::string> inputs;
 };
 
 class OutputFile {

@@ -75,6 +75,11 @@ struct ExportReport {
 
 Result<ExportReport> ExportImage(const ExportOptions& opts);
 
+// The descriptor an output name stands for: "-" and /dev/stdout are 1,
+// /dev/stderr 2, /dev/fd/N and /proc/self/fd/N are N (symlinks into /proc,
+// written through, never replaced); -1 for any other name.
+int OutputDescriptor(const std::string& path);
+
 struct ImportOptions {
   std::string pool_path;
   std::string in_path;
