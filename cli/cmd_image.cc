@@ -200,6 +200,7 @@ Status ImportInto(ImageArgs& a, const CommandContext& ctx) {
               << " discarded) of " << FormatSize(rep.file_bytes) << "\n";
     if (!rep.snapshot.empty()) std::cout << "snapshot " << rep.snapshot << "\n";
   }
+  for (const auto& n : rep.notes) std::cerr << "stack: note: " << EscapeText(n) << "\n";
   return Status::Ok();
 }
 
@@ -221,7 +222,7 @@ Status Import(ImageArgs& a, const CommandContext& ctx) {
   compose::Progress progress("import", 0);
   o.progress = &progress;
   ASSIGN_OR_RETURN(auto rep, compose::ImportImage(o));
-  for (const auto& w : rep.warnings) std::cerr << "stack: warning: " << w << "\n";
+  for (const auto& w : rep.warnings) std::cerr << "stack: warning: " << EscapeText(w) << "\n";
   if (rep.created_pool && !ctx.json)
     std::cout << "created pool " << EscapeText(o.pool_path) << "\n";
   if (ctx.json) {

@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "block/file_device.h"
+#include "block/passthrough_device.h"
 #include "fde/crypt_device.h"
+#include "fde/header_info.h"
 #include "fde/luks.h"
 #include "fde/xts_cipher.h"
 #include "pool/pool.h"
@@ -63,6 +65,80 @@ struct CipherCompare {
   uint32_t sector_size = 0;
   uint64_t iv_tweak = 0;
 };
+
+// The file as a stored import into an encrypted volume compares it: the
+// volume's own LUKS header area in place of the file's, so only the data
+// segment comes in. Key changes made since the export (a passphrase
+// removed, one changed) stay the volume's; the file's header would undo
+// them, or bring a header this build cannot open.
+class VolumeHead : public PassthroughDevice {
+ public:
+  VolumeHead(std::unique_ptr<BlockDevice> file, std::vector<uint8_t> head)
+      : PassthroughDevice(std::move(file)), head_(std::move(head)) {}
+
+ protected:
+  Status DoRead(uint64_t offset, std::span<uint8_t> out) override {
+    const uint64_t n = offset < head_.size() ? std::min<uint64_t>(out.size(), head_.size() - offset)
+                                             : 0;
+    if (n) std::memcpy(out.data(), head_.data() + offset, n);
+    if (n == out.size()) return Status::Ok();
+    return inner().Read(offset + n, out.subspan(n));
+  }
+  Result<std::vector<Extent>> DoAllocatedExtents(uint64_t offset, uint64_t length) override {
+    std::vector<Extent> out;
+    const uint64_t end = offset + length;
+    if (offset < head_.size())
+      out.push_back({offset, std::min<uint64_t>(end, head_.size()) - offset});
+    if (end <= head_.size()) return out;
+    const uint64_t from = std::max<uint64_t>(offset, head_.size());
+    ASSIGN_OR_RETURN(auto rest, inner().AllocatedExtents(from, end - from));
+    for (const Extent& x : rest) {
+      if (!out.empty() && out.back().end() == x.offset)
+        out.back().length += x.length;
+      else
+        out.push_back(x);
+    }
+    return out;
+  }
+
+ private:
+  std::vector<uint8_t> head_;
+};
+
+// A stored image brought into an encrypted volume must hold that volume's
+// container: one this build opens, with the volume's LUKS uuid, volume key
+// (its digest) and data segment. Returns the volume's header area (what
+// VolumeHead shows), and says in `*note` when the file's differs.
+Result<std::vector<uint8_t>> CheckSameContainer(BlockDevice& file, BlockDevice& volume,
+                                                const ImportIntoOptions& o, std::string* note) {
+  if (Status st = fde::CheckOpenable(file); !st.ok())
+    return Status(st.code(), o.in_path + " holds a container this build cannot open: " +
+                                 st.message());
+  ASSIGN_OR_RETURN(fde::HeaderInfo f, fde::Dump(file));
+  ASSIGN_OR_RETURN(fde::HeaderInfo v, fde::Dump(volume));
+  const std::string other = o.in_path + " holds another container than volume '" + o.volume + "'";
+  if (f.kind != v.kind)
+    return Status::InvalidArgument(other + " (" + KindText(f.kind) + ", the volume's is " +
+                                   KindText(v.kind) + "): import --into takes an export of it");
+  if (f.uuid != v.uuid)
+    return Status::InvalidArgument(other + " (LUKS uuid " + f.uuid + ", the volume's is " +
+                                   v.uuid + "): import --into takes an export of it");
+  if (f.digest_salt != v.digest_salt || f.digest_value != v.digest_value ||
+      f.data_offset != v.data_offset || f.cipher != v.cipher || f.key_bytes != v.key_bytes ||
+      f.sector_size != v.sector_size || f.iv_tweak != v.iv_tweak)
+    return Status::InvalidArgument(other + ": the same uuid but another volume key or data "
+                                   "segment (re-encrypted?); import --into takes an export of it");
+  if (v.data_offset > volume.size_bytes())
+    return Status::Corruption("volume '" + o.volume + "': its data segment starts past its end");
+  std::vector<uint8_t> head(v.data_offset), fhead(v.data_offset);
+  RETURN_IF_ERROR(volume.Read(0, head));
+  RETURN_IF_ERROR(file.Read(0, fhead));
+  if (head != fhead)
+    *note = o.in_path + "'s LUKS header differs from volume '" + o.volume +
+            "'s (keys changed on either side since the export): the volume keeps its own "
+            "header and keyslots; only the data came in";
+  return head;
+}
 
 // The comparison and the writes, in the hidden clone. `raw` is the clone as
 // stored; `view` is what the file holds (raw itself, or the crypt device
@@ -261,30 +337,46 @@ Result<ImportIntoReport> ImportInto(const ImportIntoOptions& o) {
   ASSIGN_OR_RETURN(auto before, pool->Info());
   rep.pool_used_before = before.used_bytes;
 
-  // The volume's kind decides the format before anything is made.
+  // The volume's kind decides the format before anything is made. A file
+  // with a LUKS header is a stored image, unless its size is the plain
+  // view's and not the stored one's: then it is a plain export whose
+  // plaintext starts with a LUKS header of its own (a guest that encrypts
+  // its disk).
   fde::ContainerKind vol_kind;
+  uint64_t raw_size = 0, plain_size = 0;
+  std::vector<uint8_t> vol_head;  // a stored import into an encrypted volume
+  std::string head_note;
   {
     ASSIGN_OR_RETURN(auto probe_dev, pool->OpenVolume(o.volume, true, "import --into"));
     ASSIGN_OR_RETURN(vol_kind, fde::Probe(*probe_dev));
+    raw_size = probe_dev->size_bytes();
+    if (vol_kind != fde::ContainerKind::kNone) {
+      ASSIGN_OR_RETURN(fde::HeaderInfo vh, fde::Dump(*probe_dev));
+      plain_size = vh.data_offset < raw_size ? raw_size - vh.data_offset : 0;
+    }
+    const bool luks_file = file_kind != fde::ContainerKind::kNone;
+    const bool plain_sized = in->size_bytes() == plain_size && in->size_bytes() != raw_size;
+    ImportIntoFormat format = o.format;
+    if (vol_kind == fde::ContainerKind::kNone)
+      format = ImportIntoFormat::kStored;  // an unencrypted volume: the same bytes
+    else if (format == ImportIntoFormat::kAuto)
+      format = luks_file && !plain_sized ? ImportIntoFormat::kStored : ImportIntoFormat::kPlain;
+    const bool plain = format == ImportIntoFormat::kPlain;
+    rep.format = plain ? "plain" : "stored";
+    if (plain && luks_file && in->size_bytes() == raw_size)
+      return Status::InvalidArgument(o.in_path + " holds a " + KindText(file_kind) +
+                                     " header and the stored image's size: it is a stored "
+                                     "image (--format stored), not a plain one");
+    if (!plain && vol_kind != fde::ContainerKind::kNone && !luks_file)
+      return Status::InvalidArgument(o.in_path + " holds no LUKS header but volume '" +
+                                     o.volume + "' is " + KindText(vol_kind) +
+                                     ": a decrypted image is imported with --format plain -k PASS");
+    if (!plain && vol_kind != fde::ContainerKind::kNone) {
+      ASSIGN_OR_RETURN(vol_head, CheckSameContainer(*in, *probe_dev, o, &head_note));
+    }
   }
   rep.encryption = KindText(vol_kind);
-  ImportIntoFormat format = o.format;
-  if (format == ImportIntoFormat::kAuto)
-    format = file_kind != fde::ContainerKind::kNone || vol_kind == fde::ContainerKind::kNone
-                 ? ImportIntoFormat::kStored
-                 : ImportIntoFormat::kPlain;
-  if (format == ImportIntoFormat::kPlain && vol_kind == fde::ContainerKind::kNone)
-    format = ImportIntoFormat::kStored;  // an unencrypted volume: the same bytes
-  const bool plain = format == ImportIntoFormat::kPlain;
-  rep.format = plain ? "plain" : "stored";
-  if (plain && file_kind != fde::ContainerKind::kNone)
-    return Status::InvalidArgument(o.in_path + " holds a " + KindText(file_kind) +
-                                   " header: it is a stored image (--format stored), not a "
-                                   "plain one");
-  if (!plain && vol_kind != fde::ContainerKind::kNone && file_kind == fde::ContainerKind::kNone)
-    return Status::InvalidArgument(o.in_path + " holds no LUKS header but volume '" + o.volume +
-                                   "' is " + KindText(vol_kind) +
-                                   ": a decrypted image is imported with --format plain -k PASS");
+  const bool plain = rep.format == "plain";
 
   RETURN_IF_ERROR(pool->Clone(o.volume, hidden, {}));
   auto drop = [&] {  // best effort: a leftover goes at the next writable open
@@ -327,7 +419,9 @@ Result<ImportIntoReport> ImportInto(const ImportIntoOptions& o) {
           rep.format + " image of volume '" + o.volume + "' is " +
           std::to_string(v.size_bytes()) + " bytes (import --into keeps the volume's size)");
     if (o.progress) o.progress->SetTotal(v.size_bytes());
-    Merger m(*in, *raw, v, data_offset, plain, o.progress, rep, cc.get());
+    std::unique_ptr<BlockDevice> file = std::move(in);
+    if (!vol_head.empty()) file = std::make_unique<VolumeHead>(std::move(file), std::move(vol_head));
+    Merger m(*file, *raw, v, data_offset, plain, o.progress, rep, cc.get());
     if (pool->file_pool()) m.SkipFinalFlush();
     RETURN_IF_ERROR(m.Run());
     if (o.progress) o.progress->Finish();
@@ -340,6 +434,7 @@ Result<ImportIntoReport> ImportInto(const ImportIntoOptions& o) {
   }();
   drop();
   if (!st.ok()) return st;
+  if (!head_note.empty()) rep.notes.push_back(head_note);
   if (!o.snapshot.empty())
     RETURN_IF_ERROR(pool->Snapshot(o.volume, rep.snapshot, {}));
   ASSIGN_OR_RETURN(auto after, pool->Info());

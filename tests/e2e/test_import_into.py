@@ -229,6 +229,108 @@ class ImportInto(StackTestCase):
         self.assertTrue(same_bytes(self.plain("vm", "fp2.img"), fp))
         self.assertClean()
 
+    def test_stored_image_must_hold_this_volumes_container_and_keeps_its_keys(self):
+        """Found in sitting 17: a stored image of another volume replaced vm's
+        container (vm's passphrase stopped working), a header this build cannot
+        open was taken (vm unopenable), and a passphrase removed after the
+        export came back with the file's keyslots. Only the data segment of
+        this volume's own container is taken now; the volume keeps its header."""
+        other = self.path("other.stk")
+        okey = write_pass(self.path("other.txt"), b"other passphrase")
+        stack("build", "-p", other, "vm2", "--from", self.path("tree"), "--size", "64M",
+              "-k", okey, *FAST_KDF, check=0)
+        foreign = self.path("foreign.img")
+        export(other, "vm2", foreign, "stored")
+        fp = self.plain("vm", "fp.img")
+        r = self.into(foreign)
+        self.assertEqual(r.rc, EXIT["usage"], r.err)
+        self.assertOneLineError(r, "InvalidArgument")
+        self.assertIn("another container than volume 'vm'", r.err)
+        # A damaged header (both LUKS2 JSON areas) is refused, as import refuses it.
+        st = self.path("vm-stored.img")
+        export(self.pool, "vm", st, "stored")
+        bad = self.path("bad.img")
+        with open(st, "rb") as f, open(bad, "wb") as g:
+            g.write(f.read())
+        with open(bad, "r+b") as f:
+            for off in (4196, 16384 + 4196):
+                f.seek(off)
+                f.write(b"XXXX")
+        r = self.into(bad)
+        self.assertEqual(r.rc, EXIT["corruption"], r.err)
+        self.assertIn("cannot open", r.err)
+        self.assertTrue(same_bytes(self.plain("vm", "fp1.img"), fp))
+        # Keys changed since the export stay changed; the data comes in.
+        leaked = write_pass(self.path("leaked.txt"), b"leaked passphrase")
+        fresh = write_pass(self.path("fresh.txt"), b"fresh passphrase")
+        stack("luks", "add-key", "-p", self.pool, "vm", "-k", self.key, "--new-key-file", leaked,
+              *FAST_KDF, check=0)
+        old_hdr = self.path("old-header.img")  # exported while the leaked key was valid
+        export(self.pool, "vm", old_hdr, "stored")
+        stack("luks", "remove-key", "-p", self.pool, "vm", "-k", leaked, check=0)
+        stack("luks", "change-key", "-p", self.pool, "vm", "-k", self.key, "--new-key-file",
+              fresh, *FAST_KDF, check=0)
+        stack("snapshot", "create", "-p", self.pool, "vm@keys", check=0)
+        # New data (D'), made through a plain import, exported stored, then undone.
+        plain = self.path("plain.img")
+        export(self.pool, "vm", plain, "plain", fresh)
+        with open(plain, "r+b") as f:
+            f.seek(8 << 20)
+            f.write(os.urandom(4096))
+        stack("import", "-p", self.pool, plain, "--into", "vm", "-k", fresh, check=0)
+        new_data = self.path("new-data.img")
+        export(self.pool, "vm", new_data, "stored")
+        stack("snapshot", "rollback", "-p", self.pool, "vm@keys", check=0)
+        # The file: the old header (leaked key in it), the new data.
+        off = stack("--json", "luks", "dump", "--image", old_hdr, check=0).json()["data_offset"]
+        with open(new_data, "rb") as f, open(old_hdr, "r+b") as g:
+            f.seek(off)
+            g.seek(off)
+            g.write(f.read())
+        r = self.into(old_hdr)
+        self.assertEqual(r.rc, 0, r.err)
+        self.assertIn("keeps its own header", r.err)
+
+        def keyslots(entry):
+            return stack("--json", "luks", "dump", "-p", self.pool, entry, check=0).json()[
+                "keyslots"]
+        self.assertEqual(keyslots("vm"), keyslots("vm@keys"))
+        r = stack("fs", "ls", "-p", self.pool, "vm", "/", "-k", leaked)
+        self.assertEqual(r.rc, EXIT["auth"], r.err)
+        out = self.path("after.img")
+        export(self.pool, "vm", out, "plain", fresh)
+        self.assertTrue(same_bytes(out, plain))
+        self.assertClean()
+
+    def test_plain_export_starting_with_a_luks_header_comes_back(self):
+        """A guest that encrypts its own disk: the volume's plaintext starts
+        with a LUKS header. Its plain export is brought back as plain (auto
+        and explicit), never taken for a stored image."""
+        inner = self.path("inner.img")
+        with open(inner, "wb") as f:
+            f.truncate(16 << 20)
+        subprocess.run(["cryptsetup", "luksFormat", "-q", "--type", "luks2",
+                        "--luks2-metadata-size", "16k", "--luks2-keyslots-size", "1m",
+                        "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000",
+                        "--key-file", self.key, inner], check=True, capture_output=True)
+        stack("volume", "create", "-p", self.pool, "g", "--size", "32M", check=0)
+        stack("luks", "format", "-p", self.pool, "g", "--new-key-file", self.key, *FAST_KDF,
+              check=0)
+        out = self.path("g.plain")
+        export(self.pool, "g", out, "plain", self.key)
+        with open(inner, "rb") as f, open(out, "r+b") as g:
+            g.write(f.read(1 << 20))
+        for extra in (("--format", "plain"), ()):
+            with self.subTest(extra=extra):
+                r = stack("--json", "import", "-p", self.pool, out, "--into", "g", "-k",
+                          self.key, *extra)
+                self.assertEqual(r.rc, 0, r.err)
+                self.assertEqual(r.json()["format"], "plain")
+        back = self.path("g.back")
+        export(self.pool, "g", back, "plain", self.key)
+        self.assertTrue(same_bytes(back, out))
+        self.assertClean()
+
     def test_killed_import_leaves_the_volume_as_before(self):
         img = self.plain("vm", "vm.img")
         fp = self.plain("vm", "fp.img")

@@ -43,6 +43,8 @@ class Luks1Container final : public Container {
     info.key_bytes = h.key_bytes;
     info.digest_hash = h.hash_spec;
     info.digest_iterations = h.mk_digest_iterations;
+    info.digest_salt.assign(h.mk_digest_salt.begin(), h.mk_digest_salt.end());
+    info.digest_value.assign(h.mk_digest.begin(), h.mk_digest.end());
     info.warnings = Warnings();
     for (int i : Keyslots()) {
       const Luks1Slot& s = h.slots[size_t(i)];

@@ -128,6 +128,8 @@ class Luks2Container final : public Container {
       const Digest& d = h.md.digests.begin()->second;
       info.digest_hash = d.hash;
       info.digest_iterations = d.iterations;
+      info.digest_salt = d.salt;
+      info.digest_value = d.digest;
     }
     for (const auto& [id, k] : h.md.keyslots) {
       KeyslotInfo ki;

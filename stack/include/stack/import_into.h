@@ -47,6 +47,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "block/status.h"
 #include "stack/progress.h"
@@ -79,12 +80,18 @@ struct ImportIntoReport {
   uint64_t written_bytes = 0;    // blocks written (encrypted for kPlain)
   uint64_t discarded_bytes = 0;  // blocks unmapped
   uint64_t pool_used_before = 0, pool_used_after = 0;  // PoolInfo::used_bytes
+  std::vector<std::string> notes;  // for the user (e.g. the file's LUKS header was not taken)
 };
 
+// A stored image of an encrypted volume must hold that volume's container
+// (a build-openable header with its LUKS uuid, volume key and data
+// segment), and only its data segment is taken: the volume keeps its own
+// header and keyslots (a note says so when the file's differs).
 // NotFound for a missing pool, volume or file; InvalidArgument for a
 // snapshot, a file whose size is not the view's, a file whose kind does not
-// fit the format (a LUKS header in a plain image, none in a stored image of
-// an encrypted volume); ReadOnly for a read-only volume; AlreadyExists for
+// fit the format (a stored image given as plain, no LUKS header in a stored
+// image of an encrypted volume), another volume's container; Corruption or
+// Unsupported for a header this build cannot open; ReadOnly for a read-only volume; AlreadyExists for
 // an existing V@snapshot (all before any change); AuthFailed for a wrong
 // passphrase; Busy while V is open elsewhere.
 Result<ImportIntoReport> ImportInto(const ImportIntoOptions& opts);

@@ -42,6 +42,9 @@ struct HeaderInfo {
   std::vector<std::string> flags, requirements;
   std::string digest_hash;
   uint32_t digest_iterations = 0;
+  // The volume key's digest (salt, value): two headers with the same pair
+  // hold the same volume key.
+  std::vector<uint8_t> digest_salt, digest_value;
   std::vector<KeyslotInfo> keyslots;
   size_t tokens = 0;
   std::vector<std::string> warnings;
