@@ -333,3 +333,36 @@ TEST_CASE("a tar member larger than an ext4 file holds is OutOfRange and the ima
     }
   }
 }
+
+// Found by the fuzz soak in sitting 17: a tar export trusted i_blocks to
+// decide whether a file has holes. An inode claiming as many blocks as its
+// (crafted, huge) size made the tar hold every byte of it, zeros and all:
+// a 40 KiB image wrote a 24 GB tar. The sparse map now comes from the
+// block map itself.
+TEST_CASE("a tar export writes holes as holes whatever i_blocks claims", "[fsbridge][hostile]") {
+  TempDir t;
+  const std::string src = t.file("src");
+  sfs::create_directories(src);
+  { std::ofstream(src + "/f") << "data"; }
+  const std::string img = t.file("a.img");
+  std::string out;
+  for (const char* kind : {"ext4", "ext2"}) {  // extent-mapped, block-mapped
+    DYNAMIC_SECTION(kind) {
+      REQUIRE(RunCommand(std::string("mke2fs -q -t ") + kind + " -b 1024 -d " + src + " " + img +
+                             " 4M",
+                         &out) == 0);
+      REQUIRE(RunCommand("debugfs -w -R 'sif /f size 0x40000000' " + img, &out) == 0);
+      REQUIRE(RunCommand("debugfs -w -R 'sif /f blocks 0x7fffffff' " + img, &out) == 0);
+      auto o = Open(img);
+      const std::string tar = t.file("out.tar");
+      REQUIRE_OK(o->fs->ExtractToTar("/", tar));
+      CHECK(sfs::file_size(tar) < (1u << 20));
+      REQUIRE(RunCommand("tar -tvf " + tar + " ./f", &out) == 0);
+      CHECK(out.find(" 1073741824 ") != std::string::npos);
+      INFO(out);
+      std::string head;
+      REQUIRE(RunCommand("tar -xOf " + tar + " ./f 2>/dev/null | head -c 4", &head) == 0);
+      CHECK(head == "data");
+    }
+  }
+}
