@@ -50,7 +50,17 @@ Result<std::shared_ptr<VolumeStore>> OpenOrCreatePool(const std::string& path,
   pool::PoolCreateOptions c;
   if (options.block_size) c.block_size = options.block_size;
   if (options.size_bytes) c.size_bytes = options.size_bytes;
-  if (options.max_bytes) c.max_bytes = std::max(options.max_bytes, c.size_bytes);
+  // One size rule (spec/composition.md "Sizes"): a maximum below the pool's
+  // size is refused, never raised; without a size, the pool starts at the
+  // smaller of the default and the maximum.
+  if (options.max_bytes) {
+    if (options.size_bytes && options.max_bytes < options.size_bytes)
+      return Status::InvalidArgument("--pool-max-size " + std::to_string(options.max_bytes) +
+                                     " is below the new pool's size " +
+                                     std::to_string(options.size_bytes));
+    if (!options.size_bytes) c.size_bytes = std::min(c.size_bytes, options.max_bytes);
+    c.max_bytes = options.max_bytes;
+  }
   // Sizes are checked before the pool file exists: a refused command leaves nothing.
   if (volume_bytes) RETURN_IF_ERROR(RequireWholeBlocks(volume_bytes, c.block_size, "--size"));
   if (c.max_bytes) RETURN_IF_ERROR(RequireWholeBlocks(c.max_bytes, c.block_size, "--pool-max-size"));

@@ -129,6 +129,15 @@ class FirstDay(StackTestCase):
                   check=EXIT["usage"])
         self.assertOneLineError(r, "InvalidArgument")
         self.assertFalse(os.path.exists(self.path("bad.stk")))
+        # A maximum below the default initial size is kept, never raised to it
+        # (found in sitting 17: --pool-max-size 16M made a pool of at most 64 MiB).
+        small, raw = self.path("small.stk"), self.path("raw4m.img")
+        with open(raw, "wb") as f:
+            f.write(os.urandom(4 << 20))
+        stack("import", "-p", small, raw, "r", "--pool-max-size", "48M", check=0)
+        info = stack("--json", "pool", "info", small, check=0).json()
+        self.assertEqual(info["max_bytes"], 48 << 20, info)
+        self.assertLessEqual(info["size_bytes"], 48 << 20, info)
 
     # KDF choices ------------------------------------------------------------------
 
