@@ -31,6 +31,7 @@ struct ImageArgs {
   std::string pool_max = "64G";
   std::string format = "stored";
   std::string into, into_format = "auto", into_snapshot;
+  CLI::Option* into_opt = nullptr;  // given, even empty ("--into ''" is a mistake)
   std::string method = "auto";
   std::string platform = "linux/amd64";
   bool layer_snapshots = false;
@@ -206,6 +207,8 @@ Status ImportInto(ImageArgs& a, const CommandContext& ctx) {
 
 Status Import(ImageArgs& a, const CommandContext& ctx) {
   if (a.t.pool.empty()) return Status::InvalidArgument("--pool FILE (or STACK_POOL) is required");
+  if (a.into.empty() && a.into_opt && a.into_opt->count() > 0)
+    return Status::InvalidArgument("--into: the volume name is empty");
   if (!a.into.empty()) return ImportInto(a, ctx);
   if (!a.into_snapshot.empty() || a.into_format != "auto" || !a.t.key_file.empty())
     return Status::InvalidArgument("--snapshot, --format and --key-file go with --into VOLUME");
@@ -335,7 +338,8 @@ void RegisterImageCommands(CLI::App& app, CommandContext& ctx) {
                 "-k p.txt --snapshot after");
   AddPoolOption(im, a->t.pool, "Pool file");
   im->add_option("args", a->t.pos, "IMAGE_FILE VOLUME (IMAGE_FILE with --into)");
-  im->add_option("--into", a->into, "Existing volume to bring the image's changes into");
+  a->into_opt =
+      im->add_option("--into", a->into, "Existing volume to bring the image's changes into");
   im->add_option("--format", a->into_format,
                  "With --into: what the file holds: stored (as export --format stored), plain\n"
                  "(decrypted; needs -k) or auto (a LUKS header in the file: stored)")

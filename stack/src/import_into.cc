@@ -420,7 +420,8 @@ Result<ImportIntoReport> ImportInto(const ImportIntoOptions& o) {
           std::to_string(v.size_bytes()) + " bytes (import --into keeps the volume's size)");
     if (o.progress) o.progress->SetTotal(v.size_bytes());
     std::unique_ptr<BlockDevice> file = std::move(in);
-    if (!vol_head.empty()) file = std::make_unique<VolumeHead>(std::move(file), std::move(vol_head));
+    if (!vol_head.empty())
+      file = std::make_unique<VolumeHead>(std::move(file), std::move(vol_head));
     Merger m(*file, *raw, v, data_offset, plain, o.progress, rep, cc.get());
     if (pool->file_pool()) m.SkipFinalFlush();
     RETURN_IF_ERROR(m.Run());

@@ -58,6 +58,11 @@ CASES = [
     ("truncated-pool", ["volume", "list", "-p", "{truncated}"], "Corruption", None),
     ("not-ext4-image", ["fs", "ls", "--image", "{noise}"], "Corruption", None),
     ("odd-sized-image", ["import", *P, "{odd}", "imp"], "InvalidArgument", None),
+    # Sitting 17: a FIFO as the image hung in open(); an empty --into took the other usage.
+    ("fifo-import-source", ["import", *P, "{fifo}", "imp"], "InvalidArgument",
+     "not a regular file"),
+    ("import-into-empty", ["import", *P, "{stored}", "--into", ""], "InvalidArgument",
+     "--into: the volume name is empty"),
     ("truncated-luks-image", ["fs", "ls", "--image", "{cut_luks}", *K], "Corruption", None),
     # Names that do not exist.
     ("no-volume-fs-ls", ["fs", "ls", *P, "nope", *K], "NotFound", None),
@@ -301,6 +306,8 @@ class BadInput(StackTestCase):
         fx["odd"] = j("odd.bin")
         with open(fx["odd"], "wb") as f:
             f.write(os.urandom(1000))
+        fx["fifo"] = j("a-fifo")
+        os.mkfifo(fx["fifo"])
         fx["truncated"] = j("truncated.stk")
         with open(fx["pool"], "rb") as f, open(fx["truncated"], "wb") as g:
             g.write(f.read(4096 * 3))

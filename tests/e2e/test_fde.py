@@ -241,6 +241,23 @@ class Fde(StackTestCase):
         self.assertIn("warning", r.err)
         self.assertIn("aes-cbc-essiv:sha256", r.err)
 
+    def test_import_of_luks_cut_before_its_data_is_corruption(self):
+        """Found in sitting 17: a LUKS2 image truncated below its data segment
+        (cryptsetup: "Device is too small") was imported, to fail at first use."""
+        if not need("cryptsetup"):
+            self.skipTest("SKIPPED: cryptsetup not installed")
+        img = self.image("cut.img")  # 40 MiB, data segment at 16 MiB
+        key = write_pass(self.path("pass.txt"))
+        sh(f"cryptsetup luksFormat -q --type luks2 {' '.join(CS_FAST)} --key-file {key} {img}")
+        os.truncate(img, 8 << 20)
+        pool = self.path("p.stk")
+        stack("pool", "create", pool, "--size", "128M", check=0)
+        r = stack("import", "-p", pool, img, "vm", check=EXIT["corruption"])
+        self.assertOneLineError(r, "Corruption")
+        self.assertIn("past the end of the device", r.err)
+        r = stack("--json", "volume", "list", "-p", pool, check=0)
+        self.assertNotIn('"vm"', r.out, "a refused import left a volume")
+
     # -- defect 15: both header copies damaged --------------------------------
 
     def test_both_headers_damaged_says_what_each_was(self):

@@ -176,7 +176,10 @@ static Result<int> OpenFd(const std::string& path, int flags, const FileDeviceOp
 
 Result<std::unique_ptr<FileDevice>> FileDevice::Open(const std::string& path,
                                                      const FileDeviceOptions& opts) {
-  ASSIGN_OR_RETURN(int fd, OpenFd(path, opts.read_only ? O_RDONLY : O_RDWR, opts));
+  // O_NONBLOCK: a FIFO named here is refused below, never waited on for a
+  // writer; cleared again for the file or device it is.
+  ASSIGN_OR_RETURN(int fd, OpenFd(path, (opts.read_only ? O_RDONLY : O_RDWR) | O_NONBLOCK |
+                                            O_NOCTTY, opts));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     int e = errno;
@@ -190,6 +193,11 @@ Result<std::unique_ptr<FileDevice>> FileDevice::Open(const std::string& path,
   } else if (!S_ISREG(st.st_mode)) {
     ::close(fd);
     return Status::InvalidArgument(path + " is not a regular file or block device");
+  }
+  if (const int fl = ::fcntl(fd, F_GETFL); fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+    int e = errno;
+    ::close(fd);
+    return Status::FromErrno("fcntl " + path, e);
   }
   if (size % opts.block_size != 0) {
     ::close(fd);

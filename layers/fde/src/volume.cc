@@ -58,7 +58,14 @@ Status CheckKeyslotNumber(ContainerKind kind, int keyslot) {
 
 Status CheckOpenable(BlockDevice& dev, std::optional<int> keyslot) {
   ASSIGN_OR_RETURN(auto c, Container::Read(dev));
-  return c->CheckOpenable(keyslot);
+  RETURN_IF_ERROR(c->CheckOpenable(keyslot));
+  // A device cut short before its data segment (a truncated image) opens
+  // nowhere: cryptsetup says the device is too small, Open says Corruption.
+  if (c->DataOffset() > dev.size_bytes())
+    return Status::Corruption("the data segment starts at " + std::to_string(c->DataOffset()) +
+                              ", past the end of the device (" +
+                              std::to_string(dev.size_bytes()) + " bytes): truncated?");
+  return Status::Ok();
 }
 
 namespace {

@@ -135,7 +135,8 @@ Result<ContainerKind> Probe(BlockDevice& dev);
 // it too, before running any KDF). Errors:
 //   NotFound        no LUKS header; `keyslot` absent or inactive; no keyslot
 //                   to try (all priority 0).
-//   Corruption      the header is damaged (LUKS2: each copy's problem named).
+//   Corruption      the header is damaged (LUKS2: each copy's problem named),
+//                   or the device ends before the data segment starts.
 //   IoError         reading the header failed.
 //   InvalidArgument `keyslot` out of range for the version (CheckKeyslotNumber).
 //   Unsupported     naming what: data segment type or cipher (only crypt
