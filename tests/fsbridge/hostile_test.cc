@@ -58,6 +58,18 @@ std::set<std::string> Tree(const std::string& root) {
   return out;
 }
 
+// A 4 MiB image of `kind` (mke2fs -d, 1 KiB blocks) holding /f = "data".
+std::string OneFileImage(const TempDir& t, const std::string& kind) {
+  const std::string src = t.file("src-" + kind);
+  sfs::create_directories(src);
+  { std::ofstream(src + "/f") << "data"; }
+  const std::string img = t.file(kind + ".img");
+  std::string out;
+  REQUIRE(RunCommand("mke2fs -q -t " + kind + " -b 1024 -d " + src + " " + img + " 4M", &out) ==
+          0);
+  return img;
+}
+
 }  // namespace
 
 TEST_CASE("entry names: what is safe, and how any name is printed", "[fsbridge][hostile]") {
@@ -259,12 +271,8 @@ TEST_CASE("corrupt compressed tarballs are Corruption naming the archive", "[fsb
 TEST_CASE("a root that is not a directory, a file larger than ext4 allows: Corruption",
           "[fsbridge][hostile]") {
   TempDir t;
-  const std::string src = t.file("src");
-  sfs::create_directories(src);
-  { std::ofstream(src + "/f") << "data"; }
-  const std::string img = t.file("a.img");
+  const std::string img = OneFileImage(t, "ext4");
   std::string out;
-  REQUIRE(RunCommand("mke2fs -q -t ext4 -b 1024 -d " + src + " " + img + " 4M", &out) == 0);
   const std::string big = t.file("big.img");
   sfs::copy_file(img, big);
   // debugfs (the e2fsprogs oracle) makes the damage.
@@ -341,16 +349,10 @@ TEST_CASE("a tar member larger than an ext4 file holds is OutOfRange and the ima
 // block map itself.
 TEST_CASE("a tar export writes holes as holes whatever i_blocks claims", "[fsbridge][hostile]") {
   TempDir t;
-  const std::string src = t.file("src");
-  sfs::create_directories(src);
-  { std::ofstream(src + "/f") << "data"; }
-  const std::string img = t.file("a.img");
   std::string out;
   for (const char* kind : {"ext4", "ext2"}) {  // extent-mapped, block-mapped
     DYNAMIC_SECTION(kind) {
-      REQUIRE(RunCommand(std::string("mke2fs -q -t ") + kind + " -b 1024 -d " + src + " " + img +
-                             " 4M",
-                         &out) == 0);
+      const std::string img = OneFileImage(t, kind);
       REQUIRE(RunCommand("debugfs -w -R 'sif /f size 0x40000000' " + img, &out) == 0);
       REQUIRE(RunCommand("debugfs -w -R 'sif /f blocks 0x7fffffff' " + img, &out) == 0);
       auto o = Open(img);
