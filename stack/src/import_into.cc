@@ -110,12 +110,12 @@ class VolumeHead : public PassthroughDevice {
 // (its digest) and data segment. Returns the volume's header area (what
 // VolumeHead shows), and says in `*note` when the file's differs.
 Result<std::vector<uint8_t>> CheckSameContainer(BlockDevice& file, BlockDevice& volume,
+                                                const fde::HeaderInfo& v,
                                                 const ImportIntoOptions& o, std::string* note) {
   if (Status st = fde::CheckOpenable(file); !st.ok())
     return Status(st.code(), o.in_path + " holds a container this build cannot open: " +
                                  st.message());
   ASSIGN_OR_RETURN(fde::HeaderInfo f, fde::Dump(file));
-  ASSIGN_OR_RETURN(fde::HeaderInfo v, fde::Dump(volume));
   const std::string other = o.in_path + " holds another container than volume '" + o.volume + "'";
   if (f.kind != v.kind)
     return Status::InvalidArgument(other + " (" + KindText(f.kind) + ", the volume's is " +
@@ -350,8 +350,9 @@ Result<ImportIntoReport> ImportInto(const ImportIntoOptions& o) {
     ASSIGN_OR_RETURN(auto probe_dev, pool->OpenVolume(o.volume, true, "import --into"));
     ASSIGN_OR_RETURN(vol_kind, fde::Probe(*probe_dev));
     raw_size = probe_dev->size_bytes();
+    fde::HeaderInfo vh;  // the volume's header, when it has one
     if (vol_kind != fde::ContainerKind::kNone) {
-      ASSIGN_OR_RETURN(fde::HeaderInfo vh, fde::Dump(*probe_dev));
+      ASSIGN_OR_RETURN(vh, fde::Dump(*probe_dev));
       plain_size = vh.data_offset < raw_size ? raw_size - vh.data_offset : 0;
     }
     const bool luks_file = file_kind != fde::ContainerKind::kNone;
@@ -372,7 +373,7 @@ Result<ImportIntoReport> ImportInto(const ImportIntoOptions& o) {
                                      o.volume + "' is " + KindText(vol_kind) +
                                      ": a decrypted image is imported with --format plain -k PASS");
     if (!plain && vol_kind != fde::ContainerKind::kNone) {
-      ASSIGN_OR_RETURN(vol_head, CheckSameContainer(*in, *probe_dev, o, &head_note));
+      ASSIGN_OR_RETURN(vol_head, CheckSameContainer(*in, *probe_dev, vh, o, &head_note));
     }
   }
   rep.encryption = KindText(vol_kind);
