@@ -15,12 +15,63 @@ import time
 import unittest
 
 from images import FAST_KDF, debugfs_cat, e2fsck_clean, make_tree, write_pass
-from stacktest import EXIT, StackTestCase, main, sanitizer, sh, stack
+from stacktest import EXIT, StackTestCase, main, sanitizer
+from stacktest import sh as _sh
+from stacktest import stack as _stack
 
 SRC = os.environ.get("STACK_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 TOOL = os.path.join(SRC, "scripts", "ceph-test-cluster")
 
-CLUSTER = {"dir": None, "conf": None, "skip": None}
+CLUSTER = {"dir": None, "conf": None, "skip": None, "hung": None}
+
+# Every command of this module ends within this many seconds on a live cluster
+# (the slowest, a build, takes a few). Without a bound, a cluster that stops
+# answering hangs `rbd` (no timeout of its own) until ctest kills the module
+# and nothing says why; with one, the test fails with the cluster's state and
+# the tests after it fail at once, naming the first.
+CALL_TIMEOUT = 240
+
+
+def cluster_state():
+    """What the cluster and the host looked like, for a failure message."""
+    lines = []
+    for cmd in (["ceph", "-s", "--connect-timeout", "10"], ["ceph", "osd", "dump"],
+                ["free", "-m"], ["df", "-h", CLUSTER["dir"] or "/tmp"]):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            lines.append(f"$ {' '.join(cmd)}\n{r.stdout}{r.stderr}")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            lines.append(f"$ {' '.join(cmd)}: {e}")
+    logs = os.path.join(CLUSTER["dir"] or "", "log")
+    if CLUSTER["dir"] and os.path.isdir(logs):
+        for name in sorted(os.listdir(logs)):
+            with open(os.path.join(logs, name), "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 3000))
+                lines.append(f"--- tail of {name}\n" + f.read().decode(errors="replace"))
+    return "\n".join(lines)
+
+
+def bounded(what, fn):
+    try:
+        return fn()
+    except subprocess.TimeoutExpired as e:
+        CLUSTER["hung"] = f"{what} did not end within {e.timeout:.0f} s"
+        raise AssertionError(CLUSTER["hung"] + "\n" + cluster_state()) from None
+
+
+def stack(*args, timeout=None, **kw):
+    return bounded("stack " + " ".join(map(str, args[:4])),
+                   lambda: _stack(*args, timeout=timeout or CALL_TIMEOUT, **kw))
+
+
+def sh(cmd, check=True, timeout=None, **kw):
+    return bounded(cmd, lambda: _sh(cmd, check=check, timeout=timeout or CALL_TIMEOUT, **kw))
+
+
+def run(cmd, timeout=None, **kw):
+    """subprocess.run, bounded."""
+    return bounded(" ".join(map(str, cmd[:4])),
+                   lambda: subprocess.run(cmd, timeout=timeout or CALL_TIMEOUT, **kw))
 
 
 def sha256(path):
@@ -80,6 +131,8 @@ class Rbd(StackTestCase):
     def setUp(self):
         if CLUSTER["skip"]:
             self.skipTest(CLUSTER["skip"])
+        if CLUSTER["hung"]:
+            self.fail("the Ceph test cluster stopped answering earlier: " + CLUSTER["hung"])
         super().setUp()
         os.environ["CEPH_CONF"] = CLUSTER["conf"]
         self.ns = self.id().split(".")[-1].replace("test_", "")[:40]
@@ -89,16 +142,16 @@ class Rbd(StackTestCase):
         self.tree = make_tree(self.path("tree"))
 
     def rbd(self, *args):
-        r = subprocess.run(["rbd", *args, "--pool", "stack", "--namespace", self.ns],
-                           capture_output=True, text=True, check=True)
+        r = run(["rbd", *args, "--pool", "stack", "--namespace", self.ns],
+                capture_output=True, text=True, check=True)
         return r.stdout
 
     def rbd_json(self, *args):
         return json.loads(self.rbd(*args, "--format", "json"))
 
     def rbd_export(self, spec, out):
-        subprocess.run(["rbd", "export", f"stack/{self.ns}/{spec}", out], capture_output=True,
-                       check=True)
+        run(["rbd", "export", f"stack/{self.ns}/{spec}", out], capture_output=True,
+            check=True)
         return out
 
     def build(self, vol, *extra, snap="v1"):
@@ -152,16 +205,16 @@ class Rbd(StackTestCase):
         # qemu-img dd reads every block: `convert` trusts the rbd driver's
         # block status, which (QEMU 7.2) ignores the LUKS2 header's offset
         # and reads written ranges as holes.
-        subprocess.run(["qemu-img", "dd", "-O", "raw", "--object",
-                        f"secret,id=sec0,file={self.key}", "--image-opts", f"if={opts}",
-                        f"of={theirs}", "bs=1M"], capture_output=True, check=True, timeout=120)
+        run(["qemu-img", "dd", "-O", "raw", "--object",
+            f"secret,id=sec0,file={self.key}", "--image-opts", f"if={opts}",
+            f"of={theirs}", "bs=1M"], capture_output=True, check=True, timeout=120)
         # Every sector we wrote decrypts alike. A sector never written (a
         # hole in the image, all zero ciphertext) reads as zeros through our
         # layer (spec/fde.md "Never-written sectors") and as the cipher's
         # noise through dm-crypt and QEMU: only the written ones compare.
         stored = self.rbd_export("q", self.path("stored.img"))
-        dump = subprocess.run(["cryptsetup", "luksDump", stored], capture_output=True,
-                              text=True, check=True).stdout
+        dump = run(["cryptsetup", "luksDump", stored], capture_output=True,
+                   text=True, check=True).stdout
         offset = int(re.search(r"offset:\s*(\d+) \[bytes\]", dump.split("Data segments:")[1])
                      .group(1))
         bs, written, zero = 4096, 0, bytes(4096)
@@ -476,8 +529,8 @@ class Rbd(StackTestCase):
             self.assertEqual(r.rc, EXIT["busy"], r.err)
             self.assertEqual(self.rbd_json("ls"), ["pl"])
         finally:
-            tar = subprocess.run(["tar", "-C", self.tree, "-cf", "-", "etc"],
-                                 capture_output=True, check=True).stdout
+            tar = run(["tar", "-C", self.tree, "-cf", "-", "etc"],
+                      capture_output=True, check=True).stdout
             _, err = first.communicate(tar, timeout=120)
         self.assertEqual(first.returncode, 0, err)
 
@@ -517,19 +570,19 @@ class Rbd(StackTestCase):
               check=0, timeout=120)
         try:
             img = self.rbd_export("c", self.path("c.img"))
-            r = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "raw",
-                                f"nbd+unix:///c?socket={sock}", img], capture_output=True,
-                               text=True, timeout=120)
+            r = run(["qemu-img", "compare", "-f", "raw", "-F", "raw",
+                    f"nbd+unix:///c?socket={sock}", img], capture_output=True,
+                    text=True, timeout=120)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             # A discard smaller than librbd's 64 KiB unit reads back as zeros
             # (RbdDevice promises it; librbd's default skipped such discards
             # and the old bytes came back), the bytes around it unchanged.
             uri = f"nbd+unix:///c?socket={sock}"
-            r = subprocess.run(["qemu-io", "-f", "raw", "-c", "write -P 0xa5 0 256k",
-                                "-c", "flush", "-c", "discard 4k 8k", "-c", "flush",
-                                "-c", "read -P 0 4k 8k", "-c", "read -P 0xa5 0 4k",
-                                "-c", "read -P 0xa5 12k 244k", uri],
-                               capture_output=True, text=True, timeout=120)
+            r = run(["qemu-io", "-f", "raw", "-c", "write -P 0xa5 0 256k",
+                    "-c", "flush", "-c", "discard 4k 8k", "-c", "flush",
+                    "-c", "read -P 0 4k 8k", "-c", "read -P 0xa5 0 4k",
+                    "-c", "read -P 0xa5 12k 244k", uri],
+                    capture_output=True, text=True, timeout=120)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
             self.assertNotIn("Pattern verification failed", r.stdout + r.stderr)
             self.assertNotIn("failed", r.stdout + r.stderr)
@@ -647,8 +700,8 @@ class Rbd(StackTestCase):
     def test_image_we_did_not_make_opens_read_only(self):
         self.build("gold", "-k", self.key, *FAST_KDF)
         img = self.rbd_export("gold@v1", self.path("gold.luks"))
-        subprocess.run(["rbd", "import", img, f"stack/{self.ns}/foreign"], capture_output=True,
-                       check=True)
+        run(["rbd", "import", img, f"stack/{self.ns}/foreign"], capture_output=True,
+            check=True)
         listed = {e["name"]: e for e in stack("--json", "volume", "list", "-p", self.pool,
                                               check=0).json()}
         self.assertEqual(listed["foreign"]["kind"], "volume")
@@ -687,21 +740,21 @@ class Rbd(StackTestCase):
             out.write("committed\n")
         stack("fs", "put", "-p", self.pool, "vm", f, "/x.txt", check=0)
         before = sha256(self.rbd_export("vm@v1", self.path("v1.img")))
-        tar = subprocess.run(["tar", "-C", self.tree, "-cf", "-", "."], capture_output=True,
-                             check=True).stdout
+        tar = run(["tar", "-C", self.tree, "-cf", "-", "."], capture_output=True,
+                  check=True).stdout
         # The configured op timeout (Ceph's own option) is what bounds the wait.
         env = dict(os.environ, CEPH_ARGS="--rados_osd_op_timeout 2 --rados_mon_op_timeout 2")
         build = subprocess.Popen([os.environ["STACK_BIN"], "build", "-p", self.pool, "b2",
                                   "--from", "-", "--size", "64M", "--no-encrypt"],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, env=env)
-        run = os.path.join(CLUSTER["dir"], "run")
+        piddir = os.path.join(CLUSTER["dir"], "run")
         try:
             deadline = time.monotonic() + 60
             while ".build-b2" not in self.rbd_json("ls"):
                 self.assertLess(time.monotonic(), deadline, "the build never made its image")
                 time.sleep(0.2)
-            with open(os.path.join(run, "osd.0.pid")) as p:
+            with open(os.path.join(piddir, "osd.0.pid")) as p:
                 osd = int(p.read())
             os.kill(osd, 15)
             while os.path.exists(f"/proc/{osd}"):
