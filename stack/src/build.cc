@@ -80,6 +80,8 @@ Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphr
   rep.encrypted = o.encrypt;
   ASSIGN_OR_RETURN(auto pool,
                    OpenOrCreatePool(o.pool_path, o.new_pool, o.size_bytes, &rep.created_pool));
+  CreatedPoolUndo undo;  // a failed build leaves no pool it made
+  if (rep.created_pool) undo.Arm(o.pool_path);
   // Read-only commands on the pool are answered by this build until it
   // returns (destroyed before `pool`).
   auto server = ServeWhileHolding(pool, o.pool_path);
@@ -105,6 +107,7 @@ Result<BuildReport> BuildImage(const BuildOptions& o, const fde::Secret* passphr
   }));
   if (!o.snapshot.empty()) rep.snapshot = o.volume + "@" + o.snapshot;
   rep.seconds = Seconds() - t0;
+  undo.Keep();
   return rep;
 }
 

@@ -1,6 +1,9 @@
 // OpenPool (see stack/open_pool.h).
 #include "stack/open_pool.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 
@@ -68,6 +71,20 @@ Result<std::shared_ptr<VolumeStore>> OpenOrCreatePool(const std::string& path,
   *created = true;
   return std::shared_ptr<VolumeStore>(
       std::make_shared<PoolVolumeStore>(std::shared_ptr<pool::Pool>(std::move(pool)), path));
+}
+
+void CreatedPoolUndo::Arm(const std::string& path) {
+  struct stat st {};
+  if (IsRbdPool(path) || ::lstat(path.c_str(), &st) != 0) return;
+  path_ = path;
+  dev_ = st.st_dev;
+  ino_ = st.st_ino;
+}
+
+CreatedPoolUndo::~CreatedPoolUndo() {
+  struct stat st {};
+  if (path_.empty() || ::lstat(path_.c_str(), &st) != 0) return;
+  if (st.st_dev == dev_ && st.st_ino == ino_) ::unlink(path_.c_str());
 }
 
 }  // namespace stack::compose

@@ -9,18 +9,19 @@ namespace stack::compose {
 
 Result<CopyReport> CopySparse(BlockDevice& src, BlockDevice& dst, const CopyOptions& opts) {
   const uint64_t size = src.size_bytes();
-  if (dst.size_bytes() < size) {
-    return Status::InvalidArgument(dst.describe() + " (" + std::to_string(dst.size_bytes()) +
-                                   " bytes) is smaller than " + src.describe() + " (" +
-                                   std::to_string(size) + " bytes)");
-  }
   const uint64_t unit = std::max<uint64_t>(src.block_size(), dst.block_size());
   if (unit % src.block_size() || unit % dst.block_size()) {
     return Status::InvalidArgument("block sizes " + std::to_string(src.block_size()) + " and " +
                                    std::to_string(dst.block_size()) + " are incompatible");
   }
-  if (size % unit) {
-    return Status::InvalidArgument("source size is not a multiple of " + std::to_string(unit));
+  // A source that ends inside a unit is copied with its last unit padded by
+  // zeros (an imported image of 1536 bytes into a pool of 4096-byte blocks).
+  const uint64_t padded = (size + unit - 1) / unit * unit;
+  if (dst.size_bytes() < padded) {
+    return Status::InvalidArgument(dst.describe() + " (" + std::to_string(dst.size_bytes()) +
+                                   " bytes) is smaller than " + src.describe() + " (" +
+                                   std::to_string(size) + " bytes, " + std::to_string(padded) +
+                                   " in whole " + std::to_string(unit) + "-byte blocks)");
   }
   const bool skip_zero = opts.dst_reads_zero.value_or(dst.capabilities().unwritten_reads_zero);
   const uint64_t chunk = std::max(unit, opts.chunk_bytes / unit * unit);
@@ -39,11 +40,13 @@ Result<CopyReport> CopySparse(BlockDevice& src, BlockDevice& dst, const CopyOpti
     for (const Extent& e0 : *ext) {
       // Widen to the common unit.
       uint64_t s = e0.offset / unit * unit;
-      uint64_t end = std::min(size, (e0.end() + unit - 1) / unit * unit);
+      uint64_t end = std::min(padded, (e0.end() + unit - 1) / unit * unit);
       for (uint64_t off = s; off < end;) {
         const uint64_t n = std::min(chunk, end - off);
         std::span<uint8_t> b(buf.data(), n);
-        RETURN_IF_ERROR(src.Read(off, b).WithContext("read " + src.describe()));
+        const uint64_t have = std::min(n, size - off);  // whole source blocks
+        RETURN_IF_ERROR(src.Read(off, b.first(have)).WithContext("read " + src.describe()));
+        std::fill(b.begin() + static_cast<std::ptrdiff_t>(have), b.end(), uint8_t{0});
         rep.allocated_bytes += n;
         // Write maximal runs of non-zero units; skip (or zero) zero units.
         uint64_t i = 0;

@@ -283,7 +283,14 @@ Result<ImportReport> ImportImage(const ImportOptions& o) {
   FileDeviceOptions fo;
   fo.block_size = 512;
   fo.read_only = true;
+  fo.zero_pad_tail = true;  // the volume is the image rounded up to whole blocks
   ASSIGN_OR_RETURN(auto in, FileDevice::Open(o.in_path, fo));
+  // A volume of no size cannot exist (volume create --size 0 is refused);
+  // an empty name here is a mistake, or a file that only says it is empty
+  // (/proc).
+  if (in->size_bytes() == 0) {
+    return Status::InvalidArgument(o.in_path + " is empty (0 bytes): there is no image to import");
+  }
   ASSIGN_OR_RETURN(fde::ContainerKind kind, fde::Probe(*in));
   ImportReport rep;
   rep.volume = o.volume;
@@ -300,6 +307,8 @@ Result<ImportReport> ImportImage(const ImportOptions& o) {
     }
   }
   ASSIGN_OR_RETURN(auto pool, OpenOrCreatePool(o.pool_path, o.new_pool, 0, &rep.created_pool));
+  CreatedPoolUndo undo;  // a failed import leaves no pool it made
+  if (rep.created_pool) undo.Arm(o.pool_path);
   auto server = ServeWhileHolding(pool, o.pool_path);  // until the import returns
   const uint64_t unit = pool->block_size();
   rep.size_bytes = (in->size_bytes() + unit - 1) / unit * unit;
@@ -313,6 +322,7 @@ Result<ImportReport> ImportImage(const ImportOptions& o) {
                                                    CopySparseBehind(*in, std::move(vol), co));
                                   return Status::Ok();
                                 }));
+  undo.Keep();
   return rep;
 }
 

@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <fstream>
 
@@ -27,6 +28,27 @@ TEST_CASE("FileDevice open and create errors") {
   FileDeviceOptions bad;
   bad.block_size = 1000;
   CHECK(CodeOf(FileDevice::Open(dir.file("a"), bad)) == Code::kInvalidArgument);
+}
+
+TEST_CASE("FileDevice zero_pad_tail takes a partial last block, read-only, as zeros") {
+  TempDir dir;
+  {
+    std::ofstream f(dir.file("odd"));
+    f << "12345";
+  }
+  FileDeviceOptions o;
+  o.block_size = 512;
+  o.zero_pad_tail = true;
+  // Writable: the padding could not be written back as it reads.
+  CHECK(CodeOf(FileDevice::Open(dir.file("odd"), o)) == Code::kInvalidArgument);
+  o.read_only = true;
+  auto d = FileDevice::Open(dir.file("odd"), o);
+  REQUIRE_OK(d);
+  CHECK((*d)->size_bytes() == 512);
+  std::vector<uint8_t> b(512, 0xff);
+  REQUIRE_OK((*d)->Read(0, b));
+  CHECK(std::string(b.begin(), b.begin() + 5) == "12345");
+  CHECK(std::all_of(b.begin() + 5, b.end(), [](uint8_t c) { return c == 0; }));
 }
 
 TEST_CASE("FileDevice exclusive lock makes a second opener Busy") {

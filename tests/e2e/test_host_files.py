@@ -428,5 +428,53 @@ class HostFiles(StackTestCase):
         stack("pool", "check", self.pool, check=0)
 
 
+    def test_import_of_any_size_rounds_up_with_zeros(self):
+        # spec/composition.md "Sizes": the volume is the image rounded up to
+        # whole pool blocks, the tail reading as zeros. Sizes below, at and
+        # across the 512-byte and the 4096-byte boundaries.
+        for n in (1, 1000, 1536, 4095, 4097, 9000):
+            with self.subTest(size=n):
+                src = self.path(f"odd{n}.bin")
+                data = os.urandom(n)
+                with open(src, "wb") as f:
+                    f.write(data)
+                rep = stack("--json", "import", "-p", self.pool, src, f"odd{n}", check=0).json()
+                want = (n + 4095) // 4096 * 4096
+                self.assertEqual((rep["size_bytes"], rep["detected"]), (want, "plain"), rep)
+                out = self.path(f"odd{n}.img")
+                stack("export", "-p", self.pool, f"odd{n}", out, check=0)
+                with open(out, "rb") as f:
+                    self.assertEqual(f.read(), data + bytes(want - n))
+        stack("pool", "check", self.pool, check=0)
+
+    def test_failed_import_or_build_leaves_no_pool_it_made(self):
+        # The pool is made on demand, then the command runs out of room: the
+        # retry must not meet AlreadyExists nor an empty pool.
+        big = self.path("big.img")
+        with open(big, "wb") as f:
+            f.write(os.urandom(24 << 20))
+        fresh = self.path("new.stk")
+        r = stack("import", "-p", fresh, big, "big", "--pool-max-size", "16M",
+                  check=EXIT["nospace"])
+        self.assertErrorCode(r, ["NoSpace"])
+        self.assertFalse(os.path.lexists(fresh), os.listdir(self.tmp))
+        self.assertFalse(os.path.lexists(fresh + ".holder"))
+        tree = self.path("bigtree")
+        os.makedirs(tree)
+        os.link(big, os.path.join(tree, "big.bin"))
+        r = stack("build", "-p", fresh, "vm", "--from", tree, "--size", "64M", "--no-encrypt",
+                  "--pool-max-size", "16M", check=EXIT["nospace"])
+        self.assertErrorCode(r, ["NoSpace"])
+        self.assertFalse(os.path.lexists(fresh), os.listdir(self.tmp))
+        # A pool that was there before a failed command stays, with what it held.
+        r = stack("import", "-p", self.pool, self.path("absent.img"), "x",
+                  check=EXIT["notfound"])
+        self.assertEqual(sorted(e["name"] for e in stack(
+            "--json", "volume", "list", "-p", self.pool, check=0).json()), ["base"])
+        # The retry with room succeeds.
+        rep = stack("--json", "import", "-p", fresh, big, "big", check=0).json()
+        self.assertTrue(rep["created_pool"])
+
+
 if __name__ == "__main__":
     main()

@@ -199,7 +199,9 @@ Result<std::unique_ptr<FileDevice>> FileDevice::Open(const std::string& path,
     ::close(fd);
     return Status::FromErrno("fcntl " + path, e);
   }
-  if (size % opts.block_size != 0) {
+  if (size % opts.block_size != 0 && opts.zero_pad_tail && opts.read_only) {
+    size += opts.block_size - size % opts.block_size;  // PreadFull reads zeros past the end
+  } else if (size % opts.block_size != 0) {
     ::close(fd);
     return Status::InvalidArgument(path + " size " + std::to_string(size) +
                                    " is not a multiple of block size " +

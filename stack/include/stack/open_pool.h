@@ -54,4 +54,26 @@ Result<std::shared_ptr<VolumeStore>> OpenOrCreatePool(const std::string& path,
                                                       const NewPoolOptions& options,
                                                       uint64_t volume_bytes, bool* created);
 
+// Removes the pool file a command created (OpenOrCreatePool, `*created`)
+// when the command fails, so the retry meets neither AlreadyExists nor an
+// empty pool. Declare it after the store it guards: destroyed first, it
+// unlinks the file while the command still holds the pool's lock (no other
+// writer can have used it), and only while the path still names the file
+// that was created (same device and inode).
+class CreatedPoolUndo {
+ public:
+  CreatedPoolUndo() = default;
+  ~CreatedPoolUndo();
+  CreatedPoolUndo(const CreatedPoolUndo&) = delete;
+  CreatedPoolUndo& operator=(const CreatedPoolUndo&) = delete;
+  // Arms the undo for the pool file at `path` (does nothing for an RBD pool).
+  void Arm(const std::string& path);
+  // The command succeeded: the pool stays.
+  void Keep() { path_.clear(); }
+
+ private:
+  std::string path_;
+  uint64_t dev_ = 0, ino_ = 0;
+};
+
 }  // namespace stack::compose

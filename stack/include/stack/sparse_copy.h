@@ -43,8 +43,10 @@ struct CopyReport {
 };
 
 // Copies all of src into the start of dst and flushes dst (opts.flush).
-// InvalidArgument if dst is smaller than src or the block sizes do not
-// divide each other; errors from either device are returned with context.
+// A source that ends inside a block of the larger block size is copied with
+// zeros to the end of that block. InvalidArgument if dst is smaller than
+// that or the block sizes do not divide each other; errors from either
+// device are returned with context.
 Result<CopyReport> CopySparse(BlockDevice& src, BlockDevice& dst, const CopyOptions& opts = {});
 
 }  // namespace stack::compose

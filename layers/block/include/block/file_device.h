@@ -44,6 +44,10 @@ struct FileDeviceOptions {
   // A background fdatasync that fails fails every later Flush (the error is
   // reported once per open file, and the pages may be lost). 0 = off.
   uint64_t flush_behind_bytes = 0;
+  // Read-only: a file whose size is not whole blocks is taken with its size
+  // rounded up to the next block, the bytes past its end reading as zeros
+  // (import takes an image of any size). Without it such a file is refused.
+  bool zero_pad_tail = false;
 };
 
 // Starts writeback of [offset, offset + length) of fd (sync_file_range
@@ -53,7 +57,7 @@ void StartWriteback(int fd, uint64_t offset, uint64_t length);
 class FileDevice : public BlockDevice {
  public:
   // Opens an existing file. NotFound if absent; InvalidArgument if its size
-  // is not a multiple of the block size.
+  // is not a multiple of the block size (unless zero_pad_tail).
   static Result<std::unique_ptr<FileDevice>> Open(const std::string& path,
                                                   const FileDeviceOptions& opts = {});
   // Creates a new sparse file of size_bytes (a multiple of the block size).
