@@ -26,42 +26,101 @@ struct Piece {
   bool hole() const { return pblk == 0; }
 };
 
-// The pieces of an extent-mapped file of `size` bytes, each at most
-// kReadRunBytes; nullopt when the map is not one this reader trusts (then
-// ext2fs_file_read reads the file).
+// The pieces of a file in order, merged where they continue each other and
+// cut in runs of at most kReadRunBytes.
+class PieceList {
+ public:
+  explicit PieceList(uint64_t bs) : bs_(bs) {}
+  void Add(uint64_t pblk, uint64_t bytes) {
+    if (!out_.empty() && out_.back().bytes < kReadRunBytes) {
+      Piece& last = out_.back();
+      const bool joins =
+          pblk == 0 ? last.hole() : (!last.hole() && last.pblk + last.bytes / bs_ == pblk);
+      if (joins) {
+        const uint64_t take = std::min(bytes, kReadRunBytes - last.bytes);
+        last.bytes += take;
+        bytes -= take;
+        if (pblk) pblk += take / bs_;
+      }
+    }
+    while (bytes) {
+      const uint64_t take = std::min(bytes, kReadRunBytes);
+      out_.push_back(Piece{pblk, take});
+      bytes -= take;
+      if (pblk) pblk += take / bs_;
+    }
+  }
+  // Ends the list at `size` bytes: a hole up to the last block, whose end
+  // past i_size is cut. False if the pieces do not reach the last block.
+  bool Finish(uint64_t next_block, uint64_t nblocks, uint64_t size) {
+    if (next_block < nblocks) Add(0, (nblocks - next_block) * bs_);
+    const uint64_t over = nblocks * bs_ - size;
+    if (over) {
+      if (out_.empty() || out_.back().bytes <= over) return false;
+      out_.back().bytes -= over;
+    }
+    return true;
+  }
+  std::vector<Piece> Take() { return std::move(out_); }
+
+ private:
+  uint64_t bs_;
+  std::vector<Piece> out_;
+};
+
+// The pieces of a block-mapped (ext2/ext3) file, from its block map: holes
+// are known without reading them (a hostile i_size of terabytes over a few
+// mapped blocks costs no more than those blocks). nullopt when the map is
+// not one to follow.
+std::optional<std::vector<Piece>> BlockMappedPieces(const FsContext& c, uint32_t ino,
+                                                    uint64_t size) {
+  ext2_filsys fs = c.fs;
+  const uint64_t bs = fs->blocksize;
+  struct Walk {
+    PieceList list;
+    uint64_t bs, nblocks, first, fs_blocks;
+    uint64_t next = 0;  // next logical block not yet covered
+    bool bad = false;
+  } w{PieceList(bs), bs, (size + bs - 1) / bs, fs->super->s_first_data_block,
+      ext2fs_blocks_count(fs->super)};
+  auto cb = [](ext2_filsys, blk64_t* blk, e2_blkcnt_t n, blk64_t, int, void* p) -> int {
+    auto* w = static_cast<Walk*>(p);
+    if (n < 0) return 0;  // an indirect block: metadata
+    const uint64_t lblk = uint64_t(n);
+    if (lblk >= w->nblocks) return BLOCK_ABORT;  // in logical order: the rest is past the end
+    if (lblk < w->next || *blk < w->first || *blk >= w->fs_blocks) {
+      w->bad = true;
+      return BLOCK_ABORT;
+    }
+    if (lblk > w->next) w->list.Add(0, (lblk - w->next) * w->bs);
+    w->list.Add(*blk, w->bs);
+    w->next = lblk + 1;
+    return 0;
+  };
+  const errcode_t e = ext2fs_block_iterate3(fs, ino, BLOCK_FLAG_READ_ONLY | BLOCK_FLAG_DATA_ONLY,
+                                            nullptr, cb, &w);
+  if (e || w.bad || !w.list.Finish(w.next, w.nblocks, size)) return std::nullopt;
+  return w.list.Take();
+}
+
+// The pieces of a file of `size` bytes (extent- or block-mapped), each at
+// most kReadRunBytes; nullopt when the map is not one this reader trusts, or
+// the data is inline (then ext2fs_file_read reads the file).
 Result<std::optional<std::vector<Piece>>> PiecesOf(const FsContext& c, uint32_t ino,
                                                    InodeBuf* inode, uint64_t size,
                                                    const std::string& path) {
   using Out = std::optional<std::vector<Piece>>;
   ext2_filsys fs = c.fs;
   const ext2_inode_large* i = inode->large();
-  if (!(i->i_flags & EXT4_EXTENTS_FL) || (i->i_flags & EXT4_INLINE_DATA_FL)) return Out();
+  if (i->i_flags & EXT4_INLINE_DATA_FL) return Out();
+  if (!(i->i_flags & EXT4_EXTENTS_FL)) return BlockMappedPieces(c, ino, size);
   const uint64_t bs = fs->blocksize;
   const uint64_t nblocks = (size + bs - 1) / bs;
   const uint64_t fs_blocks = ext2fs_blocks_count(fs->super);
   ExtentHandle h;
   errcode_t e = ext2fs_extent_open2(fs, ino, inode->small(), &h.h);
   if (e) return c.Err(e, "reading extents of", path);
-  std::vector<Piece> out;
-  auto add = [&](uint64_t pblk, uint64_t bytes) {
-    // Merge with the previous piece when it continues it, then cut in runs.
-    if (!out.empty() && out.back().bytes < kReadRunBytes) {
-      Piece& last = out.back();
-      const bool joins = pblk == 0 ? last.hole() : (!last.hole() && last.pblk + last.bytes / bs == pblk);
-      if (joins) {
-        const uint64_t take = std::min(bytes, kReadRunBytes - last.bytes);
-        last.bytes += take;
-        bytes -= take;
-        if (pblk) pblk += take / bs;
-      }
-    }
-    while (bytes) {
-      const uint64_t take = std::min(bytes, kReadRunBytes);
-      out.push_back(Piece{pblk, take});
-      bytes -= take;
-      if (pblk) pblk += take / bs;
-    }
-  };
+  PieceList out(bs);
   uint64_t next = 0;  // next logical block not yet covered
   uint64_t leaves = 0;
   ext2fs_extent x;
@@ -77,21 +136,16 @@ Result<std::optional<std::vector<Piece>>> PiecesOf(const FsContext& c, uint32_t 
         x.e_pblk >= fs_blocks || x.e_len > fs_blocks - x.e_pblk)
       return Out();
     if (x.e_lblk >= nblocks) continue;  // preallocated past the end
-    if (x.e_lblk > next) add(0, (x.e_lblk - next) * bs);
+    if (x.e_lblk > next) out.Add(0, (x.e_lblk - next) * bs);
     const uint64_t len = std::min<uint64_t>(x.e_len, nblocks - x.e_lblk);
-    add((x.e_flags & EXT2_EXTENT_FLAGS_UNINIT) ? 0 : x.e_pblk, len * bs);
+    out.Add((x.e_flags & EXT2_EXTENT_FLAGS_UNINIT) ? 0 : x.e_pblk, len * bs);
     next = x.e_lblk + len;
   }
   if (e != EXT2_ET_EXTENT_NO_NEXT && e != EXT2_ET_EXTENT_NO_DOWN)
     return c.Err(e, "reading extents of", path);
-  if (next < nblocks) add(0, (nblocks - next) * bs);
   // The last piece ends at i_size, not at its block's end.
-  const uint64_t over = nblocks * bs - size;
-  if (over) {
-    if (out.back().bytes <= over) return Out();  // cannot happen: the last block is in it
-    out.back().bytes -= over;
-  }
-  return Out(std::move(out));
+  if (!out.Finish(next, nblocks, size)) return Out();  // cannot happen: the last block is in it
+  return Out(out.Take());
 }
 
 // libext2fs's own reader, a block at a time (the fallback).
@@ -142,6 +196,15 @@ Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
     return Status::Corruption(path + ": size " + std::to_string(size) +
                               " is larger than a file of this file system can be (" +
                               std::to_string(max_size) + "): run e2fsck");
+  // A block map addresses 12 direct blocks and three levels of indirect ones.
+  if (!(inode.large()->i_flags & (EXT4_EXTENTS_FL | EXT4_INLINE_DATA_FL))) {
+    const uint64_t a = c.fs->blocksize / 4;
+    const uint64_t max_mapped = std::min(max_size, (12 + a + a * a + a * a * a) * c.fs->blocksize);
+    if (size > max_mapped)
+      return Status::Corruption(path + ": size " + std::to_string(size) +
+                                " is larger than its block map can address (" +
+                                std::to_string(max_mapped) + "): run e2fsck");
+  }
   if (size == 0) return Status::Ok();
   ASSIGN_OR_RETURN(auto pieces, PiecesOf(c, ino, &inode, size, path));
   if (!pieces) return ReadByFile(c, ino, path, size, sink);
