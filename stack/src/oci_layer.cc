@@ -8,7 +8,9 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <vector>
 
+#include "fsbridge/gzip_stream.h"
 #include "oci_blob.h"
 
 #include "sha256.h"
@@ -67,17 +69,58 @@ Status LayerReader::Error(archive* a, const std::string& what) {
   return Status::Corruption(layer_.label + ": " + what + ": " + (m ? m : "error"));
 }
 
+namespace {
+
+// A layer's stored bytes, the first ones read ahead to tell gzip; gzip is
+// decoded here (fsbridge::GzipStream checks every member's CRC-32 and
+// length, which libarchive's gzip filter does not), anything else passed on.
+class GzipChecked : public ByteSource {
+ public:
+  static Result<std::unique_ptr<GzipChecked>> Open(std::unique_ptr<ByteSource> in,
+                                                  const std::string& label) {
+    std::unique_ptr<GzipChecked> g(new GzipChecked(std::move(in)));
+    while (g->head_.size() < 2) {
+      ASSIGN_OR_RETURN(auto d, g->in_->Next());
+      if (d.empty()) break;
+      g->head_.insert(g->head_.end(), d.begin(), d.end());
+    }
+    if (fsbridge::IsGzip(g->head_))
+      g->gz_ = std::make_unique<fsbridge::GzipStream>(label, [p = g.get()] { return p->Raw(); });
+    return g;
+  }
+  Result<std::span<const uint8_t>> Next() override { return gz_ ? gz_->Next() : Raw(); }
+  uint64_t SizeHint() const override { return in_->SizeHint(); }
+
+ private:
+  explicit GzipChecked(std::unique_ptr<ByteSource> in) : in_(std::move(in)) {}
+  // The stored bytes: the ones read ahead, then the rest.
+  Result<std::span<const uint8_t>> Raw() {
+    if (!head_given_) {
+      head_given_ = true;
+      if (!head_.empty()) return std::span<const uint8_t>(head_);
+    }
+    return in_->Next();
+  }
+  std::unique_ptr<ByteSource> in_;
+  std::vector<uint8_t> head_;
+  bool head_given_ = false;
+  std::unique_ptr<fsbridge::GzipStream> gz_;
+};
+
+}  // namespace
+
 Result<std::unique_ptr<LayerReader>> LayerReader::Open(std::unique_ptr<ByteSource> stored,
                                                        const Layer& layer, Spool* spool) {
   if (!layer.digest.empty())
     stored = Verified(std::move(stored), layer.digest, layer.size, layer.label);
-  std::unique_ptr<LayerReader> r(new LayerReader(std::move(stored), layer));
+  ASSIGN_OR_RETURN(auto checked, GzipChecked::Open(std::move(stored), layer.label));
+  std::unique_ptr<LayerReader> r(new LayerReader(std::move(checked), layer));
   r->sink_ = std::make_unique<PlainSink>(spool);
   r->raw_ = archive_read_new();
   r->tar_ = archive_read_new();
   if (!r->raw_ || !r->tar_) return Status::Internal("libarchive: out of memory");
-  // Only the compressions the media types name (libarchive sniffs them).
-  archive_read_support_filter_gzip(r->raw_);
+  // Only the compressions the media types name: gzip is decoded already
+  // (GzipChecked), zstd by libarchive (libzstd checks its checksum).
   archive_read_support_filter_zstd(r->raw_);
   archive_read_support_format_raw(r->raw_);
   archive_read_support_format_empty(r->raw_);

@@ -584,6 +584,8 @@ class OciBuild(StackTestCase):
         with open(blob(img, layer), "ab") as f:
             f.write(b"\0")
         pool = self.path("p.stk")
+        # A pool that was there: a failed build removes a pool it made itself.
+        stack("pool", "create", pool, "--size", "64M", check=0)
         r = self.build(f"oci:{img}:{TAG}", pool, "--layer-snapshots", check=EXIT["corruption"])
         self.assertOneLineError(r, "Corruption")
         self.assertIn("layer 3/4", r.err)

@@ -445,6 +445,28 @@ TEST_CASE("a truncated gzip layer is Corruption even when its blob digest matche
   CHECK_THAT(a.rep.status().message(), Catch::Contains("layer 1"));
 }
 
+// libarchive's gzip filter never checks the trailer: a layer whose CRC-32
+// or length was wrong (its digests made to match) built. The diff_id still
+// held, but a damaged stream is Corruption, as for a .tar.gz build.
+TEST_CASE("a gzip layer with a bad CRC or length trailer is Corruption naming the layer") {
+  const std::string plain = Tar({{"z", 'f', std::string(100000, 'z')}});
+  const std::string good = Tar({{"z", 'f', std::string(100000, 'z')}}, true);
+  REQUIRE(good.size() > 8);
+  for (size_t at : {good.size() - 8, good.size() - 4}) {  // CRC-32, then ISIZE
+    std::string gz = good;
+    gz[at] = char(gz[at] ^ 0x01);
+    MemImage img({gz}, {plain});
+    Applied a = Apply(img);
+    CHECK(a.rep.status().code() == Code::kCorruption);
+    CHECK_THAT(a.rep.status().message(), Catch::Contains("layer 1") && Catch::Contains("gzip"));
+  }
+  // Zero padding after the stream is taken (some writers add it); other bytes are not.
+  MemImage padded({good + std::string(512, '\0')}, {plain});
+  CHECK(Apply(padded).rep.ok());
+  MemImage garbage({good + "junk"}, {plain});
+  CHECK(Apply(garbage).rep.status().code() == Code::kCorruption);
+}
+
 TEST_CASE("a hard link to a name not in the image is Corruption naming it") {
   MemImage img({Tar({{"l", 'h', "nowhere"}})});
   Applied a = Apply(img);

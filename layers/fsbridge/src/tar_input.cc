@@ -3,13 +3,13 @@
 
 #include <fcntl.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <cerrno>
 #include <cstring>
 #include <vector>
 
 #include "archive_util.h"
+#include "fsbridge/gzip_stream.h"
 
 namespace stack::fsbridge {
 
@@ -63,62 +63,23 @@ class FdSource {
   size_t pos_ = 0, len_ = 0;
 };
 
-// gzip (one or more members, RFC 1952) through zlib: inflate with gzip
-// wrapping checks each member's CRC-32 and ISIZE before Z_STREAM_END.
+// gzip through GzipStream (every member's trailer checked).
 class GzipInput : public TarInput {
  public:
   GzipInput(std::string name, std::unique_ptr<FdSource> src)
-      : TarInput(std::move(name)), src_(std::move(src)), out_(kChunk) {
-    std::memset(&z_, 0, sizeof z_);
-    ok_ = inflateInit2(&z_, 15 + 16) == Z_OK;
-  }
-  ~GzipInput() override { inflateEnd(&z_); }
+      : TarInput(name), src_(std::move(src)), gz_("tar " + name, [this] { return Read(); }) {}
 
-  Result<std::span<const uint8_t>> Next() override {
-    if (!ok_) return Status::Internal("gzip " + name_ + ": zlib initialisation failed");
-    while (!done_) {
-      if (!src_->Fill()) return Status::FromErrno("reading " + name_, errno);
-      auto in = src_->view();
-      if (member_ended_) {
-        // After a member: another member, or only zero padding to the end.
-        if (in.empty()) {
-          done_ = true;
-          break;
-        }
-        if (in[0] == 0) {
-          for (uint8_t b : in)
-            if (b != 0) return Corrupt("data after the end of the gzip stream");
-          src_->Consume(in.size());
-          continue;
-        }
-        if (inflateReset(&z_) != Z_OK) return Corrupt("cannot start the next member");
-        member_ended_ = false;
-      }
-      if (in.empty()) return Corrupt("truncated (no trailer)");
-      z_.next_in = const_cast<Bytef*>(in.data());
-      z_.avail_in = uInt(in.size());
-      z_.next_out = out_.data();
-      z_.avail_out = uInt(out_.size());
-      const int rc = inflate(&z_, Z_NO_FLUSH);
-      src_->Consume(in.size() - z_.avail_in);
-      const size_t got = out_.size() - z_.avail_out;
-      if (rc == Z_STREAM_END) member_ended_ = true;
-      else if (rc != Z_OK && rc != Z_BUF_ERROR) return Corrupt(z_.msg ? z_.msg : "inflate failed");
-      if (got) return std::span<const uint8_t>(out_.data(), got);
-    }
-    return std::span<const uint8_t>();
-  }
+  Result<std::span<const uint8_t>> Next() override { return gz_.Next(); }
 
  private:
-  Status Corrupt(const std::string& why) {
-    return Status::Corruption("tar " + name_ + ": gzip stream: " + why);
+  Result<std::span<const uint8_t>> Read() {
+    if (!src_->Fill()) return Status::FromErrno("reading " + name_, errno);
+    auto v = src_->view();
+    src_->Consume(v.size());  // valid until the next Fill
+    return v;
   }
   std::unique_ptr<FdSource> src_;
-  std::vector<uint8_t> out_;
-  z_stream z_;
-  bool ok_ = false;
-  bool member_ended_ = false;
-  bool done_ = false;
+  GzipStream gz_;  // after src_: it reads from it
 };
 
 // Anything else through libarchive's filters (none, xz, zstd, bzip2, lz4,
@@ -216,7 +177,7 @@ Result<std::unique_ptr<TarInput>> TarInput::Open(const std::string& path) {
   auto src = std::make_unique<FdSource>(fd, !in);
   if (!src->FillPrefix(2)) return Status::FromErrno("reading " + name, errno);
   auto v = src->view();
-  if (v.size() >= 2 && v[0] == 0x1f && v[1] == 0x8b)
+  if (IsGzip(v))
     return std::unique_ptr<TarInput>(new GzipInput(name, std::move(src)));
   auto f = std::make_unique<FilterInput>(name, std::move(src));
   RETURN_IF_ERROR(f->Start());
