@@ -476,9 +476,15 @@ Result<std::vector<std::string>> MetadataTags(const Image& image,
   // The strings were parsed from JSON (valid UTF-8); replace anything else
   // rather than throw.
   const std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  // Pieces of at most 240 bytes, cut between characters: each tag is valid
+  // UTF-8 on its own, as tags are shown one by one (volume list --json).
   constexpr size_t kChunkLen = 240;
-  for (size_t i = 0, n = 0; i < text.size(); i += kChunkLen, n++)
-    tags.push_back("oci.config." + std::to_string(n) + "=" + text.substr(i, kChunkLen));
+  for (size_t i = 0, n = 0; i < text.size(); n++) {
+    size_t end = std::min(text.size(), i + kChunkLen);
+    while (end < text.size() && end > i + 1 && (uint8_t(text[end]) & 0xc0) == 0x80) end--;
+    tags.push_back("oci.config." + std::to_string(n) + "=" + text.substr(i, end - i));
+    i = end;
+  }
   if (tags.size() > 64)
     return Status::InvalidArgument("the image config (" + std::to_string(text.size()) +
                                    " bytes as JSON) does not fit in the entry's tags");

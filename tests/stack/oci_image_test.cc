@@ -193,6 +193,28 @@ TEST_CASE("metadata tags: a platform too long for a tag is refused before anythi
   CHECK(json::parse(MetadataJson(*tags))["config"]["Labels"]["k"] == std::string(1000, 'y'));
 }
 
+// The pieces were cut every 240 bytes, so a character across a cut showed
+// as U+FFFD in the raw tags (the whole config read back right).
+TEST_CASE("metadata tags are cut between characters: each piece is valid UTF-8") {
+  Image img;
+  img.digest = img.config_digest = kDiff;
+  img.os = "linux";
+  img.architecture = "amd64";
+  for (size_t pad = 0; pad < 4; pad++) {  // every position of a 2-, 3- and 4-byte character
+    std::string v(pad, 'a');
+    for (int k = 0; k < 200; k++) v += "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+    img.config.labels["k"] = v;
+    auto tags = MetadataTags(img, {});
+    REQUIRE(tags.ok());
+    for (const auto& t : *tags) {
+      CHECK(t.size() <= 255);
+      // nlohmann's strict dump throws on invalid UTF-8.
+      CHECK_NOTHROW(json(t).dump());
+    }
+    CHECK(json::parse(MetadataJson(*tags))["config"]["Labels"]["k"] == v);
+  }
+}
+
 TEST_CASE("metadata read back from tags that are not UTF-8 is shown, never thrown") {
   // Tags are bytes anyone can set (--tag): the lists print them all.
   const std::vector<std::string> tags = {"oci.digest=sha256:\xd8\xee\x01", "oci.platform=\xff/x",
