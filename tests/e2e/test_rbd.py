@@ -489,6 +489,25 @@ class Rbd(StackTestCase):
         self.assertGreater(info["used_bytes"], 0)
         self.assertEqual(info["max_bytes"], info["used_bytes"] + info["free_bytes"])
 
+    def test_listing_that_opens_and_closes_many_images_never_hangs_or_aborts(self):
+        # With librbd 16.2 and two completion threads, an image closed right
+        # after its open raced the thread finishing the open (a freed mutex):
+        # `pool info` hung for good or aborted in about 1 of 5 runs on two
+        # loaded cores; CI's e2e.rbd was killed at 1200 s by it. A listing
+        # opens every image and snapshot read-only for microseconds. Under
+        # load this loop met it; with one completion thread, never.
+        stack("build", "-p", self.pool, "vm", "--from", self.tree, "--size", "16M",
+              "--no-encrypt", "--snapshot", "v1", check=0)
+        for n in range(2, 5):
+            stack("snapshot", "create", "-p", self.pool, f"vm@v{n}", check=0)
+        stack("clone", "-p", self.pool, "vm@v2", "c1", check=0)
+        stack("snapshot", "create", "-p", self.pool, "c1@s1", check=0)
+        names = sorted(["vm", "c1", "c1@s1"] + [f"vm@v{n}" for n in range(1, 5)])
+        for i in range(40):
+            r = stack("--json", "pool", "info", "-p", self.pool, timeout=60)
+            self.assertEqual(r.rc, 0, f"run {i}: {r.err}")
+            self.assertEqual(sorted(e["name"] for e in r.json()["volumes"]), names, r.out)
+
     def test_export_import_luks(self):
         self.build("gold", "-k", self.key, *FAST_KDF)
         stored = self.path("stored.img")

@@ -39,6 +39,16 @@ Result<std::shared_ptr<Cluster>> Cluster::Connect(const ClusterOptions& options)
   (void)rados_conf_set(h, "rbd_cache_writethrough_until_flush", "false");
   // $CEPH_ARGS and the usual overrides, as the ceph tools read them.
   (void)rados_conf_parse_env(h, nullptr);
+  // One completion thread, whatever the configuration says. With librbd
+  // 16.2 (bookworm) and two, an image opened and closed at once (a listing
+  // opens each image and snapshot read-only for microseconds) races the
+  // thread still finishing the open: it locks the image state's mutex after
+  // our close freed it, and the process hangs for good (no op is pending, so
+  // no timeout fires) or aborts. Seen in CI (e2e.rbd killed at 1200 s) and
+  // in about 1 of 5 `pool info` runs on two loaded cores; with one thread,
+  // 0 of 300. The close's own steps then run on that thread, after it.
+  RETURN_IF_ERROR(FromRbd("set librados_thread_count",
+                          rados_conf_set(h, "librados_thread_count", "1")));
   // After them, as our contract depends on it: by default librbd drops the
   // part of a discard that does not cover whole 64 KiB units, which then
   // reads back its old bytes, while RbdDevice promises that a discarded
