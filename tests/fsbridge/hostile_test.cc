@@ -2,6 +2,7 @@
 // images (tests/lib/hostile_images.py patches names in raw directory
 // blocks), destinations holding symlinks, and compressed tarballs whose
 // stream fails its check. See spec/fsbridge.md "Hostile images".
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 
 #include "block/file_device.h"
 #include "block/mem_device.h"
+#include "block/unique_fd.h"
 #include "fsbridge/filesystem.h"
 #include "fs_test_util.h"
 #include "fsbridge/names.h"
@@ -400,4 +402,133 @@ TEST_CASE("a tar export of a huge sparse file reads its map and not its size", "
     CHECK(st.message().find("larger than its block map can address (17247252480)") !=
           std::string::npos);
   }
+}
+
+// Found in sitting 19: a map the readers did not follow (an extent at block
+// 0, out of order, outside the file system) sent them to ext2fs_file_read,
+// which reads a file block by block, holes too: an 8 MiB image whose file
+// claimed 2 TiB over such a map kept `fs get` busy for hours. Every reader
+// now refuses a damaged map at once (it did not end within ctest's timeout).
+TEST_CASE("a damaged map is Corruption at once whatever size the file claims",
+          "[fsbridge][hostile]") {
+  TempDir t;
+  std::string out;
+  struct Case {
+    const char* name;
+    const char* kind;
+    std::vector<std::string> edits;  // debugfs commands
+    const char* why;
+  };
+  // An extent-mapped /f's i_block: [0..2] the header, then 3 words per
+  // extent (first logical block, length, physical block).
+  const std::vector<Case> cases = {
+      {"extent at block 0", "ext4", {"sif /f block[5] 0"}, "points outside the file system"},
+      {"extent past the end of the file system", "ext4", {"sif /f block[5] 0x7fffffff"},
+       "points outside the file system"},
+      {"extents out of order", "ext4", {"sif /f block[3] 9", "sif /f block[6] 0"},
+       "is out of order or overlaps itself"},
+      {"block map outside the file system", "ext2", {"sif /f block[0] 0x7fffffff"},
+       "points outside the file system"},
+  };
+  for (const Case& k : cases) {
+    DYNAMIC_SECTION(k.name) {
+      const std::string src = t.file("src");
+      sfs::create_directories(src);
+      {  // data at block 0 and at block 9: two extents (ext4)
+        std::ofstream f(src + "/f");
+        f << "data";
+        f.seekp(9 * 1024);
+        f << "more";
+      }
+      const std::string img = t.file("img");
+      REQUIRE(RunCommand(std::string("mke2fs -q -t ") + k.kind + " -b 1024 -d " + src + " " + img +
+                             " 4M",
+                         &out) == 0);
+      for (const std::string& e : k.edits)
+        REQUIRE(RunCommand("debugfs -w -R '" + e + "' " + img, &out) == 0);
+      // 2 TiB for ext4; ext2's 1 KiB block map addresses about 16 GiB.
+      const char* size = std::string(k.kind) == "ext4" ? "0x20000000000" : "0x3c0000000";
+      REQUIRE(RunCommand(std::string("debugfs -w -R 'sif /f size ") + size + "' " + img, &out) == 0);
+      auto o = Open(img);
+      uint64_t passed = 0;
+      auto st = o->fs->ReadFile("/f", [&](std::span<const uint8_t> d) {
+        passed += d.size();
+        return Status::Ok();
+      });
+      CHECK(st.code() == Code::kCorruption);
+      CHECK(st.message() == std::string("/f: its block map ") + k.why + ": run e2fsck");
+      CHECK(passed == 0);  // refused before a byte
+      const std::string host = t.file("got");
+      UniqueFd fd(::open(host.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600));
+      CHECK(o->fs->ReadFileTo("/f", fd.get(), host).code() == Code::kCorruption);
+      CHECK(o->fs->ExtractToTar("/", t.file("out.tar")).code() == Code::kCorruption);
+      sfs::create_directories(t.file("x"));
+      CHECK(o->fs->ExtractToDirectory("/", t.file("x")).code() == Code::kCorruption);
+      sfs::remove_all(src);
+      sfs::remove_all(t.file("x"));
+    }
+  }
+}
+
+// Extents preallocated past i_size (fallocate --keep-size) are part of a
+// sound map: more leaves than the file has blocks sent such a file to the
+// slow fallback before. It reads by its map, and a tar holds it whole.
+TEST_CASE("extents preallocated past the end of a file are skipped and not refused",
+          "[fsbridge][hostile]") {
+  TempDir t;
+  std::string out;
+  const std::string img = OneFileImage(t, "ext4");
+  for (int a : {10, 20, 30, 40, 50})  // five unwritten extents past the 4-byte file
+    REQUIRE(RunCommand("debugfs -w -R 'fallocate /f " + std::to_string(a) + " " +
+                           std::to_string(a + 1) + "' " + img,
+                       &out) == 0);
+  REQUIRE(E2fsck(img, &out) == 0);
+  auto o = Open(img);
+  CHECK(ReadAll(*o->fs, "/f") == "data");
+  const std::string tar = t.file("out.tar");
+  REQUIRE_OK(o->fs->ExtractToTar("/", tar));
+  std::string head;
+  REQUIRE(RunCommand("tar -xOf " + tar + " ./f", &head) == 0);
+  CHECK(head == "data");
+}
+
+// A hole is skipped when a file is written out to the host, never made as
+// zeros: a 16 TiB sparse file (the most 4 KiB blocks address) comes out at
+// its size, sparse, with its last bytes.
+TEST_CASE("fs get of the largest sparse file ext4 holds writes only its data",
+          "[fsbridge][hostile]") {
+  TempDir t;
+  std::string out;
+  const std::string src = t.file("src");
+  sfs::create_directories(src);
+  const uint64_t size = (uint64_t(1) << 44) - 4096;  // ext4's limit with 4 KiB blocks
+  {
+    std::ofstream f(src + "/big");
+    f << "head";
+  }
+  REQUIRE(::truncate((src + "/big").c_str(), off_t(size)) == 0);
+  {
+    std::fstream f(src + "/big", std::ios::in | std::ios::out);
+    f.seekp(std::streamoff(size - 4));
+    f << "tail";
+  }
+  const std::string img = t.file("img");
+  REQUIRE(RunCommand("mke2fs -q -t ext4 -b 4096 -d " + src + " " + img + " 16M", &out) == 0);
+  auto o = Open(img);
+  const std::string host = t.file("got");
+  {
+    UniqueFd fd(::open(host.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600));
+    REQUIRE_OK(o->fs->ReadFileTo("/big", fd.get(), host));
+  }
+  struct stat st {};
+  REQUIRE(::stat(host.c_str(), &st) == 0);
+  CHECK(uint64_t(st.st_size) == size);
+  CHECK(uint64_t(st.st_blocks) * 512 < (1u << 20));
+  std::ifstream in(host);
+  char b[4];
+  in.read(b, 4);
+  CHECK(std::string(b, 4) == "head");
+  in.seekg(std::streamoff(size - 4));
+  in.read(b, 4);
+  CHECK(std::string(b, 4) == "tail");
 }

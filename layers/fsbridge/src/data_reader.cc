@@ -50,16 +50,12 @@ class PieceList {
       if (pblk) pblk += take / bs_;
     }
   }
-  // Ends the list at `size` bytes: a hole up to the last block, whose end
-  // past i_size is cut. False if the pieces do not reach the last block.
-  bool Finish(uint64_t next_block, uint64_t nblocks, uint64_t size) {
+  // Ends the list at `size` bytes (> 0): a hole up to the last block,
+  // whose end past i_size is cut. Every piece is whole blocks and the list
+  // then covers the last block, so the last piece is longer than the cut.
+  void Finish(uint64_t next_block, uint64_t nblocks, uint64_t size) {
     if (next_block < nblocks) Add(0, (nblocks - next_block) * bs_);
-    const uint64_t over = nblocks * bs_ - size;
-    if (over) {
-      if (out_.empty() || out_.back().bytes <= over) return false;
-      out_.back().bytes -= over;
-    }
-    return true;
+    out_.back().bytes -= nblocks * bs_ - size;
   }
   std::vector<Piece> Take() { return std::move(out_); }
 
@@ -68,30 +64,42 @@ class PieceList {
   std::vector<Piece> out_;
 };
 
+// A damaged map: the readers refuse it rather than guess (libext2fs would
+// read a block outside the file, or every hole of a huge file one block at
+// a time).
+Status BadMap(const std::string& path, const char* why) {
+  return Status::Corruption(path + ": its block map " + why + ": run e2fsck");
+}
+
+// Whether `len` blocks at pblk lie inside the file system's data blocks.
+bool InsideFs(ext2_filsys fs, uint64_t pblk, uint64_t len) {
+  const uint64_t total = ext2fs_blocks_count(fs->super);
+  return pblk != 0 && pblk >= fs->super->s_first_data_block && pblk < total &&
+         len <= total - pblk;
+}
+
 // The pieces of a block-mapped (ext2/ext3) file, from its block map: holes
 // are known without reading them (a hostile i_size of terabytes over a few
-// mapped blocks costs no more than those blocks). nullopt when the map is
-// not one to follow.
-std::optional<std::vector<Piece>> BlockMappedPieces(const FsContext& c, uint32_t ino,
-                                                    uint64_t size) {
+// mapped blocks costs no more than those blocks).
+Result<std::vector<Piece>> BlockMappedPieces(const FsContext& c, uint32_t ino, uint64_t size,
+                                             const std::string& path) {
   ext2_filsys fs = c.fs;
   const uint64_t bs = fs->blocksize;
   struct Walk {
+    ext2_filsys fs;
     PieceList list;
-    uint64_t bs, nblocks, first, fs_blocks;
+    uint64_t bs, nblocks;
     uint64_t next = 0;  // next logical block not yet covered
-    bool bad = false;
-  } w{PieceList(bs), bs, (size + bs - 1) / bs, fs->super->s_first_data_block,
-      ext2fs_blocks_count(fs->super)};
+    const char* bad = nullptr;
+  } w{fs, PieceList(bs), bs, (size + bs - 1) / bs};
   auto cb = [](ext2_filsys, blk64_t* blk, e2_blkcnt_t n, blk64_t, int, void* p) -> int {
     auto* w = static_cast<Walk*>(p);
     if (n < 0) return 0;  // an indirect block: metadata
     const uint64_t lblk = uint64_t(n);
     if (lblk >= w->nblocks) return BLOCK_ABORT;  // in logical order: the rest is past the end
-    if (lblk < w->next || *blk < w->first || *blk >= w->fs_blocks) {
-      w->bad = true;
-      return BLOCK_ABORT;
-    }
+    if (lblk < w->next) w->bad = "is out of order or overlaps itself";
+    else if (!InsideFs(w->fs, *blk, 1)) w->bad = "points outside the file system";
+    if (w->bad) return BLOCK_ABORT;
     if (lblk > w->next) w->list.Add(0, (lblk - w->next) * w->bs);
     w->list.Add(*blk, w->bs);
     w->next = lblk + 1;
@@ -99,56 +107,94 @@ std::optional<std::vector<Piece>> BlockMappedPieces(const FsContext& c, uint32_t
   };
   const errcode_t e = ext2fs_block_iterate3(fs, ino, BLOCK_FLAG_READ_ONLY | BLOCK_FLAG_DATA_ONLY,
                                             nullptr, cb, &w);
-  if (e || w.bad || !w.list.Finish(w.next, w.nblocks, size)) return std::nullopt;
+  if (w.bad) return BadMap(path, w.bad);
+  if (e) return c.Err(e, "reading the block map of", path);
+  w.list.Finish(w.next, w.nblocks, size);
   return w.list.Take();
 }
 
-// The pieces of a file of `size` bytes (extent- or block-mapped), each at
-// most kReadRunBytes; nullopt when the map is not one this reader trusts, or
-// the data is inline (then ext2fs_file_read reads the file).
-Result<std::optional<std::vector<Piece>>> PiecesOf(const FsContext& c, uint32_t ino,
-                                                   InodeBuf* inode, uint64_t size,
-                                                   const std::string& path) {
-  using Out = std::optional<std::vector<Piece>>;
+// The pieces of an extent-mapped file, from its extents. Unwritten
+// (uninit) extents are holes; extents past the end (preallocated) are
+// checked and skipped. Every leaf must start past the one before: so a
+// tree that loops, or reuses a node, ends as Corruption, not as a walk
+// without end.
+Result<std::vector<Piece>> ExtentPieces(const FsContext& c, uint32_t ino, InodeBuf* inode,
+                                        uint64_t size, const std::string& path) {
   ext2_filsys fs = c.fs;
-  const ext2_inode_large* i = inode->large();
-  if (i->i_flags & EXT4_INLINE_DATA_FL) return Out();
-  if (!(i->i_flags & EXT4_EXTENTS_FL)) return BlockMappedPieces(c, ino, size);
   const uint64_t bs = fs->blocksize;
   const uint64_t nblocks = (size + bs - 1) / bs;
-  const uint64_t fs_blocks = ext2fs_blocks_count(fs->super);
   ExtentHandle h;
   errcode_t e = ext2fs_extent_open2(fs, ino, inode->small(), &h.h);
   if (e) return c.Err(e, "reading extents of", path);
   PieceList out(bs);
-  uint64_t next = 0;  // next logical block not yet covered
-  uint64_t leaves = 0;
+  uint64_t next = 0;     // next logical block not yet covered
+  uint64_t covered = 0;  // blocks of the file covered so far (data or hole)
   ext2fs_extent x;
   for (e = ext2fs_extent_get(h.h, EXT2_EXTENT_ROOT, &x); !e;
        e = ext2fs_extent_get(h.h, EXT2_EXTENT_NEXT, &x)) {
     if (!(x.e_flags & EXT2_EXTENT_FLAGS_LEAF) || (x.e_flags & EXT2_EXTENT_FLAGS_SECOND_VISIT) ||
         x.e_len == 0)
       continue;
-    // More leaves than blocks, out of order, overlapping, or outside the
-    // file system: not a map to follow (a loop would never end).
-    if (++leaves > nblocks + 1 || x.e_lblk < next || x.e_pblk == 0 ||
-        x.e_pblk < fs->super->s_first_data_block ||
-        x.e_pblk >= fs_blocks || x.e_len > fs_blocks - x.e_pblk)
-      return Out();
+    if (x.e_lblk < next) return BadMap(path, "is out of order or overlaps itself");
+    if (!InsideFs(fs, x.e_pblk, x.e_len)) return BadMap(path, "points outside the file system");
+    next = uint64_t(x.e_lblk) + x.e_len;
     if (x.e_lblk >= nblocks) continue;  // preallocated past the end
-    if (x.e_lblk > next) out.Add(0, (x.e_lblk - next) * bs);
+    if (x.e_lblk > covered) out.Add(0, (x.e_lblk - covered) * bs);
     const uint64_t len = std::min<uint64_t>(x.e_len, nblocks - x.e_lblk);
     out.Add((x.e_flags & EXT2_EXTENT_FLAGS_UNINIT) ? 0 : x.e_pblk, len * bs);
-    next = x.e_lblk + len;
+    covered = x.e_lblk + len;
   }
   if (e != EXT2_ET_EXTENT_NO_NEXT && e != EXT2_ET_EXTENT_NO_DOWN)
     return c.Err(e, "reading extents of", path);
-  // The last piece ends at i_size, not at its block's end.
-  if (!out.Finish(next, nblocks, size)) return Out();  // cannot happen: the last block is in it
-  return Out(out.Take());
+  out.Finish(covered, nblocks, size);
+  return out.Take();
 }
 
-// libext2fs's own reader, a block at a time (the fallback).
+// What the readers need of a regular file: its size (checked against what
+// its map can address), and its pieces, or none when the data is inline
+// (then libext2fs reads it: a few dozen bytes at most, whatever i_size says).
+struct FileMap {
+  uint64_t size = 0;
+  bool inline_data = false;
+  std::vector<Piece> pieces;
+};
+
+Result<FileMap> MapOf(const FsContext& c, uint32_t ino, const std::string& path) {
+  InodeBuf inode(c.fs);
+  RETURN_IF_ERROR(ReadInode(c, ino, &inode, path));
+  FileMap m;
+  m.size = EXT2_I_SIZE(inode.small());
+  const uint32_t flags = inode.large()->i_flags;
+  // ext4 addresses at most 2^32 blocks of a file: a larger i_size is damage
+  // (or a hostile image asking readers to stream exabytes of zeros).
+  const uint64_t max_size = (uint64_t(1) << 32) * c.fs->blocksize;
+  if (m.size > max_size)
+    return Status::Corruption(path + ": size " + std::to_string(m.size) +
+                              " is larger than a file of this file system can be (" +
+                              std::to_string(max_size) + "): run e2fsck");
+  if (flags & EXT4_INLINE_DATA_FL) {
+    m.inline_data = true;
+    return m;
+  }
+  if (!(flags & EXT4_EXTENTS_FL)) {
+    // A block map addresses 12 direct blocks and three levels of indirect ones.
+    const uint64_t a = c.fs->blocksize / 4;
+    const uint64_t max_mapped = std::min(max_size, (12 + a + a * a + a * a * a) * c.fs->blocksize);
+    if (m.size > max_mapped)
+      return Status::Corruption(path + ": size " + std::to_string(m.size) +
+                                " is larger than its block map can address (" +
+                                std::to_string(max_mapped) + "): run e2fsck");
+  }
+  if (m.size == 0) return m;
+  if (flags & EXT4_EXTENTS_FL) {
+    ASSIGN_OR_RETURN(m.pieces, ExtentPieces(c, ino, &inode, m.size, path));
+  } else {
+    ASSIGN_OR_RETURN(m.pieces, BlockMappedPieces(c, ino, m.size, path));
+  }
+  return m;
+}
+
+// libext2fs's own reader (inline data only).
 Status ReadByFile(const FsContext& c, uint32_t ino, const std::string& path, uint64_t size,
                   const std::function<Status(std::span<const uint8_t>)>& sink) {
   struct File {
@@ -185,29 +231,11 @@ Status ReadPiece(const FsContext& c, const Piece& p, const std::string& path,
 }  // namespace
 
 Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
-                     const std::function<Status(std::span<const uint8_t>)>& sink) {
-  InodeBuf inode(c.fs);
-  RETURN_IF_ERROR(ReadInode(c, ino, &inode, path));
-  const uint64_t size = EXT2_I_SIZE(inode.small());
-  // ext4 addresses at most 2^32 blocks of a file: a larger i_size is damage
-  // (or a hostile image asking readers to stream exabytes of zeros).
-  const uint64_t max_size = (uint64_t(1) << 32) * c.fs->blocksize;
-  if (size > max_size)
-    return Status::Corruption(path + ": size " + std::to_string(size) +
-                              " is larger than a file of this file system can be (" +
-                              std::to_string(max_size) + "): run e2fsck");
-  // A block map addresses 12 direct blocks and three levels of indirect ones.
-  if (!(inode.large()->i_flags & (EXT4_EXTENTS_FL | EXT4_INLINE_DATA_FL))) {
-    const uint64_t a = c.fs->blocksize / 4;
-    const uint64_t max_mapped = std::min(max_size, (12 + a + a * a + a * a * a) * c.fs->blocksize);
-    if (size > max_mapped)
-      return Status::Corruption(path + ": size " + std::to_string(size) +
-                                " is larger than its block map can address (" +
-                                std::to_string(max_mapped) + "): run e2fsck");
-  }
-  if (size == 0) return Status::Ok();
-  ASSIGN_OR_RETURN(auto pieces, PiecesOf(c, ino, &inode, size, path));
-  if (!pieces) return ReadByFile(c, ino, path, size, sink);
+                     const std::function<Status(std::span<const uint8_t>)>& sink,
+                     const std::function<Status(uint64_t)>& hole) {
+  ASSIGN_OR_RETURN(FileMap map, MapOf(c, ino, path));
+  if (map.inline_data) return ReadByFile(c, ino, path, map.size, sink);
+  const std::vector<Piece>* pieces = &map.pieces;
 
   size_t data_pieces = 0;
   for (const Piece& p : *pieces) data_pieces += p.hole() ? 0 : 1;
@@ -223,6 +251,10 @@ Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
   };
   for (size_t k = 0; k < pieces->size(); ++k) {
     const Piece& p = (*pieces)[k];
+    if (p.hole() && hole) {
+      RETURN_IF_ERROR(hole(p.bytes));
+      continue;
+    }
     if (p.hole()) {
       // Sized for the largest hole met so far, up to kZeroChunk: a small
       // sparse file does not cost a megabyte of zeroed memory.
@@ -260,6 +292,25 @@ Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
   return Status::Ok();
 }
 
+Result<std::vector<std::pair<uint64_t, uint64_t>>> DataRanges(const FsContext& c, uint32_t ino,
+                                                              const std::string& path) {
+  ASSIGN_OR_RETURN(FileMap map, MapOf(c, ino, path));
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  if (map.inline_data) {
+    if (map.size) out.emplace_back(0, map.size);
+    return out;
+  }
+  uint64_t at = 0;
+  for (const Piece& p : map.pieces) {
+    if (!p.hole()) {
+      if (!out.empty() && out.back().first + out.back().second == at) out.back().second += p.bytes;
+      else out.emplace_back(at, p.bytes);
+    }
+    at += p.bytes;
+  }
+  return out;
+}
+
 Status WriteInodeToFd(const FsContext& c, uint32_t ino, const std::string& path, int fd,
                       const std::string& host) {
   constexpr size_t kBlock = 4096;
@@ -294,6 +345,9 @@ Status WriteInodeToFd(const FsContext& c, uint32_t ino, const std::string& path,
       p = q;
     }
     off += d.size();
+    return Status::Ok();
+  }, [&](uint64_t n) -> Status {
+    off += n;  // a hole stays a hole, without a byte of zeros made or scanned
     return Status::Ok();
   }));
   if (::ftruncate(fd, off_t(off)) != 0) return Status::FromErrno("truncating " + host, errno);

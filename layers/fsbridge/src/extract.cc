@@ -152,71 +152,6 @@ struct DirExtractor {
   }
 };
 
-// The data ranges of a regular inode, in bytes, clipped to `size`, merged
-// and in order: its initialised extents, or the mapped blocks of a
-// block-mapped file; all of it for inline data. What a tar's sparse map
-// is made from, so it never trusts i_blocks: an inode claiming blocks it
-// does not map (or a size far past its data) would otherwise be written
-// out whole, zeros and all (the fuzz soak found a 40 KiB image writing a
-// tar of 24 GB). An extent map out of order is Corruption.
-Result<std::vector<std::pair<uint64_t, uint64_t>>> DataRanges(const FsContext& c, uint32_t ino,
-                                                              uint64_t size, const std::string& path) {
-  std::vector<std::pair<uint64_t, uint64_t>> out;
-  const uint64_t bs = c.fs->blocksize;
-  auto add = [&](uint64_t a, uint64_t b) -> Status {
-    b = std::min(size, b);
-    if (a >= b) return Status::Ok();
-    if (!out.empty() && a < out.back().first + out.back().second)
-      return Status::Corruption(path + ": its block map is out of order or overlaps itself: "
-                                "run e2fsck");
-    if (!out.empty() && out.back().first + out.back().second == a) out.back().second += b - a;
-    else out.emplace_back(a, b - a);
-    return Status::Ok();
-  };
-  InodeBuf buf(c.fs);
-  RETURN_IF_ERROR(ReadInode(c, ino, &buf, path));
-  const uint32_t flags = buf.large()->i_flags;
-  if (flags & EXT4_INLINE_DATA_FL) {
-    RETURN_IF_ERROR(add(0, size));
-    return out;
-  }
-  if (!(flags & EXT4_EXTENTS_FL)) {
-    struct Walk {
-      decltype(add)* add_range;
-      uint64_t bs;
-      Status st;
-    } w{&add, bs, Status::Ok()};
-    auto cb = [](ext2_filsys, blk64_t*, e2_blkcnt_t n, blk64_t, int, void* p) -> int {
-      auto* w = static_cast<Walk*>(p);
-      if (n < 0) return 0;  // an indirect block: metadata
-      w->st = (*w->add_range)(uint64_t(n) * w->bs, (uint64_t(n) + 1) * w->bs);
-      return w->st.ok() ? 0 : BLOCK_ABORT;
-    };
-    errcode_t e = ext2fs_block_iterate3(c.fs, ino, BLOCK_FLAG_READ_ONLY | BLOCK_FLAG_DATA_ONLY,
-                                        nullptr, cb, &w);
-    RETURN_IF_ERROR(w.st);
-    if (e) return c.Err(e, "reading the block map of", path);
-    return out;
-  }
-  ext2_extent_handle_t h = nullptr;
-  errcode_t e = ext2fs_extent_open2(c.fs, ino, buf.small(), &h);
-  if (e) return c.Err(e, "reading extents of", path);
-  ext2fs_extent x;
-  for (e = ext2fs_extent_get(h, EXT2_EXTENT_ROOT, &x); !e; e = ext2fs_extent_get(h, EXT2_EXTENT_NEXT, &x)) {
-    if (!(x.e_flags & EXT2_EXTENT_FLAGS_LEAF) || (x.e_flags & EXT2_EXTENT_FLAGS_SECOND_VISIT) ||
-        (x.e_flags & EXT2_EXTENT_FLAGS_UNINIT) || x.e_len == 0)
-      continue;
-    const uint64_t a = uint64_t(x.e_lblk) * bs;
-    if (Status st = add(a, a + uint64_t(x.e_len) * bs); !st.ok()) {
-      ext2fs_extent_free(h);
-      return st;
-    }
-  }
-  ext2fs_extent_free(h);
-  if (e != EXT2_ET_EXTENT_NO_NEXT && e != EXT2_ET_EXTENT_NO_DOWN) return c.Err(e, "reading extents of", path);
-  return out;
-}
-
 }  // namespace
 
 Status Filesystem::ExtractToDirectory(const std::string& fs_path, const std::string& host_dir) {
@@ -283,7 +218,7 @@ Status Filesystem::ExtractToTar(const std::string& fs_path, const std::string& o
         archive_entry_set_size(e.e, la_int64_t(i.size));
         data = true;
         {  // holes: a sparse entry (pax GNU.sparse 1.0), from the map itself
-          ASSIGN_OR_RETURN(auto ranges, DataRanges(c, i.ino, i.size, fp));
+          ASSIGN_OR_RETURN(auto ranges, DataRanges(c, i.ino, fp));
           uint64_t held = 0;
           for (const auto& r : ranges) held += r.second;
           if (held < i.size) {
