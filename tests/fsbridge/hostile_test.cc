@@ -470,6 +470,63 @@ TEST_CASE("a damaged map is Corruption at once whatever size the file claims",
   }
 }
 
+// Found by the fuzz soak in sitting 19 (a 40 KiB image, a 2 GiB tar): maps
+// that reuse the file system's blocks, within one file or across files,
+// repeat a few MiB into any amount of output. ext4 shares no block, so a
+// file, and all files of one extract, hold at most the file system's size.
+TEST_CASE("maps that reuse blocks cannot make more data than the file system holds",
+          "[fsbridge][hostile]") {
+  TempDir t;
+  std::string out;
+  const std::string src = t.file("src");
+  sfs::create_directories(src);
+  for (const char* n : {"a", "b"}) std::ofstream(src + "/" + n) << "data";
+  const std::string img = t.file("img");
+  REQUIRE(RunCommand("mke2fs -q -t ext4 -b 1024 -d " + src + " " + img + " 4M", &out) == 0);
+  // i_block of an inode holding `n` extents of `len` blocks, all at block 300.
+  auto set_extents = [&](const std::string& file, int n, int len) {
+    std::vector<std::string> cmds = {
+        "sif " + file + " block[0] " + std::to_string((n << 16) | 0xf30a),
+        "sif " + file + " block[1] 4", "sif " + file + " block[2] 0",
+        "sif " + file + " size " + std::to_string(uint64_t(n) * len * 1024)};
+    for (int k = 0; k < n; ++k) {
+      cmds.push_back("sif " + file + " block[" + std::to_string(3 + 3 * k) + "] " +
+                     std::to_string(k * len));
+      cmds.push_back("sif " + file + " block[" + std::to_string(4 + 3 * k) + "] " +
+                     std::to_string(len));
+      cmds.push_back("sif " + file + " block[" + std::to_string(5 + 3 * k) + "] 300");
+    }
+    for (const std::string& c : cmds) REQUIRE(RunCommand("debugfs -w -R '" + c + "' " + img, &out) == 0);
+  };
+  SECTION("one file") {
+    set_extents("/a", 4, 1500);  // 6000 KiB of data in a 4 MiB file system
+    auto o = Open(img);
+    auto st = o->fs->ReadFile("/a", [](std::span<const uint8_t>) { return Status::Ok(); });
+    CHECK(st.code() == Code::kCorruption);
+    CHECK(st.message() == "/a: its block map maps more data than the file system holds: run e2fsck");
+    CHECK(o->fs->ExtractToTar("/", t.file("out.tar")).code() == Code::kCorruption);
+  }
+  SECTION("two files") {
+    set_extents("/a", 1, 3000);  // each fits, both do not
+    set_extents("/b", 1, 3000);
+    auto o = Open(img);
+    uint64_t got = 0;
+    REQUIRE_OK(o->fs->ReadFile("/b", [&](std::span<const uint8_t> d) {
+      got += d.size();
+      return Status::Ok();
+    }));
+    CHECK(got == 3000 * 1024);
+    auto st = o->fs->ExtractToTar("/", t.file("out.tar"));
+    CHECK(st.code() == Code::kCorruption);
+    CHECK(st.message().find("hold more data than the file system does") != std::string::npos);
+    CHECK(sfs::file_size(t.file("out.tar")) < (4u << 20));
+    sfs::create_directories(t.file("x"));
+    st = o->fs->ExtractToDirectory("/", t.file("x"));
+    CHECK(st.code() == Code::kCorruption);
+    CHECK(st.message().find("hold more data than the file system does") != std::string::npos);
+  }
+}
+
 // Extents preallocated past i_size (fallocate --keep-size) are part of a
 // sound map: more leaves than the file has blocks sent such a file to the
 // slow fallback before. It reads by its map, and a tar holds it whole.

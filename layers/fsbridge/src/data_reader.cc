@@ -71,6 +71,10 @@ Status BadMap(const std::string& path, const char* why) {
   return Status::Corruption(path + ": its block map " + why + ": run e2fsck");
 }
 
+uint64_t FsBytes(const FsContext& c) {
+  return ext2fs_blocks_count(c.fs->super) * c.fs->blocksize;
+}
+
 // Whether `len` blocks at pblk lie inside the file system's data blocks.
 bool InsideFs(ext2_filsys fs, uint64_t pblk, uint64_t len) {
   const uint64_t total = ext2fs_blocks_count(fs->super);
@@ -191,6 +195,9 @@ Result<FileMap> MapOf(const FsContext& c, uint32_t ino, const std::string& path)
   } else {
     ASSIGN_OR_RETURN(m.pieces, BlockMappedPieces(c, ino, m.size, path));
   }
+  uint64_t data = 0;
+  for (const Piece& p : m.pieces) data += p.hole() ? 0 : p.bytes;
+  if (data > FsBytes(c)) return BadMap(path, "maps more data than the file system holds");
   return m;
 }
 
@@ -309,6 +316,16 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> DataRanges(const FsContext& c
     at += p.bytes;
   }
   return out;
+}
+
+DataBudget::DataBudget(const FsContext& c) : left_(FsBytes(c)) {}
+
+Status DataBudget::Charge(uint64_t bytes, const std::string& path) {
+  if (bytes > left_)
+    return Status::Corruption(path + ": the files read so far hold more data than the file "
+                              "system does: their block maps share blocks: run e2fsck");
+  left_ -= bytes;
+  return Status::Ok();
 }
 
 Status WriteInodeToFd(const FsContext& c, uint32_t ino, const std::string& path, int fd,

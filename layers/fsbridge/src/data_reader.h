@@ -53,4 +53,20 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> DataRanges(const FsContext& c
 Status WriteInodeToFd(const FsContext& c, uint32_t ino, const std::string& path, int fd,
                       const std::string& host);
 
+// How much file data one command may read out of a file system. ext4
+// shares no block between files, nor within one, so the data of all files
+// together fits in the file system; a hostile image whose maps reuse its
+// blocks (a few MiB repeated into terabytes of output) is stopped there.
+// A single file's map is held to the same bound by the readers above.
+class DataBudget {
+ public:
+  explicit DataBudget(const FsContext& c);
+  // Charges `bytes` of a file's data (`path` names it); Corruption once
+  // the files charged hold more than the file system does.
+  Status Charge(uint64_t bytes, const std::string& path);
+
+ private:
+  uint64_t left_;
+};
+
 }  // namespace stack::fsbridge

@@ -67,10 +67,11 @@ Status SkippedHostile(const char* what, uint64_t n) {
 // an open HostDir (host_tree.h), never through a host path.
 struct DirExtractor {
   DirExtractor(const FsContext& ctx, const WarnFn& w, const HostDir* dest)
-      : c(ctx), warn(w), top(dest) {}
+      : c(ctx), warn(w), top(dest), budget(ctx) {}
   const FsContext& c;
   const WarnFn& warn;
   const HostDir* top;  // the destination (hard links are found from it)
+  DataBudget budget;
   bool root = geteuid() == 0;
   DirVisits visits;
   uint64_t skipped = 0;       // hostile entries
@@ -129,6 +130,12 @@ struct DirExtractor {
             return parent.Link(from, it->second.name, name);
           }
           links[i.ino] = LinkSource{comps, name};
+        }
+        {
+          ASSIGN_OR_RETURN(auto ranges, DataRanges(c, i.ino, shown));
+          uint64_t held = 0;
+          for (const auto& r : ranges) held += r.second;
+          RETURN_IF_ERROR(budget.Charge(held, shown));
         }
         ASSIGN_OR_RETURN(UniqueFd fd, parent.CreateFile(name));
         const std::string hs = parent.Shown(name);
@@ -190,6 +197,7 @@ Status Filesystem::ExtractToTar(const std::string& fs_path, const std::string& o
     return Status::IoError("tar " + out + ": " + what + ": " + (m ? m : "error"));
   };
   std::map<uint32_t, std::string> links;
+  DataBudget budget(c);
   Walker walk{c, impl_->warn, nullptr, nullptr, {}, 0};
   walk.pre = [&](const std::string& fp, const std::string& rel, const InodeInfo& i) -> Status {
     if (i.type == FileType::kSocket) return Status::Ok();  // tar cannot hold sockets
@@ -221,6 +229,7 @@ Status Filesystem::ExtractToTar(const std::string& fs_path, const std::string& o
           ASSIGN_OR_RETURN(auto ranges, DataRanges(c, i.ino, fp));
           uint64_t held = 0;
           for (const auto& r : ranges) held += r.second;
+          RETURN_IF_ERROR(budget.Charge(held, fp));
           if (held < i.size) {
             for (const auto& r : ranges)
               archive_entry_sparse_add_entry(e.e, la_int64_t(r.first), la_int64_t(r.second));
