@@ -491,6 +491,32 @@ TEST_CASE("device errors come back with the device's code", "[fsbridge]") {
   }
 }
 
+// A tar export stopped by an error ends where the error came: the archive
+// used to be finished on the way out, its open entry padded with zeros to
+// the size its header declared (a hostile size made that gigabytes).
+TEST_CASE("a tar export that fails is not padded out to its entry's size", "[fsbridge]") {
+  TempDir t;
+  const std::string src = t.file("src");
+  std::filesystem::create_directories(src);
+  {
+    std::ofstream f(src + "/big");
+    std::string chunk(1 << 20, 'x');
+    for (int i = 0; i < 48; ++i) f << chunk;
+  }
+  const std::string img = t.file("img");
+  std::string out;
+  REQUIRE(RunCommand("mke2fs -q -t ext4 -b 4096 -d " + src + " " + img + " 64M", &out) == 0);
+  auto file = FileDevice::Open(img, FileDeviceOptions{});
+  REQUIRE_OK(file);
+  auto ctl = std::make_shared<FaultController>();
+  auto fs = Filesystem::Open(std::make_unique<FaultDevice>(std::move(file).value(), ctl), false);
+  REQUIRE_OK(fs);
+  ctl->FailOperation(ctl->ops() + 8, Code::kIoError, true);  // inside /big's data
+  const std::string tar = t.file("out.tar");
+  CHECK(CodeOf((*fs)->ExtractToTar("/", tar)) == Code::kIoError);
+  CHECK(std::filesystem::file_size(tar) < (40u << 20));
+}
+
 TEST_CASE("images made by mke2fs -d open, read and edit", "[fsbridge]") {
   TempDir t;
   const std::string src = t.file("src");

@@ -21,8 +21,14 @@ struct ArchiveReader {
 };
 struct ArchiveWriter {
   archive* a = archive_write_new();
+  // Failed first: a writer freed while open (an error stopped the export)
+  // would finish its current entry, padding it with zeros to the size its
+  // header declared. After archive_write_close this changes nothing.
   ~ArchiveWriter() {
-    if (a) archive_write_free(a);
+    if (a) {
+      archive_write_fail(a);
+      archive_write_free(a);
+    }
   }
 };
 struct Entry {
