@@ -27,8 +27,10 @@ Result<int> CleanupStaleBuilds(VolumeStore& pool) {
       // A store without one pool-wide writer (RBD, spec/ceph.md) can hold a
       // build another live process is still making: its image is Busy
       // (locked or watched) and stays; or another writer removed it (or
-      // published it) first: NotFound. A pool file says neither here.
-      if (st.Is(Code::kBusy) || st.Is(Code::kNotFound)) continue;
+      // published it) first: NotFound. An image under that reserved name
+      // that stack did not make stays: ReadOnly. A pool file says none of
+      // these here.
+      if (st.Is(Code::kBusy) || st.Is(Code::kNotFound) || st.Is(Code::kReadOnly)) continue;
       RETURN_IF_ERROR(st);
       ++n;
     }

@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -70,6 +72,8 @@ constexpr size_t kDeletedTag = 12;
 // The snapshot a rollback from another image takes of its target first, so
 // a failure (or, at the next writable open, a kill) restores the target.
 constexpr const char* kGuardSnap = ".stack-guard";
+// The image metadata naming the guard's snapshot id while it stands.
+constexpr const char* kGuardKey = "stack.guard";
 // Pool metadata: clones deeper than this are flattened when made.
 constexpr const char* kDepthKey = "stack.clone_depth_limit";
 constexpr int kDefaultDepthLimit = 8;
@@ -250,6 +254,20 @@ std::string Key(const Name& n, const std::string& field) {
                          : std::string(kMeta) + field;
 }
 
+// The fields of a snapshot's record. A snapshot's keys are found by exact
+// name, never by prefix: `stack.snap.a.` also starts the keys of a
+// snapshot named `a.b`.
+constexpr const char* kSnapFields[] = {"uuid", "parent_uuid", "created_ns", "note", "tags"};
+
+// Snapshot `n`'s record keys present on `img`, with their values.
+Result<std::map<std::string, std::string>> SnapRecordKeys(rbd::Image& img, const Name& n) {
+  ASSIGN_OR_RETURN(auto keys, img.ListMeta(std::string(kSnapMeta) + n.snap + "."));
+  std::map<std::string, std::string> out;
+  for (const char* f : kSnapFields)
+    if (auto it = keys.find(Key(n, f)); it != keys.end()) out.insert(*it);
+  return out;
+}
+
 class RbdVolumeStore final : public VolumeStore {
  public:
   RbdVolumeStore(std::shared_ptr<rbd::Cluster> cluster, std::shared_ptr<rbd::IoCtx> io,
@@ -278,9 +296,11 @@ class RbdVolumeStore final : public VolumeStore {
     }
     RETURN_IF_ERROR(rbd::CreateImage(*io_, name, size_bytes));
     PauseAt("build-created");
+    making_.insert(name);
     Status st = WriteRecord(n, identity.uuid.empty() ? NewUuid() : identity.uuid,
                             identity.parent_uuid,
                             identity.created_unix_ns ? identity.created_unix_ns : NowNs(), meta);
+    making_.erase(name);
     if (!st.ok()) {
       writers_.erase(name);
       (void)rbd::RemoveImage(*io_, name);
@@ -298,23 +318,31 @@ class RbdVolumeStore final : public VolumeStore {
         return Status::ReadOnly("snapshot " + name + " is read-only: clone it to change it");
       ASSIGN_OR_RETURN(std::string image, ImageOf(n));
       ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, image, n.snap, true));
-      return std::unique_ptr<BlockDevice>(std::make_unique<rbd::RbdDevice>(std::move(img), true));
+      return Device(std::move(img), true, name);
     }
     if (read_only) {
       if (auto it = writers_.find(name); it != writers_.end())
-        return std::unique_ptr<BlockDevice>(std::make_unique<rbd::RbdDevice>(it->second, true));
+        return Device(it->second, true, name);
       ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, name, std::nullopt, true));
-      return std::unique_ptr<BlockDevice>(std::make_unique<rbd::RbdDevice>(std::move(img), true));
+      return Device(std::move(img), true, name);
     }
     RETURN_IF_ERROR(RequireWritable());
     ASSIGN_OR_RETURN(auto img, Writer(name));
-    ASSIGN_OR_RETURN(auto ro, img->GetMeta(std::string(kMeta) + "read_only"));
-    ASSIGN_OR_RETURN(auto uuid, img->GetMeta(std::string(kMeta) + "uuid"));
-    if (!uuid)
-      return Status::ReadOnly("image " + name + " of " + describe() +
-                              " was not made by stack: it opens read-only");
-    if (ro && *ro == "1") return Status::ReadOnly("volume " + name + " is read-only");
-    return std::unique_ptr<BlockDevice>(std::make_unique<rbd::RbdDevice>(std::move(img), false));
+    RETURN_IF_ERROR(RequireChangeable(*img, name));
+    return Device(std::move(img), false, name);
+  }
+
+  // A block device over `img`. An image of a size that is not whole 4 KiB
+  // blocks (made by other tools) is refused: its last bytes would be cut
+  // off every read, export and send.
+  Result<std::unique_ptr<BlockDevice>> Device(std::shared_ptr<rbd::Image> img, bool read_only,
+                                              const std::string& name) {
+    ASSIGN_OR_RETURN(rbd::ImageStat st, img->Stat());
+    if (st.size_bytes % block_size())
+      return Status::Unsupported("image " + name + " of " + describe() + " is " +
+                                 std::to_string(st.size_bytes) + " bytes, not a whole number of " +
+                                 std::to_string(block_size()) + "-byte blocks (rbd resize it)");
+    return std::unique_ptr<BlockDevice>(std::make_unique<rbd::RbdDevice>(std::move(img), read_only));
   }
 
   Status Snapshot(const std::string& source, const std::string& snap_name,
@@ -369,7 +397,9 @@ class RbdVolumeStore final : public VolumeStore {
     RETURN_IF_ERROR(st);
     // librbd copies the parent's image metadata into the clone: ours (the
     // source's record and its snapshots') is replaced by the clone's.
+    making_.insert(new_name);
     st = WriteRecord(dst, NewUuid(), src_info.uuid, NowNs(), meta, /*replace=*/true);
+    making_.erase(new_name);
     making.reset();  // our writer watches it now (a flatten may take long)
     if (st.ok()) st = FlattenPastDepthLimit(new_name, src_at);
     if (!st.ok()) {
@@ -388,6 +418,7 @@ class RbdVolumeStore final : public VolumeStore {
     }
     ASSIGN_OR_RETURN(std::string image, ImageOf(s));
     ASSIGN_OR_RETURN(auto img, Writer(volume));
+    RETURN_IF_ERROR(RequireChangeable(*img, volume));
     if (img.use_count() > 2) return Status::Busy("volume " + volume + " is open (a device is using it)");
     if (image == volume) return img->RollbackTo(s.snap);
     return RollbackFromOtherImage(img, image, s.snap);
@@ -401,7 +432,7 @@ class RbdVolumeStore final : public VolumeStore {
       ASSIGN_OR_RETURN(std::string image, ImageOf(n));
       ASSIGN_OR_RETURN(auto img, Writer(image));
       RETURN_IF_ERROR(img->RemoveSnapshot(n.snap));
-      ASSIGN_OR_RETURN(auto keys, img->ListMeta(std::string(kSnapMeta) + n.snap + "."));
+      ASSIGN_OR_RETURN(auto keys, SnapRecordKeys(*img, n));
       for (auto& [k, v] : keys) (void)img->RemoveMeta(k);
       img.reset();
       // A deleted volume's last snapshot takes its image along (once no
@@ -420,6 +451,16 @@ class RbdVolumeStore final : public VolumeStore {
     }
     {
       ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, name, std::nullopt, true));
+      ASSIGN_OR_RETURN(bool ours, Ours(*img));
+      if (!ours) {
+        // Another tool's image stays, even under a name we reserve. A build
+        // of ours killed between its image's creation and its record holds
+        // nothing yet: one that is empty and has no snapshot goes.
+        if (!IsHiddenBuild(name)) return NotOurs(name);
+        ASSIGN_OR_RETURN(auto snaps, UserSnaps(*img));
+        ASSIGN_OR_RETURN(uint64_t used, img->UsedBytes(false));
+        if (!snaps.empty() || used) return NotOurs(name);
+      }
       if (IsHiddenBuild(name)) {
         // Another process's build is live while its writer watches the
         // image (from its creation to the rename that publishes it, which
@@ -471,11 +512,16 @@ class RbdVolumeStore final : public VolumeStore {
       if (ImageOf(to).ok()) return Status::AlreadyExists("entry " + new_name + " already exists");
       ASSIGN_OR_RETURN(auto img, Writer(image));
       RETURN_IF_ERROR(img->RenameSnapshot(from.snap, to.snap));
-      ASSIGN_OR_RETURN(auto keys, img->ListMeta(std::string(kSnapMeta) + from.snap + "."));
-      const std::string old_prefix = std::string(kSnapMeta) + from.snap + ".";
-      for (auto& [k, v] : keys) {
-        RETURN_IF_ERROR(img->SetMeta(std::string(kSnapMeta) + to.snap + "." + k.substr(old_prefix.size()), v));
-        (void)img->RemoveMeta(k);
+      // Keys left under the new name (a snapshot of that name removed by
+      // other tools) must not mix into the moved record.
+      ASSIGN_OR_RETURN(auto stale, SnapRecordKeys(*img, to));
+      for (auto& [k, v] : stale) (void)img->RemoveMeta(k);
+      ASSIGN_OR_RETURN(auto keys, SnapRecordKeys(*img, from));
+      for (const char* f : kSnapFields) {
+        auto it = keys.find(Key(from, f));
+        if (it == keys.end()) continue;
+        RETURN_IF_ERROR(img->SetMeta(Key(to, f), it->second));
+        (void)img->RemoveMeta(it->first);
       }
       return Status::Ok();
     }
@@ -501,6 +547,7 @@ class RbdVolumeStore final : public VolumeStore {
     if (new_size_bytes == 0 || new_size_bytes % block_size())
       return Status::InvalidArgument("volume size must be a positive multiple of 4096");
     ASSIGN_OR_RETURN(auto img, Writer(name));
+    RETURN_IF_ERROR(RequireChangeable(*img, name));
     return img->Resize(new_size_bytes);
   }
 
@@ -696,10 +743,36 @@ class RbdVolumeStore final : public VolumeStore {
     }
   }
 
-  // The image's writable handle, holding its exclusive lock.
+  // Whether stack made `img`: it holds our record (stack.uuid). An image
+  // without it is another tool's: stack reads it and never changes it.
+  static Result<bool> Ours(rbd::Image& img) {
+    ASSIGN_OR_RETURN(auto uuid, img.GetMeta(std::string(kMeta) + "uuid"));
+    return uuid.has_value();
+  }
+
+  // A volume marked read-only keeps its content and size (as in a pool
+  // file); its record and snapshots may still change.
+  static Status RequireChangeable(rbd::Image& img, const std::string& name) {
+    ASSIGN_OR_RETURN(auto ro, img.GetMeta(std::string(kMeta) + "read_only"));
+    if (ro && *ro == "1") return Status::ReadOnly("volume " + name + " is read-only");
+    return Status::Ok();
+  }
+
+  Status NotOurs(const std::string& image) const {
+    return Status::ReadOnly("image " + image + " of " + describe() +
+                            " was not made by stack: stack reads it and never changes it");
+  }
+
+  // The image's writable handle, holding its exclusive lock. Only for an
+  // image stack made (or is making: `making_`): another tool's image is
+  // ReadOnly before anything of it is locked or changed.
   Result<std::shared_ptr<rbd::Image>> Writer(const std::string& image) {
     if (auto it = writers_.find(image); it != writers_.end()) return it->second;
     ASSIGN_OR_RETURN(auto img, rbd::Image::Open(io_, image, std::nullopt, false));
+    if (!making_.count(image)) {
+      ASSIGN_OR_RETURN(bool ours, Ours(*img));
+      if (!ours) return NotOurs(image);
+    }
     PauseAt("writer-opened");
     RETURN_IF_ERROR(img->AcquireExclusiveLock(break_lock_));
     // Opened by name, but the handle follows the image: another client may
@@ -710,16 +783,28 @@ class RbdVolumeStore final : public VolumeStore {
     if (!named)
       return Status::NotFound("image " + image + " of " + describe() +
                               " was renamed or removed by another client meanwhile");
-    // A guard left by a killed rollback from another image (import
-    // --into): the image goes back to what it was before it.
-    ASSIGN_OR_RETURN(auto snaps, img->Snapshots());
-    for (auto& sn : snaps) {
-      if (sn.name != kGuardSnap) continue;
-      RETURN_IF_ERROR(img->RollbackTo(kGuardSnap));
-      RETURN_IF_ERROR(img->RemoveSnapshot(kGuardSnap));
-    }
+    RETURN_IF_ERROR(UndoGuard(*img));
     writers_[image] = img;
     return img;
+  }
+
+  // A guard left by a killed rollback from another image (import --into):
+  // the image goes back to what it was before it. Only the guard whose id
+  // the image's record names (kGuardKey): a snapshot of that name taken by
+  // anyone else is never rolled back to. A recorded guard is taken before
+  // anything is written, so an unrecorded one of ours (killed between the
+  // two steps) is only removed.
+  Status UndoGuard(rbd::Image& img) {
+    ASSIGN_OR_RETURN(auto recorded, img.GetMeta(kGuardKey));
+    ASSIGN_OR_RETURN(auto snaps, img.Snapshots());
+    for (auto& sn : snaps) {
+      if (sn.name != kGuardSnap) continue;
+      if (recorded && *recorded == std::to_string(sn.id))
+        RETURN_IF_ERROR(img.RollbackTo(kGuardSnap));
+      RETURN_IF_ERROR(img.RemoveSnapshot(kGuardSnap));
+    }
+    if (recorded) RETURN_IF_ERROR(img.RemoveMeta(kGuardKey));
+    return Status::Ok();
   }
 
   // Image changes since `from_snap` ("" = since creation, parent included)
@@ -768,6 +853,7 @@ class RbdVolumeStore final : public VolumeStore {
       if (!IsDeletedImage(image) || DeletedVolume(image) != n.volume) continue;
       auto img = Reader(image);
       if (!img.ok()) continue;  // removed meanwhile
+      if (auto ours = Ours(**img); !ours.ok() || !*ours) continue;
       ASSIGN_OR_RETURN(auto snaps, UserSnaps(**img));
       for (auto& sn : snaps)
         if (sn.name == n.snap) return Located{image, *img};
@@ -817,6 +903,7 @@ class RbdVolumeStore final : public VolumeStore {
       {
         auto img = Reader(image);
         if (!img.ok()) continue;
+        if (auto ours = Ours(**img); !ours.ok() || !*ours) continue;  // not a volume of ours
         auto snaps = UserSnaps(**img);
         if (!snaps.ok() || !snaps->empty()) continue;
       }
@@ -836,6 +923,11 @@ class RbdVolumeStore final : public VolumeStore {
     ASSIGN_OR_RETURN(auto src, rbd::Image::Open(io_, image, snap, true));
     ASSIGN_OR_RETURN(rbd::ImageStat sst, src->Stat());
     RETURN_IF_ERROR(img->CreateSnapshot(kGuardSnap));
+    {  // recorded before anything is written (UndoGuard)
+      ASSIGN_OR_RETURN(auto snaps, img->Snapshots());
+      for (auto& sn : snaps)
+        if (sn.name == kGuardSnap) RETURN_IF_ERROR(img->SetMeta(kGuardKey, std::to_string(sn.id)));
+    }
     Status st = [&]() -> Status {
       ASSIGN_OR_RETURN(rbd::ImageStat vst, img->Stat());
       if (vst.size_bytes != sst.size_bytes) RETURN_IF_ERROR(img->Resize(sst.size_bytes));
@@ -857,7 +949,7 @@ class RbdVolumeStore final : public VolumeStore {
       return dst.Flush();
     }();
     if (!st.ok() && !img->RollbackTo(kGuardSnap).ok()) return st;  // the guard stays
-    (void)img->RemoveSnapshot(kGuardSnap);
+    if (img->RemoveSnapshot(kGuardSnap).ok()) (void)img->RemoveMeta(kGuardKey);
     return st;
   }
 
@@ -865,12 +957,10 @@ class RbdVolumeStore final : public VolumeStore {
   int DepthLimit() {
     auto v = rbd::GetPoolMeta(*io_, kDepthKey);
     if (!v.ok() || !*v) return kDefaultDepthLimit;
-    try {
-      const int n = std::stoi(**v);
-      return n > 0 ? n : kDefaultDepthLimit;
-    } catch (...) {
-      return kDefaultDepthLimit;
-    }
+    const std::string& t = **v;
+    int n = 0;
+    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+    return ec == std::errc() && end == t.data() + t.size() && n > 0 ? n : kDefaultDepthLimit;
   }
 
   // Flattens the new clone `image` when its parent chain is longer than
@@ -934,6 +1024,13 @@ class RbdVolumeStore final : public VolumeStore {
     record[Key(n, "created_ns")] = std::to_string(created_ns);
     if (!meta.note.empty()) record[Key(n, "note")] = meta.note;
     if (!meta.tags.empty()) record[Key(n, "tags")] = JoinTags(meta.tags);
+    if (n.is_snapshot() && !replace) {
+      // A new snapshot's record: keys a removed snapshot of the same name
+      // left (removed by other tools) are not its own.
+      ASSIGN_OR_RETURN(auto keys, SnapRecordKeys(*img, n));
+      for (auto& [k, v] : keys)
+        if (!record.count(k)) RETURN_IF_ERROR(img->RemoveMeta(k));
+    }
     if (replace) {
       ASSIGN_OR_RETURN(auto keys, img->ListMeta(kMeta));
       for (auto& [k, v] : keys) {
@@ -967,8 +1064,12 @@ class RbdVolumeStore final : public VolumeStore {
     e.parent_uuid = get("parent_uuid");
     e.note = get("note");
     e.tags = SplitTags(get("tags"));
+    // Stored text, maybe not ours: a value that is not a whole decimal
+    // number reads as unknown (0), as for an image without a record.
     const std::string created = get("created_ns");
-    if (!created.empty()) e.created_unix_ns = std::stoll(created);
+    int64_t ns = 0;
+    const auto [end, ec] = std::from_chars(created.data(), created.data() + created.size(), ns);
+    if (ec == std::errc() && end == created.data() + created.size()) e.created_unix_ns = ns;
     e.read_only = n.is_snapshot() || get("read_only") == "1" || e.uuid.empty();
     if (e.uuid.empty() && e.note.empty()) e.note = "(not made by stack: read-only)";
     return e;
@@ -1042,7 +1143,10 @@ class RbdVolumeStore final : public VolumeStore {
       ASSIGN_OR_RETURN(auto img, Reader(image));
       ASSIGN_OR_RETURN(auto meta, img->ListMeta(kMeta));
       // A deleted volume shows only its snapshots, under its old name.
+      // Another tool's image under that reserved name is not one: like
+      // every other hidden name, it is not listed.
       const bool deleted = IsDeletedImage(image);
+      if (deleted && !meta.count(std::string(kMeta) + "uuid")) return Status::Ok();
       const std::string volume = deleted ? DeletedVolume(image) : image;
       if (!deleted) {
         Name vn{image, ""};
@@ -1074,6 +1178,9 @@ class RbdVolumeStore final : public VolumeStore {
   bool writable_;
   bool break_lock_;
   std::map<std::string, std::shared_ptr<rbd::Image>> writers_;
+  // Images this store created and is writing the first record of: ours,
+  // though they hold no record yet (Writer).
+  std::set<std::string> making_;
 };
 
 }  // namespace

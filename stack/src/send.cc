@@ -324,6 +324,9 @@ struct Leftover {
   std::string uuid;  // the snapshot's: .recv-V@S's, else the token's
   std::string snap;  // V@S published (kPublished) or to publish
   Step step = Step::kNone;
+  // Not a receive of ours: an image another tool made under the reserved
+  // name (no record). Left alone, and not listed as a partial receive.
+  bool foreign = false;
 };
 
 Result<Leftover> Inspect(VolumeStore& pool, const std::string& hidden,
@@ -338,6 +341,10 @@ Result<Leftover> Inspect(VolumeStore& pool, const std::string& hidden,
   if (!l.hidden_snaps.empty()) {
     ASSIGN_OR_RETURN(auto hs, pool.Lookup(l.hidden_snaps.front()));
     l.hs = hs;
+  }
+  if ((l.hv && l.hv->uuid.empty()) || (l.hs && l.hs->uuid.empty())) {
+    l.foreign = true;
+    return l;
   }
   if (l.hv)
     if (auto pt = ParseResumeToken(l.hv->note); pt.ok()) l.point = *pt;
@@ -430,6 +437,7 @@ Result<std::vector<std::string>> CompleteInterrupted(VolumeStore& pool) {
   std::vector<std::string> published;
   for (auto& hidden : hiddens) {
     ASSIGN_OR_RETURN(auto l, Inspect(pool, hidden, names));
+    if (l.foreign) continue;
     auto done = Finish(pool, l);
     if (!done.ok())
       return Status(done.status().code(), "completing the interrupted receive into '" +
@@ -447,6 +455,7 @@ Result<std::vector<PartialReceive>> ListPartialReceives(VolumeStore& pool) {
   for (auto& n : names) {
     if (n.rfind(kReceivePrefix, 0) != 0 || n.find('@') != std::string::npos) continue;
     ASSIGN_OR_RETURN(auto l, Inspect(pool, n, names));
+    if (l.foreign) continue;
     PartialReceive p;
     p.hidden = n;
     p.volume = l.volume;
@@ -485,6 +494,9 @@ Result<AbortReport> AbortReceive(VolumeStore& pool, const std::string& volume) {
   });
   if (!any) return Status::NotFound("no partial receive into '" + volume + "' in the pool");
   ASSIGN_OR_RETURN(auto l, Inspect(pool, hidden, names));
+  if (l.foreign)
+    return Status::NotFound("no partial receive into '" + volume + "' in the pool (" + hidden +
+                            " was not made by stack)");
   AbortReport rep;
   // V already holds the received content (or V@S is published): dropping
   // the hidden entries would leave V changed with no V@S. Finishing is the

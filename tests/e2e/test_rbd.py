@@ -399,6 +399,9 @@ class Rbd(StackTestCase):
         stack("fs", "put", "-p", self.pool, "vm", f, "/x.txt", check=0)
         good = sha256(self.rbd_export("vm", self.path("good.img")))
         self.rbd("snap", "create", "vm@.stack-guard")
+        # The guard is recorded, by its snapshot id, before anything is written.
+        guard = [s for s in self.rbd_json("snap", "ls", "vm") if s["name"] == ".stack-guard"]
+        self.rbd("image-meta", "set", "vm", "stack.guard", str(guard[0]["id"]))
         self.rbd("bench", "--io-type", "write", "--io-size", "64K", "--io-total", "1M",
                  "--io-pattern", "seq", "vm")
         self.assertNotEqual(sha256(self.rbd_export("vm", self.path("torn.img"))), good)
@@ -409,6 +412,15 @@ class Rbd(StackTestCase):
         self.assertEqual(sha256(self.rbd_export("vm", self.path("after.img"))), good)
         self.assertEqual(stack("fs", "cat", "-p", self.pool, "vm", "/x.txt", check=0).out,
                          "before the import\n")
+        self.assertNotIn("stack.guard", self.rbd("image-meta", "list", "vm"))
+        # A snapshot of that name no guard record names (taken by someone
+        # else) is never rolled back to: what was written since stays.
+        self.rbd("snap", "create", "vm@.stack-guard")
+        self.rbd("bench", "--io-type", "write", "--io-size", "64K", "--io-total", "1M",
+                 "--io-pattern", "seq", "vm")
+        written = sha256(self.rbd_export("vm", self.path("written.img")))
+        stack("volume", "set", "-p", self.pool, "vm", "--note", "m", check=0)
+        self.assertEqual(sha256(self.rbd_export("vm", self.path("kept.img"))), written)
 
     def test_diff_and_incremental_send_between_file_and_ceph(self):
         filepool = self.path("p.stk")
@@ -737,6 +749,137 @@ class Rbd(StackTestCase):
         r = stack("fs", "put", "-p", self.pool, "foreign", new, "/n.txt", "-k", self.key)
         self.assertEqual(r.rc, EXIT["readonly"], r.err)
         self.assertOneLineError(r, "ReadOnly")
+
+    def entry(self, name):
+        return {e["name"]: e for e in stack("--json", "volume", "list", "-p", self.pool, "--all",
+                                            check=0).json()}[name]
+
+    def foreign_image(self, name, size=1 << 20, snaps=()):
+        """An image made with the rbd tool (no stack record), random content."""
+        data = self.path(name.strip(".") + ".bin")
+        with open(data, "wb") as out:
+            out.write(os.urandom(size))
+        run(["rbd", "import", data, f"stack/{self.ns}/{name}"], capture_output=True, check=True)
+        for s in snaps:
+            self.rbd("snap", "create", f"{name}@{s}")
+        def content():
+            out = self.path(name.strip(".") + ".now")
+            if os.path.exists(out):
+                os.unlink(out)
+            return sha256(self.rbd_export(name, out))
+        return content
+
+    def test_images_stack_did_not_make_are_never_changed(self):
+        # Found by the sitting-19 attacker round: names stack reserves, and
+        # images without its record, were removed, rolled back and written.
+        build = self.foreign_image(".build-userdata", snaps=["keep"])
+        deleted = self.foreign_image(".del-0123456789ab-archive", snaps=["x"])
+        recv = self.foreign_image(".recv-foo", snaps=["mine"])
+        uimg = self.foreign_image("uimg", snaps=[".stack-guard", "mysnap"])
+        self.rbd("bench", "--io-type", "write", "--io-size", "4K", "--io-total", "64K",
+                 "--io-pattern", "seq", "uimg")
+        before = {n: f() for n, f in (("b", build), ("d", deleted), ("r", recv), ("u", uimg))}
+        snaps_before = {n: self.rbd_json("snap", "ls", n) for n in
+                        (".build-userdata", ".del-0123456789ab-archive", ".recv-foo", "uimg")}
+        # Writers of other entries: the cleanup of killed builds and deleted
+        # volumes, and of interrupted receives, passes them by.
+        stack("volume", "create", "-p", self.pool, "scratch", "--size", "4M", check=0)
+        stack("snapshot", "create", "-p", self.pool, "scratch@s", check=0)
+        stack("volume", "rm", "-p", self.pool, "scratch", check=0)
+        stack("snapshot", "rm", "-p", self.pool, "scratch@s", check=0)
+        self.build("src", "--no-encrypt", snap="s")
+        stream = self.path("s.stream")
+        stack("send", "-p", self.pool, "src@s", "-o", stream, check=0)
+        stack("volume", "rm", "-p", self.pool, "src", check=0)
+        stack("snapshot", "rm", "-p", self.pool, "src@s", check=0)
+        stack("receive", "-p", self.pool, "-i", stream, check=0)
+        self.assertNotIn("foo", stack("pool", "info", "-p", self.pool, check=0).out)
+        r = stack("receive", "-p", self.pool, "--abort", "foo")
+        self.assertEqual(r.rc, EXIT["notfound"], r.err)
+        # Commands on the foreign volume itself: refused before anything is
+        # locked or changed (a user's .stack-guard was rolled back to).
+        for args in (["volume", "resize", "-p", self.pool, "uimg", "--size", "2M", "--force"],
+                     ["snapshot", "rollback", "-p", self.pool, "uimg@mysnap"],
+                     ["snapshot", "create", "-p", self.pool, "uimg@new"],
+                     ["snapshot", "rm", "-p", self.pool, "uimg@mysnap"],
+                     ["volume", "set", "-p", self.pool, "uimg", "--note", "n"],
+                     ["volume", "rename", "-p", self.pool, "uimg", "other"],
+                     ["volume", "rm", "-p", self.pool, "uimg"],
+                     ["clone", "-p", self.pool, "uimg", "c1"]):
+            r = stack(*args)
+            self.assertEqual(r.rc, EXIT["readonly"], f"{args}: {r.err}")
+            self.assertOneLineError(r, "ReadOnly")
+            self.assertIn("not made by stack", r.err)
+        after = {n: f() for n, f in (("b", build), ("d", deleted), ("r", recv), ("u", uimg))}
+        self.assertEqual(after, before)
+        self.assertEqual({n: self.rbd_json("snap", "ls", n) for n in snaps_before}, snaps_before)
+        self.assertEqual(self.rbd("lock", "ls", "uimg").strip(), "")  # never locked
+        self.assertEqual(self.names("--all"), ["src", "src@s", "uimg", "uimg@mysnap"])
+
+    def test_shrinking_a_volume(self):
+        # librbd called a missing progress callback while trimming: every
+        # shrink crashed (SIGSEGV) and left its lock behind.
+        stack("volume", "create", "-p", self.pool, "sh", "--size", "8M", check=0)
+        stack("volume", "resize", "-p", self.pool, "sh", "--size", "4M", check=0)
+        self.assertEqual(self.rbd_json("info", "sh")["size"], 4 << 20)
+        stack("volume", "resize", "-p", self.pool, "sh", "--size", "12M", check=0)
+        stack("volume", "resize", "-p", self.pool, "sh", "--size", "4M", check=0)
+        self.assertEqual(self.rbd_json("info", "sh")["size"], 4 << 20)
+
+    def test_read_only_volume_keeps_its_content_and_size(self):
+        self.build("ro", "--no-encrypt", snap="s")
+        stack("volume", "set", "-p", self.pool, "ro", "--read-only", check=0)
+        for args in (["snapshot", "rollback", "-p", self.pool, "ro@s"],
+                     ["volume", "resize", "-p", self.pool, "ro", "--size", "128M"]):
+            r = stack(*args)
+            self.assertEqual(r.rc, EXIT["readonly"], f"{args}: {r.err}")
+            self.assertIn("read-only", r.err)
+        self.assertEqual(self.rbd_json("info", "ro")["size"], 64 << 20)
+
+    def test_stored_metadata_that_is_not_ours_to_trust(self):
+        stack("volume", "create", "-p", self.pool, "gold", "--size", "4M", check=0)
+        stack("snapshot", "create", "-p", self.pool, "gold@s", check=0)
+        # A creation time that is no number: unknown, never an abort.
+        self.rbd("image-meta", "set", "gold", "stack.created_ns", "abc")
+        self.rbd("image-meta", "set", "gold", "stack.snap.s.created_ns", "99999999999999999999")
+        listed = {e["name"]: e for e in stack("--json", "volume", "list", "-p", self.pool,
+                                              "--all", check=0).json()}
+        self.assertEqual(sorted(listed), ["gold", "gold@s"])
+        stack("pool", "info", "-p", self.pool, check=0)
+        stack("volume", "set", "-p", self.pool, "gold", "--note", "x", check=0)
+        # Snapshot records are found by exact name: `a` is a prefix of `a.b`.
+        stack("snapshot", "create", "-p", self.pool, "gold@a", "--note", "of a", check=0)
+        stack("snapshot", "create", "-p", self.pool, "gold@a.b", "--note", "of a.b", check=0)
+        uuid_ab = self.entry("gold@a.b")["uuid"]
+        stack("snapshot", "rm", "-p", self.pool, "gold@a", check=0)
+        info = self.entry("gold@a.b")
+        self.assertEqual((info["uuid"], info["note"]), (uuid_ab, "of a.b"))
+        stack("snapshot", "create", "-p", self.pool, "gold@x", "--note", "of x", check=0)
+        stack("snapshot", "create", "-p", self.pool, "gold@x.y", "--note", "of x.y", check=0)
+        stack("volume", "rename", "-p", self.pool, "gold@x", "gold@z", check=0)
+        info = self.entry("gold@x.y")
+        self.assertEqual(info["note"], "of x.y")
+        self.assertEqual(self.entry("gold@z")["note"], "of x")
+        # Keys a snapshot removed by other tools left are not a new one's.
+        self.rbd("snap", "rm", "gold@z")
+        stack("snapshot", "create", "-p", self.pool, "gold@z", check=0)
+        self.assertEqual(self.entry("gold@z")["note"], "")
+
+    def test_image_of_a_size_not_in_whole_blocks_is_refused(self):
+        self.foreign_image("odd", size=5000)
+        r = stack("export", "-p", self.pool, "odd", self.path("odd.out"))
+        self.assertEqual(r.rc, EXIT["unsupported"], r.err)
+        self.assertOneLineError(r, "Unsupported")
+        self.assertIn("5000 bytes", r.err)
+        self.assertFalse(os.path.exists(self.path("odd.out")))
+
+    def test_missing_namespace_is_not_found(self):
+        for args in (["volume", "list", "-p", f"rbd:stack/{self.ns}-typo"],
+                     ["volume", "create", "-p", f"rbd:stack/{self.ns}-typo", "v", "--size", "4M"]):
+            r = stack(*args)
+            self.assertEqual(r.rc, EXIT["notfound"], r.err)
+            self.assertOneLineError(r, "NotFound")
+            self.assertIn("rbd namespace create", r.err)
 
     def test_missing_ceph_pool_and_bad_names(self):
         r = stack("volume", "list", "-p", "rbd:nosuchpool")

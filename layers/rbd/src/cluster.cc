@@ -1,5 +1,6 @@
 // Cluster and IoCtx (see rbd/rbd.h).
 #include <rados/librados.h>
+#include <rbd/librbd.h>
 
 #include <sys/time.h>
 #include <unistd.h>
@@ -132,6 +133,16 @@ Result<std::shared_ptr<IoCtx>> Cluster::OpenIoCtx(const std::string& pool, const
       return Status::Unsupported("Ceph pool '" + pool +
                                  "' is not enabled for rbd (ceph osd pool application enable " +
                                  pool + " rbd)");
+  }
+  // RADOS takes any namespace name: a mistyped one would read as an empty
+  // pool, and a write would fail later, naming an image.
+  if (!ns.empty()) {
+    bool exists = false;
+    RETURN_IF_ERROR(FromRbd("look up namespace " + describe,
+                            rbd_namespace_exists(io, ns.c_str(), &exists)));
+    if (!exists)
+      return Status::NotFound("no namespace '" + ns + "' in Ceph pool '" + pool +
+                              "' (rbd namespace create " + pool + "/" + ns + ")");
   }
   return ctx;
 }

@@ -118,6 +118,7 @@ STACK_RBD_FORWARD_VOID(rados_ioctx_set_namespace, (rados_ioctx_t io, const char 
 STACK_RBD_FORWARD_VOID(rados_shutdown, (rados_t cluster), (cluster))
 STACK_RBD_FORWARD(int, rbd_clone3, (rados_ioctx_t p_ioctx, const char *p_name, const char *p_snapname, rados_ioctx_t c_ioctx, const char *c_name, rbd_image_options_t c_opts), (p_ioctx, p_name, p_snapname, c_ioctx, c_name, c_opts))
 STACK_RBD_FORWARD(int, rbd_close, (rbd_image_t image), (image))
+STACK_RBD_FORWARD(int, rbd_namespace_exists, (rados_ioctx_t io, const char *namespace_name, bool *exists), (io, namespace_name, exists))
 STACK_RBD_FORWARD(int, rbd_create4, (rados_ioctx_t io, const char *name, uint64_t size, rbd_image_options_t opts), (io, name, size, opts))
 STACK_RBD_FORWARD(int, rbd_diff_iterate2, (rbd_image_t image, const char *fromsnapname, uint64_t ofs, uint64_t len, uint8_t include_parent, uint8_t whole_object, int (*cb)(uint64_t, size_t, int, void *), void *arg), (image, fromsnapname, ofs, len, include_parent, whole_object, cb, arg))
 STACK_RBD_FORWARD(int, rbd_discard, (rbd_image_t image, uint64_t ofs, uint64_t len), (image, ofs, len))
