@@ -188,10 +188,15 @@ Status Filesystem::ExtractToTar(const std::string& fs_path, const std::string& o
   ASSIGN_OR_RETURN(uint32_t top_ino, impl_->Lookup(fs_path));
   const FsContext c = impl_->ctx();
   ASSIGN_OR_RETURN(InodeInfo top, LoadInfo(c, top_ino, fs_path));
-  ArchiveWriter w;
+  UniqueFd file;
+  if (out != "-") {
+    file = UniqueFd(::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
+    if (!file.valid()) return Status::FromErrno("tar " + out, errno);
+  }
+  ArchiveWriter w;  // after the file: closed before it
   archive_write_set_format_pax(w.a);
-  const int rc = out == "-" ? archive_write_open_fd(w.a, 1) : archive_write_open_filename(w.a, out.c_str());
-  if (rc != ARCHIVE_OK) return Status::IoError("tar " + out + ": " + archive_error_string(w.a));
+  if (w.OpenFd(out == "-" ? 1 : file.get()) != ARCHIVE_OK)
+    return Status::IoError("tar " + out + ": " + archive_error_string(w.a));
   auto werr = [&](const std::string& what) {
     const char* m = archive_error_string(w.a);
     return Status::IoError("tar " + out + ": " + what + ": " + (m ? m : "error"));
