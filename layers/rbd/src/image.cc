@@ -254,7 +254,17 @@ Result<ParentInfo> Image::Parent() {
   return p;
 }
 
+bool Image::FastDiff() {
+  uint64_t features = 0, flags = 0;
+  return rbd_get_features(IMG, &features) == 0 && (features & RBD_FEATURE_FAST_DIFF) &&
+         rbd_get_flags(IMG, &flags) == 0 && !(flags & RBD_FLAG_FAST_DIFF_INVALID);
+}
+
 Result<uint64_t> Image::UsedBytes(bool include_parent) {
+  if (!FastDiff()) {
+    ASSIGN_OR_RETURN(ImageStat st, Stat());
+    return st.size_bytes;
+  }
   uint64_t used = 0;
   RETURN_IF_ERROR(DiffIterate("", [&](const DiffExtent& e) {
     if (e.exists) used += e.length;
@@ -414,10 +424,7 @@ Status Image::DiffIterate(const std::string& from_snap,
     if (!c.status.ok()) return c.status;
     return FromRbd(what, r);
   };
-  uint64_t features = 0, flags = 0;
-  const bool fast_diff = rbd_get_features(IMG, &features) == 0 && (features & RBD_FEATURE_FAST_DIFF) &&
-                         rbd_get_flags(IMG, &flags) == 0 && !(flags & RBD_FLAG_FAST_DIFF_INVALID);
-  if (whole_objects || !fast_diff) return iterate(offset, length, whole_objects, sink);
+  if (whole_objects || !FastDiff()) return iterate(offset, length, whole_objects, sink);
   // Exact extents are found by asking the OSD of each object in the range
   // (a 1 GiB clone of 256 KiB objects: 4096 requests, most for objects
   // that were never written). The object maps name the changed objects

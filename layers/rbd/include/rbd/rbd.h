@@ -191,8 +191,12 @@ class Image {
   Status Flatten();
   // Bytes allocated, with or without the parent's, in whole objects as
   // fast-diff reports them (`rbd du`): from the object maps, not a
-  // request to every object.
+  // request to every object. Without a valid fast-diff (another tool's
+  // image, or object maps a crash invalidated) the image's size, an upper
+  // bound: asking every object would take hours for a large image.
   Result<uint64_t> UsedBytes(bool include_parent = true);
+  // Whether the image's object maps answer diffs (fast-diff, valid).
+  bool FastDiff();
 
   // Image metadata (rbd image-meta). Get: nullopt when the key is unset.
   Result<std::optional<std::string>> GetMeta(const std::string& key);
