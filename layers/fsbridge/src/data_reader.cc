@@ -239,8 +239,13 @@ Status ReadPiece(const FsContext& c, const Piece& p, const std::string& path,
 
 Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
                      const std::function<Status(std::span<const uint8_t>)>& sink,
-                     const std::function<Status(uint64_t)>& hole) {
+                     const std::function<Status(uint64_t)>& hole, DataBudget* budget) {
   ASSIGN_OR_RETURN(FileMap map, MapOf(c, ino, path));
+  if (budget) {
+    uint64_t data = map.inline_data ? map.size : 0;
+    for (const Piece& p : map.pieces) data += p.hole() ? 0 : p.bytes;
+    RETURN_IF_ERROR(budget->Charge(data, path));
+  }
   if (map.inline_data) return ReadByFile(c, ino, path, map.size, sink);
   const std::vector<Piece>* pieces = &map.pieces;
 
@@ -329,7 +334,7 @@ Status DataBudget::Charge(uint64_t bytes, const std::string& path) {
 }
 
 Status WriteInodeToFd(const FsContext& c, uint32_t ino, const std::string& path, int fd,
-                      const std::string& host) {
+                      const std::string& host, DataBudget* budget) {
   constexpr size_t kBlock = 4096;
   uint64_t off = 0;
   auto put = [&](const uint8_t* p, size_t n, uint64_t at) -> Status {
@@ -366,7 +371,7 @@ Status WriteInodeToFd(const FsContext& c, uint32_t ino, const std::string& path,
   }, [&](uint64_t n) -> Status {
     off += n;  // a hole stays a hole, without a byte of zeros made or scanned
     return Status::Ok();
-  }));
+  }, budget));
   if (::ftruncate(fd, off_t(off)) != 0) return Status::FromErrno("truncating " + host, errno);
   return Status::Ok();
 }

@@ -34,9 +34,12 @@ namespace stack::fsbridge {
 // Passes the file's bytes to `sink` in order. Holes go to `hole` as byte
 // counts when it is given (a consumer that seeks over them), else to
 // `sink` as zeros. Corruption for a damaged map or size (above).
+class DataBudget;
+// `budget` (optional) is charged the file's data before any is passed.
 Status ReadInodeData(const FsContext& c, uint32_t ino, const std::string& path,
                      const std::function<Status(std::span<const uint8_t>)>& sink,
-                     const std::function<Status(uint64_t)>& hole = {});
+                     const std::function<Status(uint64_t)>& hole = {},
+                     DataBudget* budget = nullptr);
 
 // The byte ranges of a regular file that hold data (offset, length), in
 // order, merged, clipped to i_size: what ReadInodeData passes that is not a
@@ -51,7 +54,7 @@ Result<std::vector<std::pair<uint64_t, uint64_t>>> DataRanges(const FsContext& c
 // the file is sized to the inode's i_size. `path` (the image path) and
 // `host` (the host file) name them in errors.
 Status WriteInodeToFd(const FsContext& c, uint32_t ino, const std::string& path, int fd,
-                      const std::string& host);
+                      const std::string& host, DataBudget* budget = nullptr);
 
 // How much file data one command may read out of a file system. ext4
 // shares no block between files, nor within one, so the data of all files

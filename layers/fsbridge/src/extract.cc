@@ -131,16 +131,10 @@ struct DirExtractor {
           }
           links[i.ino] = LinkSource{comps, name};
         }
-        {
-          ASSIGN_OR_RETURN(auto ranges, DataRanges(c, i.ino, shown));
-          uint64_t held = 0;
-          for (const auto& r : ranges) held += r.second;
-          RETURN_IF_ERROR(budget.Charge(held, shown));
-        }
         ASSIGN_OR_RETURN(UniqueFd fd, parent.CreateFile(name));
         const std::string hs = parent.Shown(name);
         // Zero blocks become holes, so sparse files stay sparse.
-        RETURN_IF_ERROR(WriteInodeToFd(c, i.ino, shown, fd.get(), hs));
+        RETURN_IF_ERROR(WriteInodeToFd(c, i.ino, shown, fd.get(), hs, &budget));
         return HostDir::SetAttrsFd(fd.get(), hs, AttrsOf(i));
       }
       case FileType::kSymlink:
