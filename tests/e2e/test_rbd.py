@@ -883,6 +883,16 @@ class Rbd(StackTestCase):
         self.assertEqual(listed["huge"]["mapped_bytes"], 1 << 50)
         stack("pool", "info", "-p", self.pool, check=0)
 
+    def test_advisory_lock_is_named_with_the_command_that_removes_it(self):
+        stack("volume", "create", "-p", self.pool, "v", "--size", "4M", check=0)
+        self.rbd("lock", "add", "v", "mine")
+        for extra in ([], ["--ceph-break-lock"]):
+            r = stack("volume", "set", "-p", self.pool, "v", "--note", "n", *extra)
+            self.assertEqual(r.rc, EXIT["busy"], r.err)
+            self.assertOneLineError(r, "Busy")
+            self.assertIn("rbd lock rm", r.err)
+        self.assertNotIn("stack.note", self.rbd("image-meta", "list", "v"))
+
     def test_missing_namespace_is_not_found(self):
         for args in (["volume", "list", "-p", f"rbd:stack/{self.ns}-typo"],
                      ["volume", "create", "-p", f"rbd:stack/{self.ns}-typo", "v", "--size", "4M"]):

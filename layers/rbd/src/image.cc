@@ -334,6 +334,12 @@ Result<std::string> Image::LockOwner() {
   size_t n = 4;
   int r = rbd_lock_get_owners(IMG, &mode, owners, &n);
   if (r == -ENOENT) return std::string();
+  // A lock librbd did not take (an advisory one, `rbd lock add`): librbd
+  // cannot name or break it.
+  if (r == -EBUSY)
+    return Status::Busy(describe() + " holds a lock that is not librbd's exclusive lock (as "
+                        "`rbd lock add` takes): `rbd lock ls` names it and `rbd lock rm` "
+                        "removes it; --ceph-break-lock cannot");
   RETURN_IF_ERROR(FromRbd("lock owners of " + describe(), r));
   std::string s = n ? owners[0] : "";
   rbd_lock_get_owners_cleanup(owners, n);
