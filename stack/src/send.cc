@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "block/endian.h"
+#include "block/text.h"
 #include "sha256.h"
 #include "stack/address.h"
 #include "stack/bulk_data.h"
@@ -17,6 +18,16 @@ std::string VolumeOf(const std::string& name) { return name.substr(0, name.find(
 std::string SnapOf(const std::string& name) {
   auto at = name.find('@');
   return at == std::string::npos ? "" : name.substr(at + 1);
+}
+
+// An entry's stored uuid: text from the pool (or from another tool, on a
+// shared Ceph pool), so a malformed one is damage, not a usage error.
+Result<Uuid> StoredUuid(const std::string& text, const std::string& entry) {
+  auto u = ParseUuidText(text);
+  if (!u.ok())
+    return Status::Corruption(entry + ": its stored uuid is malformed ('" + EscapeText(text) +
+                              "')");
+  return u;
 }
 
 Result<pool::EntryInfo> StatSnapshot(VolumeStore& pool, const std::string& name) {
@@ -112,15 +123,18 @@ Result<SendReport> Send(VolumeStore& pool, const std::string& snapshot_arg,
     ASSIGN_OR_RETURN(auto base, StatSnapshot(pool, from));
     if (base.uuid == snap.uuid)
       return Status::InvalidArgument("--from names the snapshot being sent");
-    ASSIGN_OR_RETURN(h.base_uuid, ParseUuidText(base.uuid));
+    ASSIGN_OR_RETURN(h.base_uuid, StoredUuid(base.uuid, from));
     h.flags = kSendFlagIncremental;
     rep.base = from;
     rep.base_uuid = base.uuid;
   }
   h.block_size = pool.block_size();
   h.size_bytes = snap.size_bytes;
-  ASSIGN_OR_RETURN(h.uuid, ParseUuidText(snap.uuid));
-  ASSIGN_OR_RETURN(h.parent_uuid, ParseUuidText(snap.parent_uuid));
+  if (snap.uuid.empty())
+    return Status::Unsupported(snapshot + " was not made by stack (it has no record): a stream "
+                               "names its snapshot by uuid (export it instead)");
+  ASSIGN_OR_RETURN(h.uuid, StoredUuid(snap.uuid, snapshot));
+  ASSIGN_OR_RETURN(h.parent_uuid, StoredUuid(snap.parent_uuid, snapshot));
   h.created_unix_ns = snap.created_unix_ns;
   h.volume = VolumeOf(snapshot);
   h.snapshot = SnapOf(snapshot);

@@ -893,6 +893,19 @@ class Rbd(StackTestCase):
             self.assertIn("rbd lock rm", r.err)
         self.assertNotIn("stack.note", self.rbd("image-meta", "list", "v"))
 
+    def test_send_of_a_snapshot_whose_record_is_not_ours(self):
+        stack("volume", "create", "-p", self.pool, "v", "--size", "4M", check=0)
+        stack("snapshot", "create", "-p", self.pool, "v@s", check=0)
+        self.rbd("image-meta", "set", "v", "stack.snap.s.uuid", "zz\x1b[2J")
+        r = stack("send", "-p", self.pool, "v@s", "-o", self.path("s.stream"))
+        self.assertEqual(r.rc, EXIT["corruption"], r.err)
+        self.assertOneLineError(r, "Corruption")
+        self.assertIn("stored uuid is malformed", r.err)
+        self.foreign_image("f", snaps=["t"])
+        r = stack("send", "-p", self.pool, "f@t", "-o", self.path("t.stream"))
+        self.assertEqual(r.rc, EXIT["unsupported"], r.err)
+        self.assertIn("not made by stack", r.err)
+
     def test_missing_namespace_is_not_found(self):
         for args in (["volume", "list", "-p", f"rbd:stack/{self.ns}-typo"],
                      ["volume", "create", "-p", f"rbd:stack/{self.ns}-typo", "v", "--size", "4M"]):
