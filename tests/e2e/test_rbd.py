@@ -906,6 +906,16 @@ class Rbd(StackTestCase):
         self.assertEqual(r.rc, EXIT["unsupported"], r.err)
         self.assertIn("not made by stack", r.err)
 
+    def test_protected_snapshot_is_named_as_such(self):
+        stack("volume", "create", "-p", self.pool, "v", "--size", "4M", check=0)
+        stack("snapshot", "create", "-p", self.pool, "v@s", check=0)
+        self.rbd("snap", "protect", "v@s")
+        r = stack("snapshot", "rm", "-p", self.pool, "v@s")
+        self.assertEqual(r.rc, EXIT["busy"], r.err)
+        self.assertOneLineError(r, "Busy")
+        self.assertIn("rbd snap unprotect", r.err)
+        self.assertEqual(self.names("--all"), ["v", "v@s"])
+
     def test_missing_namespace_is_not_found(self):
         for args in (["volume", "list", "-p", f"rbd:stack/{self.ns}-typo"],
                      ["volume", "create", "-p", f"rbd:stack/{self.ns}-typo", "v", "--size", "4M"]):

@@ -234,8 +234,12 @@ Status Image::CreateSnapshot(const std::string& snap) {
 Status Image::RemoveSnapshot(const std::string& snap) {
   // Clone v2: a snapshot with clones moves to the trash namespace until
   // its last clone goes, so removing it never breaks a clone.
-  return FromRbd("remove snapshot " + describe() + "@" + snap,
-                 rbd_snap_remove2(IMG, snap.c_str(), 0, NoProgress, nullptr));
+  const int r = rbd_snap_remove2(IMG, snap.c_str(), 0, NoProgress, nullptr);
+  int is_protected = 0;
+  if (r == -EBUSY && rbd_snap_is_protected(IMG, snap.c_str(), &is_protected) == 0 && is_protected)
+    return Status::Busy(describe() + "@" + snap + " is protected (rbd snap protect): `rbd snap "
+                        "unprotect` it first");
+  return FromRbd("remove snapshot " + describe() + "@" + snap, r);
 }
 
 Status Image::RollbackTo(const std::string& snap) {

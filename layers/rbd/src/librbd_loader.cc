@@ -149,6 +149,7 @@ STACK_RBD_FORWARD(int, rbd_rename, (rados_ioctx_t src_io_ctx, const char *srcnam
 STACK_RBD_FORWARD(int, rbd_resize2, (rbd_image_t image, uint64_t size, bool allow_shrink, librbd_progress_fn_t cb, void *cbdata), (image, size, allow_shrink, cb, cbdata))
 STACK_RBD_FORWARD(int, rbd_snap_create2, (rbd_image_t image, const char *snap_name, uint32_t flags, librbd_progress_fn_t cb, void *cbdata), (image, snap_name, flags, cb, cbdata))
 STACK_RBD_FORWARD(int, rbd_snap_get_timestamp, (rbd_image_t image, uint64_t snap_id, struct timespec *timestamp), (image, snap_id, timestamp))
+STACK_RBD_FORWARD(int, rbd_snap_is_protected, (rbd_image_t image, const char *snap_name, int *is_protected), (image, snap_name, is_protected))
 STACK_RBD_FORWARD(int, rbd_snap_list, (rbd_image_t image, rbd_snap_info_t *snaps, int *max_snaps), (image, snaps, max_snaps))
 STACK_RBD_FORWARD_VOID(rbd_snap_list_end, (rbd_snap_info_t *snaps), (snaps))
 STACK_RBD_FORWARD(int, rbd_snap_remove2, (rbd_image_t image, const char *snap_name, uint32_t flags, librbd_progress_fn_t cb, void *cbdata), (image, snap_name, flags, cb, cbdata))
