@@ -1151,6 +1151,7 @@ class RbdVolumeStore final : public VolumeStore {
       if (!deleted) {
         Name vn{image, ""};
         pool::EntryInfo v = Record(vn, meta);
+        if (!v.created_unix_ns) v.created_unix_ns = img->CreatedUnixNs();  // not ours: RBD's
         ASSIGN_OR_RETURN(auto st, img->Stat());
         v.size_bytes = st.size_bytes;
         if (accounting) RETURN_IF_ERROR(Account(&v, *img));

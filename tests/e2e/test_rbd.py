@@ -738,6 +738,8 @@ class Rbd(StackTestCase):
         self.assertEqual(listed["foreign"]["kind"], "volume")
         self.assertTrue(listed["foreign"]["read_only"])
         self.assertIn("not made by stack", listed["foreign"]["note"])
+        # RBD's own creation time, not 1970.
+        self.assertGreater(listed["foreign"]["created_unix_ns"], 1.7e18)
         self.assertIn("Version:", stack("luks", "dump", "-p", self.pool, "foreign", check=0).out)
         self.assertIn("hostname", stack("fs", "ls", "-p", self.pool, "foreign", "/etc", "-k",
                                         self.key, check=0).out.split())

@@ -187,6 +187,12 @@ Result<ImageStat> Image::Stat() {
   return ImageStat{info.size, info.obj_size};
 }
 
+int64_t Image::CreatedUnixNs() {
+  timespec ts{};
+  if (rbd_get_create_timestamp(IMG, &ts) != 0) return 0;
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
 Status Image::Resize(uint64_t size_bytes) {
   return FromRbd("resize " + describe(), rbd_resize2(IMG, size_bytes, true, NoProgress, nullptr));
 }

@@ -174,6 +174,7 @@ STACK_RBD_FORWARD(int, rbd_pool_metadata_set, (rados_ioctx_t io_ctx, const char 
 STACK_RBD_FORWARD(int, rados_lock_shared, (rados_ioctx_t io, const char * o, const char * name, const char * cookie, const char * tag, const char * desc, struct timeval * duration, uint8_t flags), (io, o, name, cookie, tag, desc, duration, flags))
 STACK_RBD_FORWARD(int, rados_read, (rados_ioctx_t io, const char *oid, char *buf, size_t len, uint64_t off), (io, oid, buf, len, off))
 STACK_RBD_FORWARD(int, rbd_get_id, (rbd_image_t image, char *id, size_t id_len), (image, id, id_len))
+STACK_RBD_FORWARD(int, rbd_get_create_timestamp, (rbd_image_t image, struct timespec *timestamp), (image, timestamp))
 STACK_RBD_FORWARD(int, rbd_get_features, (rbd_image_t image, uint64_t *features), (image, features))
 STACK_RBD_FORWARD(int, rbd_get_flags, (rbd_image_t image, uint64_t *flags), (image, flags))
 // clang-format on

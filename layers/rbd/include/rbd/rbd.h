@@ -180,6 +180,8 @@ class Image {
   std::string describe() const;  // "rbd:pool/image[@snap]"
 
   Result<ImageStat> Stat();
+  // When RBD created the image (Unix ns); 0 if it cannot say.
+  int64_t CreatedUnixNs();
   Status Resize(uint64_t size_bytes);
   // The user's snapshots (not those clone v2 keeps in the trash).
   Result<std::vector<SnapInfo>> Snapshots();
