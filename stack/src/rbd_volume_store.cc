@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <mutex>
 #include <random>
@@ -252,6 +253,16 @@ Result<Name> Parse(const std::string& name) {
 std::string Key(const Name& n, const std::string& field) {
   return n.is_snapshot() ? std::string(kSnapMeta) + n.snap + "." + field
                          : std::string(kMeta) + field;
+}
+
+// Stored text as a whole decimal number; nullopt when it is not one (the
+// text may be another tool's: never an exception, never a prefix).
+template <typename T>
+std::optional<T> WholeNumber(const std::string& text) {
+  T n{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return n;
 }
 
 // The fields of a snapshot's record. A snapshot's keys are found by exact
@@ -957,10 +968,8 @@ class RbdVolumeStore final : public VolumeStore {
   int DepthLimit() {
     auto v = rbd::GetPoolMeta(*io_, kDepthKey);
     if (!v.ok() || !*v) return kDefaultDepthLimit;
-    const std::string& t = **v;
-    int n = 0;
-    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
-    return ec == std::errc() && end == t.data() + t.size() && n > 0 ? n : kDefaultDepthLimit;
+    const auto n = WholeNumber<int>(**v);
+    return n && *n > 0 ? *n : kDefaultDepthLimit;
   }
 
   // Flattens the new clone `image` when its parent chain is longer than
@@ -1066,10 +1075,7 @@ class RbdVolumeStore final : public VolumeStore {
     e.tags = SplitTags(get("tags"));
     // Stored text, maybe not ours: a value that is not a whole decimal
     // number reads as unknown (0), as for an image without a record.
-    const std::string created = get("created_ns");
-    int64_t ns = 0;
-    const auto [end, ec] = std::from_chars(created.data(), created.data() + created.size(), ns);
-    if (ec == std::errc() && end == created.data() + created.size()) e.created_unix_ns = ns;
+    e.created_unix_ns = WholeNumber<int64_t>(get("created_ns")).value_or(0);
     e.read_only = n.is_snapshot() || get("read_only") == "1" || e.uuid.empty();
     if (e.uuid.empty() && e.note.empty()) e.note = "(not made by stack: read-only)";
     return e;
